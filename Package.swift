@@ -1,0 +1,48 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Layers, each importing only the ones below it:
+//   KernelLog  - kernel log records, readers and the crash detector (no dependencies)
+//   KVMHost    - the kernel-facing interface every backend implements (KVM-HV ioctls + host log)
+//   HPTSim     - the deterministic simulated KVM-HV kernel behind KVMHost
+//   HPTEngine  - jobs, the resize hammer, memory load, log watcher, run output
+//   hpthammer  - the command line
+let package = Package(
+  name: "HPTHammer",
+  platforms: [.macOS(.v13)],
+  products: [
+    .executable(name: "hpthammer", targets: ["hpthammer"]),
+    .executable(name: "hpthammer-bench", targets: ["hpthammer-bench"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+  ],
+  targets: [
+    .target(name: "KernelLog"),
+    .target(name: "KVMHost", dependencies: ["KernelLog"]),
+    .target(name: "HPTSim", dependencies: ["KVMHost", "KernelLog"]),
+    .target(
+      name: "HPTEngine",
+      dependencies: [
+        "KVMHost", "KernelLog", "HPTSim",
+        .product(name: "Yams", package: "Yams"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+      ]),
+    .executableTarget(
+      name: "hpthammer",
+      dependencies: [
+        "HPTEngine", "HPTSim", "KernelLog", "KVMHost",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+    .executableTarget(
+      name: "hpthammer-bench",
+      dependencies: ["HPTEngine", "HPTSim", "KernelLog", "KVMHost"]),
+    .testTarget(name: "KernelLogTests", dependencies: ["KernelLog"]),
+    .testTarget(name: "KVMHostTests", dependencies: ["KVMHost"]),
+    .testTarget(name: "HPTSimTests", dependencies: ["HPTSim", "KVMHost", "KernelLog"]),
+    .testTarget(name: "HPTEngineTests", dependencies: ["HPTEngine", "HPTSim", "KVMHost", "KernelLog"]),
+    .testTarget(name: "CLITests", dependencies: ["hpthammer"]),
+  ]
+)

@@ -1,0 +1,200 @@
+import Foundation
+import HPTSim
+import KVMHost
+
+/// The resize hammer of one guest: PREPARE polled with the kernel's own estimate until ready,
+/// then COMMIT, in the orders and patterns the job's policies ask for; every answer is sorted
+/// into expected or unexpected.
+final class Hammer: @unchecked Sendable {
+  let guest: GuestContext
+  let job: Job
+  let stats: RunStats
+  let executor: any AgentExecutor
+  var rng: SplitMix64
+  var order: UInt32
+  let budget: Budget
+
+  init(guest: GuestContext, job: Job, stats: RunStats, executor: any AgentExecutor, rng: SplitMix64, budget: Budget) {
+    self.guest = guest
+    self.job = job
+    self.stats = stats
+    self.executor = executor
+    self.rng = rng
+    self.order = job.bootOrder
+    self.budget = budget
+  }
+
+  var nowMs: Double { Double(executor.nowNs) / 1e6 }
+
+  func run() {
+    // COMMIT before any vCPU ran is answered with a WARNING and EIO: wait for the guest.
+    while !guest.started && !executor.stopRequested { executor.sleep(ms: 1) }
+    while !executor.stopRequested {
+      if budget.exhausted(now: executor.nowNs) {
+        executor.requestStop()
+        break
+      }
+      let policy = job.policies[rng.below(job.policies.count)]
+      let ok: Bool
+      switch policy {
+      case .grow: ok = cycle(to: min(job.orderMax, order + 1))
+      case .shrink: ok = cycle(to: max(job.orderMin, order - 1))
+      case .sameOrder: ok = cycle(to: order)
+      case .randomWalk:
+        let step = rng.below(3)
+        ok = cycle(to: step == 0 ? max(job.orderMin, order - 1) : step == 1 ? order : min(job.orderMax, order + 1))
+      case .cancelDuringPrepare: ok = cancelDuringPrepare()
+      case .commitWithoutPrepare: ok = commitWithoutPrepare()
+      }
+      if !ok { break }
+      budget.count()
+      if job.pauseMs > 0 { executor.sleep(ms: job.pauseMs) }
+    }
+  }
+
+  /// Returns false when the host is gone.
+  func cycle(to target: UInt32) -> Bool {
+    stats.with { $0.attempted += 1 }
+    let t0 = executor.nowNs
+    polling: while true {
+      do {
+        let status = try guest.vm.resizeHPTPrepare(flags: 0, shift: target)
+        switch status {
+        case .ready:
+          stats.answer("PREPARE", "0")
+          break polling
+        case .pending(let ms):
+          stats.answer("PREPARE", String(ms))
+          if Double(executor.nowNs - t0) / 1e6 > Double(job.prepareTimeoutMs) {
+            unexpected("PREPARE", target, "timeout after \(job.prepareTimeoutMs) ms")
+            _ = try? guest.vm.resizeHPTPrepare(flags: 0, shift: 0)
+            return true
+          }
+          executor.sleep(ms: ms)
+        }
+      } catch {
+        if error.errno == .hostDown { return false }
+        stats.answer("PREPARE", error.errno.name)
+        // ENOMEM: the host could not allocate the new HPT; a fact of the host, not a bug.
+        classify("PREPARE", target, error.errno, expected: error.errno == .ENOMEM)
+        return true
+      }
+      if executor.stopRequested { return false }
+    }
+    let t1 = executor.nowNs
+    stats.with { $0.prepareToReadyUs.record((t1 - t0) / 1000) }
+    do {
+      try guest.vm.resizeHPTCommit(flags: 0, shift: target)
+      let t2 = executor.nowNs
+      stats.answer("COMMIT", "0")
+      stats.with {
+        $0.succeeded += 1
+        $0.commitUs.record((t2 - t1) / 1000)
+      }
+      order = target
+    } catch {
+      if error.errno == .hostDown { return false }
+      stats.answer("COMMIT", error.errno.name)
+      // ENOSPC: two bolted HPTEs collide in the smaller table.
+      classify("COMMIT", target, error.errno, expected: error.errno == .ENOSPC && target < order)
+    }
+    return true
+  }
+
+  /// PREPARE an order, then before the worker is done cancel it (shift 0), switch to another
+  /// order, or COMMIT it: all legal, all racing the worker.
+  func cancelDuringPrepare() -> Bool {
+    stats.with { $0.attempted += 1 }
+    let target = UInt32(Int(job.orderMin) + rng.below(Int(job.orderMax - job.orderMin) + 1))
+    do {
+      let first = try guest.vm.resizeHPTPrepare(flags: 0, shift: target)
+      stats.answer("PREPARE", first == .ready ? "0" : "100")
+      switch rng.below(3) {
+      case 0:
+        _ = try guest.vm.resizeHPTPrepare(flags: 0, shift: 0)
+        stats.answer("PREPARE", "0")
+      case 1:
+        let other = target == job.orderMax ? job.orderMin : target + 1
+        let s = try guest.vm.resizeHPTPrepare(flags: 0, shift: other)
+        stats.answer("PREPARE", s == .ready ? "0" : "100")
+        _ = try guest.vm.resizeHPTPrepare(flags: 0, shift: 0)
+        stats.answer("PREPARE", "0")
+      default:
+        do {
+          try guest.vm.resizeHPTCommit(flags: 0, shift: target)
+          stats.answer("COMMIT", "0")
+          order = target
+          stats.with { $0.succeeded += 1 }
+          return true
+        } catch {
+          if error.errno == .hostDown { return false }
+          stats.answer("COMMIT", error.errno.name)
+          // EBUSY: still allocating; ENOSPC: a shrink with colliding bolted HPTEs.
+          classify("COMMIT", target, error.errno,
+            expected: error.errno == .EBUSY || (error.errno == .ENOSPC && target < order))
+          return true
+        }
+      }
+      stats.with { $0.failedExpected += 1 }  // cancelled on purpose
+    } catch {
+      if error.errno == .hostDown { return false }
+      stats.answer("PREPARE", error.errno.name)
+      classify("PREPARE", target, error.errno, expected: error.errno == .ENOMEM)
+    }
+    return true
+  }
+
+  /// COMMIT with nothing prepared: the kernel must answer ENXIO.
+  func commitWithoutPrepare() -> Bool {
+    stats.with { $0.attempted += 1 }
+    let target = UInt32(Int(job.orderMin) + rng.below(Int(job.orderMax - job.orderMin) + 1))
+    do {
+      _ = try guest.vm.resizeHPTPrepare(flags: 0, shift: 0)  // make sure nothing is pending
+      try guest.vm.resizeHPTCommit(flags: 0, shift: target)
+      stats.answer("COMMIT", "0")
+      unexpected("COMMIT", target, "0 (success) with nothing prepared")
+    } catch {
+      if error.errno == .hostDown { return false }
+      stats.answer("COMMIT", error.errno.name)
+      classify("COMMIT", target, error.errno, expected: error.errno == .ENXIO)
+    }
+    return true
+  }
+
+  func classify(_ op: String, _ target: UInt32, _ errno: Errno, expected: Bool) {
+    if expected {
+      stats.with { $0.failedExpected += 1 }
+    } else {
+      unexpected(op, target, errno.name)
+    }
+  }
+
+  func unexpected(_ op: String, _ target: UInt32, _ answer: String) {
+    let u = UnexpectedAnswer(guest: guest.name, op: op, order: target, fromOrder: order, answer: answer, hostTimeS: nowMs / 1000)
+    stats.with {
+      $0.failedUnexpected += 1
+      if $0.unexpected.count < 50 { $0.unexpected.append(u) }
+    }
+  }
+}
+
+/// The run's budget: host time and/or a number of resize cycles.
+final class Budget: @unchecked Sendable {
+  let deadlineNs: UInt64?
+  let resizes: Int?
+  private var done = 0
+  private let lock = NSLock()
+
+  init(startNs: UInt64, durationS: Double?, resizes: Int?) {
+    deadlineNs = durationS.map { startNs + UInt64($0 * 1e9) }
+    self.resizes = resizes
+  }
+
+  func count() { lock.locked { done += 1 } }
+
+  func exhausted(now: UInt64) -> Bool {
+    if let d = deadlineNs, now >= d { return true }
+    if let r = resizes { return lock.locked { done >= r } }
+    return false
+  }
+}

@@ -1,0 +1,279 @@
+import Foundation
+import HPTSim
+import KVMHost
+import Yams
+
+/// A bad job file: which file, line and key, what is wrong, and what is allowed.
+public struct JobError: Error, CustomStringConvertible, Sendable {
+  public var file: String
+  public var line: Int?
+  public var key: String?
+  public var message: String
+  public var description: String {
+    var s = file
+    if let line { s += ":\(line)" }
+    if let key { s += ": \(key)" }
+    return s + ": " + message
+  }
+}
+
+/// How the hammer picks each resize.
+public enum ResizePolicy: String, CaseIterable, Sendable, Codable {
+  case grow, shrink
+  case sameOrder = "same-order"
+  case randomWalk = "random-walk"
+  case cancelDuringPrepare = "cancel-during-prepare"
+  case commitWithoutPrepare = "commit-without-prepare"
+}
+
+public enum BackendKind: String, CaseIterable, Sendable, Codable {
+  case sim
+}
+
+/// A job file (Jobs/*.yaml): what to run, on which host, for how long, with which load.
+public struct Job: Sendable {
+  public var name: String
+  public var backend: BackendKind = .sim
+  public var kernel: String = "fixed"
+  public var hostUptimeS: UInt64 = 120
+  public var guestCount = 2
+  public var guestMemoryMiB = 256
+  public var vcpus = 2
+  /// The guests' HPT order at boot; nil: QEMU's rule (RAM/128).
+  public var hptOrder: UInt32?
+  public var durationS: Double? = 60
+  public var resizeBudget: Int?
+  public var seed: UInt64 = 1
+  public var orderMin: UInt32 = 18
+  public var orderMax: UInt32 = 24
+  public var policies: [ResizePolicy] = [.randomWalk]
+  public var prepareTimeoutMs = 10_000
+  public var pauseMs = 0
+  public var guestWriters = true
+  public var pagesPerReport = 256
+  public var invalidateEveryMs: Double? = 2
+  public var invalidatePages = 32
+  public var failOnUnexpected = true
+
+  public init(name: String) { self.name = name }
+
+  /// QEMU's initial order: log2(pow2ceil(RAM)) - 7, clamped to 18...46.
+  public var bootOrder: UInt32 {
+    if let hptOrder { return hptOrder }
+    let bytes = UInt64(guestMemoryMiB) << 20
+    var log2 = 0
+    while (UInt64(1) << UInt64(log2)) < bytes { log2 += 1 }
+    return UInt32(min(46, max(18, log2 - 7)))
+  }
+
+  // MARK: - parsing
+
+  static let topKeys = ["name", "backend", "host", "guests", "budget", "seed", "resize", "memory_load", "fail_on_unexpected"]
+
+  /// Parses a job file's text. `file` names it in errors.
+  public static func parse(_ text: String, file: String) throws(JobError) -> Job {
+    let root: Node
+    do {
+      guard let n = try Yams.compose(yaml: text) else {
+        throw JobError(file: file, line: nil, key: nil, message: "the file is empty; see Jobs/dry-run.yaml for an example")
+      }
+      root = n
+    } catch let e as JobError {
+      throw e
+    } catch let e as YamlError {
+      throw JobError(file: file, line: yamlLine(e), key: nil, message: "malformed YAML: \(yamlMessage(e))")
+    } catch {
+      throw JobError(file: file, line: nil, key: nil, message: "malformed YAML: \(error)")
+    }
+    var p = Parser(file: file)
+    return try p.job(root)
+  }
+
+  public static func load(path: String) throws(JobError) -> Job {
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw JobError(file: path, line: nil, key: nil, message: "cannot read the job file (does it exist?)")
+    }
+    guard let text = String(data: data, encoding: .utf8) else {
+      throw JobError(file: path, line: nil, key: nil, message: "the job file is not UTF-8 text")
+    }
+    return try parse(text, file: path)
+  }
+
+  static func yamlLine(_ e: YamlError) -> Int? {
+    switch e {
+    case .scanner(_, _, let mark, _), .parser(_, _, let mark, _): return mark.line
+    default: return nil
+    }
+  }
+
+  static func yamlMessage(_ e: YamlError) -> String {
+    switch e {
+    case .scanner(_, let problem, _, _), .parser(_, let problem, _, _): return problem
+    default: return "\(e)"
+    }
+  }
+}
+
+/// Walks the YAML node tree, checking every key against the allowed ones.
+struct Parser {
+  let file: String
+
+  func fail(_ node: Node?, _ key: String, _ message: String) -> JobError {
+    JobError(file: file, line: node?.mark?.line, key: key, message: message)
+  }
+
+  func mapping(_ node: Node, _ key: String, allowed: [String]) throws(JobError) -> [(String, Node)] {
+    guard case .mapping(let m) = node else {
+      throw fail(node, key, "expected a mapping with keys \(allowed.joined(separator: ", "))")
+    }
+    var out: [(String, Node)] = []
+    for (k, v) in m {
+      guard let name = k.string else { throw fail(k, key, "keys must be strings") }
+      let full = key.isEmpty ? name : "\(key).\(name)"
+      guard allowed.contains(name) else {
+        throw fail(k, full, "unknown key; allowed: \(allowed.joined(separator: ", "))")
+      }
+      out.append((name, v))
+    }
+    return out
+  }
+
+  func int(_ node: Node, _ key: String, _ range: ClosedRange<Int>) throws(JobError) -> Int {
+    guard let s = node.scalar?.string, let v = Int(s) else {
+      throw fail(node, key, "expected a whole number in \(range.lowerBound)...\(range.upperBound)")
+    }
+    guard range.contains(v) else {
+      throw fail(node, key, "\(v) is out of range; allowed: \(range.lowerBound)...\(range.upperBound)")
+    }
+    return v
+  }
+
+  func double(_ node: Node, _ key: String, min: Double) throws(JobError) -> Double {
+    guard let s = node.scalar?.string, let v = Double(s), v >= min else {
+      throw fail(node, key, "expected a number >= \(min)")
+    }
+    return v
+  }
+
+  func bool(_ node: Node, _ key: String) throws(JobError) -> Bool {
+    guard let b = node.bool else { throw fail(node, key, "expected true or false") }
+    return b
+  }
+
+  func string(_ node: Node, _ key: String) throws(JobError) -> String {
+    guard let s = node.scalar?.string else { throw fail(node, key, "expected a string") }
+    return s
+  }
+
+  func order(_ node: Node, _ key: String) throws(JobError) -> UInt32 {
+    let r = HPTOrder.validRange
+    return UInt32(try int(node, key, Int(r.lowerBound)...Int(r.upperBound)))
+  }
+
+  mutating func job(_ root: Node) throws(JobError) -> Job {
+    var job = Job(name: (file as NSString).lastPathComponent.replacingOccurrences(of: ".yaml", with: ""))
+    for (k, v) in try mapping(root, "", allowed: Job.topKeys) {
+      switch k {
+      case "name": job.name = try string(v, k)
+      case "backend":
+        let s = try string(v, k)
+        guard let b = BackendKind(rawValue: s) else {
+          throw fail(v, k, "unknown backend '\(s)'; allowed: \(BackendKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        job.backend = b
+      case "seed":
+        guard let s = v.scalar?.string, let n = UInt64(s) ?? (s.hasPrefix("0x") ? UInt64(s.dropFirst(2), radix: 16) : nil) else {
+          throw fail(v, k, "expected a whole number (decimal or 0x hex) >= 0")
+        }
+        job.seed = n
+      case "fail_on_unexpected": job.failOnUnexpected = try bool(v, k)
+      case "host":
+        for (hk, hv) in try mapping(v, "host", allowed: ["kernel", "uptime_s"]) {
+          let key = "host.\(hk)"
+          switch hk {
+          case "kernel":
+            let s = try string(hv, key)
+            guard KernelModel.named(s) != nil else {
+              throw fail(hv, key, "unknown kernel model '\(s)'; allowed: \(KernelModel.allNames.joined(separator: ", "))")
+            }
+            job.kernel = s
+          default: job.hostUptimeS = UInt64(try int(hv, key, 0...100_000_000))
+          }
+        }
+      case "guests":
+        for (gk, gv) in try mapping(v, "guests", allowed: ["count", "memory_mib", "vcpus", "hpt_order"]) {
+          let key = "guests.\(gk)"
+          switch gk {
+          case "count": job.guestCount = try int(gv, key, 1...64)
+          case "memory_mib": job.guestMemoryMiB = try int(gv, key, 64...65536)
+          case "vcpus": job.vcpus = try int(gv, key, 1...64)
+          default: job.hptOrder = try order(gv, key)
+          }
+        }
+      case "budget":
+        job.durationS = nil
+        for (bk, bv) in try mapping(v, "budget", allowed: ["duration_s", "resizes"]) {
+          if bk == "duration_s" { job.durationS = try double(bv, "budget.duration_s", min: 0.001) }
+          else { job.resizeBudget = try int(bv, "budget.resizes", 1...100_000_000) }
+        }
+        if job.durationS == nil && job.resizeBudget == nil {
+          throw fail(v, "budget", "give duration_s, resizes, or both")
+        }
+      case "resize":
+        for (rk, rv) in try mapping(v, "resize", allowed: ["orders", "policy", "prepare_timeout_ms", "pause_ms"]) {
+          let key = "resize.\(rk)"
+          switch rk {
+          case "orders":
+            let items = rv.array()
+            guard items.count == 2 else { throw fail(rv, key, "expected [min, max], orders within 18...46") }
+            job.orderMin = try order(items[0], key)
+            job.orderMax = try order(items[1], key)
+            guard job.orderMin <= job.orderMax else { throw fail(rv, key, "min \(job.orderMin) is above max \(job.orderMax)") }
+          case "policy":
+            let names: [(String, Node)]
+            if case .sequence(let s) = rv {
+              var list: [(String, Node)] = []
+              for n in s { list.append((try string(n, key), n)) }
+              names = list
+            } else {
+              names = [(try string(rv, key), rv)]
+            }
+            guard !names.isEmpty else { throw fail(rv, key, "give at least one policy") }
+            job.policies = []
+            for (s, n) in names {
+              guard let p = ResizePolicy(rawValue: s) else {
+                throw fail(n, key, "unknown policy '\(s)'; allowed: \(ResizePolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+              }
+              job.policies.append(p)
+            }
+          case "prepare_timeout_ms": job.prepareTimeoutMs = try int(rv, key, 1...600_000)
+          default: job.pauseMs = try int(rv, key, 0...600_000)
+          }
+        }
+      case "memory_load":
+        for (mk, mv) in try mapping(v, "memory_load", allowed: ["guest_writers", "pages_per_report", "host_invalidate"]) {
+          let key = "memory_load.\(mk)"
+          switch mk {
+          case "guest_writers": job.guestWriters = try bool(mv, key)
+          case "pages_per_report": job.pagesPerReport = try int(mv, key, 1...1_000_000)
+          default:
+            if mv.bool == false {
+              job.invalidateEveryMs = nil
+              continue
+            }
+            for (ik, iv) in try mapping(mv, key, allowed: ["every_ms", "pages"]) {
+              if ik == "every_ms" { job.invalidateEveryMs = try double(iv, "\(key).every_ms", min: 0.01) }
+              else { job.invalidatePages = try int(iv, "\(key).pages", 1...1_000_000) }
+            }
+          }
+        }
+      default: break
+      }
+    }
+    if let o = job.hptOrder, !(job.orderMin...job.orderMax).contains(o) {
+      throw JobError(file: file, line: nil, key: "guests.hpt_order",
+        message: "boot order \(o) is outside resize.orders \(job.orderMin)...\(job.orderMax)")
+    }
+    return job
+  }
+}

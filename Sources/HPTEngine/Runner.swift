@@ -1,0 +1,387 @@
+import Foundation
+import HPTSim
+import KVMHost
+import KernelLog
+
+/// One guest as the engine drives it.
+final class GuestContext: @unchecked Sendable {
+  let name: String
+  let vm: any KVMVirtualMachine
+  let vcpus: [any KVMVCPU]
+  private let lock = NSLock()
+  private var _started = false
+  var started: Bool {
+    get { lock.locked { _started } }
+    set { lock.locked { _started = newValue } }
+  }
+  init(name: String, vm: any KVMVirtualMachine, vcpus: [any KVMVCPU]) {
+    self.name = name
+    self.vm = vm
+    self.vcpus = vcpus
+  }
+}
+
+/// A crash or failure the run found.
+public struct Finding: Codable, Sendable, Equatable {
+  public var title: String
+  public var type: String
+  public var frame: String?
+  /// "host", "guest0", ...
+  public var source: String
+  /// A splat the harness provoked on purpose and the kernel must print (not a bug).
+  public var expected: Bool
+  /// The report file in the run directory.
+  public var file: String?
+  public var corrupted: Bool
+}
+
+public enum Verdict: String, Codable, Sendable {
+  case pass, bug, error
+
+  /// `git bisect run` exit codes: 0 good, 1 bad, 125 cannot test.
+  public var exitCode: Int32 {
+    switch self {
+    case .pass: return 0
+    case .bug: return 1
+    case .error: return 125
+    }
+  }
+}
+
+/// run.json.
+public struct RunReport: Codable, Sendable {
+  public struct Resizes: Codable, Sendable {
+    public var attempted: Int
+    public var succeeded: Int
+    public var failed_expected: Int
+    public var failed_unexpected: Int
+  }
+  public struct Latency: Codable, Sendable {
+    public var prepare_to_ready: LatencySummary
+    public var commit: LatencySummary
+  }
+  public struct Guests: Codable, Sendable {
+    public var count: Int
+    public var memory_mib: Int
+    public var vcpus: Int
+    public var boot_order: UInt32
+    public var pages_verified: UInt64
+    public var mismatches: UInt64
+  }
+  public struct Wall: Codable, Sendable {
+    public var elapsed_s: Double
+    public var resizes_per_s: Double
+    public var faults_per_s: Double
+  }
+  public var verdict: Verdict
+  public var error: String?
+  public var job: String
+  public var backend: String
+  public var kernel: String
+  public var kernel_release: String
+  public var seed: UInt64
+  public var reproduce: String
+  public var host_time_s: Double
+  public var resizes: Resizes
+  public var answers: [String: [String: Int]]
+  public var unexpected: [UnexpectedAnswer]
+  public var latency_ms: Latency
+  public var guests: Guests
+  public var crashes: [Finding]
+  public var sim: [String: Int]?
+  /// Wall-clock figures: the only part of run.json that differs between two runs of a seed.
+  public var wall: Wall
+}
+
+/// Runs one job on one host and writes the run directory.
+public final class Runner: @unchecked Sendable {
+  public let job: Job
+  let host: any KVMSystem
+  let outDir: URL
+  let progress: ProgressPrinter?
+  let reproduce: String
+  let stats = RunStats()
+  let findingsLock = NSLock()
+  var findings: [Finding] = []
+  var findingCount = 0
+  var commitBeforeRunIssued = false
+  var hostLog: FileHandle?
+  var scanner = StreamingCrashScanner()
+  let wallStart = Date()
+
+  public init(job: Job, host: any KVMSystem, outDir: URL, progress: ProgressPrinter?, reproduce: String) {
+    self.job = job
+    self.host = host
+    self.outDir = outDir
+    self.progress = progress
+    self.reproduce = reproduce
+  }
+
+  /// Runs the job; the report is also in outDir/run.json.
+  public func run() -> RunReport {
+    do {
+      try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
+      FileManager.default.createFile(atPath: outDir.appendingPathComponent("host.log").path, contents: nil)
+      hostLog = try FileHandle(forWritingTo: outDir.appendingPathComponent("host.log"))
+    } catch {
+      return finish(error: "cannot create the run directory \(outDir.path): \(error)", hostTimeStart: 0)
+    }
+    scanner = StreamingCrashScanner(origin: .host(host.hostName))
+    let exec = host.executor
+    let start = exec.nowNs
+    let guests: [GuestContext]
+    do {
+      guests = try setUp()
+    } catch let e as KVMError {
+      drainLog()
+      return finish(error: "setting up the guests failed: \(e)", hostTimeStart: start)
+    } catch {
+      return finish(error: "setting up the guests failed: \(error)", hostTimeStart: start)
+    }
+    var seeds = SplitMix64(seed: job.seed ^ 0x4a4d_4d45_5200)
+    let budget = Budget(startNs: start, durationS: job.durationS, resizes: job.resizeBudget)
+    var agents: [Agent] = []
+    for g in guests {
+      for v in g.vcpus {
+        agents.append(Agent(name: "CPU \(v.id)/KVM") { [self] in vcpuLoop(g, v) })
+      }
+      let hammer = Hammer(guest: g, job: job, stats: stats, executor: exec, rng: seeds.split(), budget: budget)
+      agents.append(Agent(name: "hpthammer") { hammer.run() })
+      if let every = job.invalidateEveryMs {
+        var rng = seeds.split()
+        let pages = job.invalidatePages
+        let memory = UInt64(job.guestMemoryMiB) << 20
+        agents.append(
+          Agent(name: "kcompactd0") {
+            hostMemoryLoad(g, exec: exec, everyMs: every, pages: pages, memory: memory, rng: &rng)
+          })
+      }
+    }
+    agents.append(Agent(name: "hpthammer-log") { [self] in watchLog(exec) })
+    progress?.begin(job: job, stats: stats, executor: exec, host: host)
+    exec.run(agents)
+    progress?.end()
+    drainLog()
+    return finish(error: nil, hostTimeStart: start)
+  }
+
+  // MARK: setup
+
+  func setUp() throws -> [GuestContext] {
+    let api = try host.apiVersion()
+    guard api == 12 else { throw SetupError("KVM API version \(api), expected 12") }
+    guard try host.checkExtension(.spaprResizeHPT) > 0 else {
+      throw SetupError("\(host.hostName): KVM_CAP_SPAPR_RESIZE_HPT is 0: this host cannot resize HPTs (not a POWER KVM-HV host, or kvm_hv not loaded)")
+    }
+    var out: [GuestContext] = []
+    let memory = UInt64(job.guestMemoryMiB) << 20
+    for gi in 0..<job.guestCount {
+      let vm = try host.createVM(type: .hv)
+      try vm.setUserMemoryRegion(slot: 0, guestPhysAddr: 0, size: memory)
+      _ = try vm.allocateHTAB(order: job.bootOrder)
+      var vcpus: [any KVMVCPU] = []
+      // The guest kernel keeps the first 1/16 of RAM; the payload walks the rest, split per vCPU.
+      let reserved = memory / 16
+      let per = ((memory - reserved) / UInt64(job.vcpus)) & ~0xffff
+      for ci in 0..<job.vcpus {
+        let v = try vm.createVCPU(id: UInt32(ci))
+        try vm.loadPayload(
+          GuestPayload(
+            base: reserved + UInt64(ci) * per, size: per,
+            patternSeed: job.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(gi * 64 + ci),
+            pagesPerReport: job.pagesPerReport), vcpu: UInt32(ci))
+        vcpus.append(v)
+      }
+      out.append(GuestContext(name: "guest\(gi)", vm: vm, vcpus: vcpus))
+    }
+    return out
+  }
+
+  struct SetupError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+  }
+
+  // MARK: agents
+
+  func vcpuLoop(_ g: GuestContext, _ v: any KVMVCPU) {
+    let exec = host.executor
+    var reported = false
+    while !exec.stopRequested {
+      let exit: VCPUExit
+      do {
+        exit = try v.run()
+      } catch {
+        return  // host down; the log tells why
+      }
+      g.started = true
+      switch exit {
+      case .paprHcall(let nr, let args) where nr == HPTHammerHcall.report && args.count >= 5:
+        v.setHcallReturn(0)
+        stats.with { $0.vcpuExits += 1 }
+        if args[1] > 0 && !reported {
+          reported = true
+          let title = "guest memory corruption: \(g.name) vCPU \(v.id) read 0x\(String(args[4], radix: 16)) at guest-physical 0x\(String(args[2], radix: 16)), wrote 0x\(String(args[3], radix: 16))"
+          addFinding(
+            Finding(title: title, type: "MEMORY_CORRUPTION", frame: nil, source: "\(g.name) payload integrity check",
+              expected: false, file: nil, corrupted: false),
+            report: "\(title)\n\(args[1]) of \(args[0]) verified pages differed (vCPU \(v.id)).\n")
+          exec.requestStop()
+        }
+        recordGuest(v, verified: args[0], mismatches: args[1])
+      case .interrupted:
+        continue
+      case .shutdown, .unsupported:
+        return
+      case .paprHcall:
+        v.setHcallReturn(UInt64(bitPattern: -2))  // H_PARAMETER
+      }
+    }
+  }
+
+  private var perVCPU: [ObjectIdentifier: (UInt64, UInt64)] = [:]
+  func recordGuest(_ v: any KVMVCPU, verified: UInt64, mismatches: UInt64) {
+    stats.with { s in
+      let key = ObjectIdentifier(v)
+      let old = perVCPU[key] ?? (0, 0)
+      perVCPU[key] = (verified, mismatches)
+      s.pagesVerified += verified - old.0
+      s.mismatches += mismatches - old.1
+    }
+  }
+
+  /// Reads the host kernel log as it is written: host.log gets every record at once (it
+  /// survives a crash of the harness), the scanner sees each line; a crash stops the run.
+  func watchLog(_ exec: any AgentExecutor) {
+    while !exec.stopRequested {
+      if let r = host.kernelLog.next(timeoutMs: 0) {
+        consume(r, exec: exec)
+      } else if host.kernelLog.isFinished {
+        break
+      } else {
+        exec.sleep(ms: 2)
+      }
+    }
+  }
+
+  func consume(_ r: KernelLogRecord, exec: (any AgentExecutor)?) {
+    let line = r.dmesgLine
+    hostLog?.write(Data((line + "\n").utf8))
+    for report in scanner.feed(line: line) { addCrash(report) }
+    if scanner.crashInProgress, let exec, !exec.stopRequested, !isExpectedWarningStart(line) {
+      // Leave the rest of the report to drainLog(); nothing more is worth doing.
+      exec.requestStop()
+    }
+  }
+
+  func isExpectedWarningStart(_ line: String) -> Bool {
+    commitBeforeRunIssued && line.contains("kvm_vm_ioctl_resize_hpt_commit")
+  }
+
+  /// After the run: everything the host printed to the end (the rest of an oops, the panic).
+  func drainLog() {
+    var idle = 0
+    while idle < 20 {
+      if let r = host.kernelLog.next(timeoutMs: 10) {
+        consume(r, exec: nil)
+        idle = 0
+      } else if host.kernelLog.isFinished {
+        break
+      } else {
+        idle += 1
+      }
+    }
+    for report in scanner.finish() { addCrash(report) }
+    try? hostLog?.synchronize()
+  }
+
+  func addCrash(_ r: CrashReport) {
+    let expected = commitBeforeRunIssued && r.type == "WARNING" && r.frame == "kvm_vm_ioctl_resize_hpt_commit"
+    addFinding(
+      Finding(title: r.title, type: r.type, frame: r.frame, source: "\(r.origin)", expected: expected, file: nil,
+        corrupted: r.corrupted), report: r.report)
+  }
+
+  func addFinding(_ f: Finding, report: String) {
+    findingsLock.locked {
+      findingCount += 1
+      var f = f
+      let name = "crash-\(findingCount).txt"
+      f.file = name
+      try? Data(report.utf8).write(to: outDir.appendingPathComponent(name))
+      findings.append(f)
+    }
+  }
+
+  // MARK: report
+
+  func finish(error: String?, hostTimeStart: UInt64) -> RunReport {
+    let exec = host.executor
+    let hostTime = Double(exec.nowNs - hostTimeStart) / 1e9
+    let wall = Date().timeIntervalSince(wallStart)
+    let (resizes, answers, unexpected, lat, pv, mm) = stats.with { s in
+      (
+        RunReport.Resizes(
+          attempted: s.attempted, succeeded: s.succeeded, failed_expected: s.failedExpected,
+          failed_unexpected: s.failedUnexpected), s.answers, s.unexpected,
+        RunReport.Latency(
+          prepare_to_ready: RunStats.summary(s.prepareToReadyUs), commit: RunStats.summary(s.commitUs)),
+        s.pagesVerified, s.mismatches
+      )
+    }
+    let crashes = findingsLock.locked { findings }
+    let verdict: Verdict
+    if error != nil {
+      verdict = .error
+    } else if crashes.contains(where: { !$0.expected }) || (job.failOnUnexpected && resizes.failed_unexpected > 0) {
+      verdict = .bug
+    } else {
+      verdict = .pass
+    }
+    var sim: [String: Int]?
+    var faults = 0
+    if let s = host as? SimHost {
+      let c = s.kernel.counters
+      faults = c.hypervisorFaults
+      sim = [
+        "scheduler_steps": Int(s.kernel.sched.steps), "hypervisor_faults": c.hypervisorFaults,
+        "h_enters": c.hEnters, "hptes_rehashed": c.rehashedHPTEs, "pages_invalidated": c.invalidatedPages,
+        "commits": c.commits,
+      ]
+    }
+    let model = KernelModel.named(job.kernel)
+    let report = RunReport(
+      verdict: verdict, error: error, job: job.name, backend: job.backend.rawValue,
+      kernel: model?.name ?? job.kernel, kernel_release: model?.release ?? "", seed: job.seed,
+      reproduce: reproduce, host_time_s: (hostTime * 1e6).rounded() / 1e6, resizes: resizes,
+      answers: answers, unexpected: unexpected, latency_ms: lat,
+      guests: RunReport.Guests(
+        count: job.guestCount, memory_mib: job.guestMemoryMiB, vcpus: job.vcpus, boot_order: job.bootOrder,
+        pages_verified: pv, mismatches: mm),
+      crashes: crashes, sim: sim,
+      wall: RunReport.Wall(
+        elapsed_s: (wall * 1000).rounded() / 1000,
+        resizes_per_s: wall > 0 ? (Double(resizes.succeeded) / wall * 10).rounded() / 10 : 0,
+        faults_per_s: wall > 0 ? (Double(faults) / wall).rounded() : 0))
+    RunOutput.write(report, to: outDir)
+    return report
+  }
+}
+
+/// Host-side memory load: migrate a random range of guest pages every `everyMs`, as
+/// compaction does, forcing HPTE invalidations through the MMU notifier and re-faults.
+func hostMemoryLoad(
+  _ g: GuestContext, exec: any AgentExecutor, everyMs: Double, pages: Int, memory: UInt64, rng: inout SplitMix64
+) {
+  let totalPages = Int(memory >> 16)
+  while !exec.stopRequested {
+    exec.sleep(ms: max(1, Int(everyMs)))
+    if exec.stopRequested { break }
+    let first = rng.below(max(1, totalPages - pages))
+    do {
+      try g.vm.invalidateGuestMemory(guestPhysAddr: UInt64(first) << 16, size: UInt64(pages) << 16)
+    } catch {
+      return
+    }
+  }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Histogram
+import KVMHost
+
+/// Latency percentiles of one kind of operation, in milliseconds of the host's clock.
+public struct LatencySummary: Codable, Sendable, Equatable {
+  public var count: UInt64
+  public var p50: Double
+  public var p90: Double
+  public var p99: Double
+  public var max: Double
+}
+
+/// Counters and histograms of a run, shared by the agents (always under its lock).
+public final class RunStats: @unchecked Sendable {
+  private let lock = NSLock()
+  var attempted = 0
+  var succeeded = 0
+  var failedExpected = 0
+  var failedUnexpected = 0
+  /// "PREPARE" / "COMMIT" -> answer ("0", "100", "ENOSPC") -> count.
+  var answers: [String: [String: Int]] = [:]
+  var unexpected: [UnexpectedAnswer] = []
+  var prepareToReadyUs = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+  var commitUs = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+  var pagesVerified: UInt64 = 0
+  var mismatches: UInt64 = 0
+  var vcpuExits = 0
+
+  func with<T>(_ body: (RunStats) -> T) -> T {
+    lock.lock()
+    defer { lock.unlock() }
+    return body(self)
+  }
+
+  func answer(_ op: String, _ a: String) {
+    with { $0.answers[op, default: [:]][a, default: 0] += 1 }
+  }
+
+  static func summary(_ h: Histogram<UInt64>) -> LatencySummary {
+    guard h.totalCount > 0 else { return LatencySummary(count: 0, p50: 0, p90: 0, p99: 0, max: 0) }
+    func ms(_ us: UInt64) -> Double { (Double(us) / 1000 * 1000).rounded() / 1000 }
+    return LatencySummary(
+      count: h.totalCount, p50: ms(h.valueAtPercentile(50)), p90: ms(h.valueAtPercentile(90)),
+      p99: ms(h.valueAtPercentile(99)), max: ms(h.max))
+  }
+}
+
+/// An ioctl answer the expected-answer table does not allow.
+public struct UnexpectedAnswer: Codable, Sendable, Equatable {
+  public var guest: String
+  public var op: String
+  public var order: UInt32
+  public var fromOrder: UInt32
+  public var answer: String
+  public var hostTimeS: Double
+}
+
+extension NSLock {
+  func locked<T>(_ body: () -> T) -> T {
+    lock()
+    defer { unlock() }
+    return body()
+  }
+}

@@ -1,0 +1,99 @@
+/// The known HPT-resize bugs the simulated kernel can carry
+/// (../shared/reference/kvm-hpt-resize.md, section 5).
+public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
+  /// COMMIT with nothing prepared: resize_hpt_release(kvm, NULL) dereferences NULL.
+  case b0a = "B0a"
+  /// The seed: vCPUs re-enter the guest and take hypervisor page faults during COMMIT, so the
+  /// rmap keeps indices into the old revmap.
+  case b1 = "B1"
+  /// PREPARE of another order, or COMMIT, while the worker is queued frees the request under
+  /// the worker: use after free.
+  case b3 = "B3"
+  /// Wrong hash for bolted HPTEs in a secondary group during rehash: BUG_ON fires in COMMIT.
+  case b5 = "B5"
+
+  public var summary: String {
+    switch self {
+    case .b0a: return "COMMIT with nothing prepared dereferences a NULL resize request"
+    case .b1: return "HPT resize races with hypervisor page faults (rmap points into the old revmap)"
+    case .b3: return "use after free of the resize request under its prepare worker"
+    case .b5: return "wrong secondary-HPTEG hash when rehashing bolted HPTEs"
+    }
+  }
+
+  /// The upstream change that fixed it.
+  public var fix: String {
+    switch self {
+    case .b0a, .b3:
+      return "\"KVM: PPC: Book3S HV: Fix use after free in case of multiple resize requests\" (v4.15)"
+    case .b1:
+      return
+        "38c53af85306 \"KVM: PPC: Book3S HV: Fix exclusion between HPT resizing and other HPT updates\" (v4.14)"
+    case .b5:
+      return "\"KVM: PPC: Book3S HV: Fix handling of secondary HPTEG in HPT resizing code\" (v4.16)"
+    }
+  }
+
+  /// Kernel versions that carry it.
+  public var versions: String {
+    switch self {
+    case .b0a, .b3: return "v4.11 - v4.14"
+    case .b1: return "v4.11 - v4.14-rc"
+    case .b5: return "v4.11 - v4.15"
+    }
+  }
+}
+
+/// A simulated host kernel: a version, the bugs it carries, and the shapes of its messages
+/// (oops wording and lock names changed across versions).
+public struct KernelModel: Sendable, Hashable {
+  public var name: String
+  /// `uname -r` as the oops prints it.
+  public var release: String
+  public var bugs: Set<ResizeBug>
+  public var description: String
+  /// 5.0 and later print "BUG: Unable to handle kernel data access ..." instead of
+  /// "Unable to handle kernel paging request for data at address ...".
+  public var modernOopsFormat: Bool
+  /// kvm->lock (4.11-5.1) or kvm->arch.mmu_setup_lock (5.2+) serialises resizing.
+  public var mmuLockName: String
+  /// hpte_setup_done (before 4.15) or mmu_ready.
+  public var mmuReadyName: String
+  /// Kernel modules are mapped at 0xd000... before 4.20 (vmalloc) and 0xc008... after.
+  public var moduleBase: UInt64
+
+  public func has(_ bug: ResizeBug) -> Bool { bugs.contains(bug) }
+
+  public static let all: [KernelModel] = [
+    KernelModel(
+      name: "4.14.0-rc4", release: "4.14.0-rc4", bugs: [.b1, .b0a, .b3, .b5],
+      description: "the seed report's kernel: before 38c53af85306 (B1), with B0a, B3 and B5",
+      modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "hpte_setup_done",
+      moduleBase: 0xd000_0000_0c20_0000),
+    KernelModel(
+      name: "4.14", release: "4.14.0", bugs: [.b0a, .b3, .b5],
+      description: "v4.14: the seed's fix (38c53af85306) applied; B0a, B3 and B5 remain",
+      modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "hpte_setup_done",
+      moduleBase: 0xd000_0000_0c20_0000),
+    KernelModel(
+      name: "4.15", release: "4.15.0", bugs: [.b5],
+      description: "v4.15: B0a and B3 fixed; B5 remains",
+      modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "mmu_ready",
+      moduleBase: 0xd000_0000_0c20_0000),
+    KernelModel(
+      name: "6.1", release: "6.1.0-50-powerpc64le", bugs: [],
+      description: "Debian 12's kernel: none of the modelled resize bugs",
+      modernOopsFormat: true, mmuLockName: "kvm->arch.mmu_setup_lock", mmuReadyName: "mmu_ready",
+      moduleBase: 0xc008_0000_0c20_0000),
+  ]
+
+  /// Aliases a job may use for the two kernels every developer asks for first.
+  public static let aliases: [String: String] = ["pre-fix": "4.14.0-rc4", "fixed": "6.1"]
+
+  public static func named(_ name: String) -> KernelModel? {
+    let resolved = aliases[name] ?? name
+    return all.first { $0.name == resolved }
+  }
+
+  public static var allNames: [String] { all.map(\.name) + aliases.keys.sorted() }
+}

@@ -1,0 +1,270 @@
+import KVMHost
+import KernelLog
+
+/// One simulated KVM-HV guest: struct kvm's HPT state (kvm->arch.hpt, resize_hpt, mmu_ready,
+/// the rmap of its one memslot), the guest kernel and the harness's payload on its vCPUs.
+public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
+  unowned let kernel: SimKernel
+  let lpid: UInt32
+  var sched: SimScheduler { kernel.sched }
+  var model: KernelModel { kernel.model }
+
+  public internal(set) var hpt: HashPageTable?
+  /// kvm->arch.mmu_ready (hpte_setup_done before 4.15).
+  public internal(set) var mmuReady = false
+  var vcpusRunning = 0
+  var resize: ResizeRequest?
+  /// Holder of kvm->lock / kvm->arch.mmu_setup_lock (a simulated thread id).
+  var mmuLockOwner: Int?
+  var mmuNotifierSeq: UInt64 = 0
+  var mmuNotifierCount = 0
+
+  // The memslot: guest pages of 64K from guest-physical 0.
+  var npages = 0
+  var rmap: [UInt64] = []
+  var hostPFN: [Int32] = []
+  var vcpus: [SimVCPU] = []
+  var vrmaMapped = false
+  var guestBooted = false
+  var closed = false
+  var htabVirtCounter: UInt64 = 0
+  let guestRNGSeed: UInt64
+
+  init(kernel: SimKernel, lpid: UInt32, seed: UInt64) {
+    self.kernel = kernel
+    self.lpid = lpid
+    self.guestRNGSeed = seed
+  }
+
+  // MARK: - setup ioctls
+
+  public func checkExtension(_ cap: KVMCapability) throws(KVMError) -> Int {
+    try kernel.checkExtensionValue(cap)
+  }
+
+  public func setUserMemoryRegion(slot: UInt32, guestPhysAddr: UInt64, size: UInt64) throws(KVMError) {
+    guard !kernel.dead else { throw KVMError("KVM_SET_USER_MEMORY_REGION", .hostDown) }
+    // One memslot at 0, 64K aligned: all the simulator models.
+    guard slot == 0, guestPhysAddr == 0, size > 0, size % HPTHash.pageSize == 0 else {
+      throw KVMError("KVM_SET_USER_MEMORY_REGION", .EINVAL)
+    }
+    npages = Int(size / HPTHash.pageSize)
+    rmap = Array(repeating: 0, count: npages)
+    hostPFN = Array(repeating: -1, count: npages)
+  }
+
+  public func allocateHTAB(order: UInt32) throws(KVMError) -> UInt32 {
+    guard !kernel.dead else { throw KVMError("KVM_PPC_ALLOCATE_HTAB", .hostDown) }
+    // kvmppc_alloc_reset_hpt(): not while vCPUs run.
+    if vcpusRunning > 0 { throw KVMError("KVM_PPC_ALLOCATE_HTAB", .EBUSY) }
+    guard HPTOrder.validRange.contains(order) else { throw KVMError("KVM_PPC_ALLOCATE_HTAB", .EINVAL) }
+    guard Int(order) <= kernel.maxAllocOrder else { throw KVMError("KVM_PPC_ALLOCATE_HTAB", .ENOMEM) }
+    mmuReady = false
+    setHPT(newHPT(order: Int(order)))
+    for i in rmap.indices { rmap[i] = 0 }
+    return order
+  }
+
+  public func createVCPU(id: UInt32) throws(KVMError) -> any KVMVCPU {
+    guard !kernel.dead else { throw KVMError("KVM_CREATE_VCPU", .hostDown) }
+    guard !vcpus.contains(where: { $0.id == id }) else { throw KVMError("KVM_CREATE_VCPU", .EEXIST) }
+    let v = SimVCPU(vm: self, id: id)
+    vcpus.append(v)
+    return v
+  }
+
+  public func loadPayload(_ payload: GuestPayload, vcpu: UInt32) throws(KVMError) {
+    guard let v = vcpus.first(where: { $0.id == vcpu }) else { throw KVMError("loadPayload", .ENOENT) }
+    let first = payload.base / HPTHash.pageSize
+    let count = payload.size / HPTHash.pageSize
+    guard count > 0, first + count <= UInt64(npages) else { throw KVMError("loadPayload", .EINVAL) }
+    v.payload = PayloadState(payload: payload, firstPage: Int(first), pageCount: Int(count))
+  }
+
+  public func close() { closed = true }
+
+  func newHPT(order: Int) -> HashPageTable {
+    htabVirtCounter += 1
+    let virt = 0xc000_001e_6a00_0000 &+ (UInt64(lpid) << 32) &+ (htabVirtCounter << 26)
+    let revBase = model.moduleBase &+ 0x0940_0000 &+ (htabVirtCounter << 28) &+ (UInt64(lpid) << 36)
+    return HashPageTable(order: order, virt: virt, revBase: revBase)
+  }
+
+  /// kvmppc_set_hpt().
+  func setHPT(_ t: HashPageTable) {
+    hpt = t
+    kernel.printk(6, "KVM guest htab at \(String(t.virt, radix: 16)) (order \(t.order)), LPID \(String(lpid, radix: 16))")
+  }
+
+  // MARK: - kvm->lock
+
+  func lockMMU() throws(SimHalted) {
+    let me = sched.currentID
+    try sched.wait { [unowned self] in self.mmuLockOwner == nil }
+    mmuLockOwner = me
+  }
+
+  func unlockMMU() { mmuLockOwner = nil }
+
+  // MARK: - checked table accesses: an index past the end is a host oops, as in the kernel
+
+  /// Reads a revmap entry of `table` for the function `caller`; an index past the array is a
+  /// paging fault at the address the kernel would load from (`fieldOffset` into the entry).
+  func checkRev(
+    _ table: HashPageTable, _ index: UInt64, fieldOffset: UInt64, nip: Frame, lr: Frame, trace: [Frame]
+  ) throws(SimHalted) -> Int {
+    if index < UInt64(table.hpteCount) { return Int(index) }
+    let address = table.revBase &+ index &* 16 &+ fieldOffset
+    var w = kernel.writer()
+    throw kernel.die(
+      w.dataFault(
+        address: address, write: false, cpu: kernel.currentCPU, pid: kernel.currentPID,
+        comm: kernel.currentComm, nip: nip, lr: lr, trace: trace, r3: table.revBase,
+        instructions: nip.function == "kvmppc_add_revmap_chain" ? Self.addRevmapChainCode : []))
+  }
+
+  func checkHPTE(
+    _ table: HashPageTable, _ index: UInt64, nip: Frame, lr: Frame, trace: [Frame]
+  ) throws(SimHalted) -> Int {
+    if index < UInt64(table.hpteCount) { return Int(index) }
+    var w = kernel.writer()
+    throw kernel.die(
+      w.dataFault(
+        address: table.virt &+ index &* 16, write: false, cpu: kernel.currentCPU,
+        pid: kernel.currentPID, comm: kernel.currentComm, nip: nip, lr: lr, trace: trace,
+        r3: table.virt))
+  }
+
+  /// The instruction words around the faulting load in kvmppc_add_revmap_chain, from the
+  /// seed report ("lwz r3,12(r31)": head->back).
+  static let addRevmapChainCode: [UInt32] = [
+    0xfba1_ffe8, 0xfbc1_fff0, 0xfbe1_fff8, 0xf801_0010, 0xf821_ffa1, 0x2fa7_0000, 0x793d_0020, 0xe943_2110,
+    0x7bbf_26e4, 0x7c7e_1b78, 0x7fea_fa14, 0x409e_0094, 0x807f_000c, 0x7863_26e4, 0x7c6a_1a14, 0x93a4_0008,
+  ]
+
+  static let vcpuRunTrace: [Frame] = [
+    Frame("kvmppc_vcpu_run_hv", 0xdf8), Frame("kvmppc_vcpu_run", 0x34),
+    Frame("kvm_arch_vcpu_ioctl_run", 0x114), Frame("kvm_vcpu_ioctl", 0x598),
+    Frame("do_vfs_ioctl", 0xd0), Frame("SyS_ioctl", 0xd4), Frame("system_call", 0x58),
+  ]
+
+  static let vmIoctlTrace: [Frame] = [
+    Frame("kvm_arch_vm_ioctl", 0x3c8), Frame("kvm_vm_ioctl", 0x6d4),
+    Frame("do_vfs_ioctl", 0xd0), Frame("SyS_ioctl", 0xd4), Frame("system_call", 0x58),
+  ]
+
+  // MARK: - rmap chains (book3s_hv_rm_mmu.c, book3s_64_mmu_hv.c)
+
+  /// kvmppc_add_revmap_chain(): links HPTE `pteIndex` (whose revmap entry is `revTable`'s) into
+  /// the chain of guest page `gfn`. The chain's other entries are found through the *current*
+  /// HPT's revmap (kvm->arch.hpt.rev), which is what B1 gets wrong.
+  func addRevmapChain(revTable: HashPageTable, gfn: Int, pteIndex: UInt64, lr: Frame, trace: [Frame]) throws(SimHalted) {
+    guard let cur = hpt else { return }
+    let nip = Frame("kvmppc_add_revmap_chain", 0x50)
+    if rmap[gfn] & RMAP.present != 0 {
+      let i = rmap[gfn] & RMAP.indexMask
+      let head = try checkRev(cur, i, fieldOffset: 12, nip: nip, lr: lr, trace: trace)
+      let tailIndex = UInt64(cur.rev[head].back)
+      let tail = try checkRev(
+        cur, tailIndex, fieldOffset: 8, nip: Frame("kvmppc_add_revmap_chain", 0x6c), lr: lr, trace: trace)
+      revTable.rev[Int(pteIndex)].forw = UInt32(i)
+      revTable.rev[Int(pteIndex)].back = cur.rev[head].back
+      cur.rev[tail].forw = UInt32(pteIndex)
+      cur.rev[head].back = UInt32(pteIndex)
+    } else {
+      revTable.rev[Int(pteIndex)].forw = UInt32(pteIndex)
+      revTable.rev[Int(pteIndex)].back = UInt32(pteIndex)
+      rmap[gfn] = (rmap[gfn] & ~RMAP.indexMask) | pteIndex | RMAP.present
+    }
+  }
+
+  /// kvmppc_unmap_hpte(): removes HPTE i of the current HPT from gfn's chain and makes it
+  /// absent if it still maps gfn.
+  func unmapHPTE(_ i: Int, gfn: Int, nip: Frame, lr: Frame, trace: [Frame]) throws(SimHalted) {
+    guard let t = hpt else { return }
+    let j = Int(t.rev[i].forw)
+    if j == i {
+      rmap[gfn] &= ~(RMAP.present | RMAP.indexMask)
+    } else {
+      let h = try checkRev(t, UInt64(t.rev[i].back), fieldOffset: 8, nip: nip, lr: lr, trace: trace)
+      let jj = try checkRev(t, UInt64(j), fieldOffset: 12, nip: nip, lr: lr, trace: trace)
+      t.rev[h].forw = UInt32(jj)
+      t.rev[jj].back = UInt32(h)
+      t.rev[i].forw = UInt32(i)
+      t.rev[i].back = UInt32(i)
+      rmap[gfn] = (rmap[gfn] & ~RMAP.indexMask) | UInt64(jj)
+    }
+    let ptel = t.rev[i].guestRpte
+    if t.v[i] & HPTEV.valid != 0 && Int(ptel >> HPTHash.pageShift) == gfn {
+      t.v[i] = (t.v[i] | HPTEV.absent) & ~HPTEV.valid
+    }
+  }
+
+  /// kvm_unmap_rmapp(): the MMU notifier's per-page work: unmap every HPTE in gfn's chain.
+  func unmapRmapp(gfn: Int) throws(SimHalted) {
+    let nip = Frame("kvm_unmap_rmapp", 0x74)
+    let lr = Frame("kvm_handle_hva_range", 0xe4)
+    let trace = [
+      Frame("kvm_handle_hva_range", 0xe4), Frame("kvm_unmap_hva_range_hv", 0x3c),
+      Frame("kvm_unmap_hva_range", 0x48), Frame("kvm_mmu_notifier_invalidate_range_start", 0xb0),
+      Frame("__mmu_notifier_invalidate_range_start", 0x90), Frame("migrate_pages", 0x62c),
+      Frame("compact_zone", 0x6f8), Frame("kcompactd", 0x1d4), Frame("kthread", 0x160),
+      Frame("ret_from_kernel_thread", 0x5c),
+    ]
+    guard let t = hpt else { return }
+    var guardCount = 0
+    while rmap[gfn] & RMAP.present != 0 {
+      let i = try checkHPTE(t, rmap[gfn] & RMAP.indexMask, nip: nip, lr: lr, trace: trace)
+      try unmapHPTE(i, gfn: gfn, nip: nip, lr: lr, trace: trace)
+      guardCount += 1
+      // A chain that loops (corrupted links) would spin here with the rmap lock held.
+      if guardCount > t.hpteCount {
+        throw softLockup(in: nip, lr: lr, trace: trace)
+      }
+    }
+  }
+
+  func softLockup(in nip: Frame, lr: Frame, trace: [Frame]) -> SimHalted {
+    var w = kernel.writer()
+    var lines = [
+      "watchdog: BUG: soft lockup - CPU#\(kernel.currentCPU) stuck for 22s! [\(kernel.currentComm):\(kernel.currentPID)]"
+    ]
+    var body = w.body(
+      cpu: kernel.currentCPU, pid: kernel.currentPID, comm: kernel.currentComm, trap: "0901", nip: nip,
+      lr: lr, trace: trace, dar: nil, dsisr: nil, r3: 0, instructions: [])
+    body.removeFirst()
+    lines += body
+    return kernel.die(lines)
+  }
+
+  // MARK: - host memory load: page migration under the MMU notifier
+
+  public func invalidateGuestMemory(guestPhysAddr: UInt64, size: UInt64) throws(KVMError) {
+    guard !kernel.dead else { throw KVMError("invalidate", .hostDown) }
+    let first = Int(guestPhysAddr / HPTHash.pageSize)
+    let last = min(npages, Int((guestPhysAddr + size + HPTHash.pageSize - 1) / HPTHash.pageSize))
+    guard first < last else { return }
+    do {
+      for gfn in first..<last {
+        // invalidate_range_start: faults in flight must retry.
+        mmuNotifierCount += 1
+        mmuNotifierSeq &+= 1
+        try unmapRmapp(gfn: gfn)
+        // Migrate the host page: copy, free the old one (reused at once).
+        let old = hostPFN[gfn]
+        if old >= 0 {
+          let new = kernel.allocPFN()
+          kernel.pageContent[Int(new)] = kernel.pageContent[Int(old)]
+          kernel.freePFN(old)
+          hostPFN[gfn] = new
+        }
+        mmuNotifierCount -= 1
+        kernel.counters.invalidatedPages += 1
+        try sched.yield(costNs: 2_000)
+      }
+    } catch {
+      mmuNotifierCount = 0
+      throw KVMError("invalidate", .hostDown)
+    }
+  }
+}

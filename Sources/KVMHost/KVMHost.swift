@@ -1,0 +1,84 @@
+import KernelLog
+
+/// Everything the harness asks of a KVM-HV host, shaped like /dev/kvm's ioctls. A backend
+/// (the simulated kernel, raw /dev/kvm, libvirt) implements these; the engine uses nothing else.
+/// Every failing call throws `KVMError` carrying the errno the kernel gave.
+public protocol KVMSystem: AnyObject, Sendable {
+  /// A short name for the host ("sim-power9", "localhost", a remote name).
+  var hostName: String { get }
+  /// KVM_GET_API_VERSION.
+  func apiVersion() throws(KVMError) -> Int
+  /// KVM_CHECK_EXTENSION on the system fd.
+  func checkExtension(_ cap: KVMCapability) throws(KVMError) -> Int
+  /// KVM_CREATE_VM.
+  func createVM(type: VMType) throws(KVMError) -> any KVMVirtualMachine
+  /// The host's kernel log (dmesg) as it is written.
+  var kernelLog: any KernelLogSource { get }
+  /// How the engine's agents run: real threads on a real host, a seeded scheduler on the
+  /// simulated one. It also provides the clock they sleep on.
+  var executor: any AgentExecutor { get }
+}
+
+public protocol KVMVirtualMachine: AnyObject, Sendable {
+  /// KVM_CHECK_EXTENSION on the VM fd.
+  func checkExtension(_ cap: KVMCapability) throws(KVMError) -> Int
+  /// KVM_SET_USER_MEMORY_REGION: guest RAM of `size` bytes at guest-physical `guestPhysAddr`.
+  func setUserMemoryRegion(slot: UInt32, guestPhysAddr: UInt64, size: UInt64) throws(KVMError)
+  /// KVM_PPC_ALLOCATE_HTAB: (re)allocate the HPT at `order`; returns the order the kernel chose.
+  func allocateHTAB(order: UInt32) throws(KVMError) -> UInt32
+  /// KVM_CREATE_VCPU.
+  func createVCPU(id: UInt32) throws(KVMError) -> any KVMVCPU
+  /// KVM_PPC_RESIZE_HPT_PREPARE(flags, shift): 0 -> .ready, >0 -> .pending(ms), <0 -> throws.
+  func resizeHPTPrepare(flags: UInt64, shift: UInt32) throws(KVMError) -> PrepareStatus
+  /// KVM_PPC_RESIZE_HPT_COMMIT(flags, shift).
+  func resizeHPTCommit(flags: UInt64, shift: UInt32) throws(KVMError)
+  /// Put the harness's guest payload into guest memory for `vcpu` (machine code on real KVM,
+  /// the equivalent guest model on the simulator).
+  func loadPayload(_ payload: GuestPayload, vcpu: UInt32) throws(KVMError)
+  /// Host-side memory load: drop the host pages behind a range of guest memory (madvise
+  /// MADV_DONTNEED on real KVM, page migration under the MMU notifier on the simulator), which
+  /// forces the kernel to invalidate HPTEs and the guest to fault the pages back in.
+  func invalidateGuestMemory(guestPhysAddr: UInt64, size: UInt64) throws(KVMError)
+  /// Release the VM (close its fds).
+  func close()
+}
+
+public protocol KVMVCPU: AnyObject, Sendable {
+  var id: UInt32 { get }
+  /// KVM_RUN: runs the guest until it needs userspace.
+  func run() throws(KVMError) -> VCPUExit
+  /// Set the return value of the hcall that caused the last `.paprHcall` exit.
+  func setHcallReturn(_ value: UInt64)
+}
+
+/// A source of kernel log records. `next(timeoutMs:)` returns nil when none arrived in time;
+/// `isFinished` is true once the source can produce nothing more (the host died, EOF).
+public protocol KernelLogSource: AnyObject, Sendable {
+  func next(timeoutMs: Int) -> KernelLogRecord?
+  var isFinished: Bool { get }
+}
+
+/// A named unit of work of the engine (a vCPU loop, the hammer, the host memory load).
+public struct Agent: Sendable {
+  public var name: String
+  public var body: @Sendable () -> Void
+  public init(name: String, body: @escaping @Sendable () -> Void) {
+    self.name = name
+    self.body = body
+  }
+}
+
+/// Runs the engine's agents and gives them time. On a real host agents are threads and time
+/// is the monotonic clock; on the simulator they are interleaved by a seeded scheduler and
+/// time is the simulated host's uptime, so one seed reproduces one run exactly.
+public protocol AgentExecutor: AnyObject, Sendable {
+  /// Runs the agents to completion (they return when `stopRequested` turns true, or when they
+  /// are done). Returns when all have returned.
+  func run(_ agents: [Agent])
+  /// Nanoseconds on the executor's clock (host uptime on the simulator).
+  var nowNs: UInt64 { get }
+  func sleep(ms: Int)
+  /// Asks every agent to finish.
+  func requestStop()
+  var stopRequested: Bool { get }
+}
