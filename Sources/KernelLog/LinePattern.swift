@@ -10,11 +10,12 @@
 ///   {N}  a decimal number (captured)
 ///   {X}  a hex number, with or without 0x (not captured)
 ///   {*}  anything, as little as possible (not captured)
+///   {$}  the end of the line (trailing spaces allowed)
 /// A pattern matches anywhere in the line unless it starts with "^".
 struct LinePattern: Sendable, Hashable, CustomStringConvertible {
   enum Token: Sendable, Hashable {
     case literal([UInt8])
-    case function, word, rest, source, number, hex, any
+    case function, word, rest, source, number, hex, any, end
   }
 
   let tokens: [Token]
@@ -40,6 +41,7 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
         case UInt8(ascii: "N"): token = .number
         case UInt8(ascii: "X"): token = .hex
         case UInt8(ascii: "*"): token = .any
+        case UInt8(ascii: "$"): token = .end
         default: token = nil
         }
         if let token {
@@ -161,6 +163,10 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
       while end < count, isHexDigit(line[end]) { end += 1 }
       guard end > p else { return false }
       return matchAt(line, end, tokenIndex + 1, &captures)
+    case .end:
+      var p = pos
+      while p < count, line[p] == 0x20 || line[p] == 0x09 { p += 1 }
+      return p == count && tokenIndex + 1 == tokens.count
     case .any:
       var p = pos
       while p <= count {

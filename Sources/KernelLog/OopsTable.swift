@@ -23,6 +23,14 @@ private let stallStarts = [
   "el1_irq", "el1_interrupt", "timer_interrupt", "Exception stack",
 ]
 
+/// Helpers that WARN on behalf of their caller: the caller is the bug.
+private let warnHelpers = [
+  "alloc_pages", "__alloc_pages", "__alloc_frozen_pages", "kmalloc", "__kmalloc", "kvmalloc", "__local_bh_enable",
+  "local_bh_enable", "__seqprop_assert", "__virt_to_phys", "ref_tracker", "rollback_registered", "devres_release",
+  "sysfs_remove", "add_uevent_var", "kobject_", "drop_nlink", "mark_buffer_dirty", "__do_kernel_fault",
+  "get_device_parent", "device_add", "__switch_to",
+]
+
 private let paging = "BUG: unable to handle kernel paging request in $F"
 private let nullDeref = "BUG: unable to handle kernel NULL pointer dereference in $F"
 private let memorySafety = CrashTypeRule.fixed("MEMORY_SAFETY_BUG")
@@ -90,17 +98,22 @@ let defaultOopsTable: [OopsPattern] = [
         frame: stack(
           header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
       OopsFormat(
-        "kasan-free", "BUG: KASAN: {W}-free in {F}", title: "KASAN: $1-free in $F", kind: .kasan,
+        "kasan-double-free", "BUG: KASAN: double-free in {F}", title: "KASAN: invalid-free in $F", kind: .kasan,
         type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(
-          header: 1, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+      OopsFormat(
+        "kasan-free", "BUG: KASAN: invalid-free in {F}", title: "KASAN: invalid-free in $F", kind: .kasan,
+        type: .fixed("KASAN-INVALID-FREE"),
+        frame: stack(header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
       OopsFormat(
         "kasan-old-addr", "BUG: KASAN: {W} in {F} at addr {X}",
         title: "KASAN: $1 in $F at addr ADDR", kind: .kasan,
         type: .sanitizer(prefix: "KASAN", bug: 0, access: nil), frame: stack(header: 1)),
       OopsFormat(
-        "kasan-access", "BUG: KASAN: {W} in {F}", extra: ["{W} of size {N}"],
-        title: "KASAN: $1 $3 in $F",
+        "kasan-access", "BUG: KASAN: {W} in {F}", extra: ["^{W} of size {N}"], title: "KASAN: $1 $3 in $F",
+        kind: .kasan, type: .sanitizer(prefix: "KASAN", bug: 0, access: 2), frame: stack(header: 1)),
+      OopsFormat(
+        "kasan-tag-access", "BUG: KASAN: {W} in {F}", extra: ["^{W} at addr"], title: "KASAN: $1 $3 in $F",
         kind: .kasan, type: .sanitizer(prefix: "KASAN", bug: 0, access: 2), frame: stack(header: 1)),
       OopsFormat(
         "kasan", "BUG: KASAN: {W} in {F}", title: "KASAN: $1 in $F", kind: .kasan,
@@ -262,7 +275,7 @@ let defaultOopsTable: [OopsPattern] = [
             "krealloc", "__kmalloc", "__vmalloc", "__alloc", "__kvmalloc",
           ], after: ["backtrace"])),
       OopsFormat(
-        "stack-guard", "BUG: stack guard page was hit at",
+        "stack-guard", "BUG: {*}stack guard page was hit at",
         title: "BUG: stack guard page was hit in $F",
         kind: .stackCorruption, type: dos, frame: ipOnly, noStack: true),
       OopsFormat(
@@ -270,7 +283,7 @@ let defaultOopsTable: [OopsPattern] = [
         type: lockdepType, frame: .none,
         noStack: true),
       OopsFormat(
-        "bug-empty", "BUG:{R}", title: "BUG: corrupted", kind: .bug, type: bugType, frame: .none,
+        "bug-empty", "BUG:{$}", title: "BUG: corrupted", kind: .bug, type: bugType, frame: .none,
         corrupted: true),
     ]),
   OopsPattern(
@@ -338,9 +351,11 @@ let defaultOopsTable: [OopsPattern] = [
           "usb_control_msg",
         ])),
       OopsFormat(
-        "warn-at", "WARNING: {*}at {S} {F}", title: "WARNING in $F", kind: .warning,
-        type: warningType,
-        frame: stack(header: 1)),
+        "warn-file-at", "WARNING: {S} at {F}", title: "WARNING in $F", kind: .warning, type: warningType,
+        frame: stack(header: 1, skip: warnHelpers)),
+      OopsFormat(
+        "warn-at", "WARNING: {*}at {S} {F}", title: "WARNING in $F", kind: .warning, type: warningType,
+        frame: stack(header: 1, skip: warnHelpers)),
       OopsFormat(
         "circular-locking", "WARNING: possible circular locking dependency detected",
         title: "possible deadlock in $F",
@@ -406,7 +421,7 @@ let defaultOopsTable: [OopsPattern] = [
         title: "WARNING: still has locks held in $F",
         kind: .lockdep, type: lockdepType, frame: lockdepLine(after: "")),
       OopsFormat(
-        "warn-empty", "WARNING:{R}", title: "WARNING: corrupted", kind: .warning, type: warningType,
+        "warn-empty", "WARNING:{$}", title: "WARNING: corrupted", kind: .warning, type: warningType,
         frame: .none,
         corrupted: true),
     ]),
@@ -472,7 +487,7 @@ let defaultOopsTable: [OopsPattern] = [
             "lockdep_rcu_suspicious",
           ])),
       OopsFormat(
-        "hung-task", "INFO: task {*} blocked for more than {N} seconds",
+        "hung-task", "INFO: task {*} blocked {*}for more than {N} seconds",
         title: "INFO: task hung in $F",
         kind: .hungTask, type: hang, frame: stack(ip: false, .hung)),
       OopsFormat(
@@ -489,7 +504,7 @@ let defaultOopsTable: [OopsPattern] = [
         type: memorySafety,
         frame: .none, corrupted: true, noStack: true),
       OopsFormat(
-        "info-empty", "INFO:{R}", title: "INFO: corrupted", kind: .other, type: bugType,
+        "info-empty", "INFO:{$}", title: "INFO: corrupted", kind: .other, type: bugType,
         frame: .none,
         corrupted: true),
     ]),

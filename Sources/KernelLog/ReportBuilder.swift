@@ -328,7 +328,7 @@ private let stackKeywords: [[UInt8]] = [
   Array($0.utf8)
 }
 private let frameTerminators: [[UInt8]] = [
-  "Instruction dump:", "Code: ", "---[ end trace", "Allocated by task", "Freed by task",
+  "Instruction dump:", "---[ end trace", "Allocated by task", "Freed by task",
   "The buggy address",
   "Memory state around", "Modules linked in", "irq event stamp", "Showing all locks",
   "Kernel Offset:",

@@ -27,6 +27,7 @@ private let boundaryPrefixes: [[UInt8]] = [
   "Exception stack(", "<SOFTIRQ>", "</SOFTIRQ>",
 ].map { Array($0.utf8) }
 private let unreliable = Array("(unreliable)".utf8)
+private let armFrom = Array(") from [".utf8)
 
 func hasPrefix(_ line: UnsafeBufferPointer<UInt8>, _ from: Int, _ prefix: [UInt8]) -> Bool {
   guard line.count - from >= prefix.count else { return false }
@@ -71,6 +72,15 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
       role = .linkRegister
       break
     }
+  }
+  // arm32: "[<80165504>] (kthread_stop) from [<8163f8d8>] (caller+0x88/0x3a0)": the frame is
+  // the first parenthesised name, the one after "from" is its caller.
+  if role == .frame, let from = indexOf(line, armFrom, from: p),
+    let open = indexOf(line, [UInt8(ascii: "(")], from: p), open < from
+  {
+    var e = open + 1
+    while e < from, isSymbolByte(line[e]), line[e] != UInt8(ascii: ".") { e += 1 }
+    if e > open + 1 { return TraceLine(role: .frame, function: string(line, open + 1, e), questionable: false) }
   }
   guard let (name, nameStart) = firstSymbolWithOffset(line, from: p) else {
     return TraceLine(role: role == .frame ? .text : role, function: nil, questionable: false)
@@ -171,7 +181,11 @@ let genericSkips: [String] = [
   "page_fault_oops", "kernelmode_fixup_or_oops", "no_context", "bad_area", "die", "oops_end",
   "unwind_", "arch_stack_walk", "stack_trace_save", "save_stack", "kmem_cache_free_bulk",
   "trace_hardirqs", "check_preemption_disabled", "preempt_count", "debug_smp_processor_id",
-  "should_fail", "fail_dump", "asm_exc_", "exc_page_fault", "error_entry",
+  "should_fail", "fail_dump", "asm_exc_", "exc_page_fault", "error_entry", "kthread_stop", "flush_work",
+  "cancel_work_sync", "__cancel_work", "del_timer", "timer_delete", "try_to_grab_pending", "flush_workqueue",
+  "drain_workqueue", "destroy_workqueue", "finish_wait", "kobject_put", "kobject_del", "kobject_uevent",
+  "device_del", "device_unregister", "device_destroy", "sysfs_remove", "device_remove_file",
+  "__wake_up", "complete", "queue_work", "__queue_work", "mod_timer", "__mod_timer",
 ]
 
 /// Where execution was dispatched from (syscall entry, workqueue, timers, softirq, kthreads);
@@ -186,7 +200,7 @@ let stallAnchors: [String] = [
   "sock_do_ioctl", "__sys_setsockopt", "__sys_connect", "__sys_accept", "nfnetlink_rcv_msg",
   "handle_mm_fault", "__do_fault", "do_page_fault", "task_work_run", "exit_to_user",
   "exit_to_usermode", "__fput", "tasklet_action", "__run_timers", "expire_timers",
-  "kvm_vcpu_ioctl", "kvm_vm_ioctl", "ksys_ioctl", "el0_svc",
+  "ksys_ioctl", "el0_svc",
 ]
 
 /// Syscall entry prefixes removed from stall frames ("__x64_sys_futex" -> "sys_futex").
