@@ -105,7 +105,8 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
       guard end > pos else { return false }
       var nameEnd = pos
       while nameEnd < end, line[nameEnd] != UInt8(ascii: ".") { nameEnd += 1 }
-      guard nameEnd > pos else { return false }
+      // Addresses ("0x0", "ffffffff8134") are not function names.
+      guard nameEnd > pos, !isDecimal(line[pos]) else { return false }
       var next = end
       next = skipOffset(line, next)
       captures.append(string(line, pos, nameEnd))

@@ -31,6 +31,9 @@ private let warnHelpers = [
   "get_device_parent", "device_add", "__switch_to",
 ]
 
+/// A locked-up CPU's frames start at its instruction pointer.
+private let lockupStarts = ["RIP: ", "NIP [", "pc : ", "PC is at ", "EIP: ", "Call Trace:", "Call trace:"]
+
 private let paging = "BUG: unable to handle kernel paging request in $F"
 private let nullDeref = "BUG: unable to handle kernel NULL pointer dereference in $F"
 private let memorySafety = CrashTypeRule.fixed("MEMORY_SAFETY_BUG")
@@ -106,15 +109,15 @@ let defaultOopsTable: [OopsPattern] = [
         type: .fixed("KASAN-INVALID-FREE"),
         frame: stack(header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
       OopsFormat(
-        "kasan-old-addr", "BUG: KASAN: {W} in {F} at addr {X}",
-        title: "KASAN: $1 in $F at addr ADDR", kind: .kasan,
-        type: .sanitizer(prefix: "KASAN", bug: 0, access: nil), frame: stack(header: 1)),
-      OopsFormat(
         "kasan-access", "BUG: KASAN: {W} in {F}", extra: ["^{W} of size {N}"], title: "KASAN: $1 $3 in $F",
         kind: .kasan, type: .sanitizer(prefix: "KASAN", bug: 0, access: 2), frame: stack(header: 1)),
       OopsFormat(
         "kasan-tag-access", "BUG: KASAN: {W} in {F}", extra: ["^{W} at addr"], title: "KASAN: $1 $3 in $F",
         kind: .kasan, type: .sanitizer(prefix: "KASAN", bug: 0, access: 2), frame: stack(header: 1)),
+      OopsFormat(
+        "kasan-old-addr", "BUG: KASAN: {W} in {F} at addr {X}",
+        title: "KASAN: $1 in $F at addr ADDR", kind: .kasan,
+        type: .sanitizer(prefix: "KASAN", bug: 0, access: nil), frame: stack(header: 1)),
       OopsFormat(
         "kasan", "BUG: KASAN: {W} in {F}", title: "KASAN: $1 in $F", kind: .kasan,
         type: .sanitizer(prefix: "KASAN", bug: 0, access: nil), frame: stack(header: 1)),
@@ -138,8 +141,13 @@ let defaultOopsTable: [OopsPattern] = [
         "kfence", "BUG: KFENCE: {*} in {F}", title: "KFENCE: $F", kind: .kfence, type: memorySafety,
         frame: stack(header: 0)),
       OopsFormat(
-        "kcsan", "BUG: KCSAN: {R}", title: "KCSAN: $1", kind: .kcsan,
-        type: .fixed("KCSAN-DATARACE"), noStack: true),
+        "kcsan-race", "BUG: KCSAN: {W} in {F} / {F}", title: "KCSAN: $1 in $2 / $3", kind: .kcsan,
+        type: .fixed("KCSAN-DATARACE"), frame: .none, noStack: true),
+      OopsFormat(
+        "kcsan-assert", "BUG: KCSAN: assert: {W} in {F}", title: "KCSAN: assert: $1 in $2", kind: .kcsan,
+        type: .fixed("KCSAN-ASSERT"), frame: .none, noStack: true),
+      OopsFormat(
+        "kcsan", "BUG: KCSAN: {R}", title: "KCSAN: $1", kind: .kcsan, type: .fixed("KCSAN-DATARACE"), noStack: true),
       OopsFormat(
         "null-x86", "BUG: kernel NULL pointer dereference", title: nullDeref, kind: .nullDeref,
         type: nullType),
@@ -168,9 +176,8 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .lockdep,
         type: lockdepType, frame: stack(skip: ["spin_", "do_raw_spin"])),
       OopsFormat(
-        "soft-lockup", "BUG: soft lockup", title: "BUG: soft lockup in $F", kind: .softLockup,
-        type: hang,
-        frame: stack(after: [], .stall)),
+        "soft-lockup", "BUG: soft lockup", title: "BUG: soft lockup in $F", kind: .softLockup, type: hang,
+        frame: stack(after: lockupStarts, .stall)),
       OopsFormat(
         "locks-held", "BUG: {*}still has locks held!", title: "BUG: still has locks held in $F",
         kind: .lockdep,

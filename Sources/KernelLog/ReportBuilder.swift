@@ -178,7 +178,8 @@ struct ReportBuilder {
           markers.contains { indexOf(buf, $0, from: 0) != nil }
         }
         if hit {
-          startIndex = i + 1
+          // The marker line itself may be a frame (an IP line, "apic_timer_interrupt+0x").
+          startIndex = i
           break
         }
       }
@@ -187,7 +188,9 @@ struct ReportBuilder {
     if let startIndex, startIndex < lines.count {
       for line in lines[startIndex...] {
         let stop = line.withUnsafeBufferPointer { buf -> Bool in
-          if frameTerminators.contains(where: { indexOf(buf, $0, from: 0) != nil }) { return true }
+          if !stackFrames.isEmpty, frameTerminators.contains(where: { indexOf(buf, $0, from: 0) != nil }) {
+            return true
+          }
           let t = classifyTraceLine(buf)
           guard let f = t.function, !t.questionable else { return false }
           if t.role == .frame || (recipe.extractor != .first && t.role == .instructionPointer) {

@@ -28,6 +28,7 @@ private let boundaryPrefixes: [[UInt8]] = [
 ].map { Array($0.utf8) }
 private let unreliable = Array("(unreliable)".utf8)
 private let armFrom = Array(") from [".utf8)
+private let irqsLast = Array("irqs last".utf8)
 
 func hasPrefix(_ line: UnsafeBufferPointer<UInt8>, _ from: Int, _ prefix: [UInt8]) -> Bool {
   guard line.count - from >= prefix.count else { return false }
@@ -62,6 +63,8 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
   for prefix in boundaryPrefixes where hasPrefix(line, p, prefix) {
     return TraceLine(role: .boundary, function: nil, questionable: false)
   }
+    // Lockdep's "hardirqs last enabled at (N): [<..>] f+0x" lines name functions but are not frames.
+  if indexOf(line, irqsLast, from: p) != nil { return TraceLine(role: .text, function: nil, questionable: false) }
   var role = TraceLine.Role.frame
   for prefix in ipPrefixes where hasPrefix(line, p, prefix) {
     role = .instructionPointer
@@ -186,6 +189,11 @@ let genericSkips: [String] = [
   "drain_workqueue", "destroy_workqueue", "finish_wait", "kobject_put", "kobject_del", "kobject_uevent",
   "device_del", "device_unregister", "device_destroy", "sysfs_remove", "device_remove_file",
   "__wake_up", "complete", "queue_work", "__queue_work", "mod_timer", "__mod_timer",
+  "dump_backtrace", "walk_stackframe", "stack_trace_consume_entry", "show_stack", "hwasan", "rb_", "__rb_",
+  "vscnprintf", "hex_dump", "crc", "strstr", "memdup_user", "kfree", "kmem_cache_free", "mutex_remove_waiter",
+  "atomic_dec_and_lock", "_atomic_dec_and_lock", "console_unlock", "xas_", "rhashtable_", "idr_",
+  "radix_tree_", "bitmap_", "find_next_bit", "kstrto", "sprintf", "aes_", "lock_timer_base",
+  "native_queued_spin_lock", "queued_spin_lock", "do_raw_spin", "check_memory_region",
 ]
 
 /// Where execution was dispatched from (syscall entry, workqueue, timers, softirq, kthreads);
