@@ -212,10 +212,10 @@ struct ReportBuilder {
       if all.isEmpty, let ipFrame { all = [ipFrame] }
       var previous: String?
       for f in all {
-        if stallAnchors.contains(where: { matchesSegment(f, $0) }), let previous {
-          return stripSyscallPrefix(previous)
+        if stallAnchors.contains(where: { matchesSegment(f, $0) }) {
+          if let previous { return stripSyscallPrefix(previous) }
+          continue
         }
-        if !nameMatchesSkip(f, skips) { previous = previous ?? f }
         if !nameMatchesSkip(f, skips) { previous = f }
       }
       return all.first { !nameMatchesSkip($0, skips) }.map(stripSyscallPrefix)

@@ -208,7 +208,9 @@ let stallAnchors: [String] = [
   "sock_do_ioctl", "__sys_setsockopt", "__sys_connect", "__sys_accept", "nfnetlink_rcv_msg",
   "handle_mm_fault", "__do_fault", "do_page_fault", "task_work_run", "exit_to_user",
   "exit_to_usermode", "__fput", "tasklet_action", "__run_timers", "expire_timers",
-  "ksys_ioctl", "el0_svc",
+  "ksys_ioctl", "el0_svc", "invoke_syscall", "el0_svc_common", "sys_ioctl", "SyS_ioctl",
+  "SYSC_ioctl", "sys_connect", "SyS_connect", "SYSC_connect", "sys_socketpair", "rtnetlink_rcv_msg",
+  "genl_rcv_msg", "sock_common_setsockopt", "kernel_setsockopt", "sys_setsockopt",
 ]
 
 /// Syscall entry prefixes removed from stall frames ("__x64_sys_futex" -> "sys_futex").
