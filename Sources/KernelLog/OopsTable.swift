@@ -25,14 +25,19 @@ private let stallStarts = [
 
 /// Helpers that WARN on behalf of their caller: the caller is the bug.
 private let warnHelpers = [
-  "alloc_pages", "__alloc_pages", "__alloc_frozen_pages", "kmalloc", "__kmalloc", "kvmalloc", "__local_bh_enable",
-  "local_bh_enable", "__seqprop_assert", "__virt_to_phys", "ref_tracker", "rollback_registered", "devres_release",
-  "sysfs_remove", "add_uevent_var", "kobject_", "drop_nlink", "mark_buffer_dirty", "__do_kernel_fault",
+  "alloc_pages", "__alloc_pages", "__alloc_frozen_pages", "kmalloc", "__kmalloc", "kvmalloc",
+  "__local_bh_enable",
+  "local_bh_enable", "__seqprop_assert", "__virt_to_phys", "ref_tracker", "rollback_registered",
+  "devres_release",
+  "sysfs_remove", "add_uevent_var", "kobject_", "drop_nlink", "mark_buffer_dirty",
+  "__do_kernel_fault",
   "get_device_parent", "device_add", "__switch_to",
 ]
 
 /// A locked-up CPU's frames start at its instruction pointer.
-private let lockupStarts = ["RIP: ", "NIP [", "pc : ", "PC is at ", "EIP: ", "Call Trace:", "Call trace:"]
+private let lockupStarts = [
+  "RIP: ", "NIP [", "pc : ", "PC is at ", "EIP: ", "Call Trace:", "Call trace:",
+]
 
 private let paging = "BUG: unable to handle kernel paging request in $F"
 private let nullDeref = "BUG: unable to handle kernel NULL pointer dereference in $F"
@@ -101,18 +106,24 @@ let defaultOopsTable: [OopsPattern] = [
         frame: stack(
           header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
       OopsFormat(
-        "kasan-double-free", "BUG: KASAN: double-free in {F}", title: "KASAN: invalid-free in $F", kind: .kasan,
+        "kasan-double-free", "BUG: KASAN: double-free in {F}", title: "KASAN: invalid-free in $F",
+        kind: .kasan,
         type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(
+          header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
       OopsFormat(
-        "kasan-free", "BUG: KASAN: invalid-free in {F}", title: "KASAN: invalid-free in $F", kind: .kasan,
+        "kasan-free", "BUG: KASAN: invalid-free in {F}", title: "KASAN: invalid-free in $F",
+        kind: .kasan,
         type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(
+          header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
       OopsFormat(
-        "kasan-access", "BUG: KASAN: {W} in {F}", extra: ["^{W} of size {N}"], title: "KASAN: $1 $3 in $F",
+        "kasan-access", "BUG: KASAN: {W} in {F}", extra: ["^{W} of size {N}"],
+        title: "KASAN: $1 $3 in $F",
         kind: .kasan, type: .sanitizer(prefix: "KASAN", bug: 0, access: 2), frame: stack(header: 1)),
       OopsFormat(
-        "kasan-tag-access", "BUG: KASAN: {W} in {F}", extra: ["^{W} at addr"], title: "KASAN: $1 $3 in $F",
+        "kasan-tag-access", "BUG: KASAN: {W} in {F}", extra: ["^{W} at addr"],
+        title: "KASAN: $1 $3 in $F",
         kind: .kasan, type: .sanitizer(prefix: "KASAN", bug: 0, access: 2), frame: stack(header: 1)),
       OopsFormat(
         "kasan-old-addr", "BUG: KASAN: {W} in {F} at addr {X}",
@@ -144,10 +155,12 @@ let defaultOopsTable: [OopsPattern] = [
         "kcsan-race", "BUG: KCSAN: {W} in {F} / {F}", title: "KCSAN: $1 in $2 / $3", kind: .kcsan,
         type: .fixed("KCSAN-DATARACE"), frame: .none, noStack: true),
       OopsFormat(
-        "kcsan-assert", "BUG: KCSAN: assert: {W} in {F}", title: "KCSAN: assert: $1 in $2", kind: .kcsan,
+        "kcsan-assert", "BUG: KCSAN: assert: {W} in {F}", title: "KCSAN: assert: $1 in $2",
+        kind: .kcsan,
         type: .fixed("KCSAN-ASSERT"), frame: .none, noStack: true),
       OopsFormat(
-        "kcsan", "BUG: KCSAN: {R}", title: "KCSAN: $1", kind: .kcsan, type: .fixed("KCSAN-DATARACE"), noStack: true),
+        "kcsan", "BUG: KCSAN: {R}", title: "KCSAN: $1", kind: .kcsan,
+        type: .fixed("KCSAN-DATARACE"), noStack: true),
       OopsFormat(
         "null-x86", "BUG: kernel NULL pointer dereference", title: nullDeref, kind: .nullDeref,
         type: nullType),
@@ -176,7 +189,8 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .lockdep,
         type: lockdepType, frame: stack(skip: ["spin_", "do_raw_spin"])),
       OopsFormat(
-        "soft-lockup", "BUG: soft lockup", title: "BUG: soft lockup in $F", kind: .softLockup, type: hang,
+        "soft-lockup", "BUG: soft lockup", title: "BUG: soft lockup in $F", kind: .softLockup,
+        type: hang,
         frame: stack(after: lockupStarts, .stall)),
       OopsFormat(
         "locks-held", "BUG: {*}still has locks held!", title: "BUG: still has locks held in $F",
@@ -358,10 +372,12 @@ let defaultOopsTable: [OopsPattern] = [
           "usb_control_msg",
         ])),
       OopsFormat(
-        "warn-file-at", "WARNING: {S} at {F}", title: "WARNING in $F", kind: .warning, type: warningType,
+        "warn-file-at", "WARNING: {S} at {F}", title: "WARNING in $F", kind: .warning,
+        type: warningType,
         frame: stack(header: 1, skip: warnHelpers)),
       OopsFormat(
-        "warn-at", "WARNING: {*}at {S} {F}", title: "WARNING in $F", kind: .warning, type: warningType,
+        "warn-at", "WARNING: {*}at {S} {F}", title: "WARNING in $F", kind: .warning,
+        type: warningType,
         frame: stack(header: 1, skip: warnHelpers)),
       OopsFormat(
         "circular-locking", "WARNING: possible circular locking dependency detected",
@@ -703,7 +719,7 @@ let defaultOopsTable: [OopsPattern] = [
         type: hang, frame: stack(after: [], .stall)),
     ]),
   OopsPattern(
-    "machine-check", headers: ["Machine check", "Machine Check"],
+    "machine-check", headers: ["Machine check", "Machine Check"], followsReport: true,
     suppress: [
       "Kernel panic - not syncing", "mce: CPU{*}supported", "Machine check events logged",
       "MCE: In-kernel MCE decoding",

@@ -188,7 +188,9 @@ struct ReportBuilder {
     if let startIndex, startIndex < lines.count {
       for line in lines[startIndex...] {
         let stop = line.withUnsafeBufferPointer { buf -> Bool in
-          if !stackFrames.isEmpty, frameTerminators.contains(where: { indexOf(buf, $0, from: 0) != nil }) {
+          if !stackFrames.isEmpty,
+            frameTerminators.contains(where: { indexOf(buf, $0, from: 0) != nil })
+          {
             return true
           }
           let t = classifyTraceLine(buf)
@@ -272,7 +274,9 @@ struct ReportBuilder {
   private func fillMetadata(_ result: inout CrashReport, _ lines: [[UInt8]]) {
     for line in lines.prefix(200) {
       let text = String(decoding: line, as: UTF8.self)
-      if result.cpu == nil, let c = cpuLine.match(line) ?? warnCPULine.match(line) {
+      if result.comm == nil,
+        let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil)
+      {
         result.cpu = Int(c[0])
         result.pid = Int(c[1])
         if c.count > 2 { parseCommAndTaint(c[2], into: &result) }

@@ -63,8 +63,10 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
   for prefix in boundaryPrefixes where hasPrefix(line, p, prefix) {
     return TraceLine(role: .boundary, function: nil, questionable: false)
   }
-    // Lockdep's "hardirqs last enabled at (N): [<..>] f+0x" lines name functions but are not frames.
-  if indexOf(line, irqsLast, from: p) != nil { return TraceLine(role: .text, function: nil, questionable: false) }
+  // Lockdep's "hardirqs last enabled at (N): [<..>] f+0x" lines name functions but are not frames.
+  if indexOf(line, irqsLast, from: p) != nil {
+    return TraceLine(role: .text, function: nil, questionable: false)
+  }
   var role = TraceLine.Role.frame
   for prefix in ipPrefixes where hasPrefix(line, p, prefix) {
     role = .instructionPointer
@@ -83,7 +85,9 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
   {
     var e = open + 1
     while e < from, isSymbolByte(line[e]), line[e] != UInt8(ascii: ".") { e += 1 }
-    if e > open + 1 { return TraceLine(role: .frame, function: string(line, open + 1, e), questionable: false) }
+    if e > open + 1 {
+      return TraceLine(role: .frame, function: string(line, open + 1, e), questionable: false)
+    }
   }
   guard let (name, nameStart) = firstSymbolWithOffset(line, from: p) else {
     return TraceLine(role: role == .frame ? .text : role, function: nil, questionable: false)
@@ -184,13 +188,18 @@ let genericSkips: [String] = [
   "page_fault_oops", "kernelmode_fixup_or_oops", "no_context", "bad_area", "die", "oops_end",
   "unwind_", "arch_stack_walk", "stack_trace_save", "save_stack", "kmem_cache_free_bulk",
   "trace_hardirqs", "check_preemption_disabled", "preempt_count", "debug_smp_processor_id",
-  "should_fail", "fail_dump", "asm_exc_", "exc_page_fault", "error_entry", "kthread_stop", "flush_work",
-  "cancel_work_sync", "__cancel_work", "del_timer", "timer_delete", "try_to_grab_pending", "flush_workqueue",
-  "drain_workqueue", "destroy_workqueue", "finish_wait", "kobject_put", "kobject_del", "kobject_uevent",
+  "should_fail", "fail_dump", "asm_exc_", "exc_page_fault", "error_entry", "kthread_stop",
+  "flush_work",
+  "cancel_work_sync", "__cancel_work", "del_timer", "timer_delete", "try_to_grab_pending",
+  "flush_workqueue",
+  "drain_workqueue", "destroy_workqueue", "finish_wait", "kobject_put", "kobject_del",
+  "kobject_uevent",
   "device_del", "device_unregister", "device_destroy", "sysfs_remove", "device_remove_file",
   "__wake_up", "complete", "queue_work", "__queue_work", "mod_timer", "__mod_timer",
-  "dump_backtrace", "walk_stackframe", "stack_trace_consume_entry", "show_stack", "hwasan", "rb_", "__rb_",
-  "vscnprintf", "hex_dump", "crc", "strstr", "memdup_user", "kfree", "kmem_cache_free", "mutex_remove_waiter",
+  "dump_backtrace", "walk_stackframe", "stack_trace_consume_entry", "show_stack", "hwasan", "rb_",
+  "__rb_",
+  "vscnprintf", "hex_dump", "crc", "strstr", "memdup_user", "kfree", "kmem_cache_free",
+  "mutex_remove_waiter",
   "atomic_dec_and_lock", "_atomic_dec_and_lock", "console_unlock", "xas_", "rhashtable_", "idr_",
   "radix_tree_", "bitmap_", "find_next_bit", "kstrto", "sprintf", "aes_", "lock_timer_base",
   "native_queued_spin_lock", "queued_spin_lock", "do_raw_spin", "check_memory_region",

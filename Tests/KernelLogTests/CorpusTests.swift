@@ -35,7 +35,8 @@ struct CorpusCase: Sendable, CustomStringConvertible {
     // The expected report follows "\nREPORT:\n"; it is not console output.
     let marker = Array("\nREPORT:\n".utf8)
     if log.count >= marker.count {
-      for i in 0...(log.count - marker.count) where log[i] == 0x0a && Array(log[i..<(i + marker.count)]) == marker {
+      for i in 0...(log.count - marker.count)
+      where log[i] == 0x0a && Array(log[i..<(i + marker.count)]) == marker {
         log = Array(log[..<(i + 1)])
         break
       }
@@ -45,9 +46,13 @@ struct CorpusCase: Sendable, CustomStringConvertible {
   }
 
   static func load(_ directory: URL) -> [CorpusCase] {
-    guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return [] }
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else {
+      return []
+    }
     return names.sorted().compactMap { name in
-      guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent(name).path) else {
+      guard
+        let data = FileManager.default.contents(atPath: directory.appendingPathComponent(name).path)
+      else {
         return nil
       }
       return CorpusCase(name: name, contents: [UInt8](data))
@@ -57,9 +62,11 @@ struct CorpusCase: Sendable, CustomStringConvertible {
 
 /// The shared corpus lives next to the repository: <repo root>/../shared/corpus.
 enum CorpusLocation {
-  static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+  static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent()
-  static let syzkaller = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/corpus/syzkaller-linux")
+    .deletingLastPathComponent()
+  static let syzkaller = repoRoot.deletingLastPathComponent().appendingPathComponent(
+    "shared/corpus/syzkaller-linux")
   static var available: Bool { FileManager.default.fileExists(atPath: syzkaller.path) }
 }
 
@@ -77,7 +84,8 @@ struct Agreement {
 /// The frame a syzkaller title names: FRAME header, else the title's " in FUNC" tail.
 func expectedFrame(_ c: CorpusCase) -> String? {
   if let frame = c.value("FRAME") { return frame }
-  guard let title = c.value("TITLE"), let range = title.range(of: " in ", options: .backwards) else { return nil }
+  guard let title = c.value("TITLE"), let range = title.range(of: " in ", options: .backwards)
+  else { return nil }
   var frame = String(title[range.upperBound...])
   if let slash = frame.firstIndex(of: "/") { frame = String(frame[..<slash]) }
   if frame == "corrupted" || frame.contains(" ") { return nil }
@@ -100,20 +108,26 @@ func expectedFrame(_ c: CorpusCase) -> String? {
       let expected = c.value("TITLE")
       crash.count((expected != nil) == !reports.isEmpty)
       guard let expected else {
-        if let r = reports.first { mismatches.append("\(c.name): expected no crash, got '\(r.title)'") }
+        if let r = reports.first {
+          mismatches.append("\(c.name): expected no crash, got '\(r.title)'")
+        }
         continue
       }
       let got = reports.first
       let titles = [expected] + c.values("ALT")
       let titleOK = got.map { titles.contains($0.title) } ?? false
       title.count(titleOK)
-      if !titleOK { mismatches.append("\(c.name): title '\(got?.title ?? "-")' want '\(expected)'") }
+      if !titleOK {
+        mismatches.append("\(c.name): title '\(got?.title ?? "-")' want '\(expected)'")
+      }
       if let want = expectedFrame(c) {
         frame.count(got?.frame == want)
       }
       if let want = c.value("TYPE") {
         type.count(got?.type == want)
-        if got != nil, got?.type != want { mismatches.append("\(c.name): type \(got!.type) want \(want)") }
+        if got != nil, got?.type != want {
+          mismatches.append("\(c.name): type \(got!.type) want \(want)")
+        }
       }
       // Invariant: re-scanning from the report's start finds the same title.
       if let got, got.start < c.log.count {
@@ -130,9 +144,9 @@ func expectedFrame(_ c: CorpusCase) -> String? {
       try mismatches.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
     }
     // Thresholds from measured agreement; raise them as the detector improves.
-    #expect(crash.rate >= 0.90)
-    #expect(title.rate >= 0.50)
-    #expect(frame.rate >= 0.50)
-    #expect(type.rate >= 0.50)
+    #expect(crash.rate >= 0.97)
+    #expect(title.rate >= 0.71)
+    #expect(frame.rate >= 0.71)
+    #expect(type.rate >= 0.95)
   }
 }
