@@ -13,6 +13,7 @@ let package = Package(
   products: [
     .executable(name: "hpthammer", targets: ["hpthammer"]),
     .executable(name: "hpthammer-bench", targets: ["hpthammer-bench"]),
+    .executable(name: "kernellog-bench", targets: ["kernellog-bench"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -39,7 +40,8 @@ let package = Package(
     .executableTarget(
       name: "hpthammer-bench",
       dependencies: ["HPTEngine", "HPTSim", "KernelLog", "KVMHost"]),
-    .testTarget(name: "KernelLogTests", dependencies: ["KernelLog"]),
+    .executableTarget(name: "kernellog-bench", dependencies: ["KernelLog"]),
+    .testTarget(name: "KernelLogTests", dependencies: ["KernelLog"], exclude: ["Fixtures"]),
     .testTarget(name: "KVMHostTests", dependencies: ["KVMHost"]),
     .testTarget(name: "HPTSimTests", dependencies: ["HPTSim", "KVMHost", "KernelLog"]),
     .testTarget(name: "HPTEngineTests", dependencies: ["HPTEngine", "HPTSim", "KVMHost", "KernelLog"]),

@@ -14,7 +14,10 @@ final class Hammer: @unchecked Sendable {
   var order: UInt32
   let budget: Budget
 
-  init(guest: GuestContext, job: Job, stats: RunStats, executor: any AgentExecutor, rng: SplitMix64, budget: Budget) {
+  init(
+    guest: GuestContext, job: Job, stats: RunStats, executor: any AgentExecutor, rng: SplitMix64,
+    budget: Budget
+  ) {
     self.guest = guest
     self.job = job
     self.stats = stats
@@ -42,7 +45,9 @@ final class Hammer: @unchecked Sendable {
       case .sameOrder: ok = cycle(to: order)
       case .randomWalk:
         let step = rng.below(3)
-        ok = cycle(to: step == 0 ? max(job.orderMin, order - 1) : step == 1 ? order : min(job.orderMax, order + 1))
+        ok = cycle(
+          to: step == 0
+            ? max(job.orderMin, order - 1) : step == 1 ? order : min(job.orderMax, order + 1))
       case .cancelDuringPrepare: ok = cancelDuringPrepare()
       case .commitWithoutPrepare: ok = commitWithoutPrepare()
       }
@@ -130,7 +135,8 @@ final class Hammer: @unchecked Sendable {
           if error.errno == .hostDown { return false }
           stats.answer("COMMIT", error.errno.name)
           // EBUSY: still allocating; ENOSPC: a shrink with colliding bolted HPTEs.
-          classify("COMMIT", target, error.errno,
+          classify(
+            "COMMIT", target, error.errno,
             expected: error.errno == .EBUSY || (error.errno == .ENOSPC && target < order))
           return true
         }
@@ -170,7 +176,9 @@ final class Hammer: @unchecked Sendable {
   }
 
   func unexpected(_ op: String, _ target: UInt32, _ answer: String) {
-    let u = UnexpectedAnswer(guest: guest.name, op: op, order: target, fromOrder: order, answer: answer, hostTimeS: nowMs / 1000)
+    let u = UnexpectedAnswer(
+      guest: guest.name, op: op, order: target, fromOrder: order, answer: answer,
+      hostTimeS: nowMs / 1000)
     stats.with {
       $0.failedUnexpected += 1
       if $0.unexpected.count < 50 { $0.unexpected.append(u) }

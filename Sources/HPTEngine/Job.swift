@@ -68,20 +68,26 @@ public struct Job: Sendable {
 
   // MARK: - parsing
 
-  static let topKeys = ["name", "backend", "host", "guests", "budget", "seed", "resize", "memory_load", "fail_on_unexpected"]
+  static let topKeys = [
+    "name", "backend", "host", "guests", "budget", "seed", "resize", "memory_load",
+    "fail_on_unexpected",
+  ]
 
   /// Parses a job file's text. `file` names it in errors.
   public static func parse(_ text: String, file: String) throws(JobError) -> Job {
     let root: Node
     do {
       guard let n = try Yams.compose(yaml: text) else {
-        throw JobError(file: file, line: nil, key: nil, message: "the file is empty; see Jobs/dry-run.yaml for an example")
+        throw JobError(
+          file: file, line: nil, key: nil,
+          message: "the file is empty; see Jobs/dry-run.yaml for an example")
       }
       root = n
     } catch let e as JobError {
       throw e
     } catch let e as YamlError {
-      throw JobError(file: file, line: yamlLine(e), key: nil, message: "malformed YAML: \(yamlMessage(e))")
+      throw JobError(
+        file: file, line: yamlLine(e), key: nil, message: "malformed YAML: \(yamlMessage(e))")
     } catch {
       throw JobError(file: file, line: nil, key: nil, message: "malformed YAML: \(error)")
     }
@@ -91,7 +97,8 @@ public struct Job: Sendable {
 
   public static func load(path: String) throws(JobError) -> Job {
     guard let data = FileManager.default.contents(atPath: path) else {
-      throw JobError(file: path, line: nil, key: nil, message: "cannot read the job file (does it exist?)")
+      throw JobError(
+        file: path, line: nil, key: nil, message: "cannot read the job file (does it exist?)")
     }
     guard let text = String(data: data, encoding: .utf8) else {
       throw JobError(file: path, line: nil, key: nil, message: "the job file is not UTF-8 text")
@@ -122,7 +129,8 @@ struct Parser {
     JobError(file: file, line: node?.mark?.line, key: key, message: message)
   }
 
-  func mapping(_ node: Node, _ key: String, allowed: [String]) throws(JobError) -> [(String, Node)] {
+  func mapping(_ node: Node, _ key: String, allowed: [String]) throws(JobError) -> [(String, Node)]
+  {
     guard case .mapping(let m) = node else {
       throw fail(node, key, "expected a mapping with keys \(allowed.joined(separator: ", "))")
     }
@@ -143,7 +151,8 @@ struct Parser {
       throw fail(node, key, "expected a whole number in \(range.lowerBound)...\(range.upperBound)")
     }
     guard range.contains(v) else {
-      throw fail(node, key, "\(v) is out of range; allowed: \(range.lowerBound)...\(range.upperBound)")
+      throw fail(
+        node, key, "\(v) is out of range; allowed: \(range.lowerBound)...\(range.upperBound)")
     }
     return v
   }
@@ -171,18 +180,24 @@ struct Parser {
   }
 
   mutating func job(_ root: Node) throws(JobError) -> Job {
-    var job = Job(name: (file as NSString).lastPathComponent.replacingOccurrences(of: ".yaml", with: ""))
+    var job = Job(
+      name: (file as NSString).lastPathComponent.replacingOccurrences(of: ".yaml", with: ""))
     for (k, v) in try mapping(root, "", allowed: Job.topKeys) {
       switch k {
       case "name": job.name = try string(v, k)
       case "backend":
         let s = try string(v, k)
         guard let b = BackendKind(rawValue: s) else {
-          throw fail(v, k, "unknown backend '\(s)'; allowed: \(BackendKind.allCases.map(\.rawValue).joined(separator: ", "))")
+          throw fail(
+            v, k,
+            "unknown backend '\(s)'; allowed: \(BackendKind.allCases.map(\.rawValue).joined(separator: ", "))"
+          )
         }
         job.backend = b
       case "seed":
-        guard let s = v.scalar?.string, let n = UInt64(s) ?? (s.hasPrefix("0x") ? UInt64(s.dropFirst(2), radix: 16) : nil) else {
+        guard let s = v.scalar?.string,
+          let n = UInt64(s) ?? (s.hasPrefix("0x") ? UInt64(s.dropFirst(2), radix: 16) : nil)
+        else {
           throw fail(v, k, "expected a whole number (decimal or 0x hex) >= 0")
         }
         job.seed = n
@@ -194,14 +209,19 @@ struct Parser {
           case "kernel":
             let s = try string(hv, key)
             guard KernelModel.named(s) != nil else {
-              throw fail(hv, key, "unknown kernel model '\(s)'; allowed: \(KernelModel.allNames.joined(separator: ", "))")
+              throw fail(
+                hv, key,
+                "unknown kernel model '\(s)'; allowed: \(KernelModel.allNames.joined(separator: ", "))"
+              )
             }
             job.kernel = s
           default: job.hostUptimeS = UInt64(try int(hv, key, 0...100_000_000))
           }
         }
       case "guests":
-        for (gk, gv) in try mapping(v, "guests", allowed: ["count", "memory_mib", "vcpus", "hpt_order"]) {
+        for (gk, gv) in try mapping(
+          v, "guests", allowed: ["count", "memory_mib", "vcpus", "hpt_order"])
+        {
           let key = "guests.\(gk)"
           switch gk {
           case "count": job.guestCount = try int(gv, key, 1...64)
@@ -213,22 +233,31 @@ struct Parser {
       case "budget":
         job.durationS = nil
         for (bk, bv) in try mapping(v, "budget", allowed: ["duration_s", "resizes"]) {
-          if bk == "duration_s" { job.durationS = try double(bv, "budget.duration_s", min: 0.001) }
-          else { job.resizeBudget = try int(bv, "budget.resizes", 1...100_000_000) }
+          if bk == "duration_s" {
+            job.durationS = try double(bv, "budget.duration_s", min: 0.001)
+          } else {
+            job.resizeBudget = try int(bv, "budget.resizes", 1...100_000_000)
+          }
         }
         if job.durationS == nil && job.resizeBudget == nil {
           throw fail(v, "budget", "give duration_s, resizes, or both")
         }
       case "resize":
-        for (rk, rv) in try mapping(v, "resize", allowed: ["orders", "policy", "prepare_timeout_ms", "pause_ms"]) {
+        for (rk, rv) in try mapping(
+          v, "resize", allowed: ["orders", "policy", "prepare_timeout_ms", "pause_ms"])
+        {
           let key = "resize.\(rk)"
           switch rk {
           case "orders":
             let items = rv.array()
-            guard items.count == 2 else { throw fail(rv, key, "expected [min, max], orders within 18...46") }
+            guard items.count == 2 else {
+              throw fail(rv, key, "expected [min, max], orders within 18...46")
+            }
             job.orderMin = try order(items[0], key)
             job.orderMax = try order(items[1], key)
-            guard job.orderMin <= job.orderMax else { throw fail(rv, key, "min \(job.orderMin) is above max \(job.orderMax)") }
+            guard job.orderMin <= job.orderMax else {
+              throw fail(rv, key, "min \(job.orderMin) is above max \(job.orderMax)")
+            }
           case "policy":
             let names: [(String, Node)]
             if case .sequence(let s) = rv {
@@ -242,7 +271,10 @@ struct Parser {
             job.policies = []
             for (s, n) in names {
               guard let p = ResizePolicy(rawValue: s) else {
-                throw fail(n, key, "unknown policy '\(s)'; allowed: \(ResizePolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw fail(
+                  n, key,
+                  "unknown policy '\(s)'; allowed: \(ResizePolicy.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
               }
               job.policies.append(p)
             }
@@ -251,7 +283,9 @@ struct Parser {
           }
         }
       case "memory_load":
-        for (mk, mv) in try mapping(v, "memory_load", allowed: ["guest_writers", "pages_per_report", "host_invalidate"]) {
+        for (mk, mv) in try mapping(
+          v, "memory_load", allowed: ["guest_writers", "pages_per_report", "host_invalidate"])
+        {
           let key = "memory_load.\(mk)"
           switch mk {
           case "guest_writers": job.guestWriters = try bool(mv, key)
@@ -262,8 +296,11 @@ struct Parser {
               continue
             }
             for (ik, iv) in try mapping(mv, key, allowed: ["every_ms", "pages"]) {
-              if ik == "every_ms" { job.invalidateEveryMs = try double(iv, "\(key).every_ms", min: 0.01) }
-              else { job.invalidatePages = try int(iv, "\(key).pages", 1...1_000_000) }
+              if ik == "every_ms" {
+                job.invalidateEveryMs = try double(iv, "\(key).every_ms", min: 0.01)
+              } else {
+                job.invalidatePages = try int(iv, "\(key).pages", 1...1_000_000)
+              }
             }
           }
         }
@@ -271,7 +308,8 @@ struct Parser {
       }
     }
     if let o = job.hptOrder, !(job.orderMin...job.orderMax).contains(o) {
-      throw JobError(file: file, line: nil, key: "guests.hpt_order",
+      throw JobError(
+        file: file, line: nil, key: "guests.hpt_order",
         message: "boot order \(o) is outside resize.orders \(job.orderMin)...\(job.orderMax)")
     }
     return job

@@ -11,7 +11,8 @@ public enum RunOutput {
 
   static func write(_ report: RunReport, to dir: URL) {
     try? encode(report).write(to: dir.appendingPathComponent("run.json"), options: .atomic)
-    try? Data(junit(report).utf8).write(to: dir.appendingPathComponent("junit.xml"), options: .atomic)
+    try? Data(junit(report).utf8).write(
+      to: dir.appendingPathComponent("junit.xml"), options: .atomic)
   }
 
   static func xml(_ s: String) -> String {
@@ -23,7 +24,11 @@ public enum RunOutput {
       case ">": out += "&gt;"
       case "\"": out += "&quot;"
       default:
-        if c.value < 0x20 && c != "\n" && c != "\t" { out += " " } else { out.unicodeScalars.append(c) }
+        if c.value < 0x20 && c != "\n" && c != "\t" {
+          out += " "
+        } else {
+          out.unicodeScalars.append(c)
+        }
       }
     }
     return out
@@ -35,22 +40,37 @@ public enum RunOutput {
     var cases: [(String, String?)] = []
     cases.append(("setup", r.error))
     let hostCrashes = r.crashes.filter { !$0.expected && $0.type != "MEMORY_CORRUPTION" }
-    cases.append(("host kernel log", hostCrashes.isEmpty ? nil : hostCrashes.map(\.title).joined(separator: "\n")))
-    let corruption = r.crashes.filter { $0.type == "MEMORY_CORRUPTION" }
-    cases.append(("guest memory integrity", corruption.isEmpty ? nil : corruption.map(\.title).joined(separator: "\n")))
     cases.append(
-      ("resize answers",
+      (
+        "host kernel log",
+        hostCrashes.isEmpty ? nil : hostCrashes.map(\.title).joined(separator: "\n")
+      ))
+    let corruption = r.crashes.filter { $0.type == "MEMORY_CORRUPTION" }
+    cases.append(
+      (
+        "guest memory integrity",
+        corruption.isEmpty ? nil : corruption.map(\.title).joined(separator: "\n")
+      ))
+    cases.append(
+      (
+        "resize answers",
         r.resizes.failed_unexpected == 0
-          ? nil : r.unexpected.map { "\($0.guest) \($0.op) \($0.fromOrder)->\($0.order): \($0.answer)" }.joined(separator: "\n")))
+          ? nil
+          : r.unexpected.map { "\($0.guest) \($0.op) \($0.fromOrder)->\($0.order): \($0.answer)" }
+            .joined(separator: "\n")
+      ))
     let failures = cases.filter { $0.1 != nil }.count
     var s = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
     s += "<testsuites>\n"
-    s += "  <testsuite name=\"hpthammer.\(xml(r.job))\" tests=\"\(cases.count)\" failures=\"\(failures)\" time=\"\(r.wall.elapsed_s)\">\n"
-    s += "    <properties><property name=\"kernel\" value=\"\(xml(r.kernel))\"/><property name=\"seed\" value=\"\(r.seed)\"/><property name=\"verdict\" value=\"\(r.verdict.rawValue)\"/></properties>\n"
+    s +=
+      "  <testsuite name=\"hpthammer.\(xml(r.job))\" tests=\"\(cases.count)\" failures=\"\(failures)\" time=\"\(r.wall.elapsed_s)\">\n"
+    s +=
+      "    <properties><property name=\"kernel\" value=\"\(xml(r.kernel))\"/><property name=\"seed\" value=\"\(r.seed)\"/><property name=\"verdict\" value=\"\(r.verdict.rawValue)\"/></properties>\n"
     for (name, failure) in cases {
       s += "    <testcase classname=\"hpthammer.\(xml(r.job))\" name=\"\(xml(name))\""
       if let failure {
-        s += ">\n      <failure message=\"\(xml(failure.split(separator: "\n").first.map(String.init) ?? ""))\">\(xml(failure))</failure>\n    </testcase>\n"
+        s +=
+          ">\n      <failure message=\"\(xml(failure.split(separator: "\n").first.map(String.init) ?? ""))\">\(xml(failure))</failure>\n    </testcase>\n"
       } else {
         s += "/>\n"
       }
@@ -63,24 +83,34 @@ public enum RunOutput {
   public static func summary(_ r: RunReport, dir: String) -> String {
     var lines: [String] = []
     let outcome = r.verdict == .pass ? "SUCCESS" : r.verdict == .bug ? "FAILURE" : "ERROR"
-    lines.append("End of run: \(outcome) verdict=\(r.verdict.rawValue) kernel=\(r.kernel) seed=\(r.seed) job=\(r.job)")
+    lines.append(
+      "End of run: \(outcome) verdict=\(r.verdict.rawValue) kernel=\(r.kernel) seed=\(r.seed) job=\(r.job)"
+    )
     if let e = r.error { lines.append("  could not test: \(e)") }
     for c in r.crashes {
       let tag = c.expected ? "expected" : "!!!"
       lines.append("  \(tag) \(c.title)")
-      lines.append("      type \(c.type), frame \(c.frame ?? "-"), from \(c.source)\(c.file.map { ", report \($0)" } ?? "")")
+      lines.append(
+        "      type \(c.type), frame \(c.frame ?? "-"), from \(c.source)\(c.file.map { ", report \($0)" } ?? "")"
+      )
     }
     let z = r.resizes
     lines.append(
-      "  resizes: attempted \(z.attempted), succeeded \(z.succeeded), failed expected \(z.failed_expected), failed unexpected \(z.failed_unexpected)")
+      "  resizes: attempted \(z.attempted), succeeded \(z.succeeded), failed expected \(z.failed_expected), failed unexpected \(z.failed_unexpected)"
+    )
     for u in r.unexpected.prefix(5) {
-      lines.append("  !!! unexpected: \(u.guest) \(u.op) order \(u.fromOrder)->\(u.order): \(u.answer) at host t=\(u.hostTimeS)s")
+      lines.append(
+        "  !!! unexpected: \(u.guest) \(u.op) order \(u.fromOrder)->\(u.order): \(u.answer) at host t=\(u.hostTimeS)s"
+      )
     }
     let p = r.latency_ms.prepare_to_ready
     let c = r.latency_ms.commit
-    lines.append("  prepare->ready ms: p50 \(p.p50) p90 \(p.p90) p99 \(p.p99) max \(p.max) (n=\(p.count))")
-    lines.append("  commit ms:         p50 \(c.p50) p90 \(c.p90) p99 \(c.p99) max \(c.max) (n=\(c.count))")
-    lines.append("  guest pages verified \(r.guests.pages_verified), mismatches \(r.guests.mismatches)")
+    lines.append(
+      "  prepare->ready ms: p50 \(p.p50) p90 \(p.p90) p99 \(p.p99) max \(p.max) (n=\(p.count))")
+    lines.append(
+      "  commit ms:         p50 \(c.p50) p90 \(c.p90) p99 \(c.p99) max \(c.max) (n=\(c.count))")
+    lines.append(
+      "  guest pages verified \(r.guests.pages_verified), mismatches \(r.guests.mismatches)")
     lines.append("  host time \(r.host_time_s) s, wall \(r.wall.elapsed_s) s")
     lines.append("  run directory: \(dir)")
     lines.append("  reproduce: \(r.reproduce)")
@@ -112,14 +142,17 @@ public final class ProgressPrinter: @unchecked Sendable {
         Thread.sleep(forTimeInterval: intervalS)
         guard lock.locked({ running }) else { break }
         let t = Date().timeIntervalSince(start)
-        let (ok, exp, unexp, verified) = stats.with { ($0.succeeded, $0.failedExpected, $0.failedUnexpected, $0.pagesVerified) }
+        let (ok, exp, unexp, verified) = stats.with {
+          ($0.succeeded, $0.failedExpected, $0.failedUnexpected, $0.pagesVerified)
+        }
         let rate = Double(ok - lastResizes) / max(0.001, t - lastT)
         lastResizes = ok
         lastT = t
         let hostT = Double(executor.nowNs - hostStart) / 1e9
         let flag = unexp > 0 ? " !!!" : ""
         let line = String(
-          format: "hpthammer: elapsed=%.1fs host=%.2fs resizes=%d (%.1f/s) expected-failures=%d unexpected=%d verified-pages=%llu%@\n",
+          format:
+            "hpthammer: elapsed=%.1fs host=%.2fs resizes=%d (%.1f/s) expected-failures=%d unexpected=%d verified-pages=%llu%@\n",
           t, hostT, ok, rate, exp, unexp, verified, flag)
         out.write(Data(line.utf8))
       }

@@ -109,7 +109,9 @@ public final class Runner: @unchecked Sendable {
   var scanner = StreamingCrashScanner()
   let wallStart = Date()
 
-  public init(job: Job, host: any KVMSystem, outDir: URL, progress: ProgressPrinter?, reproduce: String) {
+  public init(
+    job: Job, host: any KVMSystem, outDir: URL, progress: ProgressPrinter?, reproduce: String
+  ) {
     self.job = job
     self.host = host
     self.outDir = outDir
@@ -121,10 +123,12 @@ public final class Runner: @unchecked Sendable {
   public func run() -> RunReport {
     do {
       try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
-      FileManager.default.createFile(atPath: outDir.appendingPathComponent("host.log").path, contents: nil)
+      FileManager.default.createFile(
+        atPath: outDir.appendingPathComponent("host.log").path, contents: nil)
       hostLog = try FileHandle(forWritingTo: outDir.appendingPathComponent("host.log"))
     } catch {
-      return finish(error: "cannot create the run directory \(outDir.path): \(error)", hostTimeStart: 0)
+      return finish(
+        error: "cannot create the run directory \(outDir.path): \(error)", hostTimeStart: 0)
     }
     scanner = StreamingCrashScanner(origin: .host(host.hostName))
     let exec = host.executor
@@ -145,15 +149,17 @@ public final class Runner: @unchecked Sendable {
       for v in g.vcpus {
         agents.append(Agent(name: "CPU \(v.id)/KVM") { [self] in vcpuLoop(g, v) })
       }
-      let hammer = Hammer(guest: g, job: job, stats: stats, executor: exec, rng: seeds.split(), budget: budget)
+      let hammer = Hammer(
+        guest: g, job: job, stats: stats, executor: exec, rng: seeds.split(), budget: budget)
       agents.append(Agent(name: "hpthammer") { hammer.run() })
       if let every = job.invalidateEveryMs {
-        var rng = seeds.split()
+        let rng = seeds.split()
         let pages = job.invalidatePages
         let memory = UInt64(job.guestMemoryMiB) << 20
         agents.append(
           Agent(name: "kcompactd0") {
-            hostMemoryLoad(g, exec: exec, everyMs: every, pages: pages, memory: memory, rng: &rng)
+            var r = rng
+            hostMemoryLoad(g, exec: exec, everyMs: every, pages: pages, memory: memory, rng: &r)
           })
       }
     }
@@ -171,7 +177,9 @@ public final class Runner: @unchecked Sendable {
     let api = try host.apiVersion()
     guard api == 12 else { throw SetupError("KVM API version \(api), expected 12") }
     guard try host.checkExtension(.spaprResizeHPT) > 0 else {
-      throw SetupError("\(host.hostName): KVM_CAP_SPAPR_RESIZE_HPT is 0: this host cannot resize HPTs (not a POWER KVM-HV host, or kvm_hv not loaded)")
+      throw SetupError(
+        "\(host.hostName): KVM_CAP_SPAPR_RESIZE_HPT is 0: this host cannot resize HPTs (not a POWER KVM-HV host, or kvm_hv not loaded)"
+      )
     }
     var out: [GuestContext] = []
     let memory = UInt64(job.guestMemoryMiB) << 20
@@ -221,9 +229,12 @@ public final class Runner: @unchecked Sendable {
         stats.with { $0.vcpuExits += 1 }
         if args[1] > 0 && !reported {
           reported = true
-          let title = "guest memory corruption: \(g.name) vCPU \(v.id) read 0x\(String(args[4], radix: 16)) at guest-physical 0x\(String(args[2], radix: 16)), wrote 0x\(String(args[3], radix: 16))"
+          let title =
+            "guest memory corruption: \(g.name) vCPU \(v.id) read 0x\(String(args[4], radix: 16)) at guest-physical 0x\(String(args[2], radix: 16)), wrote 0x\(String(args[3], radix: 16))"
           addFinding(
-            Finding(title: title, type: "MEMORY_CORRUPTION", frame: nil, source: "\(g.name) payload integrity check",
+            Finding(
+              title: title, type: "MEMORY_CORRUPTION", frame: nil,
+              source: "\(g.name) payload integrity check",
               expected: false, file: nil, corrupted: false),
             report: "\(title)\n\(args[1]) of \(args[0]) verified pages differed (vCPU \(v.id)).\n")
           exec.requestStop()
@@ -296,9 +307,12 @@ public final class Runner: @unchecked Sendable {
   }
 
   func addCrash(_ r: CrashReport) {
-    let expected = commitBeforeRunIssued && r.type == "WARNING" && r.frame == "kvm_vm_ioctl_resize_hpt_commit"
+    let expected =
+      commitBeforeRunIssued && r.type == "WARNING" && r.frame == "kvm_vm_ioctl_resize_hpt_commit"
     addFinding(
-      Finding(title: r.title, type: r.type, frame: r.frame, source: "\(r.origin)", expected: expected, file: nil,
+      Finding(
+        title: r.title, type: r.type, frame: r.frame, source: "\(r.origin)", expected: expected,
+        file: nil,
         corrupted: r.corrupted), report: r.report)
   }
 
@@ -325,7 +339,8 @@ public final class Runner: @unchecked Sendable {
           attempted: s.attempted, succeeded: s.succeeded, failed_expected: s.failedExpected,
           failed_unexpected: s.failedUnexpected), s.answers, s.unexpected,
         RunReport.Latency(
-          prepare_to_ready: RunStats.summary(s.prepareToReadyUs), commit: RunStats.summary(s.commitUs)),
+          prepare_to_ready: RunStats.summary(s.prepareToReadyUs),
+          commit: RunStats.summary(s.commitUs)),
         s.pagesVerified, s.mismatches
       )
     }
@@ -333,7 +348,9 @@ public final class Runner: @unchecked Sendable {
     let verdict: Verdict
     if error != nil {
       verdict = .error
-    } else if crashes.contains(where: { !$0.expected }) || (job.failOnUnexpected && resizes.failed_unexpected > 0) {
+    } else if crashes.contains(where: { !$0.expected })
+      || (job.failOnUnexpected && resizes.failed_unexpected > 0)
+    {
       verdict = .bug
     } else {
       verdict = .pass
@@ -345,8 +362,9 @@ public final class Runner: @unchecked Sendable {
       faults = c.hypervisorFaults
       sim = [
         "scheduler_steps": Int(s.kernel.sched.steps), "hypervisor_faults": c.hypervisorFaults,
-        "h_enters": c.hEnters, "hptes_rehashed": c.rehashedHPTEs, "pages_invalidated": c.invalidatedPages,
-        "commits": c.commits,
+        "h_enters": c.hEnters, "hptes_rehashed": c.rehashedHPTEs,
+        "pages_invalidated": c.invalidatedPages,
+        "commits": c.commits, "faults_during_commit": c.faultsDuringCommit,
       ]
     }
     let model = KernelModel.named(job.kernel)
@@ -356,7 +374,8 @@ public final class Runner: @unchecked Sendable {
       reproduce: reproduce, host_time_s: (hostTime * 1e6).rounded() / 1e6, resizes: resizes,
       answers: answers, unexpected: unexpected, latency_ms: lat,
       guests: RunReport.Guests(
-        count: job.guestCount, memory_mib: job.guestMemoryMiB, vcpus: job.vcpus, boot_order: job.bootOrder,
+        count: job.guestCount, memory_mib: job.guestMemoryMiB, vcpus: job.vcpus,
+        boot_order: job.bootOrder,
         pages_verified: pv, mismatches: mm),
       crashes: crashes, sim: sim,
       wall: RunReport.Wall(
@@ -371,7 +390,8 @@ public final class Runner: @unchecked Sendable {
 /// Host-side memory load: migrate a random range of guest pages every `everyMs`, as
 /// compaction does, forcing HPTE invalidations through the MMU notifier and re-faults.
 func hostMemoryLoad(
-  _ g: GuestContext, exec: any AgentExecutor, everyMs: Double, pages: Int, memory: UInt64, rng: inout SplitMix64
+  _ g: GuestContext, exec: any AgentExecutor, everyMs: Double, pages: Int, memory: UInt64,
+  rng: inout SplitMix64
 ) {
   let totalPages = Int(memory >> 16)
   while !exec.stopRequested {

@@ -21,8 +21,10 @@ public final class RunStats: @unchecked Sendable {
   /// "PREPARE" / "COMMIT" -> answer ("0", "100", "ENOSPC") -> count.
   var answers: [String: [String: Int]] = [:]
   var unexpected: [UnexpectedAnswer] = []
-  var prepareToReadyUs = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
-  var commitUs = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+  var prepareToReadyUs = Histogram<UInt64>(
+    highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+  var commitUs = Histogram<UInt64>(
+    highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
   var pagesVerified: UInt64 = 0
   var mismatches: UInt64 = 0
   var vcpuExits = 0

@@ -15,7 +15,8 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
   public var summary: String {
     switch self {
     case .b0a: return "COMMIT with nothing prepared dereferences a NULL resize request"
-    case .b1: return "HPT resize races with hypervisor page faults (rmap points into the old revmap)"
+    case .b1:
+      return "HPT resize races with hypervisor page faults (rmap points into the old revmap)"
     case .b3: return "use after free of the resize request under its prepare worker"
     case .b5: return "wrong secondary-HPTEG hash when rehashing bolted HPTEs"
     }
@@ -25,7 +26,8 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
   public var fix: String {
     switch self {
     case .b0a, .b3:
-      return "\"KVM: PPC: Book3S HV: Fix use after free in case of multiple resize requests\" (v4.15)"
+      return
+        "\"KVM: PPC: Book3S HV: Fix use after free in case of multiple resize requests\" (v4.15)"
     case .b1:
       return
         "38c53af85306 \"KVM: PPC: Book3S HV: Fix exclusion between HPT resizing and other HPT updates\" (v4.14)"

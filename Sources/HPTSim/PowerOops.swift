@@ -25,7 +25,8 @@ public enum KernelSymbols {
       .init(name: "mutex_lock", module: nil, offset: 0xa3e8c0, size: 0x80),
       .init(name: "do_vfs_ioctl", module: nil, offset: 0x383210, size: 0x8c0),
       .init(name: "SyS_ioctl", module: nil, offset: 0x383ad0, size: 0x130),
-      .init(name: "__mmu_notifier_invalidate_range_start", module: nil, offset: 0x2f7c30, size: 0xf0),
+      .init(
+        name: "__mmu_notifier_invalidate_range_start", module: nil, offset: 0x2f7c30, size: 0xf0),
       .init(name: "migrate_pages", module: nil, offset: 0x30a6e0, size: 0x9b0),
       .init(name: "compact_zone", module: nil, offset: 0x2b5f10, size: 0xa10),
       .init(name: "kcompactd", module: nil, offset: 0x2b7a40, size: 0x2c0),
@@ -34,13 +35,17 @@ public enum KernelSymbols {
       .init(name: "kvm_vcpu_ioctl", module: "kvm", offset: 0x13440, size: 0x7a0),
       .init(name: "kvm_arch_vm_ioctl", module: "kvm", offset: 0x22f10, size: 0x6e0),
       .init(name: "kvm_vm_ioctl", module: "kvm", offset: 0x14c80, size: 0x9e0),
-      .init(name: "kvm_mmu_notifier_invalidate_range_start", module: "kvm", offset: 0x11d30, size: 0x120),
+      .init(
+        name: "kvm_mmu_notifier_invalidate_range_start", module: "kvm", offset: 0x11d30, size: 0x120
+      ),
       .init(name: "kvm_unmap_hva_range", module: "kvm", offset: 0x232a0, size: 0x60),
       .init(name: "kvmppc_book3s_hv_page_fault", module: "kvm_hv", offset: 0x16d8e0, size: 0xc40),
       .init(name: "kvmppc_vcpu_run_hv", module: "kvm_hv", offset: 0x169280, size: 0x1300),
       .init(name: "kvm_arch_vm_ioctl_hv", module: "kvm_hv", offset: 0x16a580, size: 0x4f0),
-      .init(name: "kvm_vm_ioctl_resize_hpt_prepare", module: "kvm_hv", offset: 0x170e40, size: 0x2c0),
-      .init(name: "kvm_vm_ioctl_resize_hpt_commit", module: "kvm_hv", offset: 0x171100, size: 0x4a0),
+      .init(
+        name: "kvm_vm_ioctl_resize_hpt_prepare", module: "kvm_hv", offset: 0x170e40, size: 0x2c0),
+      .init(
+        name: "kvm_vm_ioctl_resize_hpt_commit", module: "kvm_hv", offset: 0x171100, size: 0x4a0),
       .init(name: "resize_hpt_rehash_hpte", module: "kvm_hv", offset: 0x170720, size: 0x3a0),
       .init(name: "resize_hpt_prepare_work", module: "kvm_hv", offset: 0x170ac0, size: 0x180),
       .init(name: "kvm_unmap_rmapp", module: "kvm_hv", offset: 0x16e5c0, size: 0x1c0),
@@ -108,11 +113,14 @@ struct OopsWriter {
     let m = host.model
     lines.append(
       m.modernOopsFormat
-        ? "LE PAGE_SIZE=64K MMU=Hash SMP NR_CPUS=2048 NUMA PowerNV" : "LE SMP NR_CPUS=2048 NUMA PowerNV")
+        ? "LE PAGE_SIZE=64K MMU=Hash SMP NR_CPUS=2048 NUMA PowerNV"
+        : "LE SMP NR_CPUS=2048 NUMA PowerNV")
     lines.append("Modules linked in: " + host.modules.joined(separator: " "))
     if m.modernOopsFormat {
-      lines.append("CPU: \(cpu) PID: \(pid) Comm: \(comm) \(taintWords) \(m.release) #1  Debian 6.1.176-1")
-      lines.append("Hardware name: 8335-GTW POWER9 (raw) 0x4e1202 opal:skiboot-v6.5.3-35-g1851b2a06 PowerNV")
+      lines.append(
+        "CPU: \(cpu) PID: \(pid) Comm: \(comm) \(taintWords) \(m.release) #1  Debian 6.1.176-1")
+      lines.append(
+        "Hardware name: 8335-GTW POWER9 (raw) 0x4e1202 opal:skiboot-v6.5.3-35-g1851b2a06 PowerNV")
     } else {
       lines.append("CPU: \(cpu) PID: \(pid) Comm: \(comm) \(taintWords) \(m.release) #1")
     }
@@ -129,7 +137,8 @@ struct OopsWriter {
     lines.append(
       "REGS: \(hex(stack &+ 0x35d0, width: 16)) TRAP: \(trap)   \(taintWords)  (\(m.release))")
     lines.append(
-      "MSR:  900000010280b033 <SF,HV,VEC,VSX,EE,FP,ME,IR,DR,RI,LE,TM[E]>  CR: 44022422  XER: 00000000")
+      "MSR:  900000010280b033 <SF,HV,VEC,VSX,EE,FP,ME,IR,DR,RI,LE,TM[E]>  CR: 44022422  XER: 00000000"
+    )
     var cfar = "CFAR: \(hex(lrAddr &- 0x20, width: 16))"
     if let dar { cfar += " DAR: \(hex(dar, width: 16))" }
     if let dsisr { cfar += " DSISR: \(hex(dsisr, width: 8))" }
@@ -148,7 +157,8 @@ struct OopsWriter {
     lines.append("LR [\(hex(lrAddr, width: 16))] \(describe(lr))")
     lines.append("Call Trace:")
     var sp = stack &+ 0x3850
-    lines.append("[\(hex(sp, width: 16))] [\(hex(sp &+ 0x60, width: 16))] 0x\(hex(sp &+ 0x60)) (unreliable)")
+    lines.append(
+      "[\(hex(sp, width: 16))] [\(hex(sp &+ 0x60, width: 16))] 0x\(hex(sp &+ 0x60)) (unreliable)")
     for f in trace {
       sp &+= UInt64(0x60 + rng.below(16) * 0x10)
       lines.append("[\(hex(sp, width: 16))] [\(hex(address(of: f), width: 16))] \(describe(f))")
@@ -158,7 +168,9 @@ struct OopsWriter {
     while words.count < 16 { words.append(UInt32(truncatingIfNeeded: rng.next() | 0x3800_0000)) }
     let fmt = words.map { hex(UInt64($0), width: 8) }
     lines.append(fmt[0..<8].joined(separator: " "))
-    lines.append(fmt[8..<12].joined(separator: " ") + " <" + fmt[12] + "> " + fmt[13..<16].joined(separator: " "))
+    lines.append(
+      fmt[8..<12].joined(separator: " ") + " <" + fmt[12] + "> "
+        + fmt[13..<16].joined(separator: " "))
     lines.append("---[ end trace \(hex(m.modernOopsFormat ? 0 : rng.next(), width: 16)) ]---")
     return lines
   }
@@ -172,13 +184,18 @@ struct OopsWriter {
     let nipAddr = address(of: nip)
     if host.model.modernOopsFormat {
       if dar < 0x1000 {
-        lines.append("BUG: Kernel NULL pointer dereference on \(write ? "write" : "read") at 0x\(hex(dar, width: 8))")
+        lines.append(
+          "BUG: Kernel NULL pointer dereference on \(write ? "write" : "read") at 0x\(hex(dar, width: 8))"
+        )
       } else {
-        lines.append("BUG: Unable to handle kernel data access on \(write ? "write" : "read") at 0x\(hex(dar, width: 16))")
+        lines.append(
+          "BUG: Unable to handle kernel data access on \(write ? "write" : "read") at 0x\(hex(dar, width: 16))"
+        )
       }
       lines.append("Faulting instruction address: 0x\(hex(nipAddr, width: 16))")
     } else {
-      lines.append("Unable to handle kernel paging request for data at address 0x\(hex(dar, width: 8))")
+      lines.append(
+        "Unable to handle kernel paging request for data at address 0x\(hex(dar, width: 8))")
       lines.append("Faulting instruction address: 0x\(hex(nipAddr, width: 8))")
     }
     lines.append("Oops: Kernel access of bad area, sig: 11 [#1]")

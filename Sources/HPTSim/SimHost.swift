@@ -10,9 +10,12 @@ public final class SimHost: KVMSystem, AgentExecutor, @unchecked Sendable {
   private var vmSeeds: SplitMix64
 
   /// - bootUptimeS: the simulated host's uptime when the run starts (the log's timestamps).
-  public init(model: KernelModel, seed: UInt64, hostName: String = "sim-power9", bootUptimeS: UInt64 = 120) {
+  public init(
+    model: KernelModel, seed: UInt64, hostName: String = "sim-power9", bootUptimeS: UInt64 = 120
+  ) {
     self.hostName = hostName
-    kernel = SimKernel(model: model, seed: seed, hostName: hostName, bootUptimeNs: bootUptimeS * 1_000_000_000)
+    kernel = SimKernel(
+      model: model, seed: seed, hostName: hostName, bootUptimeNs: bootUptimeS * 1_000_000_000)
     var r = SplitMix64(seed: seed ^ 0x5eed)
     vmSeeds = r.split()
   }

@@ -110,9 +110,12 @@ public final class SimKernel: @unchecked Sendable {
     public var rehashedHPTEs = 0
     public var invalidatedPages = 0
     public var commits = 0
+    public var faultsDuringCommit = 0
   }
 
-  public init(model: KernelModel, seed: UInt64, hostName: String = "sim-power9", bootUptimeNs: UInt64) {
+  public init(
+    model: KernelModel, seed: UInt64, hostName: String = "sim-power9", bootUptimeNs: UInt64
+  ) {
     self.model = model
     var root = SplitMix64(seed: seed)
     sched = SimScheduler(seed: root.next(), bootUptimeNs: bootUptimeNs)
@@ -173,7 +176,10 @@ public final class SimKernel: @unchecked Sendable {
   func reportHang(_ blocked: [String]) {
     for name in blocked.prefix(4) {
       printk(3, "INFO: task \(name):\(4000) blocked for more than 120 seconds.")
-      printk(3, "      \(identity.tainted.isEmpty ? "Not tainted" : "Tainted: \(identity.tainted)") \(model.release) #1")
+      printk(
+        3,
+        "      \(identity.tainted.isEmpty ? "Not tainted" : "Tainted: \(identity.tainted)") \(model.release) #1"
+      )
       printk(3, "\"echo 0 > /proc/sys/kernel/hung_task_timeout_secs\" disables this message.")
       printk(6, "\(name)     D    0  4000      1 0x00040000")
       printk(6, "Call Trace:")

@@ -119,7 +119,8 @@ extension SimVM {
           w.dataFault(
             address: 0x6b6b_6b6b_6b6b_6b6b &+ 0x1a0, write: false, cpu: kernel.currentCPU,
             pid: kernel.currentPID, comm: kernel.currentComm, nip: Frame("mutex_lock", 0x1c),
-            lr: Frame("resize_hpt_prepare_work", 0x5c), trace: [Frame("resize_hpt_prepare_work", 0x5c)] + trace,
+            lr: Frame("resize_hpt_prepare_work", 0x5c),
+            trace: [Frame("resize_hpt_prepare_work", 0x5c)] + trace,
             r3: 0x6b6b_6b6b_6b6b_6b6b &+ 0x1a0))
       }
       let (hpt, err) = try allocateResizeHPT(order: r.order)
@@ -189,7 +190,8 @@ extension SimVM {
     if !mmuReady {
       kernel.warn(
         file: Self.sourceFile, line: model.modernOopsFormat ? 1609 : 1468,
-        nip: Frame("kvm_vm_ioctl_resize_hpt_commit", 0x1ec), lr: Frame("kvm_arch_vm_ioctl_hv", 0x2b0),
+        nip: Frame("kvm_vm_ioctl_resize_hpt_commit", 0x1ec),
+        lr: Frame("kvm_arch_vm_ioctl_hv", 0x2b0),
         trace: [Frame("kvm_arch_vm_ioctl_hv", 0x2b0)] + Self.vmIoctlTrace)
       try release(r)
       return ret
@@ -243,7 +245,9 @@ extension SimVM {
   func rehashHPTE(old: HashPageTable, new: HashPageTable, idx: Int) throws(SimHalted) -> Int32 {
     let nip = Frame("resize_hpt_rehash_hpte", 0x1a8)
     let lr = Frame("kvm_vm_ioctl_resize_hpt_commit", 0x2c4)
-    let trace = [Frame("kvm_vm_ioctl_resize_hpt_commit", 0x2c4), Frame("kvm_arch_vm_ioctl_hv", 0x2b0)] + Self.vmIoctlTrace
+    let trace =
+      [Frame("kvm_vm_ioctl_resize_hpt_commit", 0x2c4), Frame("kvm_arch_vm_ioctl_hv", 0x2b0)]
+      + Self.vmIoctlTrace
     var vpte = old.v[idx]
     let guestRpte = old.rev[idx].guestRpte
     if vpte & HPTEV.valid != 0 {

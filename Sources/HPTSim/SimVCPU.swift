@@ -173,7 +173,12 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
     let gfn = p.firstPage + pageInRegion
     let process = Int(p.visits % UInt64(Self.processes))
     let ea = 0x10_0000_0000 &+ (UInt64(gfn) << HPTHash.pageShift)
-    let vsid = HPTHash.vsid256M(context: 0x100 &+ UInt64(vm.lpid) &* 16 &+ UInt64(process), esid: ea >> 28)
+    // Each vCPU's payload is a guest process of its own (its own context, so its own VSIDs),
+    // and `processes` of them share its pages.
+    // Context ids are handed out at run time, so they come from the guest's seed.
+    var ctx = SplitMix64(seed: vm.guestRNGSeed ^ (UInt64(id) << 8) ^ UInt64(process))
+    let context = 0x100 &+ (ctx.next() & 0x3_ffff)
+    let vsid = HPTHash.vsid256M(context: context, esid: ea >> 28)
     let hash = HPTHash.hash256M(vsid: vsid, ea: ea)
     let avpn = HPTHash.avpn256M(vsid: vsid, ea: ea)
     guard let idx = find(t, hash: hash, avpn: avpn) else {
@@ -285,11 +290,16 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
 
   // MARK: - kvmppc_book3s_hv_page_fault()
 
-  func pageFault(table hptRef: HashPageTable, index: Int, snapshot: (UInt64, UInt64, UInt64)) throws(SimHalted) {
+  func pageFault(table hptRef: HashPageTable, index: Int, snapshot: (UInt64, UInt64, UInt64))
+    throws(SimHalted)
+  {
     kernel.counters.hypervisorFaults += 1
+    if !vm.mmuReady { kernel.counters.faultsDuringCommit += 1 }
     let lr = Frame("kvmppc_book3s_hv_page_fault", 0xbb8)
     // Real mode found the entry; virtual mode locks it and checks it has not changed.
-    if hptRef.v[index] != snapshot.0 || hptRef.r[index] != snapshot.1 || hptRef.rev[index].guestRpte != snapshot.2 {
+    if hptRef.v[index] != snapshot.0 || hptRef.r[index] != snapshot.1
+      || hptRef.rev[index].guestRpte != snapshot.2
+    {
       return
     }
     let gfn = Int(snapshot.2 >> HPTHash.pageShift)
@@ -307,7 +317,9 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
     if !vm.model.has(.b1) && !vm.mmuReady {
       return  // the seed's fix: a resize is in progress, let the guest retry
     }
-    if hptRef.v[index] != snapshot.0 || hptRef.r[index] != snapshot.1 || hptRef.rev[index].guestRpte != snapshot.2 {
+    if hptRef.v[index] != snapshot.0 || hptRef.r[index] != snapshot.1
+      || hptRef.rev[index].guestRpte != snapshot.2
+    {
       return  // HPTE changed under us
     }
     if vm.mmuNotifierCount > 0 || vm.mmuNotifierSeq != mmuSeq {

@@ -42,7 +42,9 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
     try kernel.checkExtensionValue(cap)
   }
 
-  public func setUserMemoryRegion(slot: UInt32, guestPhysAddr: UInt64, size: UInt64) throws(KVMError) {
+  public func setUserMemoryRegion(slot: UInt32, guestPhysAddr: UInt64, size: UInt64)
+    throws(KVMError)
+  {
     guard !kernel.dead else { throw KVMError("KVM_SET_USER_MEMORY_REGION", .hostDown) }
     // One memslot at 0, 64K aligned: all the simulator models.
     guard slot == 0, guestPhysAddr == 0, size > 0, size % HPTHash.pageSize == 0 else {
@@ -57,8 +59,12 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
     guard !kernel.dead else { throw KVMError("KVM_PPC_ALLOCATE_HTAB", .hostDown) }
     // kvmppc_alloc_reset_hpt(): not while vCPUs run.
     if vcpusRunning > 0 { throw KVMError("KVM_PPC_ALLOCATE_HTAB", .EBUSY) }
-    guard HPTOrder.validRange.contains(order) else { throw KVMError("KVM_PPC_ALLOCATE_HTAB", .EINVAL) }
-    guard Int(order) <= kernel.maxAllocOrder else { throw KVMError("KVM_PPC_ALLOCATE_HTAB", .ENOMEM) }
+    guard HPTOrder.validRange.contains(order) else {
+      throw KVMError("KVM_PPC_ALLOCATE_HTAB", .EINVAL)
+    }
+    guard Int(order) <= kernel.maxAllocOrder else {
+      throw KVMError("KVM_PPC_ALLOCATE_HTAB", .ENOMEM)
+    }
     mmuReady = false
     setHPT(newHPT(order: Int(order)))
     for i in rmap.indices { rmap[i] = 0 }
@@ -67,14 +73,18 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
 
   public func createVCPU(id: UInt32) throws(KVMError) -> any KVMVCPU {
     guard !kernel.dead else { throw KVMError("KVM_CREATE_VCPU", .hostDown) }
-    guard !vcpus.contains(where: { $0.id == id }) else { throw KVMError("KVM_CREATE_VCPU", .EEXIST) }
+    guard !vcpus.contains(where: { $0.id == id }) else {
+      throw KVMError("KVM_CREATE_VCPU", .EEXIST)
+    }
     let v = SimVCPU(vm: self, id: id)
     vcpus.append(v)
     return v
   }
 
   public func loadPayload(_ payload: GuestPayload, vcpu: UInt32) throws(KVMError) {
-    guard let v = vcpus.first(where: { $0.id == vcpu }) else { throw KVMError("loadPayload", .ENOENT) }
+    guard let v = vcpus.first(where: { $0.id == vcpu }) else {
+      throw KVMError("loadPayload", .ENOENT)
+    }
     let first = payload.base / HPTHash.pageSize
     let count = payload.size / HPTHash.pageSize
     guard count > 0, first + count <= UInt64(npages) else { throw KVMError("loadPayload", .EINVAL) }
@@ -93,7 +103,10 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
   /// kvmppc_set_hpt().
   func setHPT(_ t: HashPageTable) {
     hpt = t
-    kernel.printk(6, "KVM guest htab at \(String(t.virt, radix: 16)) (order \(t.order)), LPID \(String(lpid, radix: 16))")
+    kernel.printk(
+      6,
+      "KVM guest htab at \(String(t.virt, radix: 16)) (order \(t.order)), LPID \(String(lpid, radix: 16))"
+    )
   }
 
   // MARK: - kvm->lock
@@ -111,7 +124,8 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
   /// Reads a revmap entry of `table` for the function `caller`; an index past the array is a
   /// paging fault at the address the kernel would load from (`fieldOffset` into the entry).
   func checkRev(
-    _ table: HashPageTable, _ index: UInt64, fieldOffset: UInt64, nip: Frame, lr: Frame, trace: [Frame]
+    _ table: HashPageTable, _ index: UInt64, fieldOffset: UInt64, nip: Frame, lr: Frame,
+    trace: [Frame]
   ) throws(SimHalted) -> Int {
     if index < UInt64(table.hpteCount) { return Int(index) }
     let address = table.revBase &+ index &* 16 &+ fieldOffset
@@ -138,8 +152,10 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
   /// The instruction words around the faulting load in kvmppc_add_revmap_chain, from the
   /// seed report ("lwz r3,12(r31)": head->back).
   static let addRevmapChainCode: [UInt32] = [
-    0xfba1_ffe8, 0xfbc1_fff0, 0xfbe1_fff8, 0xf801_0010, 0xf821_ffa1, 0x2fa7_0000, 0x793d_0020, 0xe943_2110,
-    0x7bbf_26e4, 0x7c7e_1b78, 0x7fea_fa14, 0x409e_0094, 0x807f_000c, 0x7863_26e4, 0x7c6a_1a14, 0x93a4_0008,
+    0xfba1_ffe8, 0xfbc1_fff0, 0xfbe1_fff8, 0xf801_0010, 0xf821_ffa1, 0x2fa7_0000, 0x793d_0020,
+    0xe943_2110,
+    0x7bbf_26e4, 0x7c7e_1b78, 0x7fea_fa14, 0x409e_0094, 0x807f_000c, 0x7863_26e4, 0x7c6a_1a14,
+    0x93a4_0008,
   ]
 
   static let vcpuRunTrace: [Frame] = [
@@ -158,7 +174,9 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
   /// kvmppc_add_revmap_chain(): links HPTE `pteIndex` (whose revmap entry is `revTable`'s) into
   /// the chain of guest page `gfn`. The chain's other entries are found through the *current*
   /// HPT's revmap (kvm->arch.hpt.rev), which is what B1 gets wrong.
-  func addRevmapChain(revTable: HashPageTable, gfn: Int, pteIndex: UInt64, lr: Frame, trace: [Frame]) throws(SimHalted) {
+  func addRevmapChain(
+    revTable: HashPageTable, gfn: Int, pteIndex: UInt64, lr: Frame, trace: [Frame]
+  ) throws(SimHalted) {
     guard let cur = hpt else { return }
     let nip = Frame("kvmppc_add_revmap_chain", 0x50)
     if rmap[gfn] & RMAP.present != 0 {
@@ -166,7 +184,8 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
       let head = try checkRev(cur, i, fieldOffset: 12, nip: nip, lr: lr, trace: trace)
       let tailIndex = UInt64(cur.rev[head].back)
       let tail = try checkRev(
-        cur, tailIndex, fieldOffset: 8, nip: Frame("kvmppc_add_revmap_chain", 0x6c), lr: lr, trace: trace)
+        cur, tailIndex, fieldOffset: 8, nip: Frame("kvmppc_add_revmap_chain", 0x6c), lr: lr,
+        trace: trace)
       revTable.rev[Int(pteIndex)].forw = UInt32(i)
       revTable.rev[Int(pteIndex)].back = cur.rev[head].back
       cur.rev[tail].forw = UInt32(pteIndex)
@@ -230,7 +249,8 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
       "watchdog: BUG: soft lockup - CPU#\(kernel.currentCPU) stuck for 22s! [\(kernel.currentComm):\(kernel.currentPID)]"
     ]
     var body = w.body(
-      cpu: kernel.currentCPU, pid: kernel.currentPID, comm: kernel.currentComm, trap: "0901", nip: nip,
+      cpu: kernel.currentCPU, pid: kernel.currentPID, comm: kernel.currentComm, trap: "0901",
+      nip: nip,
       lr: lr, trace: trace, dar: nil, dsisr: nil, r3: 0, instructions: [])
     body.removeFirst()
     lines += body

@@ -24,16 +24,16 @@ struct HPTHammer: ParsableCommand {
       var command = try parseAsRoot()
       try command.run()
     } catch let e as ExitCode {
-      exit(e.rawValue)
+      Foundation.exit(e.rawValue)
     } catch {
       let code = exitCode(for: error)
       if code == .success {
         print(fullMessage(for: error))
-        exit(0)
+        Foundation.exit(0)
       }
       FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
       // ArgumentParser says 64 for usage errors; bisect scripts expect 2.
-      exit(code == .validationFailure ? Exit.usage : code.rawValue)
+      Foundation.exit(code == .validationFailure ? Exit.usage : code.rawValue)
     }
   }
 }

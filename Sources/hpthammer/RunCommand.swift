@@ -47,18 +47,24 @@ struct Run: ParsableCommand {
     }
     if let backend {
       guard let b = BackendKind(rawValue: backend) else {
-        throw usageError("--backend: unknown backend '\(backend)'; allowed: \(BackendKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        throw usageError(
+          "--backend: unknown backend '\(backend)'; allowed: \(BackendKind.allCases.map(\.rawValue).joined(separator: ", "))"
+        )
       }
       job.backend = b
     }
     if let kernel {
       guard KernelModel.named(kernel) != nil else {
-        throw usageError("--kernel: unknown kernel model '\(kernel)'; allowed: \(KernelModel.allNames.joined(separator: ", "))")
+        throw usageError(
+          "--kernel: unknown kernel model '\(kernel)'; allowed: \(KernelModel.allNames.joined(separator: ", "))"
+        )
       }
       job.kernel = kernel
     }
     if let seed {
-      guard let s = UInt64(seed) ?? (seed.hasPrefix("0x") ? UInt64(seed.dropFirst(2), radix: 16) : nil) else {
+      guard
+        let s = UInt64(seed) ?? (seed.hasPrefix("0x") ? UInt64(seed.dropFirst(2), radix: 16) : nil)
+      else {
         throw usageError("--seed: '\(seed)' is not a whole number (decimal or 0x hex)")
       }
       job.seed = s
@@ -66,7 +72,8 @@ struct Run: ParsableCommand {
     guard seeds >= 1 else { throw usageError("--seeds: must be at least 1") }
     if let duration {
       guard let d = parseDuration(duration) else {
-        throw usageError("--duration: '\(duration)' is not a duration; examples: 500ms, 30s, 2m, 1h")
+        throw usageError(
+          "--duration: '\(duration)' is not a duration; examples: 500ms, 30s, 2m, 1h")
       }
       job.durationS = d
       if resizes == nil { job.resizeBudget = nil }
@@ -80,8 +87,10 @@ struct Run: ParsableCommand {
       throw usageError("\(self.job): host.kernel: unknown kernel model '\(job.kernel)'")
     }
 
-    let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: .current, formatOptions: [.withYear, .withMonth, .withDay, .withTime])
-      .replacingOccurrences(of: ":", with: "")
+    let stamp = ISO8601DateFormatter.string(
+      from: Date(), timeZone: .current, formatOptions: [.withYear, .withMonth, .withDay, .withTime]
+    )
+    .replacingOccurrences(of: ":", with: "")
     let base = out ?? "runs/\(job.name)-\(model.name)-seed\(job.seed)-\(stamp)"
     var worst: Int32 = Exit.pass
     var rows: [String] = []
@@ -95,12 +104,15 @@ struct Run: ParsableCommand {
       if let duration { repro += " --duration \(duration)" }
       if let resizes { repro += " --resizes \(resizes)" }
       let runner = Runner(
-        job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress ? ProgressPrinter() : nil,
+        job: j, host: host, outDir: URL(fileURLWithPath: dir),
+        progress: progress ? ProgressPrinter() : nil,
         reproduce: repro)
       let report = runner.run()
       print(RunOutput.summary(report, dir: dir))
       if json, let s = String(data: RunOutput.encode(report), encoding: .utf8) { print(s) }
-      rows.append("seed \(j.seed): \(report.verdict.rawValue) \(report.crashes.first(where: { !$0.expected })?.title ?? "")")
+      rows.append(
+        "seed \(j.seed): \(report.verdict.rawValue) \(report.crashes.first(where: { !$0.expected })?.title ?? "")"
+      )
       switch report.verdict {
       case .bug: worst = Exit.bug
       case .error: if worst == Exit.pass { worst = Exit.couldNotTest }
@@ -137,10 +149,15 @@ struct Sim: ParsableCommand {
       print("Kernel models (hpthammer run JOB --kernel NAME):")
       for m in KernelModel.all {
         let bugs = ResizeBug.allCases.filter { m.has($0) }.map(\.rawValue)
-        print("  \(m.name.padding(toLength: 12, withPad: " ", startingAt: 0)) uname -r \(m.release)")
-        print("      bugs: \(bugs.isEmpty ? "none" : bugs.joined(separator: ", ")) - \(m.description)")
+        print(
+          "  \(m.name.padding(toLength: 12, withPad: " ", startingAt: 0)) uname -r \(m.release)")
+        print(
+          "      bugs: \(bugs.isEmpty ? "none" : bugs.joined(separator: ", ")) - \(m.description)")
       }
-      print("Aliases: " + KernelModel.aliases.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }.joined(separator: ", "))
+      print(
+        "Aliases: "
+          + KernelModel.aliases.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }.joined(
+            separator: ", "))
       print("Bugs:")
       for b in ResizeBug.allCases {
         print("  \(b.rawValue.padding(toLength: 4, withPad: " ", startingAt: 0)) \(b.summary)")

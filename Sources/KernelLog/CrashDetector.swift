@@ -1,0 +1,117 @@
+/// Finds kernel crash reports in console output, titled the way syzkaller titles them.
+public struct CrashDetector: Sendable {
+  let table: [OopsPattern]
+  /// Header candidates by their first two bytes; a line is only compared against headers whose
+  /// first two bytes occur in it.
+  let headersByPair: [UInt16: [(pattern: Int, header: [UInt8])]]
+  /// Bit set over the 65536 byte pairs that begin some header.
+  let pairBits: [UInt64]
+
+  /// A report is cut after this many lines or bytes: bounded memory on endless output.
+  public var maxReportLines = 800
+  public var maxReportBytes = 256 * 1024
+
+  public init() {
+    self.init(table: defaultOopsTable)
+  }
+
+  init(table: [OopsPattern]) {
+    self.table = table
+    var byPair: [UInt16: [(pattern: Int, header: [UInt8])]] = [:]
+    var bits = [UInt64](repeating: 0, count: 1024)
+    for (i, pattern) in table.enumerated() {
+      for header in pattern.headers where header.count >= 2 {
+        let pair = UInt16(header[0]) << 8 | UInt16(header[1])
+        byPair[pair, default: []].append((i, header))
+        bits[Int(pair) >> 6] |= 1 << UInt64(pair & 63)
+      }
+    }
+    headersByPair = byPair
+    pairBits = bits
+  }
+
+  /// The crash header patterns as plain strings (for comparing with grep).
+  public var headerStrings: [String] {
+    table.flatMap { $0.headers.map { String(decoding: $0, as: UTF8.self) } }
+  }
+
+  public func scan(_ log: [UInt8], origin: LogOrigin = .host("localhost")) -> [CrashReport] {
+    var scanner = StreamingCrashScanner(detector: self, origin: origin)
+    var reports: [CrashReport] = []
+    log.withUnsafeBufferPointer { buf in
+      var lineStart = 0
+      let count = buf.count
+      while lineStart < count {
+        var lineEnd = lineStart
+        // memchr is much faster than a byte loop on long lines.
+        if let base = buf.baseAddress,
+          let hit = memchrNewline(base + lineStart, count - lineStart)
+        {
+          lineEnd = lineStart + hit
+        } else {
+          lineEnd = count
+        }
+        let next = lineEnd < count ? lineEnd + 1 : count
+        reports += scanner.feed(buf, lineStart, lineEnd, next: next)
+        lineStart = next
+      }
+    }
+    reports += scanner.finish()
+    return reports
+  }
+
+  public func scan(_ log: String, origin: LogOrigin = .host("localhost")) -> [CrashReport] {
+    scan(Array(log.utf8), origin: origin)
+  }
+
+  /// The first crash header in line text [lo, hi): pattern index and header position.
+  func findHeader(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> (Int, Int)? {
+    guard hi - lo >= 2 else { return nil }
+    var i = lo
+    let last = hi - 1
+    while i < last {
+      let pair = UInt16(buf[i]) << 8 | UInt16(buf[i + 1])
+      if pairBits[Int(pair) >> 6] & (1 << UInt64(pair & 63)) != 0,
+        let candidates = headersByPair[pair]
+      {
+        for (pattern, header) in candidates where i + header.count <= hi {
+          var k = 2
+          while k < header.count, buf[i + k] == header[k] { k += 1 }
+          guard k == header.count else { continue }
+          // A header starts a word: "DEBUG:" is not "BUG:".
+          if i > lo, isAlnum(buf[i - 1]) { continue }
+          return (pattern, i)
+        }
+      }
+      i += 1
+    }
+    return nil
+  }
+
+  /// The first format of `pattern` whose header line matches, unless suppressed.
+  func matchFormat(_ pattern: Int, _ text: UnsafeBufferPointer<UInt8>) -> (Int, [String])? {
+    let oops = table[pattern]
+    for suppression in oops.suppressions where suppression.match(text) != nil { return nil }
+    for (i, format) in oops.formats.enumerated() {
+      if let captures = format.line.match(text) { return (i, captures) }
+    }
+    return nil
+  }
+}
+
+@inline(__always) func isAlnum(_ b: UInt8) -> Bool {
+  (b >= 0x30 && b <= 0x39) || (b | 0x20 >= 0x61 && b | 0x20 <= 0x7a)
+}
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+@inline(__always) func memchrNewline(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int? {
+  guard let hit = memchr(p, 0x0a, n) else { return nil }
+  return UnsafeRawPointer(hit) - UnsafeRawPointer(p)
+}

@@ -1,0 +1,214 @@
+/// A small line pattern, compiled once from a string like "BUG: KASAN: {W} in {F}".
+///
+/// Swift Regex is far too slow for a scanner that must keep pace with grep, and kernel
+/// headers need only a few shapes, so patterns are literals plus these placeholders:
+///   {F}  a function name (captured up to the first '.', as syzkaller does); a following
+///        "+0x1a/0x2b" offset is consumed
+///   {W}  a run of non-space bytes (captured)
+///   {R}  the rest of the line, trimmed (captured)
+///   {S}  a source file "path/file.c:123" (captures the path)
+///   {N}  a decimal number (captured)
+///   {X}  a hex number, with or without 0x (not captured)
+///   {*}  anything, as little as possible (not captured)
+///   {$}  the end of the line (trailing spaces allowed)
+/// A pattern matches anywhere in the line unless it starts with "^".
+struct LinePattern: Sendable, Hashable, CustomStringConvertible {
+  enum Token: Sendable, Hashable {
+    case literal([UInt8])
+    case function, word, rest, source, number, hex, any, end
+  }
+
+  let tokens: [Token]
+  let anchored: Bool
+  let description: String
+
+  init(_ text: String) {
+    description = text
+    var bytes = Array(text.utf8)
+    anchored = bytes.first == UInt8(ascii: "^")
+    if anchored { bytes.removeFirst() }
+    var tokens: [Token] = []
+    var literal: [UInt8] = []
+    var i = 0
+    while i < bytes.count {
+      if bytes[i] == UInt8(ascii: "{"), i + 2 < bytes.count, bytes[i + 2] == UInt8(ascii: "}") {
+        let token: Token?
+        switch bytes[i + 1] {
+        case UInt8(ascii: "F"): token = .function
+        case UInt8(ascii: "W"): token = .word
+        case UInt8(ascii: "R"): token = .rest
+        case UInt8(ascii: "S"): token = .source
+        case UInt8(ascii: "N"): token = .number
+        case UInt8(ascii: "X"): token = .hex
+        case UInt8(ascii: "*"): token = .any
+        case UInt8(ascii: "$"): token = .end
+        default: token = nil
+        }
+        if let token {
+          if !literal.isEmpty { tokens.append(.literal(literal)) }
+          literal = []
+          tokens.append(token)
+          i += 3
+          continue
+        }
+      }
+      literal.append(bytes[i])
+      i += 1
+    }
+    if !literal.isEmpty { tokens.append(.literal(literal)) }
+    self.tokens = tokens
+  }
+
+  /// Captures if the pattern matches somewhere in `line`, else nil.
+  func match(_ line: [UInt8]) -> [String]? {
+    line.withUnsafeBufferPointer { match($0) }
+  }
+
+  func match(_ line: String) -> [String]? {
+    match(Array(line.utf8))
+  }
+
+  func match(_ line: UnsafeBufferPointer<UInt8>) -> [String]? {
+    var captures: [String] = []
+    if anchored {
+      return matchAt(line, 0, 0, &captures) ? captures : nil
+    }
+    // Start only where the first literal can begin, to keep unanchored search cheap.
+    var firstByte: UInt8?
+    if case .literal(let lit)? = tokens.first { firstByte = lit[0] }
+    var start = 0
+    while start <= line.count {
+      if let firstByte {
+        while start < line.count, line[start] != firstByte { start += 1 }
+        if start == line.count { return nil }
+      }
+      captures.removeAll(keepingCapacity: true)
+      if matchAt(line, start, 0, &captures) { return captures }
+      start += 1
+    }
+    return nil
+  }
+
+  private func matchAt(
+    _ line: UnsafeBufferPointer<UInt8>, _ pos: Int, _ tokenIndex: Int, _ captures: inout [String]
+  ) -> Bool {
+    if tokenIndex == tokens.count { return true }
+    let count = line.count
+    switch tokens[tokenIndex] {
+    case .literal(let lit):
+      guard pos + lit.count <= count else { return false }
+      for k in 0..<lit.count where line[pos + k] != lit[k] { return false }
+      return matchAt(line, pos + lit.count, tokenIndex + 1, &captures)
+    case .function:
+      var end = pos
+      while end < count, isSymbolByte(line[end]) { end += 1 }
+      guard end > pos else { return false }
+      var nameEnd = pos
+      while nameEnd < end, line[nameEnd] != UInt8(ascii: ".") { nameEnd += 1 }
+      // Addresses ("0x0", "ffffffff8134") are not function names.
+      guard nameEnd > pos, !isDecimal(line[pos]) else { return false }
+      var next = end
+      next = skipOffset(line, next)
+      captures.append(string(line, pos, nameEnd))
+      if matchAt(line, next, tokenIndex + 1, &captures) { return true }
+      captures.removeLast()
+      return false
+    case .word:
+      var end = pos
+      while end < count, line[end] != 0x20, line[end] != 0x09 { end += 1 }
+      guard end > pos else { return false }
+      // Words may be shortened to let the next literal match ("{W}:" style patterns).
+      var e = end
+      while e > pos {
+        captures.append(string(line, pos, e))
+        if matchAt(line, e, tokenIndex + 1, &captures) { return true }
+        captures.removeLast()
+        e -= 1
+      }
+      return false
+    case .rest:
+      var s = pos
+      var e = count
+      while s < e, line[s] == 0x20 { s += 1 }
+      while e > s, line[e - 1] == 0x20 || line[e - 1] == 0x0d { e -= 1 }
+      captures.append(string(line, s, e))
+      return tokenIndex + 1 == tokens.count
+    case .source:
+      var end = pos
+      while end < count, isPathByte(line[end]) { end += 1 }
+      // Back off to the last ':' followed by digits.
+      var colon = end
+      while colon > pos, line[colon - 1] != UInt8(ascii: ":") { colon -= 1 }
+      guard colon > pos + 1 else { return false }
+      var digitsEnd = colon
+      while digitsEnd < count, isDecimal(line[digitsEnd]) { digitsEnd += 1 }
+      guard digitsEnd > colon else { return false }
+      captures.append(string(line, pos, colon - 1))
+      if matchAt(line, digitsEnd, tokenIndex + 1, &captures) { return true }
+      captures.removeLast()
+      return false
+    case .number:
+      var end = pos
+      while end < count, isDecimal(line[end]) { end += 1 }
+      guard end > pos else { return false }
+      captures.append(string(line, pos, end))
+      if matchAt(line, end, tokenIndex + 1, &captures) { return true }
+      captures.removeLast()
+      return false
+    case .hex:
+      var p = pos
+      if p + 1 < count, line[p] == UInt8(ascii: "0"), line[p + 1] | 0x20 == UInt8(ascii: "x") {
+        p += 2
+      }
+      var end = p
+      while end < count, isHexDigit(line[end]) { end += 1 }
+      guard end > p else { return false }
+      return matchAt(line, end, tokenIndex + 1, &captures)
+    case .end:
+      var p = pos
+      while p < count, line[p] == 0x20 || line[p] == 0x09 { p += 1 }
+      return p == count && tokenIndex + 1 == tokens.count
+    case .any:
+      var p = pos
+      while p <= count {
+        if matchAt(line, p, tokenIndex + 1, &captures) { return true }
+        p += 1
+      }
+      return false
+    }
+  }
+}
+
+@inline(__always) func isDecimal(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
+
+/// Bytes of a kernel symbol as printed in traces ("tcp_sendmsg", "foo.isra.0", "__x64_sys_ioctl").
+@inline(__always) func isSymbolByte(_ b: UInt8) -> Bool {
+  (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b == 0x5f
+    || b == 0x2e || b == 0x24
+}
+
+@inline(__always) func isPathByte(_ b: UInt8) -> Bool {
+  isSymbolByte(b) || b == 0x2f || b == 0x2d || b == 0x3a || b == 0x2b
+}
+
+/// Skips "+0x1a/0x2b" after a symbol; returns `pos` unchanged when absent.
+func skipOffset(_ line: UnsafeBufferPointer<UInt8>, _ pos: Int) -> Int {
+  let count = line.count
+  guard pos + 3 < count, line[pos] == UInt8(ascii: "+"), line[pos + 1] == UInt8(ascii: "0"),
+    line[pos + 2] | 0x20 == UInt8(ascii: "x")
+  else { return pos }
+  var p = pos + 3
+  while p < count, isHexDigit(line[p]) { p += 1 }
+  if p + 2 < count, line[p] == UInt8(ascii: "/"), line[p + 1] == UInt8(ascii: "0"),
+    line[p + 2] | 0x20 == UInt8(ascii: "x")
+  {
+    p += 3
+    while p < count, isHexDigit(line[p]) { p += 1 }
+  }
+  return p
+}
+
+@inline(__always) func string(_ line: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> String
+{
+  String(decoding: UnsafeBufferPointer(rebasing: line[from..<to]), as: UTF8.self)
+}

@@ -1,0 +1,80 @@
+/// syzkaller's crash type for a format: fixed, or derived from a sanitizer's bug and access.
+enum CrashTypeRule: Sendable, Hashable {
+  case fixed(String)
+  /// "KASAN-USE-AFTER-FREE-READ", "KASAN-READ", "KASAN-INVALID-FREE" from the bug class and
+  /// access captures.
+  case sanitizer(prefix: String, bug: Int, access: Int?)
+}
+
+/// Where a format's guilty frame comes from.
+enum FrameSource: Sendable, Hashable {
+  case none
+  case stack(StackRecipe)
+  /// The first line after a line containing `after` (or after the header when empty) that
+  /// matches one of `patterns`; capture 0 is the function. Lockdep prints "at: func" lines.
+  case line(after: String, patterns: [LinePattern])
+}
+
+/// One way a crash header can read, and how to title it (syzkaller's `oopsFormat`).
+struct OopsFormat: Sendable, Hashable {
+  var id: String
+  /// Must match the header line.
+  var line: LinePattern
+  /// Must each match some later report line, in order; their captures follow the header's.
+  var extra: [LinePattern]
+  /// "$1".."$9" are captures, "$F" the guilty frame ("corrupted" when none is found).
+  var title: String
+  var kind: CrashKind
+  var type: CrashTypeRule
+  var frame: FrameSource
+  /// The header alone means the report is damaged (a second printk line was lost).
+  var alwaysCorrupted: Bool
+  /// Reports of this format carry no stack, so its absence is not corruption.
+  var noStackTrace: Bool
+  /// A capture holding a fault address: below 64 KiB (powerpc's page size) the fault is a
+  /// NULL dereference, titled with `nullTitle`.
+  var lowAddress: Int?
+  var nullTitle: String?
+
+  init(
+    _ id: String, _ line: String, extra: [String] = [], title: String, kind: CrashKind,
+    type: CrashTypeRule, frame: FrameSource = .stack(StackRecipe()), corrupted: Bool = false,
+    noStack: Bool = false, lowAddress: Int? = nil, nullTitle: String? = nil
+  ) {
+    self.id = id
+    self.line = LinePattern(line)
+    self.extra = extra.map(LinePattern.init)
+    self.title = title
+    self.kind = kind
+    self.type = type
+    self.frame = frame
+    self.alwaysCorrupted = corrupted
+    self.noStackTrace = noStack
+    self.lowAddress = lowAddress
+    self.nullTitle = nullTitle
+  }
+}
+
+/// A family of crashes sharing a cheap header substring (syzkaller's `oops`).
+struct OopsPattern: Sendable, Hashable {
+  var id: String
+  /// Checked on every line; must be a plain substring so the scan stays fast.
+  var headers: [[UInt8]]
+  var formats: [OopsFormat]
+  /// Lines that contain the header but are not crashes ("ODEBUG:", sshd's "WARNING: ...").
+  var suppressions: [LinePattern]
+  /// A line a crash prints after its own header ("Oops: ...", "Kernel panic - not syncing"):
+  /// while a report is in progress it continues that report instead of starting one.
+  var followsReport: Bool
+
+  init(
+    _ id: String, header: String? = nil, headers: [String] = [], followsReport: Bool = false,
+    suppress: [String] = [], _ formats: [OopsFormat]
+  ) {
+    self.id = id
+    self.headers = (headers + (header.map { [$0] } ?? [])).map { Array($0.utf8) }
+    self.formats = formats
+    self.suppressions = suppress.map(LinePattern.init)
+    self.followsReport = followsReport
+  }
+}

@@ -1,0 +1,352 @@
+/// Turns a collected report into a `CrashReport`: picks the format, the guilty frame, the
+/// title and the metadata (CPU, PID, comm, taint, version, modules).
+struct ReportBuilder {
+  let detector: CrashDetector
+  let report: ReportInProgress
+
+  func build(origin: LogOrigin) -> CrashReport {
+    let lines = report.lines
+    let oops = detector.table[report.pattern]
+    // The header chose a format; a later one may fit better when this one's extra lines are
+    // missing (KASAN without "Read of size").
+    var format = oops.formats[report.format]
+    var captures = report.captures
+    var extraMissing = false
+    for candidate in oops.formats[report.format...] {
+      guard let headerCaptures = candidate.line.match(lines[0]) else { continue }
+      if let extraCaptures = matchExtras(candidate.extra, lines) {
+        format = candidate
+        captures = headerCaptures + extraCaptures
+        extraMissing = false
+        break
+      }
+      extraMissing = true
+    }
+    let frames = traceFrames(lines)
+    var frame: String?
+    switch format.frame {
+    case .none: frame = nil
+    case .stack(let recipe): frame = guiltyFrame(recipe, captures: captures, lines: lines)
+    case .line(let after, let patterns):
+      frame = lineFrame(after: after, patterns: patterns, lines: lines)
+    }
+    var corruptedReason: String?
+    if format.alwaysCorrupted {
+      corruptedReason = "the header alone, the rest of the report is missing"
+    }
+    if extraMissing { corruptedReason = corruptedReason ?? "expected report lines are missing" }
+    var titleTemplate = format.title
+    if let index = format.lowAddress, let nullTitle = format.nullTitle, index < captures.count,
+      let address = parseAddress(captures[index]), address < 0x10000
+    {
+      titleTemplate = nullTitle
+    }
+    if titleTemplate.contains("$F"), frame == nil {
+      corruptedReason = corruptedReason ?? "no guilty frame found"
+    }
+    if corruptedReason == nil, !format.noStackTrace, !hasStackTrace(lines) {
+      corruptedReason = "no stack trace in report"
+    }
+    let title = expand(titleTemplate, captures: captures, frame: frame ?? "corrupted")
+    var kind = format.kind
+    var typeRule = format.type
+    if titleTemplate != format.title {
+      kind = .nullDeref
+      typeRule = .fixed("NULL-POINTER-DEREFERENCE")
+    }
+    let text = lines.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "\n")
+    var result = CrashReport(
+      kind: kind, type: crashType(typeRule, captures), title: title, frame: frame,
+      corrupted: corruptedReason != nil, corruptedReason: corruptedReason, report: text,
+      start: report.start,
+      end: report.end, origin: origin, frames: frames)
+    fillMetadata(&result, lines)
+    return result
+  }
+
+  private func matchExtras(_ extras: [LinePattern], _ lines: [[UInt8]]) -> [String]? {
+    var captures: [String] = []
+    var index = 1
+    for pattern in extras {
+      var found = false
+      while index < lines.count {
+        defer { index += 1 }
+        if let c = pattern.match(lines[index]) {
+          captures += c
+          found = true
+          break
+        }
+      }
+      if !found { return nil }
+    }
+    return captures
+  }
+
+  private func expand(_ template: String, captures: [String], frame: String) -> String {
+    var out = ""
+    var chars = Array(template)
+    var i = 0
+    while i < chars.count {
+      if chars[i] == "$", i + 1 < chars.count {
+        let c = chars[i + 1]
+        if c == "F" {
+          out += frame
+          i += 2
+          continue
+        }
+        if let digit = c.wholeNumberValue, digit >= 1, digit <= captures.count {
+          out += TitleNormalizer.normalize(captures[digit - 1])
+          i += 2
+          continue
+        }
+      }
+      out.append(chars[i])
+      i += 1
+    }
+    chars.removeAll()
+    return out
+  }
+
+  private func crashType(_ rule: CrashTypeRule, _ captures: [String]) -> String {
+    switch rule {
+    case .fixed(let type): return type
+    case .sanitizer(let prefix, let bug, let access):
+      let bugClass = bug < captures.count ? captures[bug] : ""
+      let accessWord =
+        access.flatMap { $0 < captures.count ? captures[$0].uppercased() : nil } ?? "READ"
+      if bugClass.contains("free") && !bugClass.contains("after-free") {
+        return "\(prefix)-INVALID-FREE"
+      }
+      if bugClass.contains("use-after-free") { return "\(prefix)-USE-AFTER-FREE-\(accessWord)" }
+      if bugClass.contains("uninit") { return "\(prefix)-UNINIT-VALUE" }
+      if bugClass.contains("memory-corruption") || bugClass == "memory" {
+        return "\(prefix)-MEMORY-CORRUPTION"
+      }
+      return "\(prefix)-\(accessWord)"
+    }
+  }
+
+  private func hasStackTrace(_ lines: [[UInt8]]) -> Bool {
+    for line in lines {
+      let found = line.withUnsafeBufferPointer { buf in
+        stackKeywords.contains { indexOf(buf, $0, from: 0) != nil }
+      }
+      if found { return true }
+    }
+    return false
+  }
+
+  /// The frames of the first stack in the report, innermost first.
+  private func traceFrames(_ lines: [[UInt8]]) -> [String] {
+    var frames: [String] = []
+    var inTrace = false
+    for line in lines {
+      line.withUnsafeBufferPointer { buf in
+        if !inTrace {
+          inTrace = stackKeywords.contains { indexOf(buf, $0, from: 0) != nil }
+          return
+        }
+        let t = classifyTraceLine(buf)
+        if t.role == .frame, let f = t.function, !t.questionable { frames.append(f) }
+      }
+      if frames.count >= 64 { break }
+    }
+    return frames
+  }
+
+  func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [[UInt8]]) -> String? {
+    let skips = genericSkips + recipe.skip
+    var ordered: [String] = []
+    if let index = recipe.headerCapture, index < captures.count { ordered.append(captures[index]) }
+    // The faulting instruction pointer, wherever it is printed.
+    var ipFrame: String?
+    if recipe.useIP {
+      for line in lines.dropFirst() {
+        let t = line.withUnsafeBufferPointer { classifyTraceLine($0) }
+        if t.role == .instructionPointer {
+          ipFrame = t.function
+          break
+        }
+      }
+    }
+    // Frames after the start marker (or after the header).
+    var startIndex: Int? = recipe.startMarkers.isEmpty ? 1 : nil
+    if startIndex == nil {
+      let markers = recipe.startMarkers.map { Array($0.utf8) }
+      for (i, line) in lines.enumerated().dropFirst() {
+        let hit = line.withUnsafeBufferPointer { buf in
+          markers.contains { indexOf(buf, $0, from: 0) != nil }
+        }
+        if hit {
+          // The marker line itself may be a frame (an IP line, "apic_timer_interrupt+0x").
+          startIndex = i
+          break
+        }
+      }
+    }
+    var stackFrames: [String] = []
+    if let startIndex, startIndex < lines.count {
+      for line in lines[startIndex...] {
+        let stop = line.withUnsafeBufferPointer { buf -> Bool in
+          if !stackFrames.isEmpty,
+            frameTerminators.contains(where: { indexOf(buf, $0, from: 0) != nil })
+          {
+            return true
+          }
+          let t = classifyTraceLine(buf)
+          guard let f = t.function, !t.questionable else { return false }
+          if t.role == .frame || (recipe.extractor != .first && t.role == .instructionPointer) {
+            stackFrames.append(f)
+          }
+          return false
+        }
+        if stop || stackFrames.count >= 128 { break }
+      }
+    }
+    switch recipe.extractor {
+    case .first:
+      if let ipFrame { ordered.append(ipFrame) }
+      ordered += stackFrames
+      return ordered.first { !nameMatchesSkip($0, skips) }
+    case .stall:
+      if let header = ordered.first, !nameMatchesSkip(header, skips) { return header }
+      var all = stackFrames
+      if all.isEmpty, let ipFrame { all = [ipFrame] }
+      var previous: String?
+      for f in all {
+        if stallAnchors.contains(where: { matchesSegment(f, $0) }) {
+          if let previous { return stripSyscallPrefix(previous) }
+          continue
+        }
+        if !nameMatchesSkip(f, skips) { previous = f }
+      }
+      return all.first { !nameMatchesSkip($0, skips) }.map(stripSyscallPrefix)
+    case .hung:
+      for f in stackFrames {
+        if f.hasPrefix("rtnl_lock") { return "rtnl_lock" }
+        if f.hasPrefix("synchronize_rcu") || f.hasPrefix("synchronize_srcu")
+          || f.hasPrefix("synchronize_net")
+          || f.hasPrefix("synchronize_sched")
+        {
+          return "synchronize_rcu"
+        }
+      }
+      return stackFrames.first { f in
+        !hungSkips.contains { f.contains($0) } && !nameMatchesSkip(f, recipe.skip)
+      }
+    }
+  }
+
+  private func stripSyscallPrefix(_ name: String) -> String {
+    var n = name
+    for prefix in syscallPrefixes where n.hasPrefix(prefix) {
+      n.removeFirst(prefix.count)
+    }
+    if n.hasPrefix("se_sys_") { n.removeFirst(3) }
+    return n
+  }
+
+  private func lineFrame(after: String, patterns: [LinePattern], lines: [[UInt8]]) -> String? {
+    let marker = Array(after.utf8)
+    var armed = marker.isEmpty
+    var budget = 40
+    for line in lines.dropFirst() {
+      if !armed {
+        armed = line.withUnsafeBufferPointer { indexOf($0, marker, from: 0) != nil }
+        continue
+      }
+      for pattern in patterns {
+        if let c = pattern.match(line), let f = c.first, !f.isEmpty { return f }
+      }
+      budget -= 1
+      if budget == 0 { break }
+    }
+    return nil
+  }
+
+  private func parseAddress(_ text: String) -> UInt64? {
+    var t = Substring(text)
+    if t.hasPrefix("0x") || t.hasPrefix("0X") { t = t.dropFirst(2) }
+    while let last = t.last, !last.isHexDigit { t = t.dropLast() }
+    return UInt64(t, radix: 16)
+  }
+
+  private func fillMetadata(_ result: inout CrashReport, _ lines: [[UInt8]]) {
+    for line in lines.prefix(200) {
+      let text = String(decoding: line, as: UTF8.self)
+      if result.comm == nil,
+        let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil)
+      {
+        result.cpu = Int(c[0])
+        result.pid = Int(c[1])
+        if c.count > 2 { parseCommAndTaint(c[2], into: &result) }
+      }
+      if result.modules.isEmpty, let m = modulesLine.match(line) {
+        var list = m[0]
+        if let bracket = list.firstRange(of: " [last unloaded") {
+          list = String(list[..<bracket.lowerBound])
+        }
+        result.modules = list.split(separator: " ").map(String.init)
+      }
+      if result.kernelVersion == nil, text.contains("Tainted: ") || text.contains("Not tainted") {
+        parseCommAndTaint(text, into: &result)
+      }
+    }
+  }
+
+  /// "CPU 21/KVM Tainted: G O 4.14.0-1.el7.ppc64le #1" or "syz-executor Not tainted 6.1.0 #1".
+  private func parseCommAndTaint(_ rest: String, into result: inout CrashReport) {
+    var comm = rest
+    var tail = ""
+    if let r = rest.firstRange(of: " Tainted: ") {
+      comm = String(rest[..<r.lowerBound])
+      tail = String(rest[r.upperBound...])
+      let words = tail.split(separator: " ")
+      var flags: [Substring] = []
+      for word in words {
+        if let first = word.first, first.isNumber, word.contains(".") {
+          result.kernelVersion = result.kernelVersion ?? String(word)
+          break
+        }
+        flags.append(word)
+      }
+      if result.taint == nil, !flags.isEmpty { result.taint = flags.joined(separator: " ") }
+    } else if let r = rest.firstRange(of: " Not tainted ") ?? rest.firstRange(of: "Not tainted ") {
+      comm = String(rest[..<r.lowerBound])
+      tail = String(rest[r.upperBound...])
+      if let word = tail.split(separator: " ").first {
+        result.kernelVersion = result.kernelVersion ?? String(word)
+      }
+    }
+    if result.comm == nil, rest.contains("Comm:") == false, !comm.isEmpty,
+      comm != rest || !tail.isEmpty
+    {
+      result.comm = comm.trimmingSpaces()
+    }
+  }
+}
+
+private let cpuLine = LinePattern("CPU: {N} PID: {N} Comm: {R}")
+private let warnCPULine = LinePattern("CPU: {N} PID: {N} at ")
+private let modulesLine = LinePattern("Modules linked in:{R}")
+private let stackKeywords: [[UInt8]] = [
+  "Call Trace", "Call trace:", "Backtrace:", "backtrace:", "Stack:", "Allocated by task",
+].map {
+  Array($0.utf8)
+}
+private let frameTerminators: [[UInt8]] = [
+  "Instruction dump:", "---[ end trace", "Allocated by task", "Freed by task",
+  "The buggy address",
+  "Memory state around", "Modules linked in", "irq event stamp", "Showing all locks",
+  "Kernel Offset:",
+  "Dumping ftrace buffer", "Uninit was created", "Uninit was stored", "Local variable",
+].map { Array($0.utf8) }
+
+extension String {
+  func trimmingSpaces() -> String {
+    var s = Substring(self)
+    while s.first == " " { s = s.dropFirst() }
+    while s.last == " " { s = s.dropLast() }
+    return String(s)
+  }
+}

@@ -1,0 +1,259 @@
+/// What one report line says about the stack.
+struct TraceLine: Equatable {
+  enum Role: Equatable {
+    /// "RIP: 0010:f+0x", "NIP [c...] f+0x", "pc : f+0x", "PC is at f+0x": the faulting function.
+    case instructionPointer
+    /// "LR [..] f", "lr : f": the caller, already present in the trace.
+    case linkRegister
+    case frame
+    /// "--- interrupt: 900 at f", "<IRQ>", "</IRQ>", "<NMI>", "<TASK>": boundaries, not frames.
+    case boundary
+    case text
+  }
+  var role: Role
+  var function: String?
+  /// x86 " ? f+0x" guesses and powerpc "(unreliable)" frames.
+  var questionable: Bool
+}
+
+private let ipPrefixes: [[UInt8]] = [
+  "RIP: ", "EIP: ", "IP: ", "NIP [", "pc : ", "PC is at ", "epc : ", "ERA: ",
+].map {
+  Array($0.utf8)
+}
+private let lrPrefixes: [[UInt8]] = ["LR [", "lr : ", "LR is at ", "ra : "].map { Array($0.utf8) }
+private let boundaryPrefixes: [[UInt8]] = [
+  "--- interrupt:", "<IRQ>", "</IRQ>", "<EOI>", "<NMI>", "</NMI>", "<TASK>", "</TASK>",
+  "Exception stack(", "<SOFTIRQ>", "</SOFTIRQ>",
+].map { Array($0.utf8) }
+private let unreliable = Array("(unreliable)".utf8)
+private let armFrom = Array(") from [".utf8)
+private let irqsLast = Array("irqs last".utf8)
+
+func hasPrefix(_ line: UnsafeBufferPointer<UInt8>, _ from: Int, _ prefix: [UInt8]) -> Bool {
+  guard line.count - from >= prefix.count else { return false }
+  for k in 0..<prefix.count where line[from + k] != prefix[k] { return false }
+  return true
+}
+
+func contains(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8]) -> Bool {
+  indexOf(line, needle, from: 0) != nil
+}
+
+func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], from: Int) -> Int? {
+  guard let first = needle.first, line.count >= needle.count else { return nil }
+  var i = from
+  let last = line.count - needle.count
+  while i <= last {
+    if line[i] == first {
+      var k = 1
+      while k < needle.count, line[i + k] == needle[k] { k += 1 }
+      if k == needle.count { return i }
+    }
+    i += 1
+  }
+  return nil
+}
+
+/// Classifies a prefix-free report line. Frames are found by their "sym+0xoff" shape, which
+/// every architecture's unwinder prints, so x86, arm64 and powerpc traces all parse.
+func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
+  var p = 0
+  while p < line.count, line[p] == 0x20 || line[p] == 0x09 { p += 1 }
+  for prefix in boundaryPrefixes where hasPrefix(line, p, prefix) {
+    return TraceLine(role: .boundary, function: nil, questionable: false)
+  }
+  // Lockdep's "hardirqs last enabled at (N): [<..>] f+0x" lines name functions but are not frames.
+  if indexOf(line, irqsLast, from: p) != nil {
+    return TraceLine(role: .text, function: nil, questionable: false)
+  }
+  var role = TraceLine.Role.frame
+  for prefix in ipPrefixes where hasPrefix(line, p, prefix) {
+    role = .instructionPointer
+    break
+  }
+  if role == .frame {
+    for prefix in lrPrefixes where hasPrefix(line, p, prefix) {
+      role = .linkRegister
+      break
+    }
+  }
+  // arm32: "[<80165504>] (kthread_stop) from [<8163f8d8>] (caller+0x88/0x3a0)": the frame is
+  // the first parenthesised name, the one after "from" is its caller.
+  if role == .frame, let from = indexOf(line, armFrom, from: p),
+    let open = indexOf(line, [UInt8(ascii: "(")], from: p), open < from
+  {
+    var e = open + 1
+    while e < from, isSymbolByte(line[e]), line[e] != UInt8(ascii: ".") { e += 1 }
+    if e > open + 1 {
+      return TraceLine(role: .frame, function: string(line, open + 1, e), questionable: false)
+    }
+  }
+  guard let (name, nameStart) = firstSymbolWithOffset(line, from: p) else {
+    return TraceLine(role: role == .frame ? .text : role, function: nil, questionable: false)
+  }
+  var questionable = contains(line, unreliable)
+  if nameStart >= 2, line[nameStart - 1] == 0x20, line[nameStart - 2] == UInt8(ascii: "?") {
+    questionable = true
+  }
+  return TraceLine(role: role, function: name, questionable: questionable)
+}
+
+/// The first "name+0xhex" in the line: (name up to its first '.', start index).
+func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> (String, Int)? {
+  var i = from
+  let count = line.count
+  while i + 3 < count {
+    if line[i] == UInt8(ascii: "+"), line[i + 1] == UInt8(ascii: "0"),
+      line[i + 2] == UInt8(ascii: "x"),
+      isHexDigit(line[i + 3])
+    {
+      var s = i
+      while s > from, isSymbolByte(line[s - 1]) { s -= 1 }
+      if s < i {
+        let before: UInt8 = s > 0 ? line[s - 1] : 0x20
+        // Accept names after a space, bracket, paren, colon or at line start.
+        if before == 0x20 || before == 0x09 || before == UInt8(ascii: "]")
+          || before == UInt8(ascii: "(")
+          || before == UInt8(ascii: ":") || before == UInt8(ascii: "[") || s == from
+        {
+          var e = s
+          while e < i, line[e] != UInt8(ascii: ".") { e += 1 }
+          if e > s, !(line[s] == UInt8(ascii: "0") && e - s > 1 && line[s + 1] == UInt8(ascii: "x"))
+          {
+            return (string(line, s, e), s)
+          }
+        }
+      }
+    }
+    i += 1
+  }
+  return nil
+}
+
+/// How to pick a report's guilty frame.
+struct StackRecipe: Sendable, Hashable {
+  enum Extractor: Sendable, Hashable {
+    /// The first frame that is not a generic helper.
+    case first
+    /// Stalls and lockups: the frame just above the first dispatcher (syscall entry, workqueue,
+    /// timer, softirq), since the top of the stack is wherever the loop happened to be.
+    case stall
+    /// Hung tasks: the first frame that is not scheduling, locking or waiting.
+    case hung
+  }
+  /// Use the faulting instruction pointer line (RIP/NIP/pc) before the trace.
+  var useIP: Bool = true
+  /// Consider the function captured by the header pattern (capture index) first.
+  var headerCapture: Int? = nil
+  /// Frames count only after a line containing one of these ("Call Trace:"); empty: anywhere.
+  var startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"]
+  /// Extra names to skip for this format, on top of the generic helpers.
+  var skip: [String] = []
+  var extractor: Extractor = .first
+
+  init(
+    useIP: Bool = true, headerCapture: Int? = nil,
+    startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"],
+    skip: [String] = [], extractor: Extractor = .first
+  ) {
+    self.useIP = useIP
+    self.headerCapture = headerCapture
+    self.startMarkers = startMarkers
+    self.skip = skip
+    self.extractor = extractor
+  }
+}
+
+/// Generic helpers that are never the bug: sanitizer and report plumbing, locking, string and
+/// copy primitives, printk, list and refcount helpers, trap entry. Each entry matches a name
+/// that starts with it, or has it right after an '_' ("_raw_spin_lock" matches "spin_lock",
+/// "vhci_shutdown_connection" does not match "down").
+let genericSkips: [String] = [
+  "__sanitizer", "asan", "kasan", "msan", "kmsan", "kcsan", "ubsan", "check_memory_region",
+  "kfence", "print_address_description", "print_report", "report_bug", "read_word_at_a_time",
+  "panic", "invalid_op", "fixup_bug", "do_error", "do_trap", "handle_bug", "exc_invalid_op",
+  "dump_stack", "show_stack", "warn_slowpath", "warn_alloc", "warn", "debug_object",
+  "lockdep", "lock_acquire", "lock_release", "lock_class", "reacquire_held_locks", "spin_lock",
+  "spin_trylock", "spin_unlock", "raw_read_lock", "raw_write_lock", "read_lock", "write_lock",
+  "down", "down_read", "down_write", "up_read", "up_write", "mutex_lock", "mutex_trylock",
+  "mutex_unlock", "osq_lock", "refcount_", "memcpy", "memcmp", "memset", "memchr", "memmove",
+  "strcmp", "strncmp", "strcpy", "strlcpy", "strncpy", "strscpy", "strlen", "strnlen", "strchr",
+  "strnstr", "copy_to_user", "copy_from_user", "copy_user", "put_user", "get_user",
+  "might_fault", "might_sleep", "list_add", "list_del", "list_replace", "list_move",
+  "list_splice", "indirect_thunk", "string", "pointer", "vsnprintf", "snprintf", "scnprintf",
+  "kasprintf", "kvasprintf", "printk", "vprintk", "dev_printk", "dev_info", "dev_warn", "dev_err",
+  "program_check_exception", "program_check_common", "bad_page_fault", "do_page_fault",
+  "hash__do_page_fault", "handle_page_fault", "data_access_common", "instruction_access_common",
+  "page_fault_oops", "kernelmode_fixup_or_oops", "no_context", "bad_area", "die", "oops_end",
+  "unwind_", "arch_stack_walk", "stack_trace_save", "save_stack", "kmem_cache_free_bulk",
+  "trace_hardirqs", "check_preemption_disabled", "preempt_count", "debug_smp_processor_id",
+  "should_fail", "fail_dump", "asm_exc_", "exc_page_fault", "error_entry", "kthread_stop",
+  "flush_work",
+  "cancel_work_sync", "__cancel_work", "del_timer", "timer_delete", "try_to_grab_pending",
+  "flush_workqueue",
+  "drain_workqueue", "destroy_workqueue", "finish_wait", "kobject_put", "kobject_del",
+  "kobject_uevent",
+  "device_del", "device_unregister", "device_destroy", "sysfs_remove", "device_remove_file",
+  "__wake_up", "complete", "queue_work", "__queue_work", "mod_timer", "__mod_timer",
+  "dump_backtrace", "walk_stackframe", "stack_trace_consume_entry", "show_stack", "hwasan", "rb_",
+  "__rb_",
+  "vscnprintf", "hex_dump", "crc", "strstr", "memdup_user", "kfree", "kmem_cache_free",
+  "mutex_remove_waiter",
+  "atomic_dec_and_lock", "_atomic_dec_and_lock", "console_unlock", "xas_", "rhashtable_", "idr_",
+  "radix_tree_", "bitmap_", "find_next_bit", "kstrto", "sprintf", "aes_", "lock_timer_base",
+  "native_queued_spin_lock", "queued_spin_lock", "do_raw_spin", "check_memory_region",
+]
+
+/// Where execution was dispatched from (syscall entry, workqueue, timers, softirq, kthreads);
+/// a stall is attributed to the frame just above the first of these.
+let stallAnchors: [String] = [
+  "process_one_work", "do_syscall_", "do_fast_syscall_", "system_call", "sysenter_dispatch",
+  "netif_receive_skb", "do_softirq", "handle_softirqs", "call_timer_fn", "run_timer_softirq",
+  "run_ksoftirqd", "smpboot_thread_fn", "kthread", "start_secondary", "cpu_startup_entry",
+  "ret_from_fork", "vfs_write", "vfs_read", "vfs_ioctl", "do_vfs_ioctl", "blkdev_ioctl",
+  "call_read_iter", "call_write_iter", "do_iter_readv_writev", "mmap_region", "do_mmap",
+  "do_dentry_open", "vfs_open", "sock_sendmsg", "sock_recvmsg", "sock_release", "sock_ioctl",
+  "sock_do_ioctl", "__sys_setsockopt", "__sys_connect", "__sys_accept", "nfnetlink_rcv_msg",
+  "handle_mm_fault", "__do_fault", "do_page_fault", "task_work_run", "exit_to_user",
+  "exit_to_usermode", "__fput", "tasklet_action", "__run_timers", "expire_timers",
+  "ksys_ioctl", "el0_svc", "invoke_syscall", "el0_svc_common", "sys_ioctl", "SyS_ioctl",
+  "SYSC_ioctl", "sys_connect", "SyS_connect", "SYSC_connect", "sys_socketpair", "rtnetlink_rcv_msg",
+  "genl_rcv_msg", "sock_common_setsockopt", "kernel_setsockopt", "sys_setsockopt",
+]
+
+/// Syscall entry prefixes removed from stall frames ("__x64_sys_futex" -> "sys_futex").
+let syscallPrefixes: [String] = [
+  "__x64_", "__ia32_", "__arm64_", "__se_", "__do_", "SYSC_", "SyS_", "compat_SYSC_", "compat_SyS_",
+]
+
+/// Frames that hide the real waiter of a hung task.
+let hungSkips: [String] = [
+  "sched", "_lock", "lock_", "_slowlock", "down", "completion", "kthread", "wait", "synchronize",
+  "context_switch", "__switch_to", "cancel_delayed_work", "rcu_barrier", "flush_work",
+  "flush_workqueue", "io_schedule", "bit_wait", "mutex", "rwsem", "percpu_", "msleep",
+  "schedule_timeout", "rt_mutex", "freezer",
+]
+
+func nameMatchesSkip(_ name: String, _ skips: [String]) -> Bool {
+  for entry in skips where matchesSegment(name, entry) { return true }
+  return false
+}
+
+/// `entry` occurs at the start of `name` or right after an underscore, ignoring leading
+/// underscores of `name`.
+func matchesSegment(_ name: String, _ entry: String) -> Bool {
+  let n = Array(name.utf8)
+  let e = Array(entry.utf8)
+  guard !e.isEmpty, n.count >= e.count else { return false }
+  var i = 0
+  while i + e.count <= n.count {
+    if i == 0 || n[i - 1] == UInt8(ascii: "_") || e[0] == UInt8(ascii: "_") {
+      var k = 0
+      while k < e.count, n[i + k] == e[k] { k += 1 }
+      if k == e.count { return true }
+    }
+    i += 1
+  }
+  return false
+}

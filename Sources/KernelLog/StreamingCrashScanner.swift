@@ -1,0 +1,205 @@
+/// Line-at-a-time, bounded memory: for a log watcher following a live kernel log.
+public struct StreamingCrashScanner: Sendable {
+  public let detector: CrashDetector
+  public let origin: LogOrigin
+  /// Byte offset of the next line's first byte.
+  public private(set) var offset = 0
+  var current: ReportInProgress?
+  /// Lines since the last report ended, to recognise a panic that belongs to it.
+  var linesSinceReport = Int.max
+  /// A report's "Kernel panic - not syncing" or "Oops:" may follow its end marker.
+  static let followUpWindow = 40
+
+  public init(detector: CrashDetector = CrashDetector(), origin: LogOrigin = .host("localhost")) {
+    self.detector = detector
+    self.origin = origin
+  }
+
+  /// A crash header has been seen and its report is not finished.
+  public var crashInProgress: Bool { current != nil }
+
+  /// Feeds one line without its newline; returns reports completed by this line.
+  public mutating func feed(line: String) -> [CrashReport] {
+    var line = line
+    return line.withUTF8 { buf in
+      feed(buf, 0, buf.count, next: buf.count + 1)
+    }
+  }
+
+  /// Feeds one line given as bytes without its newline.
+  public mutating func feed(bytes: [UInt8]) -> [CrashReport] {
+    bytes.withUnsafeBufferPointer { feed($0, 0, $0.count, next: $0.count + 1) }
+  }
+
+  /// Feeds raw input of any size, split anywhere; lines are cut at newlines. Lines longer
+  /// than `maxLineBytes` are matched on their first `maxLineBytes` bytes (offsets stay exact).
+  /// Do not mix with `feed(line:)`.
+  public mutating func feed(chunk: UnsafeBufferPointer<UInt8>) -> [CrashReport] {
+    var reports: [CrashReport] = []
+    guard let base = chunk.baseAddress else { return reports }
+    var pos = 0
+    while pos < chunk.count {
+      guard let hit = memchrNewline(base + pos, chunk.count - pos) else {
+        appendCarry(UnsafeBufferPointer(rebasing: chunk[pos...]))
+        break
+      }
+      if carry.isEmpty, carryDropped == 0 {
+        reports += feed(chunk, pos, pos + hit, next: pos + hit + 1)
+      } else {
+        appendCarry(UnsafeBufferPointer(rebasing: chunk[pos..<(pos + hit)]))
+        reports += flushCarry(newline: true)
+      }
+      pos += hit + 1
+    }
+    return reports
+  }
+
+  public mutating func feed(chunk: [UInt8]) -> [CrashReport] {
+    chunk.withUnsafeBufferPointer { feed(chunk: $0) }
+  }
+
+  public static let maxLineBytes = 64 * 1024
+  var carry: [UInt8] = []
+  var carryDropped = 0
+
+  private mutating func appendCarry(_ bytes: UnsafeBufferPointer<UInt8>) {
+    let room = Self.maxLineBytes - carry.count
+    if bytes.count <= room {
+      carry.append(contentsOf: bytes)
+    } else {
+      carry.append(contentsOf: bytes.prefix(max(room, 0)))
+      carryDropped += bytes.count - max(room, 0)
+    }
+  }
+
+  private mutating func flushCarry(newline: Bool) -> [CrashReport] {
+    let line = carry
+    let extra = carryDropped + (newline ? 1 : 0)
+    carry.removeAll(keepingCapacity: true)
+    carryDropped = 0
+    return line.withUnsafeBufferPointer { feed($0, 0, $0.count, next: $0.count + extra) }
+  }
+
+  /// End of input: flushes a partial last line and a report in progress.
+  public mutating func finish() -> [CrashReport] {
+    var reports: [CrashReport] = []
+    if !carry.isEmpty || carryDropped > 0 { reports += flushCarry(newline: false) }
+    guard let report = current else { return reports }
+    current = nil
+    return reports + [report.build(detector: detector, origin: origin)]
+  }
+
+  /// Line [lo, hi) of `buf`; `next - lo` is the line's size in the input including its newline.
+  mutating func feed(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, next: Int)
+    -> [CrashReport]
+  {
+    let lineOffset = offset
+    offset += next - lo
+    let split = splitLine(buf, lo, hi)
+    var completed: [CrashReport] = []
+    let header = detector.findHeader(buf, split.textStart, split.textEnd)
+    var started: (Int, Int, [String])?
+    if let (pattern, _) = header {
+      let text = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
+      if let (format, captures) = detector.matchFormat(pattern, text) {
+        started = (pattern, format, captures)
+      }
+    }
+    if var report = current {
+      let sameCaller =
+        report.caller == split.caller || report.caller.kind == .none || split.caller.kind == .none
+      if let (pattern, _, _) = started {
+        let follows = detector.table[pattern].followsReport
+        if !follows || !sameCaller {
+          current = nil
+          completed.append(report.build(detector: detector, origin: origin))
+          linesSinceReport = 0
+          // Falls through to start the new report below.
+        } else {
+          report.append(buf, split, end: offset)
+          current = report
+          return completed
+        }
+      } else {
+        if sameCaller {
+          report.append(buf, split, end: offset)
+        }
+        if report.ended(buf, split) || report.lineCount >= detector.maxReportLines
+          || report.byteCount >= detector.maxReportBytes
+        {
+          current = nil
+          linesSinceReport = 0
+          completed.append(report.build(detector: detector, origin: origin))
+        } else {
+          current = report
+        }
+        return completed
+      }
+    }
+    if let (pattern, format, captures) = started {
+      if detector.table[pattern].followsReport, linesSinceReport < Self.followUpWindow {
+        // The panic or Oops line of a crash already reported.
+        linesSinceReport += 1
+        return completed
+      }
+      var report = ReportInProgress(
+        pattern: pattern, format: format, captures: captures, start: lineOffset,
+        caller: split.caller)
+      report.append(buf, split, end: offset)
+      current = report
+      if report.ended(buf, split) {
+        current = nil
+        linesSinceReport = 0
+        completed.append(report.build(detector: detector, origin: origin))
+      }
+      return completed
+    }
+    if linesSinceReport < Int.max { linesSinceReport += 1 }
+    return completed
+  }
+}
+
+private let endMarkers: [[UInt8]] = ["---[ end trace", "---[ end Kernel panic"].map {
+  Array($0.utf8)
+}
+
+/// A crash report being collected.
+struct ReportInProgress: Sendable {
+  var pattern: Int
+  var format: Int
+  var captures: [String]
+  var start: Int
+  var end: Int = 0
+  var caller: CallerContext
+  /// Prefix-free lines of the report, the header first.
+  var lines: [[UInt8]] = []
+  var lineCount = 0
+  var byteCount = 0
+
+  init(pattern: Int, format: Int, captures: [String], start: Int, caller: CallerContext) {
+    self.pattern = pattern
+    self.format = format
+    self.captures = captures
+    self.start = start
+    self.caller = caller
+  }
+
+  mutating func append(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, end: Int) {
+    let text = Array(UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd]))
+    lines.append(text)
+    lineCount += 1
+    byteCount += text.count + 1
+    self.end = end
+  }
+
+  func ended(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine) -> Bool {
+    let text = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
+    guard text.count >= 14 else { return false }
+    for marker in endMarkers where indexOf(text, marker, from: 0) != nil { return true }
+    return false
+  }
+
+  func build(detector: CrashDetector, origin: LogOrigin) -> CrashReport {
+    ReportBuilder(detector: detector, report: self).build(origin: origin)
+  }
+}

@@ -1,0 +1,3 @@
+import KernelLog
+
+print(CrashDetector().headerStrings.count)
