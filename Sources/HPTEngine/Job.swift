@@ -51,8 +51,8 @@ public struct Job: Sendable {
   public var pauseMs = 0
   public var guestWriters = true
   public var pagesPerReport = 256
-  public var invalidateEveryMs: Double? = 2
-  public var invalidatePages = 32
+  public var invalidateEveryMs: Double? = 10
+  public var invalidatePages = 16
   public var failOnUnexpected = true
 
   public init(name: String) { self.name = name }

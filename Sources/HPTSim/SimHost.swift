@@ -33,7 +33,6 @@ public final class SimHost: KVMSystem, AgentExecutor, @unchecked Sendable {
     guard type != .pr else { throw KVMError("KVM_CREATE_VM", .EINVAL) }  // kvm_pr not loaded
     let vm = SimVM(kernel: kernel, lpid: kernel.nextLPID, seed: vmSeeds.next())
     kernel.nextLPID += 1
-    kernel.vms.append(vm)
     return vm
   }
 

@@ -89,7 +89,6 @@ public final class SimKernel: @unchecked Sendable {
   // system_wq: resize requests queued by PREPARE for the kworker.
   var workQueue: [ResizeRequest] = []
   var nextRequestID = 1
-  var vms: [SimVM] = []
   var nextLPID: UInt32 = 1
 
   // Host physical pages backing guest RAM: contents (one pattern word a page stands for the

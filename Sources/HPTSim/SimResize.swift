@@ -198,7 +198,6 @@ extension SimVM {
     }
     // Stop vCPUs from running while we mess with the HPT, and kick them out of the guest.
     mmuReady = false
-    for v in vcpus { v.kicked = true }
     try sched.yield(costNs: 10_000)
 
     ret = -Errno.ENXIO.rawValue
@@ -224,30 +223,38 @@ extension SimVM {
     guard let old = hpt else { return -Errno.EIO.rawValue }
     let n = old.hpteCount
     let chunk = 1024
-    var i = 0
-    while i < n {
-      let start = i
-      let end = min(n, i + chunk)
-      while i < end {
-        if old.v[i] & (HPTEV.valid | HPTEV.absent) != 0 {
-          let rc = try rehashHPTE(old: old, new: new, idx: i)
-          if rc != 0 { return rc }
-        }
-        i += 1
+    var inUse: [Int] = []
+    inUse.reserveCapacity(chunk)
+    var start = 0
+    while start < n {
+      let end = min(n, start + chunk)
+      // Most HPTEs are empty: find the ones in use first, then rehash them.
+      inUse.removeAll(keepingCapacity: true)
+      old.v.withUnsafeBufferPointer { v in
+        for i in start..<end where v[i] & (HPTEV.valid | HPTEV.absent) != 0 { inUse.append(i) }
+      }
+      for i in inUse {
+        let rc = try rehashHPTE(old: old, new: new, idx: i)
+        if rc != 0 { return rc }
       }
       kernel.counters.rehashedHPTEs += end - start
+      start = end
       try sched.yield(costNs: UInt64(chunk) * 20)
     }
     return 0
   }
 
+  static let rehashNIP = Frame("resize_hpt_rehash_hpte", 0x1a8)
+  static let rehashLR = Frame("kvm_vm_ioctl_resize_hpt_commit", 0x2c4)
+  static let rehashTrace =
+    [Frame("kvm_vm_ioctl_resize_hpt_commit", 0x2c4), Frame("kvm_arch_vm_ioctl_hv", 0x2b0)]
+    + vmIoctlTrace
+
   /// resize_hpt_rehash_hpte().
   func rehashHPTE(old: HashPageTable, new: HashPageTable, idx: Int) throws(SimHalted) -> Int32 {
-    let nip = Frame("resize_hpt_rehash_hpte", 0x1a8)
-    let lr = Frame("kvm_vm_ioctl_resize_hpt_commit", 0x2c4)
-    let trace =
-      [Frame("kvm_vm_ioctl_resize_hpt_commit", 0x2c4), Frame("kvm_arch_vm_ioctl_hv", 0x2b0)]
-      + Self.vmIoctlTrace
+    let nip = Self.rehashNIP
+    let lr = Self.rehashLR
+    let trace = Self.rehashTrace
     var vpte = old.v[idx]
     let guestRpte = old.rev[idx].guestRpte
     if vpte & HPTEV.valid != 0 {

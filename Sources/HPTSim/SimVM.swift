@@ -4,7 +4,7 @@ import KernelLog
 /// One simulated KVM-HV guest: struct kvm's HPT state (kvm->arch.hpt, resize_hpt, mmu_ready,
 /// the rmap of its one memslot), the guest kernel and the harness's payload on its vCPUs.
 public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
-  unowned let kernel: SimKernel
+  let kernel: SimKernel
   let lpid: UInt32
   var sched: SimScheduler { kernel.sched }
   var model: KernelModel { kernel.model }
@@ -23,8 +23,9 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
   var npages = 0
   var rmap: [UInt64] = []
   var hostPFN: [Int32] = []
-  var vcpus: [SimVCPU] = []
+  var vcpuIDs: [UInt32] = []
   var vrmaMapped = false
+  var vcpuObjects: [Weak<SimVCPU>] = []
   var guestBooted = false
   var closed = false
   var htabVirtCounter: UInt64 = 0
@@ -73,16 +74,15 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
 
   public func createVCPU(id: UInt32) throws(KVMError) -> any KVMVCPU {
     guard !kernel.dead else { throw KVMError("KVM_CREATE_VCPU", .hostDown) }
-    guard !vcpus.contains(where: { $0.id == id }) else {
-      throw KVMError("KVM_CREATE_VCPU", .EEXIST)
-    }
+    guard !vcpuIDs.contains(id) else { throw KVMError("KVM_CREATE_VCPU", .EEXIST) }
     let v = SimVCPU(vm: self, id: id)
-    vcpus.append(v)
+    vcpuIDs.append(id)
+    vcpuObjects.append(Weak(v))
     return v
   }
 
   public func loadPayload(_ payload: GuestPayload, vcpu: UInt32) throws(KVMError) {
-    guard let v = vcpus.first(where: { $0.id == vcpu }) else {
+    guard let v = vcpuObjects.compactMap(\.value).first(where: { $0.id == vcpu }) else {
       throw KVMError("loadPayload", .ENOENT)
     }
     let first = payload.base / HPTHash.pageSize
@@ -220,16 +220,20 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
   }
 
   /// kvm_unmap_rmapp(): the MMU notifier's per-page work: unmap every HPTE in gfn's chain.
+  static let unmapNIP = Frame("kvm_unmap_rmapp", 0x74)
+  static let unmapLR = Frame("kvm_handle_hva_range", 0xe4)
+  static let unmapTrace = [
+    Frame("kvm_handle_hva_range", 0xe4), Frame("kvm_unmap_hva_range_hv", 0x3c),
+    Frame("kvm_unmap_hva_range", 0x48), Frame("kvm_mmu_notifier_invalidate_range_start", 0xb0),
+    Frame("__mmu_notifier_invalidate_range_start", 0x90), Frame("migrate_pages", 0x62c),
+    Frame("compact_zone", 0x6f8), Frame("kcompactd", 0x1d4), Frame("kthread", 0x160),
+    Frame("ret_from_kernel_thread", 0x5c),
+  ]
+
   func unmapRmapp(gfn: Int) throws(SimHalted) {
-    let nip = Frame("kvm_unmap_rmapp", 0x74)
-    let lr = Frame("kvm_handle_hva_range", 0xe4)
-    let trace = [
-      Frame("kvm_handle_hva_range", 0xe4), Frame("kvm_unmap_hva_range_hv", 0x3c),
-      Frame("kvm_unmap_hva_range", 0x48), Frame("kvm_mmu_notifier_invalidate_range_start", 0xb0),
-      Frame("__mmu_notifier_invalidate_range_start", 0x90), Frame("migrate_pages", 0x62c),
-      Frame("compact_zone", 0x6f8), Frame("kcompactd", 0x1d4), Frame("kthread", 0x160),
-      Frame("ret_from_kernel_thread", 0x5c),
-    ]
+    let nip = Self.unmapNIP
+    let lr = Self.unmapLR
+    let trace = Self.unmapTrace
     guard let t = hpt else { return }
     var guardCount = 0
     while rmap[gfn] & RMAP.present != 0 {
@@ -287,4 +291,10 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
       throw KVMError("invalidate", .hostDown)
     }
   }
+}
+
+/// A reference that does not keep its object alive (the VM lists its vCPUs; they own the VM).
+struct Weak<T: AnyObject> {
+  weak var value: T?
+  init(_ v: T) { value = v }
 }

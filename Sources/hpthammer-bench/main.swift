@@ -1,1 +1,144 @@
-print("bench")
+import Foundation
+import HPTEngine
+import HPTSim
+import KVMHost
+
+// Benchmarks of issue 2, printed as figures:
+//   hpthammer-bench detect [SEEDS]     time to detection per bug model
+//   hpthammer-bench fp [SEEDS] [HOST_S] false positives of the fixed kernel on the default job
+//   hpthammer-bench speed              order-24 rehash and a resize/fault rate on an order-24 guest
+// Build with -c release for meaningful numbers.
+
+func loadJob(_ path: String) -> Job {
+  do { return try Job.load(path: path) } catch {
+    FileHandle.standardError.write(Data("\(error)\n".utf8))
+    exit(2)
+  }
+}
+
+func runOnce(_ job: Job) -> (RunReport, Double) {
+  let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+    "hpthammer-bench-\(UUID().uuidString)")
+  let host = SimHost(
+    model: KernelModel.named(job.kernel)!, seed: job.seed, bootUptimeS: job.hostUptimeS)
+  let t0 = Date()
+  let r = Runner(job: job, host: host, outDir: dir, progress: nil, reproduce: "").run()
+  let wall = Date().timeIntervalSince(t0)
+  try? FileManager.default.removeItem(at: dir)
+  return (r, wall)
+}
+
+func percentile(_ xs: [Double], _ p: Double) -> Double {
+  guard !xs.isEmpty else { return .nan }
+  let s = xs.sorted()
+  return s[min(s.count - 1, Int((Double(s.count - 1) * p).rounded()))]
+}
+
+struct Case {
+  var bug: String
+  var job: Job
+}
+
+func detectionCases() -> [Case] {
+  var b1 = loadJob("Jobs/dry-run.yaml")
+  b1.kernel = "pre-fix"
+  var b0a = loadJob("Jobs/dry-run.yaml")
+  b0a.kernel = "4.14"
+  b0a.policies = [.randomWalk, .commitWithoutPrepare]
+  var b3 = loadJob("Jobs/dry-run.yaml")
+  b3.kernel = "4.14"
+  b3.policies = [.randomWalk, .cancelDuringPrepare]
+  var b5 = loadJob("Jobs/crowded-hpt.yaml")
+  b5.kernel = "4.15"
+  return [
+    Case(bug: "B1", job: b1), Case(bug: "B0a", job: b0a), Case(bug: "B3", job: b3),
+    Case(bug: "B5", job: b5),
+  ]
+}
+
+func detect(seeds: Int) {
+  print("Time to detection over \(seeds) seeds (wall s and resize cycles to the verdict):")
+  print("bug   found    wall-p50  wall-p90  cycles-p50  cycles-p90  titles")
+  for c in detectionCases() {
+    var walls: [Double] = []
+    var cycles: [Double] = []
+    var titles: [String: Int] = [:]
+    var found = 0
+    for s in 0..<seeds {
+      var j = c.job
+      j.seed = UInt64(1000 + s)
+      let (r, wall) = runOnce(j)
+      if r.verdict == .bug {
+        found += 1
+        walls.append(wall)
+        cycles.append(Double(r.resizes.attempted))
+        titles[r.crashes.first { !$0.expected }?.title ?? "?", default: 0] += 1
+      }
+    }
+    let t = titles.sorted { $0.value > $1.value }.map { "\($0.value)x \($0.key)" }.joined(
+      separator: "; ")
+    print(
+      String(
+        format: "%-5@ %3d/%-3d  %8.3f  %8.3f  %10.0f  %10.0f  %@", c.bug, found, seeds,
+        percentile(walls, 0.5),
+        percentile(walls, 0.9), percentile(cycles, 0.5), percentile(cycles, 0.9), t))
+  }
+}
+
+func falsePositives(seeds: Int, hostS: Double) {
+  var job = loadJob("Jobs/dry-run-fixed.yaml")
+  job.durationS = hostS
+  var crashes = 0
+  var bugs = 0
+  var resizes = 0
+  var unexpected = 0
+  let t0 = Date()
+  for s in 0..<seeds {
+    job.seed = UInt64(s + 1)
+    let (r, _) = runOnce(job)
+    crashes += r.crashes.filter { !$0.expected }.count
+    if r.verdict != .pass { bugs += 1 }
+    resizes += r.resizes.succeeded
+    unexpected += r.resizes.failed_unexpected
+  }
+  print(
+    "False positives: fixed kernel, default job (\(hostS) s of host time each), \(seeds) seeds: "
+      + "\(bugs) non-pass verdicts, \(crashes) crashes, \(unexpected) unexpected answers, \(resizes) resizes, "
+      + String(format: "%.1f s wall", Date().timeIntervalSince(t0)))
+}
+
+func speed() {
+  let (rate, inUse, total) = SimBenchmarks.rehash(order: 24, memoryMiB: 2048)
+  print(
+    String(
+      format: "Rehash, order 24: %d HPTEs (%d in use): %.1f M HPTEs/s", total, inUse, rate / 1e6))
+
+  var job = loadJob("Jobs/dry-run-fixed.yaml")
+  job.guestCount = 1
+  job.guestMemoryMiB = 2048
+  job.hptOrder = 24
+  job.orderMin = 24
+  job.orderMax = 24
+  job.policies = [.sameOrder]
+  job.durationS = 3
+  let (r, wall) = runOnce(job)
+  let faults = r.sim?["hypervisor_faults"] ?? 0
+  print(
+    String(
+      format:
+        "Order-24 guest (2 GiB, same-order rehash): %d resize cycles, %d hypervisor faults in %.2f s wall: %.1f resize cycles/s, %.0f faults/s",
+      r.resizes.succeeded, faults, wall, Double(r.resizes.succeeded) / wall, Double(faults) / wall))
+}
+
+let args = CommandLine.arguments.dropFirst()
+switch args.first {
+case "detect": detect(seeds: args.dropFirst().first.flatMap { Int($0) } ?? 100)
+case "fp":
+  falsePositives(
+    seeds: args.dropFirst().first.flatMap { Int($0) } ?? 1000,
+    hostS: args.dropFirst(2).first.flatMap { Double($0) } ?? 60)
+case "speed": speed()
+default:
+  print("usage: hpthammer-bench detect [SEEDS] | fp [SEEDS] [HOST_S] | speed")
+  exit(2)
+}

@@ -1,0 +1,115 @@
+import Foundation
+import HPTSim
+import Testing
+
+@testable import HPTEngine
+
+/// Each modelled bug is found by a fixed seed on the kernel that has it, and the kernel
+/// without it passes the same job.
+@Suite struct BugModelTests {
+  func job(
+    kernel: String, policy: [ResizePolicy], memory: Int = 256, order: UInt32? = nil,
+    orders: ClosedRange<UInt32> = 18...22, resizes: Int = 40, seed: UInt64 = 1
+  ) -> Job {
+    var j = Job(name: "test")
+    j.kernel = kernel
+    j.guestCount = 1
+    j.guestMemoryMiB = memory
+    j.hptOrder = order
+    j.orderMin = orders.lowerBound
+    j.orderMax = orders.upperBound
+    j.policies = policy
+    j.durationS = nil
+    j.resizeBudget = resizes
+    j.seed = seed
+    return j
+  }
+
+  func run(_ j: Job) -> (RunReport, URL) {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "hpthammer-test-\(UUID().uuidString)")
+    let host = SimHost(
+      model: KernelModel.named(j.kernel)!, seed: j.seed, bootUptimeS: j.hostUptimeS)
+    return (Runner(job: j, host: host, outDir: dir, progress: nil, reproduce: "test").run(), dir)
+  }
+
+  /// With only the guests faulting, the stale rmap index is met by the next fault on the page:
+  /// the seed's oops, with the seed's NIP and LR.
+  @Test func b1SeedRaceOnPreFixKernel() throws {
+    var j = job(kernel: "pre-fix", policy: [.shrink, .randomWalk], orders: 19...22)
+    j.invalidateEveryMs = nil
+    let (r, dir) = run(j)
+    #expect(r.verdict == .bug)
+    let c = try #require(r.crashes.first)
+    #expect(c.title == "BUG: unable to handle kernel paging request in kvmppc_add_revmap_chain")
+    #expect(c.frame == "kvmppc_add_revmap_chain")
+    let log = try String(contentsOf: dir.appendingPathComponent("host.log"), encoding: .utf8)
+    #expect(log.contains("LR [d00000000c36e498] kvmppc_book3s_hv_page_fault+0xbb8/0xc40 [kvm_hv]"))
+    #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("crash-1.txt").path))
+  }
+
+  /// With host invalidations too, the MMU notifier may meet the stale index first.
+  @Test func b1WithHostInvalidations() throws {
+    for seed in UInt64(1)...3 {
+      let (r, _) = run(
+        job(kernel: "pre-fix", policy: [.shrink, .randomWalk], orders: 19...22, seed: seed))
+      #expect(r.verdict == .bug)
+      let frame = try #require(r.crashes.first?.frame)
+      #expect(["kvmppc_add_revmap_chain", "kvm_unmap_rmapp"].contains(frame))
+    }
+  }
+
+  @Test func b1FixedIn414() {
+    let (r, _) = run(job(kernel: "4.14", policy: [.shrink, .randomWalk], orders: 19...22))
+    #expect(r.verdict == .pass)
+    #expect(r.crashes.isEmpty)
+    #expect(r.resizes.succeeded > 10)
+  }
+
+  @Test func b0aCommitWithoutPrepare() throws {
+    let (r, _) = run(job(kernel: "4.14", policy: [.commitWithoutPrepare]))
+    #expect(r.verdict == .bug)
+    #expect(
+      try #require(r.crashes.first).title
+        == "BUG: unable to handle kernel NULL pointer dereference in kvm_vm_ioctl_resize_hpt_commit"
+    )
+    let (f, _) = run(job(kernel: "4.15", policy: [.commitWithoutPrepare], resizes: 20))
+    #expect(f.verdict == .pass)
+    #expect(f.answers["COMMIT"]?["ENXIO"] == 20)
+  }
+
+  @Test func b3CancelDuringPrepare() throws {
+    let (r, _) = run(job(kernel: "4.14", policy: [.cancelDuringPrepare]))
+    #expect(r.verdict == .bug)
+    #expect(try #require(r.crashes.first).title.contains("resize_hpt_prepare_work"))
+    let (f, _) = run(job(kernel: "4.15", policy: [.cancelDuringPrepare]))
+    #expect(f.verdict == .pass)
+  }
+
+  @Test func b5SecondaryHPTEGOnCrowdedHPT() throws {
+    let j = job(
+      kernel: "4.15", policy: [.sameOrder], memory: 512, order: 18, orders: 18...19, resizes: 60)
+    let (r, _) = run(j)
+    #expect(r.verdict == .bug)
+    #expect(try #require(r.crashes.first).title == "kernel BUG in resize_hpt_rehash_hpte")
+    var fixed = j
+    fixed.kernel = "fixed"
+    #expect(run(fixed).0.verdict == .pass)
+  }
+
+  @Test func sameSeedSameRun() throws {
+    let j = job(kernel: "pre-fix", policy: [.randomWalk], orders: 19...22, seed: 3)
+    let (a, da) = run(j)
+    let (b, db) = run(j)
+    let la = try Data(contentsOf: da.appendingPathComponent("host.log"))
+    let lb = try Data(contentsOf: db.appendingPathComponent("host.log"))
+    #expect(la == lb)
+    #expect(!la.isEmpty)
+    var ra = a
+    var rb = b
+    ra.wall = rb.wall
+    #expect(RunOutput.encode(ra) == RunOutput.encode(rb))
+    let (c, _) = run(job(kernel: "pre-fix", policy: [.randomWalk], orders: 19...22, seed: 4))
+    #expect(c.host_time_s != a.host_time_s || c.resizes.attempted != a.resizes.attempted)
+  }
+}

@@ -1,0 +1,67 @@
+import Testing
+
+@testable import HPTEngine
+
+@Suite struct JobTests {
+  @Test func parsesTheDryRunJob() throws {
+    let j = try Job.parse(
+      """
+      name: t
+      backend: sim
+      host: {kernel: pre-fix, uptime_s: 7}
+      guests: {count: 3, memory_mib: 512, vcpus: 4}
+      budget: {duration_s: 2.5, resizes: 10}
+      seed: 0x10
+      resize: {orders: [19, 23], policy: [grow, shrink]}
+      memory_load: {host_invalidate: false}
+      """, file: "t.yaml")
+    #expect(j.kernel == "pre-fix" && j.hostUptimeS == 7)
+    #expect(j.guestCount == 3 && j.vcpus == 4 && j.guestMemoryMiB == 512)
+    #expect(j.seed == 16 && j.durationS == 2.5 && j.resizeBudget == 10)
+    #expect(j.policies == [.grow, .shrink] && j.orderMin == 19 && j.orderMax == 23)
+    #expect(j.invalidateEveryMs == nil)
+    #expect(j.bootOrder == 22)  // QEMU: log2(512 MiB) - 7
+  }
+
+  func error(_ yaml: String) -> JobError? {
+    do {
+      _ = try Job.parse(yaml, file: "bad.yaml")
+      return nil
+    } catch {
+      return error
+    }
+  }
+
+  @Test func unknownKeyNamesFileLineKeyAndAllowed() {
+    let e = error("name: x\nguests:\n  count: 2\n  memroy_mib: 5\n")
+    #expect(e?.line == 4)
+    #expect(e?.key == "guests.memroy_mib")
+    #expect(e?.description.contains("allowed: count, memory_mib, vcpus, hpt_order") == true)
+    #expect(e?.description.hasPrefix("bad.yaml:4: guests.memroy_mib") == true)
+  }
+
+  @Test func orderOutOfRange() {
+    let e = error("resize:\n  orders: [17, 30]\n")
+    #expect(e?.key == "resize.orders")
+    #expect(e?.description.contains("18...46") == true)
+  }
+
+  @Test func unknownKernelAndBackendAndPolicy() {
+    #expect(
+      error("host: {kernel: 9.9}")?.description.contains("allowed: 4.14.0-rc4, 4.14, 4.15, 6.1")
+        == true)
+    #expect(error("backend: qemu-tcg")?.description.contains("allowed: sim") == true)
+    #expect(error("resize: {policy: wobble}")?.description.contains("random-walk") == true)
+  }
+
+  @Test func malformedYAMLHasALine() {
+    let e = error("name: x\nguests: [\n  count: 2\n")
+    #expect(e != nil)
+    #expect(e?.message.hasPrefix("malformed YAML") == true)
+    #expect(e?.line != nil)
+  }
+
+  @Test func durationsParseAndEmptyBudgetFails() {
+    #expect(error("budget: {}")?.key == "budget")
+  }
+}

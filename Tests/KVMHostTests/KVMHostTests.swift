@@ -1,0 +1,28 @@
+import Testing
+
+@testable import KVMHost
+
+@Suite struct KVMHostTests {
+  @Test func orderRange() {
+    #expect(HPTOrder(rawValue: 17) == nil)
+    #expect(HPTOrder(rawValue: 47) == nil)
+    let o = HPTOrder(rawValue: 24)!
+    #expect(o.hpteCount == 1 << 20)
+    #expect(o.groupCount == 1 << 17)
+  }
+
+  @Test func errnoNames() {
+    #expect(Errno.ENOSPC.name == "ENOSPC")
+    #expect(Errno(rawValue: 999).name == "errno 999")
+    #expect(
+      KVMError("KVM_PPC_RESIZE_HPT_COMMIT", .ENXIO).description
+        == "KVM_PPC_RESIZE_HPT_COMMIT: ENXIO (6)")
+  }
+
+  @Test func capabilityNumbers() {
+    // include/uapi/linux/kvm.h
+    #expect(KVMCapability.spaprResizeHPT.rawValue == 133)
+    #expect(KVMCapability.ppcAllocHTAB.rawValue == 80)
+    #expect(KVMCapability.ppcMMUHashV3.rawValue == 135)
+  }
+}
