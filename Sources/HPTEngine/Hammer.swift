@@ -29,7 +29,13 @@ final class Hammer: @unchecked Sendable {
 
   var nowMs: Double { Double(executor.nowNs) / 1e6 }
 
+  var willCommitBeforeRun: @Sendable () -> Void = {}
+
   func run() {
+    if job.commitBeforeRun {
+      guard commitBeforeRun() else { return }
+      guest.mayRun.value = true
+    }
     // COMMIT before any vCPU ran is answered with a WARNING and EIO: wait for the guest.
     while !guest.started && !executor.stopRequested { executor.sleep(ms: 1) }
     while !executor.stopRequested {
@@ -146,6 +152,30 @@ final class Hammer: @unchecked Sendable {
       if error.errno == .hostDown { return false }
       stats.answer("PREPARE", error.errno.name)
       classify("PREPARE", target, error.errno, expected: error.errno == .ENOMEM)
+    }
+    return true
+  }
+
+  /// PREPARE and COMMIT before any vCPU has run: mmu_ready is clear, so the kernel WARNs
+  /// ("This shouldn't be possible") and answers EIO. Both are expected.
+  func commitBeforeRun() -> Bool {
+    stats.with { $0.attempted += 1 }
+    let target = order
+    do {
+      while case .pending(let ms) = try guest.vm.resizeHPTPrepare(flags: 0, shift: target) {
+        stats.answer("PREPARE", String(ms))
+        executor.sleep(ms: ms)
+        if executor.stopRequested { return false }
+      }
+      stats.answer("PREPARE", "0")
+      willCommitBeforeRun()
+      try guest.vm.resizeHPTCommit(flags: 0, shift: target)
+      stats.answer("COMMIT", "0")
+      unexpected("COMMIT", target, "0 (success) before any vCPU ran")
+    } catch {
+      if error.errno == .hostDown { return false }
+      stats.answer("COMMIT", error.errno.name)
+      classify("COMMIT", target, error.errno, expected: error.errno == .EIO)
     }
     return true
   }

@@ -49,6 +49,8 @@ public struct Job: Sendable {
   public var policies: [ResizePolicy] = [.randomWalk]
   public var prepareTimeoutMs = 10_000
   public var pauseMs = 0
+  /// Before the guests run, PREPARE and COMMIT once: the kernel must WARN and answer EIO.
+  public var commitBeforeRun = false
   public var guestWriters = true
   public var pagesPerReport = 256
   public var invalidateEveryMs: Double? = 10
@@ -244,7 +246,8 @@ struct Parser {
         }
       case "resize":
         for (rk, rv) in try mapping(
-          v, "resize", allowed: ["orders", "policy", "prepare_timeout_ms", "pause_ms"])
+          v, "resize",
+          allowed: ["orders", "policy", "prepare_timeout_ms", "pause_ms", "commit_before_run"])
         {
           let key = "resize.\(rk)"
           switch rk {
@@ -279,6 +282,7 @@ struct Parser {
               job.policies.append(p)
             }
           case "prepare_timeout_ms": job.prepareTimeoutMs = try int(rv, key, 1...600_000)
+          case "commit_before_run": job.commitBeforeRun = try bool(rv, key)
           default: job.pauseMs = try int(rv, key, 0...600_000)
           }
         }

@@ -137,6 +137,7 @@ public final class ProgressPrinter: @unchecked Sendable {
     let hostStart = executor.nowNs
     let t = Thread { [self] in
       var lastResizes = 0
+      var lastFaults = 0
       var lastT = 0.0
       while lock.locked({ running }) {
         Thread.sleep(forTimeInterval: intervalS)
@@ -146,14 +147,17 @@ public final class ProgressPrinter: @unchecked Sendable {
           ($0.succeeded, $0.failedExpected, $0.failedUnexpected, $0.pagesVerified)
         }
         let rate = Double(ok - lastResizes) / max(0.001, t - lastT)
+        let faults = host.statistics["hypervisor_faults"] ?? 0
+        let faultRate = Double(faults - lastFaults) / max(0.001, t - lastT)
         lastResizes = ok
+        lastFaults = faults
         lastT = t
         let hostT = Double(executor.nowNs - hostStart) / 1e9
         let flag = unexp > 0 ? " !!!" : ""
         let line = String(
           format:
-            "hpthammer: elapsed=%.1fs host=%.2fs resizes=%d (%.1f/s) expected-failures=%d unexpected=%d verified-pages=%llu%@\n",
-          t, hostT, ok, rate, exp, unexp, verified, flag)
+            "hpthammer: elapsed=%.1fs host=%.2fs resizes=%d (%.1f/s) faults/s=%.0f expected-failures=%d unexpected=%d verified-pages=%llu%@\n",
+          t, hostT, ok, rate, faultRate, exp, unexp, verified, flag)
         out.write(Data(line.utf8))
       }
     }

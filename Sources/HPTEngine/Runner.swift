@@ -8,6 +8,8 @@ final class GuestContext: @unchecked Sendable {
   let name: String
   let vm: any KVMVirtualMachine
   let vcpus: [any KVMVCPU]
+  /// Cleared while the hammer provokes COMMIT-before-run; vCPUs wait for it.
+  let mayRun = LockedFlag()
   private let lock = NSLock()
   private var _started = false
   var started: Bool {
@@ -104,7 +106,7 @@ public final class Runner: @unchecked Sendable {
   let findingsLock = NSLock()
   var findings: [Finding] = []
   var findingCount = 0
-  var commitBeforeRunIssued = false
+  let commitBeforeRunIssued = LockedFlag()
   var hostLog: FileHandle?
   var scanner = StreamingCrashScanner()
   let wallStart = Date()
@@ -151,6 +153,7 @@ public final class Runner: @unchecked Sendable {
       }
       let hammer = Hammer(
         guest: g, job: job, stats: stats, executor: exec, rng: seeds.split(), budget: budget)
+      hammer.willCommitBeforeRun = { [commitBeforeRunIssued] in commitBeforeRunIssued.value = true }
       agents.append(Agent(name: "hpthammer") { hammer.run() })
       if let every = job.invalidateEveryMs {
         let rng = seeds.split()
@@ -200,7 +203,9 @@ public final class Runner: @unchecked Sendable {
             pagesPerReport: job.pagesPerReport), vcpu: UInt32(ci))
         vcpus.append(v)
       }
-      out.append(GuestContext(name: "guest\(gi)", vm: vm, vcpus: vcpus))
+      let g = GuestContext(name: "guest\(gi)", vm: vm, vcpus: vcpus)
+      g.mayRun.value = !job.commitBeforeRun
+      out.append(g)
     }
     return out
   }
@@ -215,6 +220,7 @@ public final class Runner: @unchecked Sendable {
   func vcpuLoop(_ g: GuestContext, _ v: any KVMVCPU) {
     let exec = host.executor
     var reported = false
+    while !g.mayRun.value && !exec.stopRequested { exec.sleep(ms: 1) }
     while !exec.stopRequested {
       let exit: VCPUExit
       do {
@@ -278,15 +284,11 @@ public final class Runner: @unchecked Sendable {
   func consume(_ r: KernelLogRecord, exec: (any AgentExecutor)?) {
     let line = r.dmesgLine
     hostLog?.write(Data((line + "\n").utf8))
-    for report in scanner.feed(line: line) { addCrash(report) }
-    if scanner.crashInProgress, let exec, !exec.stopRequested, !isExpectedWarningStart(line) {
-      // Leave the rest of the report to drainLog(); nothing more is worth doing.
-      exec.requestStop()
+    for report in scanner.feed(line: line) {
+      // The first crash that is not a splat provoked on purpose ends the run; drainLog()
+      // collects whatever the host prints after it.
+      if !addCrash(report), let exec, !exec.stopRequested { exec.requestStop() }
     }
-  }
-
-  func isExpectedWarningStart(_ line: String) -> Bool {
-    commitBeforeRunIssued && line.contains("kvm_vm_ioctl_resize_hpt_commit")
   }
 
   /// After the run: everything the host printed to the end (the rest of an oops, the panic).
@@ -306,14 +308,18 @@ public final class Runner: @unchecked Sendable {
     try? hostLog?.synchronize()
   }
 
-  func addCrash(_ r: CrashReport) {
+  /// Records a crash report; returns whether it was expected.
+  @discardableResult
+  func addCrash(_ r: CrashReport) -> Bool {
+    // COMMIT before any vCPU ran: "This shouldn't be possible" WARN_ON, user-triggerable.
     let expected =
-      commitBeforeRunIssued && r.type == "WARNING" && r.frame == "kvm_vm_ioctl_resize_hpt_commit"
+      commitBeforeRunIssued.value && r.type == "WARNING"
+      && r.frame == "kvm_vm_ioctl_resize_hpt_commit"
     addFinding(
       Finding(
         title: r.title, type: r.type, frame: r.frame, source: "\(r.origin)", expected: expected,
-        file: nil,
-        corrupted: r.corrupted), report: r.report)
+        file: nil, corrupted: r.corrupted), report: r.report)
+    return expected
   }
 
   func addFinding(_ f: Finding, report: String) {
@@ -355,18 +361,9 @@ public final class Runner: @unchecked Sendable {
     } else {
       verdict = .pass
     }
-    var sim: [String: Int]?
-    var faults = 0
-    if let s = host as? SimHost {
-      let c = s.kernel.counters
-      faults = c.hypervisorFaults
-      sim = [
-        "scheduler_steps": Int(s.kernel.sched.steps), "hypervisor_faults": c.hypervisorFaults,
-        "h_enters": c.hEnters, "hptes_rehashed": c.rehashedHPTEs,
-        "pages_invalidated": c.invalidatedPages,
-        "commits": c.commits, "faults_during_commit": c.faultsDuringCommit,
-      ]
-    }
+    let hostStats = host.statistics
+    let sim: [String: Int]? = hostStats.isEmpty ? nil : hostStats
+    let faults = hostStats["hypervisor_faults"] ?? 0
     let model = KernelModel.named(job.kernel)
     let report = RunReport(
       verdict: verdict, error: error, job: job.name, backend: job.backend.rawValue,

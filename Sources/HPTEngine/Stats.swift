@@ -65,3 +65,13 @@ extension NSLock {
     return body()
   }
 }
+
+/// A Bool shared between agents.
+final class LockedFlag: @unchecked Sendable {
+  private let lock = NSLock()
+  private var _value = false
+  var value: Bool {
+    get { lock.locked { _value } }
+    set { lock.locked { _value = newValue } }
+  }
+}

@@ -39,6 +39,16 @@ public final class SimHost: KVMSystem, AgentExecutor, @unchecked Sendable {
   public var kernelLog: any KernelLogSource { kernel.log }
   public var executor: any AgentExecutor { self }
 
+  public var statistics: [String: Int] {
+    let c = kernel.counters
+    return [
+      "scheduler_steps": Int(kernel.sched.steps), "hypervisor_faults": c.hypervisorFaults,
+      "h_enters": c.hEnters, "hptes_rehashed": c.rehashedHPTEs,
+      "pages_invalidated": c.invalidatedPages,
+      "commits": c.commits, "faults_during_commit": c.faultsDuringCommit,
+    ]
+  }
+
   // MARK: AgentExecutor
 
   public func run(_ agents: [Agent]) {

@@ -17,6 +17,9 @@ public protocol KVMSystem: AnyObject, Sendable {
   /// How the engine's agents run: real threads on a real host, a seeded scheduler on the
   /// simulated one. It also provides the clock they sleep on.
   var executor: any AgentExecutor { get }
+  /// Counters the host can give about its own work (hypervisor faults, HPTEs rehashed...),
+  /// for progress lines and run.json; empty when it has none.
+  var statistics: [String: Int] { get }
 }
 
 public protocol KVMVirtualMachine: AnyObject, Sendable {

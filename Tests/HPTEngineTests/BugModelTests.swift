@@ -97,6 +97,20 @@ import Testing
     #expect(run(fixed).0.verdict == .pass)
   }
 
+  /// COMMIT before any vCPU ran: the kernel WARNs and answers EIO; both are expected, the
+  /// run passes, and the WARNING is kept in the run directory.
+  @Test func commitBeforeRunWarningIsExpected() throws {
+    for kernel in ["fixed", "4.14"] {
+      var j = job(kernel: kernel, policy: [.randomWalk], orders: 19...22, resizes: 5)
+      j.commitBeforeRun = true
+      let (r, _) = run(j)
+      #expect(r.verdict == .pass)
+      let w = try #require(r.crashes.first)
+      #expect(w.title == "WARNING in kvm_vm_ioctl_resize_hpt_commit" && w.expected)
+      #expect(r.answers["COMMIT"]?["EIO"] == 1)
+    }
+  }
+
   @Test func sameSeedSameRun() throws {
     let j = job(kernel: "pre-fix", policy: [.randomWalk], orders: 19...22, seed: 3)
     let (a, da) = run(j)

@@ -12,14 +12,14 @@ import Testing
       guests: {count: 3, memory_mib: 512, vcpus: 4}
       budget: {duration_s: 2.5, resizes: 10}
       seed: 0x10
-      resize: {orders: [19, 23], policy: [grow, shrink]}
+      resize: {orders: [19, 23], policy: [grow, shrink], commit_before_run: true}
       memory_load: {host_invalidate: false}
       """, file: "t.yaml")
     #expect(j.kernel == "pre-fix" && j.hostUptimeS == 7)
     #expect(j.guestCount == 3 && j.vcpus == 4 && j.guestMemoryMiB == 512)
     #expect(j.seed == 16 && j.durationS == 2.5 && j.resizeBudget == 10)
     #expect(j.policies == [.grow, .shrink] && j.orderMin == 19 && j.orderMax == 23)
-    #expect(j.invalidateEveryMs == nil)
+    #expect(j.invalidateEveryMs == nil && j.commitBeforeRun)
     #expect(j.bootOrder == 22)  // QEMU: log2(512 MiB) - 7
   }
 
