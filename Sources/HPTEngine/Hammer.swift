@@ -37,8 +37,12 @@ final class Hammer: @unchecked Sendable {
       guest.mayRun.value = true
     }
     // COMMIT before any vCPU ran is answered with a WARNING and EIO: wait for the guest.
-    while !guest.started && !executor.stopRequested { executor.sleep(ms: 1) }
     while !executor.stopRequested {
+      // After boot and after each reboot, wait for a vCPU to have run (see commitBeforeRun).
+      if !guest.started {
+        executor.sleep(ms: 1)
+        continue
+      }
       if budget.exhausted(now: executor.nowNs) {
         executor.requestStop()
         break
@@ -56,6 +60,7 @@ final class Hammer: @unchecked Sendable {
             ? max(job.orderMin, order - 1) : step == 1 ? order : min(job.orderMax, order + 1))
       case .cancelDuringPrepare: ok = cancelDuringPrepare()
       case .commitWithoutPrepare: ok = commitWithoutPrepare()
+      case .reboot: ok = reboot()
       }
       if !ok { break }
       budget.count()
@@ -178,6 +183,32 @@ final class Hammer: @unchecked Sendable {
       classify("COMMIT", target, error.errno, expected: error.errno == .EIO)
     }
     return true
+  }
+
+  /// A guest reboot as QEMU does it: stop the vCPUs, reallocate the HPT at the boot order
+  /// (KVM_PPC_ALLOCATE_HTAB answers EBUSY while a vCPU is still in KVM_RUN), start again.
+  func reboot() -> Bool {
+    guest.mayRun.value = false
+    defer { guest.mayRun.value = true }
+    while !executor.stopRequested {
+      do {
+        _ = try guest.vm.allocateHTAB(order: job.bootOrder)
+        stats.answer("ALLOCATE_HTAB", "0")
+        stats.with { $0.reboots += 1 }
+        order = job.bootOrder
+        guest.started = false
+        return true
+      } catch {
+        if error.errno == .hostDown { return false }
+        stats.answer("ALLOCATE_HTAB", error.errno.name)
+        if error.errno != .EBUSY {
+          unexpected("ALLOCATE_HTAB", job.bootOrder, error.errno.name)
+          return true
+        }
+        executor.sleep(ms: 1)
+      }
+    }
+    return false
   }
 
   /// COMMIT with nothing prepared: the kernel must answer ENXIO.

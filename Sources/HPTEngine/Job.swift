@@ -24,6 +24,8 @@ public enum ResizePolicy: String, CaseIterable, Sendable, Codable {
   case randomWalk = "random-walk"
   case cancelDuringPrepare = "cancel-during-prepare"
   case commitWithoutPrepare = "commit-without-prepare"
+  /// Reboot the guest: QEMU's reset reallocates the HPT at the boot order (ALLOCATE_HTAB).
+  case reboot
 }
 
 public enum BackendKind: String, CaseIterable, Sendable, Codable {

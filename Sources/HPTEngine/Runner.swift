@@ -220,8 +220,12 @@ public final class Runner: @unchecked Sendable {
   func vcpuLoop(_ g: GuestContext, _ v: any KVMVCPU) {
     let exec = host.executor
     var reported = false
-    while !g.mayRun.value && !exec.stopRequested { exec.sleep(ms: 1) }
     while !exec.stopRequested {
+      // Held back while the hammer reboots the guest or provokes COMMIT-before-run.
+      if !g.mayRun.value {
+        exec.sleep(ms: 1)
+        continue
+      }
       let exit: VCPUExit
       do {
         exit = try v.run()
@@ -235,14 +239,17 @@ public final class Runner: @unchecked Sendable {
         stats.with { $0.vcpuExits += 1 }
         if args[1] > 0 && !reported {
           reported = true
-          let title =
-            "guest memory corruption: \(g.name) vCPU \(v.id) read 0x\(String(args[4], radix: 16)) at guest-physical 0x\(String(args[2], radix: 16)), wrote 0x\(String(args[3], radix: 16))"
+          // A stable title (dedup across runs); the addresses go in the report.
+          let title = "guest memory corruption: \(g.name) read back data it did not write"
+          let detail =
+            "vCPU \(v.id) read 0x\(String(args[4], radix: 16)) at guest-physical 0x\(String(args[2], radix: 16)), wrote 0x\(String(args[3], radix: 16))"
           addFinding(
             Finding(
               title: title, type: "MEMORY_CORRUPTION", frame: nil,
               source: "\(g.name) payload integrity check",
               expected: false, file: nil, corrupted: false),
-            report: "\(title)\n\(args[1]) of \(args[0]) verified pages differed (vCPU \(v.id)).\n")
+            report:
+              "\(title)\n\(detail)\n\(args[1]) of \(args[0]) verified pages differed so far.\n")
           exec.requestStop()
         }
         recordGuest(v, verified: args[0], mismatches: args[1])

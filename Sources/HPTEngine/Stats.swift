@@ -28,6 +28,7 @@ public final class RunStats: @unchecked Sendable {
   var pagesVerified: UInt64 = 0
   var mismatches: UInt64 = 0
   var vcpuExits = 0
+  var reboots = 0
 
   func with<T>(_ body: (RunStats) -> T) -> T {
     lock.lock()

@@ -37,6 +37,9 @@ public final class HashPageTable: @unchecked Sendable {
   public var v: [UInt64]
   public var r: [UInt64]
   public var rev: [RevmapEntry]
+  /// The virtual page number each HPTE translates. The hardware derives it from the HPTE and
+  /// its group (tlbie needs it); the simulator keeps it beside the table.
+  public var vpn: [UInt64]
   /// Where the kernel would have the table (linear map) and the revmap (vmalloc): the
   /// addresses an oops prints.
   public let virt: UInt64
@@ -48,6 +51,7 @@ public final class HashPageTable: @unchecked Sendable {
     v = Array(repeating: 0, count: n)
     r = Array(repeating: 0, count: n)
     rev = Array(repeating: RevmapEntry(), count: n)
+    vpn = Array(repeating: 0, count: n)
     self.virt = virt
     self.revBase = revBase
   }
@@ -90,5 +94,36 @@ public enum HPTHash {
   public static func vsid256M(context: UInt64, esid: UInt64) -> UInt64 {
     let proto = (context << 19) | (esid & 0x7ffff)
     return (proto &* 12_538_073) % ((1 << 37) - 1)
+  }
+}
+
+/// One core's TLB: direct-mapped, tagged with the LPID, caching VPN -> host page.
+struct TLB {
+  static let size = 1024
+  var tag = [UInt64](repeating: 0, count: size)  // vpn | valid bit; 0 = empty
+  var lpid = [UInt32](repeating: 0, count: size)
+  var pfn = [Int32](repeating: 0, count: size)
+
+  static func slot(_ vpn: UInt64) -> Int { Int((vpn ^ (vpn >> 10) ^ (vpn >> 20)) % UInt64(size)) }
+
+  func lookup(vpn: UInt64, lpid l: UInt32) -> Int32? {
+    let i = TLB.slot(vpn)
+    return tag[i] == vpn | (1 << 63) && lpid[i] == l ? pfn[i] : nil
+  }
+
+  mutating func fill(vpn: UInt64, lpid l: UInt32, pfn p: Int32) {
+    let i = TLB.slot(vpn)
+    tag[i] = vpn | (1 << 63)
+    lpid[i] = l
+    pfn[i] = p
+  }
+
+  mutating func invalidate(vpn: UInt64, lpid l: UInt32) {
+    let i = TLB.slot(vpn)
+    if tag[i] == vpn | (1 << 63) && lpid[i] == l { tag[i] = 0 }
+  }
+
+  mutating func flush(lpid l: UInt32) {
+    for i in 0..<TLB.size where lpid[i] == l { tag[i] = 0 }
   }
 }

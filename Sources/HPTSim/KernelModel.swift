@@ -9,6 +9,9 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
   /// PREPARE of another order, or COMMIT, while the worker is queued frees the request under
   /// the worker: use after free.
   case b3 = "B3"
+  /// The HPT reallocated at another order (a guest reboot after a resize) without flushing
+  /// the TLBs: stale translations reach the wrong host pages, silently.
+  case b4 = "B4"
   /// Wrong hash for bolted HPTEs in a secondary group during rehash: BUG_ON fires in COMMIT.
   case b5 = "B5"
 
@@ -18,6 +21,8 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
     case .b1:
       return "HPT resize races with hypervisor page faults (rmap points into the old revmap)"
     case .b3: return "use after free of the resize request under its prepare worker"
+    case .b4:
+      return "HPT reallocated at another order without a TLB flush (silent guest memory corruption)"
     case .b5: return "wrong secondary-HPTEG hash when rehashing bolted HPTEs"
     }
   }
@@ -31,6 +36,8 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
     case .b1:
       return
         "38c53af85306 \"KVM: PPC: Book3S HV: Fix exclusion between HPT resizing and other HPT updates\" (v4.14)"
+    case .b4:
+      return "\"KVM: PPC: Book3S HV: Always flush TLB in kvmppc_alloc_reset_hpt()\" (v4.15)"
     case .b5:
       return "\"KVM: PPC: Book3S HV: Fix handling of secondary HPTEG in HPT resizing code\" (v4.16)"
     }
@@ -41,6 +48,7 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
     switch self {
     case .b0a, .b3: return "v4.11 - v4.14"
     case .b1: return "v4.11 - v4.14-rc"
+    case .b4: return "v4.11 - v4.14"
     case .b5: return "v4.11 - v4.15"
     }
   }
@@ -68,18 +76,18 @@ public struct KernelModel: Sendable, Hashable {
 
   public static let all: [KernelModel] = [
     KernelModel(
-      name: "4.14.0-rc4", release: "4.14.0-rc4", bugs: [.b1, .b0a, .b3, .b5],
-      description: "the seed report's kernel: before 38c53af85306 (B1), with B0a, B3 and B5",
+      name: "4.14.0-rc4", release: "4.14.0-rc4", bugs: [.b1, .b0a, .b3, .b4, .b5],
+      description: "the seed report's kernel: before 38c53af85306 (B1), with B0a, B3, B4 and B5",
       modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "hpte_setup_done",
       moduleBase: 0xd000_0000_0c20_0000),
     KernelModel(
-      name: "4.14", release: "4.14.0", bugs: [.b0a, .b3, .b5],
-      description: "v4.14: the seed's fix (38c53af85306) applied; B0a, B3 and B5 remain",
+      name: "4.14", release: "4.14.0", bugs: [.b0a, .b3, .b4, .b5],
+      description: "v4.14: the seed's fix (38c53af85306) applied; B0a, B3, B4 and B5 remain",
       modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "hpte_setup_done",
       moduleBase: 0xd000_0000_0c20_0000),
     KernelModel(
       name: "4.15", release: "4.15.0", bugs: [.b5],
-      description: "v4.15: B0a and B3 fixed; B5 remains",
+      description: "v4.15: B0a, B3 and B4 fixed; B5 remains",
       modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "mmu_ready",
       moduleBase: 0xd000_0000_0c20_0000),
     KernelModel(

@@ -90,6 +90,13 @@ public final class SimKernel: @unchecked Sendable {
   var workQueue: [ResizeRequest] = []
   var nextRequestID = 1
   var nextLPID: UInt32 = 1
+  /// The TLBs of the cores guests run on.
+  var tlbs = [TLB](repeating: TLB(), count: 8)
+
+  /// tlbie: every core drops its translation of `vpn` for the partition.
+  func tlbie(vpn: UInt64, lpid: UInt32) {
+    for c in tlbs.indices { tlbs[c].invalidate(vpn: vpn, lpid: lpid) }
+  }
 
   // Host physical pages backing guest RAM: contents (one pattern word a page stands for the
   // page's data) and a LIFO free list, so a freed page is reused at once, as it would be.

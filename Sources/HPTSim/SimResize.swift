@@ -317,6 +317,7 @@ extension SimVM {
       // Discard the previous HPTE.
     }
     new.r[newIdx] = rpte
+    new.vpn[newIdx] = old.vpn[idx]
     new.rev[newIdx].guestRpte = guestRpte
     new.v[newIdx] = vpte
     return 0
@@ -336,6 +337,9 @@ extension SimVM {
     let old = hpt
     setHPT(new)
     r.hpt = old
+    // synchronize_srcu_expedited(): page faults that started on the old HPT finish before
+    // COMMIT goes on (and, in fixed kernels, before mmu_ready is set again).
     try sched.yield(costNs: 20_000)
+    try sched.wait { [unowned self] in self.srcuReaders == 0 }
   }
 }

@@ -65,6 +65,7 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
     vm.vcpusRunning += 1
     defer { vm.vcpusRunning -= 1 }
     if !vm.mmuReady { try setupHTABRMA() }
+    restartPayloadIfRebooted()
     let fixedB1 = !vm.model.has(.b1)
     var pages = 0
     while true {
@@ -183,26 +184,35 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
     let pageInRegion = p.cursor
     let gfn = p.firstPage + pageInRegion
     let process = Int(p.visits % UInt64(Self.processes))
-    let ea = 0x10_0000_0000 &+ (UInt64(gfn) << HPTHash.pageShift)
-    // Each vCPU's payload is a guest process of its own (its own context, so its own VSIDs),
-    // and `processes` of them share its pages.
-    // Context ids are handed out at run time, so they come from the guest's seed.
-    var ctx = SplitMix64(seed: vm.guestRNGSeed ^ (UInt64(id) << 8) ^ UInt64(process))
-    let context = 0x100 &+ (ctx.next() & 0x3_ffff)
-    let vsid = HPTHash.vsid256M(context: context, esid: ea >> 28)
-    let hash = HPTHash.hash256M(vsid: vsid, ea: ea)
-    let avpn = HPTHash.avpn256M(vsid: vsid, ea: ea)
-    guard let idx = find(t, hash: hash, avpn: avpn) else {
-      // The guest's hash fault: H_ENTER, then retry the access.
-      kernel.counters.hEnters += 1
-      return hEnter(hash: hash, v: avpn << HPTEV.avpnShift, gfn: gfn) ? .hashFault : .noSlot
+    // Every payload process maps its pages at the same heap address, as processes do; its
+    // VSIDs come from its context id, allocated when it first runs after the guest booted.
+    while contexts.count <= process {
+      contexts.append(vm.contextBase &+ vm.nextContext)
+      vm.nextContext += 1
     }
-    let v = t.v[idx]
-    if v & HPTEV.absent != 0 && v & HPTEV.valid == 0 {
-      return .hypervisorFault(index: idx, table: t, snapshot: (v, t.r[idx], t.rev[idx].guestRpte))
+    let ea = Self.heapBase &+ (UInt64(pageInRegion) << HPTHash.pageShift)
+    let vsid = HPTHash.vsid256M(context: contexts[process], esid: ea >> 28)
+    let vpn = (vsid << 12) | ((ea & 0x0fff_ffff) >> HPTHash.pageShift)
+    let pfn: Int
+    if let hit = kernel.tlbs[core].lookup(vpn: vpn, lpid: vm.lpid) {
+      pfn = Int(hit)
+    } else {
+      let hash = HPTHash.hash256M(vsid: vsid, ea: ea)
+      let avpn = HPTHash.avpn256M(vsid: vsid, ea: ea)
+      guard let idx = find(t, hash: hash, avpn: avpn) else {
+        // The guest's hash fault: H_ENTER, then retry the access.
+        kernel.counters.hEnters += 1
+        return hEnter(hash: hash, v: avpn << HPTEV.avpnShift, gfn: gfn, vpn: vpn)
+          ? .hashFault : .noSlot
+      }
+      let v = t.v[idx]
+      if v & HPTEV.absent != 0 && v & HPTEV.valid == 0 {
+        return .hypervisorFault(index: idx, table: t, snapshot: (v, t.r[idx], t.rev[idx].guestRpte))
+      }
+      pfn = Int(t.r[idx] >> HPTHash.pageShift)
+      kernel.tlbs[core].fill(vpn: vpn, lpid: vm.lpid, pfn: Int32(pfn))
     }
-    // The access itself goes wherever the HPTE points: a stale one reaches a freed page.
-    let pfn = Int(t.r[idx] >> HPTHash.pageShift)
+    // The access goes wherever the translation points: a stale one reaches another page.
     let gpa = UInt64(gfn) << HPTHash.pageShift
     if p.expected[pageInRegion] != 0 {
       let found = pfn < kernel.pageContent.count ? kernel.pageContent[pfn] : 0
@@ -219,6 +229,23 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
     p.cursor = (p.cursor + 1) % p.pageCount
     payload = p
     return .accessed
+  }
+
+  static let heapBase: UInt64 = 0x10_0000_0000
+  /// Context ids of this vCPU's payload processes since the guest last booted.
+  var contexts: [UInt64] = []
+  var payloadGeneration = 0
+  /// The core this vCPU runs on; vCPUs land on other cores after a guest reboot.
+  var core: Int { (Int(id) + vm.bootGeneration + Int(vm.lpid) * 3) % kernel.tlbs.count }
+
+  /// After the guest rebooted, the payload starts over: new processes, nothing written yet.
+  func restartPayloadIfRebooted() {
+    guard payloadGeneration != vm.bootGeneration, var p = payload else { return }
+    payloadGeneration = vm.bootGeneration
+    contexts = []
+    p.cursor = 0
+    for i in p.expected.indices { p.expected[i] = 0 }
+    payload = p
   }
 
   func pattern(seed: UInt64, gpa: UInt64, visit: UInt64) -> UInt64 {
@@ -245,7 +272,7 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
   /// H_ENTER as the guest uses it (hpte_insert_repeating): primary group, then secondary,
   /// then evict a non-bolted HPTE and try again. KVM inserts it absent; the hypervisor page
   /// fault maps the host page on first access.
-  func hEnter(hash: UInt64, v: UInt64, gfn: Int) -> Bool {
+  func hEnter(hash: UInt64, v: UInt64, gfn: Int, vpn: UInt64 = 0) -> Bool {
     guard let t = vm.hpt else { return false }
     var rng = SplitMix64(seed: hash ^ UInt64(kernel.counters.hEnters))
     for _ in 0..<3 {
@@ -255,6 +282,7 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
           let i = group + slot
           t.v[i] = v | HPTEV.absent | (secondary ? HPTEV.secondary : 0)
           t.r[i] = UInt64(gfn) << HPTHash.pageShift
+          t.vpn[i] = vpn
           t.rev[i].guestRpte = UInt64(gfn) << HPTHash.pageShift
           return true
         }
@@ -295,6 +323,7 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
         }
       }
     }
+    if t.v[i] & HPTEV.valid != 0 { kernel.tlbie(vpn: t.vpn[i], lpid: vm.lpid) }
     t.v[i] = 0
     t.r[i] = 0
   }
@@ -305,6 +334,8 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
     throws(SimHalted)
   {
     kernel.counters.hypervisorFaults += 1
+    vm.srcuReaders += 1
+    defer { vm.srcuReaders -= 1 }
     if !vm.mmuReady { kernel.counters.faultsDuringCommit += 1 }
     let lr = Self.faultLR
     // Real mode found the entry; virtual mode locks it and checks it has not changed.

@@ -17,6 +17,8 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
   /// Holder of kvm->lock / kvm->arch.mmu_setup_lock (a simulated thread id).
   var mmuLockOwner: Int?
   var mmuNotifierSeq: UInt64 = 0
+  /// vCPUs inside kvmppc_book3s_hv_page_fault(), which runs under srcu_read_lock(&kvm->srcu).
+  var srcuReaders = 0
   var mmuNotifierCount = 0
 
   // The memslot: guest pages of 64K from guest-physical 0.
@@ -25,11 +27,17 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
   var hostPFN: [Int32] = []
   var vcpuIDs: [UInt32] = []
   var vrmaMapped = false
+  /// Incremented when the HPT is reallocated after the guest booted: the guest rebooted.
+  var bootGeneration = 0
+  /// The guest's next MMU context id (allocated as processes start, from 0 after each boot).
+  var nextContext: UInt64 = 0
   var vcpuObjects: [Weak<SimVCPU>] = []
   var guestBooted = false
   var closed = false
   var htabVirtCounter: UInt64 = 0
   let guestRNGSeed: UInt64
+  /// Where the guest's context ids start (they differ between guests and seeds).
+  var contextBase: UInt64 { 0x100 &+ (guestRNGSeed & 0x3_ff00) }
 
   init(kernel: SimKernel, lpid: UInt32, seed: UInt64) {
     self.kernel = kernel
@@ -67,8 +75,20 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
       throw KVMError("KVM_PPC_ALLOCATE_HTAB", .ENOMEM)
     }
     mmuReady = false
+    let sameOrder = hpt?.order == Int(order)
+    if guestBooted {
+      // A reset (QEMU reallocates the HPT when the guest reboots): the guest boots again.
+      bootGeneration += 1
+      guestBooted = false
+      vrmaMapped = false
+      nextContext = 0
+    }
     setHPT(newHPT(order: Int(order)))
     for i in rmap.indices { rmap[i] = 0 }
+    // need_tlb_flush for every vCPU. Before 4.15 only the same-order path asked for it (B4).
+    if sameOrder || !model.has(.b4) {
+      for c in kernel.tlbs.indices { kernel.tlbs[c].flush(lpid: lpid) }
+    }
     return order
   }
 
@@ -216,6 +236,7 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
     let ptel = t.rev[i].guestRpte
     if t.v[i] & HPTEV.valid != 0 && Int(ptel >> HPTHash.pageShift) == gfn {
       t.v[i] = (t.v[i] | HPTEV.absent) & ~HPTEV.valid
+      kernel.tlbie(vpn: t.vpn[i], lpid: lpid)
     }
   }
 

@@ -48,11 +48,14 @@ func detectionCases() -> [Case] {
   var b3 = loadJob("Jobs/dry-run.yaml")
   b3.kernel = "4.14"
   b3.policies = [.randomWalk, .cancelDuringPrepare]
+  var b4 = loadJob("Jobs/dry-run.yaml")
+  b4.kernel = "4.14"
+  b4.policies = [.randomWalk, .randomWalk, .reboot]
   var b5 = loadJob("Jobs/crowded-hpt.yaml")
   b5.kernel = "4.15"
   return [
     Case(bug: "B1", job: b1), Case(bug: "B0a", job: b0a), Case(bug: "B3", job: b3),
-    Case(bug: "B5", job: b5),
+    Case(bug: "B4", job: b4), Case(bug: "B5", job: b5),
   ]
 }
 

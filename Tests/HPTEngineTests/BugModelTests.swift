@@ -97,6 +97,24 @@ import Testing
     #expect(run(fixed).0.verdict == .pass)
   }
 
+  /// B4 is silent in the host's log: only the payload's integrity check can see it.
+  @Test func b4RebootWithoutTLBFlushCorruptsGuestMemory() throws {
+    var j = job(
+      kernel: "4.14", policy: [.randomWalk, .randomWalk, .reboot], orders: 19...23, resizes: 400)
+    j.guestCount = 2
+    let (r, _) = run(j)
+    #expect(r.verdict == .bug)
+    let c = try #require(r.crashes.first)
+    #expect(c.type == "MEMORY_CORRUPTION")
+    #expect(c.title.hasPrefix("guest memory corruption: guest"))
+    #expect(r.guests.mismatches > 0)
+    j.kernel = "4.15"
+    let (f, _) = run(j)
+    #expect(f.verdict == .pass)
+    #expect(f.guests.mismatches == 0 && f.guests.pages_verified > 10_000)
+    #expect(f.answers["ALLOCATE_HTAB"]?["0"] ?? 0 > 0)
+  }
+
   /// COMMIT before any vCPU ran: the kernel WARNs and answers EIO; both are expected, the
   /// run passes, and the WARNING is kept in the run directory.
   @Test func commitBeforeRunWarningIsExpected() throws {
