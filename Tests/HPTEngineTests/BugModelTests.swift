@@ -52,10 +52,15 @@ import Testing
   @Test func b1WithHostInvalidations() throws {
     for seed in UInt64(1)...3 {
       let (r, _) = run(
-        job(kernel: "pre-fix", policy: [.shrink, .randomWalk], orders: 19...22, seed: seed))
+        job(
+          kernel: "pre-fix", policy: [.shrink, .randomWalk], orders: 19...22, resizes: 200,
+          seed: seed))
       #expect(r.verdict == .bug)
-      let frame = try #require(r.crashes.first?.frame)
-      #expect(["kvmppc_add_revmap_chain", "kvm_unmap_rmapp"].contains(frame))
+      let c = try #require(r.crashes.first)
+      // The oops where the stale index is used, or the corruption a stale translation causes.
+      #expect(
+        ["kvmppc_add_revmap_chain", "kvm_unmap_rmapp"].contains(c.frame ?? "")
+          || c.type == "MEMORY_CORRUPTION")
     }
   }
 
