@@ -103,6 +103,10 @@ func falsePositives(seeds: Int, hostS: Double) {
     if r.verdict != .pass { bugs += 1 }
     resizes += r.resizes.succeeded
     unexpected += r.resizes.failed_unexpected
+    if (s + 1) % 50 == 0 {
+      print("  after \(s + 1) seeds: \(bugs) non-pass, \(crashes) crashes, \(resizes) resizes")
+      fflush(stdout)
+    }
   }
   print(
     "False positives: fixed kernel, default job (\(hostS) s of host time each), \(seeds) seeds: "
