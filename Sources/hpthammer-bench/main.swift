@@ -105,7 +105,7 @@ func falsePositives(seeds: Int, hostS: Double) {
     unexpected += r.resizes.failed_unexpected
     if (s + 1) % 50 == 0 {
       print("  after \(s + 1) seeds: \(bugs) non-pass, \(crashes) crashes, \(resizes) resizes")
-      fflush(stdout)
+      fflush(nil)
     }
   }
   print(
