@@ -8,19 +8,28 @@ extension SimVM {
   // MARK: PREPARE
 
   public func resizeHPTPrepare(flags: UInt64, shift: UInt32) throws(KVMError) -> PrepareStatus {
-    let name = "KVM_PPC_RESIZE_HPT_PREPARE"
+    let ret = try resizeIoctl(
+      "KVM_PPC_RESIZE_HPT_PREPARE", flags: flags, shift: shift, prepareLocked)
+    return ret == 0 ? .ready : .pending(estimateMs: Int(ret))
+  }
+
+  /// What PREPARE and COMMIT share: the argument checks made before any lock, the syscall,
+  /// the negative return turned into the errno it carries.
+  private func resizeIoctl(
+    _ name: String, flags: UInt64, shift: UInt32, _ body: (Int) throws(SimHalted) -> Int32
+  ) throws(KVMError) -> Int32 {
     guard !kernel.dead else { throw KVMError(name, .hostDown) }
     if flags != 0 { throw KVMError(name, .EINVAL) }
     if shift != 0 && !HPTOrder.validRange.contains(shift) { throw KVMError(name, .EINVAL) }
     let ret: Int32
     do {
       try sched.yield(costNs: 2_000)
-      ret = try prepareLocked(shift: Int(shift))
+      ret = try body(Int(shift))
     } catch {
       throw KVMError(name, .hostDown)
     }
     if ret < 0 { throw KVMError(name, Errno(rawValue: -ret)) }
-    return ret == 0 ? .ready : .pending(estimateMs: Int(ret))
+    return ret
   }
 
   private func prepareLocked(shift: Int) throws(SimHalted) -> Int32 {
@@ -166,18 +175,7 @@ extension SimVM {
   // MARK: COMMIT
 
   public func resizeHPTCommit(flags: UInt64, shift: UInt32) throws(KVMError) {
-    let name = "KVM_PPC_RESIZE_HPT_COMMIT"
-    guard !kernel.dead else { throw KVMError(name, .hostDown) }
-    if flags != 0 { throw KVMError(name, .EINVAL) }
-    if shift != 0 && !HPTOrder.validRange.contains(shift) { throw KVMError(name, .EINVAL) }
-    let ret: Int32
-    do {
-      try sched.yield(costNs: 2_000)
-      ret = try commitLocked(shift: Int(shift))
-    } catch {
-      throw KVMError(name, .hostDown)
-    }
-    if ret < 0 { throw KVMError(name, Errno(rawValue: -ret)) }
+    _ = try resizeIoctl("KVM_PPC_RESIZE_HPT_COMMIT", flags: flags, shift: shift, commitLocked)
   }
 
   private func commitLocked(shift: Int) throws(SimHalted) -> Int32 {
