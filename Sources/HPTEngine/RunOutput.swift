@@ -121,18 +121,22 @@ public enum RunOutput {
 /// Live progress on a terminal, rcutorture style: one terse stats line per interval.
 public final class ProgressPrinter: @unchecked Sendable {
   let intervalS: Double
-  let out: FileHandle
+  let console: FileHandle?
+  let logURL: URL
   private var thread: Thread?
   private let lock = NSLock()
   private var running = false
 
-  public init(intervalS: Double = 1, out: FileHandle = .standardError) {
+  public init(intervalS: Double = 1, console: FileHandle?, logURL: URL) {
     self.intervalS = intervalS
-    self.out = out
+    self.console = console
+    self.logURL = logURL
   }
 
   func begin(job: Job, stats: RunStats, executor: any AgentExecutor, host: any KVMSystem) {
     lock.locked { running = true }
+    FileManager.default.createFile(atPath: logURL.path, contents: nil)
+    let log = try? FileHandle(forWritingTo: logURL)
     let start = Date()
     let hostStart = executor.nowNs
     let t = Thread { [self] in
@@ -158,8 +162,10 @@ public final class ProgressPrinter: @unchecked Sendable {
           format:
             "hpthammer: elapsed=%.1fs host=%.2fs resizes=%d (%.1f/s) faults/s=%.0f expected-failures=%d unexpected=%d verified-pages=%llu%@\n",
           t, hostT, ok, rate, faultRate, exp, unexp, verified, flag)
-        out.write(Data(line.utf8))
+        console?.write(Data(line.utf8))
+        log?.write(Data(line.utf8))
       }
+      try? log?.close()
     }
     thread = t
     t.start()

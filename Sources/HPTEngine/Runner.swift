@@ -100,7 +100,7 @@ public final class Runner: @unchecked Sendable {
   public let job: Job
   let host: any KVMSystem
   let outDir: URL
-  let progress: ProgressPrinter?
+  let progress: ProgressPrinter
   let reproduce: String
   let stats = RunStats()
   let findingsLock = NSLock()
@@ -112,12 +112,15 @@ public final class Runner: @unchecked Sendable {
   let wallStart = Date()
 
   public init(
-    job: Job, host: any KVMSystem, outDir: URL, progress: ProgressPrinter?, reproduce: String
+    job: Job, host: any KVMSystem, outDir: URL, progress: Bool, reproduce: String
   ) {
     self.job = job
     self.host = host
     self.outDir = outDir
-    self.progress = progress
+    // Stats lines go to progress.log always, and to the terminal when asked.
+    self.progress = ProgressPrinter(
+      console: progress ? .standardError : nil,
+      logURL: outDir.appendingPathComponent("progress.log"))
     self.reproduce = reproduce
   }
 
@@ -167,9 +170,10 @@ public final class Runner: @unchecked Sendable {
       }
     }
     agents.append(Agent(name: "hpthammer-log") { [self] in watchLog(exec) })
-    progress?.begin(job: job, stats: stats, executor: exec, host: host)
+    writeInterimReport()
+    progress.begin(job: job, stats: stats, executor: exec, host: host)
     exec.run(agents)
-    progress?.end()
+    progress.end()
     drainLog()
     return finish(error: nil, hostTimeStart: start)
   }
@@ -342,6 +346,27 @@ public final class Runner: @unchecked Sendable {
 
   // MARK: report
 
+  /// Ctrl-C: stop the agents; the run still writes its results.
+  public func interrupt() {
+    interrupted.value = true
+    host.executor.requestStop()
+  }
+  let interrupted = LockedFlag()
+
+  /// run.json while the run goes on: if the harness itself dies, the directory still says what
+  /// was running, and host.log and crash-N.txt hold what was found.
+  func writeInterimReport() {
+    let interim: [String: String] = [
+      "verdict": "running", "job": job.name, "kernel": job.kernel, "seed": String(job.seed),
+      "reproduce": reproduce,
+    ]
+    if let data = try? JSONSerialization.data(
+      withJSONObject: interim, options: [.prettyPrinted, .sortedKeys])
+    {
+      try? data.write(to: outDir.appendingPathComponent("run.json"), options: .atomic)
+    }
+  }
+
   func finish(error: String?, hostTimeStart: UInt64) -> RunReport {
     let exec = host.executor
     let hostTime = Double(exec.nowNs - hostTimeStart) / 1e9
@@ -359,6 +384,10 @@ public final class Runner: @unchecked Sendable {
     }
     let crashes = findingsLock.locked { findings }
     let verdict: Verdict
+    var error = error
+    if error == nil && interrupted.value && !crashes.contains(where: { !$0.expected }) {
+      error = "interrupted before the budget was spent (nothing found until then)"
+    }
     if error != nil {
       verdict = .error
     } else if crashes.contains(where: { !$0.expected })

@@ -22,7 +22,7 @@ func runOnce(_ job: Job) -> (RunReport, Double) {
   let host = SimHost(
     model: KernelModel.named(job.kernel)!, seed: job.seed, bootUptimeS: job.hostUptimeS)
   let t0 = Date()
-  let r = Runner(job: job, host: host, outDir: dir, progress: nil, reproduce: "").run()
+  let r = Runner(job: job, host: host, outDir: dir, progress: false, reproduce: "").run()
   let wall = Date().timeIntervalSince(t0)
   try? FileManager.default.removeItem(at: dir)
   return (r, wall)

@@ -91,10 +91,36 @@ struct Run: ParsableCommand {
       from: Date(), timeZone: .current, formatOptions: [.withYear, .withMonth, .withDay, .withTime]
     )
     .replacingOccurrences(of: ":", with: "")
-    let base = out ?? "runs/\(job.name)-\(model.name)-seed\(job.seed)-\(stamp)"
+    // Nothing written before is lost: a given --out must be new or empty; a default directory
+    // gets a suffix if one of the same name exists.
+    var base = out ?? "runs/\(job.name)-\(model.name)-seed\(job.seed)-\(stamp)"
+    if out != nil {
+      if let files = try? FileManager.default.contentsOfDirectory(atPath: base), !files.isEmpty {
+        throw usageError(
+          "--out \(base): the directory already holds files; choose a new or empty one")
+      }
+    } else {
+      var n = 2
+      let first = base
+      while FileManager.default.fileExists(atPath: base) {
+        base = "\(first)-\(n)"
+        n += 1
+      }
+    }
     var worst: Int32 = Exit.pass
     var rows: [String] = []
+    // Ctrl-C once: stop and write the results; twice: leave at once.
+    signal(SIGINT, SIG_IGN)
+    let interrupts = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+    let current = CurrentRunner()
+    interrupts.setEventHandler {
+      if current.interruptOnce() { return }
+      Foundation.exit(130)
+    }
+    interrupts.resume()
+    defer { interrupts.cancel() }
     for i in 0..<seeds {
+      if current.wasInterrupted { break }
       var j = job
       j.seed = job.seed &+ UInt64(i)
       let dir = seeds == 1 ? base : "\(base)/seed-\(j.seed)"
@@ -104,9 +130,8 @@ struct Run: ParsableCommand {
       if let duration { repro += " --duration \(duration)" }
       if let resizes { repro += " --resizes \(resizes)" }
       let runner = Runner(
-        job: j, host: host, outDir: URL(fileURLWithPath: dir),
-        progress: progress ? ProgressPrinter() : nil,
-        reproduce: repro)
+        job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress, reproduce: repro)
+      current.set(runner)
       let report = runner.run()
       print(RunOutput.summary(report, dir: dir))
       if json, let s = String(data: RunOutput.encode(report), encoding: .utf8) { print(s) }
@@ -124,6 +149,39 @@ struct Run: ParsableCommand {
       for r in rows { print("  " + r) }
     }
     if worst != Exit.pass { throw ExitCode(worst) }
+  }
+}
+
+/// The run Ctrl-C stops.
+final class CurrentRunner: @unchecked Sendable {
+  private let lock = NSLock()
+  private var runner: Runner?
+  private var interrupted = false
+
+  func set(_ r: Runner) {
+    lock.lock()
+    runner = r
+    let stop = interrupted
+    lock.unlock()
+    if stop { r.interrupt() }
+  }
+
+  /// Returns true the first time (the run is asked to stop), false after that.
+  func interruptOnce() -> Bool {
+    lock.lock()
+    defer { lock.unlock() }
+    if interrupted { return false }
+    interrupted = true
+    FileHandle.standardError.write(
+      Data("hpthammer: interrupted; writing results (Ctrl-C again to quit now)\n".utf8))
+    runner?.interrupt()
+    return true
+  }
+
+  var wasInterrupted: Bool {
+    lock.lock()
+    defer { lock.unlock() }
+    return interrupted
   }
 }
 

@@ -86,6 +86,57 @@ import Testing
     #expect(c4 == 2 && e4.contains("--duration"))
   }
 
+  @Test func existingRunDirectoryIsNeverOverwritten() throws {
+    let dir = tmp()
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try "keep me".write(toFile: dir + "/notes.txt", atomically: true, encoding: .utf8)
+    let (code, _, err) = try hpthammer(["run", "Jobs/dry-run.yaml", "--out", dir, "--no-progress"])
+    #expect(code == 2)
+    #expect(err.contains("already holds files"))
+    #expect(try String(contentsOfFile: dir + "/notes.txt", encoding: .utf8) == "keep me")
+  }
+
+  @Test func severalSeedsOneDirectoryEach() throws {
+    let dir = tmp()
+    let (code, out, _) = try hpthammer([
+      "run", "Jobs/dry-run.yaml", "--seed", "5", "--seeds", "3", "--out", dir, "--no-progress",
+    ])
+    #expect(code == 1)
+    for seed in 5...7 {
+      #expect(FileManager.default.fileExists(atPath: "\(dir)/seed-\(seed)/run.json"))
+      #expect(out.contains("seed \(seed): bug"))
+    }
+  }
+
+  /// Ctrl-C: the run stops, writes its results, and says it could not finish (125).
+  @Test func interruptWritesResultsAndExits125() throws {
+    let dir = tmp()
+    let p = Process()
+    p.executableURL = binary
+    p.arguments = [
+      "run", "Jobs/dry-run-fixed.yaml", "--duration", "1h", "--out", dir, "--no-progress",
+    ]
+    p.currentDirectoryURL = Self.repo
+    p.standardOutput = Pipe()
+    p.standardError = Pipe()
+    try p.run()
+    // Wait until the run is under way (progress.log appears once the agents start).
+    for _ in 0..<100 where !FileManager.default.fileExists(atPath: dir + "/progress.log") {
+      Thread.sleep(forTimeInterval: 0.1)
+    }
+    Thread.sleep(forTimeInterval: 1.5)
+    kill(p.processIdentifier, SIGINT)
+    p.waitUntilExit()
+    #expect(p.terminationStatus == 125)
+    let json =
+      try JSONSerialization.jsonObject(
+        with: Data(contentsOf: URL(fileURLWithPath: dir + "/run.json"))) as! [String: Any]
+    #expect(json["verdict"] as? String == "error")
+    #expect((json["error"] as? String)?.contains("interrupted") == true)
+    let log = try String(contentsOfFile: dir + "/progress.log", encoding: .utf8)
+    #expect(log.contains("hpthammer: elapsed="))
+  }
+
   @Test func simKernelsListsModelsAndFixes() throws {
     let (code, out, _) = try hpthammer(["sim", "kernels"])
     #expect(code == 0)

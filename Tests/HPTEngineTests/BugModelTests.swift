@@ -30,7 +30,7 @@ import Testing
       "hpthammer-test-\(UUID().uuidString)")
     let host = SimHost(
       model: KernelModel.named(j.kernel)!, seed: j.seed, bootUptimeS: j.hostUptimeS)
-    return (Runner(job: j, host: host, outDir: dir, progress: nil, reproduce: "test").run(), dir)
+    return (Runner(job: j, host: host, outDir: dir, progress: false, reproduce: "test").run(), dir)
   }
 
   /// With only the guests faulting, the stale rmap index is met by the next fault on the page:
