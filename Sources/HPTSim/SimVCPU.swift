@@ -100,8 +100,8 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
               p.firstBad?.found ?? 0,
             ])
         }
-      case .hypervisorFault(let index, let table, let snapshot):
-        try pageFault(table: table, index: index, snapshot: snapshot)
+      case .hypervisorFault(let index, let snapshot):
+        try pageFault(index: index, snapshot: snapshot)
       case .hashFault, .noSlot:
         break
       }
@@ -171,7 +171,8 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
 
   enum Step {
     case accessed
-    case hypervisorFault(index: Int, table: HashPageTable, snapshot: (UInt64, UInt64, UInt64))
+    /// Real mode found an absent HPTE: its index and contents (pgfault_index, pgfault_hpte).
+    case hypervisorFault(index: Int, snapshot: (UInt64, UInt64, UInt64))
     /// The guest had no HPTE and H_ENTERed one; the access is retried.
     case hashFault
     case noSlot
@@ -207,7 +208,7 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
       }
       let v = t.v[idx]
       if v & HPTEV.absent != 0 && v & HPTEV.valid == 0 {
-        return .hypervisorFault(index: idx, table: t, snapshot: (v, t.r[idx], t.rev[idx].guestRpte))
+        return .hypervisorFault(index: idx, snapshot: (v, t.r[idx], t.rev[idx].guestRpte))
       }
       pfn = Int(t.r[idx] >> HPTHash.pageShift)
       kernel.tlbs[core].fill(vpn: vpn, lpid: vm.lpid, pfn: Int32(pfn))
@@ -330,12 +331,13 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
 
   // MARK: - kvmppc_book3s_hv_page_fault()
 
-  func pageFault(table hptRef: HashPageTable, index: Int, snapshot: (UInt64, UInt64, UInt64))
-    throws(SimHalted)
-  {
+  func pageFault(index: Int, snapshot: (UInt64, UInt64, UInt64)) throws(SimHalted) {
     kernel.counters.hypervisorFaults += 1
     vm.srcuReaders += 1
     defer { vm.srcuReaders -= 1 }
+    // hptep and rev are taken from kvm->arch.hpt as the handler starts; a resize may have
+    // replaced the table since real mode looked (then the entry will not match).
+    guard let hptRef = vm.hpt, index < hptRef.hpteCount else { return }
     if !vm.mmuReady { kernel.counters.faultsDuringCommit += 1 }
     let lr = Self.faultLR
     // Real mode found the entry; virtual mode locks it and checks it has not changed.
