@@ -88,7 +88,7 @@ func detect(seeds: Int) {
   }
 }
 
-func falsePositives(seeds: Int, hostS: Double) {
+func falsePositives(seeds: Int, hostS: Double, firstSeed: Int) {
   var job = loadJob("Jobs/dry-run-fixed.yaml")
   job.durationS = hostS
   var crashes = 0
@@ -97,19 +97,24 @@ func falsePositives(seeds: Int, hostS: Double) {
   var unexpected = 0
   let t0 = Date()
   for s in 0..<seeds {
-    job.seed = UInt64(s + 1)
+    job.seed = UInt64(s + firstSeed)
     let (r, _) = runOnce(job)
     crashes += r.crashes.filter { !$0.expected }.count
     if r.verdict != .pass { bugs += 1 }
     resizes += r.resizes.succeeded
     unexpected += r.resizes.failed_unexpected
+    if r.verdict != .pass {
+      print(
+        "  seed \(job.seed): \(r.verdict.rawValue) \(r.crashes.first?.title ?? r.error ?? r.unexpected.first.map { "\($0.op) \($0.answer)" } ?? "")"
+      )
+    }
     if (s + 1) % 50 == 0 {
       print("  after \(s + 1) seeds: \(bugs) non-pass, \(crashes) crashes, \(resizes) resizes")
       fflush(nil)
     }
   }
   print(
-    "False positives: fixed kernel, default job (\(hostS) s of host time each), \(seeds) seeds: "
+    "False positives: fixed kernel, default job (\(hostS) s of host time each), \(seeds) seeds from \(firstSeed): "
       + "\(bugs) non-pass verdicts, \(crashes) crashes, \(unexpected) unexpected answers, \(resizes) resizes, "
       + String(format: "%.1f s wall", Date().timeIntervalSince(t0)))
 }
@@ -143,9 +148,10 @@ case "detect": detect(seeds: args.dropFirst().first.flatMap { Int($0) } ?? 100)
 case "fp":
   falsePositives(
     seeds: args.dropFirst().first.flatMap { Int($0) } ?? 1000,
-    hostS: args.dropFirst(2).first.flatMap { Double($0) } ?? 60)
+    hostS: args.dropFirst(2).first.flatMap { Double($0) } ?? 60,
+    firstSeed: args.dropFirst(3).first.flatMap { Int($0) } ?? 1)
 case "speed": speed()
 default:
-  print("usage: hpthammer-bench detect [SEEDS] | fp [SEEDS] [HOST_S] | speed")
+  print("usage: hpthammer-bench detect [SEEDS] | fp [SEEDS] [HOST_S] [FIRST_SEED] | speed")
   exit(2)
 }
