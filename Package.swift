@@ -4,6 +4,8 @@ import PackageDescription
 // Layers, each importing only the ones below it:
 //   KernelLog  - kernel log records, readers and the crash detector (no dependencies)
 //   KVMHost    - the kernel-facing interface every backend implements (KVM-HV ioctls + host log)
+//   KVMSys     - the raw /dev/kvm ioctl layer: per-arch request numbers, uapi structs, fd handles
+//                (CKVMSys: a header-only shim, since Swift cannot call the variadic ioctl(2))
 //   HPTSim     - the deterministic simulated KVM-HV kernel behind KVMHost
 //   HPTEngine  - jobs, the resize hammer, memory load, log watcher, run output
 //   hpthammer  - the command line
@@ -23,6 +25,8 @@ let package = Package(
   targets: [
     .target(name: "KernelLog"),
     .target(name: "KVMHost", dependencies: ["KernelLog"]),
+    .target(name: "CKVMSys"),
+    .target(name: "KVMSys", dependencies: ["KVMHost", "CKVMSys"]),
     .target(name: "HPTSim", dependencies: ["KVMHost", "KernelLog"]),
     .target(
       name: "HPTEngine",
@@ -34,7 +38,7 @@ let package = Package(
     .executableTarget(
       name: "hpthammer",
       dependencies: [
-        "HPTEngine", "HPTSim", "KernelLog", "KVMHost",
+        "HPTEngine", "HPTSim", "KernelLog", "KVMHost", "KVMSys",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(
@@ -43,6 +47,7 @@ let package = Package(
     .executableTarget(name: "kernellog-bench", dependencies: ["KernelLog"]),
     .testTarget(name: "KernelLogTests", dependencies: ["KernelLog"], exclude: ["Fixtures"]),
     .testTarget(name: "KVMHostTests", dependencies: ["KVMHost"]),
+    .testTarget(name: "KVMSysTests", dependencies: ["KVMSys", "KVMHost"]),
     .testTarget(name: "HPTSimTests", dependencies: ["HPTSim", "KVMHost", "KernelLog"]),
     .testTarget(name: "HPTEngineTests", dependencies: ["HPTEngine", "HPTSim", "KVMHost", "KernelLog"]),
     .testTarget(name: "CLITests", dependencies: ["hpthammer"]),

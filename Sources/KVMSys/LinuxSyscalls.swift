@@ -1,0 +1,52 @@
+import CKVMSys
+import Glibc
+import KVMHost
+
+/// The real syscalls. The only file in KVMSys that imports the C library (and the ioctl shim), so every errno the
+/// ioctl layer reports is read here, right after the call that set it.
+public struct LinuxSyscalls: Syscalls {
+  public init() {}
+
+  public func open(_ path: String) -> Result<Int32, Errno> {
+    check(Glibc.open(path, O_RDWR | O_CLOEXEC))
+  }
+
+  public func close(_ fd: Int32) -> Result<Int32, Errno> {
+    check(Glibc.close(fd))
+  }
+
+  public func ioctl(_ fd: Int32, _ request: UInt, _ arg: UnsafeMutableRawBufferPointer) -> Result<
+    Int32, Errno
+  > {
+    // SAFETY: `arg` is a live buffer the size of the struct the request encodes; the caller
+    // (a handle method) sized it from the same Swift struct as the request number.
+    check(ckvmsys_ioctl_ptr(fd, request, arg.baseAddress))
+  }
+
+  public func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Result<Int32, Errno> {
+    check(ckvmsys_ioctl_value(fd, request, value))
+  }
+
+  public func mmap(length: Int, _ mapping: MemoryMapping) -> Result<UnsafeMutableRawPointer, Errno>
+  {
+    let p: UnsafeMutableRawPointer?
+    switch mapping {
+    case .shared(let fd, let offset):
+      p = Glibc.mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(offset))
+    case .anonymous:
+      p = Glibc.mmap(
+        nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    }
+    guard let p, p != MAP_FAILED else { return .failure(Errno(rawValue: Glibc.errno)) }
+    return .success(p)
+  }
+
+  public func munmap(_ address: UnsafeMutableRawPointer, length: Int) -> Result<Int32, Errno> {
+    check(Glibc.munmap(address, length))
+  }
+
+  /// -1 means failure with errno set by that very call.
+  private func check(_ r: Int32) -> Result<Int32, Errno> {
+    r == -1 ? .failure(Errno(rawValue: Glibc.errno)) : .success(r)
+  }
+}

@@ -1,0 +1,40 @@
+import KVMHost
+
+/// The syscalls the ioctl layer makes, as a seam: `LinuxSyscalls` makes them for real,
+/// `ScriptedSyscalls` records them and replays answers for tests. Every call returns the
+/// kernel's result or the errno taken right after that call, never a stale global errno.
+/// Retrying on EINTR is the caller's visible choice (`retryOnInterrupt:` on the handles).
+public protocol Syscalls: Sendable {
+  /// open(2) with O_RDWR | O_CLOEXEC: the only mode the KVM device files are opened in.
+  func open(_ path: String) -> Result<Int32, Errno>
+  func close(_ fd: Int32) -> Result<Int32, Errno>
+  /// ioctl(2) whose argument is a pointer to `arg` (a struct the kernel reads and/or writes).
+  func ioctl(_ fd: Int32, _ request: UInt, _ arg: UnsafeMutableRawBufferPointer) -> Result<
+    Int32, Errno
+  >
+  /// ioctl(2) whose argument is a plain integer (KVM_CREATE_VM's type, KVM_CHECK_EXTENSION's
+  /// capability, KVM_CREATE_VCPU's id), or none (0).
+  func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Result<Int32, Errno>
+  /// mmap(2) of `length` bytes, read/write.
+  func mmap(length: Int, _ mapping: MemoryMapping) -> Result<UnsafeMutableRawPointer, Errno>
+  func munmap(_ address: UnsafeMutableRawPointer, length: Int) -> Result<Int32, Errno>
+}
+
+/// What an mmap maps: a file (a vCPU fd's kvm_run, shared) or anonymous memory (guest RAM).
+public enum MemoryMapping: Sendable, Hashable {
+  /// MAP_SHARED of `fd` at `offset`.
+  case shared(fd: Int32, offset: Int)
+  /// MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE.
+  case anonymous
+}
+
+extension Syscalls {
+  /// Calls `body` until it returns something other than EINTR, if asked to.
+  func retrying<T>(_ retryOnInterrupt: Bool, _ body: () -> Result<T, Errno>) -> Result<T, Errno> {
+    while true {
+      let r = body()
+      if retryOnInterrupt, case .failure(.EINTR) = r { continue }
+      return r
+    }
+  }
+}
