@@ -28,6 +28,9 @@ let package = Package(
     .target(name: "CKVMSys"),
     .target(name: "KVMSys", dependencies: ["KVMHost", "CKVMSys"]),
     .target(name: "HPTSim", dependencies: ["KVMHost", "KernelLog"]),
+    // libvirt's C API (libvirt-dev), and a small Swift layer over it.
+    .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+    .target(name: "Libvirt", dependencies: ["CLibvirt", "KernelLog"]),
     .target(
       name: "HPTEngine",
       dependencies: [
@@ -47,6 +50,7 @@ let package = Package(
     .executableTarget(name: "kernellog-bench", dependencies: ["KernelLog"]),
     .testTarget(name: "KernelLogTests", dependencies: ["KernelLog"], exclude: ["Fixtures"]),
     .testTarget(name: "KVMHostTests", dependencies: ["KVMHost"]),
+    .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
     .testTarget(name: "KVMSysTests", dependencies: ["KVMSys", "KVMHost"]),
     .testTarget(name: "HPTSimTests", dependencies: ["HPTSim", "KVMHost", "KernelLog"]),
     .testTarget(name: "HPTEngineTests", dependencies: ["HPTEngine", "HPTSim", "KVMHost", "KernelLog"]),

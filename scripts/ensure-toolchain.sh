@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Makes sure a Swift 6 toolchain and git are on PATH; installs what is missing on Debian/Ubuntu.
 set -euo pipefail
-if ! command -v git >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq git
+# git for the Swift packages; libvirt's headers and pkg-config for the libvirt backend.
+need=()
+command -v git >/dev/null 2>&1 || need+=(git)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+pkg-config --exists libvirt 2>/dev/null || need+=(libvirt-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "hpthammer: missing ${need[*]}: install them (sudo apt-get install ${need[*]}) and run this again" >&2
+    exit 125
+  fi
 fi
 for d in /opt/swift/usr/bin /usr/share/swift/usr/bin; do
   if [ -x "$d/swift" ] && ! command -v swift >/dev/null 2>&1; then export PATH="$d:$PATH"; fi

@@ -1,0 +1,125 @@
+import Foundation
+
+/// libvirt domain type: KVM on a POWER host with kvm_hv, TCG ('qemu') anywhere else.
+public enum DomainType: String, Sendable {
+  case kvm, qemu
+
+  /// The best type the host offers for ppc64le guests, from its capabilities XML; nil when it
+  /// has no ppc64le emulator at all.
+  public static func best(forPPC64LEIn capabilities: String) -> DomainType? {
+    // <guest>...<arch name='ppc64le'>...<domain type='kvm'/>...</arch></guest>
+    var best: DomainType?
+    for guest in capabilities.components(separatedBy: "<guest>").dropFirst() {
+      guard let archStart = guest.range(of: "<arch name='ppc64le'>") else { continue }
+      let arch = guest[archStart.upperBound...].components(separatedBy: "</arch>").first ?? ""
+      if arch.contains("<domain type='kvm'") { return .kvm }
+      if arch.contains("<domain type='qemu'") { best = .qemu }
+    }
+    return best
+  }
+}
+
+/// An HPT-mode pseries guest (hashed page table, resizable), as libvirt defines it.
+public struct HPTDomainSpec: Sendable, Equatable {
+  public var name: String
+  public var type: DomainType
+  public var memoryMiB: Int
+  /// Room for memory hotplug: maxMemory with this many dimm slots up to this size.
+  public var maxMemoryMiB: Int
+  public var hotplugSlots: Int
+  public var vcpus: Int
+  /// POWER9 or POWER8 (type qemu); type kvm uses the host's CPU.
+  public var cpuModel: String
+  public var kernel: String
+  public var initrd: String
+  public var cmdline: String
+  /// <hpt resizing='...'>: required, enabled or disabled.
+  public var resizing: String
+  /// A copy of everything the console prints.
+  public var consoleLog: String
+
+  public init(
+    name: String, type: DomainType, memoryMiB: Int, maxMemoryMiB: Int? = nil, hotplugSlots: Int = 4,
+    vcpus: Int, cpuModel: String = "POWER9", kernel: String, initrd: String,
+    cmdline: String = "console=hvc0",
+    resizing: String = "required", consoleLog: String
+  ) {
+    self.name = name
+    self.type = type
+    self.memoryMiB = memoryMiB
+    self.maxMemoryMiB = maxMemoryMiB ?? memoryMiB * 4
+    self.hotplugSlots = hotplugSlots
+    self.vcpus = vcpus
+    self.cpuModel = cpuModel
+    self.kernel = kernel
+    self.initrd = initrd
+    self.cmdline = cmdline
+    self.resizing = resizing
+    self.consoleLog = consoleLog
+  }
+
+  static func escape(_ s: String) -> String {
+    s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+      .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "'", with: "&apos;")
+      .replacingOccurrences(of: "\"", with: "&quot;")
+  }
+
+  /// A POWER9 guest runs radix unless told otherwise; HPT resizing needs the hash MMU.
+  public var effectiveCmdline: String {
+    cpuModel == "POWER9" && !cmdline.contains("disable_radix")
+      ? cmdline + " disable_radix" : cmdline
+  }
+
+  public var xml: String {
+    let e = Self.escape
+    var x =
+      "<domain type='\(type.rawValue)' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n"
+    x += "  <name>\(e(name))</name>\n"
+    x += "  <maxMemory slots='\(hotplugSlots)' unit='MiB'>\(maxMemoryMiB)</maxMemory>\n"
+    x += "  <memory unit='MiB'>\(memoryMiB)</memory>\n"
+    x += "  <vcpu>\(vcpus)</vcpu>\n"
+    x += "  <os>\n    <type arch='ppc64le' machine='pseries'>hvm</type>\n"
+    x += "    <kernel>\(e(kernel))</kernel>\n    <initrd>\(e(initrd))</initrd>\n"
+    x += "    <cmdline>\(e(effectiveCmdline))</cmdline>\n  </os>\n"
+    x += "  <features>\n"
+    x +=
+      "    <hpt resizing='\(resizing)'>\n      <maxpagesize unit='KiB'>64</maxpagesize>\n    </hpt>\n"
+    if type == .qemu {
+      // TCG cannot emulate these spectre/TM capabilities; QEMU refuses to start without this.
+      x += "    <htm state='off'/>\n    <ccf-assist state='off'/>\n"
+      x += "    <cfpc value='broken'/>\n    <sbbc value='broken'/>\n    <ibs value='broken'/>\n"
+    }
+    x += "  </features>\n"
+    if type == .qemu {
+      x +=
+        "  <cpu mode='custom' match='exact'>\n    <model fallback='forbid'>\(e(cpuModel))</model>\n"
+    } else {
+      x += "  <cpu mode='host-passthrough'>\n"
+    }
+    // Memory hotplug on pseries needs a NUMA cell holding the boot memory.
+    x +=
+      "    <numa>\n      <cell id='0' cpus='0-\(vcpus - 1)' memory='\(memoryMiB)' unit='MiB'/>\n    </numa>\n"
+    x += "  </cpu>\n"
+    x += "  <on_crash>destroy</on_crash>\n"
+    x += "  <devices>\n"
+    x += "    <serial type='pty'>\n      <log file='\(e(consoleLog))' append='off'/>\n"
+    x +=
+      "      <target type='spapr-vio-serial' port='0'>\n        <model name='spapr-vty'/>\n      </target>\n"
+    x += "    </serial>\n"
+    x += "    <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>\n"
+    x += "    <memballoon model='none'/>\n"
+    x += "  </devices>\n"
+    if type == .qemu {
+      // SLOF takes ~10 s under TCG; QEMU's VOF boots the kernel directly.
+      x +=
+        "  <qemu:commandline>\n    <qemu:arg value='-machine'/>\n    <qemu:arg value='x-vof=on'/>\n  </qemu:commandline>\n"
+    }
+    x += "</domain>\n"
+    return x
+  }
+
+  /// A dimm for hotplug (virDomainAttachDeviceFlags).
+  public static func dimmXML(sizeMiB: Int) -> String {
+    "<memory model='dimm'><target><size unit='MiB'>\(sizeMiB)</size><node>0</node></target></memory>"
+  }
+}

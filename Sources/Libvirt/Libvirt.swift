@@ -1,0 +1,220 @@
+import CLibvirt
+import Foundation
+
+/// A libvirt error, with libvirt's own code and message (e.g. "Failed to connect socket to
+/// '/var/run/libvirt/libvirt-sock': No such file or directory"), and what the harness was doing.
+public struct LibvirtError: Error, CustomStringConvertible, Sendable {
+  public var operation: String
+  public var code: Int32
+  public var domain: Int32
+  public var message: String
+
+  /// The last error of this thread, which libvirt keeps per thread.
+  static func last(_ operation: String) -> LibvirtError {
+    guard let e = virGetLastError() else {
+      return LibvirtError(
+        operation: operation, code: -1, domain: -1, message: "unknown libvirt error")
+    }
+    let message = e.pointee.message.map { String(cString: $0) } ?? "libvirt error \(e.pointee.code)"
+    return LibvirtError(
+      operation: operation, code: e.pointee.code, domain: e.pointee.domain, message: message)
+  }
+
+  public var description: String { "\(operation): \(message)" }
+
+  /// VIR_ERR_NO_DOMAIN.
+  public var isNoDomain: Bool { code == Int32(VIR_ERR_NO_DOMAIN.rawValue) }
+  /// VIR_ERR_OPERATION_INVALID (e.g. destroying a domain that is not running).
+  public var isOperationInvalid: Bool { code == Int32(VIR_ERR_OPERATION_INVALID.rawValue) }
+}
+
+/// libvirt prints every error on stderr unless told otherwise; the harness reports them itself.
+private let silenceErrors: Void = {
+  virSetErrorFunc(nil) { _, _ in }
+}()
+
+/// A connection to a libvirt driver: qemu:///system, qemu+ssh://host/system, test:///default.
+public final class LibvirtConnection: @unchecked Sendable {
+  let ptr: virConnectPtr
+  public let uri: String
+
+  public init(uri: String) throws(LibvirtError) {
+    _ = silenceErrors
+    guard let p = virConnectOpen(uri) else { throw LibvirtError.last("connecting to \(uri)") }
+    ptr = p
+    self.uri = uri
+  }
+
+  deinit { virConnectClose(ptr) }
+
+  public func hostname() throws(LibvirtError) -> String {
+    guard let c = virConnectGetHostname(ptr) else {
+      throw LibvirtError.last("virConnectGetHostname")
+    }
+    defer { free(c) }
+    return String(cString: c)
+  }
+
+  /// The capabilities XML: which guest architectures and domain types (kvm, qemu) exist.
+  public func capabilities() throws(LibvirtError) -> String {
+    guard let c = virConnectGetCapabilities(ptr) else {
+      throw LibvirtError.last("virConnectGetCapabilities")
+    }
+    defer { free(c) }
+    return String(cString: c)
+  }
+
+  /// libvirt's version as major * 1,000,000 + minor * 1,000 + release.
+  public func libVersion() throws(LibvirtError) -> UInt {
+    var v: UInt = 0
+    guard virConnectGetLibVersion(ptr, &v) == 0 else {
+      throw LibvirtError.last("virConnectGetLibVersion")
+    }
+    return v
+  }
+
+  public func defineDomain(xml: String) throws(LibvirtError) -> LibvirtDomain {
+    guard let d = virDomainDefineXML(ptr, xml) else { throw LibvirtError.last("defining a domain") }
+    return LibvirtDomain(d, connection: self)
+  }
+
+  public func lookupDomain(name: String) throws(LibvirtError) -> LibvirtDomain {
+    guard let d = virDomainLookupByName(ptr, name) else {
+      throw LibvirtError.last("looking up domain \(name)")
+    }
+    return LibvirtDomain(d, connection: self)
+  }
+
+  /// Every domain, defined or running.
+  public func domainNames() throws(LibvirtError) -> [String] {
+    var list: UnsafeMutablePointer<virDomainPtr?>?
+    let n = virConnectListAllDomains(ptr, &list, 0)
+    guard n >= 0, let list else { throw LibvirtError.last("listing domains") }
+    defer { free(list) }
+    var names: [String] = []
+    for i in 0..<Int(n) {
+      if let d = list[i] {
+        names.append(String(cString: virDomainGetName(d)))
+        virDomainFree(d)
+      }
+    }
+    return names.sorted()
+  }
+}
+
+/// Lifecycle states (virDomainState).
+public enum DomainState: Int32, Sendable, CustomStringConvertible {
+  case nostate = 0
+  case running, blocked, paused, shutdown, shutoff, crashed, pmsuspended
+  public var description: String {
+    [
+      "no state", "running", "blocked", "paused", "shutting down", "shut off", "crashed",
+      "suspended",
+    ][Int(rawValue)]
+  }
+}
+
+public final class LibvirtDomain: @unchecked Sendable {
+  let ptr: virDomainPtr
+  public let connection: LibvirtConnection
+
+  init(_ p: virDomainPtr, connection: LibvirtConnection) {
+    ptr = p
+    self.connection = connection
+  }
+
+  deinit { virDomainFree(ptr) }
+
+  public var name: String { String(cString: virDomainGetName(ptr)) }
+
+  /// virDomainCreate: start a defined domain.
+  public func start() throws(LibvirtError) {
+    guard virDomainCreate(ptr) == 0 else { throw LibvirtError.last("starting domain \(name)") }
+  }
+
+  /// virDomainDestroy: power it off at once.
+  public func destroy() throws(LibvirtError) {
+    guard virDomainDestroy(ptr) == 0 else { throw LibvirtError.last("destroying domain \(name)") }
+  }
+
+  public func undefine() throws(LibvirtError) {
+    guard virDomainUndefine(ptr) == 0 else { throw LibvirtError.last("undefining domain \(name)") }
+  }
+
+  public func state() throws(LibvirtError) -> (DomainState, reason: Int32) {
+    var state: Int32 = 0
+    var reason: Int32 = 0
+    guard virDomainGetState(ptr, &state, &reason, 0) == 0 else {
+      throw LibvirtError.last("state of \(name)")
+    }
+    return (DomainState(rawValue: state) ?? .nostate, reason)
+  }
+
+  public func xml() throws(LibvirtError) -> String {
+    guard let c = virDomainGetXMLDesc(ptr, 0) else { throw LibvirtError.last("XML of \(name)") }
+    defer { free(c) }
+    return String(cString: c)
+  }
+
+  /// Hotplug (live) a device such as a dimm: `<memory model='dimm'>...`.
+  public func attachDevice(xml: String) throws(LibvirtError) {
+    guard virDomainAttachDeviceFlags(ptr, xml, VIR_DOMAIN_AFFECT_LIVE.rawValue) == 0 else {
+      throw LibvirtError.last("attaching a device to \(name)")
+    }
+  }
+
+  public func detachDevice(xml: String) throws(LibvirtError) {
+    guard virDomainDetachDeviceFlags(ptr, xml, VIR_DOMAIN_AFFECT_LIVE.rawValue) == 0 else {
+      throw LibvirtError.last("detaching a device from \(name)")
+    }
+  }
+
+  /// The domain's console as a byte stream (virDomainOpenConsole). `read` blocks.
+  public func openConsole() throws(LibvirtError) -> ConsoleStream {
+    guard let st = virStreamNew(connection.ptr, 0) else {
+      throw LibvirtError.last("console stream for \(name)")
+    }
+    guard virDomainOpenConsole(ptr, nil, st, UInt32(VIR_DOMAIN_CONSOLE_FORCE.rawValue)) == 0 else {
+      let e = LibvirtError.last("opening the console of \(name)")
+      virStreamFree(st)
+      throw e
+    }
+    return ConsoleStream(st, domain: self)
+  }
+}
+
+public final class ConsoleStream: @unchecked Sendable {
+  let ptr: OpaquePointer
+  let domain: LibvirtDomain
+
+  init(_ p: OpaquePointer, domain: LibvirtDomain) {
+    ptr = p
+    self.domain = domain
+  }
+
+  deinit {
+    virStreamAbort(ptr)
+    virStreamFree(ptr)
+  }
+
+  /// Up to `max` bytes; empty at the end of the stream (the domain stopped).
+  public func read(max: Int = 4096) throws(LibvirtError) -> [UInt8] {
+    var buf = [UInt8](repeating: 0, count: max)
+    let n = buf.withUnsafeMutableBytes {
+      virStreamRecv(ptr, $0.baseAddress!.assumingMemoryBound(to: CChar.self), max)
+    }
+    if n < 0 { throw LibvirtError.last("reading the console of \(domain.name)") }
+    return Array(buf[0..<Int(n)])
+  }
+
+  public func write(_ bytes: [UInt8]) throws(LibvirtError) {
+    var off = 0
+    while off < bytes.count {
+      let n = bytes[off...].withUnsafeBytes {
+        virStreamSend(ptr, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count)
+      }
+      if n < 0 { throw LibvirtError.last("writing to the console of \(domain.name)") }
+      off += Int(n)
+    }
+  }
+}
