@@ -64,6 +64,27 @@ public struct CrashDetector: Sendable {
     scan(Array(log.utf8), origin: origin)
   }
 
+  /// Scans records from any reader, as their `dmesgLine`s; offsets count those lines and one
+  /// newline each. Continuation lines (kmsg dictionaries) are not part of the console text.
+  public func scan(records: [KernelLogRecord], origin: LogOrigin? = nil) -> [CrashReport] {
+    var scanner = StreamingCrashScanner(
+      detector: self, origin: origin ?? records.first?.origin ?? .host("localhost"))
+    var reports: [CrashReport] = []
+    for record in records {
+      let line =
+        record.caller.map { caller -> String in
+          let stamped = record.dmesgLine
+          guard record.timestampMicros != nil, let close = stamped.firstIndex(of: "]") else {
+            return stamped
+          }
+          let after = stamped.index(after: close)
+          return String(stamped[..<after]) + "[\(caller)]" + String(stamped[after...])
+        } ?? record.dmesgLine
+      reports += scanner.feed(line: line)
+    }
+    return reports + scanner.finish()
+  }
+
   /// The first crash header in line text [lo, hi): pattern index and header position.
   func findHeader(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> (Int, Int)? {
     guard hi - lo >= 2 else { return nil }
