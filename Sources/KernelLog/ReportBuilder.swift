@@ -1,11 +1,15 @@
 /// Turns a collected report into a `CrashReport`: picks the format, the guilty frame, the
 /// title and the metadata (CPU, PID, comm, taint, version, modules).
+typealias Line = UnsafeBufferPointer<UInt8>
+
+@inline(__always) func withLine<R>(_ line: Line, _ body: (Line) -> R) -> R { body(line) }
+
 struct ReportBuilder {
   let detector: CrashDetector
   let report: ReportInProgress
+  let lines: [Line]
 
   func build(origin: LogOrigin) -> CrashReport {
-    let lines = report.lines
     let oops = detector.table[report.pattern]
     // The header chose a format; a later one may fit better when this one's extra lines are
     // missing (KASAN without "Read of size").
@@ -54,7 +58,7 @@ struct ReportBuilder {
       kind = .nullDeref
       typeRule = .fixed("NULL-POINTER-DEREFERENCE")
     }
-    let text = lines.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "\n")
+    let text = String(decoding: report.text, as: UTF8.self)
     var result = CrashReport(
       kind: kind, type: crashType(typeRule, captures), title: title, frame: frame,
       corrupted: corruptedReason != nil, corruptedReason: corruptedReason, report: text,
@@ -64,7 +68,7 @@ struct ReportBuilder {
     return result
   }
 
-  private func matchExtras(_ extras: [LinePattern], _ lines: [[UInt8]]) -> [String]? {
+  private func matchExtras(_ extras: [LinePattern], _ lines: [Line]) -> [String]? {
     var captures: [String] = []
     var index = 1
     for pattern in extras {
@@ -126,9 +130,9 @@ struct ReportBuilder {
     }
   }
 
-  private func hasStackTrace(_ lines: [[UInt8]]) -> Bool {
+  private func hasStackTrace(_ lines: [Line]) -> Bool {
     for line in lines {
-      let found = line.withUnsafeBufferPointer { buf in
+      let found = withLine(line) { buf in
         stackKeywords.contains { indexOf(buf, $0, from: 0) != nil }
       }
       if found { return true }
@@ -137,11 +141,11 @@ struct ReportBuilder {
   }
 
   /// The frames of the first stack in the report, innermost first.
-  private func traceFrames(_ lines: [[UInt8]]) -> [String] {
+  private func traceFrames(_ lines: [Line]) -> [String] {
     var frames: [String] = []
     var inTrace = false
     for line in lines {
-      line.withUnsafeBufferPointer { buf in
+      withLine(line) { buf in
         if !inTrace {
           inTrace = stackKeywords.contains { indexOf(buf, $0, from: 0) != nil }
           return
@@ -154,15 +158,18 @@ struct ReportBuilder {
     return frames
   }
 
-  func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [[UInt8]]) -> String? {
-    let skips = genericSkips + recipe.skip
+  func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [Line]) -> String? {
+    let extraSkips = recipe.skip
+    func skipped(_ name: String) -> Bool {
+      nameMatchesSkip(name, genericSkips) || nameMatchesSkip(name, extraSkips)
+    }
     var ordered: [String] = []
     if let index = recipe.headerCapture, index < captures.count { ordered.append(captures[index]) }
     // The faulting instruction pointer, wherever it is printed.
     var ipFrame: String?
     if recipe.useIP {
       for line in lines.dropFirst() {
-        let t = line.withUnsafeBufferPointer { classifyTraceLine($0) }
+        let t = withLine(line) { classifyTraceLine($0) }
         if t.role == .instructionPointer {
           ipFrame = t.function
           break
@@ -174,7 +181,7 @@ struct ReportBuilder {
     if startIndex == nil {
       let markers = recipe.startMarkers.map { Array($0.utf8) }
       for (i, line) in lines.enumerated().dropFirst() {
-        let hit = line.withUnsafeBufferPointer { buf in
+        let hit = withLine(line) { buf in
           markers.contains { indexOf(buf, $0, from: 0) != nil }
         }
         if hit {
@@ -187,7 +194,7 @@ struct ReportBuilder {
     var stackFrames: [String] = []
     if let startIndex, startIndex < lines.count {
       for line in lines[startIndex...] {
-        let stop = line.withUnsafeBufferPointer { buf -> Bool in
+        let stop = withLine(line) { buf -> Bool in
           if !stackFrames.isEmpty,
             frameTerminators.contains(where: { indexOf(buf, $0, from: 0) != nil })
           {
@@ -207,9 +214,9 @@ struct ReportBuilder {
     case .first:
       if let ipFrame { ordered.append(ipFrame) }
       ordered += stackFrames
-      return ordered.first { !nameMatchesSkip($0, skips) }
+      return ordered.first { !skipped($0) }
     case .stall:
-      if let header = ordered.first, !nameMatchesSkip(header, skips) { return header }
+      if let header = ordered.first, !skipped(header) { return header }
       var all = stackFrames
       if all.isEmpty, let ipFrame { all = [ipFrame] }
       var previous: String?
@@ -218,9 +225,9 @@ struct ReportBuilder {
           if let previous { return stripSyscallPrefix(previous) }
           continue
         }
-        if !nameMatchesSkip(f, skips) { previous = f }
+        if !skipped(f) { previous = f }
       }
-      return all.first { !nameMatchesSkip($0, skips) }.map(stripSyscallPrefix)
+      return all.first { !skipped($0) }.map(stripSyscallPrefix)
     case .hung:
       for f in stackFrames {
         if f.hasPrefix("rtnl_lock") { return "rtnl_lock" }
@@ -246,13 +253,13 @@ struct ReportBuilder {
     return n
   }
 
-  private func lineFrame(after: String, patterns: [LinePattern], lines: [[UInt8]]) -> String? {
+  private func lineFrame(after: String, patterns: [LinePattern], lines: [Line]) -> String? {
     let marker = Array(after.utf8)
     var armed = marker.isEmpty
     var budget = 40
     for line in lines.dropFirst() {
       if !armed {
-        armed = line.withUnsafeBufferPointer { indexOf($0, marker, from: 0) != nil }
+        armed = withLine(line) { indexOf($0, marker, from: 0) != nil }
         continue
       }
       for pattern in patterns {
@@ -271,8 +278,11 @@ struct ReportBuilder {
     return UInt64(t, radix: 16)
   }
 
-  private func fillMetadata(_ result: inout CrashReport, _ lines: [[UInt8]]) {
-    for line in lines.prefix(200) {
+  private func fillMetadata(_ result: inout CrashReport, _ lines: [Line]) {
+        for line in lines.prefix(200) {
+      guard indexOf(line, cpuTag, from: 0) != nil || indexOf(line, modulesTag, from: 0) != nil
+        || indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
+      else { continue }
       let text = String(decoding: line, as: UTF8.self)
       if result.comm == nil,
         let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil)
@@ -326,6 +336,10 @@ struct ReportBuilder {
   }
 }
 
+private let cpuTag = Array("CPU: ".utf8)
+private let modulesTag = Array("Modules linked in:".utf8)
+private let taintTag = Array("Tainted: ".utf8)
+private let notTaintedTag = Array("Not tainted".utf8)
 private let cpuLine = LinePattern("CPU: {N} PID: {N} Comm: {R}")
 private let warnCPULine = LinePattern("CPU: {N} PID: {N} at ")
 private let modulesLine = LinePattern("Modules linked in:{R}")

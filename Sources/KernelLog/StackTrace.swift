@@ -236,15 +236,25 @@ let hungSkips: [String] = [
 ]
 
 func nameMatchesSkip(_ name: String, _ skips: [String]) -> Bool {
-  for entry in skips where matchesSegment(name, entry) { return true }
-  return false
+  var name = name
+  return name.withUTF8 { n in
+    for entry in skips {
+      var entry = entry
+      if entry.withUTF8({ matchesSegment(n, $0) }) { return true }
+    }
+    return false
+  }
 }
 
 /// `entry` occurs at the start of `name` or right after an underscore, ignoring leading
 /// underscores of `name`.
 func matchesSegment(_ name: String, _ entry: String) -> Bool {
-  let n = Array(name.utf8)
-  let e = Array(entry.utf8)
+  var name = name
+  var entry = entry
+  return name.withUTF8 { n in entry.withUTF8 { e in matchesSegment(n, e) } }
+}
+
+func matchesSegment(_ n: UnsafeBufferPointer<UInt8>, _ e: UnsafeBufferPointer<UInt8>) -> Bool {
   guard !e.isEmpty, n.count >= e.count else { return false }
   var i = 0
   while i + e.count <= n.count {
