@@ -130,118 +130,107 @@ struct ReportBuilder {
     }
   }
 
+  /// Lines examined for the title and frame: a stack is at the report's start, and long
+  /// reports (all-CPU backtraces) would otherwise cost time for nothing.
+  static let analysisLines = 300
+
   private func hasStackTrace(_ lines: [Line]) -> Bool {
-    for line in lines {
-      let found = withLine(line) { buf in
-        stackKeywords.contains { indexOf(buf, $0, from: 0) != nil }
-      }
-      if found { return true }
-    }
+    for line in lines.prefix(Self.analysisLines) where startsStack(line) { return true }
     return false
   }
 
-  /// The frames of the first stack in the report, innermost first.
+  private func startsStack(_ line: Line) -> Bool {
+    stackKeywords.contains { indexOf(line, $0, from: 0) != nil }
+  }
+
+  /// The frames of the first stack in the report, innermost first (at most 32).
   private func traceFrames(_ lines: [Line]) -> [String] {
     var frames: [String] = []
     var inTrace = false
-    for line in lines {
-      withLine(line) { buf in
-        if !inTrace {
-          inTrace = stackKeywords.contains { indexOf(buf, $0, from: 0) != nil }
-          return
-        }
-        let t = classifyTraceLine(buf)
-        if t.role == .frame, let f = t.function, !t.questionable { frames.append(f) }
+    for line in lines.prefix(Self.analysisLines) {
+      if !inTrace {
+        inTrace = startsStack(line)
+        continue
       }
-      if frames.count >= 64 { break }
+      let t = classifyTraceLine(line)
+      if t.role == .frame, !t.questionable, let f = t.function(in: line) { frames.append(f) }
+      if frames.count >= 32 { break }
     }
     return frames
   }
 
   func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [Line]) -> String? {
-    let extraSkips = recipe.skip
-    func skipped(_ name: String) -> Bool {
-      nameMatchesSkip(name, genericSkips) || nameMatchesSkip(name, extraSkips)
+    let extraSkips = recipe.skip.map { Array($0.utf8) }
+    func skipped(_ name: Line) -> Bool {
+      nameMatchesSkip(name, genericSkipBytes) || nameMatchesSkip(name, extraSkips)
     }
-    var ordered: [String] = []
-    if let index = recipe.headerCapture, index < captures.count { ordered.append(captures[index]) }
+    func skipped(_ name: String) -> Bool {
+      var name = name
+      return name.withUTF8 { skipped($0) }
+    }
+    let analysed = lines.prefix(Self.analysisLines)
+    if let index = recipe.headerCapture, index < captures.count, !skipped(captures[index]) {
+      return captures[index]
+    }
     // The faulting instruction pointer, wherever it is printed.
-    var ipFrame: String?
-    if recipe.useIP {
-      for line in lines.dropFirst() {
-        let t = withLine(line) { classifyTraceLine($0) }
-        if t.role == .instructionPointer {
-          ipFrame = t.function
-          break
-        }
+    if recipe.useIP, recipe.extractor == .first {
+      for line in analysed.dropFirst() {
+        let t = classifyTraceLine(line)
+        guard t.role == .instructionPointer else { continue }
+        if let name = t.nameBytes(in: line), !skipped(name) { return t.function(in: line) }
+        break
       }
     }
     // Frames after the start marker (or after the header).
     var startIndex: Int? = recipe.startMarkers.isEmpty ? 1 : nil
     if startIndex == nil {
       let markers = recipe.startMarkers.map { Array($0.utf8) }
-      for (i, line) in lines.enumerated().dropFirst() {
-        let hit = withLine(line) { buf in
-          markers.contains { indexOf(buf, $0, from: 0) != nil }
-        }
-        if hit {
-          // The marker line itself may be a frame (an IP line, "apic_timer_interrupt+0x").
-          startIndex = i
-          break
-        }
+      for (i, line) in analysed.enumerated().dropFirst()
+      where markers.contains(where: { indexOf(line, $0, from: 0) != nil }) {
+        // The marker line itself may be a frame (an IP line, "apic_timer_interrupt+0x").
+        startIndex = i
+        break
       }
     }
-    var stackFrames: [String] = []
-    if let startIndex, startIndex < lines.count {
-      for line in lines[startIndex...] {
-        let stop = withLine(line) { buf -> Bool in
-          if !stackFrames.isEmpty,
-            frameTerminators.contains(where: { indexOf(buf, $0, from: 0) != nil })
-          {
-            return true
-          }
-          let t = classifyTraceLine(buf)
-          guard let f = t.function, !t.questionable else { return false }
-          if t.role == .frame || (recipe.extractor != .first && t.role == .instructionPointer) {
-            stackFrames.append(f)
-          }
-          return false
-        }
-        if stop || stackFrames.count >= 128 { break }
-      }
-    }
-    switch recipe.extractor {
-    case .first:
-      if let ipFrame { ordered.append(ipFrame) }
-      ordered += stackFrames
-      return ordered.first { !skipped($0) }
-    case .stall:
-      if let header = ordered.first, !skipped(header) { return header }
-      var all = stackFrames
-      if all.isEmpty, let ipFrame { all = [ipFrame] }
-      var previous: String?
-      for f in all {
-        if stallAnchors.contains(where: { matchesSegment(f, $0) }) {
+    guard let startIndex, startIndex < analysed.count else { return nil }
+    var seen = 0
+    var previous: String?
+    var firstKept: String?
+    var hungAnchor: String?
+    for line in analysed[startIndex...] {
+      if seen > 0, frameTerminators.contains(where: { indexOf(line, $0, from: 0) != nil }) { break }
+      let t = classifyTraceLine(line)
+      guard !t.questionable, let name = t.nameBytes(in: line) else { continue }
+      guard t.role == .frame || (recipe.extractor == .stall && t.role == .instructionPointer) else { continue }
+      seen += 1
+      if seen > 128 { break }
+      switch recipe.extractor {
+      case .first:
+        if !skipped(name) { return t.function(in: line) }
+      case .stall:
+        if stallAnchorBytes.contains(where: { $0.withUnsafeBufferPointer { matchesSegment(name, $0) } }) {
           if let previous { return stripSyscallPrefix(previous) }
           continue
         }
-        if !skipped(f) { previous = f }
-      }
-      return all.first { !skipped($0) }.map(stripSyscallPrefix)
-    case .hung:
-      for f in stackFrames {
+        if !skipped(name) {
+          previous = t.function(in: line)
+          firstKept = firstKept ?? previous
+        }
+      case .hung:
+        let f = t.function(in: line) ?? ""
         if f.hasPrefix("rtnl_lock") { return "rtnl_lock" }
-        if f.hasPrefix("synchronize_rcu") || f.hasPrefix("synchronize_srcu")
-          || f.hasPrefix("synchronize_net")
+        if f.hasPrefix("synchronize_rcu") || f.hasPrefix("synchronize_srcu") || f.hasPrefix("synchronize_net")
           || f.hasPrefix("synchronize_sched")
         {
           return "synchronize_rcu"
         }
-      }
-      return stackFrames.first { f in
-        !hungSkips.contains { f.contains($0) } && !nameMatchesSkip(f, recipe.skip)
+        if hungAnchor == nil, !hungSkips.contains(where: { f.contains($0) }), !nameMatchesSkip(name, extraSkips) {
+          hungAnchor = f
+        }
       }
     }
+    if recipe.extractor == .hung { return hungAnchor }
+    return firstKept.map(stripSyscallPrefix)
   }
 
   private func stripSyscallPrefix(_ name: String) -> String {
@@ -279,7 +268,10 @@ struct ReportBuilder {
   }
 
   private func fillMetadata(_ result: inout CrashReport, _ lines: [Line]) {
-        for line in lines.prefix(200) {
+        var seen = 0
+    for line in lines.prefix(100) {
+      if result.comm != nil, !result.modules.isEmpty, result.kernelVersion != nil { break }
+      seen += 1
       guard indexOf(line, cpuTag, from: 0) != nil || indexOf(line, modulesTag, from: 0) != nil
         || indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
       else { continue }

@@ -11,9 +11,18 @@ struct TraceLine: Equatable {
     case text
   }
   var role: Role
-  var function: String?
+  /// Where the function name is in the line (up to its first '.').
+  var name: Range<Int>?
   /// x86 " ? f+0x" guesses and powerpc "(unreliable)" frames.
   var questionable: Bool
+
+  func function(in line: UnsafeBufferPointer<UInt8>) -> String? {
+    name.map { string(line, $0.lowerBound, $0.upperBound) }
+  }
+
+  func nameBytes(in line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
+    name.map { UnsafeBufferPointer(rebasing: line[$0]) }
+  }
 }
 
 private let ipPrefixes: [[UInt8]] = [
@@ -61,11 +70,11 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
   var p = 0
   while p < line.count, line[p] == 0x20 || line[p] == 0x09 { p += 1 }
   for prefix in boundaryPrefixes where hasPrefix(line, p, prefix) {
-    return TraceLine(role: .boundary, function: nil, questionable: false)
+    return TraceLine(role: .boundary, name: nil, questionable: false)
   }
   // Lockdep's "hardirqs last enabled at (N): [<..>] f+0x" lines name functions but are not frames.
   if indexOf(line, irqsLast, from: p) != nil {
-    return TraceLine(role: .text, function: nil, questionable: false)
+    return TraceLine(role: .text, name: nil, questionable: false)
   }
   var role = TraceLine.Role.frame
   for prefix in ipPrefixes where hasPrefix(line, p, prefix) {
@@ -86,21 +95,21 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
     var e = open + 1
     while e < from, isSymbolByte(line[e]), line[e] != UInt8(ascii: ".") { e += 1 }
     if e > open + 1 {
-      return TraceLine(role: .frame, function: string(line, open + 1, e), questionable: false)
+      return TraceLine(role: .frame, name: (open + 1)..<e, questionable: false)
     }
   }
-  guard let (name, nameStart) = firstSymbolWithOffset(line, from: p) else {
-    return TraceLine(role: role == .frame ? .text : role, function: nil, questionable: false)
+  guard let name = firstSymbolWithOffset(line, from: p) else {
+    return TraceLine(role: role == .frame ? .text : role, name: nil, questionable: false)
   }
   var questionable = contains(line, unreliable)
-  if nameStart >= 2, line[nameStart - 1] == 0x20, line[nameStart - 2] == UInt8(ascii: "?") {
+  if name.lowerBound >= 2, line[name.lowerBound - 1] == 0x20, line[name.lowerBound - 2] == UInt8(ascii: "?") {
     questionable = true
   }
-  return TraceLine(role: role, function: name, questionable: questionable)
+  return TraceLine(role: role, name: name, questionable: questionable)
 }
 
 /// The first "name+0xhex" in the line: (name up to its first '.', start index).
-func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> (String, Int)? {
+func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Range<Int>? {
   var i = from
   let count = line.count
   while i + 3 < count {
@@ -121,7 +130,7 @@ func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> (St
           while e < i, line[e] != UInt8(ascii: ".") { e += 1 }
           if e > s, !(line[s] == UInt8(ascii: "0") && e - s > 1 && line[s + 1] == UInt8(ascii: "x"))
           {
-            return (string(line, s, e), s)
+            return s..<e
           }
         }
       }
@@ -222,6 +231,8 @@ let stallAnchors: [String] = [
   "genl_rcv_msg", "sock_common_setsockopt", "kernel_setsockopt", "sys_setsockopt",
 ]
 
+let stallAnchorBytes: [[UInt8]] = stallAnchors.map { Array($0.utf8) }
+
 /// Syscall entry prefixes removed from stall frames ("__x64_sys_futex" -> "sys_futex").
 let syscallPrefixes: [String] = [
   "__x64_", "__ia32_", "__arm64_", "__se_", "__do_", "SYSC_", "SyS_", "compat_SYSC_", "compat_SyS_",
@@ -234,6 +245,13 @@ let hungSkips: [String] = [
   "flush_workqueue", "io_schedule", "bit_wait", "mutex", "rwsem", "percpu_", "msleep",
   "schedule_timeout", "rt_mutex", "freezer",
 ]
+
+let genericSkipBytes: [[UInt8]] = genericSkips.map { Array($0.utf8) }
+
+func nameMatchesSkip(_ name: UnsafeBufferPointer<UInt8>, _ skips: [[UInt8]]) -> Bool {
+  for entry in skips where entry.withUnsafeBufferPointer({ matchesSegment(name, $0) }) { return true }
+  return false
+}
 
 func nameMatchesSkip(_ name: String, _ skips: [String]) -> Bool {
   var name = name

@@ -179,10 +179,13 @@ struct ReportInProgress: Sendable {
     self.end = end
   }
 
+  /// "---[ end trace ...]---" (and "---[ end Kernel panic") close a report; they start the
+  /// message text, so only the line's start is checked.
   func ended(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine) -> Bool {
-    let text = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
-    guard text.count >= 14 else { return false }
-    for marker in endMarkers where indexOf(text, marker, from: 0) != nil { return true }
+    var p = split.textStart
+    while p < split.textEnd, buf[p] == 0x20 { p += 1 }
+    guard split.textEnd - p >= 14, buf[p] == UInt8(ascii: "-"), buf[p + 3] == UInt8(ascii: "[") else { return false }
+    for marker in endMarkers where hasPrefix(buf, p, marker) { return true }
     return false
   }
 
