@@ -160,9 +160,9 @@ struct ReportBuilder {
   }
 
   func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [Line]) -> String? {
-    let extraSkips = recipe.skip.map { Array($0.utf8) }
+        let extraSkips = SkipSet(recipe.skip)
     func skipped(_ name: Line) -> Bool {
-      nameMatchesSkip(name, genericSkipBytes) || nameMatchesSkip(name, extraSkips)
+      genericSkipSet.matches(name) || extraSkips.matches(name)
     }
     func skipped(_ name: String) -> Bool {
       var name = name
@@ -197,10 +197,13 @@ struct ReportBuilder {
     var previous: String?
     var firstKept: String?
     var hungAnchor: String?
-    for line in analysed[startIndex...] {
-      if seen > 0, frameTerminators.contains(where: { indexOf(line, $0, from: 0) != nil }) { break }
+        for line in analysed[startIndex...] {
       let t = classifyTraceLine(line)
-      guard !t.questionable, let name = t.nameBytes(in: line) else { continue }
+      guard let name = t.nameBytes(in: line) else {
+        if seen > 0, frameTerminators.contains(where: { indexOf(line, $0, from: 0) != nil }) { break }
+        continue
+      }
+      guard !t.questionable else { continue }
       guard t.role == .frame || (recipe.extractor == .stall && t.role == .instructionPointer) else { continue }
       seen += 1
       if seen > 128 { break }
@@ -208,7 +211,7 @@ struct ReportBuilder {
       case .first:
         if !skipped(name) { return t.function(in: line) }
       case .stall:
-        if stallAnchorBytes.contains(where: { $0.withUnsafeBufferPointer { matchesSegment(name, $0) } }) {
+                if stallAnchorSet.matches(name) {
           if let previous { return stripSyscallPrefix(previous) }
           continue
         }
@@ -224,7 +227,7 @@ struct ReportBuilder {
         {
           return "synchronize_rcu"
         }
-        if hungAnchor == nil, !hungSkips.contains(where: { f.contains($0) }), !nameMatchesSkip(name, extraSkips) {
+        if hungAnchor == nil, !hungSkips.contains(where: { f.contains($0) }), !extraSkips.matches(name) {
           hungAnchor = f
         }
       }

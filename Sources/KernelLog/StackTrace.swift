@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// What one report line says about the stack.
 struct TraceLine: Equatable {
   enum Role: Equatable {
@@ -50,16 +58,20 @@ func contains(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8]) -> Bool {
 }
 
 func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], from: Int) -> Int? {
-  guard let first = needle.first, line.count >= needle.count else { return nil }
-  var i = from
+  guard !needle.isEmpty, from >= 0, line.count - from >= needle.count, let base = line.baseAddress else {
+    return nil
+  }
+    // memchr (vectorised) finds candidates for the first byte; this runs on every report line.
+  let first = Int32(needle[0])
   let last = line.count - needle.count
+  var i = from
   while i <= last {
-    if line[i] == first {
-      var k = 1
-      while k < needle.count, line[i + k] == needle[k] { k += 1 }
-      if k == needle.count { return i }
-    }
-    i += 1
+    guard let hit = memchr(base + i, first, last - i + 1) else { return nil }
+    let at = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
+    var k = 1
+    while k < needle.count, line[at + k] == needle[k] { k += 1 }
+    if k == needle.count { return at }
+    i = at + 1
   }
   return nil
 }
@@ -231,7 +243,7 @@ let stallAnchors: [String] = [
   "genl_rcv_msg", "sock_common_setsockopt", "kernel_setsockopt", "sys_setsockopt",
 ]
 
-let stallAnchorBytes: [[UInt8]] = stallAnchors.map { Array($0.utf8) }
+let stallAnchorSet = SkipSet(stallAnchors)
 
 /// Syscall entry prefixes removed from stall frames ("__x64_sys_futex" -> "sys_futex").
 let syscallPrefixes: [String] = [
@@ -246,11 +258,42 @@ let hungSkips: [String] = [
   "schedule_timeout", "rt_mutex", "freezer",
 ]
 
-let genericSkipBytes: [[UInt8]] = genericSkips.map { Array($0.utf8) }
+/// Skip entries bucketed by first byte, so a name is compared only with entries that can
+/// start at one of its segment starts.
+struct SkipSet: Sendable {
+  private var buckets: [[[UInt8]]] = Array(repeating: [], count: 256)
 
-func nameMatchesSkip(_ name: UnsafeBufferPointer<UInt8>, _ skips: [[UInt8]]) -> Bool {
-  for entry in skips where entry.withUnsafeBufferPointer({ matchesSegment(name, $0) }) { return true }
-  return false
+  init(_ entries: [String]) {
+    for entry in entries where !entry.isEmpty {
+      let bytes = Array(entry.utf8)
+      buckets[Int(bytes[0])].append(bytes)
+    }
+  }
+
+  func matches(_ n: UnsafeBufferPointer<UInt8>) -> Bool {
+    var i = 0
+    while i < n.count {
+      // Segment starts: the name's start (after leading underscores) and after each '_'; an
+      // entry that itself starts with '_' may also begin at an underscore.
+      let atStart = i == 0 || n[i - 1] == UInt8(ascii: "_")
+      let bucket = buckets[Int(n[i])]
+      if !bucket.isEmpty, atStart || n[i] == UInt8(ascii: "_") {
+        for entry in bucket where entry.count <= n.count - i {
+          var k = 1
+          while k < entry.count, n[i + k] == entry[k] { k += 1 }
+          if k == entry.count { return true }
+        }
+      }
+      i += 1
+    }
+    return false
+  }
+}
+
+let genericSkipSet = SkipSet(genericSkips)
+
+func nameMatchesSkip(_ name: UnsafeBufferPointer<UInt8>, _ skips: SkipSet) -> Bool {
+  skips.matches(name)
 }
 
 func nameMatchesSkip(_ name: String, _ skips: [String]) -> Bool {
