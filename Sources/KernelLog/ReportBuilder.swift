@@ -288,12 +288,12 @@ struct ReportBuilder {
       }
       if result.modules.isEmpty, let m = modulesLine.match(line) {
         var list = m[0]
-        if let bracket = list.firstRange(of: " [last unloaded") {
+        if let bracket = byteRange(list, " [last unloaded") {
           list = String(list[..<bracket.lowerBound])
         }
         result.modules = list.split(separator: " ").map(String.init)
       }
-      if result.kernelVersion == nil, text.contains("Tainted: ") || text.contains("Not tainted") {
+      if result.kernelVersion == nil, indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil {
         parseCommAndTaint(text, into: &result)
       }
     }
@@ -303,7 +303,7 @@ struct ReportBuilder {
   private func parseCommAndTaint(_ rest: String, into result: inout CrashReport) {
     var comm = rest
     var tail = ""
-    if let r = rest.firstRange(of: " Tainted: ") {
+    if let r = byteRange(rest, " Tainted: ") {
       comm = String(rest[..<r.lowerBound])
       tail = String(rest[r.upperBound...])
       let words = tail.split(separator: " ")
@@ -316,7 +316,7 @@ struct ReportBuilder {
         flags.append(word)
       }
       if result.taint == nil, !flags.isEmpty { result.taint = flags.joined(separator: " ") }
-    } else if let r = rest.firstRange(of: " Not tainted ") ?? rest.firstRange(of: "Not tainted ") {
+    } else if let r = byteRange(rest, " Not tainted ") ?? byteRange(rest, "Not tainted ") {
       comm = String(rest[..<r.lowerBound])
       tail = String(rest[r.upperBound...])
       if let word = tail.split(separator: " ").first {
@@ -350,6 +350,17 @@ private let frameTerminators: [[UInt8]] = [
   "Kernel Offset:",
   "Dumping ftrace buffer", "Uninit was created", "Uninit was stored", "Local variable",
 ].map { Array($0.utf8) }
+
+/// `needle`'s range in `text`, by bytes (String.firstRange goes through Foundation here).
+func byteRange(_ text: String, _ needle: String) -> Range<String.Index>? {
+  let h = Array(text.utf8)
+  let n = Array(needle.utf8)
+  let at = h.withUnsafeBufferPointer { indexOf($0, n, from: 0) }
+  guard let at else { return nil }
+  let lower = text.utf8.index(text.utf8.startIndex, offsetBy: at)
+  let upper = text.utf8.index(lower, offsetBy: n.count)
+  return lower..<upper
+}
 
 extension String {
   func trimmingSpaces() -> String {

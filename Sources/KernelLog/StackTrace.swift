@@ -46,6 +46,7 @@ private let boundaryPrefixes: [[UInt8]] = [
 private let unreliable = Array("(unreliable)".utf8)
 private let armFrom = Array(") from [".utf8)
 private let irqsLast = Array("irqs last".utf8)
+private let ipFirstBytes: [UInt8] = ipPrefixes.map { $0[0] }
 
 func hasPrefix(_ line: UnsafeBufferPointer<UInt8>, _ from: Int, _ prefix: [UInt8]) -> Bool {
   guard line.count - from >= prefix.count else { return false }
@@ -79,21 +80,29 @@ func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], from: Int) -
 /// Classifies a prefix-free report line. Frames are found by their "sym+0xoff" shape, which
 /// every architecture's unwinder prints, so x86, arm64 and powerpc traces all parse.
 func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
-  var p = 0
+    var p = 0
   while p < line.count, line[p] == 0x20 || line[p] == 0x09 { p += 1 }
-  for prefix in boundaryPrefixes where hasPrefix(line, p, prefix) {
-    return TraceLine(role: .boundary, name: nil, questionable: false)
+  guard p < line.count else { return TraceLine(role: .text, name: nil, questionable: false) }
+  // Prefix tables are consulted only when the first byte can start one of them.
+  let first = line[p]
+  if first == UInt8(ascii: "-") || first == UInt8(ascii: "<") || first == UInt8(ascii: "E") {
+    for prefix in boundaryPrefixes where hasPrefix(line, p, prefix) {
+      return TraceLine(role: .boundary, name: nil, questionable: false)
+    }
   }
   // Lockdep's "hardirqs last enabled at (N): [<..>] f+0x" lines name functions but are not frames.
-  if indexOf(line, irqsLast, from: p) != nil {
+    // ("hard" or "soft" then "irqs last").
+  if first == UInt8(ascii: "h") || first == UInt8(ascii: "s"), hasPrefix(line, p + 4, irqsLast) {
     return TraceLine(role: .text, name: nil, questionable: false)
   }
   var role = TraceLine.Role.frame
-  for prefix in ipPrefixes where hasPrefix(line, p, prefix) {
-    role = .instructionPointer
-    break
+  if ipFirstBytes.contains(first) {
+    for prefix in ipPrefixes where hasPrefix(line, p, prefix) {
+      role = .instructionPointer
+      break
+    }
   }
-  if role == .frame {
+  if role == .frame, first == UInt8(ascii: "L") || first == UInt8(ascii: "l") || first == UInt8(ascii: "r") {
     for prefix in lrPrefixes where hasPrefix(line, p, prefix) {
       role = .linkRegister
       break
@@ -113,7 +122,10 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
   guard let name = firstSymbolWithOffset(line, from: p) else {
     return TraceLine(role: role == .frame ? .text : role, name: nil, questionable: false)
   }
-  var questionable = contains(line, unreliable)
+    // powerpc appends "(unreliable)" at the end of the line.
+  var e = line.count
+  while e > 0, line[e - 1] == 0x20 { e -= 1 }
+  var questionable = e >= unreliable.count && hasPrefix(line, e - unreliable.count, unreliable)
   if name.lowerBound >= 2, line[name.lowerBound - 1] == 0x20, line[name.lowerBound - 2] == UInt8(ascii: "?") {
     questionable = true
   }
@@ -122,9 +134,13 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
 
 /// The first "name+0xhex" in the line: (name up to its first '.', start index).
 func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Range<Int>? {
-  var i = from
+    var i = from
   let count = line.count
+  guard let base = line.baseAddress else { return nil }
   while i + 3 < count {
+    // Jump to the next '+' with memchr.
+    guard let hit = memchr(base + i, Int32(UInt8(ascii: "+")), count - 3 - i) else { return nil }
+    i = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
     if line[i] == UInt8(ascii: "+"), line[i + 1] == UInt8(ascii: "0"),
       line[i + 2] == UInt8(ascii: "x"),
       isHexDigit(line[i + 3])
