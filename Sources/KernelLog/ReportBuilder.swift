@@ -45,7 +45,7 @@ struct ReportBuilder {
     {
       titleTemplate = nullTitle
     }
-    if titleTemplate.contains("$F"), frame == nil {
+    if byteRange(titleTemplate, "$F") != nil, frame == nil {
       corruptedReason = corruptedReason ?? "no guilty frame found"
     }
     if corruptedReason == nil, !format.noStackTrace, !hasStackTrace(lines) {
@@ -118,12 +118,12 @@ struct ReportBuilder {
       let bugClass = bug < captures.count ? captures[bug] : ""
       let accessWord =
         access.flatMap { $0 < captures.count ? captures[$0].uppercased() : nil } ?? "READ"
-      if bugClass.contains("free") && !bugClass.contains("after-free") {
+      if (byteRange(bugClass, "free") != nil) && !(byteRange(bugClass, "after-free") != nil) {
         return "\(prefix)-INVALID-FREE"
       }
-      if bugClass.contains("use-after-free") { return "\(prefix)-USE-AFTER-FREE-\(accessWord)" }
-      if bugClass.contains("uninit") { return "\(prefix)-UNINIT-VALUE" }
-      if bugClass.contains("memory-corruption") || bugClass == "memory" {
+      if (byteRange(bugClass, "use-after-free") != nil) { return "\(prefix)-USE-AFTER-FREE-\(accessWord)" }
+      if (byteRange(bugClass, "uninit") != nil) { return "\(prefix)-UNINIT-VALUE" }
+      if (byteRange(bugClass, "memory-corruption") != nil) || bugClass == "memory" {
         return "\(prefix)-MEMORY-CORRUPTION"
       }
       return "\(prefix)-\(accessWord)"
@@ -323,7 +323,7 @@ struct ReportBuilder {
         result.kernelVersion = result.kernelVersion ?? String(word)
       }
     }
-    if result.comm == nil, rest.contains("Comm:") == false, !comm.isEmpty,
+    if result.comm == nil, byteRange(rest, "Comm:") == nil, !comm.isEmpty,
       comm != rest || !tail.isEmpty
     {
       result.comm = comm.trimmingSpaces()
