@@ -87,28 +87,29 @@ struct ReportBuilder {
   }
 
   private func expand(_ template: String, captures: [String], frame: String) -> String {
-    var out = ""
-    var chars = Array(template)
+    let t = Array(template.utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity(t.count + 48)
     var i = 0
-    while i < chars.count {
-      if chars[i] == "$", i + 1 < chars.count {
-        let c = chars[i + 1]
-        if c == "F" {
-          out += frame
+    while i < t.count {
+      if t[i] == UInt8(ascii: "$"), i + 1 < t.count {
+        let c = t[i + 1]
+        if c == UInt8(ascii: "F") {
+          out += frame.utf8
           i += 2
           continue
         }
-        if let digit = c.wholeNumberValue, digit >= 1, digit <= captures.count {
-          out += TitleNormalizer.normalize(captures[digit - 1])
+        let digit = Int(c) - 0x30
+        if digit >= 1, digit <= 9, digit <= captures.count {
+          out += TitleNormalizer.normalize(captures[digit - 1]).utf8
           i += 2
           continue
         }
       }
-      out.append(chars[i])
+      out.append(t[i])
       i += 1
     }
-    chars.removeAll()
-    return out
+    return String(decoding: out, as: UTF8.self)
   }
 
   private func crashType(_ rule: CrashTypeRule, _ captures: [String]) -> String {
@@ -154,7 +155,7 @@ struct ReportBuilder {
       }
       let t = classifyTraceLine(line)
       if t.role == .frame, !t.questionable, let f = t.function(in: line) { frames.append(f) }
-      if frames.count >= 32 { break }
+            if frames.count >= 24 { break }
     }
     return frames
   }
@@ -272,7 +273,7 @@ struct ReportBuilder {
 
   private func fillMetadata(_ result: inout CrashReport, _ lines: [Line]) {
         var seen = 0
-    for line in lines.prefix(100) {
+        for line in lines.prefix(60) {
       if result.comm != nil, !result.modules.isEmpty, result.kernelVersion != nil { break }
       seen += 1
       guard indexOf(line, cpuTag, from: 0) != nil || indexOf(line, modulesTag, from: 0) != nil
