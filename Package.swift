@@ -15,6 +15,6 @@ let package = Package(
       name: "hpthammer",
       dependencies: ["KernelLog", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     .executableTarget(name: "kernellog-bench", dependencies: ["KernelLog"]),
-    .testTarget(name: "KernelLogTests", dependencies: ["KernelLog"]),
+    .testTarget(name: "KernelLogTests", dependencies: ["KernelLog", "hpthammer"]),
   ]
 )

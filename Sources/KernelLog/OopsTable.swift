@@ -604,7 +604,7 @@ let defaultOopsTable: [OopsPattern] = [
         frame: ipOnly)
     ]),
   OopsPattern(
-    "kernel-bug", header: "kernel BUG",
+    "kernel-bug", header: "kernel BUG at",
     [
       OopsFormat(
         "usercopy", "kernel BUG at mm/usercopy.c", title: "BUG: bad usercopy in $F",
@@ -616,14 +616,12 @@ let defaultOopsTable: [OopsPattern] = [
         type: memorySafety, frame: stack(skip: ["list_", "__list"])),
       OopsFormat(
         "kernel-bug", "kernel BUG at {R}", title: "kernel BUG in $F", kind: .bug, type: bugType),
-      OopsFormat(
-        "kernel-bug-any", "kernel BUG", title: "kernel BUG in $F", kind: .bug, type: bugType),
     ]),
   OopsPattern(
-    "kernel-bug-x86", header: "Kernel BUG",
+    "kernel-bug-x86", header: "Kernel BUG at",
     [
       OopsFormat(
-        "kernel-bug-addr", "Kernel BUG {R}", title: "kernel BUG in $F", kind: .bug, type: bugType)
+        "kernel-bug-addr", "Kernel BUG at {R}", title: "kernel BUG in $F", kind: .bug, type: bugType)
     ]),
   OopsPattern(
     "object-free", header: "Object already free",
