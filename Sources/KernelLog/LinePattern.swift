@@ -18,7 +18,7 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
     case function, word, rest, source, number, hex, any, end
   }
 
-    let tokens: [Token]
+  let tokens: [Token]
   let anchored: Bool
   let description: String
   /// Literals the line must contain, checked with a fast search before backtracking.
@@ -57,9 +57,11 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
       literal.append(bytes[i])
       i += 1
     }
-        if !literal.isEmpty { tokens.append(.literal(literal)) }
+    if !literal.isEmpty { tokens.append(.literal(literal)) }
     self.tokens = tokens
-    literals = tokens.compactMap { if case .literal(let l) = $0, l.count >= 2 { return l } else { return nil } }
+    literals = tokens.compactMap {
+      if case .literal(let l) = $0, l.count >= 2 { return l } else { return nil }
+    }
   }
 
   /// Captures if the pattern matches somewhere in `line`, else nil.
@@ -71,7 +73,7 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
     match(Array(line.utf8))
   }
 
-    func match(_ line: UnsafeBufferPointer<UInt8>) -> [String]? {
+  func match(_ line: UnsafeBufferPointer<UInt8>) -> [String]? {
     for literal in literals where indexOf(line, literal, from: 0) == nil { return nil }
     var captures: [String] = []
     if anchored {

@@ -621,7 +621,8 @@ let defaultOopsTable: [OopsPattern] = [
     "kernel-bug-x86", header: "Kernel BUG at",
     [
       OopsFormat(
-        "kernel-bug-addr", "Kernel BUG at {R}", title: "kernel BUG in $F", kind: .bug, type: bugType)
+        "kernel-bug-addr", "Kernel BUG at {R}", title: "kernel BUG in $F", kind: .bug, type: bugType
+      )
     ]),
   OopsPattern(
     "object-free", header: "Object already free",

@@ -122,8 +122,10 @@ struct ReportBuilder {
       if (byteRange(bugClass, "free") != nil) && !(byteRange(bugClass, "after-free") != nil) {
         return "\(prefix)-INVALID-FREE"
       }
-      if (byteRange(bugClass, "use-after-free") != nil) { return "\(prefix)-USE-AFTER-FREE-\(accessWord)" }
-      if (byteRange(bugClass, "uninit") != nil) { return "\(prefix)-UNINIT-VALUE" }
+      if byteRange(bugClass, "use-after-free") != nil {
+        return "\(prefix)-USE-AFTER-FREE-\(accessWord)"
+      }
+      if byteRange(bugClass, "uninit") != nil { return "\(prefix)-UNINIT-VALUE" }
       if (byteRange(bugClass, "memory-corruption") != nil) || bugClass == "memory" {
         return "\(prefix)-MEMORY-CORRUPTION"
       }
@@ -155,13 +157,13 @@ struct ReportBuilder {
       }
       let t = classifyTraceLine(line)
       if t.role == .frame, !t.questionable, let f = t.function(in: line) { frames.append(f) }
-            if frames.count >= 24 { break }
+      if frames.count >= 24 { break }
     }
     return frames
   }
 
   func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [Line]) -> String? {
-        let extraSkips = SkipSet(recipe.skip)
+    let extraSkips = SkipSet(recipe.skip)
     func skipped(_ name: Line) -> Bool {
       genericSkipSet.matches(name) || extraSkips.matches(name)
     }
@@ -198,21 +200,25 @@ struct ReportBuilder {
     var previous: String?
     var firstKept: String?
     var hungAnchor: String?
-        for line in analysed[startIndex...] {
+    for line in analysed[startIndex...] {
       let t = classifyTraceLine(line)
       guard let name = t.nameBytes(in: line) else {
-        if seen > 0, frameTerminators.contains(where: { indexOf(line, $0, from: 0) != nil }) { break }
+        if seen > 0, frameTerminators.contains(where: { indexOf(line, $0, from: 0) != nil }) {
+          break
+        }
         continue
       }
       guard !t.questionable else { continue }
-      guard t.role == .frame || (recipe.extractor == .stall && t.role == .instructionPointer) else { continue }
+      guard t.role == .frame || (recipe.extractor == .stall && t.role == .instructionPointer) else {
+        continue
+      }
       seen += 1
       if seen > 128 { break }
       switch recipe.extractor {
       case .first:
         if !skipped(name) { return t.function(in: line) }
       case .stall:
-                if stallAnchorSet.matches(name) {
+        if stallAnchorSet.matches(name) {
           if let previous { return stripSyscallPrefix(previous) }
           continue
         }
@@ -223,12 +229,15 @@ struct ReportBuilder {
       case .hung:
         let f = t.function(in: line) ?? ""
         if f.hasPrefix("rtnl_lock") { return "rtnl_lock" }
-        if f.hasPrefix("synchronize_rcu") || f.hasPrefix("synchronize_srcu") || f.hasPrefix("synchronize_net")
+        if f.hasPrefix("synchronize_rcu") || f.hasPrefix("synchronize_srcu")
+          || f.hasPrefix("synchronize_net")
           || f.hasPrefix("synchronize_sched")
         {
           return "synchronize_rcu"
         }
-        if hungAnchor == nil, !hungSkips.contains(where: { f.contains($0) }), !extraSkips.matches(name) {
+        if hungAnchor == nil, !hungSkips.contains(where: { f.contains($0) }),
+          !extraSkips.matches(name)
+        {
           hungAnchor = f
         }
       }
@@ -272,12 +281,13 @@ struct ReportBuilder {
   }
 
   private func fillMetadata(_ result: inout CrashReport, _ lines: [Line]) {
-        var seen = 0
-        for line in lines.prefix(60) {
+    var seen = 0
+    for line in lines.prefix(60) {
       if result.comm != nil, !result.modules.isEmpty, result.kernelVersion != nil { break }
       seen += 1
-      guard indexOf(line, cpuTag, from: 0) != nil || indexOf(line, modulesTag, from: 0) != nil
-        || indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
+      guard
+        indexOf(line, cpuTag, from: 0) != nil || indexOf(line, modulesTag, from: 0) != nil
+          || indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
       else { continue }
       let text = String(decoding: line, as: UTF8.self)
       if result.comm == nil,
@@ -294,7 +304,9 @@ struct ReportBuilder {
         }
         result.modules = list.split(separator: " ").map(String.init)
       }
-      if result.kernelVersion == nil, indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil {
+      if result.kernelVersion == nil,
+        indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
+      {
         parseCommAndTaint(text, into: &result)
       }
     }

@@ -59,10 +59,11 @@ func contains(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8]) -> Bool {
 }
 
 func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], from: Int) -> Int? {
-  guard !needle.isEmpty, from >= 0, line.count - from >= needle.count, let base = line.baseAddress else {
+  guard !needle.isEmpty, from >= 0, line.count - from >= needle.count, let base = line.baseAddress
+  else {
     return nil
   }
-    // memchr (vectorised) finds candidates for the first byte; this runs on every report line.
+  // memchr (vectorised) finds candidates for the first byte; this runs on every report line.
   let first = Int32(needle[0])
   let last = line.count - needle.count
   var i = from
@@ -80,7 +81,7 @@ func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], from: Int) -
 /// Classifies a prefix-free report line. Frames are found by their "sym+0xoff" shape, which
 /// every architecture's unwinder prints, so x86, arm64 and powerpc traces all parse.
 func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
-    var p = 0
+  var p = 0
   while p < line.count, line[p] == 0x20 || line[p] == 0x09 { p += 1 }
   guard p < line.count else { return TraceLine(role: .text, name: nil, questionable: false) }
   // Prefix tables are consulted only when the first byte can start one of them.
@@ -91,7 +92,7 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
     }
   }
   // Lockdep's "hardirqs last enabled at (N): [<..>] f+0x" lines name functions but are not frames.
-    // ("hard" or "soft" then "irqs last").
+  // ("hard" or "soft" then "irqs last").
   if first == UInt8(ascii: "h") || first == UInt8(ascii: "s"), hasPrefix(line, p + 4, irqsLast) {
     return TraceLine(role: .text, name: nil, questionable: false)
   }
@@ -102,7 +103,9 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
       break
     }
   }
-  if role == .frame, first == UInt8(ascii: "L") || first == UInt8(ascii: "l") || first == UInt8(ascii: "r") {
+  if role == .frame,
+    first == UInt8(ascii: "L") || first == UInt8(ascii: "l") || first == UInt8(ascii: "r")
+  {
     for prefix in lrPrefixes where hasPrefix(line, p, prefix) {
       role = .linkRegister
       break
@@ -122,11 +125,13 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
   guard let name = firstSymbolWithOffset(line, from: p) else {
     return TraceLine(role: role == .frame ? .text : role, name: nil, questionable: false)
   }
-    // powerpc appends "(unreliable)" at the end of the line.
+  // powerpc appends "(unreliable)" at the end of the line.
   var e = line.count
   while e > 0, line[e - 1] == 0x20 { e -= 1 }
   var questionable = e >= unreliable.count && hasPrefix(line, e - unreliable.count, unreliable)
-  if name.lowerBound >= 2, line[name.lowerBound - 1] == 0x20, line[name.lowerBound - 2] == UInt8(ascii: "?") {
+  if name.lowerBound >= 2, line[name.lowerBound - 1] == 0x20,
+    line[name.lowerBound - 2] == UInt8(ascii: "?")
+  {
     questionable = true
   }
   return TraceLine(role: role, name: name, questionable: questionable)
@@ -134,7 +139,7 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
 
 /// The first "name+0xhex" in the line: (name up to its first '.', start index).
 func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Range<Int>? {
-    var i = from
+  var i = from
   let count = line.count
   guard let base = line.baseAddress else { return nil }
   while i + 3 < count {

@@ -90,7 +90,9 @@ public struct StreamingCrashScanner: Sendable {
   }
 
   /// Line [lo, hi) of `buf`; `next - lo` is the line's size in the input including its newline.
-  mutating func feed(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, next: Int) -> [CrashReport] {
+  mutating func feed(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, next: Int)
+    -> [CrashReport]
+  {
     let lineOffset = offset
     offset += next - lo
     let split = splitLine(buf, lo, hi)
@@ -129,7 +131,8 @@ public struct StreamingCrashScanner: Sendable {
       return completed
     }
     current = ReportInProgress(
-      pattern: started.pattern, format: started.format, captures: started.captures, start: lineOffset,
+      pattern: started.pattern, format: started.format, captures: started.captures,
+      start: lineOffset,
       caller: split.caller)
     current!.append(buf, split, end: offset)
     if current!.ended(buf, split) { completed.append(finishCurrent()) }
@@ -184,7 +187,8 @@ struct ReportInProgress: Sendable {
   func ended(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine) -> Bool {
     var p = split.textStart
     while p < split.textEnd, buf[p] == 0x20 { p += 1 }
-    guard split.textEnd - p >= 14, buf[p] == UInt8(ascii: "-"), buf[p + 3] == UInt8(ascii: "[") else { return false }
+    guard split.textEnd - p >= 14, buf[p] == UInt8(ascii: "-"), buf[p + 3] == UInt8(ascii: "[")
+    else { return false }
     for marker in endMarkers where hasPrefix(buf, p, marker) { return true }
     return false
   }

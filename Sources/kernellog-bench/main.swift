@@ -9,9 +9,11 @@ struct Options {
   var keep = false
 
   init() {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
       .deletingLastPathComponent()
-    corpus = root.deletingLastPathComponent().appendingPathComponent("shared/corpus/syzkaller-linux").path
+      .deletingLastPathComponent()
+    corpus =
+      root.deletingLastPathComponent().appendingPathComponent("shared/corpus/syzkaller-linux").path
     var args = CommandLine.arguments.dropFirst()
     while let arg = args.popFirst() {
       switch arg {
@@ -19,7 +21,8 @@ struct Options {
       case "--corpus": corpus = args.popFirst() ?? corpus
       case "--keep": keep = true
       default:
-        FileHandle.standardError.write(Data("usage: kernellog-bench [--mib N] [--corpus DIR] [--keep]\n".utf8))
+        FileHandle.standardError.write(
+          Data("usage: kernellog-bench [--mib N] [--corpus DIR] [--keep]\n".utf8))
         exit(2)
       }
     }
@@ -29,7 +32,9 @@ struct Options {
 /// The console log part of a corpus file (after the headers, before "REPORT:").
 func consoleLog(_ data: Data) -> Data {
   var bytes = [UInt8](data)
-  if let blank = bytes.indices.dropLast().first(where: { bytes[$0] == 0x0a && bytes[$0 + 1] == 0x0a }) {
+  if let blank = bytes.indices.dropLast().first(where: {
+    bytes[$0] == 0x0a && bytes[$0 + 1] == 0x0a
+  }) {
     bytes.removeSubrange(0...(blank + 1))
   }
   if let range = Data(bytes).range(of: Data("\nREPORT:\n".utf8)) {
@@ -39,7 +44,9 @@ func consoleLog(_ data: Data) -> Data {
 }
 
 func peakRSSKiB() -> Int {
-  guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
+  guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else {
+    return -1
+  }
   for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
     return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
   }
@@ -97,7 +104,9 @@ var buffer = [UInt8](repeating: 0, count: 1 << 20)
 while true {
   let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
   if n <= 0 { break }
-  let reports = buffer.withUnsafeBufferPointer { scanner.feed(chunk: UnsafeBufferPointer(rebasing: $0[0..<n])) }
+  let reports = buffer.withUnsafeBufferPointer {
+    scanner.feed(chunk: UnsafeBufferPointer(rebasing: $0[0..<n]))
+  }
   crashes += reports.count
   if titles.count < 10_000 { for r in reports { titles.insert(r.signature) } }
 }
@@ -118,11 +127,18 @@ try grep.run()
 let grepOutput = pipe.fileHandleForReading.readDataToEndOfFile()
 grep.waitUntilExit()
 let grepSeconds = now() - grepStart
-let grepCount = String(decoding: grepOutput, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+let grepCount = String(decoding: grepOutput, as: UTF8.self).trimmingCharacters(
+  in: .whitespacesAndNewlines)
 
 let mib = Double(written) / Double(1 << 20)
-print(String(format: "detector: %.2f s, %.0f MiB/s, %d crashes (%d distinct signatures)", scanSeconds, mib / scanSeconds, crashes, titles.count))
-print(String(format: "grep -E -c (%d header patterns): %.2f s, %.0f MiB/s, %@ matching lines", detector.headerStrings.count, grepSeconds, mib / grepSeconds, grepCount))
+print(
+  String(
+    format: "detector: %.2f s, %.0f MiB/s, %d crashes (%d distinct signatures)", scanSeconds,
+    mib / scanSeconds, crashes, titles.count))
+print(
+  String(
+    format: "grep -E -c (%d header patterns): %.2f s, %.0f MiB/s, %@ matching lines",
+    detector.headerStrings.count, grepSeconds, mib / grepSeconds, grepCount))
 print(String(format: "speed relative to grep: %.2f (target >= 0.5)", grepSeconds / scanSeconds))
 print("peak RSS (VmHWM): \(rssKiB / 1024) MiB (target < 64 MiB)")
 if !options.keep { unlink(path) }

@@ -1,13 +1,16 @@
 import Foundation
 import Testing
 
-@testable import hpthammer
 @testable import KernelLog
+@testable import hpthammer
 
 /// Runs the built `hpthammer scan` binary (built with the tests, next to them).
-func runScan(_ arguments: [String], stdin: Data? = nil) throws -> (status: Int32, out: String, err: String) {
-  let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
-    "hpthammer")
+func runScan(_ arguments: [String], stdin: Data? = nil) throws -> (
+  status: Int32, out: String, err: String
+) {
+  let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    .appendingPathComponent(
+      "hpthammer")
   let process = Process()
   process.executableURL = binary
   process.arguments = ["scan"] + arguments
@@ -23,28 +26,36 @@ func runScan(_ arguments: [String], stdin: Data? = nil) throws -> (status: Int32
   let o = out.fileHandleForReading.readDataToEndOfFile()
   let e = err.fileHandleForReading.readDataToEndOfFile()
   process.waitUntilExit()
-  return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+  return (
+    process.terminationStatus, String(decoding: o, as: UTF8.self),
+    String(decoding: e, as: UTF8.self)
+  )
 }
 
 var scanBinaryExists: Bool {
   FileManager.default.isExecutableFile(
-    atPath: URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
-      "hpthammer"
-    ).path)
+    atPath: URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+      .appendingPathComponent(
+        "hpthammer"
+      ).path)
 }
 
 @Suite(.enabled(if: scanBinaryExists, "hpthammer binary not built next to the tests"))
 struct ScanCommandTests {
-    /// A fixture's log (without its expectation headers) in a temporary file.
+  /// A fixture's log (without its expectation headers) in a temporary file.
   func logFile(_ name: String) throws -> String {
     let c = try #require(Fixtures.cases.first { $0.name == name })
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("scan-\(getpid())-\(name)").path
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "scan-\(getpid())-\(name)"
+    ).path
     try Data(c.log).write(to: URL(fileURLWithPath: path))
     return path
   }
 
   @Test func jsonLinesAndExitOneOnCrash() throws {
-    let (status, out, _) = try runScan(["--json", try logFile("006-ppc-kernel-bug.log"), try logFile("016-no-crash.log")])
+    let (status, out, _) = try runScan([
+      "--json", try logFile("006-ppc-kernel-bug.log"), try logFile("016-no-crash.log"),
+    ])
     #expect(status == 1)
     let lines = out.split(separator: "\n")
     #expect(lines.count == 1)
