@@ -39,6 +39,12 @@ private let lockupStarts = [
   "RIP: ", "NIP [", "pc : ", "PC is at ", "EIP: ", "Call Trace:", "Call trace:",
 ]
 
+/// Helpers whose BUG_ON() checks the caller's arguments: the caller is the bug.
+private let bugHelpers = [
+  "skb_put", "skb_push", "skb_pull", "skb_over_panic", "skb_under_panic", "__phys_addr", "folio_unlock",
+  "unlock_page", "__skb_", "kfree_skb", "put_page", "__free_pages",
+]
+
 private let paging = "BUG: unable to handle kernel paging request in $F"
 private let nullDeref = "BUG: unable to handle kernel NULL pointer dereference in $F"
 private let memorySafety = CrashTypeRule.fixed("MEMORY_SAFETY_BUG")
@@ -139,12 +145,12 @@ let defaultOopsTable: [OopsPattern] = [
         "kmsan-infoleak", "BUG: KMSAN: kernel-{W}infoleak in {F}",
         title: "KMSAN: kernel-$1infoleak in $F",
         kind: .kmsan, type: .fixed("KMSAN-INFO-LEAK"),
-        frame: stack(
+                frame: stack(
           header: 1,
-          skip: ["copy_to_user", "copyout", "instrument_copy", "_copy", "usb_submit_urb"])),
+          skip: ["copy_to_user", "copyout", "instrument_copy", "_copy", "usb_submit_urb"], after: [])),
       OopsFormat(
         "kmsan", "BUG: KMSAN: {W} in {F}", title: "KMSAN: $1 in $F", kind: .kmsan,
-        type: .sanitizer(prefix: "KMSAN", bug: 0, access: nil), frame: stack(header: 1)),
+                type: .sanitizer(prefix: "KMSAN", bug: 0, access: nil), frame: stack(header: 1, after: [])),
       OopsFormat(
         "kfence-access", "BUG: KFENCE: {W} {W} in {F}", title: "KFENCE: $1 $2 in $F", kind: .kfence,
         type: .sanitizer(prefix: "KFENCE", bug: 0, access: 1), frame: stack(header: 2)),
@@ -590,6 +596,10 @@ let defaultOopsTable: [OopsPattern] = [
         "machine-check-panic", "Kernel panic - not syncing: {*}achine check",
         title: "kernel panic: $1",
         kind: .machineCheck, type: dos, frame: .none, noStack: true),
+            OopsFormat(
+        "stack-overflow", "Kernel panic - not syncing: kernel stack overflow",
+        title: "kernel stack overflow in $F", kind: .stackCorruption, type: dos,
+        frame: stack(skip: ["handle_stack_overflow", "exc_double_fault", "asm_exc_double_fault"])),
       OopsFormat(
         "panic", "Kernel panic - not syncing: {R}", title: "kernel panic: $1", kind: .panic,
         type: dos, frame: .none,
@@ -615,7 +625,8 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .listCorruption,
         type: memorySafety, frame: stack(skip: ["list_", "__list"])),
       OopsFormat(
-        "kernel-bug", "kernel BUG at {R}", title: "kernel BUG in $F", kind: .bug, type: bugType),
+                "kernel-bug", "kernel BUG at {R}", title: "kernel BUG in $F", kind: .bug, type: bugType,
+        frame: stack(skip: bugHelpers)),
     ]),
   OopsPattern(
     "kernel-bug-x86", header: "Kernel BUG at",

@@ -217,7 +217,12 @@ struct ReportBuilder {
       switch recipe.extractor {
       case .first:
         if !skipped(name) { return t.function(in: line) }
-      case .stall:
+            case .stall:
+        if firstKept == nil, !skipped(name), let f = t.function(in: line),
+          let collapse = stallCollapses.first(where: { f.hasPrefix($0.prefix) })
+        {
+          return collapse.name
+        }
         if stallAnchorSet.matches(name) {
           if let previous { return stripSyscallPrefix(previous) }
           continue

@@ -245,6 +245,8 @@ let genericSkips: [String] = [
   "atomic_dec_and_lock", "_atomic_dec_and_lock", "console_unlock", "xas_", "rhashtable_", "idr_",
   "radix_tree_", "bitmap_", "find_next_bit", "kstrto", "sprintf", "aes_", "lock_timer_base",
   "native_queued_spin_lock", "queued_spin_lock", "do_raw_spin", "check_memory_region",
+  "__do_kernel_fault", "do_bad_area", "do_tag_check_fault", "do_mem_abort", "el1_abort", "el1h_64_sync",
+  "el1_da", "do_translation_fault", "__kernel_fault", "report_tag_fault",
 ]
 
 /// Where execution was dispatched from (syscall entry, workqueue, timers, softirq, kthreads);
@@ -265,6 +267,12 @@ let stallAnchors: [String] = [
 ]
 
 let stallAnchorSet = SkipSet(stallAnchors)
+
+/// Where a stalled CPU is seen waiting for others (IPIs), the stall is named after the wait so
+/// reports collapse: prefix of the interrupted function and the name used.
+let stallCollapses: [(prefix: String, name: String)] = [
+  ("smp_call_function", "smp_call_function")
+]
 
 /// Syscall entry prefixes removed from stall frames ("__x64_sys_futex" -> "sys_futex").
 let syscallPrefixes: [String] = [
