@@ -86,9 +86,9 @@ public struct CrashDetector: Sendable {
   }
 
   /// The first crash header in line text [lo, hi): pattern index and header position.
-  func findHeader(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> (Int, Int)? {
+    func findHeader(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, from: Int? = nil) -> (Int, Int)? {
     guard hi - lo >= 2 else { return nil }
-    var i = lo
+    var i = from ?? lo
     let last = hi - 1
     while i < last {
       let pair = UInt16(buf[i]) << 8 | UInt16(buf[i + 1])

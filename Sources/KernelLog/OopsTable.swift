@@ -302,9 +302,8 @@ let defaultOopsTable: [OopsPattern] = [
             "krealloc", "__kmalloc", "__vmalloc", "__alloc", "__kvmalloc",
           ], after: ["backtrace"])),
       OopsFormat(
-        "stack-guard", "BUG: {*}stack guard page was hit at",
-        title: "BUG: stack guard page was hit in $F",
-        kind: .stackCorruption, type: dos, frame: ipOnly, noStack: true),
+        "stack-guard", "BUG: {*}stack guard page was hit at", title: "BUG: stack guard page was hit in $F",
+        kind: .stackCorruption, type: dos, frame: stack(), noStack: true),
       OopsFormat(
         "too-low", "BUG: {W} too low!", title: "BUG: $1 too low!", kind: .lockdep,
         type: lockdepType, frame: .none,
@@ -599,14 +598,14 @@ let defaultOopsTable: [OopsPattern] = [
             OopsFormat(
         "stack-overflow", "Kernel panic - not syncing: kernel stack overflow",
         title: "kernel stack overflow in $F", kind: .stackCorruption, type: dos,
-        frame: stack(skip: ["handle_stack_overflow", "exc_double_fault", "asm_exc_double_fault"])),
+        frame: stack(skip: ["handle_stack_overflow", "handle_bad_stack", "exc_double_fault", "asm_exc_double_fault"])),
       OopsFormat(
         "panic", "Kernel panic - not syncing: {R}", title: "kernel panic: $1", kind: .panic,
         type: dos, frame: .none,
         noStack: true),
     ]),
   OopsPattern(
-    "double-fault", header: "PANIC: double fault",
+    "double-fault", header: "PANIC: double fault", followsReport: true,
     [
       OopsFormat(
         "double-fault", "PANIC: double fault", title: "PANIC: double fault in $F",
@@ -755,7 +754,7 @@ let defaultOopsTable: [OopsPattern] = [
         noStack: true)
     ]),
   OopsPattern(
-    "netdev-leak", header: "unregister_netdevice: waiting for ",
+    "netdev-leak", header: "unregister_netdevice: waiting for ", followsReport: true,
     [
       OopsFormat(
         "netdev-leak", "unregister_netdevice: waiting for {W} to become free",
