@@ -31,7 +31,8 @@ private let warnHelpers = [
   "devres_release",
   "sysfs_remove", "add_uevent_var", "kobject_", "drop_nlink", "mark_buffer_dirty",
   "__do_kernel_fault",
-  "get_device_parent", "device_add", "__switch_to",
+    "get_device_parent", "device_add", "__switch_to", "unregister_netdevice", "unregister_netdev", "device_release",
+  "put_device", "__unregister_client", "alloc_page",
 ]
 
 /// A locked-up CPU's frames start at its instruction pointer.

@@ -31,8 +31,13 @@ struct ReportBuilder {
     switch format.frame {
     case .none: frame = nil
     case .stack(let recipe): frame = guiltyFrame(recipe, captures: captures, lines: lines)
-    case .line(let after, let patterns):
+        case .line(let after, let patterns):
+      // Lockdep names the function; a generic one (a lock helper, a workqueue dispatcher) is
+      // replaced by the first real frame of the stack.
       frame = lineFrame(after: after, patterns: patterns, lines: lines)
+      if let f = frame, nameMatchesSkip(f, genericSkips) || nameMatchesSkip(f, stallAnchors) {
+        frame = guiltyFrame(StackRecipe(useIP: false), captures: [], lines: lines) ?? f
+      }
     }
     var corruptedReason: String?
     if format.alwaysCorrupted {
@@ -269,9 +274,12 @@ struct ReportBuilder {
         armed = withLine(line) { indexOf($0, marker, from: 0) != nil }
         continue
       }
-      for pattern in patterns {
+            for pattern in patterns {
         if let c = pattern.match(line), let f = c.first, !f.isEmpty { return f }
       }
+      // Newer kernels print the function alone on the next line: " ipmr_mfc_seq_stop+0xdd/0x140".
+      let t = classifyTraceLine(line)
+      if t.role == .frame, !t.questionable, let f = t.function(in: line) { return f }
       budget -= 1
       if budget == 0 { break }
     }

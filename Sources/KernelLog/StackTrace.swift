@@ -246,7 +246,10 @@ let genericSkips: [String] = [
   "radix_tree_", "bitmap_", "find_next_bit", "kstrto", "sprintf", "aes_", "lock_timer_base",
   "native_queued_spin_lock", "queued_spin_lock", "do_raw_spin", "check_memory_region",
   "__do_kernel_fault", "do_bad_area", "do_tag_check_fault", "do_mem_abort", "el1_abort", "el1h_64_sync",
-  "el1_da", "do_translation_fault", "__kernel_fault", "report_tag_fault",
+  "el1_da", "do_translation_fault", "__kernel_fault", "report_tag_fault", "kobject_cleanup",
+  "kobject_release", "wait_for_completion", "get_device_parent", "device_add", "device_release", "put_device",
+  "device_register", "mutex_optimistic_spin", "__mutex_lock", "rwsem_", "__down", "osq_", "timer_is_static_object",
+  "work_is_static_object",
 ]
 
 /// Where execution was dispatched from (syscall entry, workqueue, timers, softirq, kthreads);
