@@ -225,14 +225,8 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .badRSSCounter,
         type: bugType, frame: .none, noStack: true),
       OopsFormat(
-        "dentry", "BUG: Dentry {*}still in use", title: "BUG: Dentry still in use in $F",
-        kind: .bug, type: bugType,
-        frame: stack(
-          ip: false,
-          skip: [
-            "dput", "shrink_", "d_walk", "do_one_tree", "umount", "kill_", "generic_shutdown_super",
-            "deactivate_", "cleanup_mnt", "task_work", "exit_to", "syscall_exit",
-          ])),
+        "dentry", "BUG: Dentry {*}still in use", title: "BUG: Dentry still in use in unmount", kind: .bug,
+        type: bugType, frame: .none, noStack: true),
       OopsFormat(
         "bad-page-state", "BUG: Bad page state", title: "BUG: Bad page state in $F",
         kind: .badPageState,
@@ -298,7 +292,7 @@ let defaultOopsTable: [OopsPattern] = [
           ip: false,
           skip: [
             "kmemleak", "kmalloc", "kcalloc", "kzalloc", "kvmalloc", "kvzalloc", "vmalloc", "mmap",
-            "kmem", "slab", "alloc", "create_object", "idr_get", "list_lru_init", "kasprintf",
+            "kmem", "slab", "alloc", "create_object", "kobject_set_name", "pcpu_", "idr_get", "list_lru_init", "kasprintf",
             "kvasprintf", "pcpu_create", "strdup", "strndup", "memdup", "kstrdup", "kmemdup",
             "krealloc", "__kmalloc", "__vmalloc", "__alloc", "__kvmalloc",
           ], after: ["backtrace"])),

@@ -249,7 +249,8 @@ let genericSkips: [String] = [
   "el1_da", "do_translation_fault", "__kernel_fault", "report_tag_fault", "kobject_cleanup",
   "kobject_release", "wait_for_completion", "get_device_parent", "device_add", "device_release", "put_device",
   "device_register", "mutex_optimistic_spin", "__mutex_lock", "rwsem_", "__down", "osq_", "timer_is_static_object",
-  "work_is_static_object",
+    "work_is_static_object", "print_usage_bug", "mark_lock", "valid_state", "mark_held_locks", "__bad_stack",
+  "el1_sync", "el1h_64_sync_handler",
 ]
 
 /// Where execution was dispatched from (syscall entry, workqueue, timers, softirq, kthreads);
