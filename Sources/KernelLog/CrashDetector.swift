@@ -5,7 +5,10 @@ public struct CrashDetector: Sendable {
   /// first two bytes occur in it.
   let headersByPair: [UInt16: [(pattern: Int, header: [UInt8])]]
   /// Bit set over the 65536 byte pairs that begin some header.
-  let pairBits: [UInt64]
+    let pairBits: [UInt64]
+  /// Each pattern's format header lines and suppressions, flattened for the per-line path.
+  let formatLines: [[LinePattern]]
+  let suppressionPatterns: [[LinePattern]]
 
   /// A report is cut after this many lines or bytes: bounded memory on endless output.
   public var maxReportLines = 800
@@ -26,8 +29,10 @@ public struct CrashDetector: Sendable {
         bits[Int(pair) >> 6] |= 1 << UInt64(pair & 63)
       }
     }
-    headersByPair = byPair
+        headersByPair = byPair
     pairBits = bits
+    formatLines = table.map { $0.formats.map(\.line) }
+    suppressionPatterns = table.map(\.suppressions)
   }
 
   /// The crash header patterns as plain strings (for comparing with grep).
@@ -110,11 +115,11 @@ public struct CrashDetector: Sendable {
   }
 
   /// The first format of `pattern` whose header line matches, unless suppressed.
-  func matchFormat(_ pattern: Int, _ text: UnsafeBufferPointer<UInt8>) -> (Int, [String])? {
-    let oops = table[pattern]
-    for suppression in oops.suppressions where suppression.match(text) != nil { return nil }
-    for (i, format) in oops.formats.enumerated() {
-      if let captures = format.line.match(text) { return (i, captures) }
+    func matchFormat(_ pattern: Int, _ text: UnsafeBufferPointer<UInt8>) -> (Int, [String])? {
+    for suppression in suppressionPatterns[pattern] where suppression.match(text) != nil { return nil }
+    let lines = formatLines[pattern]
+    for i in lines.indices {
+      if let captures = lines[i].match(text) { return (i, captures) }
     }
     return nil
   }

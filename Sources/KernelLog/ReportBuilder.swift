@@ -245,7 +245,7 @@ struct ReportBuilder {
         {
           return "synchronize_rcu"
         }
-        if hungAnchor == nil, !hungSkips.contains(where: { f.contains($0) }),
+        if hungAnchor == nil, !hungSkips.contains(where: { byteRange(f, $0) != nil }),
           !extraSkips.matches(name)
         {
           hungAnchor = f
