@@ -26,7 +26,8 @@ struct ReportBuilder {
       }
       extraMissing = true
     }
-    let frames = traceFrames(lines)
+        let stack = stackStart(lines)
+    let frames = traceFrames(lines, from: stack)
     var frame: String?
     switch format.frame {
     case .none: frame = nil
@@ -53,7 +54,7 @@ struct ReportBuilder {
     if byteRange(titleTemplate, "$F") != nil, frame == nil {
       corruptedReason = corruptedReason ?? "no guilty frame found"
     }
-    if corruptedReason == nil, !format.noStackTrace, !hasStackTrace(lines) {
+    if corruptedReason == nil, !format.noStackTrace, stack == nil {
       corruptedReason = "no stack trace in report"
     }
     let title = expand(titleTemplate, captures: captures, frame: frame ?? "corrupted")
@@ -69,7 +70,8 @@ struct ReportBuilder {
       corrupted: corruptedReason != nil, corruptedReason: corruptedReason, report: text,
       start: report.start,
       end: report.end, origin: origin, frames: frames)
-    fillMetadata(&result, lines)
+        // The CPU/Comm and Modules lines come before the stack.
+    fillMetadata(&result, lines.prefix(min(60, max(stack ?? 60, 8))))
     return result
   }
 
@@ -142,9 +144,9 @@ struct ReportBuilder {
   /// reports (all-CPU backtraces) would otherwise cost time for nothing.
   static let analysisLines = 300
 
-  private func hasStackTrace(_ lines: [Line]) -> Bool {
-    for line in lines.prefix(Self.analysisLines) where startsStack(line) { return true }
-    return false
+    /// Index of the first line naming a stack ("Call Trace:", "backtrace:"), if any.
+  private func stackStart(_ lines: [Line]) -> Int? {
+    lines.prefix(Self.analysisLines).firstIndex { startsStack($0) }
   }
 
   private func startsStack(_ line: Line) -> Bool {
@@ -152,14 +154,10 @@ struct ReportBuilder {
   }
 
   /// The frames of the first stack in the report, innermost first (at most 32).
-  private func traceFrames(_ lines: [Line]) -> [String] {
+    private func traceFrames(_ lines: [Line], from start: Int?) -> [String] {
     var frames: [String] = []
-    var inTrace = false
-    for line in lines.prefix(Self.analysisLines) {
-      if !inTrace {
-        inTrace = startsStack(line)
-        continue
-      }
+    guard let start else { return frames }
+    for line in lines.prefix(Self.analysisLines).dropFirst(start + 1) {
       let t = classifyTraceLine(line)
       if t.role == .frame, !t.questionable, let f = t.function(in: line) { frames.append(f) }
       if frames.count >= 24 { break }
@@ -293,7 +291,7 @@ struct ReportBuilder {
     return UInt64(t, radix: 16)
   }
 
-  private func fillMetadata(_ result: inout CrashReport, _ lines: [Line]) {
+    private func fillMetadata(_ result: inout CrashReport, _ lines: ArraySlice<Line>) {
     var seen = 0
     for line in lines.prefix(60) {
       if result.comm != nil, !result.modules.isEmpty, result.kernelVersion != nil { break }
