@@ -3,7 +3,9 @@ public struct CrashDetector: Sendable {
   let table: [OopsPattern]
   /// Header candidates by their first two bytes; a line is only compared against headers whose
   /// first two bytes occur in it.
-  let headersByPair: [UInt16: [(pattern: Int, header: [UInt8])]]
+    let pairCandidates: [[(pattern: Int, header: [UInt8])]]
+  /// Index into `pairCandidates` for each of the 65536 byte pairs, -1 when none.
+  let pairSlot: [Int16]
   /// Bit set over the 65536 byte pairs that begin some header.
     let pairBits: [UInt64]
   /// Each pattern's format header lines and suppressions, flattened for the per-line path.
@@ -29,7 +31,14 @@ public struct CrashDetector: Sendable {
         bits[Int(pair) >> 6] |= 1 << UInt64(pair & 63)
       }
     }
-        headersByPair = byPair
+            var slots = [Int16](repeating: -1, count: 65536)
+    var candidates: [[(pattern: Int, header: [UInt8])]] = []
+    for (pair, list) in byPair.sorted(by: { $0.key < $1.key }) {
+      slots[Int(pair)] = Int16(candidates.count)
+      candidates.append(list)
+    }
+    pairCandidates = candidates
+    pairSlot = slots
     pairBits = bits
     formatLines = table.map { $0.formats.map(\.line) }
     suppressionPatterns = table.map(\.suppressions)
@@ -97,10 +106,8 @@ public struct CrashDetector: Sendable {
     let last = hi - 1
     while i < last {
       let pair = UInt16(buf[i]) << 8 | UInt16(buf[i + 1])
-      if pairBits[Int(pair) >> 6] & (1 << UInt64(pair & 63)) != 0,
-        let candidates = headersByPair[pair]
-      {
-        for (pattern, header) in candidates where i + header.count <= hi {
+            if pairBits[Int(pair) >> 6] & (1 << UInt64(pair & 63)) != 0 {
+        for (pattern, header) in pairCandidates[Int(pairSlot[Int(pair)])] where i + header.count <= hi {
           var k = 2
           while k < header.count, buf[i + k] == header[k] { k += 1 }
           guard k == header.count else { continue }
