@@ -27,7 +27,6 @@ struct ReportBuilder {
       extraMissing = true
     }
         let stack = stackStart(lines)
-    let frames = traceFrames(lines, from: stack)
     var frame: String?
     switch format.frame {
     case .none: frame = nil
@@ -69,7 +68,7 @@ struct ReportBuilder {
       kind: kind, type: crashType(typeRule, captures), title: title, frame: frame,
       corrupted: corruptedReason != nil, corruptedReason: corruptedReason, report: text,
       start: report.start,
-      end: report.end, origin: origin, frames: frames)
+      end: report.end, origin: origin)
         // The CPU/Comm and Modules lines come before the stack.
     fillMetadata(&result, lines.prefix(min(60, max(stack ?? 60, 8))))
     return result
@@ -150,19 +149,7 @@ struct ReportBuilder {
   }
 
   private func startsStack(_ line: Line) -> Bool {
-    stackKeywords.contains { indexOf(line, $0, from: 0) != nil }
-  }
-
-  /// The frames of the first stack in the report, innermost first (at most 32).
-    private func traceFrames(_ lines: [Line], from start: Int?) -> [String] {
-    var frames: [String] = []
-    guard let start else { return frames }
-    for line in lines.prefix(Self.analysisLines).dropFirst(start + 1) {
-      let t = classifyTraceLine(line)
-      if t.role == .frame, !t.questionable, let f = t.function(in: line) { frames.append(f) }
-      if frames.count >= 24 { break }
-    }
-    return frames
+    stackKeywordList.contains { indexOf(line, $0, from: 0) != nil }
   }
 
   func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [Line]) -> String? {
@@ -362,7 +349,7 @@ private let notTaintedTag = Array("Not tainted".utf8)
 private let cpuLine = LinePattern("CPU: {N} PID: {N} Comm: {R}")
 private let warnCPULine = LinePattern("CPU: {N} PID: {N} at ")
 private let modulesLine = LinePattern("Modules linked in:{R}")
-private let stackKeywords: [[UInt8]] = [
+let stackKeywordList: [[UInt8]] = [
   "Call Trace", "Call trace:", "Backtrace:", "backtrace:", "Stack:", "Allocated by task",
 ].map {
   Array($0.utf8)
