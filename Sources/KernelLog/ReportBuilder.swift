@@ -153,7 +153,7 @@ struct ReportBuilder {
   }
 
   func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [Line]) -> String? {
-    let extraSkips = SkipSet(recipe.skip)
+        let extraSkips = recipe.skipSet
     func skipped(_ name: Line) -> Bool {
       genericSkipSet.matches(name) || extraSkips.matches(name)
     }
@@ -177,7 +177,7 @@ struct ReportBuilder {
     // Frames after the start marker (or after the header).
     var startIndex: Int? = recipe.startMarkers.isEmpty ? 1 : nil
     if startIndex == nil {
-      let markers = recipe.startMarkers.map { Array($0.utf8) }
+            let markers = recipe.startMarkerBytes
       for (i, line) in analysed.enumerated().dropFirst()
       where markers.contains(where: { indexOf(line, $0, from: 0) != nil }) {
         // The marker line itself may be a frame (an IP line, "apic_timer_interrupt+0x").

@@ -189,9 +189,16 @@ struct StackRecipe: Sendable, Hashable {
   /// Consider the function captured by the header pattern (capture index) first.
   var headerCapture: Int? = nil
   /// Frames count only after a line containing one of these ("Call Trace:"); empty: anywhere.
-  var startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"]
+    var startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"] {
+    didSet { startMarkerBytes = startMarkers.map { Array($0.utf8) } }
+  }
+  /// Precomputed forms, so analysing a report allocates nothing for them.
+  private(set) var startMarkerBytes: [[UInt8]] = []
+  private(set) var skipSet = SkipSet([])
   /// Extra names to skip for this format, on top of the generic helpers.
-  var skip: [String] = []
+    var skip: [String] = [] {
+    didSet { skipSet = SkipSet(skip) }
+  }
   var extractor: Extractor = .first
 
   init(
@@ -199,11 +206,13 @@ struct StackRecipe: Sendable, Hashable {
     startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"],
     skip: [String] = [], extractor: Extractor = .first
   ) {
-    self.useIP = useIP
+        self.useIP = useIP
     self.headerCapture = headerCapture
     self.startMarkers = startMarkers
     self.skip = skip
     self.extractor = extractor
+    startMarkerBytes = startMarkers.map { Array($0.utf8) }
+    skipSet = SkipSet(skip)
   }
 }
 
@@ -293,7 +302,7 @@ let hungSkips: [String] = [
 
 /// Skip entries bucketed by first byte, so a name is compared only with entries that can
 /// start at one of its segment starts.
-struct SkipSet: Sendable {
+struct SkipSet: Sendable, Hashable {
   private var buckets: [[[UInt8]]] = Array(repeating: [], count: 256)
 
   init(_ entries: [String]) {
