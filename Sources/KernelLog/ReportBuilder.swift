@@ -279,38 +279,37 @@ struct ReportBuilder {
   }
 
     private func fillMetadata(_ result: inout CrashReport, _ lines: ArraySlice<Line>) {
-    var seen = 0
-    for line in lines.prefix(60) {
-      if result.comm != nil, !result.modules.isEmpty, result.kernelVersion != nil { break }
-      seen += 1
-      guard
-        indexOf(line, cpuTag, from: 0) != nil || indexOf(line, modulesTag, from: 0) != nil
-          || indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
-      else { continue }
-      let text = String(decoding: line, as: UTF8.self)
-      if result.comm == nil,
+    var needCPU = true
+    var needModules = true
+    var needVersion = true
+    for line in lines {
+      if !needCPU && !needModules && !needVersion { break }
+      if needCPU, indexOf(line, cpuTag, from: 0) != nil,
         let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil)
       {
         result.cpu = Int(c[0])
         result.pid = Int(c[1])
-        if c.count > 2 { parseCommAndTaint(c[2], into: &result) }
+        if c.count > 2 {
+          parseCommAndTaint(c[2], into: &result)
+          needCPU = false
+        }
       }
-      if result.modules.isEmpty, let m = modulesLine.match(line) {
+      if needModules, indexOf(line, modulesTag, from: 0) != nil, let m = modulesLine.match(line) {
         var list = m[0]
         if let bracket = byteRange(list, " [last unloaded") {
           list = String(list[..<bracket.lowerBound])
         }
         result.modules = list.split(separator: " ").map(String.init)
+        needModules = false
       }
-      if result.kernelVersion == nil,
-        indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
-      {
-        parseCommAndTaint(text, into: &result)
+      if result.kernelVersion != nil { needVersion = false }
+      if needVersion, indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil {
+        parseCommAndTaint(String(decoding: line, as: UTF8.self), into: &result)
+        needVersion = result.kernelVersion == nil
       }
     }
   }
 
-  /// "CPU 21/KVM Tainted: G O 4.14.0-1.el7.ppc64le #1" or "syz-executor Not tainted 6.1.0 #1".
   private func parseCommAndTaint(_ rest: String, into result: inout CrashReport) {
     var comm = rest
     var tail = ""
