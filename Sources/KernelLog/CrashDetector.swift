@@ -3,11 +3,11 @@ public struct CrashDetector: Sendable {
   let table: [OopsPattern]
   /// Header candidates by their first two bytes; a line is only compared against headers whose
   /// first two bytes occur in it.
-    let pairCandidates: [[(pattern: Int, header: [UInt8])]]
+  let pairCandidates: [[(pattern: Int, header: [UInt8])]]
   /// Index into `pairCandidates` for each of the 65536 byte pairs, -1 when none.
   let pairSlot: [Int16]
   /// Bit set over the 65536 byte pairs that begin some header.
-    let pairBits: [UInt64]
+  let pairBits: [UInt64]
   /// Each pattern's format header lines and suppressions, flattened for the per-line path.
   let formatLines: [[LinePattern]]
   let suppressionPatterns: [[LinePattern]]
@@ -31,7 +31,7 @@ public struct CrashDetector: Sendable {
         bits[Int(pair) >> 6] |= 1 << UInt64(pair & 63)
       }
     }
-            var slots = [Int16](repeating: -1, count: 65536)
+    var slots = [Int16](repeating: -1, count: 65536)
     var candidates: [[(pattern: Int, header: [UInt8])]] = []
     for (pair, list) in byPair.sorted(by: { $0.key < $1.key }) {
       slots[Int(pair)] = Int16(candidates.count)
@@ -100,14 +100,17 @@ public struct CrashDetector: Sendable {
   }
 
   /// The first crash header in line text [lo, hi): pattern index and header position.
-    func findHeader(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, from: Int? = nil) -> (Int, Int)? {
+  func findHeader(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, from: Int? = nil) -> (
+    Int, Int
+  )? {
     guard hi - lo >= 2 else { return nil }
     var i = from ?? lo
     let last = hi - 1
     while i < last {
       let pair = UInt16(buf[i]) << 8 | UInt16(buf[i + 1])
-            if pairBits[Int(pair) >> 6] & (1 << UInt64(pair & 63)) != 0 {
-        for (pattern, header) in pairCandidates[Int(pairSlot[Int(pair)])] where i + header.count <= hi {
+      if pairBits[Int(pair) >> 6] & (1 << UInt64(pair & 63)) != 0 {
+        for (pattern, header) in pairCandidates[Int(pairSlot[Int(pair)])]
+        where i + header.count <= hi {
           var k = 2
           while k < header.count, buf[i + k] == header[k] { k += 1 }
           guard k == header.count else { continue }
@@ -122,8 +125,10 @@ public struct CrashDetector: Sendable {
   }
 
   /// The first format of `pattern` whose header line matches, unless suppressed.
-    func matchFormat(_ pattern: Int, _ text: UnsafeBufferPointer<UInt8>) -> (Int, [String])? {
-    for suppression in suppressionPatterns[pattern] where suppression.match(text) != nil { return nil }
+  func matchFormat(_ pattern: Int, _ text: UnsafeBufferPointer<UInt8>) -> (Int, [String])? {
+    for suppression in suppressionPatterns[pattern] where suppression.match(text) != nil {
+      return nil
+    }
     let lines = formatLines[pattern]
     for i in lines.indices {
       if let captures = lines[i].match(text) { return (i, captures) }

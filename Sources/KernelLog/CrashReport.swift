@@ -35,7 +35,7 @@ public struct CrashReport: Sendable, Codable, Hashable {
   public var kernelVersion: String?
   public var modules: [String]
   public var origin: LogOrigin
-    /// Frames of the report's first stack, innermost first (function names, at most 24).
+  /// Frames of the report's first stack, innermost first (function names, at most 24).
   /// Computed from `report` on demand: most reports are only titled and deduplicated.
   public var frames: [String] {
     var text = report

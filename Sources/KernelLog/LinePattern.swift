@@ -112,7 +112,7 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
       var nameEnd = pos
       while nameEnd < end, line[nameEnd] != UInt8(ascii: ".") { nameEnd += 1 }
       // Addresses ("0x0", "ffffffff8134") are not function names.
-            guard nameEnd > pos, !isDecimal(line[pos]) else { return false }
+      guard nameEnd > pos, !isDecimal(line[pos]) else { return false }
       // "ffffffff8343632e": an unsymbolized address is not a name either.
       if nameEnd - pos >= 8, (pos..<nameEnd).allSatisfy({ isHexDigit(line[$0]) }) { return false }
       var next = end

@@ -31,7 +31,8 @@ private let warnHelpers = [
   "devres_release",
   "sysfs_remove", "add_uevent_var", "kobject_", "drop_nlink", "mark_buffer_dirty",
   "__do_kernel_fault",
-    "get_device_parent", "device_add", "__switch_to", "unregister_netdevice", "unregister_netdev", "device_release",
+  "get_device_parent", "device_add", "__switch_to", "unregister_netdevice", "unregister_netdev",
+  "device_release",
   "put_device", "__unregister_client", "alloc_page",
 ]
 
@@ -42,7 +43,8 @@ private let lockupStarts = [
 
 /// Helpers whose BUG_ON() checks the caller's arguments: the caller is the bug.
 private let bugHelpers = [
-  "skb_put", "skb_push", "skb_pull", "skb_over_panic", "skb_under_panic", "__phys_addr", "folio_unlock",
+  "skb_put", "skb_push", "skb_pull", "skb_over_panic", "skb_under_panic", "__phys_addr",
+  "folio_unlock",
   "unlock_page", "__skb_", "kfree_skb", "put_page", "__free_pages",
 ]
 
@@ -146,12 +148,13 @@ let defaultOopsTable: [OopsPattern] = [
         "kmsan-infoleak", "BUG: KMSAN: kernel-{W}infoleak in {F}",
         title: "KMSAN: kernel-$1infoleak in $F",
         kind: .kmsan, type: .fixed("KMSAN-INFO-LEAK"),
-                frame: stack(
+        frame: stack(
           header: 1,
-          skip: ["copy_to_user", "copyout", "instrument_copy", "_copy", "usb_submit_urb"], after: [])),
+          skip: ["copy_to_user", "copyout", "instrument_copy", "_copy", "usb_submit_urb"], after: []
+        )),
       OopsFormat(
         "kmsan", "BUG: KMSAN: {W} in {F}", title: "KMSAN: $1 in $F", kind: .kmsan,
-                type: .sanitizer(prefix: "KMSAN", bug: 0, access: nil), frame: stack(header: 1, after: [])),
+        type: .sanitizer(prefix: "KMSAN", bug: 0, access: nil), frame: stack(header: 1, after: [])),
       OopsFormat(
         "kfence-access", "BUG: KFENCE: {W} {W} in {F}", title: "KFENCE: $1 $2 in $F", kind: .kfence,
         type: .sanitizer(prefix: "KFENCE", bug: 0, access: 1), frame: stack(header: 2)),
@@ -225,7 +228,8 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .badRSSCounter,
         type: bugType, frame: .none, noStack: true),
       OopsFormat(
-        "dentry", "BUG: Dentry {*}still in use", title: "BUG: Dentry still in use in unmount", kind: .bug,
+        "dentry", "BUG: Dentry {*}still in use", title: "BUG: Dentry still in use in unmount",
+        kind: .bug,
         type: bugType, frame: .none, noStack: true),
       OopsFormat(
         "bad-page-state", "BUG: Bad page state", title: "BUG: Bad page state in $F",
@@ -292,12 +296,14 @@ let defaultOopsTable: [OopsPattern] = [
           ip: false,
           skip: [
             "kmemleak", "kmalloc", "kcalloc", "kzalloc", "kvmalloc", "kvzalloc", "vmalloc", "mmap",
-            "kmem", "slab", "alloc", "create_object", "kobject_set_name", "pcpu_", "idr_get", "list_lru_init", "kasprintf",
+            "kmem", "slab", "alloc", "create_object", "kobject_set_name", "pcpu_", "idr_get",
+            "list_lru_init", "kasprintf",
             "kvasprintf", "pcpu_create", "strdup", "strndup", "memdup", "kstrdup", "kmemdup",
             "krealloc", "__kmalloc", "__vmalloc", "__alloc", "__kvmalloc",
           ], after: ["backtrace"])),
       OopsFormat(
-        "stack-guard", "BUG: {*}stack guard page was hit at", title: "BUG: stack guard page was hit in $F",
+        "stack-guard", "BUG: {*}stack guard page was hit at",
+        title: "BUG: stack guard page was hit in $F",
         kind: .stackCorruption, type: dos, frame: stack(), noStack: true),
       OopsFormat(
         "too-low", "BUG: {W} too low!", title: "BUG: $1 too low!", kind: .lockdep,
@@ -590,10 +596,12 @@ let defaultOopsTable: [OopsPattern] = [
         "machine-check-panic", "Kernel panic - not syncing: {*}achine check",
         title: "kernel panic: $1",
         kind: .machineCheck, type: dos, frame: .none, noStack: true),
-            OopsFormat(
+      OopsFormat(
         "stack-overflow", "Kernel panic - not syncing: kernel stack overflow",
         title: "kernel stack overflow in $F", kind: .stackCorruption, type: dos,
-        frame: stack(skip: ["handle_stack_overflow", "handle_bad_stack", "exc_double_fault", "asm_exc_double_fault"])),
+        frame: stack(skip: [
+          "handle_stack_overflow", "handle_bad_stack", "exc_double_fault", "asm_exc_double_fault",
+        ])),
       OopsFormat(
         "panic", "Kernel panic - not syncing: {R}", title: "kernel panic: $1", kind: .panic,
         type: dos, frame: .none,
@@ -619,7 +627,7 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .listCorruption,
         type: memorySafety, frame: stack(skip: ["list_", "__list"])),
       OopsFormat(
-                "kernel-bug", "kernel BUG at {R}", title: "kernel BUG in $F", kind: .bug, type: bugType,
+        "kernel-bug", "kernel BUG at {R}", title: "kernel BUG in $F", kind: .bug, type: bugType,
         frame: stack(skip: bugHelpers)),
     ]),
   OopsPattern(

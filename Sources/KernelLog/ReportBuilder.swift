@@ -26,12 +26,12 @@ struct ReportBuilder {
       }
       extraMissing = true
     }
-        let stack = stackStart(lines)
+    let stack = stackStart(lines)
     var frame: String?
     switch format.frame {
     case .none: frame = nil
     case .stack(let recipe): frame = guiltyFrame(recipe, captures: captures, lines: lines)
-        case .line(let after, let patterns):
+    case .line(let after, let patterns):
       // Lockdep names the function; a generic one (a lock helper, a workqueue dispatcher) is
       // replaced by the first real frame of the stack.
       frame = lineFrame(after: after, patterns: patterns, lines: lines)
@@ -69,7 +69,7 @@ struct ReportBuilder {
       corrupted: corruptedReason != nil, corruptedReason: corruptedReason, report: text,
       start: report.start,
       end: report.end, origin: origin)
-        // The CPU/Comm and Modules lines come before the stack.
+    // The CPU/Comm and Modules lines come before the stack.
     fillMetadata(&result, lines.prefix(min(60, max(stack ?? 60, 8))))
     return result
   }
@@ -143,7 +143,7 @@ struct ReportBuilder {
   /// reports (all-CPU backtraces) would otherwise cost time for nothing.
   static let analysisLines = 300
 
-    /// Index of the first line naming a stack ("Call Trace:", "backtrace:"), if any.
+  /// Index of the first line naming a stack ("Call Trace:", "backtrace:"), if any.
   private func stackStart(_ lines: [Line]) -> Int? {
     lines.prefix(Self.analysisLines).firstIndex { startsStack($0) }
   }
@@ -153,7 +153,7 @@ struct ReportBuilder {
   }
 
   func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [Line]) -> String? {
-        let extraSkips = recipe.skipSet
+    let extraSkips = recipe.skipSet
     func skipped(_ name: Line) -> Bool {
       genericSkipSet.matches(name) || extraSkips.matches(name)
     }
@@ -177,7 +177,7 @@ struct ReportBuilder {
     // Frames after the start marker (or after the header).
     var startIndex: Int? = recipe.startMarkers.isEmpty ? 1 : nil
     if startIndex == nil {
-            let markers = recipe.startMarkerBytes
+      let markers = recipe.startMarkerBytes
       for (i, line) in analysed.enumerated().dropFirst()
       where markers.contains(where: { indexOf(line, $0, from: 0) != nil }) {
         // The marker line itself may be a frame (an IP line, "apic_timer_interrupt+0x").
@@ -207,7 +207,7 @@ struct ReportBuilder {
       switch recipe.extractor {
       case .first:
         if !skipped(name) { return t.function(in: line) }
-            case .stall:
+      case .stall:
         if firstKept == nil, !skipped(name), let f = t.function(in: line),
           let collapse = stallCollapses.first(where: { f.hasPrefix($0.prefix) })
         {
@@ -259,7 +259,7 @@ struct ReportBuilder {
         armed = withLine(line) { indexOf($0, marker, from: 0) != nil }
         continue
       }
-            for pattern in patterns {
+      for pattern in patterns {
         if let c = pattern.match(line), let f = c.first, !f.isEmpty { return f }
       }
       // Newer kernels print the function alone on the next line: " ipmr_mfc_seq_stop+0xdd/0x140".
@@ -278,7 +278,7 @@ struct ReportBuilder {
     return UInt64(t, radix: 16)
   }
 
-    private func fillMetadata(_ result: inout CrashReport, _ lines: ArraySlice<Line>) {
+  private func fillMetadata(_ result: inout CrashReport, _ lines: ArraySlice<Line>) {
     var needCPU = true
     var needModules = true
     var needVersion = true
@@ -303,7 +303,9 @@ struct ReportBuilder {
         needModules = false
       }
       if result.kernelVersion != nil { needVersion = false }
-      if needVersion, indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil {
+      if needVersion,
+        indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
+      {
         parseCommAndTaint(String(decoding: line, as: UTF8.self), into: &result)
         needVersion = result.kernelVersion == nil
       }

@@ -189,14 +189,14 @@ struct StackRecipe: Sendable, Hashable {
   /// Consider the function captured by the header pattern (capture index) first.
   var headerCapture: Int? = nil
   /// Frames count only after a line containing one of these ("Call Trace:"); empty: anywhere.
-    var startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"] {
+  var startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"] {
     didSet { startMarkerBytes = startMarkers.map { Array($0.utf8) } }
   }
   /// Precomputed forms, so analysing a report allocates nothing for them.
   private(set) var startMarkerBytes: [[UInt8]] = []
   private(set) var skipSet = SkipSet([])
   /// Extra names to skip for this format, on top of the generic helpers.
-    var skip: [String] = [] {
+  var skip: [String] = [] {
     didSet { skipSet = SkipSet(skip) }
   }
   var extractor: Extractor = .first
@@ -206,7 +206,7 @@ struct StackRecipe: Sendable, Hashable {
     startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"],
     skip: [String] = [], extractor: Extractor = .first
   ) {
-        self.useIP = useIP
+    self.useIP = useIP
     self.headerCapture = headerCapture
     self.startMarkers = startMarkers
     self.skip = skip
@@ -254,11 +254,15 @@ let genericSkips: [String] = [
   "atomic_dec_and_lock", "_atomic_dec_and_lock", "console_unlock", "xas_", "rhashtable_", "idr_",
   "radix_tree_", "bitmap_", "find_next_bit", "kstrto", "sprintf", "aes_", "lock_timer_base",
   "native_queued_spin_lock", "queued_spin_lock", "do_raw_spin", "check_memory_region",
-  "__do_kernel_fault", "do_bad_area", "do_tag_check_fault", "do_mem_abort", "el1_abort", "el1h_64_sync",
+  "__do_kernel_fault", "do_bad_area", "do_tag_check_fault", "do_mem_abort", "el1_abort",
+  "el1h_64_sync",
   "el1_da", "do_translation_fault", "__kernel_fault", "report_tag_fault", "kobject_cleanup",
-  "kobject_release", "wait_for_completion", "get_device_parent", "device_add", "device_release", "put_device",
-  "device_register", "mutex_optimistic_spin", "__mutex_lock", "rwsem_", "__down", "osq_", "timer_is_static_object",
-    "work_is_static_object", "print_usage_bug", "mark_lock", "valid_state", "mark_held_locks", "__bad_stack",
+  "kobject_release", "wait_for_completion", "get_device_parent", "device_add", "device_release",
+  "put_device",
+  "device_register", "mutex_optimistic_spin", "__mutex_lock", "rwsem_", "__down", "osq_",
+  "timer_is_static_object",
+  "work_is_static_object", "print_usage_bug", "mark_lock", "valid_state", "mark_held_locks",
+  "__bad_stack",
   "el1_sync", "el1h_64_sync_handler",
 ]
 

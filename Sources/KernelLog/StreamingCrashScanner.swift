@@ -97,10 +97,12 @@ public struct StreamingCrashScanner: Sendable {
     offset += next - lo
     let split = splitLine(buf, lo, hi)
     var started: (pattern: Int, format: Int, captures: [String])?
-        // A line may hold several headers ("Oops: general protection fault"); the first one with a
+    // A line may hold several headers ("Oops: general protection fault"); the first one with a
     // matching format wins.
     var searchFrom = split.textStart
-    while started == nil, let (pattern, at) = detector.findHeader(buf, split.textStart, split.textEnd, from: searchFrom) {
+    while started == nil,
+      let (pattern, at) = detector.findHeader(buf, split.textStart, split.textEnd, from: searchFrom)
+    {
       let text = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
       if let (format, captures) = detector.matchFormat(pattern, text) {
         started = (pattern, format, captures)

@@ -58,7 +58,8 @@ func peakRSSKiB() -> Int {
 func cpuSeconds(_ who: __rusage_who) -> Double {
   var usage = rusage()
   getrusage(Int32(who.rawValue), &usage)
-  return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
+  return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+    + Double(usage.ru_stime.tv_sec)
     + Double(usage.ru_stime.tv_usec) / 1e6
 }
 
@@ -114,7 +115,9 @@ func scanOnce(_ detector: CrashDetector) -> (Double, Double, Int, Int) {
   while true {
     let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
     if n <= 0 { break }
-    let reports = buffer.withUnsafeBufferPointer { scanner.feed(chunk: UnsafeBufferPointer(rebasing: $0[0..<n])) }
+    let reports = buffer.withUnsafeBufferPointer {
+      scanner.feed(chunk: UnsafeBufferPointer(rebasing: $0[0..<n]))
+    }
     crashes += reports.count
     if signatures.count < 10_000 { for r in reports { signatures.insert(r.signature) } }
   }
@@ -135,7 +138,8 @@ func grepOnce(_ pattern: String) throws -> (Double, Double, String) {
   try grep.run()
   let output = pipe.fileHandleForReading.readDataToEndOfFile()
   grep.waitUntilExit()
-  let count = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+  let count = String(decoding: output, as: UTF8.self).trimmingCharacters(
+    in: .whitespacesAndNewlines)
   return (now() - wall, cpuSeconds(RUSAGE_CHILDREN) - cpu, count)
 }
 
@@ -154,15 +158,19 @@ let rssKiB = peakRSSKiB()
 let mib = Double(written) / Double(1 << 20)
 print(
   String(
-    format: "detector: %.2f s wall, %.2f s CPU, %.0f MiB/s (CPU), %d crashes (%d distinct signatures)", scan.wall,
+    format:
+      "detector: %.2f s wall, %.2f s CPU, %.0f MiB/s (CPU), %d crashes (%d distinct signatures)",
+    scan.wall,
     scan.cpu, mib / scan.cpu, scan.crashes, scan.signatures))
 print(
   String(
-    format: "grep -E -c (%d header patterns): %.2f s wall, %.2f s CPU, %.0f MiB/s (CPU), %@ matching lines",
+    format:
+      "grep -E -c (%d header patterns): %.2f s wall, %.2f s CPU, %.0f MiB/s (CPU), %@ matching lines",
     detector.headerStrings.count, grepBest.wall, grepBest.cpu, mib / grepBest.cpu, grepBest.count))
 print(
   String(
-    format: "speed relative to grep: %.2f by CPU time, %.2f by wall time (target >= 0.5)", grepBest.cpu / scan.cpu,
+    format: "speed relative to grep: %.2f by CPU time, %.2f by wall time (target >= 0.5)",
+    grepBest.cpu / scan.cpu,
     grepBest.wall / scan.wall))
 print("peak RSS (VmHWM): \(rssKiB / 1024) MiB (target < 64 MiB)")
 if !options.keep { unlink(path) }

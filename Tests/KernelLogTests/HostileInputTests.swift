@@ -46,9 +46,12 @@ import Testing
   }
 
   @Test func truncatedRecordsAndHeadersAlone() {
-    for text in ["BUG:", "WARNING:", "INFO: t", "kernel BUG at", "Unable to handle kernel", "6,1,2", "6,;", "<", "[", "[ 1.",
-      "NIP [", "Call Trace:", "---[ end trace", "BUG: KASAN: ", "WARNING: at  ", "INFO: task  blocked for more than  seconds"]
-    {
+    for text in [
+      "BUG:", "WARNING:", "INFO: t", "kernel BUG at", "Unable to handle kernel", "6,1,2", "6,;",
+      "<", "[", "[ 1.",
+      "NIP [", "Call Trace:", "---[ end trace", "BUG: KASAN: ", "WARNING: at  ",
+      "INFO: task  blocked for more than  seconds",
+    ] {
       _ = CrashDetector().scan(text)
       _ = KmsgRecord.parse(Array(text.utf8))
       _ = DmesgText.parse(line: text)
