@@ -35,6 +35,9 @@ public struct CrashReport: Sendable, Codable, Hashable {
   public var kernelVersion: String?
   public var modules: [String]
   public var origin: LogOrigin
+  /// The table row that titled this report ("bug/kasan-access", "warning/warn-at"), to trace a
+  /// title back to its pattern.
+  public var patternID: String = ""
   /// Frames of the report's first stack, innermost first (function names, at most 24).
   /// Computed from `report` on demand: most reports are only titled and deduplicated.
   public var frames: [String] {

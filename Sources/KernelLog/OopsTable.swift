@@ -104,6 +104,12 @@ private let faultFormats: [OopsFormat] = [
     type: memorySafety, corrupted: true),
 ]
 
+/// The fault forms printed after "BUG: " (powerpc 5.0+); the others have no "BUG:" prefix.
+private let bugPrefixedFaults: Set<String> = [
+  "ppc-data-access", "ppc-data-access-old", "ppc-fetch", "ppc-unaligned", "user-memory",
+  "fault-any",
+]
+
 let defaultOopsTable: [OopsPattern] = [
   OopsPattern(
     "bug", header: "BUG:", suppress: ["BUG: no syscalls can create resource"],
@@ -189,7 +195,7 @@ let defaultOopsTable: [OopsPattern] = [
         "paging-x86-old", "BUG: unable to handle kernel paging request", title: paging,
         kind: .pagingFault,
         type: memorySafety),
-    ] + faultFormats + [
+    ] + faultFormats.filter { bugPrefixedFaults.contains($0.id) } + [
       OopsFormat(
         "spinlock", "BUG: spinlock {W} {W} on CPU", title: "BUG: spinlock $1 $2 in $F",
         kind: .lockdep,
@@ -766,10 +772,10 @@ let defaultOopsTable: [OopsPattern] = [
         noStack: true)
     ]),
   OopsPattern(
-    "file-count", header: "VFS: Close: file count is zero",
+    "file-count", header: "VFS: Close: file count is ",
     [
       OopsFormat(
-        "file-count", "VFS: Close: file count is zero",
+        "file-count", "VFS: Close: file count is {W}",
         title: "VFS: Close: file count is zero (use-after-free)",
         kind: .fileCount, type: dos, frame: .none, noStack: true)
     ]),

@@ -69,6 +69,7 @@ struct ReportBuilder {
       corrupted: corruptedReason != nil, corruptedReason: corruptedReason, report: text,
       start: report.start,
       end: report.end, origin: origin)
+    result.patternID = oops.id + "/" + format.id
     // The CPU/Comm and Modules lines come before the stack.
     fillMetadata(&result, lines.prefix(min(60, max(stack ?? 60, 8))))
     return result
@@ -167,11 +168,20 @@ struct ReportBuilder {
     }
     // The faulting instruction pointer, wherever it is printed.
     if recipe.useIP, recipe.extractor == .first {
+      var ipUnsymbolized = false
       for line in analysed.dropFirst() {
         let t = classifyTraceLine(line)
+        if t.role == .linkRegister, ipUnsymbolized {
+          // A jump to a bad address: the caller in the link register is the culprit.
+          if let name = t.nameBytes(in: line), !skipped(name) { return t.function(in: line) }
+          break
+        }
         guard t.role == .instructionPointer else { continue }
-        if let name = t.nameBytes(in: line), !skipped(name) { return t.function(in: line) }
-        break
+        if let name = t.nameBytes(in: line) {
+          if !skipped(name) { return t.function(in: line) }
+          break
+        }
+        ipUnsymbolized = true
       }
     }
     // Frames after the start marker (or after the header).
