@@ -33,7 +33,7 @@ private let warnHelpers = [
   "__do_kernel_fault",
   "get_device_parent", "device_add", "__switch_to", "unregister_netdevice", "unregister_netdev",
   "device_release",
-  "put_device", "__unregister_client", "alloc_page",
+  "put_device", "__unregister_client", "alloc_page", "device_for_each_child",
 ]
 
 /// A locked-up CPU's frames start at its instruction pointer.
@@ -118,20 +118,17 @@ let defaultOopsTable: [OopsPattern] = [
         "kasan-invalid-free", "BUG: KASAN: double-free or invalid-free in {F}",
         title: "KASAN: invalid-free in $F",
         kind: .kasan, type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(
-          header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
       OopsFormat(
         "kasan-double-free", "BUG: KASAN: double-free in {F}", title: "KASAN: invalid-free in $F",
         kind: .kasan,
         type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(
-          header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
       OopsFormat(
         "kasan-free", "BUG: KASAN: invalid-free in {F}", title: "KASAN: invalid-free in $F",
         kind: .kasan,
         type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(
-          header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
       OopsFormat(
         "kasan-access", "BUG: KASAN: {W} in {F}", extra: ["^{W} of size {N}"],
         title: "KASAN: $1 $3 in $F",
@@ -302,7 +299,7 @@ let defaultOopsTable: [OopsPattern] = [
           ip: false,
           skip: [
             "kmemleak", "kmalloc", "kcalloc", "kzalloc", "kvmalloc", "kvzalloc", "vmalloc", "mmap",
-            "kmem", "slab", "alloc", "create_object", "kobject_set_name", "pcpu_", "idr_get",
+            "kmem", "slab", "alloc", "create_object", "kobject_", "pcpu_", "idr_get",
             "list_lru_init", "kasprintf",
             "kvasprintf", "pcpu_create", "strdup", "strndup", "memdup", "kstrdup", "kmemdup",
             "krealloc", "__kmalloc", "__vmalloc", "__alloc", "__kvmalloc",

@@ -241,7 +241,7 @@ struct ReportBuilder {
           return "synchronize_rcu"
         }
         if hungAnchor == nil, !hungSkips.contains(where: { byteRange(f, $0) != nil }),
-          !extraSkips.matches(name)
+          !skipped(name)
         {
           hungAnchor = f
         }

@@ -252,7 +252,7 @@ let genericSkips: [String] = [
   "vscnprintf", "hex_dump", "crc", "strstr", "memdup_user", "kfree", "kmem_cache_free",
   "mutex_remove_waiter",
   "atomic_dec_and_lock", "_atomic_dec_and_lock", "console_unlock", "xas_", "rhashtable_", "idr_",
-  "radix_tree_", "bitmap_", "find_next_bit", "kstrto", "sprintf", "aes_", "lock_timer_base",
+  "radix_tree_", "bitmap_", "find_next_bit", "kstrto", "sprintf", "aes", "lock_timer_base",
   "native_queued_spin_lock", "queued_spin_lock", "do_raw_spin", "check_memory_region",
   "__do_kernel_fault", "do_bad_area", "do_tag_check_fault", "do_mem_abort", "el1_abort",
   "el1h_64_sync",
@@ -263,7 +263,9 @@ let genericSkips: [String] = [
   "timer_is_static_object",
   "work_is_static_object", "print_usage_bug", "mark_lock", "valid_state", "mark_held_locks",
   "__bad_stack",
-  "el1_sync", "el1h_64_sync_handler",
+  "el1_sync", "el1h_64_sync_handler", "print_circular_bug", "check_noncircular", "check_prev_add",
+  "check_prevs_add", "validate_chain", "iput", "__raw_read", "__raw_write", "usb_control_msg",
+  "usb_start_wait_urb", "usb_kill_urb", "usb_submit_urb", "usb_bulk_msg", "usb_interrupt_msg",
 ]
 
 /// Where execution was dispatched from (syscall entry, workqueue, timers, softirq, kthreads);
