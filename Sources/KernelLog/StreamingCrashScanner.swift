@@ -140,6 +140,7 @@ public struct StreamingCrashScanner: Sendable {
       pattern: started.pattern, format: started.format, captures: started.captures,
       start: lineOffset,
       caller: split.caller)
+    current!.endsAtRule = detector.table[started.pattern].formats[started.format].endsAtRule
     current!.append(buf, split, end: offset)
     if current!.ended(buf, split) { completed.append(finishCurrent()) }
     return completed
@@ -166,6 +167,8 @@ struct ReportInProgress: Sendable {
   var start: Int
   var end: Int = 0
   var caller: CallerContext
+  /// The format's reports end at a "=====" rule (KASAN, KMSAN, KFENCE, UBSAN).
+  var endsAtRule = false
   /// The lines joined by newlines (no trailing newline after the last).
   var text: [UInt8] = []
   /// Start of each line in `text`.
@@ -193,6 +196,12 @@ struct ReportInProgress: Sendable {
   func ended(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine) -> Bool {
     var p = split.textStart
     while p < split.textEnd, buf[p] == 0x20 { p += 1 }
+    // Sanitizer reports close with a rule of '=' (the opening one precedes the header).
+    if endsAtRule, lineCount > 1, split.textEnd - p >= 20, buf[p] == UInt8(ascii: "="),
+      (p..<(p + 20)).allSatisfy({ buf[$0] == UInt8(ascii: "=") })
+    {
+      return true
+    }
     guard split.textEnd - p >= 14, buf[p] == UInt8(ascii: "-"), buf[p + 3] == UInt8(ascii: "[")
     else { return false }
     for marker in endMarkers where hasPrefix(buf, p, marker) { return true }

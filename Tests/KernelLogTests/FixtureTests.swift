@@ -85,6 +85,20 @@ enum Fixtures {
     "oops/oops-exception",
   ]
 
+  /// A live watcher must not wait for the next crash: reports end at "---[ end trace" and
+  /// sanitizer reports at their closing "=====" rule.
+  @Test(arguments: ["001-ppc-seed-paging.log", "009-ppc-kasan-uaf.log", "006-ppc-kernel-bug.log"])
+  func reportsCompleteWithoutFinish(_ name: String) throws {
+    let c = try #require(Fixtures.cases.first { $0.name == name })
+    var scanner = StreamingCrashScanner()
+    var reports: [CrashReport] = []
+    for line in String(decoding: c.log, as: UTF8.self).split(separator: "\n") {
+      reports += scanner.feed(line: String(line))
+    }
+    #expect(reports.count == 1, "\(name)")
+    #expect(!scanner.crashInProgress)
+  }
+
   @Test func everyPowerKindHasAFixture() {
     let kinds = Set(Fixtures.cases.compactMap { $0.value("KIND") })
     for kind in [
