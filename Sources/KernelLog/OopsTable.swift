@@ -1,7 +1,8 @@
 // The crash knowledge: which console lines start a kernel crash report and how each is titled.
 // Titles follow syzkaller's conventions so that results compare with its corpus and dashboards.
 
-private let ipOnly = FrameSource.stack(StackRecipe(useIP: true, startMarkers: ["\u{0}"]))
+/// The faulting instruction alone names the culprit (double faults, divide errors).
+private let ipOnly = FrameSource.stack(StackRecipe(useIP: true, useTrace: false))
 private func stack(
   header: Int? = nil, ip: Bool = true, skip: [String] = [], after: [String]? = nil,
   _ extractor: StackRecipe.Extractor = .first
@@ -563,7 +564,7 @@ let defaultOopsTable: [OopsPattern] = [
         "stack-protector",
         "Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: {F}",
         title: "kernel panic: stack is corrupted in $F", kind: .stackCorruption, type: dos,
-        frame: .stack(StackRecipe(useIP: false, headerCapture: 0, startMarkers: ["\u{0}"])),
+        frame: .stack(StackRecipe(useIP: false, headerCapture: 0, useTrace: false)),
         noStack: true),
       OopsFormat(
         "stack-protector-addr", "Kernel panic - not syncing: stack-protector:",

@@ -184,6 +184,7 @@ struct ReportBuilder {
         ipUnsymbolized = true
       }
     }
+    guard recipe.useTrace else { return nil }
     // Frames after the start marker (or after the header).
     var startIndex: Int? = recipe.startMarkers.isEmpty ? 1 : nil
     if startIndex == nil {

@@ -200,17 +200,20 @@ struct StackRecipe: Sendable, Hashable {
     didSet { skipSet = SkipSet(skip) }
   }
   var extractor: Extractor = .first
+  /// Look at the call trace after the header and IP (false: header capture and IP only).
+  var useTrace = true
 
   init(
     useIP: Bool = true, headerCapture: Int? = nil,
     startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"],
-    skip: [String] = [], extractor: Extractor = .first
+    skip: [String] = [], extractor: Extractor = .first, useTrace: Bool = true
   ) {
     self.useIP = useIP
     self.headerCapture = headerCapture
     self.startMarkers = startMarkers
     self.skip = skip
     self.extractor = extractor
+    self.useTrace = useTrace
     startMarkerBytes = startMarkers.map { Array($0.utf8) }
     skipSet = SkipSet(skip)
   }
