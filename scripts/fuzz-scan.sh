@@ -15,7 +15,7 @@ if [ -d ../shared/corpus/syzkaller-linux ]; then
 fi
 swiftc -sanitize=fuzzer,address -parse-as-library -O \
   Sources/KernelLog/*.swift Sources/KernelLog/Readers/*.swift Fuzz/ScanFuzz.swift \
-  -module-name KernelLogFuzz -o "$out/scan-fuzz" 2>"$out/build.log" || { cat "$out/build.log"; exit 1; }
+  -module-name KernelLogFuzz -o "$out/scan-fuzz" 2>"$out/build.log" || { grep -E "error" "$out/build.log" | head -20; exit 1; }
 "$out/scan-fuzz" -max_total_time="$seconds" -max_len=1100000 -rss_limit_mb=4096 \
   -print_final_stats=1 "$out/corpus" 2>&1 | tee "$out/fuzz.log" | grep -E "^#[0-9]+ +(DONE|pulse)|ERROR|SUMMARY|crash-" || true
 execs=$(grep -E "stat::number_of_executed_units" "$out/fuzz.log" | awk '{print $2}')
