@@ -760,6 +760,15 @@ let defaultOopsTable: [OopsPattern] = [
         "checkstop", "heckstop", title: "checkstop", kind: .checkstop, type: dos, frame: .none,
         noStack: true)
     ]),
+  // powerpc: an exception the kernel cannot return from (bad MSR[RI], bad stack pointer).
+  OopsPattern(
+    "ppc-unrecoverable", header: "Unrecoverable exception ",
+    [
+      OopsFormat(
+        "unrecoverable", "Unrecoverable exception {W} at {X}",
+        title: "unrecoverable exception in $F",
+        kind: .internalError, type: dos)
+    ]),
   OopsPattern(
     "netdev-leak", header: "unregister_netdevice: waiting for ", followsReport: true,
     [
@@ -780,6 +789,13 @@ let defaultOopsTable: [OopsPattern] = [
   OopsPattern(
     "oops", header: "Oops: ", followsReport: true,
     [
+      OopsFormat(
+        "oops-unrecoverable", "Oops: Unrecoverable exception",
+        title: "unrecoverable exception in $F",
+        kind: .internalError, type: dos),
+      OopsFormat(
+        "oops-bad-stack", "Oops: Bad kernel stack pointer", title: "bad kernel stack pointer in $F",
+        kind: .stackCorruption, type: dos),
       OopsFormat(
         "oops-bad-area", "Oops: Kernel access of bad area", title: paging, kind: .pagingFault,
         type: memorySafety),

@@ -82,7 +82,7 @@ enum Fixtures {
     "invalid-opcode/invalid-opcode", "ubsan/ubsan", "soft-lockup-ppc/soft-lockup-old",
     "machine-check/ppc-machine-check-kernel", "machine-check/machine-check-exception",
     "checkstop/checkstop",
-    "oops/oops-exception",
+    "oops/oops-exception", "oops/oops-unrecoverable",
   ]
 
   /// A live watcher must not wait for the next crash: reports end at "---[ end trace" and
