@@ -21,7 +21,7 @@ private func lockdepLine(after: String) -> FrameSource {
 private let stallStarts = [
   "apic_timer_interrupt", "</IRQ>", "--- interrupt: 900", "--- interrupt: 901",
   "--- interrupt: 980",
-  "el1_irq", "el1_interrupt", "timer_interrupt", "Exception stack",
+  "el1_irq", "el1_interrupt", "Exception stack",
 ]
 
 /// Helpers that WARN on behalf of their caller: the caller is the bug.

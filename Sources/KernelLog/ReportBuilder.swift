@@ -224,7 +224,7 @@ struct ReportBuilder {
         {
           return collapse.name
         }
-        if stallAnchorSet.matches(name) {
+        if isStallAnchor(name) {
           if let previous { return stripSyscallPrefix(previous) }
           continue
         }

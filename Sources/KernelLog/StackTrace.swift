@@ -288,7 +288,28 @@ let stallAnchors: [String] = [
   "genl_rcv_msg", "sock_common_setsockopt", "kernel_setsockopt", "sys_setsockopt",
 ]
 
-let stallAnchorSet = SkipSet(stallAnchors)
+/// Anchors compared without their leading underscores, like the names.
+let stallAnchorSet = SkipSet(stallAnchors.map { String($0.drop { $0 == "_" }) })
+
+/// Syscall wrapper prefixes an anchor may follow ("__x64_sys_ioctl" is "sys_ioctl").
+private let wrapperPrefixes: [[UInt8]] = ["x64_", "ia32_", "arm64_", "se_", "do_", "compat_"].map {
+  Array($0.utf8)
+}
+
+/// Anchors match a name's start (after underscores and a syscall wrapper prefix), not any
+/// segment: "llcp_sock_sendmsg" is not the dispatcher "sock_sendmsg".
+func isStallAnchor(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+  var p = 0
+  while true {
+    while p < name.count, name[p] == UInt8(ascii: "_") { p += 1 }
+    if stallAnchorSet.matchesAt(name, p) { return true }
+    // Wrappers nest: "__ia32_compat_sys_ioctl".
+    guard let prefix = wrapperPrefixes.first(where: { hasPrefix(name, p, $0) }) else {
+      return false
+    }
+    p += prefix.count
+  }
+}
 
 /// Where a stalled CPU is seen waiting for others (IPIs), the stall is named after the wait so
 /// reports collapse: prefix of the interrupted function and the name used.
@@ -319,6 +340,17 @@ struct SkipSet: Sendable, Hashable {
       let bytes = Array(entry.utf8)
       buckets[Int(bytes[0])].append(bytes)
     }
+  }
+
+  /// An entry starts exactly at `i`.
+  func matchesAt(_ n: UnsafeBufferPointer<UInt8>, _ i: Int) -> Bool {
+    guard i < n.count else { return false }
+    for entry in buckets[Int(n[i])] where entry.count <= n.count - i {
+      var k = 1
+      while k < entry.count, n[i + k] == entry[k] { k += 1 }
+      if k == entry.count { return true }
+    }
+    return false
   }
 
   func matches(_ n: UnsafeBufferPointer<UInt8>) -> Bool {
