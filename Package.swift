@@ -48,7 +48,7 @@ let package = Package(
       name: "hpthammer-bench",
       dependencies: ["HPTEngine", "HPTSim", "KernelLog", "KVMHost"]),
     .executableTarget(name: "kernellog-bench", dependencies: ["KernelLog"]),
-    .testTarget(name: "KernelLogTests", dependencies: ["KernelLog"], exclude: ["Fixtures"]),
+    .testTarget(name: "KernelLogTests", dependencies: ["KernelLog", "hpthammer"], exclude: ["Fixtures"]),
     .testTarget(name: "KVMHostTests", dependencies: ["KVMHost"]),
     .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
     .testTarget(name: "KVMSysTests", dependencies: ["KVMSys", "KVMHost"]),

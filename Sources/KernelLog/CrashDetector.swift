@@ -3,9 +3,14 @@ public struct CrashDetector: Sendable {
   let table: [OopsPattern]
   /// Header candidates by their first two bytes; a line is only compared against headers whose
   /// first two bytes occur in it.
-  let headersByPair: [UInt16: [(pattern: Int, header: [UInt8])]]
+  let pairCandidates: [[(pattern: Int, header: [UInt8])]]
+  /// Index into `pairCandidates` for each of the 65536 byte pairs, -1 when none.
+  let pairSlot: [Int16]
   /// Bit set over the 65536 byte pairs that begin some header.
   let pairBits: [UInt64]
+  /// Each pattern's format header lines and suppressions, flattened for the per-line path.
+  let formatLines: [[LinePattern]]
+  let suppressionPatterns: [[LinePattern]]
 
   /// A report is cut after this many lines or bytes: bounded memory on endless output.
   public var maxReportLines = 800
@@ -26,8 +31,17 @@ public struct CrashDetector: Sendable {
         bits[Int(pair) >> 6] |= 1 << UInt64(pair & 63)
       }
     }
-    headersByPair = byPair
+    var slots = [Int16](repeating: -1, count: 65536)
+    var candidates: [[(pattern: Int, header: [UInt8])]] = []
+    for (pair, list) in byPair.sorted(by: { $0.key < $1.key }) {
+      slots[Int(pair)] = Int16(candidates.count)
+      candidates.append(list)
+    }
+    pairCandidates = candidates
+    pairSlot = slots
     pairBits = bits
+    formatLines = table.map { $0.formats.map(\.line) }
+    suppressionPatterns = table.map(\.suppressions)
   }
 
   /// The crash header patterns as plain strings (for comparing with grep).
@@ -64,17 +78,39 @@ public struct CrashDetector: Sendable {
     scan(Array(log.utf8), origin: origin)
   }
 
+  /// Scans records from any reader, as their `dmesgLine`s; offsets count those lines and one
+  /// newline each. Continuation lines (kmsg dictionaries) are not part of the console text.
+  public func scan(records: [KernelLogRecord], origin: LogOrigin? = nil) -> [CrashReport] {
+    var scanner = StreamingCrashScanner(
+      detector: self, origin: origin ?? records.first?.origin ?? .host("localhost"))
+    var reports: [CrashReport] = []
+    for record in records {
+      let line =
+        record.caller.map { caller -> String in
+          let stamped = record.dmesgLine
+          guard record.timestampMicros != nil, let close = stamped.firstIndex(of: "]") else {
+            return stamped
+          }
+          let after = stamped.index(after: close)
+          return String(stamped[..<after]) + "[\(caller)]" + String(stamped[after...])
+        } ?? record.dmesgLine
+      reports += scanner.feed(line: line)
+    }
+    return reports + scanner.finish()
+  }
+
   /// The first crash header in line text [lo, hi): pattern index and header position.
-  func findHeader(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> (Int, Int)? {
+  func findHeader(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, from: Int? = nil) -> (
+    Int, Int
+  )? {
     guard hi - lo >= 2 else { return nil }
-    var i = lo
+    var i = from ?? lo
     let last = hi - 1
     while i < last {
       let pair = UInt16(buf[i]) << 8 | UInt16(buf[i + 1])
-      if pairBits[Int(pair) >> 6] & (1 << UInt64(pair & 63)) != 0,
-        let candidates = headersByPair[pair]
-      {
-        for (pattern, header) in candidates where i + header.count <= hi {
+      if pairBits[Int(pair) >> 6] & (1 << UInt64(pair & 63)) != 0 {
+        for (pattern, header) in pairCandidates[Int(pairSlot[Int(pair)])]
+        where i + header.count <= hi {
           var k = 2
           while k < header.count, buf[i + k] == header[k] { k += 1 }
           guard k == header.count else { continue }
@@ -90,10 +126,12 @@ public struct CrashDetector: Sendable {
 
   /// The first format of `pattern` whose header line matches, unless suppressed.
   func matchFormat(_ pattern: Int, _ text: UnsafeBufferPointer<UInt8>) -> (Int, [String])? {
-    let oops = table[pattern]
-    for suppression in oops.suppressions where suppression.match(text) != nil { return nil }
-    for (i, format) in oops.formats.enumerated() {
-      if let captures = format.line.match(text) { return (i, captures) }
+    for suppression in suppressionPatterns[pattern] where suppression.match(text) != nil {
+      return nil
+    }
+    let lines = formatLines[pattern]
+    for i in lines.indices {
+      if let captures = lines[i].match(text) { return (i, captures) }
     }
     return nil
   }

@@ -35,15 +35,38 @@ public struct CrashReport: Sendable, Codable, Hashable {
   public var kernelVersion: String?
   public var modules: [String]
   public var origin: LogOrigin
-  /// Frames of the main stack, innermost first (function names), for symbolization and triage.
-  public var frames: [String]
+  /// The table row that titled this report ("bug/kasan-access", "warning/warn-at"), to trace a
+  /// title back to its pattern.
+  public var patternID: String = ""
+  /// Frames of the report's first stack, innermost first (function names, at most 24).
+  /// Computed from `report` on demand: most reports are only titled and deduplicated.
+  public var frames: [String] {
+    var text = report
+    return text.withUTF8 { buf in
+      var frames: [String] = []
+      var inStack = false
+      var start = 0
+      while start <= buf.count, frames.count < 24 {
+        var end = start
+        while end < buf.count, buf[end] != 0x0a { end += 1 }
+        let line = UnsafeBufferPointer(rebasing: buf[start..<end])
+        if !inStack {
+          inStack = stackKeywordList.contains { indexOf(line, $0, from: 0) != nil }
+        } else {
+          let t = classifyTraceLine(line)
+          if t.role == .frame, !t.questionable, let f = t.function(in: line) { frames.append(f) }
+        }
+        start = end + 1
+      }
+      return frames
+    }
+  }
 
   public init(
     kind: CrashKind, type: String, title: String, frame: String? = nil, corrupted: Bool = false,
     corruptedReason: String? = nil, report: String, start: Int, end: Int, signature: String? = nil,
     cpu: Int? = nil, pid: Int? = nil, comm: String? = nil, taint: String? = nil,
-    kernelVersion: String? = nil, modules: [String] = [], origin: LogOrigin = .host("localhost"),
-    frames: [String] = []
+    kernelVersion: String? = nil, modules: [String] = [], origin: LogOrigin = .host("localhost")
   ) {
     self.kind = kind
     self.type = type
@@ -62,7 +85,6 @@ public struct CrashReport: Sendable, Codable, Hashable {
     self.kernelVersion = kernelVersion
     self.modules = modules
     self.origin = origin
-    self.frames = frames
   }
 
   /// FNV-1a over the kind and the title with hex addresses and numbers replaced, so the same

@@ -21,6 +21,8 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
   let tokens: [Token]
   let anchored: Bool
   let description: String
+  /// Literals the line must contain, checked with a fast search before backtracking.
+  let literals: [[UInt8]]
 
   init(_ text: String) {
     description = text
@@ -57,6 +59,9 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
     }
     if !literal.isEmpty { tokens.append(.literal(literal)) }
     self.tokens = tokens
+    literals = tokens.compactMap {
+      if case .literal(let l) = $0, l.count >= 2 { return l } else { return nil }
+    }
   }
 
   /// Captures if the pattern matches somewhere in `line`, else nil.
@@ -69,6 +74,7 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
   }
 
   func match(_ line: UnsafeBufferPointer<UInt8>) -> [String]? {
+    for literal in literals where indexOf(line, literal, from: 0) == nil { return nil }
     var captures: [String] = []
     if anchored {
       return matchAt(line, 0, 0, &captures) ? captures : nil
@@ -107,6 +113,8 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
       while nameEnd < end, line[nameEnd] != UInt8(ascii: ".") { nameEnd += 1 }
       // Addresses ("0x0", "ffffffff8134") are not function names.
       guard nameEnd > pos, !isDecimal(line[pos]) else { return false }
+      // "ffffffff8343632e": an unsymbolized address is not a name either.
+      if nameEnd - pos >= 8, (pos..<nameEnd).allSatisfy({ isHexDigit(line[$0]) }) { return false }
       var next = end
       next = skipOffset(line, next)
       captures.append(string(line, pos, nameEnd))

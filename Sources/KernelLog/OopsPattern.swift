@@ -31,6 +31,8 @@ struct OopsFormat: Sendable, Hashable {
   var alwaysCorrupted: Bool
   /// Reports of this format carry no stack, so its absence is not corruption.
   var noStackTrace: Bool
+  /// Reports end at a "=====" rule line (sanitizers print one after the report).
+  var endsAtRule: Bool
   /// A capture holding a fault address: below 64 KiB (powerpc's page size) the fault is a
   /// NULL dereference, titled with `nullTitle`.
   var lowAddress: Int?
@@ -52,6 +54,10 @@ struct OopsFormat: Sendable, Hashable {
     self.noStackTrace = noStack
     self.lowAddress = lowAddress
     self.nullTitle = nullTitle
+    // KASAN, KMSAN, KFENCE, KCSAN and UBSAN close their reports with a rule of '='.
+    endsAtRule =
+      [.kasan, .kmsan, .kfence, .kcsan, .ubsan].contains(kind) && line.hasPrefix("BUG: K")
+      || kind == .ubsan
   }
 }
 

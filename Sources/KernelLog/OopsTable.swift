@@ -1,7 +1,8 @@
 // The crash knowledge: which console lines start a kernel crash report and how each is titled.
 // Titles follow syzkaller's conventions so that results compare with its corpus and dashboards.
 
-private let ipOnly = FrameSource.stack(StackRecipe(useIP: true, startMarkers: ["\u{0}"]))
+/// The faulting instruction alone names the culprit (double faults, divide errors).
+private let ipOnly = FrameSource.stack(StackRecipe(useIP: true, useTrace: false))
 private func stack(
   header: Int? = nil, ip: Bool = true, skip: [String] = [], after: [String]? = nil,
   _ extractor: StackRecipe.Extractor = .first
@@ -20,7 +21,7 @@ private func lockdepLine(after: String) -> FrameSource {
 private let stallStarts = [
   "apic_timer_interrupt", "</IRQ>", "--- interrupt: 900", "--- interrupt: 901",
   "--- interrupt: 980",
-  "el1_irq", "el1_interrupt", "timer_interrupt", "Exception stack",
+  "el1_irq", "el1_interrupt", "Exception stack",
 ]
 
 /// Helpers that WARN on behalf of their caller: the caller is the bug.
@@ -31,12 +32,21 @@ private let warnHelpers = [
   "devres_release",
   "sysfs_remove", "add_uevent_var", "kobject_", "drop_nlink", "mark_buffer_dirty",
   "__do_kernel_fault",
-  "get_device_parent", "device_add", "__switch_to",
+  "get_device_parent", "device_add", "__switch_to", "unregister_netdevice", "unregister_netdev",
+  "device_release",
+  "put_device", "__unregister_client", "alloc_page", "device_for_each_child",
 ]
 
 /// A locked-up CPU's frames start at its instruction pointer.
 private let lockupStarts = [
   "RIP: ", "NIP [", "pc : ", "PC is at ", "EIP: ", "Call Trace:", "Call trace:",
+]
+
+/// Helpers whose BUG_ON() checks the caller's arguments: the caller is the bug.
+private let bugHelpers = [
+  "skb_put", "skb_push", "skb_pull", "skb_over_panic", "skb_under_panic", "__phys_addr",
+  "folio_unlock",
+  "unlock_page", "__skb_", "kfree_skb", "put_page", "__free_pages",
 ]
 
 private let paging = "BUG: unable to handle kernel paging request in $F"
@@ -95,6 +105,12 @@ private let faultFormats: [OopsFormat] = [
     type: memorySafety, corrupted: true),
 ]
 
+/// The fault forms printed after "BUG: " (powerpc 5.0+); the others have no "BUG:" prefix.
+private let bugPrefixedFaults: Set<String> = [
+  "ppc-data-access", "ppc-data-access-old", "ppc-fetch", "ppc-unaligned", "user-memory",
+  "fault-any",
+]
+
 let defaultOopsTable: [OopsPattern] = [
   OopsPattern(
     "bug", header: "BUG:", suppress: ["BUG: no syscalls can create resource"],
@@ -103,20 +119,17 @@ let defaultOopsTable: [OopsPattern] = [
         "kasan-invalid-free", "BUG: KASAN: double-free or invalid-free in {F}",
         title: "KASAN: invalid-free in $F",
         kind: .kasan, type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(
-          header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
       OopsFormat(
         "kasan-double-free", "BUG: KASAN: double-free in {F}", title: "KASAN: invalid-free in $F",
         kind: .kasan,
         type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(
-          header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
       OopsFormat(
         "kasan-free", "BUG: KASAN: invalid-free in {F}", title: "KASAN: invalid-free in $F",
         kind: .kasan,
         type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(
-          header: 0, skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
       OopsFormat(
         "kasan-access", "BUG: KASAN: {W} in {F}", extra: ["^{W} of size {N}"],
         title: "KASAN: $1 $3 in $F",
@@ -141,10 +154,11 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .kmsan, type: .fixed("KMSAN-INFO-LEAK"),
         frame: stack(
           header: 1,
-          skip: ["copy_to_user", "copyout", "instrument_copy", "_copy", "usb_submit_urb"])),
+          skip: ["copy_to_user", "copyout", "instrument_copy", "_copy", "usb_submit_urb"], after: []
+        )),
       OopsFormat(
         "kmsan", "BUG: KMSAN: {W} in {F}", title: "KMSAN: $1 in $F", kind: .kmsan,
-        type: .sanitizer(prefix: "KMSAN", bug: 0, access: nil), frame: stack(header: 1)),
+        type: .sanitizer(prefix: "KMSAN", bug: 0, access: nil), frame: stack(header: 1, after: [])),
       OopsFormat(
         "kfence-access", "BUG: KFENCE: {W} {W} in {F}", title: "KFENCE: $1 $2 in $F", kind: .kfence,
         type: .sanitizer(prefix: "KFENCE", bug: 0, access: 1), frame: stack(header: 2)),
@@ -179,7 +193,7 @@ let defaultOopsTable: [OopsPattern] = [
         "paging-x86-old", "BUG: unable to handle kernel paging request", title: paging,
         kind: .pagingFault,
         type: memorySafety),
-    ] + faultFormats + [
+    ] + faultFormats.filter { bugPrefixedFaults.contains($0.id) } + [
       OopsFormat(
         "spinlock", "BUG: spinlock {W} {W} on CPU", title: "BUG: spinlock $1 $2 in $F",
         kind: .lockdep,
@@ -218,14 +232,9 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .badRSSCounter,
         type: bugType, frame: .none, noStack: true),
       OopsFormat(
-        "dentry", "BUG: Dentry {*}still in use", title: "BUG: Dentry still in use in $F",
-        kind: .bug, type: bugType,
-        frame: stack(
-          ip: false,
-          skip: [
-            "dput", "shrink_", "d_walk", "do_one_tree", "umount", "kill_", "generic_shutdown_super",
-            "deactivate_", "cleanup_mnt", "task_work", "exit_to", "syscall_exit",
-          ])),
+        "dentry", "BUG: Dentry {*}still in use", title: "BUG: Dentry still in use in unmount",
+        kind: .bug,
+        type: bugType, frame: .none, noStack: true),
       OopsFormat(
         "bad-page-state", "BUG: Bad page state", title: "BUG: Bad page state in $F",
         kind: .badPageState,
@@ -291,14 +300,15 @@ let defaultOopsTable: [OopsPattern] = [
           ip: false,
           skip: [
             "kmemleak", "kmalloc", "kcalloc", "kzalloc", "kvmalloc", "kvzalloc", "vmalloc", "mmap",
-            "kmem", "slab", "alloc", "create_object", "idr_get", "list_lru_init", "kasprintf",
+            "kmem", "slab", "alloc", "create_object", "kobject_", "pcpu_", "idr_get",
+            "list_lru_init", "kasprintf",
             "kvasprintf", "pcpu_create", "strdup", "strndup", "memdup", "kstrdup", "kmemdup",
             "krealloc", "__kmalloc", "__vmalloc", "__alloc", "__kvmalloc",
           ], after: ["backtrace"])),
       OopsFormat(
         "stack-guard", "BUG: {*}stack guard page was hit at",
         title: "BUG: stack guard page was hit in $F",
-        kind: .stackCorruption, type: dos, frame: ipOnly, noStack: true),
+        kind: .stackCorruption, type: dos, frame: stack(), noStack: true),
       OopsFormat(
         "too-low", "BUG: {W} too low!", title: "BUG: $1 too low!", kind: .lockdep,
         type: lockdepType, frame: .none,
@@ -554,7 +564,7 @@ let defaultOopsTable: [OopsPattern] = [
         "stack-protector",
         "Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: {F}",
         title: "kernel panic: stack is corrupted in $F", kind: .stackCorruption, type: dos,
-        frame: .stack(StackRecipe(useIP: false, headerCapture: 0, startMarkers: ["\u{0}"])),
+        frame: .stack(StackRecipe(useIP: false, headerCapture: 0, useTrace: false)),
         noStack: true),
       OopsFormat(
         "stack-protector-addr", "Kernel panic - not syncing: stack-protector:",
@@ -591,12 +601,18 @@ let defaultOopsTable: [OopsPattern] = [
         title: "kernel panic: $1",
         kind: .machineCheck, type: dos, frame: .none, noStack: true),
       OopsFormat(
+        "stack-overflow", "Kernel panic - not syncing: kernel stack overflow",
+        title: "kernel stack overflow in $F", kind: .stackCorruption, type: dos,
+        frame: stack(skip: [
+          "handle_stack_overflow", "handle_bad_stack", "exc_double_fault", "asm_exc_double_fault",
+        ])),
+      OopsFormat(
         "panic", "Kernel panic - not syncing: {R}", title: "kernel panic: $1", kind: .panic,
         type: dos, frame: .none,
         noStack: true),
     ]),
   OopsPattern(
-    "double-fault", header: "PANIC: double fault",
+    "double-fault", header: "PANIC: double fault", followsReport: true,
     [
       OopsFormat(
         "double-fault", "PANIC: double fault", title: "PANIC: double fault in $F",
@@ -604,7 +620,7 @@ let defaultOopsTable: [OopsPattern] = [
         frame: ipOnly)
     ]),
   OopsPattern(
-    "kernel-bug", header: "kernel BUG",
+    "kernel-bug", header: "kernel BUG at",
     [
       OopsFormat(
         "usercopy", "kernel BUG at mm/usercopy.c", title: "BUG: bad usercopy in $F",
@@ -615,15 +631,15 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .listCorruption,
         type: memorySafety, frame: stack(skip: ["list_", "__list"])),
       OopsFormat(
-        "kernel-bug", "kernel BUG at {R}", title: "kernel BUG in $F", kind: .bug, type: bugType),
-      OopsFormat(
-        "kernel-bug-any", "kernel BUG", title: "kernel BUG in $F", kind: .bug, type: bugType),
+        "kernel-bug", "kernel BUG at {R}", title: "kernel BUG in $F", kind: .bug, type: bugType,
+        frame: stack(skip: bugHelpers)),
     ]),
   OopsPattern(
-    "kernel-bug-x86", header: "Kernel BUG",
+    "kernel-bug-x86", header: "Kernel BUG at",
     [
       OopsFormat(
-        "kernel-bug-addr", "Kernel BUG {R}", title: "kernel BUG in $F", kind: .bug, type: bugType)
+        "kernel-bug-addr", "Kernel BUG at {R}", title: "kernel BUG in $F", kind: .bug, type: bugType
+      )
     ]),
   OopsPattern(
     "object-free", header: "Object already free",
@@ -744,8 +760,17 @@ let defaultOopsTable: [OopsPattern] = [
         "checkstop", "heckstop", title: "checkstop", kind: .checkstop, type: dos, frame: .none,
         noStack: true)
     ]),
+  // powerpc: an exception the kernel cannot return from (bad MSR[RI], bad stack pointer).
   OopsPattern(
-    "netdev-leak", header: "unregister_netdevice: waiting for ",
+    "ppc-unrecoverable", header: "Unrecoverable exception ",
+    [
+      OopsFormat(
+        "unrecoverable", "Unrecoverable exception {W} at {X}",
+        title: "unrecoverable exception in $F",
+        kind: .internalError, type: dos)
+    ]),
+  OopsPattern(
+    "netdev-leak", header: "unregister_netdevice: waiting for ", followsReport: true,
     [
       OopsFormat(
         "netdev-leak", "unregister_netdevice: waiting for {W} to become free",
@@ -754,16 +779,23 @@ let defaultOopsTable: [OopsPattern] = [
         noStack: true)
     ]),
   OopsPattern(
-    "file-count", header: "VFS: Close: file count is zero",
+    "file-count", header: "VFS: Close: file count is ",
     [
       OopsFormat(
-        "file-count", "VFS: Close: file count is zero",
+        "file-count", "VFS: Close: file count is {W}",
         title: "VFS: Close: file count is zero (use-after-free)",
         kind: .fileCount, type: dos, frame: .none, noStack: true)
     ]),
   OopsPattern(
     "oops", header: "Oops: ", followsReport: true,
     [
+      OopsFormat(
+        "oops-unrecoverable", "Oops: Unrecoverable exception",
+        title: "unrecoverable exception in $F",
+        kind: .internalError, type: dos),
+      OopsFormat(
+        "oops-bad-stack", "Oops: Bad kernel stack pointer", title: "bad kernel stack pointer in $F",
+        kind: .stackCorruption, type: dos),
       OopsFormat(
         "oops-bad-area", "Oops: Kernel access of bad area", title: paging, kind: .pagingFault,
         type: memorySafety),

@@ -1,11 +1,15 @@
 /// Turns a collected report into a `CrashReport`: picks the format, the guilty frame, the
 /// title and the metadata (CPU, PID, comm, taint, version, modules).
+typealias Line = UnsafeBufferPointer<UInt8>
+
+@inline(__always) func withLine<R>(_ line: Line, _ body: (Line) -> R) -> R { body(line) }
+
 struct ReportBuilder {
   let detector: CrashDetector
   let report: ReportInProgress
+  let lines: [Line]
 
   func build(origin: LogOrigin) -> CrashReport {
-    let lines = report.lines
     let oops = detector.table[report.pattern]
     // The header chose a format; a later one may fit better when this one's extra lines are
     // missing (KASAN without "Read of size").
@@ -22,13 +26,18 @@ struct ReportBuilder {
       }
       extraMissing = true
     }
-    let frames = traceFrames(lines)
+    let stack = stackStart(lines)
     var frame: String?
     switch format.frame {
     case .none: frame = nil
     case .stack(let recipe): frame = guiltyFrame(recipe, captures: captures, lines: lines)
     case .line(let after, let patterns):
+      // Lockdep names the function; a generic one (a lock helper, a workqueue dispatcher) is
+      // replaced by the first real frame of the stack.
       frame = lineFrame(after: after, patterns: patterns, lines: lines)
+      if let f = frame, nameMatchesSkip(f, genericSkips) || nameMatchesSkip(f, stallAnchors) {
+        frame = guiltyFrame(StackRecipe(useIP: false), captures: [], lines: lines) ?? f
+      }
     }
     var corruptedReason: String?
     if format.alwaysCorrupted {
@@ -41,10 +50,10 @@ struct ReportBuilder {
     {
       titleTemplate = nullTitle
     }
-    if titleTemplate.contains("$F"), frame == nil {
+    if byteRange(titleTemplate, "$F") != nil, frame == nil {
       corruptedReason = corruptedReason ?? "no guilty frame found"
     }
-    if corruptedReason == nil, !format.noStackTrace, !hasStackTrace(lines) {
+    if corruptedReason == nil, !format.noStackTrace, stack == nil {
       corruptedReason = "no stack trace in report"
     }
     let title = expand(titleTemplate, captures: captures, frame: frame ?? "corrupted")
@@ -54,17 +63,19 @@ struct ReportBuilder {
       kind = .nullDeref
       typeRule = .fixed("NULL-POINTER-DEREFERENCE")
     }
-    let text = lines.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "\n")
+    let text = String(decoding: report.text, as: UTF8.self)
     var result = CrashReport(
       kind: kind, type: crashType(typeRule, captures), title: title, frame: frame,
       corrupted: corruptedReason != nil, corruptedReason: corruptedReason, report: text,
       start: report.start,
-      end: report.end, origin: origin, frames: frames)
-    fillMetadata(&result, lines)
+      end: report.end, origin: origin)
+    result.patternID = oops.id + "/" + format.id
+    // The CPU/Comm and Modules lines come before the stack.
+    fillMetadata(&result, lines.prefix(min(60, max(stack ?? 60, 8))))
     return result
   }
 
-  private func matchExtras(_ extras: [LinePattern], _ lines: [[UInt8]]) -> [String]? {
+  private func matchExtras(_ extras: [LinePattern], _ lines: [Line]) -> [String]? {
     var captures: [String] = []
     var index = 1
     for pattern in extras {
@@ -83,28 +94,29 @@ struct ReportBuilder {
   }
 
   private func expand(_ template: String, captures: [String], frame: String) -> String {
-    var out = ""
-    var chars = Array(template)
+    let t = Array(template.utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity(t.count + 48)
     var i = 0
-    while i < chars.count {
-      if chars[i] == "$", i + 1 < chars.count {
-        let c = chars[i + 1]
-        if c == "F" {
-          out += frame
+    while i < t.count {
+      if t[i] == UInt8(ascii: "$"), i + 1 < t.count {
+        let c = t[i + 1]
+        if c == UInt8(ascii: "F") {
+          out += frame.utf8
           i += 2
           continue
         }
-        if let digit = c.wholeNumberValue, digit >= 1, digit <= captures.count {
-          out += TitleNormalizer.normalize(captures[digit - 1])
+        let digit = Int(c) - 0x30
+        if digit >= 1, digit <= 9, digit <= captures.count {
+          out += TitleNormalizer.normalize(captures[digit - 1]).utf8
           i += 2
           continue
         }
       }
-      out.append(chars[i])
+      out.append(t[i])
       i += 1
     }
-    chars.removeAll()
-    return out
+    return String(decoding: out, as: UTF8.self)
   }
 
   private func crashType(_ rule: CrashTypeRule, _ captures: [String]) -> String {
@@ -114,115 +126,114 @@ struct ReportBuilder {
       let bugClass = bug < captures.count ? captures[bug] : ""
       let accessWord =
         access.flatMap { $0 < captures.count ? captures[$0].uppercased() : nil } ?? "READ"
-      if bugClass.contains("free") && !bugClass.contains("after-free") {
+      if (byteRange(bugClass, "free") != nil) && !(byteRange(bugClass, "after-free") != nil) {
         return "\(prefix)-INVALID-FREE"
       }
-      if bugClass.contains("use-after-free") { return "\(prefix)-USE-AFTER-FREE-\(accessWord)" }
-      if bugClass.contains("uninit") { return "\(prefix)-UNINIT-VALUE" }
-      if bugClass.contains("memory-corruption") || bugClass == "memory" {
+      if byteRange(bugClass, "use-after-free") != nil {
+        return "\(prefix)-USE-AFTER-FREE-\(accessWord)"
+      }
+      if byteRange(bugClass, "uninit") != nil { return "\(prefix)-UNINIT-VALUE" }
+      if (byteRange(bugClass, "memory-corruption") != nil) || bugClass == "memory" {
         return "\(prefix)-MEMORY-CORRUPTION"
       }
       return "\(prefix)-\(accessWord)"
     }
   }
 
-  private func hasStackTrace(_ lines: [[UInt8]]) -> Bool {
-    for line in lines {
-      let found = line.withUnsafeBufferPointer { buf in
-        stackKeywords.contains { indexOf(buf, $0, from: 0) != nil }
-      }
-      if found { return true }
-    }
-    return false
+  /// Lines examined for the title and frame: a stack is at the report's start, and long
+  /// reports (all-CPU backtraces) would otherwise cost time for nothing.
+  static let analysisLines = 300
+
+  /// Index of the first line naming a stack ("Call Trace:", "backtrace:"), if any.
+  private func stackStart(_ lines: [Line]) -> Int? {
+    lines.prefix(Self.analysisLines).firstIndex { startsStack($0) }
   }
 
-  /// The frames of the first stack in the report, innermost first.
-  private func traceFrames(_ lines: [[UInt8]]) -> [String] {
-    var frames: [String] = []
-    var inTrace = false
-    for line in lines {
-      line.withUnsafeBufferPointer { buf in
-        if !inTrace {
-          inTrace = stackKeywords.contains { indexOf(buf, $0, from: 0) != nil }
-          return
-        }
-        let t = classifyTraceLine(buf)
-        if t.role == .frame, let f = t.function, !t.questionable { frames.append(f) }
-      }
-      if frames.count >= 64 { break }
-    }
-    return frames
+  private func startsStack(_ line: Line) -> Bool {
+    stackKeywordList.contains { indexOf(line, $0, from: 0) != nil }
   }
 
-  func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [[UInt8]]) -> String? {
-    let skips = genericSkips + recipe.skip
-    var ordered: [String] = []
-    if let index = recipe.headerCapture, index < captures.count { ordered.append(captures[index]) }
+  func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [Line]) -> String? {
+    let extraSkips = recipe.skipSet
+    func skipped(_ name: Line) -> Bool {
+      genericSkipSet.matches(name) || extraSkips.matches(name)
+    }
+    func skipped(_ name: String) -> Bool {
+      var name = name
+      return name.withUTF8 { skipped($0) }
+    }
+    let analysed = lines.prefix(Self.analysisLines)
+    if let index = recipe.headerCapture, index < captures.count, !skipped(captures[index]) {
+      return captures[index]
+    }
     // The faulting instruction pointer, wherever it is printed.
-    var ipFrame: String?
-    if recipe.useIP {
-      for line in lines.dropFirst() {
-        let t = line.withUnsafeBufferPointer { classifyTraceLine($0) }
-        if t.role == .instructionPointer {
-          ipFrame = t.function
+    if recipe.useIP, recipe.extractor == .first {
+      var ipUnsymbolized = false
+      for line in analysed.dropFirst() {
+        let t = classifyTraceLine(line)
+        if t.role == .linkRegister, ipUnsymbolized {
+          // A jump to a bad address: the caller in the link register is the culprit.
+          if let name = t.nameBytes(in: line), !skipped(name) { return t.function(in: line) }
           break
         }
+        guard t.role == .instructionPointer else { continue }
+        if let name = t.nameBytes(in: line) {
+          if !skipped(name) { return t.function(in: line) }
+          break
+        }
+        ipUnsymbolized = true
       }
     }
+    guard recipe.useTrace else { return nil }
     // Frames after the start marker (or after the header).
     var startIndex: Int? = recipe.startMarkers.isEmpty ? 1 : nil
     if startIndex == nil {
-      let markers = recipe.startMarkers.map { Array($0.utf8) }
-      for (i, line) in lines.enumerated().dropFirst() {
-        let hit = line.withUnsafeBufferPointer { buf in
-          markers.contains { indexOf(buf, $0, from: 0) != nil }
-        }
-        if hit {
-          // The marker line itself may be a frame (an IP line, "apic_timer_interrupt+0x").
-          startIndex = i
+      let markers = recipe.startMarkerBytes
+      for (i, line) in analysed.enumerated().dropFirst()
+      where markers.contains(where: { indexOf(line, $0, from: 0) != nil }) {
+        // The marker line itself may be a frame (an IP line, "apic_timer_interrupt+0x").
+        startIndex = i
+        break
+      }
+    }
+    guard let startIndex, startIndex < analysed.count else { return nil }
+    var seen = 0
+    var previous: String?
+    var firstKept: String?
+    var hungAnchor: String?
+    for line in analysed[startIndex...] {
+      let t = classifyTraceLine(line)
+      guard let name = t.nameBytes(in: line) else {
+        if seen > 0, frameTerminators.contains(where: { indexOf(line, $0, from: 0) != nil }) {
           break
         }
+        continue
       }
-    }
-    var stackFrames: [String] = []
-    if let startIndex, startIndex < lines.count {
-      for line in lines[startIndex...] {
-        let stop = line.withUnsafeBufferPointer { buf -> Bool in
-          if !stackFrames.isEmpty,
-            frameTerminators.contains(where: { indexOf(buf, $0, from: 0) != nil })
-          {
-            return true
-          }
-          let t = classifyTraceLine(buf)
-          guard let f = t.function, !t.questionable else { return false }
-          if t.role == .frame || (recipe.extractor != .first && t.role == .instructionPointer) {
-            stackFrames.append(f)
-          }
-          return false
+      guard !t.questionable else { continue }
+      guard t.role == .frame || (recipe.extractor == .stall && t.role == .instructionPointer) else {
+        continue
+      }
+      seen += 1
+      if seen > 128 { break }
+      switch recipe.extractor {
+      case .first:
+        if !skipped(name) { return t.function(in: line) }
+      case .stall:
+        if firstKept == nil, !skipped(name), let f = t.function(in: line),
+          let collapse = stallCollapses.first(where: { f.hasPrefix($0.prefix) })
+        {
+          return collapse.name
         }
-        if stop || stackFrames.count >= 128 { break }
-      }
-    }
-    switch recipe.extractor {
-    case .first:
-      if let ipFrame { ordered.append(ipFrame) }
-      ordered += stackFrames
-      return ordered.first { !nameMatchesSkip($0, skips) }
-    case .stall:
-      if let header = ordered.first, !nameMatchesSkip(header, skips) { return header }
-      var all = stackFrames
-      if all.isEmpty, let ipFrame { all = [ipFrame] }
-      var previous: String?
-      for f in all {
-        if stallAnchors.contains(where: { matchesSegment(f, $0) }) {
+        if isStallAnchor(name) {
           if let previous { return stripSyscallPrefix(previous) }
           continue
         }
-        if !nameMatchesSkip(f, skips) { previous = f }
-      }
-      return all.first { !nameMatchesSkip($0, skips) }.map(stripSyscallPrefix)
-    case .hung:
-      for f in stackFrames {
+        if !skipped(name) {
+          previous = t.function(in: line)
+          firstKept = firstKept ?? previous
+        }
+      case .hung:
+        let f = t.function(in: line) ?? ""
         if f.hasPrefix("rtnl_lock") { return "rtnl_lock" }
         if f.hasPrefix("synchronize_rcu") || f.hasPrefix("synchronize_srcu")
           || f.hasPrefix("synchronize_net")
@@ -230,11 +241,15 @@ struct ReportBuilder {
         {
           return "synchronize_rcu"
         }
-      }
-      return stackFrames.first { f in
-        !hungSkips.contains { f.contains($0) } && !nameMatchesSkip(f, recipe.skip)
+        if hungAnchor == nil, !hungSkips.contains(where: { byteRange(f, $0) != nil }),
+          !skipped(name)
+        {
+          hungAnchor = f
+        }
       }
     }
+    if recipe.extractor == .hung { return hungAnchor }
+    return firstKept.map(stripSyscallPrefix)
   }
 
   private func stripSyscallPrefix(_ name: String) -> String {
@@ -246,18 +261,21 @@ struct ReportBuilder {
     return n
   }
 
-  private func lineFrame(after: String, patterns: [LinePattern], lines: [[UInt8]]) -> String? {
+  private func lineFrame(after: String, patterns: [LinePattern], lines: [Line]) -> String? {
     let marker = Array(after.utf8)
     var armed = marker.isEmpty
     var budget = 40
     for line in lines.dropFirst() {
       if !armed {
-        armed = line.withUnsafeBufferPointer { indexOf($0, marker, from: 0) != nil }
+        armed = withLine(line) { indexOf($0, marker, from: 0) != nil }
         continue
       }
       for pattern in patterns {
         if let c = pattern.match(line), let f = c.first, !f.isEmpty { return f }
       }
+      // Newer kernels print the function alone on the next line: " ipmr_mfc_seq_stop+0xdd/0x140".
+      let t = classifyTraceLine(line)
+      if t.role == .frame, !t.questionable, let f = t.function(in: line) { return f }
       budget -= 1
       if budget == 0 { break }
     }
@@ -271,34 +289,44 @@ struct ReportBuilder {
     return UInt64(t, radix: 16)
   }
 
-  private func fillMetadata(_ result: inout CrashReport, _ lines: [[UInt8]]) {
-    for line in lines.prefix(200) {
-      let text = String(decoding: line, as: UTF8.self)
-      if result.comm == nil,
+  private func fillMetadata(_ result: inout CrashReport, _ lines: ArraySlice<Line>) {
+    var needCPU = true
+    var needModules = true
+    var needVersion = true
+    for line in lines {
+      if !needCPU && !needModules && !needVersion { break }
+      if needCPU, indexOf(line, cpuTag, from: 0) != nil,
         let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil)
       {
         result.cpu = Int(c[0])
         result.pid = Int(c[1])
-        if c.count > 2 { parseCommAndTaint(c[2], into: &result) }
+        if c.count > 2 {
+          parseCommAndTaint(c[2], into: &result)
+          needCPU = false
+        }
       }
-      if result.modules.isEmpty, let m = modulesLine.match(line) {
+      if needModules, indexOf(line, modulesTag, from: 0) != nil, let m = modulesLine.match(line) {
         var list = m[0]
-        if let bracket = list.firstRange(of: " [last unloaded") {
+        if let bracket = byteRange(list, " [last unloaded") {
           list = String(list[..<bracket.lowerBound])
         }
         result.modules = list.split(separator: " ").map(String.init)
+        needModules = false
       }
-      if result.kernelVersion == nil, text.contains("Tainted: ") || text.contains("Not tainted") {
-        parseCommAndTaint(text, into: &result)
+      if result.kernelVersion != nil { needVersion = false }
+      if needVersion,
+        indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
+      {
+        parseCommAndTaint(String(decoding: line, as: UTF8.self), into: &result)
+        needVersion = result.kernelVersion == nil
       }
     }
   }
 
-  /// "CPU 21/KVM Tainted: G O 4.14.0-1.el7.ppc64le #1" or "syz-executor Not tainted 6.1.0 #1".
   private func parseCommAndTaint(_ rest: String, into result: inout CrashReport) {
     var comm = rest
     var tail = ""
-    if let r = rest.firstRange(of: " Tainted: ") {
+    if let r = byteRange(rest, " Tainted: ") {
       comm = String(rest[..<r.lowerBound])
       tail = String(rest[r.upperBound...])
       let words = tail.split(separator: " ")
@@ -311,14 +339,14 @@ struct ReportBuilder {
         flags.append(word)
       }
       if result.taint == nil, !flags.isEmpty { result.taint = flags.joined(separator: " ") }
-    } else if let r = rest.firstRange(of: " Not tainted ") ?? rest.firstRange(of: "Not tainted ") {
+    } else if let r = byteRange(rest, " Not tainted ") ?? byteRange(rest, "Not tainted ") {
       comm = String(rest[..<r.lowerBound])
       tail = String(rest[r.upperBound...])
       if let word = tail.split(separator: " ").first {
         result.kernelVersion = result.kernelVersion ?? String(word)
       }
     }
-    if result.comm == nil, rest.contains("Comm:") == false, !comm.isEmpty,
+    if result.comm == nil, byteRange(rest, "Comm:") == nil, !comm.isEmpty,
       comm != rest || !tail.isEmpty
     {
       result.comm = comm.trimmingSpaces()
@@ -326,10 +354,14 @@ struct ReportBuilder {
   }
 }
 
+private let cpuTag = Array("CPU: ".utf8)
+private let modulesTag = Array("Modules linked in:".utf8)
+private let taintTag = Array("Tainted: ".utf8)
+private let notTaintedTag = Array("Not tainted".utf8)
 private let cpuLine = LinePattern("CPU: {N} PID: {N} Comm: {R}")
 private let warnCPULine = LinePattern("CPU: {N} PID: {N} at ")
 private let modulesLine = LinePattern("Modules linked in:{R}")
-private let stackKeywords: [[UInt8]] = [
+let stackKeywordList: [[UInt8]] = [
   "Call Trace", "Call trace:", "Backtrace:", "backtrace:", "Stack:", "Allocated by task",
 ].map {
   Array($0.utf8)
@@ -341,6 +373,17 @@ private let frameTerminators: [[UInt8]] = [
   "Kernel Offset:",
   "Dumping ftrace buffer", "Uninit was created", "Uninit was stored", "Local variable",
 ].map { Array($0.utf8) }
+
+/// `needle`'s range in `text`, by bytes (String.firstRange goes through Foundation here).
+func byteRange(_ text: String, _ needle: String) -> Range<String.Index>? {
+  let h = Array(text.utf8)
+  let n = Array(needle.utf8)
+  let at = h.withUnsafeBufferPointer { indexOf($0, n, from: 0) }
+  guard let at else { return nil }
+  let lower = text.utf8.index(text.utf8.startIndex, offsetBy: at)
+  let upper = text.utf8.index(lower, offsetBy: n.count)
+  return lower..<upper
+}
 
 extension String {
   func trimmingSpaces() -> String {

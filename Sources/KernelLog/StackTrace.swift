@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// What one report line says about the stack.
 struct TraceLine: Equatable {
   enum Role: Equatable {
@@ -11,9 +19,18 @@ struct TraceLine: Equatable {
     case text
   }
   var role: Role
-  var function: String?
+  /// Where the function name is in the line (up to its first '.').
+  var name: Range<Int>?
   /// x86 " ? f+0x" guesses and powerpc "(unreliable)" frames.
   var questionable: Bool
+
+  func function(in line: UnsafeBufferPointer<UInt8>) -> String? {
+    name.map { string(line, $0.lowerBound, $0.upperBound) }
+  }
+
+  func nameBytes(in line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
+    name.map { UnsafeBufferPointer(rebasing: line[$0]) }
+  }
 }
 
 private let ipPrefixes: [[UInt8]] = [
@@ -29,6 +46,7 @@ private let boundaryPrefixes: [[UInt8]] = [
 private let unreliable = Array("(unreliable)".utf8)
 private let armFrom = Array(") from [".utf8)
 private let irqsLast = Array("irqs last".utf8)
+private let ipFirstBytes: [UInt8] = ipPrefixes.map { $0[0] }
 
 func hasPrefix(_ line: UnsafeBufferPointer<UInt8>, _ from: Int, _ prefix: [UInt8]) -> Bool {
   guard line.count - from >= prefix.count else { return false }
@@ -41,16 +59,21 @@ func contains(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8]) -> Bool {
 }
 
 func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], from: Int) -> Int? {
-  guard let first = needle.first, line.count >= needle.count else { return nil }
-  var i = from
+  guard !needle.isEmpty, from >= 0, line.count - from >= needle.count, let base = line.baseAddress
+  else {
+    return nil
+  }
+  // memchr (vectorised) finds candidates for the first byte; this runs on every report line.
+  let first = Int32(needle[0])
   let last = line.count - needle.count
+  var i = from
   while i <= last {
-    if line[i] == first {
-      var k = 1
-      while k < needle.count, line[i + k] == needle[k] { k += 1 }
-      if k == needle.count { return i }
-    }
-    i += 1
+    guard let hit = memchr(base + i, first, last - i + 1) else { return nil }
+    let at = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
+    var k = 1
+    while k < needle.count, line[at + k] == needle[k] { k += 1 }
+    if k == needle.count { return at }
+    i = at + 1
   }
   return nil
 }
@@ -60,19 +83,29 @@ func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], from: Int) -
 func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
   var p = 0
   while p < line.count, line[p] == 0x20 || line[p] == 0x09 { p += 1 }
-  for prefix in boundaryPrefixes where hasPrefix(line, p, prefix) {
-    return TraceLine(role: .boundary, function: nil, questionable: false)
+  guard p < line.count else { return TraceLine(role: .text, name: nil, questionable: false) }
+  // Prefix tables are consulted only when the first byte can start one of them.
+  let first = line[p]
+  if first == UInt8(ascii: "-") || first == UInt8(ascii: "<") || first == UInt8(ascii: "E") {
+    for prefix in boundaryPrefixes where hasPrefix(line, p, prefix) {
+      return TraceLine(role: .boundary, name: nil, questionable: false)
+    }
   }
   // Lockdep's "hardirqs last enabled at (N): [<..>] f+0x" lines name functions but are not frames.
-  if indexOf(line, irqsLast, from: p) != nil {
-    return TraceLine(role: .text, function: nil, questionable: false)
+  // ("hard" or "soft" then "irqs last").
+  if first == UInt8(ascii: "h") || first == UInt8(ascii: "s"), hasPrefix(line, p + 4, irqsLast) {
+    return TraceLine(role: .text, name: nil, questionable: false)
   }
   var role = TraceLine.Role.frame
-  for prefix in ipPrefixes where hasPrefix(line, p, prefix) {
-    role = .instructionPointer
-    break
+  if ipFirstBytes.contains(first) {
+    for prefix in ipPrefixes where hasPrefix(line, p, prefix) {
+      role = .instructionPointer
+      break
+    }
   }
-  if role == .frame {
+  if role == .frame,
+    first == UInt8(ascii: "L") || first == UInt8(ascii: "l") || first == UInt8(ascii: "r")
+  {
     for prefix in lrPrefixes where hasPrefix(line, p, prefix) {
       role = .linkRegister
       break
@@ -86,24 +119,33 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
     var e = open + 1
     while e < from, isSymbolByte(line[e]), line[e] != UInt8(ascii: ".") { e += 1 }
     if e > open + 1 {
-      return TraceLine(role: .frame, function: string(line, open + 1, e), questionable: false)
+      return TraceLine(role: .frame, name: (open + 1)..<e, questionable: false)
     }
   }
-  guard let (name, nameStart) = firstSymbolWithOffset(line, from: p) else {
-    return TraceLine(role: role == .frame ? .text : role, function: nil, questionable: false)
+  guard let name = firstSymbolWithOffset(line, from: p) else {
+    return TraceLine(role: role == .frame ? .text : role, name: nil, questionable: false)
   }
-  var questionable = contains(line, unreliable)
-  if nameStart >= 2, line[nameStart - 1] == 0x20, line[nameStart - 2] == UInt8(ascii: "?") {
+  // powerpc appends "(unreliable)" at the end of the line.
+  var e = line.count
+  while e > 0, line[e - 1] == 0x20 { e -= 1 }
+  var questionable = e >= unreliable.count && hasPrefix(line, e - unreliable.count, unreliable)
+  if name.lowerBound >= 2, line[name.lowerBound - 1] == 0x20,
+    line[name.lowerBound - 2] == UInt8(ascii: "?")
+  {
     questionable = true
   }
-  return TraceLine(role: role, function: name, questionable: questionable)
+  return TraceLine(role: role, name: name, questionable: questionable)
 }
 
 /// The first "name+0xhex" in the line: (name up to its first '.', start index).
-func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> (String, Int)? {
+func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Range<Int>? {
   var i = from
   let count = line.count
+  guard let base = line.baseAddress else { return nil }
   while i + 3 < count {
+    // Jump to the next '+' with memchr.
+    guard let hit = memchr(base + i, Int32(UInt8(ascii: "+")), count - 3 - i) else { return nil }
+    i = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
     if line[i] == UInt8(ascii: "+"), line[i + 1] == UInt8(ascii: "0"),
       line[i + 2] == UInt8(ascii: "x"),
       isHexDigit(line[i + 3])
@@ -121,7 +163,7 @@ func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> (St
           while e < i, line[e] != UInt8(ascii: ".") { e += 1 }
           if e > s, !(line[s] == UInt8(ascii: "0") && e - s > 1 && line[s + 1] == UInt8(ascii: "x"))
           {
-            return (string(line, s, e), s)
+            return s..<e
           }
         }
       }
@@ -147,21 +189,33 @@ struct StackRecipe: Sendable, Hashable {
   /// Consider the function captured by the header pattern (capture index) first.
   var headerCapture: Int? = nil
   /// Frames count only after a line containing one of these ("Call Trace:"); empty: anywhere.
-  var startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"]
+  var startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"] {
+    didSet { startMarkerBytes = startMarkers.map { Array($0.utf8) } }
+  }
+  /// Precomputed forms, so analysing a report allocates nothing for them.
+  private(set) var startMarkerBytes: [[UInt8]] = []
+  private(set) var skipSet = SkipSet([])
   /// Extra names to skip for this format, on top of the generic helpers.
-  var skip: [String] = []
+  var skip: [String] = [] {
+    didSet { skipSet = SkipSet(skip) }
+  }
   var extractor: Extractor = .first
+  /// Look at the call trace after the header and IP (false: header capture and IP only).
+  var useTrace = true
 
   init(
     useIP: Bool = true, headerCapture: Int? = nil,
     startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"],
-    skip: [String] = [], extractor: Extractor = .first
+    skip: [String] = [], extractor: Extractor = .first, useTrace: Bool = true
   ) {
     self.useIP = useIP
     self.headerCapture = headerCapture
     self.startMarkers = startMarkers
     self.skip = skip
     self.extractor = extractor
+    self.useTrace = useTrace
+    startMarkerBytes = startMarkers.map { Array($0.utf8) }
+    skipSet = SkipSet(skip)
   }
 }
 
@@ -201,8 +255,20 @@ let genericSkips: [String] = [
   "vscnprintf", "hex_dump", "crc", "strstr", "memdup_user", "kfree", "kmem_cache_free",
   "mutex_remove_waiter",
   "atomic_dec_and_lock", "_atomic_dec_and_lock", "console_unlock", "xas_", "rhashtable_", "idr_",
-  "radix_tree_", "bitmap_", "find_next_bit", "kstrto", "sprintf", "aes_", "lock_timer_base",
+  "radix_tree_", "bitmap_", "find_next_bit", "kstrto", "sprintf", "aes", "lock_timer_base",
   "native_queued_spin_lock", "queued_spin_lock", "do_raw_spin", "check_memory_region",
+  "__do_kernel_fault", "do_bad_area", "do_tag_check_fault", "do_mem_abort", "el1_abort",
+  "el1h_64_sync",
+  "el1_da", "do_translation_fault", "__kernel_fault", "report_tag_fault", "kobject_cleanup",
+  "kobject_release", "wait_for_completion", "get_device_parent", "device_add", "device_release",
+  "put_device",
+  "device_register", "mutex_optimistic_spin", "__mutex_lock", "rwsem_", "__down", "osq_",
+  "timer_is_static_object",
+  "work_is_static_object", "print_usage_bug", "mark_lock", "valid_state", "mark_held_locks",
+  "__bad_stack",
+  "el1_sync", "el1h_64_sync_handler", "print_circular_bug", "check_noncircular", "check_prev_add",
+  "check_prevs_add", "validate_chain", "iput", "__raw_read", "__raw_write", "usb_control_msg",
+  "usb_start_wait_urb", "usb_kill_urb", "usb_submit_urb", "usb_bulk_msg", "usb_interrupt_msg",
 ]
 
 /// Where execution was dispatched from (syscall entry, workqueue, timers, softirq, kthreads);
@@ -222,6 +288,35 @@ let stallAnchors: [String] = [
   "genl_rcv_msg", "sock_common_setsockopt", "kernel_setsockopt", "sys_setsockopt",
 ]
 
+/// Anchors compared without their leading underscores, like the names.
+let stallAnchorSet = SkipSet(stallAnchors.map { String($0.drop { $0 == "_" }) })
+
+/// Syscall wrapper prefixes an anchor may follow ("__x64_sys_ioctl" is "sys_ioctl").
+private let wrapperPrefixes: [[UInt8]] = ["x64_", "ia32_", "arm64_", "se_", "do_", "compat_"].map {
+  Array($0.utf8)
+}
+
+/// Anchors match a name's start (after underscores and a syscall wrapper prefix), not any
+/// segment: "llcp_sock_sendmsg" is not the dispatcher "sock_sendmsg".
+func isStallAnchor(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+  var p = 0
+  while true {
+    while p < name.count, name[p] == UInt8(ascii: "_") { p += 1 }
+    if stallAnchorSet.matchesAt(name, p) { return true }
+    // Wrappers nest: "__ia32_compat_sys_ioctl".
+    guard let prefix = wrapperPrefixes.first(where: { hasPrefix(name, p, $0) }) else {
+      return false
+    }
+    p += prefix.count
+  }
+}
+
+/// Where a stalled CPU is seen waiting for others (IPIs), the stall is named after the wait so
+/// reports collapse: prefix of the interrupted function and the name used.
+let stallCollapses: [(prefix: String, name: String)] = [
+  ("smp_call_function", "smp_call_function")
+]
+
 /// Syscall entry prefixes removed from stall frames ("__x64_sys_futex" -> "sys_futex").
 let syscallPrefixes: [String] = [
   "__x64_", "__ia32_", "__arm64_", "__se_", "__do_", "SYSC_", "SyS_", "compat_SYSC_", "compat_SyS_",
@@ -235,16 +330,75 @@ let hungSkips: [String] = [
   "schedule_timeout", "rt_mutex", "freezer",
 ]
 
+/// Skip entries bucketed by first byte, so a name is compared only with entries that can
+/// start at one of its segment starts.
+struct SkipSet: Sendable, Hashable {
+  private var buckets: [[[UInt8]]] = Array(repeating: [], count: 256)
+
+  init(_ entries: [String]) {
+    for entry in entries where !entry.isEmpty {
+      let bytes = Array(entry.utf8)
+      buckets[Int(bytes[0])].append(bytes)
+    }
+  }
+
+  /// An entry starts exactly at `i`.
+  func matchesAt(_ n: UnsafeBufferPointer<UInt8>, _ i: Int) -> Bool {
+    guard i < n.count else { return false }
+    for entry in buckets[Int(n[i])] where entry.count <= n.count - i {
+      var k = 1
+      while k < entry.count, n[i + k] == entry[k] { k += 1 }
+      if k == entry.count { return true }
+    }
+    return false
+  }
+
+  func matches(_ n: UnsafeBufferPointer<UInt8>) -> Bool {
+    var i = 0
+    while i < n.count {
+      // Segment starts: the name's start (after leading underscores) and after each '_'; an
+      // entry that itself starts with '_' may also begin at an underscore.
+      let atStart = i == 0 || n[i - 1] == UInt8(ascii: "_")
+      let bucket = buckets[Int(n[i])]
+      if !bucket.isEmpty, atStart || n[i] == UInt8(ascii: "_") {
+        for entry in bucket where entry.count <= n.count - i {
+          var k = 1
+          while k < entry.count, n[i + k] == entry[k] { k += 1 }
+          if k == entry.count { return true }
+        }
+      }
+      i += 1
+    }
+    return false
+  }
+}
+
+let genericSkipSet = SkipSet(genericSkips)
+
+func nameMatchesSkip(_ name: UnsafeBufferPointer<UInt8>, _ skips: SkipSet) -> Bool {
+  skips.matches(name)
+}
+
 func nameMatchesSkip(_ name: String, _ skips: [String]) -> Bool {
-  for entry in skips where matchesSegment(name, entry) { return true }
-  return false
+  var name = name
+  return name.withUTF8 { n in
+    for entry in skips {
+      var entry = entry
+      if entry.withUTF8({ matchesSegment(n, $0) }) { return true }
+    }
+    return false
+  }
 }
 
 /// `entry` occurs at the start of `name` or right after an underscore, ignoring leading
 /// underscores of `name`.
 func matchesSegment(_ name: String, _ entry: String) -> Bool {
-  let n = Array(name.utf8)
-  let e = Array(entry.utf8)
+  var name = name
+  var entry = entry
+  return name.withUTF8 { n in entry.withUTF8 { e in matchesSegment(n, e) } }
+}
+
+func matchesSegment(_ n: UnsafeBufferPointer<UInt8>, _ e: UnsafeBufferPointer<UInt8>) -> Bool {
   guard !e.isEmpty, n.count >= e.count else { return false }
   var i = 0
   while i + e.count <= n.count {

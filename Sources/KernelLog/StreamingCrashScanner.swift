@@ -96,66 +96,61 @@ public struct StreamingCrashScanner: Sendable {
     let lineOffset = offset
     offset += next - lo
     let split = splitLine(buf, lo, hi)
-    var completed: [CrashReport] = []
-    let header = detector.findHeader(buf, split.textStart, split.textEnd)
-    var started: (Int, Int, [String])?
-    if let (pattern, _) = header {
+    var started: (pattern: Int, format: Int, captures: [String])?
+    // A line may hold several headers ("Oops: general protection fault"); the first one with a
+    // matching format wins.
+    var searchFrom = split.textStart
+    while started == nil,
+      let (pattern, at) = detector.findHeader(buf, split.textStart, split.textEnd, from: searchFrom)
+    {
       let text = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
       if let (format, captures) = detector.matchFormat(pattern, text) {
         started = (pattern, format, captures)
       }
+      searchFrom = at + 1
     }
-    if var report = current {
-      let sameCaller =
-        report.caller == split.caller || report.caller.kind == .none || split.caller.kind == .none
-      if let (pattern, _, _) = started {
-        let follows = detector.table[pattern].followsReport
-        if !follows || !sameCaller {
-          current = nil
-          completed.append(report.build(detector: detector, origin: origin))
-          linesSinceReport = 0
-          // Falls through to start the new report below.
-        } else {
-          report.append(buf, split, end: offset)
-          current = report
-          return completed
-        }
+    var completed: [CrashReport] = []
+    if current != nil {
+      let caller = current!.caller
+      let sameCaller = caller == split.caller || caller.kind == .none || split.caller.kind == .none
+      if let started, !detector.table[started.pattern].followsReport || !sameCaller {
+        // Another crash begins: the report in progress ends before this line.
+        completed.append(finishCurrent())
       } else {
-        if sameCaller {
-          report.append(buf, split, end: offset)
-        }
-        if report.ended(buf, split) || report.lineCount >= detector.maxReportLines
-          || report.byteCount >= detector.maxReportBytes
+        if sameCaller { current!.append(buf, split, end: offset) }
+        if started == nil,
+          current!.ended(buf, split) || current!.lineCount >= detector.maxReportLines
+            || current!.byteCount >= detector.maxReportBytes
         {
-          current = nil
-          linesSinceReport = 0
-          completed.append(report.build(detector: detector, origin: origin))
-        } else {
-          current = report
+          completed.append(finishCurrent())
         }
         return completed
       }
     }
-    if let (pattern, format, captures) = started {
-      if detector.table[pattern].followsReport, linesSinceReport < Self.followUpWindow {
-        // The panic or Oops line of a crash already reported.
-        linesSinceReport += 1
-        return completed
-      }
-      var report = ReportInProgress(
-        pattern: pattern, format: format, captures: captures, start: lineOffset,
-        caller: split.caller)
-      report.append(buf, split, end: offset)
-      current = report
-      if report.ended(buf, split) {
-        current = nil
-        linesSinceReport = 0
-        completed.append(report.build(detector: detector, origin: origin))
-      }
+    guard let started else {
+      if linesSinceReport < Int.max { linesSinceReport += 1 }
       return completed
     }
-    if linesSinceReport < Int.max { linesSinceReport += 1 }
+    if detector.table[started.pattern].followsReport, linesSinceReport < Self.followUpWindow {
+      // The panic or Oops line of a crash already reported.
+      linesSinceReport += 1
+      return completed
+    }
+    current = ReportInProgress(
+      pattern: started.pattern, format: started.format, captures: started.captures,
+      start: lineOffset,
+      caller: split.caller)
+    current!.endsAtRule = detector.table[started.pattern].formats[started.format].endsAtRule
+    current!.append(buf, split, end: offset)
+    if current!.ended(buf, split) { completed.append(finishCurrent()) }
     return completed
+  }
+
+  private mutating func finishCurrent() -> CrashReport {
+    let report = current!
+    current = nil
+    linesSinceReport = 0
+    return report.build(detector: detector, origin: origin)
   }
 }
 
@@ -163,7 +158,8 @@ private let endMarkers: [[UInt8]] = ["---[ end trace", "---[ end Kernel panic"].
   Array($0.utf8)
 }
 
-/// A crash report being collected.
+/// A crash report being collected: its prefix-free lines in one buffer, bounded by the
+/// detector's limits.
 struct ReportInProgress: Sendable {
   var pattern: Int
   var format: Int
@@ -171,10 +167,14 @@ struct ReportInProgress: Sendable {
   var start: Int
   var end: Int = 0
   var caller: CallerContext
-  /// Prefix-free lines of the report, the header first.
-  var lines: [[UInt8]] = []
-  var lineCount = 0
-  var byteCount = 0
+  /// The format's reports end at a "=====" rule (KASAN, KMSAN, KFENCE, UBSAN).
+  var endsAtRule = false
+  /// The lines joined by newlines (no trailing newline after the last).
+  var text: [UInt8] = []
+  /// Start of each line in `text`.
+  var lineStarts: [Int] = []
+  var lineCount: Int { lineStarts.count }
+  var byteCount: Int { text.count }
 
   init(pattern: Int, format: Int, captures: [String], start: Int, caller: CallerContext) {
     self.pattern = pattern
@@ -185,21 +185,38 @@ struct ReportInProgress: Sendable {
   }
 
   mutating func append(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, end: Int) {
-    let text = Array(UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd]))
-    lines.append(text)
-    lineCount += 1
-    byteCount += text.count + 1
+    if !lineStarts.isEmpty { text.append(0x0a) }
+    lineStarts.append(text.count)
+    text.append(contentsOf: UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd]))
     self.end = end
   }
 
+  /// "---[ end trace ...]---" (and "---[ end Kernel panic") close a report; they start the
+  /// message text, so only the line's start is checked.
   func ended(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine) -> Bool {
-    let text = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
-    guard text.count >= 14 else { return false }
-    for marker in endMarkers where indexOf(text, marker, from: 0) != nil { return true }
+    var p = split.textStart
+    while p < split.textEnd, buf[p] == 0x20 { p += 1 }
+    // Sanitizer reports close with a rule of '=' (the opening one precedes the header).
+    if endsAtRule, lineCount > 1, split.textEnd - p >= 20, buf[p] == UInt8(ascii: "="),
+      (p..<(p + 20)).allSatisfy({ buf[$0] == UInt8(ascii: "=") })
+    {
+      return true
+    }
+    guard split.textEnd - p >= 14, buf[p] == UInt8(ascii: "-"), buf[p + 3] == UInt8(ascii: "[")
+    else { return false }
+    for marker in endMarkers where hasPrefix(buf, p, marker) { return true }
     return false
   }
 
   func build(detector: CrashDetector, origin: LogOrigin) -> CrashReport {
-    ReportBuilder(detector: detector, report: self).build(origin: origin)
+    text.withUnsafeBufferPointer { buf in
+      var lines: [UnsafeBufferPointer<UInt8>] = []
+      lines.reserveCapacity(lineStarts.count)
+      for (i, start) in lineStarts.enumerated() {
+        let end = i + 1 < lineStarts.count ? lineStarts[i + 1] - 1 : buf.count
+        lines.append(UnsafeBufferPointer(rebasing: buf[start..<end]))
+      }
+      return ReportBuilder(detector: detector, report: self, lines: lines).build(origin: origin)
+    }
   }
 }

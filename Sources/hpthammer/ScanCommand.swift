@@ -21,8 +21,29 @@ struct Scan: ParsableCommand {
   @Option(help: "Origin recorded in reports: host:NAME or guest:NAME.")
   var origin: String = "host:localhost"
 
+  @Flag(help: "Also print each report's text (symbolized when --vmlinux is given).")
+  var report = false
+
+  @Option(help: "vmlinux with debug info: adds file:line to frames (addr2line).")
+  var vmlinux: String?
+
+  @Option(
+    name: .customLong("module"),
+    help: "A module's .ko for symbolization, as NAME=PATH (repeatable).")
+  var modules: [String] = []
+
   @Argument(help: "Log files; '-' reads standard input.")
   var files: [String] = ["-"]
+
+  private var symbolizer: Symbolizer? {
+    guard let vmlinux else { return nil }
+    var map: [String: String] = [:]
+    for entry in modules {
+      let parts = entry.split(separator: "=", maxSplits: 1)
+      if parts.count == 2 { map[String(parts[0])] = String(parts[1]) }
+    }
+    return Symbolizer(vmlinux: vmlinux, modules: map)
+  }
 
   func run() throws {
     let logOrigin: LogOrigin =
@@ -61,11 +82,21 @@ struct Scan: ParsableCommand {
     if found > 0 { throw ExitCode(1) }
   }
 
-  private func emit(_ report: CrashReport, file: String) {
+  private func emit(_ crash: CrashReport, file: String) {
+    var text = crash.report
+    if report || json, let symbolizer, let symbolized = try? symbolizer.symbolize(crash) {
+      text = symbolized.text
+    }
     if json {
-      print(ScanOutput.jsonLine(report, file: file))
+      print(
+        ScanOutput.jsonLine(crash, file: file, report: report || symbolizer != nil ? text : nil))
     } else {
-      print(ScanOutput.humanLine(report, file: file))
+      print(ScanOutput.humanLine(crash, file: file))
+      if report {
+        print(
+          text.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(
+            separator: "\n"))
+      }
     }
   }
 
@@ -89,7 +120,7 @@ enum ScanOutput {
     return line + " " + context.joined(separator: " ")
   }
 
-  static func jsonLine(_ r: CrashReport, file: String) -> String {
+  static func jsonLine(_ r: CrashReport, file: String, report: String? = nil) -> String {
     var fields: [(String, String)] = [
       ("file", quote(file)), ("title", quote(r.title)), ("type", quote(r.type)),
       ("kind", quote(r.kind.rawValue)),
@@ -104,6 +135,8 @@ enum ScanOutput {
     if let taint = r.taint { fields.append(("taint", quote(taint))) }
     if let version = r.kernelVersion { fields.append(("kernelVersion", quote(version))) }
     fields.append(("modules", "[" + r.modules.map(quote).joined(separator: ",") + "]"))
+    fields.append(("frames", "[" + r.frames.map(quote).joined(separator: ",") + "]"))
+    if let report { fields.append(("report", quote(report))) }
     return "{" + fields.map { "\(quote($0.0)):\($0.1)" }.joined(separator: ",") + "}"
   }
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Fuzzes the kernel-log scanner with libFuzzer for a bounded time and prints the execution count.
+# usage: scripts/fuzz-scan.sh [seconds]   (default 60)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-60}"
+out=.build/fuzz
+mkdir -p "$out/corpus"
+# Seed with the fixtures and a few corpus logs when present.
+cp Tests/KernelLogTests/Fixtures/*.log "$out/corpus/" 2>/dev/null || true
+if [ -d ../shared/corpus/syzkaller-linux ]; then
+  for f in $(ls ../shared/corpus/syzkaller-linux | head -40); do
+    head -c 65536 "../shared/corpus/syzkaller-linux/$f" > "$out/corpus/syz-$f"
+  done
+fi
+swiftc -sanitize=fuzzer,address -parse-as-library -O \
+  Sources/KernelLog/*.swift Sources/KernelLog/Readers/*.swift Fuzz/ScanFuzz.swift \
+  -module-name KernelLogFuzz -o "$out/scan-fuzz" 2>"$out/build.log" || { grep -E "error" "$out/build.log" | head -20; exit 1; }
+"$out/scan-fuzz" -max_total_time="$seconds" -max_len=1100000 -rss_limit_mb=4096 \
+  -print_final_stats=1 "$out/corpus" 2>&1 | tee "$out/fuzz.log" | grep -E "^#[0-9]+ +(DONE|pulse)|ERROR|SUMMARY|crash-" || true
+execs=$(grep -E "stat::number_of_executed_units" "$out/fuzz.log" | awk '{print $2}')
+echo "fuzz: ${execs:-0} executions in ${seconds}s"
+if grep -qE "ERROR: (libFuzzer|AddressSanitizer)" "$out/fuzz.log"; then
+  echo "fuzz: FAILED (see $out/fuzz.log)"
+  exit 1
+fi
