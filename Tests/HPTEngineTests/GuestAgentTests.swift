@@ -1,0 +1,35 @@
+import Testing
+
+@testable import HPTEngine
+
+@Suite struct GuestAgentTests {
+  @Test func commandsCarryTheirChecksumAndParseBack() throws {
+    let c = AgentLine.command("resize 23")
+    #expect(c.hasPrefix("@hpth resize 23 *") && c.hasSuffix("\n"))
+    let l = try #require(AgentLine.parse(c))
+    #expect(l.verb == "resize" && l.args == ["23"])
+  }
+
+  @Test func garbledOrForeignLinesAreRejected() {
+    let good = AgentLine.command("hb 7 1234").dropLast()
+    #expect(AgentLine.parse(String(good)) != nil)
+    // A printk landed in the middle of the line.
+    #expect(
+      AgentLine.parse(String(good).replacingOccurrences(of: "hb 7", with: "hb [  12.3] 7")) == nil)
+    #expect(AgentLine.parse("[   1.234] lpar: Attempting to resize HPT to shift 23") == nil)
+    #expect(AgentLine.parse("@hpth hb 7 1234") == nil)  // no checksum
+  }
+
+  @Test func kernelNoiseBeforeThePrefixIsSkipped() throws {
+    let l = try #require(
+      AgentLine.parse("\u{1b}[0m" + AgentLine.command("ready 6.1.0 hash 23 1024 2 1") + "\r"))
+    #expect(l.verb == "ready" && l.args[1] == "hash" && l.int(2) == 23)
+  }
+
+  @Test func resizedLine() throws {
+    let l = try #require(AgentLine.parse(AgentLine.command("resized 24 0 131 101 12 OK")))
+    let r = try #require(GuestResize(l))
+    #expect(r.order == 24 && r.errno == 0 && r.prepareMs == 101 && r.commitMs == 12)
+    #expect(GuestResize(AgentLine(verb: "resized", args: ["x"])) == nil)
+  }
+}
