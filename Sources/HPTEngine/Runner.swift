@@ -102,14 +102,11 @@ public final class Runner: @unchecked Sendable {
   let outDir: URL
   let progress: ProgressPrinter
   let reproduce: String
-  let stats = RunStats()
-  let findingsLock = NSLock()
-  var findings: [Finding] = []
-  var findingCount = 0
+  let recorder: RunRecorder
+  var stats: RunStats { recorder.stats }
   let commitBeforeRunIssued = LockedFlag()
   var hostLog: FileHandle?
   var scanner = StreamingCrashScanner()
-  let wallStart = Date()
 
   public init(
     job: Job, host: any KVMSystem, outDir: URL, progress: Bool, reproduce: String
@@ -122,6 +119,7 @@ public final class Runner: @unchecked Sendable {
       console: progress ? .standardError : nil,
       logURL: outDir.appendingPathComponent("progress.log"))
     self.reproduce = reproduce
+    recorder = RunRecorder(job: job, outDir: outDir, reproduce: reproduce)
   }
 
   /// Runs the job; the report is also in outDir/run.json.
@@ -333,25 +331,15 @@ public final class Runner: @unchecked Sendable {
     return expected
   }
 
-  func addFinding(_ f: Finding, report: String) {
-    findingsLock.locked {
-      findingCount += 1
-      var f = f
-      let name = "crash-\(findingCount).txt"
-      f.file = name
-      try? Data(report.utf8).write(to: outDir.appendingPathComponent(name))
-      findings.append(f)
-    }
-  }
+  func addFinding(_ f: Finding, report: String) { recorder.addFinding(f, report: report) }
 
   // MARK: report
 
   /// Ctrl-C: stop the agents; the run still writes its results.
   public func interrupt() {
-    interrupted.value = true
+    recorder.interrupted.value = true
     host.executor.requestStop()
   }
-  let interrupted = LockedFlag()
 
   /// run.json while the run goes on: if the harness itself dies, the directory still says what
   /// was running, and host.log and crash-N.txt hold what was found.
@@ -368,55 +356,11 @@ public final class Runner: @unchecked Sendable {
   }
 
   func finish(error: String?, hostTimeStart: UInt64) -> RunReport {
-    let exec = host.executor
-    let hostTime = Double(exec.nowNs - hostTimeStart) / 1e9
-    let wall = Date().timeIntervalSince(wallStart)
-    let (resizes, answers, unexpected, lat, pv, mm) = stats.with { s in
-      (
-        RunReport.Resizes(
-          attempted: s.attempted, succeeded: s.succeeded, failed_expected: s.failedExpected,
-          failed_unexpected: s.failedUnexpected), s.answers, s.unexpected,
-        RunReport.Latency(
-          prepare_to_ready: RunStats.summary(s.prepareToReadyUs),
-          commit: RunStats.summary(s.commitUs)),
-        s.pagesVerified, s.mismatches
-      )
-    }
-    let crashes = findingsLock.locked { findings }
-    let verdict: Verdict
-    var error = error
-    if error == nil && interrupted.value && !crashes.contains(where: { !$0.expected }) {
-      error = "interrupted before the budget was spent (nothing found until then)"
-    }
-    if error != nil {
-      verdict = .error
-    } else if crashes.contains(where: { !$0.expected })
-      || (job.failOnUnexpected && resizes.failed_unexpected > 0)
-    {
-      verdict = .bug
-    } else {
-      verdict = .pass
-    }
-    let hostStats = host.statistics
-    let sim: [String: Int]? = hostStats.isEmpty ? nil : hostStats
-    let faults = hostStats["hypervisor_faults"] ?? 0
     let model = KernelModel.named(job.kernel)
-    let report = RunReport(
-      verdict: verdict, error: error, job: job.name, backend: job.backend.rawValue,
-      kernel: model?.name ?? job.kernel, kernel_release: model?.release ?? "", seed: job.seed,
-      reproduce: reproduce, host_time_s: (hostTime * 1e6).rounded() / 1e6, resizes: resizes,
-      answers: answers, unexpected: unexpected, latency_ms: lat,
-      guests: RunReport.Guests(
-        count: job.guestCount, memory_mib: job.guestMemoryMiB, vcpus: job.vcpus,
-        boot_order: job.bootOrder,
-        pages_verified: pv, mismatches: mm),
-      crashes: crashes, sim: sim,
-      wall: RunReport.Wall(
-        elapsed_s: (wall * 1000).rounded() / 1000,
-        resizes_per_s: wall > 0 ? (Double(resizes.succeeded) / wall * 10).rounded() / 10 : 0,
-        faults_per_s: wall > 0 ? (Double(faults) / wall).rounded() : 0))
-    RunOutput.write(report, to: outDir)
-    return report
+    return recorder.report(
+      error: error, hostTimeS: Double(host.executor.nowNs - hostTimeStart) / 1e9,
+      hostStats: host.statistics, kernel: model?.name ?? job.kernel,
+      kernelRelease: model?.release ?? "")
   }
 }
 

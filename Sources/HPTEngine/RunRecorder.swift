@@ -1,0 +1,86 @@
+import Foundation
+
+/// What every backend's run shares: the counters, the findings written to the run directory as
+/// they come, and the final report (run.json, junit.xml).
+final class RunRecorder: @unchecked Sendable {
+  let job: Job
+  let outDir: URL
+  let reproduce: String
+  let stats = RunStats()
+  let interrupted = LockedFlag()
+  let wallStart = Date()
+  private let lock = NSLock()
+  private var findings: [Finding] = []
+  private var count = 0
+
+  init(job: Job, outDir: URL, reproduce: String) {
+    self.job = job
+    self.outDir = outDir
+    self.reproduce = reproduce
+  }
+
+  /// Keeps a finding and writes its report to crash-N.txt at once.
+  func addFinding(_ f: Finding, report: String) {
+    lock.locked {
+      count += 1
+      var f = f
+      let name = "crash-\(count).txt"
+      f.file = name
+      try? Data(report.utf8).write(to: outDir.appendingPathComponent(name))
+      findings.append(f)
+    }
+  }
+
+  var allFindings: [Finding] { lock.locked { findings } }
+
+  func report(
+    error: String?, hostTimeS: Double, hostStats: [String: Int], kernel: String,
+    kernelRelease: String,
+    detail: String? = nil
+  ) -> RunReport {
+    let wall = Date().timeIntervalSince(wallStart)
+    let (resizes, answers, unexpected, lat, pv, mm) = stats.with { s in
+      (
+        RunReport.Resizes(
+          attempted: s.attempted, succeeded: s.succeeded, failed_expected: s.failedExpected,
+          failed_unexpected: s.failedUnexpected), s.answers, s.unexpected,
+        RunReport.Latency(
+          prepare_to_ready: RunStats.summary(s.prepareToReadyUs),
+          commit: RunStats.summary(s.commitUs)),
+        s.pagesVerified, s.mismatches
+      )
+    }
+    let crashes = allFindings
+    let verdict: Verdict
+    var error = error
+    if error == nil && interrupted.value && !crashes.contains(where: { !$0.expected }) {
+      error = "interrupted before the budget was spent (nothing found until then)"
+    }
+    if error != nil {
+      verdict = .error
+    } else if crashes.contains(where: { !$0.expected })
+      || (job.failOnUnexpected && resizes.failed_unexpected > 0)
+    {
+      verdict = .bug
+    } else {
+      verdict = .pass
+    }
+    let faults = hostStats["hypervisor_faults"] ?? 0
+    let report = RunReport(
+      verdict: verdict, error: error, job: job.name, backend: job.backend.rawValue,
+      kernel: kernel, kernel_release: kernelRelease, seed: job.seed,
+      reproduce: reproduce, host_time_s: (hostTimeS * 1e6).rounded() / 1e6, resizes: resizes,
+      answers: answers, unexpected: unexpected, latency_ms: lat,
+      guests: RunReport.Guests(
+        count: job.guestCount, memory_mib: job.guestMemoryMiB, vcpus: job.vcpus,
+        boot_order: job.bootOrder,
+        pages_verified: pv, mismatches: mm),
+      crashes: crashes, sim: hostStats.isEmpty ? nil : hostStats,
+      wall: RunReport.Wall(
+        elapsed_s: (wall * 1000).rounded() / 1000,
+        resizes_per_s: wall > 0 ? (Double(resizes.succeeded) / wall * 10).rounded() / 10 : 0,
+        faults_per_s: wall > 0 ? (Double(faults) / wall).rounded() : 0))
+    RunOutput.write(report, to: outDir)
+    return report
+  }
+}
