@@ -34,7 +34,7 @@ let package = Package(
     .target(
       name: "HPTEngine",
       dependencies: [
-        "KVMHost", "KernelLog", "HPTSim",
+        "KVMHost", "KernelLog", "HPTSim", "Libvirt",
         .product(name: "Yams", package: "Yams"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
       ]),

@@ -30,6 +30,28 @@ public enum ResizePolicy: String, CaseIterable, Sendable, Codable {
 
 public enum BackendKind: String, CaseIterable, Sendable, Codable {
   case sim
+  /// HPT guests through libvirt (TCG here, KVM-HV on POWER), resized from inside.
+  case libvirt
+}
+
+/// What only the libvirt backend uses.
+public struct LibvirtJob: Sendable, Equatable {
+  public var uri = "qemu:///system"
+  /// Guest kernel and initramfs; nil: built by Guests/build.sh (cached).
+  public var kernelImage: String?
+  public var initrd: String?
+  public var cpuModel = "POWER9"
+  /// <hpt resizing='...'>.
+  public var resizing = "required"
+  public var bootTimeoutS = 180.0
+  public var heartbeatTimeoutS = 30.0
+  public var loadThreads = 2
+  public var loadMiBPerThread = 64
+  /// Memory hotplug: a dimm of this size attached, then detached, every `hotplugEveryS`.
+  public var hotplugEveryS: Double?
+  public var hotplugMiB = 256
+  /// Explicit orders to try, in turn, instead of the policy (negative tests: 17, 25...).
+  public var orderSequence: [UInt32]?
 }
 
 /// A job file (Jobs/*.yaml): what to run, on which host, for how long, with which load.
@@ -58,6 +80,7 @@ public struct Job: Sendable {
   public var invalidateEveryMs: Double? = 10
   public var invalidatePages = 16
   public var failOnUnexpected = true
+  public var libvirt = LibvirtJob()
 
   public init(name: String) { self.name = name }
 
@@ -72,7 +95,7 @@ public struct Job: Sendable {
 
   // MARK: - parsing
 
-  static let topKeys = [
+  static let topKeys = ["libvirt", 
     "name", "backend", "host", "guests", "budget", "seed", "resize", "memory_load",
     "fail_on_unexpected",
   ]
@@ -206,6 +229,45 @@ struct Parser {
         }
         job.seed = n
       case "fail_on_unexpected": job.failOnUnexpected = try bool(v, k)
+      case "libvirt":
+        let allowed = [
+          "uri", "kernel", "initrd", "cpu_model", "resizing", "boot_timeout_s", "heartbeat_timeout_s",
+          "load_threads", "load_mib_per_thread", "hotplug_every_s", "hotplug_mib", "order_sequence",
+        ]
+        for (lk, lv) in try mapping(v, "libvirt", allowed: allowed) {
+          let key = "libvirt.\(lk)"
+          switch lk {
+          case "uri": job.libvirt.uri = try string(lv, key)
+          case "kernel": job.libvirt.kernelImage = try string(lv, key)
+          case "initrd": job.libvirt.initrd = try string(lv, key)
+          case "cpu_model":
+            let m = try string(lv, key)
+            guard ["POWER8", "POWER9", "POWER10"].contains(m) else {
+              throw fail(lv, key, "unknown CPU model '\(m)'; allowed: POWER8, POWER9, POWER10")
+            }
+            job.libvirt.cpuModel = m
+          case "resizing":
+            let m = try string(lv, key)
+            guard ["required", "enabled", "disabled"].contains(m) else {
+              throw fail(lv, key, "'\(m)'; allowed: required, enabled, disabled")
+            }
+            job.libvirt.resizing = m
+          case "boot_timeout_s": job.libvirt.bootTimeoutS = try double(lv, key, min: 1)
+          case "heartbeat_timeout_s": job.libvirt.heartbeatTimeoutS = try double(lv, key, min: 2)
+          case "load_threads": job.libvirt.loadThreads = try int(lv, key, 0...64)
+          case "load_mib_per_thread": job.libvirt.loadMiBPerThread = try int(lv, key, 1...65536)
+          case "hotplug_every_s": job.libvirt.hotplugEveryS = try double(lv, key, min: 0.1)
+          case "hotplug_mib": job.libvirt.hotplugMiB = try int(lv, key, 256...65536)
+          default:
+            var orders: [UInt32] = []
+            for n in lv.array() {
+              // Any order the guest can be asked for, invalid ones included (negative tests).
+              orders.append(UInt32(try int(n, key, 0...64)))
+            }
+            guard !orders.isEmpty else { throw fail(lv, key, "give at least one order") }
+            job.libvirt.orderSequence = orders
+          }
+        }
       case "host":
         for (hk, hv) in try mapping(v, "host", allowed: ["kernel", "uptime_s"]) {
           let key = "host.\(hk)"
@@ -311,6 +373,15 @@ struct Parser {
           }
         }
       default: break
+      }
+    }
+    if job.backend == .libvirt {
+      let guestDriven: Set<ResizePolicy> = [.grow, .shrink, .sameOrder, .randomWalk]
+      if let p = job.policies.first(where: { !guestDriven.contains($0) }) {
+        throw JobError(
+          file: file, line: nil, key: "resize.policy",
+          message:
+            "'\(p.rawValue)' is not available with backend libvirt (the guest resizes through hpt_order, PREPARE and COMMIT together); allowed: grow, shrink, same-order, random-walk")
       }
     }
     if let o = job.hptOrder, !(job.orderMin...job.orderMax).contains(o) {

@@ -76,6 +76,8 @@ public struct RunReport: Codable, Sendable {
     public var faults_per_s: Double
   }
   public var verdict: Verdict
+  /// What kind of failure: host oops, guest crash, guest hang, QEMU death, guest memory corruption.
+  public var verdict_detail: String?
   public var error: String?
   public var job: String
   public var backend: String

@@ -9,15 +9,15 @@ public struct LibvirtError: Error, CustomStringConvertible, Sendable {
   public var domain: Int32
   public var message: String
 
-  /// The last error of this thread, which libvirt keeps per thread.
-  static func last(_ operation: String) -> LibvirtError {
-    guard let e = virGetLastError() else {
-      return LibvirtError(
-        operation: operation, code: -1, domain: -1, message: "unknown libvirt error")
+  /// The last error of this thread, which libvirt keeps per thread. It is read before
+  /// `operation` is built: building it may call libvirt (virDomainGetName), which resets it.
+  static func last(_ operation: @autoclosure () -> String) -> LibvirtError {
+    guard let e = virSaveLastError() else {
+      return LibvirtError(operation: operation(), code: -1, domain: -1, message: "unknown libvirt error")
     }
+    defer { virFreeError(e) }
     let message = e.pointee.message.map { String(cString: $0) } ?? "libvirt error \(e.pointee.code)"
-    return LibvirtError(
-      operation: operation, code: e.pointee.code, domain: e.pointee.domain, message: message)
+    return LibvirtError(operation: operation(), code: e.pointee.code, domain: e.pointee.domain, message: message)
   }
 
   public var description: String { "\(operation): \(message)" }

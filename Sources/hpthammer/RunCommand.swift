@@ -125,14 +125,23 @@ struct Run: ParsableCommand {
       j.seed = job.seed &+ UInt64(i)
       let dir = seeds == 1 ? base : "\(base)/seed-\(j.seed)"
       FileHandle.standardError.write(Data("hpthammer: run directory \(dir)\n".utf8))
-      let host = SimHost(model: model, seed: j.seed, bootUptimeS: j.hostUptimeS)
-      var repro = "hpthammer run \(self.job) --kernel \(model.name) --seed \(j.seed)"
+      var repro = "hpthammer run \(self.job) --backend \(j.backend.rawValue) --seed \(j.seed)"
+      if j.backend == .sim { repro += " --kernel \(model.name)" }
       if let duration { repro += " --duration \(duration)" }
       if let resizes { repro += " --resizes \(resizes)" }
-      let runner = Runner(
-        job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress, reproduce: repro)
-      current.set(runner)
-      let report = runner.run()
+      let report: RunReport
+      switch j.backend {
+      case .sim:
+        let host = SimHost(model: model, seed: j.seed, bootUptimeS: j.hostUptimeS)
+        let runner = Runner(
+          job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress, reproduce: repro)
+        current.set { runner.interrupt() }
+        report = runner.run()
+      case .libvirt:
+        let runner = LibvirtRunner(job: j, outDir: URL(fileURLWithPath: dir), progress: progress, reproduce: repro)
+        current.set { runner.interrupt() }
+        report = runner.run()
+      }
       print(RunOutput.summary(report, dir: dir))
       if json, let s = String(data: RunOutput.encode(report), encoding: .utf8) { print(s) }
       rows.append(
@@ -155,15 +164,15 @@ struct Run: ParsableCommand {
 /// The run Ctrl-C stops.
 final class CurrentRunner: @unchecked Sendable {
   private let lock = NSLock()
-  private var runner: Runner?
+  private var stop: (@Sendable () -> Void)?
   private var interrupted = false
 
-  func set(_ r: Runner) {
+  func set(_ stop: @escaping @Sendable () -> Void) {
     lock.lock()
-    runner = r
-    let stop = interrupted
+    self.stop = stop
+    let now = interrupted
     lock.unlock()
-    if stop { r.interrupt() }
+    if now { stop() }
   }
 
   /// Returns true the first time (the run is asked to stop), false after that.
@@ -174,7 +183,7 @@ final class CurrentRunner: @unchecked Sendable {
     interrupted = true
     FileHandle.standardError.write(
       Data("hpthammer: interrupted; writing results (Ctrl-C again to quit now)\n".utf8))
-    runner?.interrupt()
+    stop?()
     return true
   }
 

@@ -1,0 +1,476 @@
+import Foundation
+import KVMHost
+import KernelLog
+import HPTSim
+import Libvirt
+
+/// One guest's console: agent lines to the runner, everything else to the guest's crash
+/// scanner and to guestN.console.log.
+final class GuestLink: @unchecked Sendable {
+  let name: String
+  let domain: LibvirtDomain
+  let console: ConsoleStream
+  private let cond = NSCondition()
+  private var replies: [AgentLine] = []
+  private(set) var lastHeartbeat = DispatchTime.now().uptimeNanoseconds
+  private(set) var ended = false
+  private var scanner: StreamingCrashScanner
+  private let log: FileHandle?
+  let onCrash: @Sendable (CrashReport) -> Void
+  let onCorrupt: @Sendable (AgentLine) -> Void
+
+  init(
+    name: String, domain: LibvirtDomain, console: ConsoleStream, logURL: URL,
+    onCrash: @escaping @Sendable (CrashReport) -> Void, onCorrupt: @escaping @Sendable (AgentLine) -> Void
+  ) {
+    self.name = name
+    self.domain = domain
+    self.console = console
+    scanner = StreamingCrashScanner(origin: .guest(name))
+    FileManager.default.createFile(atPath: logURL.path, contents: nil)
+    log = try? FileHandle(forWritingTo: logURL)
+    self.onCrash = onCrash
+    self.onCorrupt = onCorrupt
+  }
+
+  func startReader() {
+    let t = Thread { [self] in
+      var pending: [UInt8] = []
+      while true {
+        let bytes: [UInt8]
+        do { bytes = try console.read() } catch { break }
+        if bytes.isEmpty { break }
+        log?.write(Data(bytes))
+        pending += bytes
+        while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
+          handle(String(decoding: pending[..<nl], as: UTF8.self))
+          pending.removeSubrange(...nl)
+        }
+      }
+      for r in cond.withLock({ scanner.finish() }) { onCrash(r) }
+      cond.withLock {
+        ended = true
+        cond.broadcast()
+      }
+    }
+    t.name = "console-\(name)"
+    t.start()
+  }
+
+  private func handle(_ raw: String) {
+    if let l = AgentLine.parse(raw) {
+      switch l.verb {
+      case "hb": cond.withLock { lastHeartbeat = DispatchTime.now().uptimeNanoseconds }
+      case "corrupt": onCorrupt(l)
+      default:
+        cond.withLock {
+          replies.append(l)
+          cond.broadcast()
+        }
+      }
+      return
+    }
+    let line = raw.replacingOccurrences(of: "\r", with: "")
+    for r in cond.withLock({ scanner.feed(line: line) }) { onCrash(r) }
+  }
+
+  func send(_ text: String) throws(LibvirtError) {
+    try console.write(Array(AgentLine.command(text).utf8))
+  }
+
+  /// The next reply with one of `verbs`, or nil after `timeoutS` or when the console ended.
+  func await(_ verbs: Set<String>, timeoutS: Double) -> AgentLine? {
+    let deadline = Date().addingTimeInterval(timeoutS)
+    cond.lock()
+    defer { cond.unlock() }
+    while true {
+      if let i = replies.firstIndex(where: { verbs.contains($0.verb) }) { return replies.remove(at: i) }
+      if ended || !cond.wait(until: deadline) { return nil }
+    }
+  }
+
+  var secondsSinceHeartbeat: Double {
+    cond.withLock { Double(DispatchTime.now().uptimeNanoseconds - lastHeartbeat) / 1e9 }
+  }
+  var consoleEnded: Bool { cond.withLock { ended } }
+}
+
+/// Runs a job on HPT-mode guests through libvirt: it defines and starts the guests, makes them
+/// resize their HPTs from inside (the agent writes hpt_order) and by memory hotplug, and
+/// watches their consoles, their lifecycle and the host's kernel log.
+public final class LibvirtRunner: @unchecked Sendable {
+  public let job: Job
+  let outDir: URL
+  let recorder: RunRecorder
+  let exec = ThreadExecutor()
+  let progress: ProgressPrinter
+  let runID: String
+  private let lock = NSLock()
+  private var created: [LibvirtDomain] = []
+  private var verdictDetail: String?
+
+  public init(job: Job, outDir: URL, progress: Bool, reproduce: String) {
+    self.job = job
+    self.outDir = outDir
+    recorder = RunRecorder(job: job, outDir: outDir, reproduce: reproduce)
+    self.progress = ProgressPrinter(
+      console: progress ? .standardError : nil, logURL: outDir.appendingPathComponent("progress.log"))
+    runID = String(UInt32(truncatingIfNeeded: UInt64(Date().timeIntervalSince1970 * 1000)) % 1_000_000)
+  }
+
+  public func interrupt() {
+    recorder.interrupted.value = true
+    exec.requestStop()
+  }
+
+  struct SetupError: Error, CustomStringConvertible {
+    var description: String
+  }
+
+  public func run() -> RunReport {
+    do {
+      try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
+    } catch {
+      return recorder.report(error: "cannot create \(outDir.path): \(error)", hostTimeS: 0, hostStats: [:], kernel: "?", kernelRelease: "")
+    }
+    var failure: String?
+    var guestKernel = "?"
+    do {
+      guestKernel = try runGuests()
+    } catch let e as LibvirtError {
+      failure = "libvirt: \(e.description)" + Self.hint(for: e)
+    } catch {
+      failure = "\(error)"
+    }
+    var error = failure
+    cleanUp()
+    if error == nil, let c = lock.locked({ configError }) { error = c }
+    return recorder.report(
+      error: error, hostTimeS: Double(exec.nowNs) / 1e9, hostStats: [:], kernel: "guest \(guestKernel)",
+      kernelRelease: hostRelease(), detail: lock.locked { verdictDetail })
+  }
+
+  static func hint(for e: LibvirtError) -> String {
+    if e.message.contains("libvirt-sock") || e.message.contains("Failed to connect socket") {
+      return " (is libvirtd running? scripts/libvirt-up.sh starts it)"
+    }
+    return ""
+  }
+
+  func hostRelease() -> String {
+    (try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8))?
+      .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+  }
+
+  /// Everything up to the end of the budget; returns the guests' kernel release.
+  func runGuests() throws -> String {
+    try LibvirtEventLoop.start()
+    let conn = try LibvirtConnection(uri: job.libvirt.uri)
+    guard let type = DomainType.best(forPPC64LEIn: try conn.capabilities()) else {
+      throw SetupError(description: "\(job.libvirt.uri) offers no ppc64le guests: install qemu-system-ppc on the host")
+    }
+    let (builtKernel, builtInitrd) = try guestImage()
+    let kernel = stageForQEMU(builtKernel)
+    let initrd = stageForQEMU(builtInitrd)
+    try conn.onLifecycle { [self] e in lifecycle(e) }
+
+    var links: [GuestLink] = []
+    for i in 0..<job.guestCount {
+      let name = "hpthammer-\(runID)-g\(i)"
+      if (try? conn.lookupDomain(name: name)) != nil {
+        throw SetupError(description: "a domain named \(name) already exists; it is not ours, so it is left alone")
+      }
+      let spec = HPTDomainSpec(
+        name: name, type: type, memoryMiB: job.guestMemoryMiB, vcpus: job.vcpus, cpuModel: job.libvirt.cpuModel,
+        kernel: kernel, initrd: initrd, resizing: job.libvirt.resizing,
+        consoleLog: outDir.appendingPathComponent("guest\(i).libvirt-console.log").path)
+      let d = try conn.defineDomain(xml: spec.xml)
+      lock.locked { created.append(d) }
+      try d.start()
+      let link = GuestLink(
+        name: "guest\(i)", domain: d, console: try d.openConsole(),
+        logURL: outDir.appendingPathComponent("guest\(i).console.log"),
+        onCrash: { [self] r in guestCrash(r, guest: "guest\(i)") },
+        onCorrupt: { [self] l in guestCorrupt(l, guest: "guest\(i)") })
+      link.startReader()
+      links.append(link)
+    }
+    var release = "?"
+    for l in links {
+      guard let ready = l.await(["ready"], timeoutS: job.libvirt.bootTimeoutS) else {
+        throw SetupError(description: "\(l.name) did not report ready within \(Int(job.libvirt.bootTimeoutS)) s (see \(l.name).console.log)")
+      }
+      release = ready.args.first ?? "?"
+      guard ready.args.count > 1, ready.args[1] == "hash" else {
+        throw SetupError(description: "\(l.name) runs the radix MMU: HPT resizing needs hash (disable_radix on POWER9)")
+      }
+      if job.libvirt.loadThreads > 0 {
+        try l.send("load \(job.libvirt.loadThreads) \(job.libvirt.loadMiBPerThread)")
+      }
+    }
+    var agents: [Agent] = []
+    let budget = Budget(startNs: exec.nowNs, durationS: job.durationS, resizes: job.resizeBudget)
+    for (i, l) in links.enumerated() {
+      let hammer = GuestHammer(link: l, job: job, stats: recorder.stats, exec: exec, budget: budget, seed: job.seed &+ UInt64(i))
+      agents.append(Agent(name: "hammer-\(l.name)") { [self] in
+        if let config = hammer.run() { configurationError(config) }
+      })
+      if let every = job.libvirt.hotplugEveryS {
+        agents.append(Agent(name: "hotplug-\(l.name)") { [self] in hotplug(l, everyS: every) })
+      }
+    }
+    let all = links
+    agents.append(Agent(name: "watchdog") { [self] in watchdog(all) })
+    progress.begin(job: job, stats: recorder.stats, executor: exec, host: NoHost())
+    exec.run(agents)
+    progress.end()
+    // The agents' own counters: pages verified and mismatches.
+    for l in links where !l.consoleEnded {
+      try? l.send("stats")
+      guard let c = l.await(["counters"], timeoutS: 10) else { continue }
+      var fields: [String: UInt64] = [:]
+      for a in c.args {
+        let kv = a.split(separator: "=", maxSplits: 1)
+        if kv.count == 2, let v = UInt64(kv[1]) { fields[String(kv[0])] = v }
+      }
+      recorder.stats.with {
+        $0.pagesVerified += fields["pages"] ?? 0
+        $0.mismatches += fields["mismatches"] ?? 0
+      }
+    }
+    return release
+  }
+
+  /// The guest kernel and initramfs: from the job, or built (and cached) by Guests/build.sh.
+  func guestImage() throws -> (String, String) {
+    if let k = job.libvirt.kernelImage, let i = job.libvirt.initrd { return (k, i) }
+    let env = ProcessInfo.processInfo.environment
+    if let k = env["HPTHAMMER_GUEST_KERNEL"], let i = env["HPTHAMMER_GUEST_INITRD"] { return (k, i) }
+    let script = URL(fileURLWithPath: "Guests/build.sh")
+    guard FileManager.default.fileExists(atPath: script.path) else {
+      throw SetupError(description: "no guest image: set libvirt.kernel and libvirt.initrd, or run from the HPTHammer checkout (Guests/build.sh)")
+    }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/bash")
+    p.arguments = [script.path]
+    let out = Pipe()
+    p.standardOutput = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    var kernel: String?
+    var initrd: String?
+    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+      if line.hasPrefix("HPTHAMMER_GUEST_KERNEL=") { kernel = String(line.dropFirst(23)) }
+      if line.hasPrefix("HPTHAMMER_GUEST_INITRD=") { initrd = String(line.dropFirst(23)) }
+    }
+    guard p.terminationStatus == 0, let kernel, let initrd else {
+      throw SetupError(description: "Guests/build.sh failed (exit \(p.terminationStatus)); run it by hand to see why")
+    }
+    return (kernel, initrd)
+  }
+
+  /// QEMU under qemu:///system runs as its own user, which cannot read a file below a private
+  /// home directory: put a copy where libvirt keeps images (same name, same size: reused).
+  func stageForQEMU(_ path: String) -> String {
+    guard job.libvirt.uri.hasPrefix("qemu:///") else { return path }
+    let dir = "/var/lib/libvirt/images/hpthammer"
+    let fm = FileManager.default
+    guard (try? fm.createDirectory(atPath: dir, withIntermediateDirectories: true)) != nil else { return path }
+    let dest = dir + "/" + (path as NSString).lastPathComponent
+    let size = { (p: String) in (try? fm.attributesOfItem(atPath: p)[.size] as? Int) ?? -1 }
+    if size(dest) != size(path) {
+      try? fm.removeItem(atPath: dest)
+      guard (try? fm.copyItem(atPath: path, toPath: dest)) != nil else { return path }
+      _ = try? fm.setAttributes([.posixPermissions: 0o644], ofItemAtPath: dest)
+    }
+    return dest
+  }
+
+  // MARK: - what the guests and libvirt report
+
+  func setDetail(_ d: String) {
+    lock.locked { if verdictDetail == nil { verdictDetail = d } }
+  }
+
+  func guestCrash(_ r: CrashReport, guest: String) {
+    recorder.addFinding(
+      Finding(title: r.title, type: r.type, frame: r.frame, source: guest, expected: false, file: nil, corrupted: r.corrupted),
+      report: r.report)
+    setDetail("guest crash")
+    exec.requestStop()
+  }
+
+  private var corruptGuests: Set<String> = []
+  func guestCorrupt(_ l: AgentLine, guest: String) {
+    // The agent repeats a mismatch it keeps seeing; one finding per guest is enough.
+    guard lock.locked({ corruptGuests.insert(guest).inserted }) else { return }
+    let title = "guest memory corruption: \(guest) read back data it did not write"
+    recorder.addFinding(
+      Finding(title: title, type: "MEMORY_CORRUPTION", frame: nil, source: "\(guest) agent integrity check", expected: false, file: nil, corrupted: false),
+      report: "\(title)\nagent: corrupt \(l.args.joined(separator: " "))\n")
+    setDetail("guest memory corruption")
+    exec.requestStop()
+  }
+
+  func lifecycle(_ e: LifecycleEvent) {
+    guard e.domain.hasPrefix("hpthammer-\(runID)-"), e.isCrash, !exec.stopRequested || e.kind == .crashed else { return }
+    let guest = "guest" + (e.domain.split(separator: "g").last.map(String.init) ?? "?")
+    let what = e.kind == .crashed ? "guest crash" : "QEMU death"
+    recorder.addFinding(
+      Finding(title: "\(what): domain \(e.domain) \(e.kind) (detail \(e.detail))", type: e.kind == .crashed ? "GUEST_CRASH" : "QEMU_DEATH",
+        frame: nil, source: guest, expected: false, file: nil, corrupted: false),
+      report: "libvirt lifecycle event: \(e)\n")
+    setDetail(what)
+    exec.requestStop()
+  }
+
+  var configError: String?
+  func configurationError(_ message: String) {
+    lock.locked { if configError == nil { configError = message } }
+    exec.requestStop()
+  }
+
+  /// No heartbeat for heartbeat_timeout_s: the guest hangs.
+  func watchdog(_ links: [GuestLink]) {
+    while !exec.stopRequested {
+      exec.sleep(ms: 500)
+      for l in links where l.secondsSinceHeartbeat > job.libvirt.heartbeatTimeoutS && !exec.stopRequested {
+        recorder.addFinding(
+          Finding(title: "guest hang: \(l.name) sent no heartbeat for \(Int(job.libvirt.heartbeatTimeoutS)) s", type: "HANG",
+            frame: nil, source: l.name, expected: false, file: nil, corrupted: false),
+          report: "no heartbeat from \(l.name)'s agent for \(Int(l.secondsSinceHeartbeat)) s; see \(l.name).console.log\n")
+        setDetail("guest hang")
+        exec.requestStop()
+      }
+    }
+  }
+
+  /// Memory hotplug from outside: the guest grows (and shrinks) its HPT by itself.
+  func hotplug(_ l: GuestLink, everyS: Double) {
+    let dimm = HPTDomainSpec.dimmXML(sizeMiB: job.libvirt.hotplugMiB)
+    while !exec.stopRequested {
+      exec.sleep(ms: Int(everyS * 1000))
+      if exec.stopRequested { break }
+      do {
+        try l.domain.attachDevice(xml: dimm)
+        recorder.stats.answer("HOTPLUG", "attached")
+        exec.sleep(ms: Int(everyS * 1000))
+        try l.domain.detachDevice(xml: dimm)
+        recorder.stats.answer("HOTPLUG", "detached")
+      } catch {
+        recorder.stats.answer("HOTPLUG", "error")
+      }
+    }
+  }
+
+  /// Domains the harness created are destroyed and undefined on every exit path; domains it did
+  /// not create are never touched.
+  func cleanUp() {
+    let mine = lock.locked { created }
+    for d in mine {
+      try? d.destroy()
+      try? d.undefine()
+    }
+    lock.locked { created = [] }
+  }
+}
+
+/// Nothing to count on the host side yet (the progress line's fault rate reads this).
+final class NoHost: KVMSystem, @unchecked Sendable {
+  var hostName: String { "libvirt" }
+  func apiVersion() throws(KVMError) -> Int { throw KVMError("KVM_GET_API_VERSION", .ENOSYS) }
+  func checkExtension(_ cap: KVMCapability) throws(KVMError) -> Int { 0 }
+  func createVM(type: VMType) throws(KVMError) -> any KVMVirtualMachine { throw KVMError("KVM_CREATE_VM", .ENOSYS) }
+  var kernelLog: any KernelLogSource { fatalError("no kernel log") }
+  var executor: any AgentExecutor { ThreadExecutor() }
+  var statistics: [String: Int] { [:] }
+}
+
+/// The resize hammer of one libvirt guest: the agent writes hpt_order (PREPARE and COMMIT
+/// happen in the guest's kernel, through QEMU) and reports each answer.
+final class GuestHammer: @unchecked Sendable {
+  let link: GuestLink
+  let job: Job
+  let stats: RunStats
+  let exec: ThreadExecutor
+  let budget: Budget
+  var rng: SplitMix64
+
+  init(link: GuestLink, job: Job, stats: RunStats, exec: ThreadExecutor, budget: Budget, seed: UInt64) {
+    self.link = link
+    self.job = job
+    self.stats = stats
+    self.exec = exec
+    self.budget = budget
+    rng = SplitMix64(seed: seed)
+  }
+
+  /// Returns a configuration error (resizing disabled for the domain), or nil.
+  func run() -> String? {
+    var order: UInt32 = 0
+    try? link.send("order")
+    if let l = link.await(["hpt"], timeoutS: 10), let o = l.int(0), o > 0 { order = UInt32(o) }
+    var seqIndex = 0
+    while !exec.stopRequested {
+      if budget.exhausted(now: exec.nowNs) {
+        exec.requestStop()
+        break
+      }
+      let target: UInt32
+      if let seq = job.libvirt.orderSequence {
+        if seqIndex >= seq.count { seqIndex = 0 }
+        target = seq[seqIndex]
+        seqIndex += 1
+      } else {
+        let p = job.policies[rng.below(job.policies.count)]
+        switch p {
+        case .grow: target = min(job.orderMax, order + 1)
+        case .shrink: target = max(job.orderMin, order - 1)
+        case .sameOrder: target = order
+        default:
+          let s = rng.below(3)
+          target = s == 0 ? max(job.orderMin, order - 1) : s == 1 ? order : min(job.orderMax, order + 1)
+        }
+      }
+      stats.with { $0.attempted += 1 }
+      do { try link.send("resize \(target)") } catch { return nil }
+      guard let line = link.await(["resized"], timeoutS: 60), let r = GuestResize(line) else {
+        if exec.stopRequested { break }
+        stats.with {
+          $0.failedUnexpected += 1
+          $0.unexpected.append(UnexpectedAnswer(guest: link.name, op: "hpt_order", order: target, fromOrder: order, answer: "no answer in 60 s", hostTimeS: Double(exec.nowNs) / 1e9))
+        }
+        continue
+      }
+      let e = Errno(rawValue: r.errno)
+      stats.answer("hpt_order", r.errno == 0 ? "0" : e.name)
+      if r.errno == 0 {
+        stats.with {
+          $0.succeeded += 1
+          if r.prepareMs >= 0 { $0.prepareToReadyUs.record(UInt64(r.prepareMs) * 1000) }
+          if r.commitMs >= 0 { $0.commitUs.record(UInt64(r.commitMs) * 1000) }
+        }
+        order = target
+      } else if e == .ENODEV {
+        return "HPT resizing is disabled for this domain (the guest's hpt_order write answers ENODEV): set libvirt.resizing to required or enabled"
+      } else {
+        // ENOSPC: bolted collision on a shrink; EINVAL: order outside 18..46; EPERM: QEMU's
+        // limit (RAM order + 1).
+        let expected =
+          (e == .ENOSPC && target < order) || (e == .EINVAL && !HPTOrder.validRange.contains(target))
+          || (e == .EPERM && target > order)
+        if expected {
+          stats.with { $0.failedExpected += 1 }
+        } else {
+          stats.with {
+            $0.failedUnexpected += 1
+            $0.unexpected.append(UnexpectedAnswer(guest: link.name, op: "hpt_order", order: target, fromOrder: order, answer: e.name, hostTimeS: Double(exec.nowNs) / 1e9))
+          }
+        }
+      }
+      budget.count()
+    }
+    return nil
+  }
+}
