@@ -52,6 +52,9 @@ public struct LibvirtJob: Sendable, Equatable {
   public var hotplugMiB = 256
   /// Explicit orders to try, in turn, instead of the policy (negative tests: 17, 25...).
   public var orderSequence: [UInt32]?
+  /// Make guest0 crash (echo c > /proc/sysrq-trigger) this long after the start: checks that a
+  /// guest crash is seen, reported and extracted.
+  public var injectGuestCrashAfterS: Double?
 }
 
 /// A job file (Jobs/*.yaml): what to run, on which host, for how long, with which load.
@@ -233,6 +236,7 @@ struct Parser {
         let allowed = [
           "uri", "kernel", "initrd", "cpu_model", "resizing", "boot_timeout_s", "heartbeat_timeout_s",
           "load_threads", "load_mib_per_thread", "hotplug_every_s", "hotplug_mib", "order_sequence",
+          "inject_guest_crash_after_s",
         ]
         for (lk, lv) in try mapping(v, "libvirt", allowed: allowed) {
           let key = "libvirt.\(lk)"
@@ -258,6 +262,7 @@ struct Parser {
           case "load_mib_per_thread": job.libvirt.loadMiBPerThread = try int(lv, key, 1...65536)
           case "hotplug_every_s": job.libvirt.hotplugEveryS = try double(lv, key, min: 0.1)
           case "hotplug_mib": job.libvirt.hotplugMiB = try int(lv, key, 256...65536)
+          case "inject_guest_crash_after_s": job.libvirt.injectGuestCrashAfterS = try double(lv, key, min: 0)
           default:
             var orders: [UInt32] = []
             for n in lv.array() {

@@ -221,6 +221,21 @@ public final class LibvirtRunner: @unchecked Sendable {
     }
     let all = links
     agents.append(Agent(name: "watchdog") { [self] in watchdog(all) })
+    if job.libvirt.uri.hasPrefix("qemu:///"), (try? KmsgReader(start: .end)) != nil {
+      // The host is this machine: its kernel log is the host log. The reader is opened on the
+      // thread that uses it.
+      agents.append(
+        Agent(name: "host-log") { [self] in
+          if let kmsg = try? KmsgReader(start: .end, origin: .host(hostName())) { watchHostLog(kmsg) }
+        })
+    }
+    if let after = job.libvirt.injectGuestCrashAfterS, let first = links.first {
+      agents.append(
+        Agent(name: "inject-crash") { [self] in
+          exec.sleep(ms: Int(after * 1000))
+          if !exec.stopRequested { try? first.send("crash") }
+        })
+    }
     progress.begin(job: job, stats: recorder.stats, executor: exec, host: NoHost())
     exec.run(agents)
     progress.end()
@@ -329,6 +344,43 @@ public final class LibvirtRunner: @unchecked Sendable {
   func configurationError(_ message: String) {
     lock.locked { if configError == nil { configError = message } }
     exec.requestStop()
+  }
+
+  func hostName() -> String {
+    (try? String(contentsOfFile: "/proc/sys/kernel/hostname", encoding: .utf8))?
+      .trimmingCharacters(in: .whitespacesAndNewlines) ?? "localhost"
+  }
+
+  /// The host's /dev/kmsg: host.log gets every record, the scanner looks for a host oops.
+  func watchHostLog(_ kmsg: KmsgReader) {
+    FileManager.default.createFile(atPath: outDir.appendingPathComponent("host.log").path, contents: nil)
+    let out = try? FileHandle(forWritingTo: outDir.appendingPathComponent("host.log"))
+    var scanner = StreamingCrashScanner(origin: kmsg.origin)
+    func consume(_ events: [KmsgEvent]) {
+      for e in events {
+        guard case .record(let r) = e else { continue }
+        let line = r.dmesgLine
+        out?.write(Data((line + "\n").utf8))
+        for report in scanner.feed(line: line) {
+          recorder.addFinding(
+            Finding(title: report.title, type: report.type, frame: report.frame, source: "host", expected: false, file: nil, corrupted: report.corrupted),
+            report: report.report)
+          setDetail("host oops")
+          exec.requestStop()
+        }
+      }
+    }
+    while !exec.stopRequested {
+      consume((try? kmsg.drain()) ?? [])
+      exec.sleep(ms: 200)
+    }
+    consume((try? kmsg.drain()) ?? [])
+    for report in scanner.finish() {
+      recorder.addFinding(
+        Finding(title: report.title, type: report.type, frame: report.frame, source: "host", expected: false, file: nil, corrupted: report.corrupted),
+        report: report.report)
+      setDetail("host oops")
+    }
   }
 
   /// No heartbeat for heartbeat_timeout_s: the guest hangs.
@@ -445,6 +497,7 @@ final class GuestHammer: @unchecked Sendable {
       }
       let e = Errno(rawValue: r.errno)
       stats.answer("hpt_order", r.errno == 0 ? "0" : e.name)
+      stats.answer("hpt_order \(link.name)", r.errno == 0 ? "0" : e.name)
       if r.errno == 0 {
         stats.with {
           $0.succeeded += 1
