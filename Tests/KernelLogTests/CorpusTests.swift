@@ -145,8 +145,8 @@ func expectedFrame(_ c: CorpusCase) -> String? {
     }
     // Thresholds from measured agreement; raise them as the detector improves.
     #expect(crash.rate >= 0.97)
-    #expect(title.rate >= 0.82)
-    #expect(frame.rate >= 0.84)
+    #expect(title.rate >= 0.84)
+    #expect(frame.rate >= 0.86)
     #expect(type.rate >= 0.95)
   }
 }
