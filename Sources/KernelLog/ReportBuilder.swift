@@ -16,7 +16,8 @@ struct ReportBuilder {
     var format = oops.formats[report.format]
     var captures = report.captures
     var extraMissing = false
-    for candidate in oops.formats[report.format...] {
+    // The usual case: the header's format needs no further lines; its captures stand.
+    for candidate in oops.formats[report.format...] where !format.extra.isEmpty {
       guard let headerCaptures = candidate.line.match(lines[0]) else { continue }
       if let extraCaptures = matchExtras(candidate.extra, lines) {
         format = candidate
