@@ -197,11 +197,11 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "spinlock", "BUG: spinlock {W} {W} on CPU", title: "BUG: spinlock $1 $2 in $F",
         kind: .lockdep,
-        type: lockdepType, frame: stack(skip: ["spin_", "do_raw_spin"])),
+        type: lockdepType, frame: stack(skip: ["spin_", "do_raw_spin", "task_rq_lock", "rq_lock"])),
       OopsFormat(
         "spinlock-recursion", "BUG: spinlock recursion", title: "BUG: spinlock recursion in $F",
         kind: .lockdep,
-        type: lockdepType, frame: stack(skip: ["spin_", "do_raw_spin"])),
+        type: lockdepType, frame: stack(skip: ["spin_", "do_raw_spin", "task_rq_lock", "rq_lock"])),
       OopsFormat(
         "soft-lockup", "BUG: soft lockup", title: "BUG: soft lockup in $F", kind: .softLockup,
         type: hang,
@@ -508,7 +508,7 @@ let defaultOopsTable: [OopsPattern] = [
           ip: false,
           skip: [
             "stack", "lock", "IRQ", "register_lock_class", "__lock_acquire", "assign_lock_key",
-            "look_up_lock_class",
+            "look_up_lock_class", "complete",
           ])),
       OopsFormat(
         "suspicious-rcu", "INFO: suspicious RCU usage", title: "INFO: suspicious RCU usage in $F",

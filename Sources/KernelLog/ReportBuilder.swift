@@ -16,7 +16,8 @@ struct ReportBuilder {
     var format = oops.formats[report.format]
     var captures = report.captures
     var extraMissing = false
-    for candidate in oops.formats[report.format...] {
+    // The usual case: the header's format needs no further lines; its captures stand.
+    for candidate in oops.formats[report.format...] where !format.extra.isEmpty {
       guard let headerCaptures = candidate.line.match(lines[0]) else { continue }
       if let extraCaptures = matchExtras(candidate.extra, lines) {
         format = candidate
@@ -55,6 +56,10 @@ struct ReportBuilder {
     }
     if corruptedReason == nil, !format.noStackTrace, stack == nil {
       corruptedReason = "no stack trace in report"
+    }
+    // A "Call Trace:" followed by no frame: the console lost the stack.
+    if corruptedReason == nil, !format.noStackTrace, let stack, !hasFrames(after: stack) {
+      corruptedReason = "no frames in a stack trace"
     }
     let title = expand(titleTemplate, captures: captures, frame: frame ?? "corrupted")
     var kind = format.kind
@@ -143,6 +148,15 @@ struct ReportBuilder {
   /// Lines examined for the title and frame: a stack is at the report's start, and long
   /// reports (all-CPU backtraces) would otherwise cost time for nothing.
   static let analysisLines = 300
+
+  private func hasFrames(after stack: Int) -> Bool {
+    for line in lines.dropFirst(stack + 1).prefix(15) {
+      let t = classifyTraceLine(line)
+      if t.name != nil, t.role == .frame || t.role == .instructionPointer { return true }
+      if indexOf(line, stackNotAvailable, from: 0) != nil { return true }
+    }
+    return false
+  }
 
   /// Index of the first line naming a stack ("Call Trace:", "backtrace:"), if any.
   private func stackStart(_ lines: [Line]) -> Int? {
@@ -354,6 +368,7 @@ struct ReportBuilder {
   }
 }
 
+private let stackNotAvailable = Array("(stack is not available)".utf8)
 private let cpuTag = Array("CPU: ".utf8)
 private let modulesTag = Array("Modules linked in:".utf8)
 private let taintTag = Array("Tainted: ".utf8)

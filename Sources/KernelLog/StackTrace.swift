@@ -240,7 +240,7 @@ let genericSkips: [String] = [
   "program_check_exception", "program_check_common", "bad_page_fault", "do_page_fault",
   "hash__do_page_fault", "handle_page_fault", "data_access_common", "instruction_access_common",
   "page_fault_oops", "kernelmode_fixup_or_oops", "no_context", "bad_area", "die", "oops_end",
-  "unwind_", "arch_stack_walk", "stack_trace_save", "save_stack", "kmem_cache_free_bulk",
+  "read_once_word", "arch_stack_walk", "stack_trace_save", "save_stack", "kmem_cache_free_bulk",
   "trace_hardirqs", "check_preemption_disabled", "preempt_count", "debug_smp_processor_id",
   "should_fail", "fail_dump", "asm_exc_", "exc_page_fault", "error_entry", "kthread_stop",
   "flush_work",
@@ -249,7 +249,7 @@ let genericSkips: [String] = [
   "drain_workqueue", "destroy_workqueue", "finish_wait", "kobject_put", "kobject_del",
   "kobject_uevent",
   "device_del", "device_unregister", "device_destroy", "sysfs_remove", "device_remove_file",
-  "__wake_up", "complete", "queue_work", "__queue_work", "mod_timer", "__mod_timer",
+  "__wake_up", "queue_work", "__queue_work", "mod_timer", "__mod_timer",
   "dump_backtrace", "walk_stackframe", "stack_trace_consume_entry", "show_stack", "hwasan", "rb_",
   "__rb_",
   "vscnprintf", "hex_dump", "crc", "strstr", "memdup_user", "kfree", "kmem_cache_free",
@@ -268,7 +268,8 @@ let genericSkips: [String] = [
   "__bad_stack",
   "el1_sync", "el1h_64_sync_handler", "print_circular_bug", "check_noncircular", "check_prev_add",
   "check_prevs_add", "validate_chain", "iput", "__raw_read", "__raw_write", "usb_control_msg",
-  "usb_start_wait_urb", "usb_kill_urb", "usb_submit_urb", "usb_bulk_msg", "usb_interrupt_msg",
+  "usb_start_wait_urb", "usb_kill_urb", "rt_mutex", "i2c_del_adapter", "raw_spin_rq_", "rq_lock",
+  "rq_unlock", "usb_submit_urb", "usb_bulk_msg", "usb_interrupt_msg",
 ]
 
 /// Where execution was dispatched from (syscall entry, workqueue, timers, softirq, kthreads);
