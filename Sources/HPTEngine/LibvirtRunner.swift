@@ -204,6 +204,9 @@ public final class LibvirtRunner: @unchecked Sendable {
       guard ready.args.count > 1, ready.args[1] == "hash" else {
         throw SetupError(description: "\(l.name) runs the radix MMU: HPT resizing needs hash (disable_radix on POWER9)")
       }
+      // Only warnings and worse on the console: the two info lines per resize would cut agent
+      // lines (the agent reads the resize timings from /dev/kmsg itself).
+      try l.send("loglevel 5")
       if job.libvirt.loadThreads > 0 {
         try l.send("load \(job.libvirt.loadThreads) \(job.libvirt.loadMiBPerThread)")
       }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The libvirt backend end to end with ppc64le guests under QEMU's TCG: tcg-smoke plus the
+# negative cases of issue 4. Prints "N passed, M failed"; exits 1 if any check failed, 125 if
+# the machine cannot run guests at all.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/libvirt-up.sh || exit 125
+images=$(bash Guests/build.sh) || { echo "tcg-ci: Guests/build.sh failed" >&2; exit 125; }
+export HPTHAMMER_GUEST_KERNEL=$(sed -n 's/^HPTHAMMER_GUEST_KERNEL=//p' <<<"$images")
+export HPTHAMMER_GUEST_INITRD=$(sed -n 's/^HPTHAMMER_GUEST_INITRD=//p' <<<"$images")
+[ -n "$HPTHAMMER_GUEST_KERNEL" ] && [ -n "$HPTHAMMER_GUEST_INITRD" ] || { echo "tcg-ci: no guest image" >&2; exit 125; }
+swift build --product hpthammer >/dev/null || exit 125
+bin=.build/debug/hpthammer
+out=$(mktemp -d /tmp/hpthammer-tcg-ci.XXXXXX)
+chmod 755 "$out"
+run() { # name job args...: runs a job, leaves its exit code in $out/NAME.rc
+  local name=$1 job=$2; shift 2
+  echo "== $name: hpthammer run $job $*"
+  $bin run "$job" --out "$out/$name" --no-progress "$@" | tail -n +1
+  echo $? >"$out/$name.rc"
+}
+run smoke Jobs/tcg-smoke.yaml
+run disabled Jobs/ci/tcg-resizing-disabled.yaml
+run invalid Jobs/ci/tcg-invalid-orders.yaml
+run crash Jobs/ci/tcg-guest-crash.yaml
+python3 scripts/tcg-ci-check.py "$out"
