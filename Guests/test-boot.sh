@@ -3,6 +3,9 @@
 # absent, boots it under TCG (pseries, resize-hpt=required, POWER9 hash MMU, 1 GiB, 2 vCPUs)
 # and drives the agent over the console (test_boot.py): ready in hash mode, memory load,
 # resizes 22 23 24 23 (succeed), 17 (EINVAL), 25 (EPERM), a policy run, stats, quit.
+# Options: --crash also boots a second guest and checks that `@hpth crash` panics it;
+# --port hvc1 puts the agent on a second spapr-vty of its own (kernel messages stay on hvc0);
+# --churn makes the memory load give pages back and fault them in again (see README.md).
 # Exit 0 when every answer is as expected, 1 when one is not, 125 when it could not test.
 # The console log and QEMU's stderr stay in $HPTHAMMER_CACHE/test-boot/ (see build.sh).
 set -euo pipefail
@@ -33,4 +36,4 @@ initrd=$(sed -n 's/^HPTHAMMER_GUEST_INITRD=//p' <<<"$out")
 
 workdir="$cache/test-boot"
 rm -rf "$workdir" && mkdir -p "$workdir"
-exec python3 "$here/test_boot.py" "$kernel" "$initrd" "$workdir"
+exec python3 "$here/test_boot.py" "$kernel" "$initrd" "$workdir" "$@"

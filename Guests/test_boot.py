@@ -4,7 +4,10 @@ agent over the console: ready (hash MMU), a memory load, resizes to 22 23 24 23 
 17 (EINVAL) and 25 (EPERM), a short policy run, stats, quit. Prints a summary with timings.
 Called by test-boot.sh, which builds the guest and installs QEMU.
 
-Usage: test_boot.py KERNEL INITRD WORKDIR
+Usage: test_boot.py KERNEL INITRD WORKDIR [--crash] [--port hvc1] [--churn]
+--crash: then boots a second guest and checks that `crash` panics its kernel.
+--port hvc1: the agent on a second spapr-vty of its own (kernel messages stay on hvc0).
+--churn: the memory load gives pages back and faults them in again (finds a TCG problem).
 Exit: 0 all answers as expected, 1 an answer was wrong (or the guest crashed or hung),
 125 QEMU could not be started."""
 import os, queue, re, signal, subprocess, sys, threading, time
@@ -38,10 +41,15 @@ def parse_agent_line(line):
 
 
 class Guest:
-    def __init__(self, kernel, initrd, workdir):
+    def __init__(self, kernel, initrd, workdir, name="", port=None):
         self.workdir = workdir
-        self.qmp = os.path.join(workdir, "qmp.sock")
-        self.console = open(os.path.join(workdir, "console.log"), "w")
+        self.qmp = os.path.join(workdir, name + "qmp.sock")
+        # Agent on the console: one log, kernel and agent lines mixed (as QEMU's stdio gives
+        # them). Agent on its own port (hvc1): QEMU writes the console to a file itself.
+        self.console_path = os.path.join(workdir, name + "console.log")
+        self.console = open(os.path.join(workdir, name + ("agent.log" if port else "console.log")), "w")
+        self.port = port
+        self.console_off = 0
         self.lines = queue.Queue()
         self.damaged = 0
         self.heartbeats = 0
@@ -51,11 +59,18 @@ class Guest:
                "-M", "pseries,resize-hpt=required,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,"
                      "cap-ibs=broken,cap-ccf-assist=off",
                "-cpu", "POWER9", "-m", "1G", "-smp", "2", "-nographic", "-nodefaults",
-               "-chardev", "stdio,id=con0,signal=off", "-device", "spapr-vty,chardev=con0",
                "-qmp", "unix:%s,server=on,wait=off" % self.qmp,
-               "-kernel", kernel, "-initrd", initrd, "-append", "console=hvc0 disable_radix"]
+               "-kernel", kernel, "-initrd", initrd]
+        if port:
+            cmd += ["-chardev", "file,id=con0,path=%s" % self.console_path,
+                    "-device", "spapr-vty,chardev=con0",
+                    "-chardev", "stdio,id=agent0,signal=off", "-device", "spapr-vty,chardev=agent0",
+                    "-append", "console=hvc0 disable_radix hpthammer.port=%s" % port]
+        else:
+            cmd += ["-chardev", "stdio,id=con0,signal=off", "-device", "spapr-vty,chardev=con0",
+                    "-append", "console=hvc0 disable_radix"]
         self.cmdline = " ".join(cmd)
-        self.stderr = open(os.path.join(workdir, "qemu.stderr"), "w")
+        self.stderr = open(os.path.join(workdir, name + "qemu.stderr"), "w")
         self.t0 = time.monotonic()
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -97,7 +112,36 @@ class Guest:
         self.proc.stdin.write((line + " *" + checksum(line) + "\n").encode())
         self.proc.stdin.flush()
 
-    def expect(self, what, pred, timeout):
+    def scan_console(self):
+        """Port mode: kernel problems from the console file QEMU writes."""
+        if not self.port or not os.path.exists(self.console_path):
+            return
+        with open(self.console_path, errors="replace") as f:
+            f.seek(self.console_off)
+            data = f.read()
+        end = data.rfind("\n") + 1
+        self.console_off += len(data[:end].encode())
+        for line in data[:end].splitlines():
+            if OOPS.search(line):
+                self.oops.append(line)
+
+    def send_raw(self, line):
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def wait_console(self, what, regex, timeout):
+        """Seconds since launch at which a console line matched regex (kernel text included)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with open(self.console_path, errors="replace") as f:
+                if re.search(regex, f.read()):
+                    return time.monotonic() - self.t0
+            if self.proc.poll() is not None:
+                raise Failure("QEMU exited (status %s) while waiting for %s" % (self.proc.returncode, what))
+            time.sleep(0.2)
+        raise Failure("timeout (%ds) waiting for %s" % (timeout, what))
+
+    def expect(self, what, pred, timeout, allow_err=False):
         """The next agent message for which pred(msg) holds; other messages are skipped."""
         end = time.monotonic() + timeout
         while True:
@@ -107,13 +151,14 @@ class Guest:
             try:
                 item = self.lines.get(timeout=min(left, 1.0))
             except queue.Empty:
+                self.scan_console()
                 if self.oops:
                     raise Failure("guest kernel problem while waiting for %s: %s" % (what, self.oops[0]))
                 continue
             if item is None:
                 raise Failure("QEMU exited (status %s) while waiting for %s" % (self.proc.wait(), what))
             t, msg = item
-            if msg[0] == "err":
+            if msg[0] == "err" and not allow_err:
                 raise Failure("agent error while waiting for %s: %s" % (what, " ".join(msg)))
             if pred(msg):
                 return t, msg
@@ -131,8 +176,32 @@ class Failure(Exception):
     pass
 
 
+def crash_scenario(kernel, initrd, workdir, port, summary, problems):
+    """A second boot: `crash` must bring the guest kernel down with a panic on the console."""
+    guest = Guest(kernel, initrd, workdir, "crash-", port)
+    try:
+        t_ready, _ = guest.expect("@hpth ready", lambda m: m[0] == "ready", 180)
+        guest.send("crash")
+        guest.expect("crashing", lambda m: m[0] == "crashing", 10)
+        t_panic = guest.wait_console("the guest's panic", r"Kernel panic - not syncing", 60)
+        summary.append("crash: ready at %.1f s, 'Kernel panic' seen %.1f s after the crash command"
+                       % (t_ready, t_panic - t_ready))
+        guest.oops = []  # expected here
+    except Failure as e:
+        problems.append("crash scenario: %s" % e)
+    finally:
+        guest.kill()
+
+
 def main():
     kernel, initrd, workdir = sys.argv[1:4]
+    opts = sys.argv[4:]
+    with_crash = "--crash" in opts
+    port = opts[opts.index("--port") + 1] if "--port" in opts else None
+    # Churn (pages given back with MADV_DONTNEED and faulted in again) finds guest memory
+    # corruption after resizes under QEMU 7.2 TCG (README.md, "TCG finding"): off by default
+    # here so that this test checks the guest and the agent, not QEMU's softmmu HPT code.
+    churn = 1 if "--churn" in opts else 0
     os.makedirs(workdir, exist_ok=True)
     guest = None
     problems, summary = [], []
@@ -144,8 +213,8 @@ def main():
     signal.alarm(TOTAL_TIMEOUT)
 
     try:
-        guest = Guest(kernel, initrd, workdir)
-        print("test-boot: %s" % guest.cmdline)
+        guest = Guest(kernel, initrd, workdir, "", port)
+        print("test-boot: %s" % guest.cmdline, flush=True)
         t_ready, ready = guest.expect("@hpth ready", lambda m: m[0] == "ready", 180)
         _, release, mmu, order, mib, cpus = ready[:6]
         summary.append("boot to ready: %.1f s (kernel %s, mmu %s, hpt_order %s, %s MiB, %s cpus)"
@@ -155,9 +224,21 @@ def main():
         if order != "23":
             problems.append("initial hpt_order %s, expected 23 for 1 GiB" % order)
 
-        guest.send("load 2 64")
+        # Protocol robustness: noise and lines without the prefix are ignored, a damaged
+        # checksum is refused, the checksum is optional, info repeats the ready line.
+        guest.send_raw("some noise that is not for the agent")
+        guest.send_raw("hpth quit")
+        guest.send_raw("@hpth ping damaged *00")
+        guest.expect("err checksum", lambda m: m[:2] == ["err", "checksum"], 10, allow_err=True)
+        guest.send_raw("@hpth ping plain")
+        guest.expect("pong plain", lambda m: m == ["pong", "plain"], 10)
+        guest.send("info")
+        guest.expect("ready (info)", lambda m: m[0] == "ready", 10)
+        summary.append("protocol: noise ignored, bad checksum refused, plain line accepted, info ok")
+
+        guest.send("load 2 64 %d" % churn)
         guest.expect("loading", lambda m: m[0] == "loading", 30)
-        summary.append("memory load: 2 threads x 64 MiB")
+        summary.append("memory load: 2 threads x 64 MiB, churn %s" % ("on" if churn else "off"))
 
         for want, errno in RESIZES:
             t1 = time.monotonic()
@@ -171,7 +252,7 @@ def main():
                 problems.append("resize %d: no 'HPT resize ... complete' message read from /dev/kmsg" % want)
             if ok and errno == 0:
                 guest.send("order")
-                _, o = guest.expect("order", lambda m: m[0] == "order", 10)
+                _, o = guest.expect("hpt", lambda m: m[0] == "hpt", 10)
                 if int(o[1]) != want:
                     ok = False
                     problems.append("resize %d succeeded but hpt_order reads %s" % (want, o[1]))
@@ -184,17 +265,17 @@ def main():
 
         t1 = time.monotonic()
         guest.send("policy same 22 24 6")
-        guest.expect("policy started", lambda m: m[:2] == ["policy", "started"], 10)
-        _, d = guest.expect("policy done", lambda m: m[:2] == ["policy", "done"], 120)
+        guest.expect("policy started", lambda m: m[0] == "policy-started", 10)
+        _, d = guest.expect("policy done", lambda m: m[0] == "policy-done", 120)
         summary.append("policy same x6: %s done, %s ok, %s failed in %.1f s"
-                       % (d[2], d[3], d[4], time.monotonic() - t1))
-        if d[3] != "6":
-            problems.append("policy same 22 24 6: %s of 6 succeeded" % d[3])
+                       % (d[1], d[2], d[3], time.monotonic() - t1))
+        if d[2] != "6":
+            problems.append("policy same 22 24 6: %s of 6 succeeded" % d[2])
 
         guest.send("stats")
-        _, st = guest.expect("stats", lambda m: m[0] == "stats", 20)
+        _, st = guest.expect("counters", lambda m: m[0] == "counters", 20)
         stats = dict(kv.split("=", 1) for kv in st[1:] if "=" in kv)
-        summary.append("stats: " + " ".join(st[1:]))
+        summary.append("counters: " + " ".join(st[1:]))
         if int(stats.get("pages", 0)) <= 0:
             problems.append("the memory load verified no pages")
         if int(stats.get("mismatches", 0)) != 0:
@@ -213,16 +294,23 @@ def main():
     except Failure as e:
         problems.append(str(e))
     finally:
-        signal.alarm(0)
         if guest:
             guest.kill()
+            guest.scan_console()
             problems += ["memory corruption: " + c for c in guest.corrupt]
             problems += ["guest kernel: " + o for o in guest.oops[:5]]
+    try:
+        if with_crash:
+            crash_scenario(kernel, initrd, workdir, port, summary, problems)
+    except Failure as e:
+        problems.append(str(e))
+    finally:
+        signal.alarm(0)
 
     print("test-boot: summary")
     for s in summary:
         print("  " + s)
-    print("  console log: %s" % os.path.join(workdir, "console.log"))
+    print("  logs: %s/" % workdir)
     if problems:
         for p in problems:
             print("test-boot: FAIL: " + p)

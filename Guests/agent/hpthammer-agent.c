@@ -158,6 +158,7 @@ struct loader {
     atomic_uint_fast64_t mismatches; /* pages that did not hold the expected pattern */
     atomic_uint_fast64_t passes;
     int reports;
+    int churn; /* give every 8th page back (MADV_DONTNEED) before rewriting it */
 };
 
 static struct loader *loaders[MAX_THREADS];
@@ -203,7 +204,7 @@ static void *load_main(void *arg)
             }
             /* Churn: every 8th page (a different one each pass) goes back to the kernel and
              * is faulted in again by the write below, so HPTEs keep being inserted. */
-            if ((p & 7) == (pass & 7))
+            if (l->churn && (p & 7) == (pass & 7))
                 madvise(pg, page_size, MADV_DONTNEED);
             for (size_t i = 0; i < wpp; i++)
                 pg[i] = pattern(l->id, pass, w0 + i);
@@ -247,7 +248,7 @@ static void load_totals(uint64_t *pages, uint64_t *mism, uint64_t *passes, int *
     pthread_mutex_unlock(&load_lock);
 }
 
-static void cmd_load(int threads, long mib)
+static void cmd_load(int threads, long mib, int churn)
 {
     if (threads < 0 || threads > MAX_THREADS || mib < 0 || (threads > 0 && mib == 0)) {
         out("err load bad-arguments threads=0..%d MiB>0", MAX_THREADS);
@@ -268,6 +269,7 @@ static void cmd_load(int threads, long mib)
         struct loader *l = calloc(1, sizeof *l);
         l->id = i;
         l->bytes = (size_t)mib << 20;
+        l->churn = churn;
         l->buf = mmap(NULL, l->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (l->buf == MAP_FAILED) {
             int e = errno;
@@ -290,7 +292,7 @@ static void cmd_load(int threads, long mib)
     }
     load_mib = mib;
     pthread_mutex_unlock(&load_lock);
-    out("loading %d %ld", threads, mib);
+    out("loading %d %ld %d", threads, mib, churn);
 }
 
 /* ---------------------------------------------------------------- resize driver ----------- */
@@ -392,7 +394,7 @@ static void run_policy(struct job *j)
     int cur = read_order();
     if (cur < j->min || cur > j->max)
         cur = j->pol == POL_SHRINK ? j->max + 1 : j->min - 1;
-    out("policy started %s %d %d %ld", policy_names[j->pol], j->min, j->max, j->count);
+    out("policy-started %s %d %d %ld", policy_names[j->pol], j->min, j->max, j->count);
     atomic_store(&policy_running, 1);
     while ((j->count == 0 || done < j->count) && !atomic_load(&policy_stop)) {
         int next = cur;
@@ -429,7 +431,7 @@ static void run_policy(struct job *j)
             usleep(j->pause_ms * 1000);
     }
     atomic_store(&policy_running, 0);
-    out("policy done %ld %ld %ld", done, ok, failed);
+    out("policy-done %ld %ld %ld", done, ok, failed);
 }
 
 static void *resize_main(void *arg)
@@ -486,7 +488,7 @@ static void cmd_stats(void)
     int queued = q_len;
     pthread_mutex_unlock(&q_lock);
     int order = read_order();
-    out("stats uptime_ms=%lld agent_ms=%lld hb=%llu threads=%d mib=%zu pages=%llu mismatches=%llu "
+    out("counters uptime_ms=%lld agent_ms=%lld hb=%llu threads=%d mib=%zu pages=%llu mismatches=%llu "
         "passes=%llu resizes=%llu ok=%llu failed=%llu order=%d policy=%d queued=%d free_mib=%llu",
         (long long)now_ms(CLOCK_BOOTTIME), (long long)(now_ms(CLOCK_BOOTTIME) - boot_ms_at_start),
         (unsigned long long)atomic_load(&hb_seq), threads, mib, (unsigned long long)pages,
@@ -513,6 +515,18 @@ static void cmd_crash(void)
 }
 
 /* ---------------------------------------------------------------- commands ---------------- */
+
+static void cmd_ready(void)
+{
+    struct utsname u;
+    uname(&u);
+    struct sysinfo si;
+    sysinfo(&si);
+    int order = read_order();
+    out("ready %s %s %d %llu %ld %s", u.release, mmu_kind(), order < 0 ? -1 : order,
+        (unsigned long long)((uint64_t)si.totalram * si.mem_unit >> 20),
+        sysconf(_SC_NPROCESSORS_ONLN), AGENT_VERSION);
+}
 
 static int parse_int(const char *s, long *v)
 {
@@ -555,13 +569,17 @@ static void handle(char *line)
         return;
     const char *cmd = argv[0];
     long a, b, c, d, e;
-    if (!strcmp(cmd, "ping")) {
+    if (!strcmp(cmd, "info")) {
+        cmd_ready();
+    } else if (!strcmp(cmd, "ping")) {
         out("pong %s", argc > 1 ? argv[1] : "-");
     } else if (!strcmp(cmd, "load")) {
-        if (argc != 3 || parse_int(argv[1], &a) || parse_int(argv[2], &b))
-            out("err load usage: load <threads> <MiB per thread>");
+        c = 1;
+        if ((argc != 3 && argc != 4) || parse_int(argv[1], &a) || parse_int(argv[2], &b) ||
+            (argc == 4 && (parse_int(argv[3], &c) || c < 0 || c > 1)))
+            out("err load usage: load <threads> <MiB per thread> [churn 0|1]");
         else
-            cmd_load((int)a, b);
+            cmd_load((int)a, b, (int)c);
     } else if (!strcmp(cmd, "resize")) {
         if (argc != 2 || parse_int(argv[1], &a))
             out("err resize usage: resize <order>");
@@ -570,7 +588,7 @@ static void handle(char *line)
     } else if (!strcmp(cmd, "policy")) {
         if (argc == 2 && !strcmp(argv[1], "stop")) {
             atomic_store(&policy_stop, 1);
-            out("policy stopping");
+            out("policy-stopping");
             return;
         }
         int pol = -1;
@@ -591,7 +609,7 @@ static void handle(char *line)
         cmd_stats();
     } else if (!strcmp(cmd, "order")) {
         int o = read_order();
-        out("order %d %s", o < 0 ? -1 : o, o < 0 ? errname(-o) : "OK");
+        out("hpt %d %s", o < 0 ? -1 : o, o < 0 ? errname(-o) : "OK");
     } else if (!strcmp(cmd, "crash")) {
         cmd_crash();
     } else if (!strcmp(cmd, "quit")) {
@@ -634,14 +652,7 @@ int main(void)
     if (kmsg_fd >= 0)
         lseek(kmsg_fd, 0, SEEK_END);
 
-    struct utsname u;
-    uname(&u);
-    struct sysinfo si;
-    sysinfo(&si);
-    int order = read_order();
-    out("ready %s %s %d %llu %ld %s", u.release, mmu_kind(), order < 0 ? -1 : order,
-        (unsigned long long)((uint64_t)si.totalram * si.mem_unit >> 20),
-        sysconf(_SC_NPROCESSORS_ONLN), AGENT_VERSION);
+    cmd_ready();
 
     pthread_t th;
     pthread_create(&th, NULL, heartbeat_main, NULL);
