@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/klog.h>
 #include <sys/mman.h>
 #include <sys/sysinfo.h>
 #include <sys/utsname.h>
@@ -610,6 +611,13 @@ static void handle(char *line)
     } else if (!strcmp(cmd, "order")) {
         int o = read_order();
         out("hpt %d %s", o < 0 ? -1 : o, o < 0 ? errname(-o) : "OK");
+    } else if (!strcmp(cmd, "loglevel")) {
+        /* Console log level (like dmesg -n): 5 keeps warnings, oopses and panics on the
+         * console and drops the info lines (two per resize) that can split agent lines. */
+        if (argc != 2 || parse_int(argv[1], &a) || a < 1 || a > 8)
+            out("err loglevel usage: loglevel <1..8>");
+        else
+            out("loglevel %ld %s", a, errname(klogctl(8, NULL, (int)a) < 0 ? errno : 0));
     } else if (!strcmp(cmd, "crash")) {
         cmd_crash();
     } else if (!strcmp(cmd, "quit")) {
