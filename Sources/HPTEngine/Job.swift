@@ -47,6 +47,9 @@ public struct LibvirtJob: Sendable, Equatable {
   public var heartbeatTimeoutS = 30.0
   public var loadThreads = 2
   public var loadMiBPerThread = 64
+  /// The agent gives every 8th page back (MADV_DONTNEED) before rewriting it, so pages fault
+  /// in again and get new HPTEs while the HPT is resized.
+  public var churn = true
   /// Memory hotplug: a dimm of this size attached, then detached, every `hotplugEveryS`.
   public var hotplugEveryS: Double?
   public var hotplugMiB = 256
@@ -236,7 +239,7 @@ struct Parser {
         let allowed = [
           "uri", "kernel", "initrd", "cpu_model", "resizing", "boot_timeout_s", "heartbeat_timeout_s",
           "load_threads", "load_mib_per_thread", "hotplug_every_s", "hotplug_mib", "order_sequence",
-          "inject_guest_crash_after_s",
+          "inject_guest_crash_after_s", "churn",
         ]
         for (lk, lv) in try mapping(v, "libvirt", allowed: allowed) {
           let key = "libvirt.\(lk)"
@@ -259,6 +262,7 @@ struct Parser {
           case "boot_timeout_s": job.libvirt.bootTimeoutS = try double(lv, key, min: 1)
           case "heartbeat_timeout_s": job.libvirt.heartbeatTimeoutS = try double(lv, key, min: 2)
           case "load_threads": job.libvirt.loadThreads = try int(lv, key, 0...64)
+          case "churn": job.libvirt.churn = try bool(lv, key)
           case "load_mib_per_thread": job.libvirt.loadMiBPerThread = try int(lv, key, 1...65536)
           case "hotplug_every_s": job.libvirt.hotplugEveryS = try double(lv, key, min: 0.1)
           case "hotplug_mib": job.libvirt.hotplugMiB = try int(lv, key, 256...65536)

@@ -208,7 +208,7 @@ public final class LibvirtRunner: @unchecked Sendable {
       // lines (the agent reads the resize timings from /dev/kmsg itself).
       try l.send("loglevel 5")
       if job.libvirt.loadThreads > 0 {
-        try l.send("load \(job.libvirt.loadThreads) \(job.libvirt.loadMiBPerThread)")
+        try l.send("load \(job.libvirt.loadThreads) \(job.libvirt.loadMiBPerThread) \(job.libvirt.churn ? 1 : 0)")
       }
     }
     var agents: [Agent] = []
