@@ -65,7 +65,8 @@ fetch() {
   if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
     # Offline or lists gone: reuse what an earlier build downloaded.
     deb=$(ls -t "$cache"/debs/"${pkg}"_*_ppc64el.deb 2>/dev/null | head -1 || true)
-    [ -n "$deb" ] || die "apt knows no candidate for $pkg:ppc64el. Run: dpkg --add-architecture ppc64el && apt-get update" 125
+    [ -n "$deb" ] || die "apt knows no candidate for $pkg:ppc64el (a wrong name in HPTHAMMER_GUEST_KERNEL_PKG?
+  otherwise run: dpkg --add-architecture ppc64el && apt-get update)" 125
     log "apt has no candidate for $pkg:ppc64el; using the cached $(basename "$deb")"
   else
     deb="$cache/debs/${pkg}_${ver//:/%3a}_ppc64el.deb"

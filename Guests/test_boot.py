@@ -234,7 +234,9 @@ def main():
         guest.expect("pong plain", lambda m: m == ["pong", "plain"], 10)
         guest.send("info")
         guest.expect("ready (info)", lambda m: m[0] == "ready", 10)
-        summary.append("protocol: noise ignored, bad checksum refused, plain line accepted, info ok")
+        guest.send("loglevel 7")  # the kernel's default: shows a lot, changes nothing
+        guest.expect("loglevel 7 OK", lambda m: m == ["loglevel", "7", "OK"], 10)
+        summary.append("protocol: noise ignored, bad checksum refused, plain line accepted, info, loglevel ok")
 
         guest.send("load 2 64 %d" % churn)
         guest.expect("loading", lambda m: m[0] == "loading", 30)
