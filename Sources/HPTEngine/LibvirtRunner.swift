@@ -108,6 +108,8 @@ public final class LibvirtRunner: @unchecked Sendable {
   private let lock = NSLock()
   private var created: [LibvirtDomain] = []
   private var verdictDetail: String?
+  /// Figures for run.json: boot to agent-ready per guest, CPU time of QEMU and of the harness.
+  private var figures: [String: Int] = [:]
 
   public init(job: Job, outDir: URL, progress: Bool, reproduce: String) {
     self.job = job
@@ -146,7 +148,7 @@ public final class LibvirtRunner: @unchecked Sendable {
     cleanUp()
     if error == nil, let c = lock.locked({ configError }) { error = c }
     return recorder.report(
-      error: error, hostTimeS: Double(exec.nowNs) / 1e9, hostStats: [:], kernel: "guest \(guestKernel)",
+      error: error, hostTimeS: Double(exec.nowNs) / 1e9, hostStats: lock.locked { figures }, kernel: "guest \(guestKernel)",
       kernelRelease: hostRelease(), detail: lock.locked { verdictDetail })
   }
 
@@ -196,11 +198,13 @@ public final class LibvirtRunner: @unchecked Sendable {
       links.append(link)
     }
     var release = "?"
+    let bootStart = DispatchTime.now().uptimeNanoseconds
     for l in links {
       guard let ready = l.await(["ready"], timeoutS: job.libvirt.bootTimeoutS) else {
         throw SetupError(description: "\(l.name) did not report ready within \(Int(job.libvirt.bootTimeoutS)) s (see \(l.name).console.log)")
       }
       release = ready.args.first ?? "?"
+      figures["\(l.name)_boot_to_ready_ms"] = Int((DispatchTime.now().uptimeNanoseconds - bootStart) / 1_000_000)
       guard ready.args.count > 1, ready.args[1] == "hash" else {
         throw SetupError(description: "\(l.name) runs the radix MMU: HPT resizing needs hash (disable_radix on POWER9)")
       }
@@ -242,6 +246,25 @@ public final class LibvirtRunner: @unchecked Sendable {
     progress.begin(job: job, stats: recorder.stats, executor: exec, host: NoHost())
     exec.run(agents)
     progress.end()
+    // CPU time of the guests' QEMU processes and of the harness itself.
+    var qemuTicks = 0
+    for l in links {
+      if let pid = try? String(contentsOfFile: "/run/libvirt/qemu/\(l.domain.name).pid", encoding: .utf8)
+        .trimmingCharacters(in: .whitespacesAndNewlines),
+        let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+      {
+        // Fields after "(comm)": state is field 3; utime and stime are fields 14 and 15.
+        let f = stat[stat.index(after: close)...].split(separator: " ")
+        if f.count > 13 { qemuTicks += (Int(f[11]) ?? 0) + (Int(f[12]) ?? 0) }
+      }
+    }
+    let hz = Int(sysconf(Int32(_SC_CLK_TCK)))
+    figures["qemu_cpu_ms"] = qemuTicks * 1000 / max(1, hz)
+    var ru = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &ru)
+    figures["harness_cpu_ms"] =
+      Int(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 + Int(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000
     // The agents' own counters: pages verified and mismatches.
     for l in links where !l.consoleEnded {
       try? l.send("stats")
