@@ -21,7 +21,7 @@ out, secs = sys.argv[1], float(sys.argv[2])
 print(f"TCG guests, 1 GiB, 2 vCPUs, random walk 22-24, {secs:.0f} s each (wall clock):")
 for n in (1, 2, 4):
     r = json.load(open(f"{out}/run-{n}/run.json"))
-    figs = r.get("sim") or {}
+    figs = r.get("figures") or {}
     boots = [figs.get(f"guest{i}_boot_to_ready_ms", -1) / 1000 for i in range(n)]
     per = [r["answers"].get(f"hpt_order guest{i}", {}).get("0", 0) / secs for i in range(n)]
     h, q = figs.get("harness_cpu_ms", 0), figs.get("qemu_cpu_ms", 0)

@@ -76,7 +76,7 @@ final class RunRecorder: @unchecked Sendable {
         count: job.guestCount, memory_mib: job.guestMemoryMiB, vcpus: job.vcpus,
         boot_order: job.bootOrder,
         pages_verified: pv, mismatches: mm),
-      crashes: crashes, sim: hostStats.isEmpty ? nil : hostStats,
+      crashes: crashes, figures: hostStats.isEmpty ? nil : hostStats,
       wall: RunReport.Wall(
         elapsed_s: (wall * 1000).rounded() / 1000,
         resizes_per_s: wall > 0 ? (Double(resizes.succeeded) / wall * 10).rounded() / 10 : 0,

@@ -92,7 +92,8 @@ public struct RunReport: Codable, Sendable {
   public var latency_ms: Latency
   public var guests: Guests
   public var crashes: [Finding]
-  public var sim: [String: Int]?
+  /// What the host or backend counted: the simulator's work, boot times, CPU time.
+  public var figures: [String: Int]?
   /// Wall-clock figures: the only part of run.json that differs between two runs of a seed.
   public var wall: Wall
 }

@@ -134,7 +134,7 @@ func speed() {
   job.policies = [.sameOrder]
   job.durationS = 3
   let (r, wall) = runOnce(job)
-  let faults = r.sim?["hypervisor_faults"] ?? 0
+  let faults = r.figures?["hypervisor_faults"] ?? 0
   print(
     String(
       format:
