@@ -57,5 +57,12 @@ check("guest crash: exit 1, detail 'guest crash', the guest's report kept",
       rc == 1 and r.get("verdict_detail") == "guest crash" and any("sysrq" in t.lower() or "panic" in t.lower() for t in titles),
       f"exit {rc}, detail {r.get('verdict_detail')}, titles {titles}")
 
+# 5. hotplug from outside: the guest grows its HPT for the dimm and shrinks it after unplug.
+rc, r = load("hotplug")
+h = r.get("answers", {}).get("HOTPLUG", {})
+grew = any(k.startswith("order 24 with") for k in h)
+check("hotplug: the guest grows its HPT with the dimm, the run passes", rc == 0 and grew and h.get("attached", 0) >= 1,
+      f"exit {rc}, hotplug answers {h}, unexpected {r.get('unexpected')}")
+
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -23,4 +23,5 @@ run smoke Jobs/tcg-smoke.yaml
 run disabled Jobs/ci/tcg-resizing-disabled.yaml
 run invalid Jobs/ci/tcg-invalid-orders.yaml
 run crash Jobs/ci/tcg-guest-crash.yaml
+run hotplug Jobs/ci/tcg-hotplug.yaml
 python3 scripts/tcg-ci-check.py "$out"

@@ -101,7 +101,8 @@ public struct Job: Sendable {
 
   // MARK: - parsing
 
-  static let topKeys = ["libvirt", 
+  static let topKeys = [
+    "libvirt",
     "name", "backend", "host", "guests", "budget", "seed", "resize", "memory_load",
     "fail_on_unexpected",
   ]
@@ -237,7 +238,8 @@ struct Parser {
       case "fail_on_unexpected": job.failOnUnexpected = try bool(v, k)
       case "libvirt":
         let allowed = [
-          "uri", "kernel", "initrd", "cpu_model", "resizing", "boot_timeout_s", "heartbeat_timeout_s",
+          "uri", "kernel", "initrd", "cpu_model", "resizing", "boot_timeout_s",
+          "heartbeat_timeout_s",
           "load_threads", "load_mib_per_thread", "hotplug_every_s", "hotplug_mib", "order_sequence",
           "inject_guest_crash_after_s", "churn",
         ]
@@ -266,7 +268,8 @@ struct Parser {
           case "load_mib_per_thread": job.libvirt.loadMiBPerThread = try int(lv, key, 1...65536)
           case "hotplug_every_s": job.libvirt.hotplugEveryS = try double(lv, key, min: 0.1)
           case "hotplug_mib": job.libvirt.hotplugMiB = try int(lv, key, 256...65536)
-          case "inject_guest_crash_after_s": job.libvirt.injectGuestCrashAfterS = try double(lv, key, min: 0)
+          case "inject_guest_crash_after_s":
+            job.libvirt.injectGuestCrashAfterS = try double(lv, key, min: 0)
           default:
             var orders: [UInt32] = []
             for n in lv.array() {
@@ -390,7 +393,8 @@ struct Parser {
         throw JobError(
           file: file, line: nil, key: "resize.policy",
           message:
-            "'\(p.rawValue)' is not available with backend libvirt (the guest resizes through hpt_order, PREPARE and COMMIT together); allowed: grow, shrink, same-order, random-walk")
+            "'\(p.rawValue)' is not available with backend libvirt (the guest resizes through hpt_order, PREPARE and COMMIT together); allowed: grow, shrink, same-order, random-walk"
+        )
       }
     }
     if let o = job.hptOrder, !(job.orderMin...job.orderMax).contains(o) {

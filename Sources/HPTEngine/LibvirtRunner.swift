@@ -1,7 +1,7 @@
 import Foundation
+import HPTSim
 import KVMHost
 import KernelLog
-import HPTSim
 import Libvirt
 
 /// One guest's console: agent lines to the runner, everything else to the guest's crash
@@ -21,7 +21,8 @@ final class GuestLink: @unchecked Sendable {
 
   init(
     name: String, domain: LibvirtDomain, console: ConsoleStream, logURL: URL,
-    onCrash: @escaping @Sendable (CrashReport) -> Void, onCorrupt: @escaping @Sendable (AgentLine) -> Void
+    onCrash: @escaping @Sendable (CrashReport) -> Void,
+    onCorrupt: @escaping @Sendable (AgentLine) -> Void
   ) {
     self.name = name
     self.domain = domain
@@ -84,7 +85,9 @@ final class GuestLink: @unchecked Sendable {
     cond.lock()
     defer { cond.unlock() }
     while true {
-      if let i = replies.firstIndex(where: { verbs.contains($0.verb) }) { return replies.remove(at: i) }
+      if let i = replies.firstIndex(where: { verbs.contains($0.verb) }) {
+        return replies.remove(at: i)
+      }
       if ended || !cond.wait(until: deadline) { return nil }
     }
   }
@@ -116,8 +119,10 @@ public final class LibvirtRunner: @unchecked Sendable {
     self.outDir = outDir
     recorder = RunRecorder(job: job, outDir: outDir, reproduce: reproduce)
     self.progress = ProgressPrinter(
-      console: progress ? .standardError : nil, logURL: outDir.appendingPathComponent("progress.log"))
-    runID = String(UInt32(truncatingIfNeeded: UInt64(Date().timeIntervalSince1970 * 1000)) % 1_000_000)
+      console: progress ? .standardError : nil,
+      logURL: outDir.appendingPathComponent("progress.log"))
+    runID = String(
+      UInt32(truncatingIfNeeded: UInt64(Date().timeIntervalSince1970 * 1000)) % 1_000_000)
   }
 
   public func interrupt() {
@@ -133,7 +138,9 @@ public final class LibvirtRunner: @unchecked Sendable {
     do {
       try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
     } catch {
-      return recorder.report(error: "cannot create \(outDir.path): \(error)", hostTimeS: 0, hostStats: [:], kernel: "?", kernelRelease: "")
+      return recorder.report(
+        error: "cannot create \(outDir.path): \(error)", hostTimeS: 0, hostStats: [:], kernel: "?",
+        kernelRelease: "")
     }
     var failure: String?
     var guestKernel = "?"
@@ -148,7 +155,8 @@ public final class LibvirtRunner: @unchecked Sendable {
     cleanUp()
     if error == nil, let c = lock.locked({ configError }) { error = c }
     return recorder.report(
-      error: error, hostTimeS: Double(exec.nowNs) / 1e9, hostStats: lock.locked { figures }, kernel: "guest \(guestKernel)",
+      error: error, hostTimeS: Double(exec.nowNs) / 1e9, hostStats: lock.locked { figures },
+      kernel: "guest \(guestKernel)",
       kernelRelease: hostRelease(), detail: lock.locked { verdictDetail })
   }
 
@@ -169,7 +177,9 @@ public final class LibvirtRunner: @unchecked Sendable {
     try LibvirtEventLoop.start()
     let conn = try LibvirtConnection(uri: job.libvirt.uri)
     guard let type = DomainType.best(forPPC64LEIn: try conn.capabilities()) else {
-      throw SetupError(description: "\(job.libvirt.uri) offers no ppc64le guests: install qemu-system-ppc on the host")
+      throw SetupError(
+        description:
+          "\(job.libvirt.uri) offers no ppc64le guests: install qemu-system-ppc on the host")
     }
     let (builtKernel, builtInitrd) = try guestImage()
     let kernel = stageForQEMU(builtKernel)
@@ -180,10 +190,14 @@ public final class LibvirtRunner: @unchecked Sendable {
     for i in 0..<job.guestCount {
       let name = "hpthammer-\(runID)-g\(i)"
       if (try? conn.lookupDomain(name: name)) != nil {
-        throw SetupError(description: "a domain named \(name) already exists; it is not ours, so it is left alone")
+        throw SetupError(
+          description: "a domain named \(name) already exists; it is not ours, so it is left alone")
       }
       let spec = HPTDomainSpec(
-        name: name, type: type, memoryMiB: job.guestMemoryMiB, vcpus: job.vcpus, cpuModel: job.libvirt.cpuModel,
+        name: name, type: type, memoryMiB: job.guestMemoryMiB,
+        // Room for the hotplugged dimm (pseries hotplugs in 256 MiB LMBs).
+        maxMemoryMiB: max(job.guestMemoryMiB * 4, job.guestMemoryMiB + 2 * job.libvirt.hotplugMiB),
+        vcpus: job.vcpus, cpuModel: job.libvirt.cpuModel,
         kernel: kernel, initrd: initrd, resizing: job.libvirt.resizing,
         consoleLog: outDir.appendingPathComponent("guest\(i).libvirt-console.log").path)
       let d = try conn.defineDomain(xml: spec.xml)
@@ -201,27 +215,38 @@ public final class LibvirtRunner: @unchecked Sendable {
     let bootStart = DispatchTime.now().uptimeNanoseconds
     for l in links {
       guard let ready = l.await(["ready"], timeoutS: job.libvirt.bootTimeoutS) else {
-        throw SetupError(description: "\(l.name) did not report ready within \(Int(job.libvirt.bootTimeoutS)) s (see \(l.name).console.log)")
+        throw SetupError(
+          description:
+            "\(l.name) did not report ready within \(Int(job.libvirt.bootTimeoutS)) s (see \(l.name).console.log)"
+        )
       }
       release = ready.args.first ?? "?"
-      figures["\(l.name)_boot_to_ready_ms"] = Int((DispatchTime.now().uptimeNanoseconds - bootStart) / 1_000_000)
+      figures["\(l.name)_boot_to_ready_ms"] = Int(
+        (DispatchTime.now().uptimeNanoseconds - bootStart) / 1_000_000)
       guard ready.args.count > 1, ready.args[1] == "hash" else {
-        throw SetupError(description: "\(l.name) runs the radix MMU: HPT resizing needs hash (disable_radix on POWER9)")
+        throw SetupError(
+          description:
+            "\(l.name) runs the radix MMU: HPT resizing needs hash (disable_radix on POWER9)")
       }
       // Only warnings and worse on the console: the two info lines per resize would cut agent
       // lines (the agent reads the resize timings from /dev/kmsg itself).
       try l.send("loglevel 5")
       if job.libvirt.loadThreads > 0 {
-        try l.send("load \(job.libvirt.loadThreads) \(job.libvirt.loadMiBPerThread) \(job.libvirt.churn ? 1 : 0)")
+        try l.send(
+          "load \(job.libvirt.loadThreads) \(job.libvirt.loadMiBPerThread) \(job.libvirt.churn ? 1 : 0)"
+        )
       }
     }
     var agents: [Agent] = []
     let budget = Budget(startNs: exec.nowNs, durationS: job.durationS, resizes: job.resizeBudget)
     for (i, l) in links.enumerated() {
-      let hammer = GuestHammer(link: l, job: job, stats: recorder.stats, exec: exec, budget: budget, seed: job.seed &+ UInt64(i))
-      agents.append(Agent(name: "hammer-\(l.name)") { [self] in
-        if let config = hammer.run() { configurationError(config) }
-      })
+      let hammer = GuestHammer(
+        link: l, job: job, stats: recorder.stats, exec: exec, budget: budget,
+        seed: job.seed &+ UInt64(i))
+      agents.append(
+        Agent(name: "hammer-\(l.name)") { [self] in
+          if let config = hammer.run() { configurationError(config) }
+        })
       if let every = job.libvirt.hotplugEveryS {
         agents.append(Agent(name: "hotplug-\(l.name)") { [self] in hotplug(l, everyS: every) })
       }
@@ -233,7 +258,9 @@ public final class LibvirtRunner: @unchecked Sendable {
       // thread that uses it.
       agents.append(
         Agent(name: "host-log") { [self] in
-          if let kmsg = try? KmsgReader(start: .end, origin: .host(hostName())) { watchHostLog(kmsg) }
+          if let kmsg = try? KmsgReader(start: .end, origin: .host(hostName())) {
+            watchHostLog(kmsg)
+          }
         })
     }
     if let after = job.libvirt.injectGuestCrashAfterS, let first = links.first {
@@ -249,8 +276,10 @@ public final class LibvirtRunner: @unchecked Sendable {
     // CPU time of the guests' QEMU processes and of the harness itself.
     var qemuTicks = 0
     for l in links {
-      if let pid = try? String(contentsOfFile: "/run/libvirt/qemu/\(l.domain.name).pid", encoding: .utf8)
-        .trimmingCharacters(in: .whitespacesAndNewlines),
+      if let pid = try? String(
+        contentsOfFile: "/run/libvirt/qemu/\(l.domain.name).pid", encoding: .utf8
+      )
+      .trimmingCharacters(in: .whitespacesAndNewlines),
         let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
         let close = stat.lastIndex(of: ")")
       {
@@ -264,7 +293,8 @@ public final class LibvirtRunner: @unchecked Sendable {
     var ru = rusage()
     getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &ru)
     figures["harness_cpu_ms"] =
-      Int(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 + Int(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000
+      Int(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 + Int(
+        ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000
     // The agents' own counters: pages verified and mismatches.
     for l in links where !l.consoleEnded {
       try? l.send("stats")
@@ -286,10 +316,15 @@ public final class LibvirtRunner: @unchecked Sendable {
   func guestImage() throws -> (String, String) {
     if let k = job.libvirt.kernelImage, let i = job.libvirt.initrd { return (k, i) }
     let env = ProcessInfo.processInfo.environment
-    if let k = env["HPTHAMMER_GUEST_KERNEL"], let i = env["HPTHAMMER_GUEST_INITRD"] { return (k, i) }
+    if let k = env["HPTHAMMER_GUEST_KERNEL"], let i = env["HPTHAMMER_GUEST_INITRD"] {
+      return (k, i)
+    }
     let script = URL(fileURLWithPath: "Guests/build.sh")
     guard FileManager.default.fileExists(atPath: script.path) else {
-      throw SetupError(description: "no guest image: set libvirt.kernel and libvirt.initrd, or run from the HPTHammer checkout (Guests/build.sh)")
+      throw SetupError(
+        description:
+          "no guest image: set libvirt.kernel and libvirt.initrd, or run from the HPTHammer checkout (Guests/build.sh)"
+      )
     }
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/bin/bash")
@@ -306,7 +341,9 @@ public final class LibvirtRunner: @unchecked Sendable {
       if line.hasPrefix("HPTHAMMER_GUEST_INITRD=") { initrd = String(line.dropFirst(23)) }
     }
     guard p.terminationStatus == 0, let kernel, let initrd else {
-      throw SetupError(description: "Guests/build.sh failed (exit \(p.terminationStatus)); run it by hand to see why")
+      throw SetupError(
+        description:
+          "Guests/build.sh failed (exit \(p.terminationStatus)); run it by hand to see why")
     }
     return (kernel, initrd)
   }
@@ -317,7 +354,9 @@ public final class LibvirtRunner: @unchecked Sendable {
     guard job.libvirt.uri.hasPrefix("qemu:///") else { return path }
     let dir = "/var/lib/libvirt/images/hpthammer"
     let fm = FileManager.default
-    guard (try? fm.createDirectory(atPath: dir, withIntermediateDirectories: true)) != nil else { return path }
+    guard (try? fm.createDirectory(atPath: dir, withIntermediateDirectories: true)) != nil else {
+      return path
+    }
     let dest = dir + "/" + (path as NSString).lastPathComponent
     let size = { (p: String) in (try? fm.attributesOfItem(atPath: p)[.size] as? Int) ?? -1 }
     if size(dest) != size(path) {
@@ -336,7 +375,9 @@ public final class LibvirtRunner: @unchecked Sendable {
 
   func guestCrash(_ r: CrashReport, guest: String) {
     recorder.addFinding(
-      Finding(title: r.title, type: r.type, frame: r.frame, source: guest, expected: false, file: nil, corrupted: r.corrupted),
+      Finding(
+        title: r.title, type: r.type, frame: r.frame, source: guest, expected: false, file: nil,
+        corrupted: r.corrupted),
       report: r.report)
     setDetail("guest crash")
     exec.requestStop()
@@ -348,18 +389,24 @@ public final class LibvirtRunner: @unchecked Sendable {
     guard lock.locked({ corruptGuests.insert(guest).inserted }) else { return }
     let title = "guest memory corruption: \(guest) read back data it did not write"
     recorder.addFinding(
-      Finding(title: title, type: "MEMORY_CORRUPTION", frame: nil, source: "\(guest) agent integrity check", expected: false, file: nil, corrupted: false),
+      Finding(
+        title: title, type: "MEMORY_CORRUPTION", frame: nil,
+        source: "\(guest) agent integrity check", expected: false, file: nil, corrupted: false),
       report: "\(title)\nagent: corrupt \(l.args.joined(separator: " "))\n")
     setDetail("guest memory corruption")
     exec.requestStop()
   }
 
   func lifecycle(_ e: LifecycleEvent) {
-    guard e.domain.hasPrefix("hpthammer-\(runID)-"), e.isCrash, !exec.stopRequested || e.kind == .crashed else { return }
+    guard e.domain.hasPrefix("hpthammer-\(runID)-"), e.isCrash,
+      !exec.stopRequested || e.kind == .crashed
+    else { return }
     let guest = "guest" + (e.domain.split(separator: "g").last.map(String.init) ?? "?")
     let what = e.kind == .crashed ? "guest crash" : "QEMU death"
     recorder.addFinding(
-      Finding(title: "\(what): domain \(e.domain) \(e.kind) (detail \(e.detail))", type: e.kind == .crashed ? "GUEST_CRASH" : "QEMU_DEATH",
+      Finding(
+        title: "\(what): domain \(e.domain) \(e.kind) (detail \(e.detail))",
+        type: e.kind == .crashed ? "GUEST_CRASH" : "QEMU_DEATH",
         frame: nil, source: guest, expected: false, file: nil, corrupted: false),
       report: "libvirt lifecycle event: \(e)\n")
     setDetail(what)
@@ -379,7 +426,8 @@ public final class LibvirtRunner: @unchecked Sendable {
 
   /// The host's /dev/kmsg: host.log gets every record, the scanner looks for a host oops.
   func watchHostLog(_ kmsg: KmsgReader) {
-    FileManager.default.createFile(atPath: outDir.appendingPathComponent("host.log").path, contents: nil)
+    FileManager.default.createFile(
+      atPath: outDir.appendingPathComponent("host.log").path, contents: nil)
     let out = try? FileHandle(forWritingTo: outDir.appendingPathComponent("host.log"))
     var scanner = StreamingCrashScanner(origin: kmsg.origin)
     func consume(_ events: [KmsgEvent]) {
@@ -389,7 +437,9 @@ public final class LibvirtRunner: @unchecked Sendable {
         out?.write(Data((line + "\n").utf8))
         for report in scanner.feed(line: line) {
           recorder.addFinding(
-            Finding(title: report.title, type: report.type, frame: report.frame, source: "host", expected: false, file: nil, corrupted: report.corrupted),
+            Finding(
+              title: report.title, type: report.type, frame: report.frame, source: "host",
+              expected: false, file: nil, corrupted: report.corrupted),
             report: report.report)
           setDetail("host oops")
           exec.requestStop()
@@ -403,7 +453,9 @@ public final class LibvirtRunner: @unchecked Sendable {
     consume((try? kmsg.drain()) ?? [])
     for report in scanner.finish() {
       recorder.addFinding(
-        Finding(title: report.title, type: report.type, frame: report.frame, source: "host", expected: false, file: nil, corrupted: report.corrupted),
+        Finding(
+          title: report.title, type: report.type, frame: report.frame, source: "host",
+          expected: false, file: nil, corrupted: report.corrupted),
         report: report.report)
       setDetail("host oops")
     }
@@ -413,11 +465,17 @@ public final class LibvirtRunner: @unchecked Sendable {
   func watchdog(_ links: [GuestLink]) {
     while !exec.stopRequested {
       exec.sleep(ms: 500)
-      for l in links where l.secondsSinceHeartbeat > job.libvirt.heartbeatTimeoutS && !exec.stopRequested {
+      for l in links
+      where l.secondsSinceHeartbeat > job.libvirt.heartbeatTimeoutS && !exec.stopRequested {
         recorder.addFinding(
-          Finding(title: "guest hang: \(l.name) sent no heartbeat for \(Int(job.libvirt.heartbeatTimeoutS)) s", type: "HANG",
+          Finding(
+            title:
+              "guest hang: \(l.name) sent no heartbeat for \(Int(job.libvirt.heartbeatTimeoutS)) s",
+            type: "HANG",
             frame: nil, source: l.name, expected: false, file: nil, corrupted: false),
-          report: "no heartbeat from \(l.name)'s agent for \(Int(l.secondsSinceHeartbeat)) s; see \(l.name).console.log\n")
+          report:
+            "no heartbeat from \(l.name)'s agent for \(Int(l.secondsSinceHeartbeat)) s; see \(l.name).console.log\n"
+        )
         setDetail("guest hang")
         exec.requestStop()
       }
@@ -434,8 +492,18 @@ public final class LibvirtRunner: @unchecked Sendable {
         try l.domain.attachDevice(xml: dimm)
         recorder.stats.answer("HOTPLUG", "attached")
         exec.sleep(ms: Int(everyS * 1000))
+        // The guest resizes by itself for the new memory: read its order back.
+        try l.send("order")
+        if let o = l.await(["hpt"], timeoutS: 10) {
+          recorder.stats.answer("HOTPLUG", "order \(o.args.first ?? "?") with the dimm")
+        }
         try l.domain.detachDevice(xml: dimm)
         recorder.stats.answer("HOTPLUG", "detached")
+        exec.sleep(ms: Int(everyS * 1000))
+        try l.send("order")
+        if let o = l.await(["hpt"], timeoutS: 10) {
+          recorder.stats.answer("HOTPLUG", "order \(o.args.first ?? "?") without it")
+        }
       } catch {
         recorder.stats.answer("HOTPLUG", "error")
       }
@@ -459,7 +527,9 @@ final class NoHost: KVMSystem, @unchecked Sendable {
   var hostName: String { "libvirt" }
   func apiVersion() throws(KVMError) -> Int { throw KVMError("KVM_GET_API_VERSION", .ENOSYS) }
   func checkExtension(_ cap: KVMCapability) throws(KVMError) -> Int { 0 }
-  func createVM(type: VMType) throws(KVMError) -> any KVMVirtualMachine { throw KVMError("KVM_CREATE_VM", .ENOSYS) }
+  func createVM(type: VMType) throws(KVMError) -> any KVMVirtualMachine {
+    throw KVMError("KVM_CREATE_VM", .ENOSYS)
+  }
   var kernelLog: any KernelLogSource { fatalError("no kernel log") }
   var executor: any AgentExecutor { ThreadExecutor() }
   var statistics: [String: Int] { [:] }
@@ -475,7 +545,9 @@ final class GuestHammer: @unchecked Sendable {
   let budget: Budget
   var rng: SplitMix64
 
-  init(link: GuestLink, job: Job, stats: RunStats, exec: ThreadExecutor, budget: Budget, seed: UInt64) {
+  init(
+    link: GuestLink, job: Job, stats: RunStats, exec: ThreadExecutor, budget: Budget, seed: UInt64
+  ) {
     self.link = link
     self.job = job
     self.stats = stats
@@ -508,16 +580,30 @@ final class GuestHammer: @unchecked Sendable {
         case .sameOrder: target = order
         default:
           let s = rng.below(3)
-          target = s == 0 ? max(job.orderMin, order - 1) : s == 1 ? order : min(job.orderMax, order + 1)
+          target =
+            s == 0 ? max(job.orderMin, order - 1) : s == 1 ? order : min(job.orderMax, order + 1)
         }
       }
       stats.with { $0.attempted += 1 }
       do { try link.send("resize \(target)") } catch { return nil }
-      guard let line = link.await(["resized"], timeoutS: 60), let r = GuestResize(line) else {
-        if exec.stopRequested { break }
+      // Wait for the answer in slices: the budget may end meanwhile (a resize can wait long
+      // behind a memory unplug in the guest), and then the missing answer is not a failure.
+      var answer: AgentLine?
+      for _ in 0..<60 where answer == nil {
+        answer = link.await(["resized"], timeoutS: 1)
+        if answer == nil && (exec.stopRequested || budget.exhausted(now: exec.nowNs)) { break }
+      }
+      guard let line = answer, let r = GuestResize(line) else {
+        if exec.stopRequested || budget.exhausted(now: exec.nowNs) {
+          exec.requestStop()
+          break
+        }
         stats.with {
           $0.failedUnexpected += 1
-          $0.unexpected.append(UnexpectedAnswer(guest: link.name, op: "hpt_order", order: target, fromOrder: order, answer: "no answer in 60 s", hostTimeS: Double(exec.nowNs) / 1e9))
+          $0.unexpected.append(
+            UnexpectedAnswer(
+              guest: link.name, op: "hpt_order", order: target, fromOrder: order,
+              answer: "no answer in 60 s", hostTimeS: Double(exec.nowNs) / 1e9))
         }
         continue
       }
@@ -532,19 +618,24 @@ final class GuestHammer: @unchecked Sendable {
         }
         order = target
       } else if e == .ENODEV {
-        return "HPT resizing is disabled for this domain (the guest's hpt_order write answers ENODEV): set libvirt.resizing to required or enabled"
+        return
+          "HPT resizing is disabled for this domain (the guest's hpt_order write answers ENODEV): set libvirt.resizing to required or enabled"
       } else {
         // ENOSPC: bolted collision on a shrink; EINVAL: order outside 18..46; EPERM: QEMU's
         // limit (RAM order + 1).
         let expected =
-          (e == .ENOSPC && target < order) || (e == .EINVAL && !HPTOrder.validRange.contains(target))
+          (e == .ENOSPC && target < order)
+          || (e == .EINVAL && !HPTOrder.validRange.contains(target))
           || (e == .EPERM && target > order)
         if expected {
           stats.with { $0.failedExpected += 1 }
         } else {
           stats.with {
             $0.failedUnexpected += 1
-            $0.unexpected.append(UnexpectedAnswer(guest: link.name, op: "hpt_order", order: target, fromOrder: order, answer: e.name, hostTimeS: Double(exec.nowNs) / 1e9))
+            $0.unexpected.append(
+              UnexpectedAnswer(
+                guest: link.name, op: "hpt_order", order: target, fromOrder: order, answer: e.name,
+                hostTimeS: Double(exec.nowNs) / 1e9))
           }
         }
       }

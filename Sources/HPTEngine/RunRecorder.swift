@@ -67,7 +67,9 @@ final class RunRecorder: @unchecked Sendable {
     }
     let faults = hostStats["hypervisor_faults"] ?? 0
     let report = RunReport(
-      verdict: verdict, verdict_detail: verdict == .bug ? detail ?? crashes.first { !$0.expected }.map { _ in "bug" } : nil,
+      verdict: verdict,
+      verdict_detail: verdict == .bug
+        ? detail ?? crashes.first { !$0.expected }.map { _ in "bug" } : nil,
       error: error, job: job.name, backend: job.backend.rawValue,
       kernel: kernel, kernel_release: kernelRelease, seed: job.seed,
       reproduce: reproduce, host_time_s: (hostTimeS * 1e6).rounded() / 1e6, resizes: resizes,

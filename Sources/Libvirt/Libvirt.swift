@@ -13,11 +13,13 @@ public struct LibvirtError: Error, CustomStringConvertible, Sendable {
   /// `operation` is built: building it may call libvirt (virDomainGetName), which resets it.
   static func last(_ operation: @autoclosure () -> String) -> LibvirtError {
     guard let e = virSaveLastError() else {
-      return LibvirtError(operation: operation(), code: -1, domain: -1, message: "unknown libvirt error")
+      return LibvirtError(
+        operation: operation(), code: -1, domain: -1, message: "unknown libvirt error")
     }
     defer { virFreeError(e) }
     let message = e.pointee.message.map { String(cString: $0) } ?? "libvirt error \(e.pointee.code)"
-    return LibvirtError(operation: operation(), code: e.pointee.code, domain: e.pointee.domain, message: message)
+    return LibvirtError(
+      operation: operation(), code: e.pointee.code, domain: e.pointee.domain, message: message)
   }
 
   public var description: String { "\(operation): \(message)" }

@@ -134,11 +134,13 @@ struct Run: ParsableCommand {
       case .sim:
         let host = SimHost(model: model, seed: j.seed, bootUptimeS: j.hostUptimeS)
         let runner = Runner(
-          job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress, reproduce: repro)
+          job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress,
+          reproduce: repro)
         current.set { runner.interrupt() }
         report = runner.run()
       case .libvirt:
-        let runner = LibvirtRunner(job: j, outDir: URL(fileURLWithPath: dir), progress: progress, reproduce: repro)
+        let runner = LibvirtRunner(
+          job: j, outDir: URL(fileURLWithPath: dir), progress: progress, reproduce: repro)
         current.set { runner.interrupt() }
         report = runner.run()
       }

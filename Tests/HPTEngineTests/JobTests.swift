@@ -61,6 +61,22 @@ import Testing
     #expect(e?.line != nil)
   }
 
+  @Test func libvirtJob() throws {
+    let j = try Job.parse(
+      """
+      backend: libvirt
+      libvirt: {uri: "qemu+ssh://p9/system", churn: false, hotplug_every_s: 5, order_sequence: [17, 25]}
+      resize: {policy: same-order}
+      """, file: "l.yaml")
+    #expect(j.backend == .libvirt && j.libvirt.uri == "qemu+ssh://p9/system" && !j.libvirt.churn)
+    #expect(j.libvirt.hotplugEveryS == 5 && j.libvirt.orderSequence == [17, 25])
+    let e = error("backend: libvirt\nresize: {policy: cancel-during-prepare}\n")
+    #expect(e?.description.contains("not available with backend libvirt") == true)
+    #expect(
+      error("libvirt: {resizing: sometimes}")?.description.contains(
+        "allowed: required, enabled, disabled") == true)
+  }
+
   @Test func durationsParseAndEmptyBudgetFails() {
     #expect(error("budget: {}")?.key == "budget")
   }
