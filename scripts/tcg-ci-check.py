@@ -64,5 +64,10 @@ grew = any(k.startswith("order 24 with") for k in h)
 check("hotplug: the guest grows its HPT with the dimm, the run passes", rc == 0 and grew and h.get("attached", 0) >= 1,
       f"exit {rc}, hotplug answers {h}, unexpected {r.get('unexpected')}")
 
+# 6. Ctrl-C cleans up.
+rc = int(open(os.path.join(out, "interrupt.rc")).read().strip())
+left = int((open(os.path.join(out, "interrupt.left")).read().strip() or "0"))
+check("Ctrl-C: exit 125 and no domain left behind", rc == 125 and left == 0, f"exit {rc}, {left} domains left")
+
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -24,4 +24,13 @@ run disabled Jobs/ci/tcg-resizing-disabled.yaml
 run invalid Jobs/ci/tcg-invalid-orders.yaml
 run crash Jobs/ci/tcg-guest-crash.yaml
 run hotplug Jobs/ci/tcg-hotplug.yaml
+# Ctrl-C: the run stops, exits 125, and leaves none of its domains behind.
+echo "== interrupt: hpthammer run Jobs/tcg-smoke.yaml, Ctrl-C after 25 s"
+$bin run Jobs/tcg-smoke.yaml --out "$out/interrupt" --no-progress >/dev/null 2>&1 &
+pid=$!
+sleep 25
+kill -INT "$pid"
+wait "$pid"
+echo $? >"$out/interrupt.rc"
+virsh -c qemu:///system list --all --name | grep -c '^hpthammer-' >"$out/interrupt.left" || true
 python3 scripts/tcg-ci-check.py "$out"
