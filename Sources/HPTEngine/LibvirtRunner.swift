@@ -482,6 +482,14 @@ public final class LibvirtRunner: @unchecked Sendable {
     }
   }
 
+  /// The guest resizes by itself for hotplugged memory: read its order back.
+  func recordOrder(_ l: GuestLink, _ when: String) throws(LibvirtError) {
+    try l.send("order")
+    if let o = l.await(["hpt"], timeoutS: 10) {
+      recorder.stats.answer("HOTPLUG", "order \(o.args.first ?? "?") \(when)")
+    }
+  }
+
   /// Memory hotplug from outside: the guest grows (and shrinks) its HPT by itself.
   func hotplug(_ l: GuestLink, everyS: Double) {
     let dimm = HPTDomainSpec.dimmXML(sizeMiB: job.libvirt.hotplugMiB)
@@ -492,18 +500,11 @@ public final class LibvirtRunner: @unchecked Sendable {
         try l.domain.attachDevice(xml: dimm)
         recorder.stats.answer("HOTPLUG", "attached")
         exec.sleep(ms: Int(everyS * 1000))
-        // The guest resizes by itself for the new memory: read its order back.
-        try l.send("order")
-        if let o = l.await(["hpt"], timeoutS: 10) {
-          recorder.stats.answer("HOTPLUG", "order \(o.args.first ?? "?") with the dimm")
-        }
+        try recordOrder(l, "with the dimm")
         try l.domain.detachDevice(xml: dimm)
         recorder.stats.answer("HOTPLUG", "detached")
         exec.sleep(ms: Int(everyS * 1000))
-        try l.send("order")
-        if let o = l.await(["hpt"], timeoutS: 10) {
-          recorder.stats.answer("HOTPLUG", "order \(o.args.first ?? "?") without it")
-        }
+        try recordOrder(l, "without it")
       } catch {
         recorder.stats.answer("HOTPLUG", "error")
       }
