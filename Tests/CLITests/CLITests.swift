@@ -137,6 +137,17 @@ import Testing
     #expect(log.contains("hpthammer: elapsed="))
   }
 
+  /// A libvirt URI nobody answers: exit 125 naming the URI and the fix (no daemon needed).
+  @Test func unreachableLibvirtExits125() throws {
+    let dir = tmp()
+    let (code, out, _) = try hpthammer([
+      "run", "Jobs/ci/unreachable-libvirt.yaml", "--out", dir, "--no-progress",
+    ])
+    #expect(code == 125)
+    #expect(out.contains("connecting to qemu+unix:///system?socket=/nonexistent/libvirt-sock"))
+    #expect(out.contains("libvirtd running?"))
+  }
+
   @Test func simKernelsListsModelsAndFixes() throws {
     let (code, out, _) = try hpthammer(["sim", "kernels"])
     #expect(code == 0)
