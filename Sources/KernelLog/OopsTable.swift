@@ -384,11 +384,11 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "warn-file-at", "WARNING: {S} at {F}", title: "WARNING in $F", kind: .warning,
         type: warningType,
-        frame: stack(header: 1, skip: warnHelpers)),
+        frame: stack(skip: warnHelpers)),
       OopsFormat(
         "warn-at", "WARNING: {*}at {S} {F}", title: "WARNING in $F", kind: .warning,
         type: warningType,
-        frame: stack(header: 1, skip: warnHelpers)),
+        frame: stack(skip: warnHelpers)),
       OopsFormat(
         "circular-locking", "WARNING: possible circular locking dependency detected",
         title: "possible deadlock in $F",

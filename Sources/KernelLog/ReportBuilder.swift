@@ -224,6 +224,9 @@ struct ReportBuilder {
         continue
       }
       guard !t.questionable else { continue }
+      // Fault injection prints its own stack into the report: what follows is not this
+      // crash's stack (syzkaller's corrupted lines).
+      if t.role == .frame, isFaultInjectionFrame(name) { break }
       guard t.role == .frame || (recipe.extractor == .stall && t.role == .instructionPointer) else {
         continue
       }
@@ -366,6 +369,14 @@ struct ReportBuilder {
       result.comm = comm.trimmingSpaces()
     }
   }
+}
+
+private let shouldFail = Array("should_fail".utf8)
+private let shouldFailSlab = Array("should_failslab".utf8)
+
+/// "should_fail+0x", "should_failslab.cold+0x": a fault-injection stack, not the crash's.
+func isFaultInjectionFrame(_ name: Line) -> Bool {
+  name.elementsEqual(shouldFail) || name.elementsEqual(shouldFailSlab)
 }
 
 private let stackNotAvailable = Array("(stack is not available)".utf8)

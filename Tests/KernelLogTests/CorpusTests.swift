@@ -123,6 +123,9 @@ func expectedFrame(_ c: CorpusCase) -> String? {
       }
       if let want = expectedFrame(c) {
         frame.count(got?.frame == want)
+        if got?.frame != want {
+          mismatches.append("\(c.name): frame '\(got?.frame ?? "-")' want '\(want)'")
+        }
       }
       if let got { corrupted.count(got.corrupted == (c.value("CORRUPTED") == "Y")) }
       if let want = c.value("TYPE") {
