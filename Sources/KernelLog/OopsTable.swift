@@ -413,7 +413,7 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .lockdep,
         type: lockdepType, frame: lockdepLine(after: "takes"), noStack: true),
       OopsFormat(
-        "suspicious-rcu", "WARNING: suspicious RCU usage",
+        "suspicious-rcu", "WARNING: suspicious RCU usage", extra: ["{S} "],
         title: "WARNING: suspicious RCU usage in $F",
         kind: .suspiciousRCU, type: lockdepType,
         frame: stack(
@@ -422,6 +422,10 @@ let defaultOopsTable: [OopsPattern] = [
             "rcu", "kmem", "slab", "kmalloc", "vmalloc", "kcalloc", "kzalloc",
             "lockdep_rcu_suspicious", "rcu_read_lock_held",
           ])),
+      OopsFormat(
+        "suspicious-rcu-short", "WARNING: suspicious RCU usage",
+        title: "WARNING: suspicious RCU usage", kind: .suspiciousRCU, type: lockdepType,
+        frame: .none, corrupted: true),
       OopsFormat(
         "stack-regs", "WARNING: kernel stack regs at {*} has bad",
         title: "WARNING: kernel stack regs has bad value",
