@@ -193,6 +193,14 @@ let defaultOopsTable: [OopsPattern] = [
         "paging-x86-old", "BUG: unable to handle kernel paging request", title: paging,
         kind: .pagingFault,
         type: memorySafety),
+      // The second half of the header is a separate printk that may be lost.
+      OopsFormat(
+        "x86-fault-any", "BUG: unable to handle kernel", title: "BUG: unable to handle kernel",
+        kind: .accessFault, type: memorySafety, corrupted: true),
+      OopsFormat(
+        "invalid-wait-context", "[ BUG: Invalid wait context ]",
+        title: "WARNING: locking bug in $F", kind: .lockdep, type: lockdepType,
+        frame: stack(ip: false, skip: ["lock_", "__lock", "might_", "__might_"])),
     ] + faultFormats.filter { bugPrefixedFaults.contains($0.id) } + [
       OopsFormat(
         "spinlock", "BUG: spinlock {W} {W} on CPU", title: "BUG: spinlock $1 $2 in $F",
@@ -381,6 +389,10 @@ let defaultOopsTable: [OopsPattern] = [
           "usb_submit_urb", "usb_start_wait_urb", "usb_bulk_msg", "usb_interrupt_msg",
           "usb_control_msg",
         ])),
+      // 6.18+: "WARNING: fs/ext4/xattr.c:1058 at 0x0, CPU#0: comm/pid"; the IP names the function.
+      OopsFormat(
+        "warn-file-cpu", "WARNING: {S} at {*}CPU#{N}: ", title: "WARNING in $F", kind: .warning,
+        type: warningType, frame: stack(skip: warnHelpers)),
       OopsFormat(
         "warn-file-at", "WARNING: {S} at {F}", title: "WARNING in $F", kind: .warning,
         type: warningType,
@@ -391,9 +403,14 @@ let defaultOopsTable: [OopsPattern] = [
         frame: stack(skip: warnHelpers)),
       OopsFormat(
         "circular-locking", "WARNING: possible circular locking dependency detected",
+        extra: ["is trying to acquire lock"],
         title: "possible deadlock in $F",
         kind: .lockdep, type: lockdepType, frame: lockdepLine(after: "is trying to acquire lock"),
         noStack: true),
+      OopsFormat(
+        "circular-locking-short", "WARNING: possible circular locking dependency detected",
+        title: "WARNING: possible circular locking dependency detected", kind: .lockdep,
+        type: warningType, frame: .none, corrupted: true),
       OopsFormat(
         "irq-inversion", "WARNING: possible irq lock inversion dependency detected",
         title: "possible deadlock in $F", kind: .lockdep, type: lockdepType,
