@@ -119,17 +119,17 @@ let defaultOopsTable: [OopsPattern] = [
         "kasan-invalid-free", "BUG: KASAN: double-free or invalid-free in {F}",
         title: "KASAN: invalid-free in $F",
         kind: .kasan, type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree"])),
       OopsFormat(
         "kasan-double-free", "BUG: KASAN: double-free in {F}", title: "KASAN: invalid-free in $F",
         kind: .kasan,
         type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree"])),
       OopsFormat(
         "kasan-free", "BUG: KASAN: invalid-free in {F}", title: "KASAN: invalid-free in $F",
         kind: .kasan,
         type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree"])),
       OopsFormat(
         "kasan-access", "BUG: KASAN: {W} in {F}", extra: ["^{W} of size {N}"],
         title: "KASAN: $1 $3 in $F",

@@ -40,6 +40,7 @@ struct ReportBuilder {
         frame = guiltyFrame(StackRecipe(useIP: false), captures: [], lines: lines) ?? f
       }
     }
+    frame = frame.map(stripFramePrefix)
     var corruptedReason: String?
     if format.alwaysCorrupted {
       corruptedReason = "the header alone, the rest of the report is missing"

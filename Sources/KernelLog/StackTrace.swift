@@ -224,6 +224,11 @@ struct StackRecipe: Sendable, Hashable {
 /// that starts with it, or has it right after an '_' ("_raw_spin_lock" matches "spin_lock",
 /// "vhci_shutdown_connection" does not match "down").
 let genericSkips: [String] = [
+  // syzkaller's newer page-cache, timer, I/O-port and iterator helpers.
+  "do_read_cache_folio", "read_cache_page", "find_lock_entries", "truncate_inode_pages_range",
+  "sk_stop_timer_sync", "__timer_delete_sync", "logic_in", "logic_out", "copy_from_iter",
+  "copy_to_iter", "copy_page_to_iter", "copy_page_from_iter", "copy_folio_to_iter",
+  "print_tainted",
   "__sanitizer", "asan", "kasan", "msan", "kmsan", "kcsan", "ubsan", "check_memory_region",
   "kfence", "print_address_description", "print_report", "report_bug", "read_word_at_a_time",
   "panic", "invalid_op", "fixup_bug", "do_error", "do_trap", "handle_bug", "exc_invalid_op",
@@ -255,7 +260,7 @@ let genericSkips: [String] = [
   "vscnprintf", "hex_dump", "crc", "strstr", "memdup_user", "kfree", "kmem_cache_free",
   "mutex_remove_waiter",
   "atomic_dec_and_lock", "_atomic_dec_and_lock", "console_unlock", "xas_", "rhashtable_", "idr_",
-  "radix_tree_", "bitmap_", "find_next_bit", "kstrto", "sprintf", "aes", "lock_timer_base",
+  "bitmap_", "kstrto", "sprintf", "aes", "lock_timer_base",
   "native_queued_spin_lock", "queued_spin_lock", "do_raw_spin", "check_memory_region",
   "__do_kernel_fault", "do_bad_area", "do_tag_check_fault", "do_mem_abort", "el1_abort",
   "el1h_64_sync",
@@ -319,6 +324,21 @@ let stallCollapses: [(prefix: String, name: String)] = [
 ]
 
 /// Syscall entry prefixes removed from stall frames ("__x64_sys_futex" -> "sys_futex").
+/// Architecture syscall wrappers (syzkaller's stripFramePrefixes as its corpus titles them):
+/// "__arm64_sys_x" is "sys_x", "__se_sys_x" is "x". The longest matching prefix goes.
+let framePrefixes: [String] = [
+  "__x64_", "__ia32_", "__arm64_", "__se_sys_", "__do_sys_",
+]
+
+func stripFramePrefix(_ name: String) -> String {
+  var best = name[...]
+  for prefix in framePrefixes where name.hasPrefix(prefix) && name.count - prefix.count < best.count
+  {
+    best = name.dropFirst(prefix.count)
+  }
+  return best.isEmpty ? name : String(best)
+}
+
 let syscallPrefixes: [String] = [
   "__x64_", "__ia32_", "__arm64_", "__se_", "__do_", "SYSC_", "SyS_", "compat_SYSC_", "compat_SyS_",
 ]

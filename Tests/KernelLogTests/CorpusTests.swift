@@ -150,10 +150,10 @@ func expectedFrame(_ c: CorpusCase) -> String? {
       try mismatches.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
     }
     // Thresholds from measured agreement; raise them as the detector improves.
-    #expect(crash.rate >= 0.97)
-    #expect(title.rate >= 0.84)
-    #expect(frame.rate >= 0.86)
-    #expect(type.rate >= 0.95)
-    #expect(corrupted.rate >= 0.88)
+    #expect(crash.rate >= 0.985)
+    #expect(title.rate >= 0.902)
+    #expect(frame.rate >= 0.90)
+    #expect(type.rate >= 0.965)
+    #expect(corrupted.rate >= 0.90)
   }
 }
