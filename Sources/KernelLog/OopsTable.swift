@@ -824,4 +824,13 @@ let defaultOopsTable: [OopsPattern] = [
         "oops-exception", "Oops: Exception in kernel mode", title: "kernel BUG in $F", kind: .bug,
         type: bugType),
     ]),
+  // syzkaller's executor reports its own failures this way (a userspace failure, not a kernel
+  // crash, but the run is over).
+  OopsPattern(
+    "syzfail", header: "SYZFAIL:",
+    [
+      OopsFormat(
+        "syzfail", "^SYZFAIL:{R}", title: "SYZFAIL: $1", kind: .userspaceFailure,
+        type: .fixed("SYZ_FAILURE"), frame: .none, noStack: true)
+    ]),
 ]
