@@ -403,12 +403,13 @@ private let frameTerminators: [[UInt8]] = [
 
 /// `needle`'s range in `text`, by bytes (String.firstRange goes through Foundation here).
 func byteRange(_ text: String, _ needle: String) -> Range<String.Index>? {
-  let h = Array(text.utf8)
-  let n = Array(needle.utf8)
-  let at = h.withUnsafeBufferPointer { indexOf($0, n, from: 0) }
+  // Native strings are contiguous UTF-8: no copies (this runs for every report).
+  var text = text
+  var needle = needle
+  let at = text.withUTF8 { h in needle.withUTF8 { n in indexOf(h, n) } }
   guard let at else { return nil }
   let lower = text.utf8.index(text.utf8.startIndex, offsetBy: at)
-  let upper = text.utf8.index(lower, offsetBy: n.count)
+  let upper = text.utf8.index(lower, offsetBy: needle.utf8.count)
   return lower..<upper
 }
 

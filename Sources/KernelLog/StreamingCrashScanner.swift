@@ -225,7 +225,7 @@ struct ReportInProgress: Sendable {
       // allocation failure) interleaves: the title and frame come from the lines before it
       // (syzkaller's report end).
       if caller.kind == .none, lines.count > 1,
-        let cut = lines.indices.dropFirst().first(where: { i in
+        let cut = lines.indices.dropFirst().prefix(ReportBuilder.analysisLines).first(where: { i in
           interleavedStackMessages.contains { indexOf(lines[i], $0, from: 0) != nil }
         })
       {
