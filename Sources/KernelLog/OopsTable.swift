@@ -418,7 +418,7 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "lock-order", "WARNING: {*}-safe -> {*}-unsafe lock order detected",
         title: "possible deadlock in $F",
-        kind: .lockdep, type: lockdepType, frame: lockdepLine(after: "is trying to acquire"),
+        kind: .lockdep, type: lockdepType, frame: stack(ip: false, after: ["which became"]),
         noStack: true),
       OopsFormat(
         "recursive-locking", "WARNING: possible recursive locking detected",

@@ -343,6 +343,21 @@ let stallCollapses: [(prefix: String, name: String)] = [
 ]
 
 /// Syscall entry prefixes removed from stall frames ("__x64_sys_futex" -> "sys_futex").
+/// A C++ (Itanium ABI) mangled plain function name, "_Z8fakeNameiii", is named without its
+/// parameter types ("fakeName"), as syzkaller's demangling filter does.
+func demangledPlainName(_ name: String) -> String? {
+  let b = Array(name.utf8)
+  guard b.count > 3, b[0] == UInt8(ascii: "_"), b[1] == UInt8(ascii: "Z") else { return nil }
+  var i = 2
+  var length = 0
+  while i < b.count, b[i] >= 0x30, b[i] <= 0x39, length < 10_000 {
+    length = length * 10 + Int(b[i] - 0x30)
+    i += 1
+  }
+  guard i > 2, length > 0, i + length <= b.count else { return nil }
+  return String(decoding: b[i..<(i + length)], as: UTF8.self)
+}
+
 /// Architecture syscall wrappers (syzkaller's stripFramePrefixes as its corpus titles them):
 /// "__arm64_sys_x" is "sys_x", "__se_sys_x" is "x". The longest matching prefix goes.
 let framePrefixes: [String] = [
@@ -350,6 +365,7 @@ let framePrefixes: [String] = [
 ]
 
 func stripFramePrefix(_ name: String) -> String {
+  if let plain = demangledPlainName(name) { return plain }
   var best = name[...]
   for prefix in framePrefixes where name.hasPrefix(prefix) && name.count - prefix.count < best.count
   {
