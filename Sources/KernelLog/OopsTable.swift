@@ -337,7 +337,7 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .debugObjects, type: warningType,
         frame: stack(skip: [
           "debug_", "rcu", "hrtimer_", "timer_", "work_", "percpu_", "kmem_", "slab_", "kfree",
-          "vunmap", "vfree", "__free_", "debug_check", "kobject_", "destroy_", "free_", "kvfree",
+          "vunmap", "vfree", "__free_", "debug_check", "kobject_", "destroy_", "kvfree",
           "call_rcu", "__flush_work", "__cancel_work", "cancel_", "flush_", "del_timer",
           "try_to_del_timer", "timer_delete", "shutdown_timer",
         ])),
@@ -464,12 +464,12 @@ let defaultOopsTable: [OopsPattern] = [
         "nested-lock", "WARNING: Nested lock was not taken",
         title: "WARNING: nested lock was not taken in $F",
         kind: .lockdep, type: lockdepType,
-        frame: stack(ip: false, skip: ["lock_", "__lock", "check_"])),
+        frame: lockdepLine(after: "is trying to lock")),
       OopsFormat(
         "nested-lock2", "WARNING: nested lock was not taken",
         title: "WARNING: nested lock was not taken in $F",
         kind: .lockdep, type: lockdepType,
-        frame: stack(ip: false, skip: ["lock_", "__lock", "check_"])),
+        frame: lockdepLine(after: "is trying to lock")),
       OopsFormat(
         "locks-held", "WARNING: {*}still has locks held!",
         title: "WARNING: still has locks held in $F",
