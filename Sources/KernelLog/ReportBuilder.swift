@@ -184,7 +184,7 @@ struct ReportBuilder {
     // The faulting instruction pointer, wherever it is printed.
     if recipe.useIP, recipe.extractor == .first {
       var ipUnsymbolized = false
-      for line in analysed.dropFirst() {
+      for line in analysed.dropFirst() where mayBeRegisterLine(line) {
         let t = classifyTraceLine(line)
         if t.role == .linkRegister, ipUnsymbolized {
           // A jump to a bad address: the caller in the link register is the culprit.

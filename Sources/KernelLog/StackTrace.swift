@@ -97,6 +97,22 @@ func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], from: Int) -
   return nil
 }
 
+/// Whether the line starts like an instruction pointer or link register line ("RIP: ",
+/// "NIP [", "LR [", "pc : "...): a cheap test before `classifyTraceLine`.
+func mayBeRegisterLine(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
+  var p = 0
+  while p < line.count, line[p] == 0x20 || line[p] == 0x09 { p += 1 }
+  guard p < line.count else { return false }
+  let first = line[p]
+  if ipFirstBytes.contains(first) {
+    for prefix in ipPrefixes where hasPrefix(line, p, prefix) { return true }
+  }
+  if first == UInt8(ascii: "L") || first == UInt8(ascii: "l") || first == UInt8(ascii: "r") {
+    for prefix in lrPrefixes where hasPrefix(line, p, prefix) { return true }
+  }
+  return false
+}
+
 /// Classifies a prefix-free report line. Frames are found by their "sym+0xoff" shape, which
 /// every architecture's unwinder prints, so x86, arm64 and powerpc traces all parse.
 func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
