@@ -126,14 +126,18 @@ public struct CrashDetector: Sendable {
 
   /// The first format of `pattern` whose header line matches, unless suppressed.
   func matchFormat(_ pattern: Int, _ text: UnsafeBufferPointer<UInt8>) -> (Int, [String])? {
-    for suppression in suppressionPatterns[pattern] where suppression.match(text) != nil {
+    // Through buffer pointers: a pattern is borrowed, not copied (and retained), per
+    // look-alike line.
+    let suppressed = suppressionPatterns[pattern].withUnsafeBufferPointer { patterns in
+      patterns.indices.contains { patterns[$0].match(text) != nil }
+    }
+    if suppressed { return nil }
+    return formatLines[pattern].withUnsafeBufferPointer { patterns in
+      for i in patterns.indices {
+        if let captures = patterns[i].match(text) { return (i, captures) }
+      }
       return nil
     }
-    let lines = formatLines[pattern]
-    for i in lines.indices {
-      if let captures = lines[i].match(text) { return (i, captures) }
-    }
-    return nil
   }
 }
 
