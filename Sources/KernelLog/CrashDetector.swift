@@ -103,23 +103,42 @@ public struct CrashDetector: Sendable {
   func findHeader(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, from: Int? = nil) -> (
     Int, Int
   )? {
-    guard hi - lo >= 2 else { return nil }
-    var i = from ?? lo
+    guard hi - lo >= 2, let base = buf.baseAddress else { return nil }
+    let start = from ?? lo
     let last = hi - 1
-    while i < last {
-      let pair = UInt16(buf[i]) << 8 | UInt16(buf[i + 1])
-      if pairBits[Int(pair) >> 6] & (1 << UInt64(pair & 63)) != 0 {
-        for (pattern, header) in pairCandidates[Int(pairSlot[Int(pair)])]
-        where i + header.count <= hi {
-          var k = 2
-          while k < header.count, buf[i + k] == header[k] { k += 1 }
-          guard k == header.count else { continue }
-          // A header starts a word: "DEBUG:" is not "BUG:".
-          if i > lo, isAlnum(buf[i - 1]) { continue }
+    guard start < last else { return nil }
+    // The hot loop: raw pointers, the previous byte kept, no array access per byte.
+    return pairBits.withUnsafeBufferPointer { bits -> (Int, Int)? in
+      var i = start
+      var previous = base[i]
+      while i < last {
+        let next = base[i + 1]
+        let pair = Int(previous) << 8 | Int(next)
+        if bits[pair >> 6] & (1 << UInt64(pair & 63)) != 0,
+          let pattern = headerAt(buf, i, lo, hi, pair)
+        {
           return (pattern, i)
         }
+        previous = next
+        i += 1
       }
-      i += 1
+      return nil
+    }
+  }
+
+  /// The pattern whose header starts at `i` (whose first two bytes are `pair`), if any.
+  private func headerAt(
+    _ buf: UnsafeBufferPointer<UInt8>, _ i: Int, _ lo: Int, _ hi: Int, _ pair: Int
+  )
+    -> Int?
+  {
+    for (pattern, header) in pairCandidates[Int(pairSlot[pair])] where i + header.count <= hi {
+      var k = 2
+      while k < header.count, buf[i + k] == header[k] { k += 1 }
+      guard k == header.count else { continue }
+      // A header starts a word: "DEBUG:" is not "BUG:".
+      if i > lo, isAlnum(buf[i - 1]) { continue }
+      return pattern
     }
     return nil
   }
