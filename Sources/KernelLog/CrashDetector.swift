@@ -103,37 +103,60 @@ public struct CrashDetector: Sendable {
   func findHeader(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, from: Int? = nil) -> (
     Int, Int
   )? {
-    guard hi - lo >= 2 else { return nil }
-    var i = from ?? lo
+    guard hi - lo >= 2, let base = buf.baseAddress else { return nil }
+    let start = from ?? lo
     let last = hi - 1
-    while i < last {
-      let pair = UInt16(buf[i]) << 8 | UInt16(buf[i + 1])
-      if pairBits[Int(pair) >> 6] & (1 << UInt64(pair & 63)) != 0 {
-        for (pattern, header) in pairCandidates[Int(pairSlot[Int(pair)])]
-        where i + header.count <= hi {
-          var k = 2
-          while k < header.count, buf[i + k] == header[k] { k += 1 }
-          guard k == header.count else { continue }
-          // A header starts a word: "DEBUG:" is not "BUG:".
-          if i > lo, isAlnum(buf[i - 1]) { continue }
+    guard start < last else { return nil }
+    // The hot loop: raw pointers, the previous byte kept, no array access per byte.
+    return pairBits.withUnsafeBufferPointer { bits -> (Int, Int)? in
+      var i = start
+      var previous = base[i]
+      while i < last {
+        let next = base[i + 1]
+        let pair = Int(previous) << 8 | Int(next)
+        if bits[pair >> 6] & (1 << UInt64(pair & 63)) != 0,
+          let pattern = headerAt(buf, i, lo, hi, pair)
+        {
           return (pattern, i)
         }
+        previous = next
+        i += 1
       }
-      i += 1
+      return nil
+    }
+  }
+
+  /// The pattern whose header starts at `i` (whose first two bytes are `pair`), if any.
+  private func headerAt(
+    _ buf: UnsafeBufferPointer<UInt8>, _ i: Int, _ lo: Int, _ hi: Int, _ pair: Int
+  )
+    -> Int?
+  {
+    for (pattern, header) in pairCandidates[Int(pairSlot[pair])] where i + header.count <= hi {
+      var k = 2
+      while k < header.count, buf[i + k] == header[k] { k += 1 }
+      guard k == header.count else { continue }
+      // A header starts a word: "DEBUG:" is not "BUG:".
+      if i > lo, isAlnum(buf[i - 1]) { continue }
+      return pattern
     }
     return nil
   }
 
   /// The first format of `pattern` whose header line matches, unless suppressed.
   func matchFormat(_ pattern: Int, _ text: UnsafeBufferPointer<UInt8>) -> (Int, [String])? {
-    for suppression in suppressionPatterns[pattern] where suppression.match(text) != nil {
+    // Through buffer pointers: a pattern is borrowed, not copied (and retained), per
+    // look-alike line.
+    let suppressed = suppressionPatterns[pattern].withUnsafeBufferPointer { patterns in
+      patterns.indices.contains { patterns[$0].match(text) != nil }
+    }
+    if suppressed { return nil }
+    return formatLines[pattern].withUnsafeBufferPointer { patterns in
+      for i in patterns.indices {
+        if let captures = patterns[i].match(text) { return (i, captures) }
+      }
       return nil
     }
-    let lines = formatLines[pattern]
-    for i in lines.indices {
-      if let captures = lines[i].match(text) { return (i, captures) }
-    }
-    return nil
   }
 }
 

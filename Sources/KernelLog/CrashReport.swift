@@ -92,14 +92,20 @@ public struct CrashReport: Sendable, Codable, Hashable {
   public static func signature(kind: CrashKind, title: String) -> String {
     let normalized = TitleNormalizer.normalize(title)
     var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in kind.rawValue.utf8 + [0] + normalized.utf8 {
+    func mix(_ byte: UInt8) {
       hash ^= UInt64(byte)
       hash = hash &* 0x100_0000_01b3
     }
+    for byte in kind.rawValue.utf8 { mix(byte) }
+    mix(0)
+    for byte in normalized.utf8 { mix(byte) }
     let hex = String(hash, radix: 16)
     return String(repeating: "0", count: 16 - hex.count) + hex
   }
 }
+
+private let addrBytes = Array("ADDR".utf8)
+private let numBytes = Array("NUM".utf8)
 
 /// Replaces addresses and numbers in titles, the way syzkaller keeps titles stable ("ADDR", "NUM").
 enum TitleNormalizer {
@@ -118,7 +124,7 @@ enum TitleNormalizer {
         var j = i + 2
         while j < bytes.count, isHexDigit(bytes[j]) { j += 1 }
         if j > i + 2, j == bytes.count || !isWordByte(bytes[j]) {
-          out += Array("ADDR".utf8)
+          out.append(contentsOf: addrBytes)
           i = j
           continue
         }
@@ -133,12 +139,12 @@ enum TitleNormalizer {
         }
         if j == bytes.count || !isWordByte(bytes[j]) {
           if allDecimal {
-            out += Array("NUM".utf8)
+            out.append(contentsOf: numBytes)
             i = j
             continue
           }
           if j - i >= 8 {
-            out += Array("ADDR".utf8)
+            out.append(contentsOf: addrBytes)
             i = j
             continue
           }

@@ -12,17 +12,26 @@
 ///   {*}  anything, as little as possible (not captured)
 ///   {$}  the end of the line (trailing spaces allowed)
 /// A pattern matches anywhere in the line unless it starts with "^".
-struct LinePattern: Sendable, Hashable, CustomStringConvertible {
+/// A class: matching borrows one reference instead of copying (and retaining) the token,
+/// literal and text arrays for every look-alike line.
+final class LinePattern: Sendable, Hashable, CustomStringConvertible {
+  static func == (a: LinePattern, b: LinePattern) -> Bool { a.description == b.description }
+  func hash(into hasher: inout Hasher) { hasher.combine(description) }
+
   enum Token: Sendable, Hashable {
-    case literal([UInt8])
+    /// Bytes `start..<start+count` of `store` (a plain value: matching retains nothing).
+    case literal(start: Int, count: Int)
     case function, word, rest, source, number, hex, any, end
   }
 
   let tokens: [Token]
   let anchored: Bool
   let description: String
-  /// Literals the line must contain, checked with a fast search before backtracking.
-  let literals: [[UInt8]]
+  /// Literals the line must contain (ranges of `store`), checked with a fast search before
+  /// backtracking.
+  let literals: [Range<Int>]
+  /// Every literal's bytes, one after another.
+  let store: [UInt8]
 
   init(_ text: String) {
     description = text
@@ -31,6 +40,13 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
     if anchored { bytes.removeFirst() }
     var tokens: [Token] = []
     var literal: [UInt8] = []
+    var store: [UInt8] = []
+    func flush() {
+      guard !literal.isEmpty else { return }
+      tokens.append(.literal(start: store.count, count: literal.count))
+      store += literal
+      literal = []
+    }
     var i = 0
     while i < bytes.count {
       if bytes[i] == UInt8(ascii: "{"), i + 2 < bytes.count, bytes[i + 2] == UInt8(ascii: "}") {
@@ -47,8 +63,7 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
         default: token = nil
         }
         if let token {
-          if !literal.isEmpty { tokens.append(.literal(literal)) }
-          literal = []
+          flush()
           tokens.append(token)
           i += 3
           continue
@@ -57,10 +72,15 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
       literal.append(bytes[i])
       i += 1
     }
-    if !literal.isEmpty { tokens.append(.literal(literal)) }
+    flush()
     self.tokens = tokens
+    self.store = store
     literals = tokens.compactMap {
-      if case .literal(let l) = $0, l.count >= 2 { return l } else { return nil }
+      if case .literal(let start, let count) = $0, count >= 2 {
+        return start..<(start + count)
+      } else {
+        return nil
+      }
     }
   }
 
@@ -74,14 +94,17 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
   }
 
   func match(_ line: UnsafeBufferPointer<UInt8>) -> [String]? {
-    for literal in literals where indexOf(line, literal, from: 0) == nil { return nil }
+    let allPresent = store.withUnsafeBufferPointer { s in
+      literals.allSatisfy { indexOf(line, UnsafeBufferPointer(rebasing: s[$0])) != nil }
+    }
+    guard allPresent else { return nil }
     var captures: [String] = []
     if anchored {
       return matchAt(line, 0, 0, &captures) ? captures : nil
     }
     // Start only where the first literal can begin, to keep unanchored search cheap.
     var firstByte: UInt8?
-    if case .literal(let lit)? = tokens.first { firstByte = lit[0] }
+    if case .literal(let start, _)? = tokens.first { firstByte = store[start] }
     var start = 0
     while start <= line.count {
       if let firstByte {
@@ -101,10 +124,10 @@ struct LinePattern: Sendable, Hashable, CustomStringConvertible {
     if tokenIndex == tokens.count { return true }
     let count = line.count
     switch tokens[tokenIndex] {
-    case .literal(let lit):
-      guard pos + lit.count <= count else { return false }
-      for k in 0..<lit.count where line[pos + k] != lit[k] { return false }
-      return matchAt(line, pos + lit.count, tokenIndex + 1, &captures)
+    case .literal(let start, let length):
+      guard pos + length <= count else { return false }
+      for k in 0..<length where line[pos + k] != store[start + k] { return false }
+      return matchAt(line, pos + length, tokenIndex + 1, &captures)
     case .function:
       var end = pos
       while end < count, isSymbolByte(line[end]) { end += 1 }

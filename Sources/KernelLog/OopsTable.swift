@@ -119,17 +119,17 @@ let defaultOopsTable: [OopsPattern] = [
         "kasan-invalid-free", "BUG: KASAN: double-free or invalid-free in {F}",
         title: "KASAN: invalid-free in $F",
         kind: .kasan, type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree"])),
       OopsFormat(
         "kasan-double-free", "BUG: KASAN: double-free in {F}", title: "KASAN: invalid-free in $F",
         kind: .kasan,
         type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree"])),
       OopsFormat(
         "kasan-free", "BUG: KASAN: invalid-free in {F}", title: "KASAN: invalid-free in $F",
         kind: .kasan,
         type: .fixed("KASAN-INVALID-FREE"),
-        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree", "free_"])),
+        frame: stack(skip: ["kmem_", "slab_", "kfree", "vunmap", "vfree", "kvfree"])),
       OopsFormat(
         "kasan-access", "BUG: KASAN: {W} in {F}", extra: ["^{W} of size {N}"],
         title: "KASAN: $1 $3 in $F",
@@ -193,6 +193,14 @@ let defaultOopsTable: [OopsPattern] = [
         "paging-x86-old", "BUG: unable to handle kernel paging request", title: paging,
         kind: .pagingFault,
         type: memorySafety),
+      // The second half of the header is a separate printk that may be lost.
+      OopsFormat(
+        "x86-fault-any", "BUG: unable to handle kernel", title: "BUG: unable to handle kernel",
+        kind: .accessFault, type: memorySafety, corrupted: true),
+      OopsFormat(
+        "invalid-wait-context", "[ BUG: Invalid wait context ]",
+        title: "WARNING: locking bug in $F", kind: .lockdep, type: lockdepType,
+        frame: stack(ip: false, skip: ["lock_", "__lock", "might_", "__might_"])),
     ] + faultFormats.filter { bugPrefixedFaults.contains($0.id) } + [
       OopsFormat(
         "spinlock", "BUG: spinlock {W} {W} on CPU", title: "BUG: spinlock $1 $2 in $F",
@@ -329,7 +337,7 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .debugObjects, type: warningType,
         frame: stack(skip: [
           "debug_", "rcu", "hrtimer_", "timer_", "work_", "percpu_", "kmem_", "slab_", "kfree",
-          "vunmap", "vfree", "__free_", "debug_check", "kobject_", "destroy_", "free_", "kvfree",
+          "vunmap", "vfree", "__free_", "debug_check", "kobject_", "destroy_", "kvfree",
           "call_rcu", "__flush_work", "__cancel_work", "cancel_", "flush_", "del_timer",
           "try_to_del_timer", "timer_delete", "shutdown_timer",
         ])),
@@ -381,19 +389,28 @@ let defaultOopsTable: [OopsPattern] = [
           "usb_submit_urb", "usb_start_wait_urb", "usb_bulk_msg", "usb_interrupt_msg",
           "usb_control_msg",
         ])),
+      // 6.18+: "WARNING: fs/ext4/xattr.c:1058 at 0x0, CPU#0: comm/pid"; the IP names the function.
+      OopsFormat(
+        "warn-file-cpu", "WARNING: {S} at {*}CPU#{N}: ", title: "WARNING in $F", kind: .warning,
+        type: warningType, frame: stack(skip: warnHelpers)),
       OopsFormat(
         "warn-file-at", "WARNING: {S} at {F}", title: "WARNING in $F", kind: .warning,
         type: warningType,
-        frame: stack(header: 1, skip: warnHelpers)),
+        frame: stack(skip: warnHelpers)),
       OopsFormat(
         "warn-at", "WARNING: {*}at {S} {F}", title: "WARNING in $F", kind: .warning,
         type: warningType,
-        frame: stack(header: 1, skip: warnHelpers)),
+        frame: stack(skip: warnHelpers)),
       OopsFormat(
         "circular-locking", "WARNING: possible circular locking dependency detected",
+        extra: ["is trying to acquire lock"],
         title: "possible deadlock in $F",
         kind: .lockdep, type: lockdepType, frame: lockdepLine(after: "is trying to acquire lock"),
         noStack: true),
+      OopsFormat(
+        "circular-locking-short", "WARNING: possible circular locking dependency detected",
+        title: "WARNING: possible circular locking dependency detected", kind: .lockdep,
+        type: warningType, frame: .none, corrupted: true),
       OopsFormat(
         "irq-inversion", "WARNING: possible irq lock inversion dependency detected",
         title: "possible deadlock in $F", kind: .lockdep, type: lockdepType,
@@ -401,7 +418,7 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "lock-order", "WARNING: {*}-safe -> {*}-unsafe lock order detected",
         title: "possible deadlock in $F",
-        kind: .lockdep, type: lockdepType, frame: lockdepLine(after: "is trying to acquire"),
+        kind: .lockdep, type: lockdepType, frame: stack(ip: false, after: ["which became"]),
         noStack: true),
       OopsFormat(
         "recursive-locking", "WARNING: possible recursive locking detected",
@@ -413,7 +430,7 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .lockdep,
         type: lockdepType, frame: lockdepLine(after: "takes"), noStack: true),
       OopsFormat(
-        "suspicious-rcu", "WARNING: suspicious RCU usage",
+        "suspicious-rcu", "WARNING: suspicious RCU usage", extra: ["{S} "],
         title: "WARNING: suspicious RCU usage in $F",
         kind: .suspiciousRCU, type: lockdepType,
         frame: stack(
@@ -422,6 +439,10 @@ let defaultOopsTable: [OopsPattern] = [
             "rcu", "kmem", "slab", "kmalloc", "vmalloc", "kcalloc", "kzalloc",
             "lockdep_rcu_suspicious", "rcu_read_lock_held",
           ])),
+      OopsFormat(
+        "suspicious-rcu-short", "WARNING: suspicious RCU usage",
+        title: "WARNING: suspicious RCU usage", kind: .suspiciousRCU, type: lockdepType,
+        frame: .none, corrupted: true),
       OopsFormat(
         "stack-regs", "WARNING: kernel stack regs at {*} has bad",
         title: "WARNING: kernel stack regs has bad value",
@@ -443,12 +464,12 @@ let defaultOopsTable: [OopsPattern] = [
         "nested-lock", "WARNING: Nested lock was not taken",
         title: "WARNING: nested lock was not taken in $F",
         kind: .lockdep, type: lockdepType,
-        frame: stack(ip: false, skip: ["lock_", "__lock", "check_"])),
+        frame: lockdepLine(after: "is trying to lock")),
       OopsFormat(
         "nested-lock2", "WARNING: nested lock was not taken",
         title: "WARNING: nested lock was not taken in $F",
         kind: .lockdep, type: lockdepType,
-        frame: stack(ip: false, skip: ["lock_", "__lock", "check_"])),
+        frame: lockdepLine(after: "is trying to lock")),
       OopsFormat(
         "locks-held", "WARNING: {*}still has locks held!",
         title: "WARNING: still has locks held in $F",
@@ -802,5 +823,14 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "oops-exception", "Oops: Exception in kernel mode", title: "kernel BUG in $F", kind: .bug,
         type: bugType),
+    ]),
+  // syzkaller's executor reports its own failures this way (a userspace failure, not a kernel
+  // crash, but the run is over).
+  OopsPattern(
+    "syzfail", header: "SYZFAIL:",
+    [
+      OopsFormat(
+        "syzfail", "^SYZFAIL:{R}", title: "SYZFAIL: $1", kind: .userspaceFailure,
+        type: .fixed("SYZ_FAILURE"), frame: .none, noStack: true)
     ]),
 ]

@@ -40,6 +40,7 @@ struct ReportBuilder {
         frame = guiltyFrame(StackRecipe(useIP: false), captures: [], lines: lines) ?? f
       }
     }
+    frame = frame.map(stripFramePrefix)
     var corruptedReason: String?
     if format.alwaysCorrupted {
       corruptedReason = "the header alone, the rest of the report is missing"
@@ -183,7 +184,7 @@ struct ReportBuilder {
     // The faulting instruction pointer, wherever it is printed.
     if recipe.useIP, recipe.extractor == .first {
       var ipUnsymbolized = false
-      for line in analysed.dropFirst() {
+      for line in analysed.dropFirst() where mayBeRegisterLine(line) {
         let t = classifyTraceLine(line)
         if t.role == .linkRegister, ipUnsymbolized {
           // A jump to a bad address: the caller in the link register is the culprit.
@@ -224,6 +225,9 @@ struct ReportBuilder {
         continue
       }
       guard !t.questionable else { continue }
+      // Fault injection prints its own stack into the report: what follows is not this
+      // crash's stack (syzkaller's corrupted lines).
+      if t.role == .frame, isFaultInjectionFrame(name) { break }
       guard t.role == .frame || (recipe.extractor == .stall && t.role == .instructionPointer) else {
         continue
       }
@@ -368,6 +372,14 @@ struct ReportBuilder {
   }
 }
 
+private let shouldFail = Array("should_fail".utf8)
+private let shouldFailSlab = Array("should_failslab".utf8)
+
+/// "should_fail+0x", "should_failslab.cold+0x": a fault-injection stack, not the crash's.
+func isFaultInjectionFrame(_ name: Line) -> Bool {
+  name.elementsEqual(shouldFail) || name.elementsEqual(shouldFailSlab)
+}
+
 private let stackNotAvailable = Array("(stack is not available)".utf8)
 private let cpuTag = Array("CPU: ".utf8)
 private let modulesTag = Array("Modules linked in:".utf8)
@@ -391,12 +403,13 @@ private let frameTerminators: [[UInt8]] = [
 
 /// `needle`'s range in `text`, by bytes (String.firstRange goes through Foundation here).
 func byteRange(_ text: String, _ needle: String) -> Range<String.Index>? {
-  let h = Array(text.utf8)
-  let n = Array(needle.utf8)
-  let at = h.withUnsafeBufferPointer { indexOf($0, n, from: 0) }
+  // Native strings are contiguous UTF-8: no copies (this runs for every report).
+  var text = text
+  var needle = needle
+  let at = text.withUTF8 { h in needle.withUTF8 { n in indexOf(h, n) } }
   guard let at else { return nil }
   let lower = text.utf8.index(text.utf8.startIndex, offsetBy: at)
-  let upper = text.utf8.index(lower, offsetBy: n.count)
+  let upper = text.utf8.index(lower, offsetBy: needle.utf8.count)
   return lower..<upper
 }
 

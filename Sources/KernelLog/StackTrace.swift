@@ -58,6 +58,25 @@ func contains(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8]) -> Bool {
   indexOf(line, needle, from: 0) != nil
 }
 
+/// `needle`'s first position in `line`, both raw bytes.
+func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: UnsafeBufferPointer<UInt8>) -> Int? {
+  guard !needle.isEmpty, line.count >= needle.count, let base = line.baseAddress else {
+    return nil
+  }
+  let first = Int32(needle[0])
+  let last = line.count - needle.count
+  var i = 0
+  while i <= last {
+    guard let hit = memchr(base + i, first, last - i + 1) else { return nil }
+    let at = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
+    var k = 1
+    while k < needle.count, line[at + k] == needle[k] { k += 1 }
+    if k == needle.count { return at }
+    i = at + 1
+  }
+  return nil
+}
+
 func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], from: Int) -> Int? {
   guard !needle.isEmpty, from >= 0, line.count - from >= needle.count, let base = line.baseAddress
   else {
@@ -76,6 +95,22 @@ func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], from: Int) -
     i = at + 1
   }
   return nil
+}
+
+/// Whether the line starts like an instruction pointer or link register line ("RIP: ",
+/// "NIP [", "LR [", "pc : "...): a cheap test before `classifyTraceLine`.
+func mayBeRegisterLine(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
+  var p = 0
+  while p < line.count, line[p] == 0x20 || line[p] == 0x09 { p += 1 }
+  guard p < line.count else { return false }
+  let first = line[p]
+  if ipFirstBytes.contains(first) {
+    for prefix in ipPrefixes where hasPrefix(line, p, prefix) { return true }
+  }
+  if first == UInt8(ascii: "L") || first == UInt8(ascii: "l") || first == UInt8(ascii: "r") {
+    for prefix in lrPrefixes where hasPrefix(line, p, prefix) { return true }
+  }
+  return false
 }
 
 /// Classifies a prefix-free report line. Frames are found by their "sym+0xoff" shape, which
@@ -224,6 +259,11 @@ struct StackRecipe: Sendable, Hashable {
 /// that starts with it, or has it right after an '_' ("_raw_spin_lock" matches "spin_lock",
 /// "vhci_shutdown_connection" does not match "down").
 let genericSkips: [String] = [
+  // syzkaller's newer page-cache, timer, I/O-port and iterator helpers.
+  "do_read_cache_folio", "read_cache_page", "find_lock_entries", "truncate_inode_pages_range",
+  "sk_stop_timer_sync", "__timer_delete_sync", "logic_in", "logic_out", "copy_from_iter",
+  "copy_to_iter", "copy_page_to_iter", "copy_page_from_iter", "copy_folio_to_iter",
+  "print_tainted",
   "__sanitizer", "asan", "kasan", "msan", "kmsan", "kcsan", "ubsan", "check_memory_region",
   "kfence", "print_address_description", "print_report", "report_bug", "read_word_at_a_time",
   "panic", "invalid_op", "fixup_bug", "do_error", "do_trap", "handle_bug", "exc_invalid_op",
@@ -255,7 +295,7 @@ let genericSkips: [String] = [
   "vscnprintf", "hex_dump", "crc", "strstr", "memdup_user", "kfree", "kmem_cache_free",
   "mutex_remove_waiter",
   "atomic_dec_and_lock", "_atomic_dec_and_lock", "console_unlock", "xas_", "rhashtable_", "idr_",
-  "radix_tree_", "bitmap_", "find_next_bit", "kstrto", "sprintf", "aes", "lock_timer_base",
+  "bitmap_", "kstrto", "sprintf", "aes", "lock_timer_base",
   "native_queued_spin_lock", "queued_spin_lock", "do_raw_spin", "check_memory_region",
   "__do_kernel_fault", "do_bad_area", "do_tag_check_fault", "do_mem_abort", "el1_abort",
   "el1h_64_sync",
@@ -319,6 +359,37 @@ let stallCollapses: [(prefix: String, name: String)] = [
 ]
 
 /// Syscall entry prefixes removed from stall frames ("__x64_sys_futex" -> "sys_futex").
+/// A C++ (Itanium ABI) mangled plain function name, "_Z8fakeNameiii", is named without its
+/// parameter types ("fakeName"), as syzkaller's demangling filter does.
+func demangledPlainName(_ name: String) -> String? {
+  let b = Array(name.utf8)
+  guard b.count > 3, b[0] == UInt8(ascii: "_"), b[1] == UInt8(ascii: "Z") else { return nil }
+  var i = 2
+  var length = 0
+  while i < b.count, b[i] >= 0x30, b[i] <= 0x39, length < 10_000 {
+    length = length * 10 + Int(b[i] - 0x30)
+    i += 1
+  }
+  guard i > 2, length > 0, i + length <= b.count else { return nil }
+  return String(decoding: b[i..<(i + length)], as: UTF8.self)
+}
+
+/// Architecture syscall wrappers (syzkaller's stripFramePrefixes as its corpus titles them):
+/// "__arm64_sys_x" is "sys_x", "__se_sys_x" is "x". The longest matching prefix goes.
+let framePrefixes: [String] = [
+  "__x64_", "__ia32_", "__arm64_", "__se_sys_", "__do_sys_",
+]
+
+func stripFramePrefix(_ name: String) -> String {
+  if let plain = demangledPlainName(name) { return plain }
+  var best = name[...]
+  for prefix in framePrefixes where name.hasPrefix(prefix) && name.count - prefix.count < best.count
+  {
+    best = name.dropFirst(prefix.count)
+  }
+  return best.isEmpty ? name : String(best)
+}
+
 let syscallPrefixes: [String] = [
   "__x64_", "__ia32_", "__arm64_", "__se_", "__do_", "SYSC_", "SyS_", "compat_SYSC_", "compat_SyS_",
 ]

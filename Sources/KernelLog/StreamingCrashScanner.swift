@@ -154,6 +154,11 @@ public struct StreamingCrashScanner: Sendable {
   }
 }
 
+private let interleavedStackMessages: [[UInt8]] = [
+  "FAULT_INJECTION: forcing a failure", "vmalloc: allocation failure:",
+  "FAULT_FLAG_ALLOW_RETRY missing",
+].map { Array($0.utf8) }
+
 private let endMarkers: [[UInt8]] = ["---[ end trace", "---[ end Kernel panic"].map {
   Array($0.utf8)
 }
@@ -215,6 +220,16 @@ struct ReportInProgress: Sendable {
       for (i, start) in lineStarts.enumerated() {
         let end = i + 1 < lineStarts.count ? lineStarts[i + 1] - 1 : buf.count
         lines.append(UnsafeBufferPointer(rebasing: buf[start..<end]))
+      }
+      // Without caller ids, a message that prints its own stack (fault injection, an
+      // allocation failure) interleaves: the title and frame come from the lines before it
+      // (syzkaller's report end).
+      if caller.kind == .none, lines.count > 1,
+        let cut = lines.indices.dropFirst().prefix(ReportBuilder.analysisLines).first(where: { i in
+          interleavedStackMessages.contains { indexOf(lines[i], $0, from: 0) != nil }
+        })
+      {
+        lines.removeSubrange(cut...)
       }
       return ReportBuilder(detector: detector, report: self, lines: lines).build(origin: origin)
     }

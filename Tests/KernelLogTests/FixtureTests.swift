@@ -69,7 +69,7 @@ enum Fixtures {
     "bug/kasan-invalid-free", "bug/kasan-corrupted", "bug/kfence", "bug/kcsan", "bug/ppc-unaligned",
     "bug/user-memory",
     "bug/fault-any", "bug/locks-held", "bug/lock-held-user", "bug/nr-ptes", "bug/workqueue-lockup",
-    "bug/bug-empty",
+    "bug/bug-empty", "warning/warn-file-at",
     "warning/kobject-warn", "warning/list-debug-warn", "warning/irq-inversion",
     "warning/recursive-locking",
     "warning/nested-lock2", "warning/warn-empty", "info/rcu-stall-old",
