@@ -374,11 +374,7 @@ public final class LibvirtRunner: @unchecked Sendable {
   }
 
   func guestCrash(_ r: CrashReport, guest: String) {
-    recorder.addFinding(
-      Finding(
-        title: r.title, type: r.type, frame: r.frame, source: guest, expected: false, file: nil,
-        corrupted: r.corrupted),
-      report: r.report)
+    recorder.addFinding(Finding(r, source: guest), report: r.report)
     setDetail("guest crash")
     exec.requestStop()
   }
@@ -430,20 +426,17 @@ public final class LibvirtRunner: @unchecked Sendable {
       atPath: outDir.appendingPathComponent("host.log").path, contents: nil)
     let out = try? FileHandle(forWritingTo: outDir.appendingPathComponent("host.log"))
     var scanner = StreamingCrashScanner(origin: kmsg.origin)
+    func hostOops(_ report: CrashReport) {
+      recorder.addFinding(Finding(report, source: "host"), report: report.report)
+      setDetail("host oops")
+      exec.requestStop()
+    }
     func consume(_ events: [KmsgEvent]) {
       for e in events {
         guard case .record(let r) = e else { continue }
         let line = r.dmesgLine
         out?.write(Data((line + "\n").utf8))
-        for report in scanner.feed(line: line) {
-          recorder.addFinding(
-            Finding(
-              title: report.title, type: report.type, frame: report.frame, source: "host",
-              expected: false, file: nil, corrupted: report.corrupted),
-            report: report.report)
-          setDetail("host oops")
-          exec.requestStop()
-        }
+        scanner.feed(line: line).forEach(hostOops)
       }
     }
     while !exec.stopRequested {
@@ -451,14 +444,7 @@ public final class LibvirtRunner: @unchecked Sendable {
       exec.sleep(ms: 200)
     }
     consume((try? kmsg.drain()) ?? [])
-    for report in scanner.finish() {
-      recorder.addFinding(
-        Finding(
-          title: report.title, type: report.type, frame: report.frame, source: "host",
-          expected: false, file: nil, corrupted: report.corrupted),
-        report: report.report)
-      setDetail("host oops")
-    }
+    scanner.finish().forEach(hostOops)
   }
 
   /// No heartbeat for heartbeat_timeout_s: the guest hangs.

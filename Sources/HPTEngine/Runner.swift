@@ -37,6 +37,15 @@ public struct Finding: Codable, Sendable, Equatable {
   public var corrupted: Bool
 }
 
+extension Finding {
+  /// A crash report from a kernel log (host or guest).
+  init(_ r: CrashReport, source: String, expected: Bool = false) {
+    self.init(
+      title: r.title, type: r.type, frame: r.frame, source: source, expected: expected, file: nil,
+      corrupted: r.corrupted)
+  }
+}
+
 public enum Verdict: String, Codable, Sendable {
   case pass, bug, error
 
@@ -327,10 +336,7 @@ public final class Runner: @unchecked Sendable {
     let expected =
       commitBeforeRunIssued.value && r.type == "WARNING"
       && r.frame == "kvm_vm_ioctl_resize_hpt_commit"
-    addFinding(
-      Finding(
-        title: r.title, type: r.type, frame: r.frame, source: "\(r.origin)", expected: expected,
-        file: nil, corrupted: r.corrupted), report: r.report)
+    addFinding(Finding(r, source: "\(r.origin)", expected: expected), report: r.report)
     return expected
   }
 

@@ -28,9 +28,8 @@ public enum SimBenchmarks {
     for _ in 0..<rounds {
       let new = vm.newHPT(order: order)
       let t0 = Date()
-      for i in 0..<old.hpteCount where old.v[i] & (HPTEV.valid | HPTEV.absent) != 0 {
-        _ = try? vm.rehashHPTE(old: old, new: new, idx: i)
-      }
+      // COMMIT's own loop; outside a simulated thread its yields return at once.
+      _ = try? vm.rehash(into: new)
       best = min(best, Date().timeIntervalSince(t0))
     }
     return (Double(old.hpteCount) / best, old.validOrAbsentCount, old.hpteCount)

@@ -60,24 +60,16 @@ func contains(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8]) -> Bool {
 
 /// `needle`'s first position in `line`, both raw bytes.
 func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: UnsafeBufferPointer<UInt8>) -> Int? {
-  guard !needle.isEmpty, line.count >= needle.count, let base = line.baseAddress else {
-    return nil
-  }
-  let first = Int32(needle[0])
-  let last = line.count - needle.count
-  var i = 0
-  while i <= last {
-    guard let hit = memchr(base + i, first, last - i + 1) else { return nil }
-    let at = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
-    var k = 1
-    while k < needle.count, line[at + k] == needle[k] { k += 1 }
-    if k == needle.count { return at }
-    i = at + 1
-  }
-  return nil
+  indexOf(line, needle, from: 0)
 }
 
 func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], from: Int) -> Int? {
+  needle.withUnsafeBufferPointer { indexOf(line, $0, from: from) }
+}
+
+func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: UnsafeBufferPointer<UInt8>, from: Int)
+  -> Int?
+{
   guard !needle.isEmpty, from >= 0, line.count - from >= needle.count, let base = line.baseAddress
   else {
     return nil
