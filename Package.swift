@@ -41,7 +41,7 @@ let package = Package(
     .executableTarget(
       name: "hpthammer",
       dependencies: [
-        "HPTEngine", "HPTSim", "KernelLog", "KVMHost", "KVMSys",
+        "HPTEngine", "HPTSim", "KernelLog", "KVMHost", "KVMSys", "Libvirt",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(

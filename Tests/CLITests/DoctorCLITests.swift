@@ -44,6 +44,24 @@ extension CLITests {
         == (FileManager.default.fileExists(atPath: "/dev/kvm") ? "fail" : "not checked"))
   }
 
+  /// The libvirt side counts toward the exit code: libvirt's test driver is reachable but has no
+  /// ppc64le guests, so the libvirt backend cannot run there.
+  @Test func doctorCountsLibvirtThroughTheGivenURI() throws {
+    let (code, out, _) = try hpthammer(["doctor", "--json", "--connect", "test:///default"])
+    #expect(code == 125)
+    let json = try #require(
+      try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+    #expect(json["libvirtReady"] as? Bool == false)
+    let checks = try #require(json["checks"] as? [[String: Any]])
+    let libvirt = try #require(checks.first { $0["id"] as? String == "libvirt" })
+    #expect(libvirt["status"] as? String == "fail")
+    #expect((libvirt["detail"] as? String)?.contains("test:///default reachable") == true)
+    #expect((libvirt["detail"] as? String)?.contains("no ppc64le guests") == true)
+    #expect(
+      (json["verdict"] as? String)?.contains(
+        "test:///default cannot run HPT guests on KVM-HV") == true)
+  }
+
   @Test func doctorIoctlsPrintsThePOWERNumbers() throws {
     let (code, out, _) = try hpthammer(["doctor", "--ioctls", "--arch", "ppc64le"])
     #expect(code == 0)
