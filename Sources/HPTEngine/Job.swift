@@ -87,6 +87,8 @@ public struct Job: Sendable {
   public var invalidatePages = 16
   public var failOnUnexpected = true
   public var libvirt = LibvirtJob()
+  /// Where KVM runs (target:); local unless the job says otherwise.
+  public var target = TargetJob()
 
   public init(name: String) { self.name = name }
 
@@ -102,7 +104,7 @@ public struct Job: Sendable {
   // MARK: - parsing
 
   static let topKeys = [
-    "libvirt",
+    "libvirt", "target",
     "name", "backend", "host", "guests", "budget", "seed", "resize", "memory_load",
     "fail_on_unexpected",
   ]
@@ -236,6 +238,7 @@ struct Parser {
         }
         job.seed = n
       case "fail_on_unexpected": job.failOnUnexpected = try bool(v, k)
+      case "target": job.target = try target(v)
       case "libvirt":
         let allowed = [
           "uri", "kernel", "initrd", "cpu_model", "resizing", "boot_timeout_s",
@@ -396,6 +399,13 @@ struct Parser {
             "'\(p.rawValue)' is not available with backend libvirt (the guest resizes through hpt_order, PREPARE and COMMIT together); allowed: grow, shrink, same-order, random-walk"
         )
       }
+    }
+    if job.target.spec.kind != .local && job.backend != .libvirt {
+      throw JobError(
+        file: file, line: nil, key: "target.kind",
+        message:
+          "a \(job.target.spec.kind.rawValue) target is driven through the libvirt backend; backend \(job.backend.rawValue) runs on this machine"
+      )
     }
     if let o = job.hptOrder, !(job.orderMin...job.orderMax).contains(o) {
       throw JobError(

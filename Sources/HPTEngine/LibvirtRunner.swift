@@ -113,6 +113,13 @@ public final class LibvirtRunner: @unchecked Sendable {
   private var verdictDetail: String?
   /// Figures for run.json: boot to agent-ready per guest, CPU time of QEMU and of the harness.
   private var figures: [String: Int] = [:]
+  /// The host under test (this machine unless the job's target: says otherwise).
+  var target = Target(spec: TargetSpec())
+  /// The libvirt URI in use: the job's, else the target's.
+  var uri = "qemu:///system"
+  private var hostTrace: HostTrace.Result?
+  /// Set when the host itself crashed or hung: it explains whatever the guests did after.
+  private var hostDown: String?
 
   public init(job: Job, outDir: URL, progress: Bool, reproduce: String) {
     self.job = job
@@ -145,11 +152,21 @@ public final class LibvirtRunner: @unchecked Sendable {
     var failure: String?
     var guestKernel = "?"
     do {
+      target = try TargetSetup.open(job.target, progress: progress)
+      lock.locked { figures.merge(TargetSetup.lastFigures) { a, _ in a } }
+      uri =
+        job.libvirt.uri == LibvirtJob().uri && target.spec.kind != .local
+        ? target.libvirtURI : job.libvirt.uri
       guestKernel = try runGuests()
     } catch let e as LibvirtError {
       failure = "libvirt: \(e.description)" + Self.hint(for: e)
     } catch {
       failure = "\(error)"
+    }
+    if let down = lock.locked({ hostDown }) {
+      // The host's crash is the finding; errors of the libvirt connection it took with it are not.
+      failure = nil
+      recoverHost(after: down)
     }
     var error = failure
     cleanUp()
@@ -157,7 +174,9 @@ public final class LibvirtRunner: @unchecked Sendable {
     return recorder.report(
       error: error, hostTimeS: Double(exec.nowNs) / 1e9, hostStats: lock.locked { figures },
       kernel: "guest \(guestKernel)",
-      kernelRelease: hostRelease(), detail: lock.locked { verdictDetail })
+      kernelRelease: hostRelease(), detail: lock.locked { verdictDetail },
+      target: target.spec.kind == .local ? nil : "\(target.spec.kind.rawValue) \(target.name)",
+      hostTrace: lock.locked { hostTrace })
   }
 
   static func hint(for e: LibvirtError) -> String {
@@ -168,22 +187,25 @@ public final class LibvirtRunner: @unchecked Sendable {
   }
 
   func hostRelease() -> String {
-    (try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8))?
+    if target.spec.kind != .local {
+      return lock.locked { hostDown } == nil ? target.kernelRelease() : "?"
+    }
+    return (try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8))?
       .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
   }
 
   /// Everything up to the end of the budget; returns the guests' kernel release.
   func runGuests() throws -> String {
     try LibvirtEventLoop.start()
-    let conn = try LibvirtConnection(uri: job.libvirt.uri)
+    let conn = try LibvirtConnection(uri: uri)
     guard let type = DomainType.best(forPPC64LEIn: try conn.capabilities()) else {
       throw SetupError(
         description:
-          "\(job.libvirt.uri) offers no ppc64le guests: install qemu-system-ppc on the host")
+          "\(uri) offers no ppc64le guests: install qemu-system-ppc on the host")
     }
     let (builtKernel, builtInitrd) = try guestImage()
-    let kernel = stageForQEMU(builtKernel)
-    let initrd = stageForQEMU(builtInitrd)
+    let kernel = try stageForQEMU(builtKernel)
+    let initrd = try stageForQEMU(builtInitrd)
     try conn.onLifecycle { [self] e in lifecycle(e) }
 
     var links: [GuestLink] = []
@@ -253,14 +275,22 @@ public final class LibvirtRunner: @unchecked Sendable {
     }
     let all = links
     agents.append(Agent(name: "watchdog") { [self] in watchdog(all) })
-    if job.libvirt.uri.hasPrefix("qemu:///"), (try? KmsgReader(start: .end)) != nil {
-      // The host is this machine: its kernel log is the host log. The reader is opened on the
-      // thread that uses it.
+    if target.spec.kind != .local
+      || (uri.hasPrefix("qemu:///") && (try? KmsgReader(start: .end)) != nil)
+    {
+      // The host's kernel log: this machine's /dev/kmsg, or the remote host's console or kmsg.
+      let log = try target.openHostLog()
+      agents.append(Agent(name: "host-log") { [self] in watchHostLog(log) })
+      if target.spec.kind != .local {
+        agents.append(Agent(name: "host-watch") { [self] in watchHost(log) })
+      }
+    }
+    if job.target.traceResizes { startHostTrace() }
+    if let after = job.target.injectHostCrashAfterS {
       agents.append(
-        Agent(name: "host-log") { [self] in
-          if let kmsg = try? KmsgReader(start: .end, origin: .host(hostName())) {
-            watchHostLog(kmsg)
-          }
+        Agent(name: "inject-host-crash") { [self] in
+          exec.sleep(ms: Int(after * 1000))
+          if !exec.stopRequested { injectHostCrash() }
         })
     }
     if let after = job.libvirt.injectGuestCrashAfterS, let first = links.first {
@@ -273,6 +303,8 @@ public final class LibvirtRunner: @unchecked Sendable {
     progress.begin(job: job, stats: recorder.stats, executor: exec, host: NoHost())
     exec.run(agents)
     progress.end()
+    if job.target.traceResizes && lock.locked({ hostDown }) == nil { collectHostTrace() }
+    if target.spec.kind != .local { return release }
     // CPU time of the guests' QEMU processes and of the harness itself.
     var qemuTicks = 0
     for l in links {
@@ -350,9 +382,10 @@ public final class LibvirtRunner: @unchecked Sendable {
 
   /// QEMU under qemu:///system runs as its own user, which cannot read a file below a private
   /// home directory: put a copy where libvirt keeps images (same name, same size: reused).
-  func stageForQEMU(_ path: String) -> String {
-    guard job.libvirt.uri.hasPrefix("qemu:///") else { return path }
+  func stageForQEMU(_ path: String) throws -> String {
     let dir = "/var/lib/libvirt/images/hpthammer"
+    if target.spec.kind != .local { return try target.stage(path, directory: dir) }
+    guard uri.hasPrefix("qemu:///") else { return path }
     let fm = FileManager.default
     guard (try? fm.createDirectory(atPath: dir, withIntermediateDirectories: true)) != nil else {
       return path
@@ -420,31 +453,122 @@ public final class LibvirtRunner: @unchecked Sendable {
       .trimmingCharacters(in: .whitespacesAndNewlines) ?? "localhost"
   }
 
-  /// The host's /dev/kmsg: host.log gets every record, the scanner looks for a host oops.
-  func watchHostLog(_ kmsg: KmsgReader) {
+  /// The host's kernel log: host.log gets every record, the scanner looks for a host oops.
+  func watchHostLog(_ log: HostLogStream) {
     FileManager.default.createFile(
       atPath: outDir.appendingPathComponent("host.log").path, contents: nil)
     let out = try? FileHandle(forWritingTo: outDir.appendingPathComponent("host.log"))
-    var scanner = StreamingCrashScanner(origin: kmsg.origin)
+    var scanner = StreamingCrashScanner(origin: log.origin)
     func hostOops(_ report: CrashReport) {
       recorder.addFinding(Finding(report, source: "host"), report: report.report)
-      setDetail("host oops")
+      if target.spec.kind != .local && !target.answers(timeoutS: 10) {
+        hostIsDown("host crash")
+      } else {
+        setDetail("host oops")
+      }
       exec.requestStop()
     }
-    func consume(_ events: [KmsgEvent]) {
-      for e in events {
-        guard case .record(let r) = e else { continue }
-        let line = r.dmesgLine
-        out?.write(Data((line + "\n").utf8))
-        scanner.feed(line: line).forEach(hostOops)
-      }
+    func consume(_ r: KernelLogRecord) {
+      let line = r.dmesgLine
+      out?.write(Data((line + "\n").utf8))
+      scanner.feed(line: line).forEach(hostOops)
     }
     while !exec.stopRequested {
-      consume((try? kmsg.drain()) ?? [])
-      exec.sleep(ms: 200)
+      if let r = log.next(timeoutMs: 200) { consume(r) }
     }
-    consume((try? kmsg.drain()) ?? [])
+    // What the host printed up to now (a dying kernel's last lines), then the rest of a report.
+    let tail = Date().addingTimeInterval(target.spec.kind == .local ? 0.2 : 3)
+    while Date() < tail, let r = log.next(timeoutMs: 200) { consume(r) }
+    log.stop()
     scanner.finish().forEach(hostOops)
+  }
+
+  /// A remote host that prints nothing on its log and answers no ssh for hung_after_s is hung.
+  func watchHost(_ log: HostLogStream) {
+    var silentSince: Date?
+    while !exec.stopRequested {
+      exec.sleep(ms: 2000)
+      if exec.stopRequested { break }
+      if target.answers(timeoutS: 10) {
+        silentSince = nil
+        continue
+      }
+      let since = silentSince ?? Date()
+      silentSince = since
+      let quiet = min(log.quietS, -since.timeIntervalSinceNow)
+      if quiet >= target.spec.hungAfterS {
+        let title =
+          "host hang: \(target.name) answered no ssh and printed nothing for \(Int(quiet)) s"
+        recorder.addFinding(
+          Finding(
+            title: title, type: "HOST_HANG", frame: nil, source: "host", expected: false,
+            file: nil, corrupted: false),
+          report: title + "\n")
+        hostIsDown("host hang")
+        exec.requestStop()
+      }
+    }
+  }
+
+  func hostIsDown(_ what: String) {
+    lock.locked {
+      if hostDown == nil { hostDown = what }
+      // The host's state explains the guests' and overrides what they reported first.
+      verdictDetail = what
+    }
+  }
+
+  /// sysrq c: the kernel panics on purpose (checks the host-crash path end to end).
+  func injectHostCrash() {
+    recorder.stats.answer("HOST", "sysrq c injected")
+    _ = target.run(
+      ["sh", "-c", "echo 1 > /proc/sys/kernel/sysrq; sync; echo c > /proc/sysrq-trigger"],
+      timeoutS: 15)
+  }
+
+  /// Power-cycles a crashed or hung host and waits until ssh and libvirtd answer, so the next
+  /// job can run on it.
+  func recoverHost(after what: String) {
+    guard target.spec.recover, target.canPowerCycle else {
+      lock.locked { figures["host_recovered"] = 0 }
+      return
+    }
+    let start = Date()
+    progress.note("\(what): power-cycling \(target.name)")
+    do {
+      try target.powerCycle()
+      try target.waitReady(timeoutS: target.spec.bootTimeoutS, libvirt: true)
+      lock.locked {
+        figures["host_recovered"] = 1
+        figures["host_recovery_ms"] = Int(-start.timeIntervalSinceNow * 1000)
+      }
+      progress.note("\(target.name) is back after \(Int(-start.timeIntervalSinceNow)) s")
+    } catch {
+      lock.locked { figures["host_recovered"] = 0 }
+      progress.note("\(target.name) did not come back: \(error)")
+    }
+  }
+
+  func startHostTrace() {
+    let trace = HostTrace()
+    do {
+      let method = try trace.setUp(on: target)
+      lock.locked { hostTrace = HostTrace.Result(calls: [:], method: method) }
+    } catch {
+      lock.locked { hostTrace = HostTrace.Result(calls: [:], unavailable: error.description) }
+    }
+  }
+
+  func collectHostTrace() {
+    guard lock.locked({ hostTrace?.method }) != nil else { return }
+    let trace = HostTrace()
+    do {
+      let calls = try trace.collect(on: target)
+      lock.locked { hostTrace?.calls = calls }
+    } catch {
+      lock.locked { hostTrace?.unavailable = error.description }
+    }
+    trace.tearDown(on: target)
   }
 
   /// No heartbeat for heartbeat_timeout_s: the guest hangs.

@@ -135,8 +135,11 @@ public final class ProgressPrinter: @unchecked Sendable {
 
   func begin(job: Job, stats: RunStats, executor: any AgentExecutor, host: any KVMSystem) {
     lock.locked { running = true }
-    FileManager.default.createFile(atPath: logURL.path, contents: nil)
+    if !FileManager.default.fileExists(atPath: logURL.path) {
+      FileManager.default.createFile(atPath: logURL.path, contents: nil)
+    }
     let log = try? FileHandle(forWritingTo: logURL)
+    _ = try? log?.seekToEnd()
     let start = Date()
     let hostStart = executor.nowNs
     let t = Thread { [self] in
@@ -172,4 +175,20 @@ public final class ProgressPrinter: @unchecked Sendable {
   }
 
   func end() { lock.locked { running = false } }
+
+  /// One event line ("hpthammer: lab: ssh ready after 41 s") on the console and in progress.log.
+  func note(_ message: String) {
+    let line = "hpthammer: \(message)\n"
+    console?.write(Data(line.utf8))
+    lock.locked {
+      if !FileManager.default.fileExists(atPath: logURL.path) {
+        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+      }
+      if let h = try? FileHandle(forWritingTo: logURL) {
+        _ = try? h.seekToEnd()
+        h.write(Data(line.utf8))
+        try? h.close()
+      }
+    }
+  }
 }

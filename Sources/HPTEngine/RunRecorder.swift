@@ -36,7 +36,7 @@ final class RunRecorder: @unchecked Sendable {
   func report(
     error: String?, hostTimeS: Double, hostStats: [String: Int], kernel: String,
     kernelRelease: String,
-    detail: String? = nil
+    detail: String? = nil, target: String? = nil, hostTrace: HostTrace.Result? = nil
   ) -> RunReport {
     let wall = Date().timeIntervalSince(wallStart)
     let (resizes, answers, unexpected, lat, pv, mm) = stats.with { s in
@@ -78,7 +78,8 @@ final class RunRecorder: @unchecked Sendable {
         count: job.guestCount, memory_mib: job.guestMemoryMiB, vcpus: job.vcpus,
         boot_order: job.bootOrder,
         pages_verified: pv, mismatches: mm),
-      crashes: crashes, figures: hostStats.isEmpty ? nil : hostStats,
+      crashes: crashes, figures: hostStats.isEmpty ? nil : hostStats, target: target,
+      host_trace: hostTrace,
       wall: RunReport.Wall(
         elapsed_s: (wall * 1000).rounded() / 1000,
         resizes_per_s: wall > 0 ? (Double(resizes.succeeded) / wall * 10).rounded() / 10 : 0,

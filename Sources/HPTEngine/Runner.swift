@@ -103,6 +103,10 @@ public struct RunReport: Codable, Sendable {
   public var crashes: [Finding]
   /// What the host or backend counted: the simulator's work, boot times, CPU time.
   public var figures: [String: Int]?
+  /// The host under test when it is not this machine ("lab lab-powernv9", "remote p9-3").
+  public var target: String?
+  /// The host's resize ioctls as the kernel answered them (kretprobes), per return value.
+  public var host_trace: HostTrace.Result?
   /// Wall-clock figures: the only part of run.json that differs between two runs of a seed.
   public var wall: Wall
 }
