@@ -1,7 +1,7 @@
 import KVMHost
 
-/// The one place a handle turns an ioctl into a syscall: the request number for the host's
-/// layout, the argument sized from the same Swift struct as that number, EINTR retried only
+/// The one place a handle turns an ioctl into a syscall: the request number for the layout of
+/// the kernel the syscalls reach (this host's, or a remote POWER host's), the argument sized from the same Swift struct as that number, EINTR retried only
 /// when asked, and a failure named after the ioctl with the errno of that call.
 struct IoctlCall {
   let fd: Int32
@@ -12,7 +12,7 @@ struct IoctlCall {
     Int32, KVMError
   > {
     precondition(ioctl.size == 0, "\(ioctl.name) takes a struct")
-    let request = ioctl.number(for: .host)
+    let request = ioctl.number(for: syscalls.arch)
     return syscalls.retrying(retryOnInterrupt) { syscalls.ioctl(fd, request, value: value) }
       .mapError { KVMError(ioctl.name, $0) }
   }
@@ -22,7 +22,7 @@ struct IoctlCall {
     Int32, KVMError
   > {
     precondition(MemoryLayout<T>.size == ioctl.size, "\(ioctl.name): argument size mismatch")
-    let request = ioctl.number(for: .host)
+    let request = ioctl.number(for: syscalls.arch)
     return withUnsafeMutableBytes(of: &arg) { buffer in
       syscalls.retrying(retryOnInterrupt) { syscalls.ioctl(fd, request, buffer) }
     }.mapError { KVMError(ioctl.name, $0) }

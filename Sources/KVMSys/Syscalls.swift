@@ -18,6 +18,9 @@ public protocol Syscalls: Sendable {
   /// mmap(2) of `length` bytes, read/write.
   func mmap(length: Int, _ mapping: MemoryMapping) -> Result<UnsafeMutableRawPointer, Errno>
   func munmap(_ address: UnsafeMutableRawPointer, length: Int) -> Result<Int32, Errno>
+  /// The architecture of the kernel the calls reach, which decides the ioctl numbers: this
+  /// host's (the default), or a remote POWER host's for `RemoteSyscalls`.
+  var arch: Arch { get }
 }
 
 /// What an mmap maps: a file (a vCPU fd's kvm_run, shared) or anonymous memory (guest RAM).
@@ -29,6 +32,8 @@ public enum MemoryMapping: Sendable, Hashable {
 }
 
 extension Syscalls {
+  public var arch: Arch { .host }
+
   /// Calls `body` until it returns something other than EINTR, if asked to.
   func retrying<T>(_ retryOnInterrupt: Bool, _ body: () -> Result<T, Errno>) -> Result<T, Errno> {
     while true {

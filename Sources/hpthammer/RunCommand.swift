@@ -38,6 +38,19 @@ struct Run: ParsableCommand {
   @Flag(help: "Print run.json to standard output at the end.")
   var json = false
 
+  @Option(
+    help:
+      "Where KVM runs: local, or lab (the emulated POWER host of Guests/lab/); overrides the job's target.kind."
+  )
+  var target: String?
+
+  @Option(help: "Lab: boot this kernel (vmlinux, PowerNV-capable) instead of Debian's.")
+  var hostKernel: String?
+
+  @Option(
+    help: "Lab: the modules of --host-kernel (a lib/modules/VERSION directory with kvm-hv.ko).")
+  var hostModules: String?
+
   func run() throws {
     var job: Job
     do {
@@ -68,6 +81,35 @@ struct Run: ParsableCommand {
         throw usageError("--seed: '\(seed)' is not a whole number (decimal or 0x hex)")
       }
       job.seed = s
+    }
+    if let target {
+      guard let kind = TargetKind(rawValue: target), kind != .remote else {
+        throw usageError(
+          "--target: '\(target)'; allowed: local, lab (a remote host is described in the job's target: section)"
+        )
+      }
+      job.target.spec.kind = kind
+      if kind == .lab && job.backend != .libvirt {
+        throw usageError(
+          "--target lab: the lab runs the libvirt backend; the job's backend is \(job.backend.rawValue)"
+        )
+      }
+    }
+    if hostKernel != nil || hostModules != nil {
+      guard job.target.spec.kind == .lab else {
+        throw usageError("--host-kernel and --host-modules boot the lab: add --target lab")
+      }
+      for (flag, path) in [("--host-kernel", hostKernel), ("--host-modules", hostModules)] {
+        if let path, !FileManager.default.fileExists(atPath: path) {
+          throw usageError("\(flag) \(path): no such file or directory")
+        }
+      }
+      guard let hostKernel, let hostModules else {
+        throw usageError(
+          "give --host-kernel and --host-modules together (kvm-hv.ko must match the kernel)")
+      }
+      job.target.spec.lab.hostKernel = hostKernel
+      job.target.spec.lab.hostModules = hostModules
     }
     guard seeds >= 1 else { throw usageError("--seeds: must be at least 1") }
     if let duration {
@@ -129,6 +171,10 @@ struct Run: ParsableCommand {
       if j.backend == .sim { repro += " --kernel \(model.name)" }
       if let duration { repro += " --duration \(duration)" }
       if let resizes { repro += " --resizes \(resizes)" }
+      if let target { repro += " --target \(target)" }
+      if let hostKernel, let hostModules {
+        repro += " --host-kernel \(hostKernel) --host-modules \(hostModules)"
+      }
       let report: RunReport
       switch j.backend {
       case .sim:

@@ -1,0 +1,244 @@
+/*
+ * hpthammer-hostd: the raw backend's syscalls, run on the host under test.
+ *
+ * Swift has no ppc64le toolchain, so the raw /dev/kvm backend runs on a controller machine
+ * and sends its syscalls here (over ssh: stdin/stdout). This program does only what the
+ * backend's Syscalls seam does: open, close, ioctl, mmap, munmap, madvise, plus memory reads
+ * and writes and KVM_RUN with the kvm_run page carried both ways. Everything else (the VMM,
+ * the payload, the hammer) stays in Swift. Static, no dependencies: built with
+ * powerpc64le-linux-gnu-gcc -static (or gcc here, for tests against this machine's /dev/kvm).
+ *
+ * Frames, little-endian (both ends are LE: x86_64/aarch64 controllers, ppc64le hosts):
+ *   request:  u32 magic 'HHRQ' | u32 tag | u32 op | i32 fd | u64 a | u64 b | u32 len | len bytes
+ *             (a 36-byte header)
+ *   response: u32 magic 'HHRS' | u32 tag | i64 ret | i32 err | u32 len | len bytes
+ * Each request runs on a thread of its own, so a vCPU blocked in KVM_RUN does not hold up
+ * the PREPARE/COMMIT the hammer sends meanwhile; answers go back in completion order, by tag.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#define MAGIC_RQ 0x51524848u /* "HHRQ" */
+#define MAGIC_RS 0x53524848u /* "HHRS" */
+#define MAX_PAYLOAD (64u << 20)
+
+enum op {
+	OP_HELLO = 0,      /* -> "hpthammer-hostd 1 <machine>" */
+	OP_OPEN = 1,       /* data: path -> fd */
+	OP_CLOSE = 2,      /* fd */
+	OP_IOCTL_PTR = 3,  /* fd, a=request, data: arg in -> arg out */
+	OP_IOCTL_VAL = 4,  /* fd, a=request, b=value */
+	OP_MMAP_ANON = 5,  /* a=length -> ret=address */
+	OP_MMAP_SHARED = 6,/* fd, a=length, b=offset -> ret=address */
+	OP_MUNMAP = 7,     /* a=address, b=length */
+	OP_MADVISE = 8,    /* a=address, b=length, fd=advice */
+	OP_WRITE_MEM = 9,  /* a=address, data */
+	OP_READ_MEM = 10,  /* a=address, b=length -> data */
+	OP_KVM_RUN = 11,   /* fd, a=request, b=kvm_run address, data: kvm_run bytes in -> out */
+	OP_ONE_REG = 12,   /* fd, a=request, b=register id, data: value in -> value out */
+};
+
+struct request {
+	uint32_t tag, op;
+	int32_t fd;
+	uint64_t a, b;
+	uint32_t len;
+	uint8_t *data;
+};
+
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int read_full(int fd, void *buf, size_t n)
+{
+	uint8_t *p = buf;
+	while (n) {
+		ssize_t r = read(fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t n)
+{
+	const uint8_t *p = buf;
+	while (n) {
+		ssize_t r = write(fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static void respond(uint32_t tag, int64_t ret, int32_t err, const void *data, uint32_t len)
+{
+	uint8_t hdr[24];
+	uint32_t magic = MAGIC_RS;
+	memcpy(hdr, &magic, 4);
+	memcpy(hdr + 4, &tag, 4);
+	memcpy(hdr + 8, &ret, 8);
+	memcpy(hdr + 16, &err, 4);
+	memcpy(hdr + 20, &len, 4);
+	pthread_mutex_lock(&out_lock);
+	if (write_full(1, hdr, sizeof hdr) || (len && write_full(1, data, len))) {
+		/* The controller is gone: nothing left to serve. */
+		_exit(0);
+	}
+	pthread_mutex_unlock(&out_lock);
+}
+
+static void *serve(void *arg)
+{
+	struct request *rq = arg;
+	int64_t ret = 0;
+	int32_t err = 0;
+	void *out = NULL;
+	uint32_t out_len = 0;
+
+	switch (rq->op) {
+	case OP_HELLO: {
+		static char hello[160];
+		struct utsname u;
+		if (uname(&u))
+			strcpy(u.machine, "?");
+		snprintf(hello, sizeof hello, "hpthammer-hostd 1 %s", u.machine);
+		out = hello;
+		out_len = (uint32_t)strlen(hello);
+		break;
+	}
+	case OP_OPEN: {
+		char *path = calloc(1, rq->len + 1);
+		memcpy(path, rq->data, rq->len);
+		ret = open(path, O_RDWR | O_CLOEXEC);
+		free(path);
+		break;
+	}
+	case OP_CLOSE:
+		ret = close(rq->fd);
+		break;
+	case OP_IOCTL_PTR:
+		ret = ioctl(rq->fd, (unsigned long)rq->a, rq->data);
+		out = rq->data;
+		out_len = rq->len;
+		break;
+	case OP_IOCTL_VAL:
+		ret = ioctl(rq->fd, (unsigned long)rq->a, (unsigned long)rq->b);
+		break;
+	case OP_MMAP_ANON: {
+		void *p = mmap(NULL, rq->a, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		ret = p == MAP_FAILED ? -1 : (int64_t)(uintptr_t)p;
+		break;
+	}
+	case OP_MMAP_SHARED: {
+		void *p = mmap(NULL, rq->a, PROT_READ | PROT_WRITE, MAP_SHARED, rq->fd, (off_t)rq->b);
+		ret = p == MAP_FAILED ? -1 : (int64_t)(uintptr_t)p;
+		break;
+	}
+	case OP_MUNMAP:
+		ret = munmap((void *)(uintptr_t)rq->a, rq->b);
+		break;
+	case OP_MADVISE:
+		ret = madvise((void *)(uintptr_t)rq->a, rq->b, rq->fd);
+		break;
+	case OP_WRITE_MEM:
+		memcpy((void *)(uintptr_t)rq->a, rq->data, rq->len);
+		break;
+	case OP_READ_MEM:
+		if (rq->b > MAX_PAYLOAD) {
+			ret = -1;
+			errno = EINVAL;
+			break;
+		}
+		out = (void *)(uintptr_t)rq->a;
+		out_len = (uint32_t)rq->b;
+		break;
+	case OP_KVM_RUN: {
+		/* The controller's copy of kvm_run (hcall return values, immediate_exit) goes
+		 * in; the kernel's comes back after the exit. */
+		uint8_t *run = (uint8_t *)(uintptr_t)rq->b;
+		memcpy(run, rq->data, rq->len);
+		ret = ioctl(rq->fd, (unsigned long)rq->a, 0);
+		out = run;
+		out_len = rq->len;
+		break;
+	}
+	case OP_ONE_REG: {
+		/* struct kvm_one_reg { u64 id; u64 addr; }: addr points into this process. */
+		uint64_t reg[2] = {rq->b, (uint64_t)(uintptr_t)rq->data};
+		ret = ioctl(rq->fd, (unsigned long)rq->a, reg);
+		out = rq->data;
+		out_len = rq->len;
+		break;
+	}
+	default:
+		ret = -1;
+		errno = ENOSYS;
+	}
+	if (ret < 0) {
+		err = errno;
+		out = NULL;
+		out_len = 0;
+	}
+	respond(rq->tag, ret, err, out, out_len);
+	free(rq->data);
+	free(rq);
+	return NULL;
+}
+
+int main(void)
+{
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 << 10);
+	for (;;) {
+		uint8_t hdr[36];
+		uint32_t magic;
+		if (read_full(0, hdr, sizeof hdr))
+			return 0;
+		memcpy(&magic, hdr, 4);
+		if (magic != MAGIC_RQ) {
+			fprintf(stderr, "hpthammer-hostd: bad frame (magic %08x)\n", magic);
+			return 2;
+		}
+		struct request *rq = calloc(1, sizeof *rq);
+		memcpy(&rq->tag, hdr + 4, 4);
+		memcpy(&rq->op, hdr + 8, 4);
+		memcpy(&rq->fd, hdr + 12, 4);
+		memcpy(&rq->a, hdr + 16, 8);
+		memcpy(&rq->b, hdr + 24, 8);
+		memcpy(&rq->len, hdr + 32, 4);
+		if (rq->len > MAX_PAYLOAD) {
+			fprintf(stderr, "hpthammer-hostd: frame too large (%u bytes)\n", rq->len);
+			return 2;
+		}
+		rq->data = malloc(rq->len ? rq->len : 1);
+		if (rq->len && read_full(0, rq->data, rq->len))
+			return 0;
+		pthread_t t;
+		if (pthread_create(&t, &attr, serve, rq)) {
+			respond(rq->tag, -1, EAGAIN, NULL, 0);
+			free(rq->data);
+			free(rq);
+		}
+	}
+}
