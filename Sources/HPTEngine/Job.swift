@@ -32,6 +32,15 @@ public enum BackendKind: String, CaseIterable, Sendable, Codable {
   case sim
   /// HPT guests through libvirt (TCG here, KVM-HV on POWER), resized from inside.
   case libvirt
+  /// The raw VMM (RawKVM) on this host's /dev/kvm: HPT guests running the ppc64 payload,
+  /// resized through the VM fd. Needs a POWER KVM-HV host (KVM_CAP_SPAPR_RESIZE_HPT).
+  case raw
+  /// The raw VMM's code over SimSyscalls: the same ioctls, answered by the simulated kernel
+  /// (host.kernel picks the model, as for sim).
+  case rawSim = "raw-sim"
+
+  /// Whether host.kernel names a simulated kernel model for this backend.
+  public var usesKernelModel: Bool { self == .sim || self == .rawSim }
 }
 
 /// What only the libvirt backend uses.
