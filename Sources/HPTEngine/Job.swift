@@ -108,6 +108,29 @@ public struct Job: Sendable {
     return UInt32(min(46, max(18, log2 - 7)))
   }
 
+  /// The smallest order whose VRMA (one 64 KiB page per HPTE group) covers `memoryMiB`.
+  public static func vrmaOrder(memoryMiB: Int) -> UInt32 {
+    var order: UInt32 = 18
+    while (1 << (Int(order) - 7)) * 64 / 1024 < memoryMiB { order += 1 }
+    return order
+  }
+
+  /// What a backend cannot do with this job, checked again when --backend overrides the file.
+  public func checkBackendLimits(file: String) throws(JobError) {
+    guard backend == .raw || backend == .rawSim else { return }
+    // The raw VMM's payload runs in real mode, through the VRMA, which KVM maps with one
+    // bolted HPTE per HPTE group (kvmppc_map_vrma: "Can't use more than 1 HPTE per HPTEG"):
+    // at order N it covers 2^(N-7) pages of 64 KiB. Guest RAM past that is unreachable.
+    let coveredMiB = (1 << (Int(bootOrder) - 7)) * 64 / 1024
+    if guestMemoryMiB > coveredMiB {
+      throw JobError(
+        file: file, line: nil, key: "guests.memory_mib",
+        message:
+          "\(guestMemoryMiB) MiB is more than the VRMA covers at boot order \(bootOrder) (\(coveredMiB) MiB: one 64 KiB page per HPTE group); with backend \(backend.rawValue) raise guests.hpt_order to at least \(Job.vrmaOrder(memoryMiB: guestMemoryMiB)) or lower memory_mib"
+      )
+    }
+  }
+
   // MARK: - parsing
 
   static let topKeys = [
@@ -406,6 +429,7 @@ struct Parser {
         )
       }
     }
+    try job.checkBackendLimits(file: file)
     if let o = job.hptOrder, !(job.orderMin...job.orderMax).contains(o) {
       throw JobError(
         file: file, line: nil, key: "guests.hpt_order",

@@ -30,7 +30,9 @@ public enum PayloadReport: Sendable, Hashable {
   /// `sc 1`: a hypervisor call. KVM-HV does not handle the number, so KVM_RUN returns
   /// KVM_EXIT_PAPR_HCALL with r3 in papr_hcall.nr and r4... in args (book3s_hv.c,
   /// kvmppc_handle_exit_hv, BOOK3S_INTERRUPT_SYSCALL); the next KVM_RUN puts papr_hcall.ret
-  /// in r3 and the guest goes on after the `sc`.
+  /// in r3 and papr_hcall.args back in r4...r12 (powerpc.c, kvm_arch_vcpu_ioctl_run,
+  /// hcall_needed), and the guest goes on after the `sc`. The payload keeps its state in
+  /// r14...r31, which neither touches.
   case hcall
   /// `trap`: for running the payload as a user program (qemu-user), where a SIGTRAP handler
   /// reads r3...r8 and steps over the instruction.

@@ -75,6 +75,11 @@ struct Run: ParsableCommand {
       }
       job.seed = s
     }
+    do {
+      try job.checkBackendLimits(file: self.job)
+    } catch {
+      throw usageError(error.description)
+    }
     guard seeds >= 1 else { throw usageError("--seeds: must be at least 1") }
     if let duration {
       guard let d = parseDuration(duration) else {
