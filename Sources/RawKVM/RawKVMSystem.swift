@@ -1,3 +1,5 @@
+import Foundation
+import Glibc
 import KVMHost
 import KVMSys
 import KernelLog
@@ -15,19 +17,33 @@ public final class RawKVMSystem: KVMSystem, @unchecked Sendable {
   let system: KVMSystemFD
   let syscalls: any Syscalls
   public let hostName: String
-  public let executor: any AgentExecutor
   public let kernelLog: any KernelLogSource
   private let counters: @Sendable () -> [String: Int]
+  private let base: any AgentExecutor
+  private let kicker: SignalKicker?
+  private let lock = NSLock()
+  private var vms: [Weak] = []
 
-  /// Opens `devicePath` (a failure is a KVMError named "open /dev/kvm").
+  struct Weak {
+    weak var vm: RawVM?
+  }
+
+  /// The executor the engine's agents run on: the one given, whose stop request also kicks
+  /// every vCPU out of KVM_RUN (immediate_exit, and a signal when a kicker was given).
+  public var executor: any AgentExecutor { KickingExecutor(base: base, system: self) }
+
+  /// Opens `devicePath` (a failure is a KVMError named "open /dev/kvm"). `kicker`: how to
+  /// interrupt a thread inside KVM_RUN on a real host (nil on the simulator, whose vCPUs
+  /// return at their next yield).
   public init(
     syscalls: any Syscalls, devicePath: String = "/dev/kvm", executor: any AgentExecutor,
-    kernelLog: any KernelLogSource, hostName: String,
+    kernelLog: any KernelLogSource, hostName: String, kicker: SignalKicker? = nil,
     statistics: @escaping @Sendable () -> [String: Int] = { [:] }
   ) throws(KVMError) {
     self.syscalls = syscalls
     system = try KVMSystemFD.open(path: devicePath, syscalls: syscalls)
-    self.executor = executor
+    base = executor
+    self.kicker = kicker
     self.kernelLog = kernelLog
     self.hostName = hostName
     counters = statistics
@@ -50,8 +66,33 @@ public final class RawKVMSystem: KVMSystem, @unchecked Sendable {
     if try vm.checkExtension(.ppcMMUHashV3) > 0 {
       try vm.configureV3MMU(KVMPPCMMUv3Cfg(flags: 0, process_table: 0))
     }
-    return RawVM(fd: vm, syscalls: syscalls)
+    let r = RawVM(fd: vm, syscalls: syscalls, kicker: kicker)
+    lock.withLock { vms.append(Weak(vm: r)) }
+    return r
+  }
+
+  /// Kicks every vCPU of every live VM out of KVM_RUN.
+  func kickAll() {
+    for vm in lock.withLock({ vms.compactMap(\.vm) }) { vm.kickAll() }
   }
 
   public var statistics: [String: Int] { counters() }
+}
+
+/// The executor given to RawKVMSystem, with a stop request that also kicks the vCPUs.
+final class KickingExecutor: AgentExecutor, @unchecked Sendable {
+  let base: any AgentExecutor
+  let system: RawKVMSystem
+  init(base: any AgentExecutor, system: RawKVMSystem) {
+    self.base = base
+    self.system = system
+  }
+  func run(_ agents: [Agent]) { base.run(agents) }
+  var nowNs: UInt64 { base.nowNs }
+  func sleep(ms: Int) { base.sleep(ms: ms) }
+  func requestStop() {
+    base.requestStop()
+    system.kickAll()
+  }
+  var stopRequested: Bool { base.stopRequested }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import KVMHost
 import KVMSys
 import PPC64
@@ -36,9 +37,12 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
   private var memslots: [Memslot] = []
   private var vcpus: [UInt32: RawVCPU] = [:]
 
-  init(fd: KVMVMFD, syscalls: any Syscalls) {
+  let kicker: SignalKicker?
+
+  init(fd: KVMVMFD, syscalls: any Syscalls, kicker: SignalKicker?) {
     self.fd = fd
     self.syscalls = syscalls
+    self.kicker = kicker
   }
 
   deinit { close() }
@@ -94,7 +98,7 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
     let pvr = try handle.getSregs().pvr
     let lpcr = try handle.getOneReg(id: KVMReg.KVM_REG_PPC_LPCR_64)
     try handle.setOneReg(id: KVMReg.KVM_REG_PPC_LPCR_64, value: lpcr | Self.LPCR_ILE)
-    let v = RawVCPU(handle: handle, pvr: pvr)
+    let v = RawVCPU(handle: handle, pvr: pvr, kicker: kicker)
     lock.withLock { vcpus[id] = v }
     return v
   }
@@ -169,6 +173,11 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
     }
   }
 
+  /// Kicks every vCPU out of KVM_RUN (see RawVCPU.kick).
+  func kickAll() {
+    for v in lock.withLock({ Array(vcpus.values) }) { v.kick() }
+  }
+
   /// Closes the vCPU fds, the VM fd, then unmaps guest RAM.
   public func close() {
     let (slots, had) = lock.withLock { () -> ([Memslot], Bool) in
@@ -190,14 +199,23 @@ public final class RawVCPU: KVMVCPU, @unchecked Sendable {
   /// The PVR KVM gave the vCPU (the host's on HV).
   public let pvr: UInt32
   public var id: UInt32 { handle.id }
+  private let lock = NSLock()
+  /// The thread inside KVM_RUN, if any (for a kick).
+  private var runner: pthread_t?
 
-  init(handle: KVMVCPUFD, pvr: UInt32) {
+  let kicker: SignalKicker?
+
+  init(handle: KVMVCPUFD, pvr: UInt32, kicker: SignalKicker?) {
     self.handle = handle
     self.pvr = pvr
+    self.kicker = kicker
   }
 
-  /// KVM_RUN; EINTR (a signal, or the simulated host asked to stop) is `.interrupted`.
+  /// KVM_RUN; EINTR (a kick, a signal, or the simulated host asked to stop) is `.interrupted`.
   public func run() throws(KVMError) -> VCPUExit {
+    kicker?.prepareCurrentThread()
+    lock.withLock { runner = pthread_self() }
+    defer { lock.withLock { runner = nil } }
     do {
       return try handle.run()
     } catch {
@@ -207,4 +225,36 @@ public final class RawVCPU: KVMVCPU, @unchecked Sendable {
   }
 
   public func setHcallReturn(_ value: UInt64) { handle.setHcallReturn(value) }
+
+  /// Makes KVM_RUN return: kvm_run.immediate_exit for the next entry (KVM answers EINTR at
+  /// once), and `signal` for a thread inside it now (a guest that never exits to userspace:
+  /// a payload gone astray, a host bug). Once set, immediate_exit stays: this is for the end.
+  func kick() {
+    handle.immediateExit = true
+    if let kicker, let t = lock.withLock({ runner }) { kicker.kick(t) }
+  }
+}
+
+/// Sends SIGUSR1 to a thread to make its KVM_RUN return EINTR. The handler does nothing and
+/// is installed without SA_RESTART, so the ioctl is interrupted rather than restarted (and
+/// the process is not killed, SIGUSR1's default).
+public final class SignalKicker: Sendable {
+  public init() {
+    var sa = sigaction()
+    sa.__sigaction_handler.sa_handler = { _ in }
+    sigemptyset(&sa.sa_mask)
+    sa.sa_flags = 0
+    _ = sigaction(SIGUSR1, &sa, nil)
+  }
+
+  public func kick(_ thread: pthread_t) { pthread_kill(thread, SIGUSR1) }
+
+  /// Unblocks SIGUSR1 in the calling thread: threads inherit their creator's mask, and
+  /// Dispatch's worker threads block it.
+  func prepareCurrentThread() {
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGUSR1)
+    pthread_sigmask(SIG_UNBLOCK, &set, nil)
+  }
 }

@@ -239,6 +239,11 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
       s.vcpu.setHcallReturn(ret)
       lock.withLock { s.hcallPending = false }
     }
+    // kvm_arch_vcpu_ioctl_run(): after the hcall's return value, immediate_exit is EINTR.
+    if run.load(fromByteOffset: KVMRun.immediateExitOffset, as: UInt8.self) != 0 {
+      setExit(KVMRun.KVM_EXIT_INTR)
+      return .failure(.EINTR)
+    }
     if !lock.withLock({ s.payloadLoaded }) {
       if let why = loadPayload(s) {
         lock.withLock { _lastError = "vCPU \(s.vcpu.id): \(why)" }

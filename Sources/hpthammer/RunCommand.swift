@@ -201,7 +201,8 @@ func rawHost(_ job: Job, model: KernelModel) throws -> RawKVMSystem {
   let name = ProcessInfo.processInfo.hostName
   let log = try KmsgLogSource(path: "/dev/kmsg", hostName: name)
   return try RawKVMSystem(
-    syscalls: LinuxSyscalls(), executor: ThreadExecutor(), kernelLog: log, hostName: name)
+    syscalls: LinuxSyscalls(), executor: ThreadExecutor(), kernelLog: log, hostName: name,
+    kicker: SignalKicker())
 }
 
 /// The run Ctrl-C stops.

@@ -216,3 +216,97 @@ struct RealKVMTests {
     #endif
   }
 }
+
+/// KVM_RUN that blocks like a guest that never exits to userspace, until a signal
+/// interrupts it (then EINTR, as KVM answers).
+final class BlockingRunSyscalls: Syscalls, @unchecked Sendable {
+  let scripted: ScriptedSyscalls
+  let entered = DispatchSemaphore(value: 0)
+  init(_ s: ScriptedSyscalls) { scripted = s }
+  func open(_ path: String) -> Result<Int32, Errno> { scripted.open(path) }
+  func close(_ fd: Int32) -> Result<Int32, Errno> { scripted.close(fd) }
+  func ioctl(_ fd: Int32, _ request: UInt, _ arg: UnsafeMutableRawBufferPointer) -> Result<
+    Int32, Errno
+  > { scripted.ioctl(fd, request, arg) }
+  func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Result<Int32, Errno> {
+    guard request == KVMIoctl.KVM_RUN.number(for: .host) else {
+      return scripted.ioctl(fd, request, value: value)
+    }
+    entered.signal()
+    let r = poll(nil, 0, 20_000)
+    return r < 0 && errno == EINTR ? .failure(.EINTR) : .failure(.ETIMEDOUT)
+  }
+  func mmap(length: Int, _ mapping: MemoryMapping) -> Result<UnsafeMutableRawPointer, Errno> {
+    scripted.mmap(length: length, mapping)
+  }
+  func munmap(_ address: UnsafeMutableRawPointer, length: Int) -> Result<Int32, Errno> {
+    scripted.munmap(address, length: length)
+  }
+  func madvise(_ address: UnsafeMutableRawPointer, length: Int, _ advice: MemoryAdvice)
+    -> Result<Int32, Errno>
+  { scripted.madvise(address, length: length, advice) }
+}
+
+final class StopFlagExecutor: AgentExecutor, @unchecked Sendable {
+  let stop = Mutex(false)
+  func run(_ agents: [Agent]) {}
+  var nowNs: UInt64 { 0 }
+  func sleep(ms: Int) {}
+  func requestStop() { stop.withLock { $0 = true } }
+  var stopRequested: Bool { stop.withLock { $0 } }
+}
+
+/// The end of a run on a real host: the executor's stop request gets every vCPU out of
+/// KVM_RUN, even one whose guest never exits.
+@Suite struct KickTests {
+  func vcpu(_ sys: any Syscalls, _ s: ScriptedSyscalls, kicker: SignalKicker?) throws -> (
+    RawKVMSystem, RawVM, RawVCPU
+  ) {
+    s.script(.returns(3))
+    let host = try RawKVMSystem(
+      syscalls: sys, executor: StopFlagExecutor(), kernelLog: NoLog(), hostName: "t",
+      kicker: kicker)
+    s.script(.returns(4096), .returns(4), .returns(0))
+    let vm = try #require(try host.createVM(type: .hv) as? RawVM)
+    var sregs = KVMSregs.zero
+    sregs.pvr = 1
+    s.script(.returns(5), .returns(0), .writes(sregs), .returns(0), .returns(0))
+    let v = try #require(try vm.createVCPU(id: 0) as? RawVCPU)
+    return (host, vm, v)
+  }
+
+  @Test func stopSetsImmediateExit() throws {
+    let s = ScriptedSyscalls()
+    let (host, vm, _) = try vcpu(s, s, kicker: nil)
+    let run = try #require(s.lastMapping())
+    #expect(run.load(fromByteOffset: 1, as: UInt8.self) == 0)
+    host.executor.requestStop()
+    #expect(host.executor.stopRequested)
+    #expect(run.load(fromByteOffset: 1, as: UInt8.self) == 1)
+    _ = vm
+  }
+
+  @Test func stopInterruptsAThreadInsideKVMRun() throws {
+    let s = ScriptedSyscalls()
+    let sys = BlockingRunSyscalls(s)
+    let (host, vm, v) = try vcpu(sys, s, kicker: SignalKicker())
+    let done = DispatchSemaphore(value: 0)
+    let result = Mutex<VCPUExit?>(nil)
+    let t = Thread {
+      let exit = try? v.run()
+      result.withLock { $0 = exit }
+      done.signal()
+    }
+    t.start()
+    sys.entered.wait()
+    // The thread may be just before poll(); the kick is retried until it is out.
+    var out = false
+    for _ in 0..<50 where !out {
+      host.executor.requestStop()
+      out = done.wait(timeout: .now() + .milliseconds(100)) == .success
+    }
+    #expect(out, "KVM_RUN was not interrupted")
+    #expect(result.withLock { $0 } == .interrupted)
+    _ = vm
+  }
+}
