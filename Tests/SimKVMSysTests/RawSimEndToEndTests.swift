@@ -75,6 +75,25 @@ import Testing
     #expect(RunOutput.encode(ra) == RunOutput.encode(rb))
   }
 
+  /// The raw VMM's ioctls reach the simulated kernel exactly as the sim backend's direct
+  /// calls do: for a seed, the same host log and the same run.json (names aside).
+  @Test func rawSimIsTheSimRunIoctlByIoctl() throws {
+    var j = job(kernel: "pre-fix", seed: 5)
+    let (raw, rawDir, _) = try run(j)
+    j.backend = .sim
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "hpthammer-sim-\(UUID().uuidString)")
+    let host = SimHost(
+      model: KernelModel.named(j.kernel)!, seed: j.seed, bootUptimeS: j.hostUptimeS)
+    var sim = Runner(job: j, host: host, outDir: dir, progress: false, reproduce: "test").run()
+    let a = try Data(contentsOf: rawDir.appendingPathComponent("host.log"))
+    let b = try Data(contentsOf: dir.appendingPathComponent("host.log"))
+    #expect(!a.isEmpty && a == b)
+    sim.backend = raw.backend
+    sim.wall = raw.wall
+    #expect(RunOutput.encode(sim) == RunOutput.encode(raw))
+  }
+
   /// COMMIT before any vCPU ran: the WARNING is reported as expected on this backend too.
   @Test func commitBeforeRunWarningIsExpected() throws {
     var j = job(kernel: "fixed", resizes: 5, durationS: nil)
