@@ -202,7 +202,7 @@ func rawHost(_ job: Job, model: KernelModel) throws -> RawKVMSystem {
   let log = try KmsgLogSource(path: "/dev/kmsg", hostName: name)
   return try RawKVMSystem(
     syscalls: LinuxSyscalls(), executor: ThreadExecutor(), kernelLog: log, hostName: name,
-    kicker: SignalKicker())
+    kicker: SignalKicker(), statistics: { ["kmsg_records_lost": Int(log.lostRecords)] })
 }
 
 /// The run Ctrl-C stops.
