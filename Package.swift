@@ -6,7 +6,13 @@ import PackageDescription
 //   KVMHost    - the kernel-facing interface every backend implements (KVM-HV ioctls + host log)
 //   KVMSys     - the raw /dev/kvm ioctl layer: per-arch request numbers, uapi structs, fd handles
 //                (CKVMSys: a header-only shim, since Swift cannot call the variadic ioctl(2))
+//   PPC64      - a ppc64 instruction encoder (typed registers) and the guest payload builder
+//                (no dependencies)
 //   HPTSim     - the deterministic simulated KVM-HV kernel behind KVMHost
+//   RawKVM     - a minimal VMM for HPT guests: KVMHost implemented on the KVMSys handles
+//                (guest RAM, memslot, HTAB, real-mode vCPUs running the PPC64 payload)
+//   SimKVMSys  - a KVMSys `Syscalls` backed by HPTSim: fake /dev/kvm, VM and vCPU fds, so
+//                RawKVM's code runs unchanged against the simulated kernel
 //   HPTEngine  - jobs, the resize hammer, memory load, log watcher, run output
 //   hpthammer  - the command line
 let package = Package(
@@ -28,6 +34,9 @@ let package = Package(
     .target(name: "CKVMSys"),
     .target(name: "KVMSys", dependencies: ["KVMHost", "CKVMSys"]),
     .target(name: "HPTSim", dependencies: ["KVMHost", "KernelLog"]),
+    .target(name: "PPC64"),
+    .target(name: "RawKVM", dependencies: ["KVMHost", "KVMSys", "PPC64", "KernelLog"]),
+    .target(name: "SimKVMSys", dependencies: ["KVMHost", "KVMSys", "HPTSim", "PPC64"]),
     // libvirt's C API (libvirt-dev), and a small Swift layer over it.
     .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
     .target(name: "Libvirt", dependencies: ["CLibvirt", "KernelLog"]),
@@ -41,7 +50,7 @@ let package = Package(
     .executableTarget(
       name: "hpthammer",
       dependencies: [
-        "HPTEngine", "HPTSim", "KernelLog", "KVMHost", "KVMSys", "Libvirt",
+        "HPTEngine", "HPTSim", "KernelLog", "KVMHost", "KVMSys", "Libvirt", "RawKVM", "SimKVMSys",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(
@@ -55,5 +64,11 @@ let package = Package(
     .testTarget(name: "HPTSimTests", dependencies: ["HPTSim", "KVMHost", "KernelLog"]),
     .testTarget(name: "HPTEngineTests", dependencies: ["HPTEngine", "HPTSim", "KVMHost", "KernelLog"]),
     .testTarget(name: "CLITests", dependencies: ["hpthammer"]),
+    .testTarget(name: "PPC64Tests", dependencies: ["PPC64"], exclude: ["Harness"]),
+    .testTarget(
+      name: "RawKVMTests", dependencies: ["RawKVM", "KVMSys", "KVMHost", "PPC64", "KernelLog"]),
+    .testTarget(
+      name: "SimKVMSysTests",
+      dependencies: ["SimKVMSys", "RawKVM", "KVMSys", "KVMHost", "HPTSim", "HPTEngine", "PPC64"]),
   ]
 )

@@ -46,6 +46,7 @@ enum op {
 	OP_READ_MEM = 10,  /* a=address, b=length -> data */
 	OP_KVM_RUN = 11,   /* fd, a=request, b=kvm_run address, data: kvm_run bytes in -> out */
 	OP_ONE_REG = 12,   /* fd, a=request, b=register id, data: value in -> value out */
+	OP_MMAP_SHARED_ANON = 13, /* a=length -> ret=address (guest RAM: shmem, survives DONTNEED) */
 };
 
 struct request {
@@ -145,6 +146,12 @@ static void *serve(void *arg)
 	case OP_MMAP_ANON: {
 		void *p = mmap(NULL, rq->a, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		ret = p == MAP_FAILED ? -1 : (int64_t)(uintptr_t)p;
+		break;
+	}
+	case OP_MMAP_SHARED_ANON: {
+		void *p = mmap(NULL, rq->a, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		ret = p == MAP_FAILED ? -1 : (int64_t)(uintptr_t)p;
 		break;
 	}

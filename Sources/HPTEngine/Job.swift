@@ -32,6 +32,15 @@ public enum BackendKind: String, CaseIterable, Sendable, Codable {
   case sim
   /// HPT guests through libvirt (TCG here, KVM-HV on POWER), resized from inside.
   case libvirt
+  /// The raw VMM (RawKVM) on this host's /dev/kvm: HPT guests running the ppc64 payload,
+  /// resized through the VM fd. Needs a POWER KVM-HV host (KVM_CAP_SPAPR_RESIZE_HPT).
+  case raw
+  /// The raw VMM's code over SimSyscalls: the same ioctls, answered by the simulated kernel
+  /// (host.kernel picks the model, as for sim).
+  case rawSim = "raw-sim"
+
+  /// Whether host.kernel names a simulated kernel model for this backend.
+  public var usesKernelModel: Bool { self == .sim || self == .rawSim }
 }
 
 /// What only the libvirt backend uses.
@@ -99,6 +108,29 @@ public struct Job: Sendable {
     var log2 = 0
     while (UInt64(1) << UInt64(log2)) < bytes { log2 += 1 }
     return UInt32(min(46, max(18, log2 - 7)))
+  }
+
+  /// The smallest order whose VRMA (one 64 KiB page per HPTE group) covers `memoryMiB`.
+  public static func vrmaOrder(memoryMiB: Int) -> UInt32 {
+    var order: UInt32 = 18
+    while (1 << (Int(order) - 7)) * 64 / 1024 < memoryMiB { order += 1 }
+    return order
+  }
+
+  /// What a backend cannot do with this job, checked again when --backend overrides the file.
+  public func checkBackendLimits(file: String) throws(JobError) {
+    guard backend == .raw || backend == .rawSim else { return }
+    // The raw VMM's payload runs in real mode, through the VRMA, which KVM maps with one
+    // bolted HPTE per HPTE group (kvmppc_map_vrma: "Can't use more than 1 HPTE per HPTEG"):
+    // at order N it covers 2^(N-7) pages of 64 KiB. Guest RAM past that is unreachable.
+    let coveredMiB = (1 << (Int(bootOrder) - 7)) * 64 / 1024
+    if guestMemoryMiB > coveredMiB {
+      throw JobError(
+        file: file, line: nil, key: "guests.memory_mib",
+        message:
+          "\(guestMemoryMiB) MiB is more than the VRMA covers at boot order \(bootOrder) (\(coveredMiB) MiB: one 64 KiB page per HPTE group); with backend \(backend.rawValue) raise guests.hpt_order to at least \(Job.vrmaOrder(memoryMiB: guestMemoryMiB)) or lower memory_mib"
+      )
+    }
   }
 
   // MARK: - parsing
@@ -407,6 +439,7 @@ struct Parser {
           "a \(job.target.spec.kind.rawValue) target is driven through the libvirt backend; backend \(job.backend.rawValue) runs on this machine"
       )
     }
+    try job.checkBackendLimits(file: file)
     if let o = job.hptOrder, !(job.orderMin...job.orderMax).contains(o) {
       throw JobError(
         file: file, line: nil, key: "guests.hpt_order",

@@ -369,11 +369,22 @@ public final class Runner: @unchecked Sendable {
   }
 
   func finish(error: String?, hostTimeStart: UInt64) -> RunReport {
-    let model = KernelModel.named(job.kernel)
+    // On a real host the kernel is the host's own; host.kernel names a simulated model only.
+    let model = job.backend.usesKernelModel ? KernelModel.named(job.kernel) : nil
+    let real = !job.backend.usesKernelModel
     return recorder.report(
       error: error, hostTimeS: Double(host.executor.nowNs - hostTimeStart) / 1e9,
-      hostStats: host.statistics, kernel: model?.name ?? job.kernel,
-      kernelRelease: model?.release ?? "")
+      hostStats: host.statistics, kernel: model?.name ?? (real ? host.hostName : job.kernel),
+      kernelRelease: model?.release ?? (real ? Runner.hostRelease() : ""))
+  }
+
+  /// uname -r of the machine the harness runs on.
+  static func hostRelease() -> String {
+    var u = utsname()
+    guard uname(&u) == 0 else { return "" }
+    return withUnsafeBytes(of: &u.release) { b in
+      String(decoding: b.prefix { $0 != 0 }, as: UTF8.self)
+    }
   }
 }
 

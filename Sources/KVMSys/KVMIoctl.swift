@@ -68,6 +68,12 @@ public struct KVMIoctl: Hashable, Sendable, CustomStringConvertible {
   // vCPU fd.
   /// _IO(KVMIO, 0x80)
   public static let KVM_RUN = KVMIoctl("KVM_RUN", .none, 0x80)
+  /// _IOR(KVMIO, 0x81, struct kvm_regs): powerpc's kvm_regs (PC, MSR, GPRs...).
+  public static let KVM_GET_REGS = KVMIoctl(
+    "KVM_GET_REGS", .read, 0x81, size: MemoryLayout<KVMRegs>.size)
+  /// _IOW(KVMIO, 0x82, struct kvm_regs)
+  public static let KVM_SET_REGS = KVMIoctl(
+    "KVM_SET_REGS", .write, 0x82, size: MemoryLayout<KVMRegs>.size)
   /// _IOR(KVMIO, 0x83, struct kvm_sregs): powerpc's kvm_sregs (x86's differs; this
   /// backend only ever sends powerpc's).
   public static let KVM_GET_SREGS = KVMIoctl(
@@ -88,7 +94,8 @@ public struct KVMIoctl: Hashable, Sendable, CustomStringConvertible {
     KVM_CREATE_VCPU, KVM_SET_USER_MEMORY_REGION, KVM_ENABLE_CAP, KVM_PPC_GET_SMMU_INFO,
     KVM_PPC_ALLOCATE_HTAB, KVM_PPC_GET_HTAB_FD, KVM_PPC_RESIZE_HPT_PREPARE,
     KVM_PPC_RESIZE_HPT_COMMIT, KVM_PPC_CONFIGURE_V3_MMU,
-    KVM_RUN, KVM_GET_SREGS, KVM_SET_SREGS, KVM_GET_ONE_REG, KVM_SET_ONE_REG,
+    KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS, KVM_GET_ONE_REG,
+    KVM_SET_ONE_REG,
   ]
 
   /// The request whose number on `arch` is `number`, for recorded calls and messages.

@@ -223,6 +223,49 @@ public struct KVMSregs: Sendable {
   }
 }
 
+/// struct kvm_regs on powerpc (392 bytes): KVM_GET_REGS / KVM_SET_REGS. The only way to set a
+/// Book3S vCPU's PC and MSR (ONE_REG has no id for them).
+public struct KVMRegs: Sendable {
+  public var pc: UInt64
+  public var cr: UInt64
+  public var ctr: UInt64
+  public var lr: UInt64
+  public var xer: UInt64
+  public var msr: UInt64
+  public var srr0: UInt64
+  public var srr1: UInt64
+  public var pid: UInt64
+  public var sprg: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+  public var gpr:
+    (
+      UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+      UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+      UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64
+    )
+
+  /// All zeroes, for the kernel to fill in.
+  public static var zero: KVMRegs {
+    withUnsafeTemporaryAllocation(of: KVMRegs.self, capacity: 1) { p in
+      UnsafeMutableRawBufferPointer(p).initializeMemory(as: UInt8.self, repeating: 0)
+      return p[0]
+    }
+  }
+
+  /// kvm_regs.gpr[i].
+  public subscript(gpr i: Int) -> UInt64 {
+    get {
+      precondition((0..<32).contains(i))
+      return withUnsafeBytes(of: gpr) { $0.load(fromByteOffset: i * 8, as: UInt64.self) }
+    }
+    set {
+      precondition((0..<32).contains(i))
+      withUnsafeMutableBytes(of: &gpr) {
+        $0.storeBytes(of: newValue, toByteOffset: i * 8, as: UInt64.self)
+      }
+    }
+  }
+}
+
 /// The fixed head of struct kvm_run (32 bytes), shared by every architecture; the exit
 /// union follows at `KVMRun.exitUnionOffset`. kvm_run itself is the vCPU fd's mmap
 /// (KVM_GET_VCPU_MMAP_SIZE bytes), so it is read in place, never copied whole.

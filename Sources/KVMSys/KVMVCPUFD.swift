@@ -105,6 +105,19 @@ public final class KVMVCPUFD: @unchecked Sendable {
     _ = try r.get()
   }
 
+  /// KVM_GET_REGS (powerpc's kvm_regs: PC, MSR, GPRs).
+  public func getRegs(retryOnInterrupt: Bool = true) throws(KVMError) -> KVMRegs {
+    var r = KVMRegs.zero
+    _ = try ioctl(.KVM_GET_REGS, &r, retryOnInterrupt: retryOnInterrupt).get()
+    return r
+  }
+
+  /// KVM_SET_REGS.
+  public func setRegs(_ regs: KVMRegs, retryOnInterrupt: Bool = true) throws(KVMError) {
+    var r = regs
+    _ = try ioctl(.KVM_SET_REGS, &r, retryOnInterrupt: retryOnInterrupt).get()
+  }
+
   /// KVM_GET_SREGS (powerpc's kvm_sregs: PVR, SDR1, SLB).
   public func getSregs(retryOnInterrupt: Bool = true) throws(KVMError) -> KVMSregs {
     var s = KVMSregs.zero

@@ -36,6 +36,9 @@ public struct LinuxSyscalls: Syscalls {
     case .anonymous:
       p = Glibc.mmap(
         nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    case .sharedAnonymous:
+      p = Glibc.mmap(
+        nil, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
     }
     guard let p, p != MAP_FAILED else { return .failure(Errno(rawValue: Glibc.errno)) }
     return .success(p)
@@ -43,6 +46,12 @@ public struct LinuxSyscalls: Syscalls {
 
   public func munmap(_ address: UnsafeMutableRawPointer, length: Int) -> Result<Int32, Errno> {
     check(Glibc.munmap(address, length))
+  }
+
+  public func madvise(_ address: UnsafeMutableRawPointer, length: Int, _ advice: MemoryAdvice)
+    -> Result<Int32, Errno>
+  {
+    check(Glibc.madvise(address, length, advice.rawValue))
   }
 
   /// -1 means failure with errno set by that very call.

@@ -50,7 +50,7 @@ public final class RemoteSyscalls: Syscalls, @unchecked Sendable {
   enum Op: UInt32 {
     case hello = 0
     case open, close, ioctlPtr, ioctlVal, mmapAnon, mmapShared, munmap, madvise,
-      writeMem, readMem, kvmRun, oneReg
+      writeMem, readMem, kvmRun, oneReg, mmapSharedAnon
   }
 
   /// `readFD`/`writeFD`: the channel to hostd (its stdout, its stdin). `arch`: the host's.
@@ -115,6 +115,7 @@ public final class RemoteSyscalls: Syscalls, @unchecked Sendable {
     var vcpu: Int32?
     switch mapping {
     case .anonymous: r = call(.mmapAnon, fd: -1, a: UInt64(length), b: 0, data: [])
+    case .sharedAnonymous: r = call(.mmapSharedAnon, fd: -1, a: UInt64(length), b: 0, data: [])
     case .shared(let fd, let offset):
       r = call(.mmapShared, fd: fd, a: UInt64(length), b: UInt64(offset), data: [])
       vcpu = fd
@@ -146,11 +147,11 @@ public final class RemoteSyscalls: Syscalls, @unchecked Sendable {
 
   /// madvise(2) on the host's pages behind a local shadow range (MADV_DONTNEED: the kernel
   /// invalidates the HPTEs mapping them, the guest faults them back in).
-  public func madvise(_ address: UnsafeMutableRawPointer, length: Int, advice: Int32) -> Result<
-    Int32, Errno
-  > {
+  public func madvise(_ address: UnsafeMutableRawPointer, length: Int, _ advice: MemoryAdvice)
+    -> Result<Int32, Errno>
+  {
     guard let remote = remoteAddress(UInt(bitPattern: address)) else { return .failure(.EFAULT) }
-    return result(call(.madvise, fd: advice, a: remote, b: UInt64(length), data: [])).map {
+    return result(call(.madvise, fd: advice.rawValue, a: remote, b: UInt64(length), data: [])).map {
       Int32($0)
     }
   }

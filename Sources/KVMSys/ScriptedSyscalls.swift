@@ -15,6 +15,10 @@ public final class ScriptedSyscalls: Syscalls {
     case ioctlValue(fd: Int32, request: UInt, value: UInt)
     case mmap(length: Int, MemoryMapping)
     case munmap(length: Int)
+    /// madvise of `length` bytes at `offset` into the mapping made `mapping` calls of mmap ago
+    /// is not recorded as an address (it differs per run): the offset into the last mapping
+    /// that contains it, or -1.
+    case madvise(offset: Int, length: Int, MemoryAdvice)
   }
 
   /// One scripted answer: the result, and for a pointer argument the bytes the "kernel"
@@ -33,6 +37,7 @@ public final class ScriptedSyscalls: Syscalls {
     var script: [Answer] = []
     var calls: [Call] = []
     var mappings: [UInt: Int] = [:]
+    var mappingOrder: [UInt] = []
     var lastMapping: UInt?
   }
   private let state = Mutex(State())
@@ -100,6 +105,7 @@ public final class ScriptedSyscalls: Syscalls {
       p.initializeMemory(as: UInt8.self, repeating: 0, count: length)
       state.withLock {
         $0.mappings[UInt(bitPattern: p)] = length
+        $0.mappingOrder.append(UInt(bitPattern: p))
         $0.lastMapping = UInt(bitPattern: p)
       }
       return .success(p)
@@ -114,5 +120,21 @@ public final class ScriptedSyscalls: Syscalls {
     }
     if known { address.deallocate() }
     return known ? .success(0) : .failure(.EINVAL)
+  }
+
+  /// Answered from the script like ioctl (a test decides whether madvise fails).
+  public func madvise(_ address: UnsafeMutableRawPointer, length: Int, _ advice: MemoryAdvice)
+    -> Result<Int32, Errno>
+  {
+    let a = UInt(bitPattern: address)
+    let offset = state.withLock { s -> Int in
+      for base in s.mappingOrder.reversed() {
+        if let len = s.mappings[base], a >= base, a + UInt(length) <= base + UInt(len) {
+          return Int(a - base)
+        }
+      }
+      return -1
+    }
+    return next(.madvise(offset: offset, length: length, advice)).result
   }
 }

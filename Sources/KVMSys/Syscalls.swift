@@ -18,9 +18,21 @@ public protocol Syscalls: Sendable {
   /// mmap(2) of `length` bytes, read/write.
   func mmap(length: Int, _ mapping: MemoryMapping) -> Result<UnsafeMutableRawPointer, Errno>
   func munmap(_ address: UnsafeMutableRawPointer, length: Int) -> Result<Int32, Errno>
+  /// madvise(2) of a range of a mapping (page aligned).
+  func madvise(_ address: UnsafeMutableRawPointer, length: Int, _ advice: MemoryAdvice) -> Result<
+    Int32, Errno
+  >
   /// The architecture of the kernel the calls reach, which decides the ioctl numbers: this
   /// host's (the default), or a remote POWER host's for `RemoteSyscalls`.
   var arch: Arch { get }
+}
+
+/// The madvise(2) advice the raw backend gives.
+public enum MemoryAdvice: Int32, Sendable, Hashable {
+  /// MADV_DONTNEED (4): drop the pages from the process's page tables. The kernel's MMU
+  /// notifier (invalidate_range_start) makes KVM-HV unmap every HPTE of those pages; the guest
+  /// faults them back in. On a shared mapping the contents stay in the shmem object.
+  case dontNeed = 4
 }
 
 /// What an mmap maps: a file (a vCPU fd's kvm_run, shared) or anonymous memory (guest RAM).
@@ -29,6 +41,10 @@ public enum MemoryMapping: Sendable, Hashable {
   case shared(fd: Int32, offset: Int)
   /// MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE.
   case anonymous
+  /// MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE: shmem-backed memory. Guest RAM is mapped this
+  /// way so that MADV_DONTNEED unmaps pages (MMU notifier, HPTE invalidation) without
+  /// discarding what the guest wrote (on a private anonymous mapping it would read zeroes).
+  case sharedAnonymous
 }
 
 extension Syscalls {

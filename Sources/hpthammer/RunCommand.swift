@@ -3,6 +3,9 @@ import Foundation
 import HPTEngine
 import HPTSim
 import KVMHost
+import KVMSys
+import RawKVM
+import SimKVMSys
 
 struct Run: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -11,7 +14,10 @@ struct Run: ParsableCommand {
   @Argument(help: "The job file (YAML), e.g. Jobs/dry-run.yaml.")
   var job: String
 
-  @Option(help: "Backend: sim (the simulated POWER9 KVM-HV host).")
+  @Option(
+    help:
+      "Backend: sim (the simulated POWER9 KVM-HV host), raw (this host's /dev/kvm, POWER KVM-HV), raw-sim (the raw VMM over the simulated kernel), libvirt."
+  )
   var backend: String?
 
   @Option(help: "Simulated kernel model (see `hpthammer sim kernels`).")
@@ -111,6 +117,11 @@ struct Run: ParsableCommand {
       job.target.spec.lab.hostKernel = hostKernel
       job.target.spec.lab.hostModules = hostModules
     }
+    do {
+      try job.checkBackendLimits(file: self.job)
+    } catch {
+      throw usageError(error.description)
+    }
     guard seeds >= 1 else { throw usageError("--seeds: must be at least 1") }
     if let duration {
       guard let d = parseDuration(duration) else {
@@ -135,7 +146,8 @@ struct Run: ParsableCommand {
     .replacingOccurrences(of: ":", with: "")
     // Nothing written before is lost: a given --out must be new or empty; a default directory
     // gets a suffix if one of the same name exists.
-    var base = out ?? "runs/\(job.name)-\(model.name)-seed\(job.seed)-\(stamp)"
+    let kernelName = job.backend == .raw ? "host" : model.name
+    var base = out ?? "runs/\(job.name)-\(kernelName)-seed\(job.seed)-\(stamp)"
     if out != nil {
       if let files = try? FileManager.default.contentsOfDirectory(atPath: base), !files.isEmpty {
         throw usageError(
@@ -168,7 +180,7 @@ struct Run: ParsableCommand {
       let dir = seeds == 1 ? base : "\(base)/seed-\(j.seed)"
       FileHandle.standardError.write(Data("hpthammer: run directory \(dir)\n".utf8))
       var repro = "hpthammer run \(self.job) --backend \(j.backend.rawValue) --seed \(j.seed)"
-      if j.backend == .sim { repro += " --kernel \(model.name)" }
+      if j.backend.usesKernelModel { repro += " --kernel \(model.name)" }
       if let duration { repro += " --duration \(duration)" }
       if let resizes { repro += " --resizes \(resizes)" }
       if let target { repro += " --target \(target)" }
@@ -179,6 +191,20 @@ struct Run: ParsableCommand {
       switch j.backend {
       case .sim:
         let host = SimHost(model: model, seed: j.seed, bootUptimeS: j.hostUptimeS)
+        let runner = Runner(
+          job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress,
+          reproduce: repro)
+        current.set { runner.interrupt() }
+        report = runner.run()
+      case .raw, .rawSim:
+        let host: RawKVMSystem
+        do {
+          host = try rawHost(j, model: model)
+        } catch {
+          FileHandle.standardError.write(
+            Data("hpthammer: cannot use the \(j.backend.rawValue) backend: \(error)\n".utf8))
+          throw ExitCode(Exit.couldNotTest)
+        }
         let runner = Runner(
           job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress,
           reproduce: repro)
@@ -207,6 +233,22 @@ struct Run: ParsableCommand {
     }
     if worst != Exit.pass { throw ExitCode(worst) }
   }
+}
+
+/// The raw VMM on this host's /dev/kvm (real threads, /dev/kmsg), or over the simulated
+/// kernel (its scheduler and log, so a seed reproduces the run).
+func rawHost(_ job: Job, model: KernelModel) throws -> RawKVMSystem {
+  if job.backend == .rawSim {
+    let sys = SimSyscalls(host: SimHost(model: model, seed: job.seed, bootUptimeS: job.hostUptimeS))
+    return try RawKVMSystem(
+      syscalls: sys, executor: sys.executor, kernelLog: sys.kernelLog, hostName: sys.host.hostName,
+      statistics: { sys.statistics })
+  }
+  let name = ProcessInfo.processInfo.hostName
+  let log = try KmsgLogSource(path: "/dev/kmsg", hostName: name)
+  return try RawKVMSystem(
+    syscalls: LinuxSyscalls(), executor: ThreadExecutor(), kernelLog: log, hostName: name,
+    kicker: SignalKicker(), statistics: { ["kmsg_records_lost": Int(log.lostRecords)] })
 }
 
 /// The run Ctrl-C stops.

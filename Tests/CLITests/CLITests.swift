@@ -148,6 +148,57 @@ import Testing
     #expect(out.contains("libvirtd running?"))
   }
 
+  /// The raw VMM over the simulated kernel: the seed's oops on the pre-fix model (exit 1), a
+  /// pass on the fixed one (exit 0), the reproduce line naming backend and kernel.
+  @Test func rawSimFindsTheSeedBugAndPassesTheFix() throws {
+    let dir = tmp()
+    let (code, out, _) = try hpthammer([
+      "run", "Jobs/raw-sim-dry-run.yaml", "--out", dir, "--no-progress",
+    ])
+    #expect(code == 1)
+    #expect(out.contains("BUG: unable to handle kernel paging request in kvmppc_add_revmap_chain"))
+    #expect(out.contains("--backend raw-sim --seed 1 --kernel 4.14.0-rc4"))
+    let json =
+      try JSONSerialization.jsonObject(
+        with: Data(contentsOf: URL(fileURLWithPath: dir + "/run.json"))) as! [String: Any]
+    #expect(json["backend"] as? String == "raw-sim")
+    let (fixed, fout, _) = try hpthammer([
+      "run", "Jobs/raw-sim-dry-run.yaml", "--kernel", "6.1", "--duration", "3s", "--out", tmp(),
+      "--no-progress",
+    ])
+    #expect(fixed == 0, "\(fout)")
+    #expect(fout.contains("End of run: SUCCESS"))
+  }
+
+  /// `--backend raw` on this machine's /dev/kvm: an x86 KVM has no HPT resizing, so the run
+  /// cannot test (125) and says which capability is missing.
+  @Test(
+    .enabled(
+      if: FileManager.default.isWritableFile(atPath: "/dev/kvm")
+        && FileManager.default.isReadableFile(atPath: "/dev/kmsg"),
+      "no usable /dev/kvm or /dev/kmsg"))
+  func rawBackendWithoutHPTResizingExits125() throws {
+    #if arch(x86_64) || arch(arm64)
+      let dir = tmp()
+      let (code, out, err) = try hpthammer([
+        "run", "Jobs/dry-run.yaml", "--backend", "raw", "--out", dir, "--no-progress",
+      ])
+      #expect(code == 125, "\(out)\(err)")
+      #expect(out.contains("KVM_CAP_SPAPR_RESIZE_HPT is 0"), "\(out)")
+      let json =
+        try JSONSerialization.jsonObject(
+          with: Data(contentsOf: URL(fileURLWithPath: dir + "/run.json"))) as! [String: Any]
+      #expect(json["verdict"] as? String == "error")
+      #expect(json["backend"] as? String == "raw")
+    #endif
+  }
+
+  @Test func unknownBackendIsAUsageErrorListingTheRawOnes() throws {
+    let (code, _, err) = try hpthammer(["run", "Jobs/dry-run.yaml", "--backend", "rawsim"])
+    #expect(code == 2)
+    #expect(err.contains("allowed: sim, libvirt, raw, raw-sim"), "\(err)")
+  }
+
   @Test func simKernelsListsModelsAndFixes() throws {
     let (code, out, _) = try hpthammer(["sim", "kernels"])
     #expect(code == 0)

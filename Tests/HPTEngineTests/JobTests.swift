@@ -81,3 +81,31 @@ import Testing
     #expect(error("budget: {}")?.key == "budget")
   }
 }
+
+@Suite struct RawJobTests {
+  @Test func rawBackendsParse() throws {
+    for b in ["raw", "raw-sim"] {
+      let j = try Job.parse("backend: \(b)\nguests: {memory_mib: 256}\n", file: "r.yaml")
+      #expect(j.backend.rawValue == b)
+    }
+    #expect(BackendKind.rawSim.usesKernelModel && !BackendKind.raw.usesKernelModel)
+  }
+
+  /// Guest RAM the real-mode payload cannot reach (past the VRMA of the boot order) is refused
+  /// with the order that would do.
+  @Test func memoryPastTheVRMAIsAClearError() throws {
+    #expect(Job.vrmaOrder(memoryMiB: 128) == 18)
+    #expect(Job.vrmaOrder(memoryMiB: 256) == 19)
+    let text =
+      "backend: raw\nguests: {memory_mib: 1024, hpt_order: 19}\nresize: {orders: [18, 22]}\n"
+    do {
+      _ = try Job.parse(text, file: "r.yaml")
+      Issue.record("accepted")
+    } catch {
+      #expect(error.key == "guests.memory_mib")
+      #expect(error.description.contains("at least 21"), "\(error)")
+    }
+    // The same job on the simulator (no real mode to reach) is fine.
+    _ = try Job.parse(text.replacingOccurrences(of: "raw", with: "sim"), file: "r.yaml")
+  }
+}

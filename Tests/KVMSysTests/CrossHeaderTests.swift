@@ -38,6 +38,7 @@ struct CrossHeaderTests {
     ("struct kvm_get_htab_fd", MemoryLayout<KVMGetHTABFD>.size),
     ("struct kvm_ppc_smmu_info", MemoryLayout<KVMPPCSMMUInfo>.size),
     ("struct kvm_sregs", MemoryLayout<KVMSregs>.size),
+    ("struct kvm_regs", MemoryLayout<KVMRegs>.size),
   ]
 
   /// ONE_REG ids.

@@ -23,6 +23,9 @@ import Testing
     (.KVM_SET_USER_MEMORY_REGION, 0x8020_ae46, 0x4020_ae46),
     (.KVM_GET_ONE_REG, 0x8010_aeab, 0x4010_aeab),
     (.KVM_SET_ONE_REG, 0x8010_aeac, 0x4010_aeac),
+    // powerpc's kvm_regs is 392 bytes (0x188).
+    (.KVM_GET_REGS, 0x4188_ae81, 0x8188_ae81),
+    (.KVM_SET_REGS, 0x8188_ae82, 0x4188_ae82),
     // powerpc's kvm_sregs is 1232 bytes (0x4d0).
     (.KVM_GET_SREGS, 0x44d0_ae83, 0x84d0_ae83),
     (.KVM_SET_SREGS, 0x84d0_ae84, 0x44d0_ae84),
@@ -88,6 +91,9 @@ import Testing
     #expect(MemoryLayout<KVMPPCSMMUInfo>.size == 592)
     #expect(MemoryLayout<KVMSregsPPC32>.size == 192)
     #expect(MemoryLayout<KVMSregs>.size == 1232)
+    #expect(MemoryLayout<KVMRegs>.size == 392)
+    #expect(MemoryLayout<KVMRegs>.offset(of: \.msr) == 40)
+    #expect(MemoryLayout<KVMRegs>.offset(of: \.gpr) == 136)
     #expect(MemoryLayout<KVMRunHead>.size == KVMRun.exitUnionOffset)
     #expect(MemoryLayout<KVMRunPAPRHcall>.size == 88)
   }

@@ -70,7 +70,7 @@ import Testing
     let vm = try kvm.createVM(type: .default)
     // Guest RAM: the memslot names the local shadow; hostd's kernel gets hostd's mapping.
     let size = 2 << 20
-    let ram = try remote.mmap(length: size, .anonymous).get()
+    let ram = try remote.mmap(length: size, .sharedAnonymous).get()
     try vm.setUserMemoryRegion(
       KVMUserspaceMemoryRegion(
         slot: 0, guest_phys_addr: 0, memory_size: UInt64(size),
@@ -90,9 +90,9 @@ import Testing
     let vcpu = try vm.createVCPU(id: 0)
     vcpu.immediateExit = true
     #expect(vcpu.immediateExit)
-    #expect(try remote.madvise(ram, length: size, advice: 4 /* MADV_DONTNEED */).get() == 0)
+    #expect(try remote.madvise(ram, length: size, .dontNeed).get() == 0)
     #expect(throws: Errno.EFAULT) {
-      try remote.madvise(UnsafeMutableRawPointer(bitPattern: 0x1000)!, length: 4096, advice: 4)
+      try remote.madvise(UnsafeMutableRawPointer(bitPattern: 0x1000)!, length: 4096, .dontNeed)
         .get()
     }
 
@@ -115,7 +115,7 @@ import Testing
     #expect(remote.hello == "hpthammer-hostd 1 ppc64le")
     #expect(remote.arch == .powerpc)
     let ram = try remote.mmap(length: 1 << 20, .anonymous).get()
-    #expect(try remote.madvise(ram, length: 1 << 20, advice: 4).get() == 0)
+    #expect(try remote.madvise(ram, length: 1 << 20, .dontNeed).get() == 0)
     #expect(try remote.munmap(ram, length: 1 << 20).get() == 0)
     #expect(throws: Errno.EINVAL) { try remote.munmap(ram, length: 1 << 20).get() }
     #expect(throws: Errno.ENOENT) { try remote.open("/dev/hpthammer-absent").get() }

@@ -1,0 +1,136 @@
+import Foundation
+import Testing
+
+@testable import PPC64
+
+@Suite struct PayloadTests {
+  static let params = PayloadParameters(
+    base: 0x30_0000, size: 0x8_0000, patternSeed: 0x1234_5678_9abc_def0, pagesPerReport: 4,
+    pageBytes: 0x1_0000, hcallNumber: 0xF100)
+
+  @Test func parameterBlockRoundTrips() throws {
+    let p = try Payload(loadAddress: 0x1_0000, parameters: Self.params)
+    #expect(p.entry == 0x1_0040)
+    let back = p.image.withUnsafeBytes { Payload.parameters(fromBlock: $0) }
+    #expect(back == Self.params)
+    var broken = p.image
+    broken[0] ^= 1
+    #expect(broken.withUnsafeBytes { Payload.parameters(fromBlock: $0) } == nil)
+    #expect(Array(p.image[0..<8]) == Array("HPTHPAY1".utf8))
+  }
+
+  @Test func badParametersAreRefusedWithTheReason() {
+    var p = Self.params
+    p.size = 0x8_0001
+    #expect(throws: PPC64Error.self) { try Payload(loadAddress: 0x1_0000, parameters: p) }
+    p = Self.params
+    p.pagesPerReport = 0
+    #expect(throws: PPC64Error.self) { try Payload(loadAddress: 0x1_0000, parameters: p) }
+    p = Self.params
+    p.pageBytes = 3000
+    #expect(throws: PPC64Error.self) { try Payload(loadAddress: 0x1_0000, parameters: p) }
+    do {
+      _ = try Payload(loadAddress: 0x30_0000, parameters: Self.params)
+      Issue.record("an image inside the walked range was accepted")
+    } catch {
+      #expect(error.description.contains("overlaps"), "\(error)")
+    }
+  }
+
+  @Test func patternDependsOnSeedAddressAndPass() {
+    let a = Payload.pattern(seed: 1, gpa: 0x10000, pass: 0)
+    #expect(a & 1 == 1)
+    #expect(a != Payload.pattern(seed: 2, gpa: 0x10000, pass: 0))
+    #expect(a != Payload.pattern(seed: 1, gpa: 0x20000, pass: 0))
+    #expect(a != Payload.pattern(seed: 1, gpa: 0x10000, pass: 1))
+    #expect(a == Payload.pattern(seed: 1, gpa: 0x10000, pass: 0))
+  }
+
+  /// The whole payload, as objdump reads it, is the instruction list the builder made, and it
+  /// has the parts the design needs (one `sc 1`, loads of the block, the loop branches).
+  @Test(.enabled(if: Tools.objdump != nil, "powerpc64le-linux-gnu-objdump is not installed"))
+  func objdumpReadsTheWholePayload() throws {
+    let p = try Payload(loadAddress: 0x1_0000, parameters: Self.params)
+    let code = Array(p.image[Int(Payload.parameterBlockSize)...])
+    let texts = try Tools.disassemble(code, .littleEndian)
+    try #require(texts.count == p.instructions.count, "\(texts.count) vs \(p.instructions.count)")
+    for (i, inst) in p.instructions.enumerated() {
+      #expect(squeeze(texts[i]) == squeeze(inst.objdumpText(at: UInt64(i * 4))), "at +\(i * 4)")
+    }
+    #expect(texts.filter { $0.hasPrefix(".long") }.isEmpty)
+    #expect(texts.filter { squeeze($0) == "sc 1" }.count == 1)
+    #expect(texts.contains { squeeze($0) == "ld r21,8(r20)" })
+    #expect(texts.contains { squeeze($0) == "std r3,0(r17)" })
+    // The trap flavour differs only in the report instruction.
+    let t = try Payload(loadAddress: 0x1_0000, parameters: Self.params, report: .trap)
+    let diff = zip(t.instructions, p.instructions).filter { $0 != $1 }
+    #expect(diff.count == 1 && diff[0].0 == .trap && diff[0].1 == .sc(lev: 1))
+  }
+
+  /// Runs the payload's loop for real, as a ppc64le user program under qemu-user: reports come
+  /// with the counts the design says, a dword changed behind its back is reported with its
+  /// address, expected and found values, and memory ends up holding the patterns.
+  @Test(
+    .enabled(
+      if: Tools.gcc != nil && Tools.qemu != nil,
+      "powerpc64le-linux-gnu-gcc or qemu-ppc64le-static is not installed"))
+  func theLoopWritesAndVerifiesMemoryUnderQEMU() throws {
+    let gcc = try #require(Tools.gcc)
+    let qemu = try #require(Tools.qemu)
+    let dir = try Tools.tempDir()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+      .appendingPathComponent("Harness/run_payload.c")
+    let binary = dir.appendingPathComponent("run_payload")
+    let (cc, ccOut) = try Tools.run(gcc, ["-O1", "-static", "-o", binary.path, source.path])
+    try #require(cc == 0, "\(ccOut)")
+
+    let load: UInt64 = 0x2000_0000
+    let base: UInt64 = 0x3000_0000
+    let pages: UInt64 = 8
+    let page: UInt64 = 0x1000
+    let seed: UInt64 = 0xfeed_5eed
+    let params = PayloadParameters(
+      base: base, size: pages * page, patternSeed: seed, pagesPerReport: 4, pageBytes: page,
+      hcallNumber: 0xF100)
+    let payload = try Payload(loadAddress: load, parameters: params, report: .trap)
+    let image = dir.appendingPathComponent("payload.bin")
+    try Data(payload.image).write(to: image)
+    // 6 reports of 4 pages: passes 0-2 of 8 pages; page 2 corrupted after report 4 (the end
+    // of pass 1), found in pass 2.
+    let (rc, out) = try Tools.run(
+      qemu,
+      [
+        binary.path, image.path, "0x\(String(load, radix: 16))", "0x\(String(base, radix: 16))",
+        "\(pages * page)", "6", "4", "\(2 * page)",
+      ])
+    try #require(rc == 0, "\(out)")
+    let reports = out.split(separator: "\n").filter { $0.hasPrefix("report ") }.map {
+      $0.split(separator: " ").dropFirst().map(String.init)
+    }
+    try #require(reports.count == 6, "\(out)")
+    func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+    let expectedVerified = ["0", "0", "4", "8", "12", "16"]
+    for (k, r) in reports.enumerated() {
+      #expect(r[0] == "61696", "hcall number in r3")  // 0xF100
+      #expect(r[1] == expectedVerified[k], "report \(k + 1): verified \(r[1])")
+    }
+    #expect(reports[3][2] == "0" && reports[3][3] == "0x0")
+    let bad = base + 2 * page
+    #expect(reports[4][2] == "1", "mismatches: \(reports[4])")
+    #expect(reports[4][3] == hex(bad))
+    #expect(reports[4][4] == hex(Payload.pattern(seed: seed, gpa: bad, pass: 1)))
+    #expect(reports[4][5] == "0xdead")
+    #expect(reports[5][2] == "1", "the page is rewritten in pass 2: no new mismatch")
+    // After report 6 pass 2 is complete: every page holds pattern(.., pass 2).
+    let memory = out.split(separator: "\n").filter { $0.hasPrefix("page ") }.map {
+      $0.split(separator: " ").dropFirst().map(String.init)
+    }
+    try #require(memory.count == Int(pages))
+    for (i, m) in memory.enumerated() {
+      let gpa = base + UInt64(i) * page
+      #expect(m[0] == hex(gpa))
+      #expect(m[1] == hex(Payload.pattern(seed: seed, gpa: gpa, pass: 2)), "page \(i)")
+    }
+  }
+}
