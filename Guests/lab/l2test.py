@@ -58,7 +58,10 @@ dmesg | grep -iE 'kvm|hpt|oops|bug|warn' | tail -8
 """
 
 
-def xml(memory_mib, vcpus, console_log):
+def xml(memory_mib, vcpus, console_log, vof):
+    # x-vof=on: QEMU's VOF instead of SLOF (kernel loaded directly; as the TCG guests do).
+    extra = ("  <qemu:commandline>\n    <qemu:arg value='-machine'/>\n    <qemu:arg value='x-vof=on'/>\n"
+             "  </qemu:commandline>\n") if vof else ""
     return f"""<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>{NAME}</name>
   <maxMemory slots='4' unit='MiB'>{memory_mib * 4}</maxMemory>
@@ -97,7 +100,7 @@ def xml(memory_mib, vcpus, console_log):
     </console>
     <memballoon model='none'/>
   </devices>
-</domain>
+{extra}</domain>
 """
 
 
@@ -172,6 +175,7 @@ def main():
     ap.add_argument("--memory", type=int, default=1024)
     ap.add_argument("--vcpus", type=int, default=1)
     ap.add_argument("--out", default=".")
+    ap.add_argument("--vof", action="store_true", help="boot L2 with x-vof=on instead of SLOF")
     a = ap.parse_args()
     ssh = shlex.split(a.ssh)
     virsh = ["virsh", "-q", "-c", a.uri]
@@ -188,7 +192,7 @@ def main():
     console_log = "/var/log/hpthammer/l2test-console.log"
     xmlpath = os.path.join(a.out, "l2test.xml")
     with open(xmlpath, "w") as f:
-        f.write(xml(a.memory, a.vcpus, console_log))
+        f.write(xml(a.memory, a.vcpus, console_log, a.vof))
     p = subprocess.run(virsh + ["define", xmlpath], capture_output=True, text=True)
     if p.returncode:
         sys.exit(f"l2test: virsh define: {p.stderr.strip()}")

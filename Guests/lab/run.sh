@@ -7,7 +7,9 @@
 #                    over both URIs list domain type kvm for ppc64(le)
 #   run.sh l2test [N] boot an HPT guest (L2) through libvirt (type kvm) in the lab, do N rounds of
 #                    resizes 22/23/24/23 through its agent, and count the kvm-hv resize ioctls
-#                    with kprobes in the lab's kernel (default N=3)
+#                    with kprobes in the lab's kernel (default N=3; HPTHAMMER_LAB_L2_URI=ssh
+#                    drives libvirt over qemu+ssh instead of qemu+tcp; HPTHAMMER_LAB_L2_VOF=1
+#                    boots L2 with x-vof=on instead of SLOF)
 #   run.sh ssh [CMD] a shell (or CMD) on the lab host
 #   run.sh reset     QMP system_reset (the power switch); `boot` waits again with `run.sh wait`
 #   run.sh wait      wait until ssh answers (after a reset)
@@ -134,6 +136,18 @@ EOF
   t=$(wait_ssh "$start") || { log "stopping L0 (console kept: $run/console.log)"; cmd_stop; exit 1; }
   echo "ssh_ready_s=$t" >>"$run/boot.times"
   log "ssh answers $t s after L0 started"
+  if command -v virsh >/dev/null; then
+    while ! timeout 120 virsh -q -c "$tcp_uri" capabilities 2>/dev/null | grep -q "<domain type='kvm'"; do
+      [ "$(since "$start" | cut -d. -f1)" -lt "${HPTHAMMER_LAB_BOOT_TIMEOUT:-900}" ] ||
+        die "libvirtd in the lab does not offer domain type kvm; see run.sh ssh cat /var/log/libvirt/libvirtd.log"
+      sleep 2
+    done
+    t=$(since "$start")
+    echo "libvirt_kvm_ready_s=$t" >>"$run/boot.times"
+    log "libvirt ($tcp_uri) lists domain type kvm $t s after L0 started"
+  else
+    log "virsh not found here (apt-get install -y libvirt-clients): not waiting for libvirtd"
+  fi
   sed -n 's/^.*hpthammer-lab: /  lab: /p' "$run/console.log" | tr -d '\r' >&2
   envlines
 }
@@ -182,8 +196,10 @@ cmd_check() {
 
 cmd_l2test() {
   running || die "the lab is not running: run.sh boot" 125
-  python3 "$here/l2test.py" --uri "$tcp_uri" --ssh "ssh -F $run/ssh_config hpthammer-lab" \
-    --rounds "${1:-3}" --out "$run"
+  local uri=$tcp_uri
+  [ "${HPTHAMMER_LAB_L2_URI:-tcp}" = ssh ] && uri=$ssh_uri
+  python3 "$here/l2test.py" --uri "$uri" --ssh "ssh -F $run/ssh_config hpthammer-lab" \
+    --rounds "${1:-3}" --out "$run" ${HPTHAMMER_LAB_L2_VOF:+--vof}
 }
 
 case "${1:-}" in
