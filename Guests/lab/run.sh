@@ -95,7 +95,7 @@ cmd_boot() {
   out=$("$here/build.sh") || exit $?
   eval "$(grep '^HPTHAMMER_LAB_[A-Z_]*=' <<<"$out" | sed 's/=\(.*\)/="\1"/')"
   for p in "$sshport" "$lvport"; do
-    python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$p" 2>/dev/null ||
+    python3 -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1])))" "$p" 2>/dev/null ||
       die "port 127.0.0.1:$p is taken (another lab? run.sh stop, or set HPTHAMMER_LAB_SSH_PORT / HPTHAMMER_LAB_LIBVIRT_PORT)" 125
   done
   command -v ssh >/dev/null || die "ssh not found. Install it: apt-get install -y openssh-client" 125
