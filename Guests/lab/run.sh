@@ -11,7 +11,7 @@
 #                    drives libvirt over qemu+ssh instead of qemu+tcp; HPTHAMMER_LAB_L2_VOF=1
 #                    boots L2 with x-vof=on instead of SLOF)
 #   run.sh ssh [CMD] a shell (or CMD) on the lab host
-#   run.sh reset     QMP system_reset (the power switch); `boot` waits again with `run.sh wait`
+#   run.sh reset     QMP system_reset (the power switch); then `run.sh wait`
 #   run.sh wait      wait until ssh answers (after a reset)
 #   run.sh stop      QMP quit (then SIGTERM after 20 s); idempotent
 #   run.sh status    running or not, and the access lines
