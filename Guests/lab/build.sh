@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# Builds the HPTHammer lab host: an emulated POWER9 bare-metal host (QEMU >= 8.1, machine
+# powernv9, TCG on x86) that runs Debian's ppc64el kernel with the real kvm-hv module, QEMU 7.2,
+# libvirtd and an ssh server, and holds the HPTHammer guest image (Guests/build.sh) for L2
+# guests. Everything comes from Debian packages (apt-get download + dpkg -x, nothing installed
+# into the host) and is cached under ${HPTHAMMER_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hpthammer/lab};
+# a step runs only when its output is missing or one of its inputs changed. Never writes into git.
+#
+# Prints on stdout (messages go to stderr):
+#   HPTHAMMER_LAB_QEMU=...          L0: qemu-system-ppc64 (>= 8.1) to run on x86
+#   HPTHAMMER_LAB_QEMU_DATADIR=...  its firmware directory (-L; skiboot.lid)
+#   HPTHAMMER_LAB_QEMU_LIBS=...     LD_LIBRARY_PATH for it (empty when the host has its libraries)
+#   HPTHAMMER_LAB_KERNEL=...        the lab host's kernel (vmlinux, PowerNV-capable)
+#   HPTHAMMER_LAB_INITRD=...        the lab host's initramfs (cpio, gzip; < 128 MiB)
+#   HPTHAMMER_LAB_KEY=...           the ssh key for root@lab (private; .pub next to it)
+#   HPTHAMMER_LAB_HOSTKEY_PUB=...   the lab's ssh host key (for known_hosts)
+#   HPTHAMMER_LAB_GUEST_KERNEL=...  the L2 guest kernel, as a path inside the lab
+#   HPTHAMMER_LAB_GUEST_INITRD=...  the L2 guest initramfs, as a path inside the lab
+# Environment: HPTHAMMER_LAB_CACHE (cache), HPTHAMMER_LAB_QEMU (an L0 QEMU of your own, >= 8.1,
+# instead of the backports one), HPTHAMMER_LAB_QEMU_DATADIR (its firmware dir),
+# HPTHAMMER_LAB_MIRROR (Debian mirror, default http://deb.debian.org), HPTHAMMER_LAB_APT_UPDATE=1
+# (refresh the private apt lists now; otherwise weekly). HPTHAMMER_CACHE etc. go to Guests/build.sh.
+# Exit codes: 0 built (or cached), 125 a tool or package is missing (the message says what to
+# do), other: a build step failed.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${HPTHAMMER_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hpthammer/lab}
+mirror=${HPTHAMMER_LAB_MIRROR:-http://deb.debian.org}
+log() { echo "lab/build.sh: $*" >&2; }
+die() { echo "lab/build.sh: error: $1" >&2; exit "${2:-1}"; }
+missing() { die "$1 not found. $2" 125; }
+t0=$(date +%s.%N)
+
+# --- tools ---------------------------------------------------------------------------------
+for t in apt-get apt-cache dpkg dpkg-deb; do
+  command -v "$t" >/dev/null || missing "$t" "This recipe needs a Debian/Ubuntu host (apt and dpkg)."
+done
+command -v python3 >/dev/null || missing python3 "Install it: apt-get install -y python3"
+command -v depmod >/dev/null || [ -x /sbin/depmod ] || missing depmod "Install it: apt-get install -y kmod"
+depmod=$(command -v depmod || echo /sbin/depmod)
+command -v ssh-keygen >/dev/null || missing ssh-keygen "Install it: apt-get install -y openssh-client"
+for t in gzip sha256sum; do
+  command -v "$t" >/dev/null || missing "$t" "Install it: apt-get install -y ${t/sha256sum/coreutils}"
+done
+[ -r /usr/share/keyrings/debian-archive-keyring.gpg ] ||
+  missing /usr/share/keyrings/debian-archive-keyring.gpg "Install it: apt-get install -y debian-archive-keyring"
+mkdir -p "$cache"/{debs,unpacked,keys,apt/lists/partial,apt/cache/archives/partial,apt/preferences.d} ||
+  die "cannot create the cache directory $cache" 125
+
+# --- the guest image (issue 4), and the kernel package it unpacked --------------------------
+log "guest image: Guests/build.sh"
+gout=$("$here/../build.sh") || die "Guests/build.sh failed (exit $?); run it alone to see why" 125
+gkernel=$(sed -n 's/^HPTHAMMER_GUEST_KERNEL=//p' <<<"$gout")
+ginitrd=$(sed -n 's/^HPTHAMMER_GUEST_INITRD=//p' <<<"$gout")
+release=$(sed -n 's/^HPTHAMMER_GUEST_VERSION=//p' <<<"$gout")
+[ -s "$gkernel" ] && [ -s "$ginitrd" ] && [ -n "$release" ] || die "Guests/build.sh printed no kernel/initrd"
+gcache=$(dirname "$gkernel")
+kroot=$(ls -d "$gcache"/unpacked/linux-image-"$release"_*/ 2>/dev/null | tail -1 || true)
+[ -n "$kroot" ] && [ -d "$kroot/lib/modules/$release" ] ||
+  die "no unpacked kernel package for $release under $gcache/unpacked (delete $gcache/unpacked and rerun)"
+bbroot=$(ls -d "$gcache"/unpacked/busybox-static_*/ 2>/dev/null | tail -1 || true)
+[ -x "$bbroot/bin/busybox" ] || die "no unpacked busybox-static under $gcache/unpacked (rerun Guests/build.sh)"
+
+# --- a private apt (bookworm + backports, amd64 + ppc64el): the host's apt state is untouched -
+aptdir="$cache/apt"
+cat >"$aptdir/sources.list.new" <<EOF
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror/debian bookworm main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror/debian bookworm-updates main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror/debian-security bookworm-security main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror/debian bookworm-backports main
+EOF
+if cmp -s "$aptdir/sources.list.new" "$aptdir/sources.list"; then rm "$aptdir/sources.list.new"
+else mv "$aptdir/sources.list.new" "$aptdir/sources.list"; rm -f "$aptdir/updated"; fi
+aptopts=(-o "Dir::Etc::SourceList=$aptdir/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+  -o "Dir::State::Lists=$aptdir/lists" -o "Dir::Cache=$aptdir/cache"
+  -o "Dir::Etc::Preferences=$aptdir/preferences" -o "Dir::Etc::PreferencesParts=$aptdir/preferences.d"
+  -o APT::Architectures::=amd64 -o APT::Architectures::=ppc64el -o Debug::NoLocking=1)
+[ "$(id -u)" = 0 ] && aptopts+=(-o APT::Sandbox::User=root)
+if [ "${HPTHAMMER_LAB_APT_UPDATE:-0}" = 1 ] || [ -z "$(find "$aptdir/updated" -mtime -7 2>/dev/null)" ]; then
+  log "apt-get update (private lists in $aptdir)"
+  if apt-get "${aptopts[@]}" update -q >"$aptdir/update.log" 2>&1; then touch "$aptdir/updated"
+  else
+    grep -E '^(E|Err):' "$aptdir/update.log" | head -3 | sed 's/^/lab\/build.sh:   /' >&2 || true
+    if ls "$aptdir"/lists/*_Packages* >/dev/null 2>&1; then
+      log "apt-get update had errors (full log: $aptdir/update.log); going on with the lists it has"
+      touch "$aptdir/updated"
+    else
+      die "apt-get update failed and there are no package lists yet (network? mirror $mirror; see $aptdir/update.log)" 125
+    fi
+  fi
+fi
+apt_() { apt-get "${aptopts[@]}" "$@"; }
+
+# download PKG[:ARCH][=VER]... into debs/ (skipping the ones there); sets $debs to their files
+download() {
+  local uris want=() f
+  uris=$(apt_ download --print-uris "$@" 2>"$cache/download.err") ||
+    die "apt cannot resolve: $* ($(tail -1 "$cache/download.err"))
+  Try: HPTHAMMER_LAB_APT_UPDATE=1 $0" 125
+  debs=()
+  while read -r _ f _; do
+    debs+=("$cache/debs/$f")
+    [ -s "$cache/debs/$f" ] || want+=("$f")
+  done <<<"$uris"
+  if [ ${#want[@]} -gt 0 ]; then
+    log "downloading ${#want[@]} packages"
+    (cd "$cache/debs" && apt_ download -q "$@" >/dev/null 2>"$cache/download.err") ||
+      die "apt-get download failed: $(grep -E '^E:' "$cache/download.err" | head -2)" 125
+  fi
+}
+# unpack DEB... into unpacked/NAME/ (cached); sets $trees
+unpack() {
+  local d n
+  trees=()
+  for d in "$@"; do
+    n=$(basename "$d" .deb)
+    if [ ! -e "$cache/unpacked/$n/.done" ]; then
+      rm -rf "$cache/unpacked/$n" && mkdir -p "$cache/unpacked/$n"
+      dpkg -x "$d" "$cache/unpacked/$n" || die "dpkg -x $d failed (a damaged download? delete it and retry)"
+      touch "$cache/unpacked/$n/.done"
+    fi
+    trees+=("$cache/unpacked/$n")
+  done
+}
+
+# --- L0: QEMU >= 8.1 for x86 (powernv9 with a kvm-hv-capable CPU model) ---------------------
+qemu_ok() { # qemu_ok BINARY: its version is >= 8.1
+  local v
+  v=$(LD_LIBRARY_PATH=${l0libs:-} "$1" --version 2>/dev/null | sed -n 's/^QEMU emulator version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+  [ -n "$v" ] && set -- $v && { [ "$1" -gt 8 ] || { [ "$1" = 8 ] && [ "$2" -ge 1 ]; }; }
+}
+l0libs=
+if [ -n "${HPTHAMMER_LAB_QEMU:-}" ]; then
+  l0=$HPTHAMMER_LAB_QEMU
+  l0data=${HPTHAMMER_LAB_QEMU_DATADIR:-$(dirname "$(dirname "$(readlink -f "$l0")")")/share/qemu}
+  qemu_ok "$l0" || die "HPTHAMMER_LAB_QEMU=$l0 is not a QEMU >= 8.1 ($("$l0" --version 2>&1 | head -1))" 125
+else
+  l0ver=$(apt-cache "${aptopts[@]}" madison qemu-system-ppc 2>/dev/null |
+    awk -F' *[|] *' '$3 ~ /backports.*amd64/ {print $2; exit}')
+  [ -n "$l0ver" ] || die "no QEMU >= 8.1 for the lab's L0: bookworm-backports has no qemu-system-ppc for amd64 in
+  $aptdir (offline?). Get one of these:
+  - rerun with HPTHAMMER_LAB_APT_UPDATE=1 (network to $mirror);
+  - system-wide: add 'deb $mirror/debian bookworm-backports main' to /etc/apt/sources.list.d/ and
+    apt-get install -t bookworm-backports qemu-system-ppc, then HPTHAMMER_LAB_QEMU=/usr/bin/qemu-system-ppc64;
+  - or build QEMU >= 8.1 with --target-list=ppc64-softmmu and set HPTHAMMER_LAB_QEMU to it." 125
+  download "qemu-system-ppc:amd64=$l0ver" "qemu-system-data=$l0ver"
+  unpack "${debs[@]}"
+  l0root="$cache/l0/root-${l0ver//[:~+]/_}"
+  if [ ! -e "$l0root/.done" ]; then
+    log "L0 QEMU $l0ver into $l0root"
+    rm -rf "$l0root" && mkdir -p "$l0root"
+    for t in "${trees[@]}"; do cp -a "$t"/. "$l0root"/; done
+    rm -f "$l0root/.done"
+    touch "$l0root/.done"
+  fi
+  l0="$l0root/usr/bin/qemu-system-ppc64"
+  l0data="$l0root/usr/share/qemu"
+  # The libraries it needs that the host lacks (or has too old): from bookworm(-backports) too.
+  if LD_LIBRARY_PATH= ldd "$l0" 2>&1 | grep -q 'not found\|version .* not found'; then
+    libdeps=$(apt-cache "${aptopts[@]}" show "qemu-system-ppc:amd64=$l0ver" | sed -n 's/^Depends: //p' |
+      tr ',' '\n' | sed 's/^ *//; s/[ |].*//' | grep '^lib\|^zlib')
+    log "L0 QEMU needs libraries the host lacks: $(LD_LIBRARY_PATH= ldd "$l0" | grep 'not found' | awk '{print $1}' | tr '\n' ' ')"
+    # shellcheck disable=SC2086
+    download $(for p in $libdeps; do echo "$p:amd64"; done)
+    unpack "${debs[@]}"
+    mkdir -p "$cache/l0/libs"
+    for t in "${trees[@]}"; do
+      for d in lib/x86_64-linux-gnu usr/lib/x86_64-linux-gnu; do
+        [ -d "$t/$d" ] && cp -a "$t/$d"/. "$cache/l0/libs"/
+      done
+    done
+    l0libs="$cache/l0/libs"
+  fi
+fi
+qemu_ok "$l0" || die "the L0 QEMU $l0 does not run or is older than 8.1:
+  $(LD_LIBRARY_PATH=$l0libs "$l0" --version 2>&1 | head -2)
+  Set HPTHAMMER_LAB_QEMU to a qemu-system-ppc64 >= 8.1 (see the comments in this script)." 125
+[ -s "$l0data/skiboot.lid" ] || die "no skiboot.lid in $l0data (the powernv firmware, from qemu-system-data)
+  Set HPTHAMMER_LAB_QEMU_DATADIR to the directory that has it." 125
+l0version=$(LD_LIBRARY_PATH=$l0libs "$l0" --version | head -1)
+
+# --- L1: ppc64el userland (QEMU 7.2, libvirt 9.0, dropbear) and its shared libraries ---------
+top=(qemu-system-ppc:ppc64el libvirt-daemon:ppc64el libvirt-daemon-driver-qemu:ppc64el
+  libvirt-clients:ppc64el libvirt0:ppc64el dropbear-bin:ppc64el libc6:ppc64el zlib1g:ppc64el)
+# Every library package in their Depends closure (DT_NEEDED decides later what is copied).
+libs=$(apt-cache "${aptopts[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts \
+  --no-breaks --no-replaces --no-enhances "${top[@]}" 2>/dev/null | grep -E '^lib[^ ]*:ppc64el$' | sort -u || true)
+[ -n "$libs" ] || die "apt knows no ppc64el packages in $aptdir; rerun with HPTHAMMER_LAB_APT_UPDATE=1" 125
+# QEMU's firmware (slof.bin, vof.bin) is in the arch-all qemu-system-data of the same version.
+qver=$(apt-cache "${aptopts[@]}" policy qemu-system-ppc:ppc64el | sed -n 's/^ *Candidate: //p')
+qdver=${qver%+b[0-9]*}
+# shellcheck disable=SC2086
+download "${top[@]}" "qemu-system-data=$qdver" $libs
+unpack "${debs[@]}"
+l1trees=("${trees[@]}" "$bbroot")
+
+# --- keys: the harness's ssh key and the lab's host key (fixed, so known_hosts stays valid) ---
+key="$cache/keys/id_ed25519"
+[ -s "$key" ] || ssh-keygen -q -t ed25519 -N '' -C hpthammer-harness -f "$key" || die "ssh-keygen failed"
+hostkey="$cache/keys/ssh_host_ed25519_key"
+[ -s "$hostkey" ] || ssh-keygen -q -t ed25519 -N '' -C hpthammer-lab -f "$hostkey" || die "ssh-keygen failed"
+
+# --- the initramfs ---------------------------------------------------------------------------
+mods="kvm-hv e1000e"
+ihash=$( (printf '%s\n' "${l1trees[@]##*/}" | sort; echo "$release $mods $gkernel $ginitrd";
+  sha256sum "$here/build.sh" "$here/init" "$here/roots.txt" "$here/stage.py" "$here/../mkcpio.py" "$key.pub" "$hostkey" \
+    "$gkernel" "$ginitrd" | cut -d' ' -f1;
+  (cd "$here/rootfs" && find . -type f | sort | xargs sha256sum)) | sha256sum | cut -c1-16)
+initrd="$cache/lab-$ihash.cpio.gz"
+if [ ! -s "$initrd" ]; then
+  log "staging the lab initramfs"
+  stage="$cache/stage"
+  rm -rf "$stage" && mkdir -p "$stage"
+  printf '%s\n' "${l1trees[@]}" >"$cache/trees.txt"
+  python3 "$here/stage.py" "$stage" "$cache/trees.txt" "$here/roots.txt" ||
+    die "stage.py could not find everything (above); a package list changed? rerun with HPTHAMMER_LAB_APT_UPDATE=1" 125
+  mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,run,tmp,root/.ssh,etc/hpthammer,var/lib/hpthammer/guest}
+  chmod 700 "$stage/root" "$stage/root/.ssh"
+  cp -r "$here/rootfs"/. "$stage"/
+  cp "$here/init" "$stage/init" && chmod 755 "$stage/init"
+  ln -sfn busybox "$stage/bin/sh"   # for /init's #!; /init installs the other applets
+  cp "$key.pub" "$stage/root/.ssh/authorized_keys" && chmod 600 "$stage/root/.ssh/authorized_keys"
+  cp "$hostkey" "$stage/etc/hpthammer/ssh_host_ed25519_key" && chmod 600 "$stage/etc/hpthammer/ssh_host_ed25519_key"
+  # Kernel modules: the ones /init loads and their dependencies (modules.dep of the package).
+  mdir="lib/modules/$release"
+  [ -s "$kroot/$mdir/modules.dep" ] || "$depmod" -b "$kroot" "$release" || die "depmod -b $kroot $release failed"
+  want=$(python3 - "$kroot/$mdir/modules.dep" $mods <<'PY'
+import sys
+dep = {}
+for line in open(sys.argv[1]):
+    m, _, rest = line.partition(":")
+    dep[m.strip()] = rest.split()
+byname = {m.rsplit("/", 1)[1].split(".ko")[0].replace("_", "-"): m for m in dep}
+todo, seen = [byname[n.replace("_", "-")] for n in sys.argv[2:]], set()
+while todo:
+    m = todo.pop()
+    if m not in seen:
+        seen.add(m); todo += dep[m]
+print("\n".join(sorted(seen)))
+PY
+) || die "a module of '$mods' is not in $kroot/$mdir/modules.dep"
+  for m in $want; do
+    mkdir -p "$stage/usr/$mdir/$(dirname "$m")" && cp "$kroot/$mdir/$m" "$stage/usr/$mdir/$m"
+  done
+  cp "$kroot/$mdir"/modules.{order,builtin,builtin.modinfo} "$stage/usr/$mdir/" 2>/dev/null || true
+  "$depmod" -b "$stage" "$release" || die "depmod -b $stage $release failed"
+  # The L2 guest image, under /var/lib/hpthammer/guest and at the same paths as on this machine
+  # (so a harness that passes its own paths in the domain XML finds them in the lab too).
+  cp "$gkernel" "$stage/var/lib/hpthammer/guest/vmlinux"
+  cp "$ginitrd" "$stage/var/lib/hpthammer/guest/initrd.cpio.gz"
+  for p in "$gkernel:vmlinux" "$ginitrd:initrd.cpio.gz"; do
+    mkdir -p "$stage$(dirname "${p%%:*}")"
+    ln -sfn "/var/lib/hpthammer/guest/${p##*:}" "$stage${p%%:*}"
+  done
+  log "stage: $(du -sm "$stage" | cut -f1) MiB; compressing"
+  python3 "$here/../mkcpio.py" "$stage" "$initrd.tmp" && mv "$initrd.tmp" "$initrd"
+  rm -rf "$stage"
+fi
+isize=$(stat -c %s "$initrd")
+[ "$isize" -lt $((128 * 1024 * 1024)) ] ||
+  die "$initrd is $((isize >> 20)) MiB: over powernv's 128 MiB initrd limit (trim roots.txt)"
+lkernel="$cache/vmlinux-$release"
+cmp -s "$gkernel" "$lkernel" 2>/dev/null || cp "$gkernel" "$lkernel"
+
+log "ready in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s: L0 $l0version;" \
+  "lab initramfs $((isize >> 20)) MiB ($initrd); kernel $release"
+echo "HPTHAMMER_LAB_QEMU=$l0"
+echo "HPTHAMMER_LAB_QEMU_DATADIR=$l0data"
+echo "HPTHAMMER_LAB_QEMU_LIBS=$l0libs"
+echo "HPTHAMMER_LAB_KERNEL=$lkernel"
+echo "HPTHAMMER_LAB_INITRD=$initrd"
+echo "HPTHAMMER_LAB_KEY=$key"
+echo "HPTHAMMER_LAB_HOSTKEY_PUB=$hostkey.pub"
+echo "HPTHAMMER_LAB_GUEST_KERNEL=/var/lib/hpthammer/guest/vmlinux"
+echo "HPTHAMMER_LAB_GUEST_INITRD=/var/lib/hpthammer/guest/initrd.cpio.gz"
