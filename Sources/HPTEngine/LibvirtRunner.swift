@@ -14,6 +14,9 @@ final class GuestLink: @unchecked Sendable {
   private var replies: [AgentLine] = []
   private(set) var lastHeartbeat = DispatchTime.now().uptimeNanoseconds
   private(set) var ended = false
+  /// When a dimm was last attached or detached: the guest then resizes its HPT by itself, and
+  /// a resize the harness asks for meanwhile may be refused or superseded.
+  private var lastHotplug: UInt64?
   private var scanner: StreamingCrashScanner
   private let log: FileHandle?
   let onCrash: @Sendable (CrashReport) -> Void
@@ -89,6 +92,15 @@ final class GuestLink: @unchecked Sendable {
         return replies.remove(at: i)
       }
       if ended || !cond.wait(until: deadline) { return nil }
+    }
+  }
+
+  func markHotplug() { cond.withLock { lastHotplug = DispatchTime.now().uptimeNanoseconds } }
+
+  /// Seconds since the last dimm attach or detach (infinity: none yet).
+  var secondsSinceHotplug: Double {
+    cond.withLock {
+      lastHotplug.map { Double(DispatchTime.now().uptimeNanoseconds - $0) / 1e9 } ?? .infinity
     }
   }
 
@@ -203,9 +215,27 @@ public final class LibvirtRunner: @unchecked Sendable {
         description:
           "\(uri) offers no ppc64le guests: install qemu-system-ppc on the host")
     }
-    let (builtKernel, builtInitrd) = try guestImage()
-    let kernel = try stageForQEMU(builtKernel)
-    let initrd = try stageForQEMU(builtInitrd)
+    let kernel: String
+    let initrd: String
+    if let inLab = target.lab?.guestImage, job.libvirt.kernelImage == nil {
+      // The lab carries the guest image of Guests/build.sh.
+      (kernel, initrd) = inLab
+    } else {
+      let (builtKernel, builtInitrd) = try guestImage()
+      kernel = try stageForQEMU(builtKernel)
+      initrd = try stageForQEMU(builtInitrd)
+    }
+    // libvirt's copy of each console is written by QEMU, on the host that runs it.
+    let consoleDir: String
+    if target.spec.kind == .local {
+      consoleDir = outDir.path
+    } else {
+      consoleDir = "/var/log/hpthammer"
+      let mk = target.run(["mkdir", "-p", consoleDir], timeoutS: 30)
+      guard mk.ok else {
+        throw SetupError(description: "\(target.name): mkdir -p \(consoleDir): \(mk.lastLine)")
+      }
+    }
     try conn.onLifecycle { [self] e in lifecycle(e) }
 
     var links: [GuestLink] = []
@@ -221,7 +251,8 @@ public final class LibvirtRunner: @unchecked Sendable {
         maxMemoryMiB: max(job.guestMemoryMiB * 4, job.guestMemoryMiB + 2 * job.libvirt.hotplugMiB),
         vcpus: job.vcpus, cpuModel: job.libvirt.cpuModel,
         kernel: kernel, initrd: initrd, resizing: job.libvirt.resizing,
-        consoleLog: outDir.appendingPathComponent("guest\(i).libvirt-console.log").path)
+        consoleLog: target.spec.kind == .local
+          ? consoleDir + "/guest\(i).libvirt-console.log" : consoleDir + "/\(name).console.log")
       let d = try conn.defineDomain(xml: spec.xml)
       lock.locked { created.append(d) }
       try d.start()
@@ -303,11 +334,16 @@ public final class LibvirtRunner: @unchecked Sendable {
     progress.begin(job: job, stats: recorder.stats, executor: exec, host: NoHost())
     exec.run(agents)
     progress.end()
-    if job.target.traceResizes && lock.locked({ hostDown }) == nil { collectHostTrace() }
-    if target.spec.kind != .local { return release }
-    // CPU time of the guests' QEMU processes and of the harness itself.
+    if job.target.traceResizes {
+      if lock.locked({ hostDown }) == nil {
+        collectHostTrace()
+      } else if lock.locked({ hostTrace?.method }) != nil {
+        lock.locked { hostTrace?.unavailable = "the host went down before the counts were read" }
+      }
+    }
+    // CPU time of the guests' QEMU processes (on this machine) and of the harness itself.
     var qemuTicks = 0
-    for l in links {
+    for l in links where target.spec.kind == .local {
       if let pid = try? String(
         contentsOfFile: "/run/libvirt/qemu/\(l.domain.name).pid", encoding: .utf8
       )
@@ -321,7 +357,7 @@ public final class LibvirtRunner: @unchecked Sendable {
       }
     }
     let hz = Int(sysconf(Int32(_SC_CLK_TCK)))
-    figures["qemu_cpu_ms"] = qemuTicks * 1000 / max(1, hz)
+    if target.spec.kind == .local { figures["qemu_cpu_ms"] = qemuTicks * 1000 / max(1, hz) }
     var ru = rusage()
     getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &ru)
     figures["harness_cpu_ms"] =
@@ -473,8 +509,16 @@ public final class LibvirtRunner: @unchecked Sendable {
       out?.write(Data((line + "\n").utf8))
       scanner.feed(line: line).forEach(hostOops)
     }
+    var lastRecord = Date()
     while !exec.stopRequested {
-      if let r = log.next(timeoutMs: 200) { consume(r) }
+      if let r = log.next(timeoutMs: 200) {
+        consume(r)
+        lastRecord = Date()
+      } else if scanner.crashInProgress && -lastRecord.timeIntervalSinceNow > 5 {
+        // A report with no end marker (a panic that stops the machine): quiet for 5 s means
+        // the kernel has said all it will.
+        scanner.finish().forEach(hostOops)
+      }
     }
     // What the host printed up to now (a dying kernel's last lines), then the rest of a report.
     let tail = Date().addingTimeInterval(target.spec.kind == .local ? 0.2 : 3)
@@ -607,11 +651,15 @@ public final class LibvirtRunner: @unchecked Sendable {
       exec.sleep(ms: Int(everyS * 1000))
       if exec.stopRequested { break }
       do {
+        l.markHotplug()
         try l.domain.attachDevice(xml: dimm)
+        l.markHotplug()
         recorder.stats.answer("HOTPLUG", "attached")
         exec.sleep(ms: Int(everyS * 1000))
         try recordOrder(l, "with the dimm")
+        l.markHotplug()
         try l.domain.detachDevice(xml: dimm)
+        l.markHotplug()
         recorder.stats.answer("HOTPLUG", "detached")
         exec.sleep(ms: Int(everyS * 1000))
         try recordOrder(l, "without it")
@@ -649,6 +697,8 @@ final class NoHost: KVMSystem, @unchecked Sendable {
 /// The resize hammer of one libvirt guest: the agent writes hpt_order (PREPARE and COMMIT
 /// happen in the guest's kernel, through QEMU) and reports each answer.
 final class GuestHammer: @unchecked Sendable {
+  /// How long after a dimm attach/detach a refused resize is put down to it.
+  static let hotplugWindowS = 30.0
   let link: GuestLink
   let job: Job
   let stats: RunStats
@@ -709,6 +759,12 @@ final class GuestHammer: @unchecked Sendable {
           exec.requestStop()
           break
         }
+        if link.secondsSinceHotplug < Self.hotplugWindowS {
+          // A resize waits behind the guest's own resizes for an unplug (seen up to minutes).
+          stats.with { $0.failedExpected += 1 }
+          stats.answer("hpt_order near hotplug", "no answer in 60 s")
+          continue
+        }
         stats.with {
           $0.failedUnexpected += 1
           $0.unexpected.append(
@@ -734,8 +790,16 @@ final class GuestHammer: @unchecked Sendable {
       } else {
         // ENOSPC: bolted collision on a shrink; EINVAL: order outside 18..46; EPERM: QEMU's
         // limit (RAM order + 1).
+        // Near a hotplug the guest resizes by itself: the order the harness believes in is
+        // stale (EPERM for what is now above the limit), and a resize racing the guest's own
+        // answers ETIMEDOUT or EIO. Counted apart, not failures.
+        let nearHotplug =
+          link.secondsSinceHotplug < Self.hotplugWindowS
+          && [.EPERM, .ETIMEDOUT, .EIO, .EBUSY, .ENOSPC].contains(e)
+        if nearHotplug { stats.answer("hpt_order near hotplug", e.name) }
         let expected =
-          (e == .ENOSPC && target < order)
+          nearHotplug
+          || (e == .ENOSPC && target < order)
           || (e == .EINVAL && !HPTOrder.validRange.contains(target))
           || (e == .EPERM && target > order)
         if expected {

@@ -98,6 +98,11 @@ import Testing
     #expect(cat.ok && cat.stdout == "to the host\n")
     let missing = HostCommand.run(["hpthammer-no-such-program"], timeoutS: 10)
     #expect(missing.status == 127)
+    // A daemon it leaves behind keeps the pipes open (the lab's QEMU): the exit still counts.
+    let t0 = Date()
+    let daemon = HostCommand.run(["sh", "-c", "sleep 20 & echo started; exit 3"], timeoutS: 15)
+    #expect(daemon.status == 3 && daemon.stdout == "started\n")
+    #expect(-t0.timeIntervalSinceNow < 5)
   }
 
   @Test func sshCommandLineIsBatchModeWithOneQuotedRemoteCommand() {

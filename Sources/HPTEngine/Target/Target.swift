@@ -24,7 +24,7 @@ public final class Target: @unchecked Sendable {
   var power: PowerSpec? { lab.map { .qmp(socket: $0.qmpSocket) } ?? spec.power }
 
   public var libvirtURI: String {
-    spec.libvirtURI ?? ssh?.libvirtURI ?? "qemu:///system"
+    spec.libvirtURI ?? lab?.libvirtURI ?? ssh?.libvirtURI ?? "qemu:///system"
   }
 
   /// Runs `argv` on the host: locally, or through ssh.

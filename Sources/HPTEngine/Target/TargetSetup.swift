@@ -23,27 +23,24 @@ public enum TargetSetup {
       }
       return t
     case .lab:
-      progress.note("lab: building or reusing the lab image (Guests/lab/build.sh)")
-      let artifacts = try LabMachine.build(spec: spec.lab)
-      let lab = LabMachine(
-        spec: spec.lab, artifacts: artifacts, stateDir: LabMachine.cacheDir + "/run")
+      progress.note("lab: building or reusing the lab (Guests/lab/run.sh boot)")
       let start = Date()
-      let started = try lab.startIfNeeded()
-      progress.note(
-        started
-          ? "lab: started \(spec.lab.machine) (console \(lab.consoleLog), QMP \(lab.qmpSocket))"
-          : "lab: reusing the running \(spec.lab.machine)")
+      let lab = try LabMachine.boot(spec.lab, timeoutS: spec.bootTimeoutS + 1800)
       var s = spec
       s.name = s.name ?? "lab-\(spec.lab.machine)"
       let t = Target(spec: s, lab: lab)
-      try t.waitReady(timeoutS: spec.bootTimeoutS, libvirt: false)
-      let sshMs = Int(-start.timeIntervalSinceNow * 1000)
-      try t.waitReady(timeoutS: spec.bootTimeoutS, libvirt: true)
-      let libvirtMs = Int(-start.timeIntervalSinceNow * 1000)
-      if started {
-        lastFigures = ["lab_boot_to_ssh_ms": sshMs, "lab_boot_to_libvirt_ms": libvirtMs]
+      if lab.started {
+        let times = lab.bootTimes
+        lastFigures = [
+          "lab_boot_to_ssh_ms": Int((times["ssh_ready_s"] ?? 0) * 1000),
+          "lab_boot_to_libvirt_ms": Int((times["libvirt_kvm_ready_s"] ?? 0) * 1000),
+        ]
       }
-      progress.note("lab: ssh after \(sshMs / 1000) s, libvirtd after \(libvirtMs / 1000) s")
+      progress.note(
+        (lab.started
+          ? "lab: started \(spec.lab.machine)" : "lab: reusing the running \(spec.lab.machine)")
+          + " in \(Int(-start.timeIntervalSinceNow)) s (console \(lab.consoleLog), QMP \(lab.qmpSocket), libvirt \(lab.libvirtURI))"
+      )
       return t
     }
   }
