@@ -1,5 +1,6 @@
 import Foundation
 import KVMHost
+import Synchronization
 
 /// One line of the guest agent's protocol (Guests/agent/PROTOCOL.md): "@hpth VERB ARGS *XX",
 /// XX the XOR of every byte before " *XX". Lines without the prefix are the guest's own console
@@ -72,18 +73,38 @@ public final class ThreadExecutor: AgentExecutor, @unchecked Sendable {
 
   public init() {}
 
+  /// Once a stop is requested, agents get this long to return; one blocked in a call to a host
+  /// that died (a libvirt RPC, an ssh command) is left behind rather than hanging the run.
+  public var stopGraceS = 60.0
+  /// The agents that had not returned when `run` gave up waiting for them.
+  public private(set) var abandoned: [String] = []
+
   public func run(_ agents: [Agent]) {
     let group = DispatchGroup()
-    for a in agents {
+    let running = Mutex(Set<String>())
+    for (i, a) in agents.enumerated() {
       group.enter()
+      let key = "\(a.name)#\(i)"
+      running.withLock { _ = $0.insert(key) }
       let t = Thread {
         a.body()
+        running.withLock { _ = $0.remove(key) }
         group.leave()
       }
       t.name = a.name
       t.start()
     }
-    group.wait()
+    var stopSeen: DispatchTime?
+    while group.wait(timeout: .now() + 0.2) == .timedOut {
+      guard stopRequested else { continue }
+      let since = stopSeen ?? .now()
+      stopSeen = since
+      if DispatchTime.now().uptimeNanoseconds - since.uptimeNanoseconds > UInt64(stopGraceS * 1e9) {
+        let left = running.withLock { $0.map { String($0.split(separator: "#")[0]) }.sorted() }
+        lock.locked { abandoned = left }
+        return
+      }
+    }
   }
 
   public var nowNs: UInt64 { DispatchTime.now().uptimeNanoseconds - start }

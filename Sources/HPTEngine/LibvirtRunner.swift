@@ -210,6 +210,10 @@ public final class LibvirtRunner: @unchecked Sendable {
   func runGuests() throws -> String {
     try LibvirtEventLoop.start()
     let conn = try LibvirtConnection(uri: uri)
+    if target.spec.kind != .local {
+      // A host that dies must not leave libvirt calls (a dimm detach) blocked for ever.
+      try conn.setKeepAlive()
+    }
     guard let type = DomainType.best(forPPC64LEIn: try conn.capabilities()) else {
       throw SetupError(
         description:
@@ -334,6 +338,11 @@ public final class LibvirtRunner: @unchecked Sendable {
     progress.begin(job: job, stats: recorder.stats, executor: exec, host: NoHost())
     exec.run(agents)
     progress.end()
+    if !exec.abandoned.isEmpty {
+      progress.note(
+        "left behind after the stop (blocked on the host): \(exec.abandoned.joined(separator: ", "))"
+      )
+    }
     if job.target.traceResizes {
       if lock.locked({ hostDown }) == nil {
         collectHostTrace()
@@ -577,6 +586,12 @@ public final class LibvirtRunner: @unchecked Sendable {
       lock.locked { figures["host_recovered"] = 0 }
       return
     }
+    if let lab = target.lab, let dump = try? lab.registerDump(vmlinux: lab.vmlinux) {
+      // Where the host's CPUs are, before the reset wipes it.
+      try? dump.write(
+        to: outDir.appendingPathComponent("host-registers.txt"), atomically: true, encoding: .utf8)
+      progress.note("\(what): \(dump.split(separator: "\n").prefix(8).joined(separator: "; "))")
+    }
     let start = Date()
     progress.note("\(what): power-cycling \(target.name)")
     do {
@@ -619,8 +634,11 @@ public final class LibvirtRunner: @unchecked Sendable {
   func watchdog(_ links: [GuestLink]) {
     while !exec.stopRequested {
       exec.sleep(ms: 500)
-      for l in links
-      where l.secondsSinceHeartbeat > job.libvirt.heartbeatTimeoutS && !exec.stopRequested {
+      let silent = links.filter { $0.secondsSinceHeartbeat > job.libvirt.heartbeatTimeoutS }
+      // Guests of a remote host that stopped answering are not hung themselves: the host is,
+      // and watchHost says so once hung_after_s have passed.
+      if !silent.isEmpty, target.spec.kind != .local, !target.answers(timeoutS: 10) { continue }
+      for l in silent where !exec.stopRequested {
         recorder.addFinding(
           Finding(
             title:

@@ -168,6 +168,39 @@ import Testing
     } catch { #expect(error.description.contains(sock)) }
   }
 
+  /// `info registers -a` through QMP on a real (paused) ppc64 QEMU: what the harness saves
+  /// when a lab host hangs.
+  @Test(.enabled(if: HostCommand.which("qemu-system-ppc64") != nil, "no qemu-system-ppc64"))
+  func registerDumpOfAPausedPOWERMachine() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "regs-\(UUID().uuidString.prefix(8))"
+    ).path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let sock = dir + "/qmp.sock"
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: HostCommand.which("qemu-system-ppc64")!)
+    p.arguments = [
+      "-M", "pseries", "-smp", "2", "-S", "-display", "none", "-monitor", "none", "-nodefaults",
+      "-qmp", "unix:\(sock),server=on,wait=off",
+    ]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    defer { if p.isRunning { p.terminate() } }
+    for _ in 0..<100 where !FileManager.default.fileExists(atPath: sock) {
+      Thread.sleep(forTimeInterval: 0.05)
+    }
+    let lab = LabMachine(spec: LabSpec(), access: ["QMP": sock], started: false)
+    let dump = try lab.registerDump(vmlinux: nil)
+    let lines = dump.split(separator: "\n")
+    #expect(lines.first?.hasPrefix("CPU 0: NIP 0x") == true, "\(dump.prefix(300))")
+    #expect(lines.contains { $0.hasPrefix("CPU 1: NIP 0x") })
+    #expect(
+      LabMachine.symbolize(0xc000_0000_0023_2dd0, [(0xc000_0000_0023_2c50, "second_overflow")])
+        == "second_overflow+0x180 (0xc000000000232dd0)")
+  }
+
   /// A console file QEMU appends to: only what is written after the stream opened, as records.
   @Test func consoleFileStreamFollowsNewLines() throws {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent(

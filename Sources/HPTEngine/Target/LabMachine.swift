@@ -99,3 +99,69 @@ public final class LabMachine: @unchecked Sendable {
     return out
   }
 }
+
+extension LabMachine {
+  /// Every CPU's NIP and LR from QEMU's monitor (`info registers -a`): where a hung lab host
+  /// is stuck, even when its kernel can print nothing. Symbolized from the lab kernel's
+  /// symbols when `vmlinux` is given and nm can read it.
+  public func registerDump(vmlinux: String?) throws(TargetError) -> String {
+    let qmp = try QMPClient(socketPath: qmpSocket)
+    let raw =
+      try qmp.execute("human-monitor-command", arguments: ["command-line": "info registers -a"])
+      as? String ?? ""
+    let symbols = vmlinux.map(Self.symbols(of:)) ?? []
+    var lines: [String] = []
+    var cpu = 0
+    for line in raw.split(whereSeparator: \.isNewline) where line.hasPrefix("NIP ") {
+      let f = line.split(separator: " ", omittingEmptySubsequences: true)
+      guard f.count >= 4, let nip = UInt64(f[1], radix: 16), let lr = UInt64(f[3], radix: 16)
+      else { continue }
+      lines.append(
+        "CPU \(cpu): NIP \(Self.symbolize(nip, symbols)) LR \(Self.symbolize(lr, symbols))")
+      cpu += 1
+    }
+    return lines.joined(separator: "\n") + "\n\n" + raw
+  }
+
+  /// (address, name) sorted, from `nm -n`; empty when no nm reads the file.
+  static func symbols(of vmlinux: String) -> [(UInt64, String)] {
+    for nm in ["powerpc64le-linux-gnu-nm", "nm"] where HostCommand.which(nm) != nil {
+      let r = HostCommand.run([nm, "-n", vmlinux], timeoutS: 60)
+      guard r.ok else { continue }
+      var out: [(UInt64, String)] = []
+      for l in r.stdout.split(separator: "\n") {
+        let p = l.split(separator: " ")
+        if p.count >= 3, let a = UInt64(p[0], radix: 16) { out.append((a, String(p[2]))) }
+      }
+      return out
+    }
+    return []
+  }
+
+  static func symbolize(_ a: UInt64, _ symbols: [(UInt64, String)]) -> String {
+    let hex = "0x" + String(a, radix: 16)
+    guard a >= 0xc000_0000_0000_0000, let first = symbols.first, a >= first.0 else { return hex }
+    var lo = 0
+    var hi = symbols.count - 1
+    while lo < hi {
+      let mid = (lo + hi + 1) / 2
+      if symbols[mid].0 <= a { lo = mid } else { hi = mid - 1 }
+    }
+    return "\(symbols[lo].1)+0x\(String(a - symbols[lo].0, radix: 16)) (\(hex))"
+  }
+
+  /// The lab kernel: the developer's, or the Debian one the recipe cached.
+  public var vmlinux: String? {
+    if let k = spec.hostKernel { return k }
+    if let k = access["KERNEL"] { return k }
+    let dir = LabMachine.cacheDir
+    return (try? FileManager.default.contentsOfDirectory(atPath: dir))?
+      .filter { $0.hasPrefix("vmlinux-") }.sorted().last.map { dir + "/" + $0 }
+  }
+
+  public static var cacheDir: String {
+    let env = ProcessInfo.processInfo.environment
+    if let d = env["HPTHAMMER_LAB_CACHE"] { return d }
+    return (env["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/hpthammer/lab"
+  }
+}

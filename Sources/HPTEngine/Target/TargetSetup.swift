@@ -29,6 +29,12 @@ public enum TargetSetup {
       var s = spec
       s.name = s.name ?? "lab-\(spec.lab.machine)"
       let t = Target(spec: s, lab: lab)
+      if !lab.started && !t.answers(timeoutS: 20) {
+        // Left crashed or hung by an earlier run: power-cycle it first.
+        progress.note("lab: the running lab does not answer ssh; power-cycling it")
+        try t.powerCycle()
+        try t.waitReady(timeoutS: spec.bootTimeoutS, libvirt: true)
+      }
       if lab.started {
         let times = lab.bootTimes
         lastFigures = [
