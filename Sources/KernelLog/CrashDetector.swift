@@ -8,6 +8,11 @@ public struct CrashDetector: Sendable {
   let pairSlot: [Int16]
   /// Bit set over the 65536 byte pairs that begin some header.
   let pairBits: [UInt64]
+  /// Bit set over a hash of the first four bytes of every header (`quadHash`): a much rarer
+  /// hit than the first two bytes, whose common English pairs ("st", "in", "ge") fire often.
+  let quadBits: [UInt64]
+  /// Some header is shorter than four bytes: only the pair filter applies.
+  let shortHeader: Bool
   /// Each pattern's format header lines and suppressions, flattened for the per-line path.
   let formatLines: [[LinePattern]]
   let suppressionPatterns: [[LinePattern]]
@@ -31,6 +36,22 @@ public struct CrashDetector: Sendable {
         bits[Int(pair) >> 6] |= 1 << UInt64(pair & 63)
       }
     }
+    var quads = [UInt64](repeating: 0, count: 1024)
+    var short = false
+    for pattern in table {
+      for header in pattern.headers {
+        guard header.count >= 4 else {
+          short = true
+          continue
+        }
+        let h = header.withUnsafeBytes {
+          quadHash(UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)))
+        }
+        quads[h >> 6] |= 1 << UInt64(h & 63)
+      }
+    }
+    quadBits = quads
+    shortHeader = short
     var slots = [Int16](repeating: -1, count: 65536)
     var candidates: [[(pattern: Int, header: [UInt8])]] = []
     for (pair, list) in byPair.sorted(by: { $0.key < $1.key }) {
@@ -53,22 +74,7 @@ public struct CrashDetector: Sendable {
     var scanner = StreamingCrashScanner(detector: self, origin: origin)
     var reports: [CrashReport] = []
     log.withUnsafeBufferPointer { buf in
-      var lineStart = 0
-      let count = buf.count
-      while lineStart < count {
-        var lineEnd = lineStart
-        // memchr is much faster than a byte loop on long lines.
-        if let base = buf.baseAddress,
-          let hit = memchrNewline(base + lineStart, count - lineStart)
-        {
-          lineEnd = lineStart + hit
-        } else {
-          lineEnd = count
-        }
-        let next = lineEnd < count ? lineEnd + 1 : count
-        reports += scanner.feed(buf, lineStart, lineEnd, next: next)
-        lineStart = next
-      }
+      scanner.feedLines(buf, 0, buf.count, into: &reports)
     }
     reports += scanner.finish()
     return reports
@@ -104,19 +110,68 @@ public struct CrashDetector: Sendable {
     Int, Int
   )? {
     guard hi - lo >= 2, let base = buf.baseAddress else { return nil }
-    let start = from ?? lo
-    let last = hi - 1
-    guard start < last else { return nil }
-    // The hot loop: raw pointers, the previous byte kept, no array access per byte.
-    return pairBits.withUnsafeBufferPointer { bits -> (Int, Int)? in
-      var i = start
+    var start = from ?? lo
+    while let at = nextHeaderBytes(base, start, hi) {
+      // A header starts a word: "DEBUG:" is not "BUG:".
+      if at.position == lo || !isAlnum(base[at.position - 1]) { return (at.pattern, at.position) }
+      start = at.position + 1
+    }
+    return nil
+  }
+
+  /// The first position in [from, to) where some header's bytes occur, with its pattern: no
+  /// word or line checks. The hot loop of the whole scanner (it runs over every byte of a
+  /// quiet log): raw pointers, one unaligned four-byte load and a bit test per position.
+  @inline(__always)
+  func nextHeaderBytes(_ base: UnsafePointer<UInt8>, _ from: Int, _ to: Int) -> (
+    pattern: Int, position: Int
+  )? {
+    guard !shortHeader else { return nextHeaderBytesByPair(base, from, to) }
+    return quadBits.withUnsafeBufferPointer { bitsBuffer -> (pattern: Int, position: Int)? in
+      let bits = bitsBuffer.baseAddress!
+      let raw = UnsafeRawPointer(base)
+      @inline(__always) func bit(_ window: UInt64) -> UInt64 {
+        let h = quadHash(UInt32(truncatingIfNeeded: window))
+        return bits[h &>> 6] &>> UInt64(h & 63)
+      }
+      var i = from
+      // Five windows per eight-byte load, one branch for all five.
+      while i &+ 8 <= to {
+        let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+        let any = bit(w) | bit(w &>> 8) | bit(w &>> 16) | bit(w &>> 24) | bit(w &>> 32)
+        if any & 1 != 0 {
+          for k in 0..<5 where bit(w &>> UInt64(8 * k)) & 1 != 0 {
+            if let pattern = headerAt(base, i + k, to) { return (pattern, i + k) }
+          }
+        }
+        i &+= 5
+      }
+      while i &+ 4 <= to {
+        let x = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt32.self))
+        if bit(UInt64(x)) & 1 != 0,
+          let pattern = headerAt(base, i, to)
+        {
+          return (pattern, i)
+        }
+        i &+= 1
+      }
+      return nil
+    }
+  }
+
+  /// The same search by the first two bytes alone, for tables with headers under four bytes.
+  private func nextHeaderBytesByPair(_ base: UnsafePointer<UInt8>, _ from: Int, _ to: Int) -> (
+    pattern: Int, position: Int
+  )? {
+    let last = to - 1
+    guard from < last else { return nil }
+    return pairBits.withUnsafeBufferPointer { bits -> (pattern: Int, position: Int)? in
+      var i = from
       var previous = base[i]
       while i < last {
         let next = base[i + 1]
         let pair = Int(previous) << 8 | Int(next)
-        if bits[pair >> 6] & (1 << UInt64(pair & 63)) != 0,
-          let pattern = headerAt(buf, i, lo, hi, pair)
-        {
+        if bits[pair >> 6] & (1 << UInt64(pair & 63)) != 0, let pattern = headerAt(base, i, to) {
           return (pattern, i)
         }
         previous = next
@@ -126,33 +181,39 @@ public struct CrashDetector: Sendable {
     }
   }
 
-  /// The pattern whose header starts at `i` (whose first two bytes are `pair`), if any.
-  private func headerAt(
-    _ buf: UnsafeBufferPointer<UInt8>, _ i: Int, _ lo: Int, _ hi: Int, _ pair: Int
-  )
-    -> Int?
-  {
-    for (pattern, header) in pairCandidates[Int(pairSlot[pair])] where i + header.count <= hi {
-      var k = 2
-      while k < header.count, buf[i + k] == header[k] { k += 1 }
-      guard k == header.count else { continue }
-      // A header starts a word: "DEBUG:" is not "BUG:".
-      if i > lo, isAlnum(buf[i - 1]) { continue }
-      return pattern
+  /// The first pattern (in table order among those sharing the first two bytes) whose header
+  /// starts at `i` and ends by `to`.
+  @inline(__always)
+  private func headerAt(_ base: UnsafePointer<UInt8>, _ i: Int, _ to: Int) -> Int? {
+    guard i + 1 < to else { return nil }
+    let slot = Int(pairSlot[Int(base[i]) << 8 | Int(base[i + 1])])
+    guard slot >= 0 else { return nil }
+    for (pattern, header) in pairCandidates[slot] where i + header.count <= to {
+      let equal = header.withUnsafeBufferPointer { h in memcmp(base + i, h.baseAddress!, h.count) == 0 }
+      if equal { return pattern }
     }
     return nil
   }
 
   /// The first format of `pattern` whose header line matches, unless suppressed.
   func matchFormat(_ pattern: Int, _ text: UnsafeBufferPointer<UInt8>) -> (Int, [String])? {
-    // Through buffer pointers: a pattern is borrowed, not copied (and retained), per
-    // look-alike line.
+    // One pass builds the line's bloom; formats whose literals are missing from it are ruled
+    // out by bit tests. Through buffer pointers: a pattern is borrowed, not copied (and
+    // retained), per look-alike line.
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: LineBloom.size) { table in
+      matchFormat(pattern, text, LineBloom(text, table: table.baseAddress!))
+    }
+  }
+
+  private func matchFormat(
+    _ pattern: Int, _ text: UnsafeBufferPointer<UInt8>, _ bloom: LineBloom
+  ) -> (Int, [String])? {
     let suppressed = suppressionPatterns[pattern].withUnsafeBufferPointer { patterns in
-      patterns.indices.contains { patterns[$0].match(text) != nil }
+      patterns.indices.contains { patterns[$0].mayMatch(bloom) && patterns[$0].match(text) != nil }
     }
     if suppressed { return nil }
     return formatLines[pattern].withUnsafeBufferPointer { patterns in
-      for i in patterns.indices {
+      for i in patterns.indices where patterns[i].mayMatch(bloom) {
         if let captures = patterns[i].match(text) { return (i, captures) }
       }
       return nil
@@ -172,7 +233,23 @@ public struct CrashDetector: Sendable {
   import Darwin
 #endif
 
+/// Fibonacci hashing of four bytes into 16 bits.
+@inline(__always) func quadHash(_ x: UInt32) -> Int {
+  Int(truncatingIfNeeded: (x &* 0x9E37_79B1) &>> 16)
+}
+
 @inline(__always) func memchrNewline(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int? {
   guard let hit = memchr(p, 0x0a, n) else { return nil }
   return UnsafeRawPointer(hit) - UnsafeRawPointer(p)
+}
+
+/// The last newline in `p[0..<n]` (lines are short: a backward loop; Glibc's memrchr is not
+/// visible to Swift).
+@inline(__always) func lastNewline(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int? {
+  var i = n - 1
+  while i >= 0 {
+    if p[i] == 0x0a { return i }
+    i -= 1
+  }
+  return nil
 }

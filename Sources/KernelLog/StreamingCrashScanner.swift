@@ -21,14 +21,16 @@ public struct StreamingCrashScanner: Sendable {
   /// Feeds one line without its newline; returns reports completed by this line.
   public mutating func feed(line: String) -> [CrashReport] {
     var line = line
-    return line.withUTF8 { buf in
-      feed(buf, 0, buf.count, next: buf.count + 1)
-    }
+    var reports: [CrashReport] = []
+    line.withUTF8 { buf in feed(buf, 0, buf.count, next: buf.count + 1, into: &reports) }
+    return reports
   }
 
   /// Feeds one line given as bytes without its newline.
   public mutating func feed(bytes: [UInt8]) -> [CrashReport] {
-    bytes.withUnsafeBufferPointer { feed($0, 0, $0.count, next: $0.count + 1) }
+    var reports: [CrashReport] = []
+    bytes.withUnsafeBufferPointer { feed($0, 0, $0.count, next: $0.count + 1, into: &reports) }
+    return reports
   }
 
   /// Feeds raw input of any size, split anywhere; lines are cut at newlines. Lines longer
@@ -38,20 +40,52 @@ public struct StreamingCrashScanner: Sendable {
     var reports: [CrashReport] = []
     guard let base = chunk.baseAddress else { return reports }
     var pos = 0
-    while pos < chunk.count {
-      guard let hit = memchrNewline(base + pos, chunk.count - pos) else {
-        appendCarry(UnsafeBufferPointer(rebasing: chunk[pos...]))
-        break
+    if !carry.isEmpty || carryDropped > 0 {
+      // The rest of a line begun in an earlier chunk.
+      guard let hit = memchrNewline(base, chunk.count) else {
+        appendCarry(chunk)
+        return reports
       }
-      if carry.isEmpty, carryDropped == 0 {
-        reports += feed(chunk, pos, pos + hit, next: pos + hit + 1)
-      } else {
-        appendCarry(UnsafeBufferPointer(rebasing: chunk[pos..<(pos + hit)]))
-        reports += flushCarry(newline: true)
-      }
-      pos += hit + 1
+      appendCarry(UnsafeBufferPointer(rebasing: chunk[0..<hit]))
+      flushCarry(newline: true, into: &reports)
+      pos = hit + 1
     }
+    // The complete lines, then the start of the next one kept for the next chunk.
+    guard pos < chunk.count, let last = lastNewline(base + pos, chunk.count - pos) else {
+      if pos < chunk.count { appendCarry(UnsafeBufferPointer(rebasing: chunk[pos...])) }
+      return reports
+    }
+    let linesEnd = pos + last + 1
+    feedLines(chunk, pos, linesEnd, into: &reports)
+    if linesEnd < chunk.count { appendCarry(UnsafeBufferPointer(rebasing: chunk[linesEnd...])) }
     return reports
+  }
+
+  /// The lines of `buf[from..<to]` (the last one may lack its newline). Outside a report
+  /// (and past the follow-up window) lines without a header's bytes do nothing but move the
+  /// offset, so the search jumps from header candidate to header candidate over the whole
+  /// range, as grep does, instead of splitting every line.
+  mutating func feedLines(
+    _ buf: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int, into reports: inout [CrashReport]
+  ) {
+    guard let base = buf.baseAddress else { return }
+    var pos = from
+    while pos < to {
+      if current == nil, linesSinceReport >= Self.followUpWindow {
+        guard let hit = detector.nextHeaderBytes(base, pos, to) else {
+          offset += to - pos
+          return
+        }
+        var lineStart = pos
+        if let nl = lastNewline(base + pos, hit.position - pos) { lineStart = pos + nl + 1 }
+        offset += lineStart - pos
+        pos = lineStart
+      }
+      let lineEnd = memchrNewline(base + pos, to - pos).map { pos + $0 } ?? to
+      let next = lineEnd < to ? lineEnd + 1 : to
+      feed(buf, pos, lineEnd, next: next, into: &reports)
+      pos = next
+    }
   }
 
   public mutating func feed(chunk: [UInt8]) -> [CrashReport] {
@@ -72,27 +106,28 @@ public struct StreamingCrashScanner: Sendable {
     }
   }
 
-  private mutating func flushCarry(newline: Bool) -> [CrashReport] {
+  private mutating func flushCarry(newline: Bool, into reports: inout [CrashReport]) {
     let line = carry
     let extra = carryDropped + (newline ? 1 : 0)
     carry.removeAll(keepingCapacity: true)
     carryDropped = 0
-    return line.withUnsafeBufferPointer { feed($0, 0, $0.count, next: $0.count + extra) }
+    line.withUnsafeBufferPointer { feed($0, 0, $0.count, next: $0.count + extra, into: &reports) }
   }
 
   /// End of input: flushes a partial last line and a report in progress.
   public mutating func finish() -> [CrashReport] {
     var reports: [CrashReport] = []
-    if !carry.isEmpty || carryDropped > 0 { reports += flushCarry(newline: false) }
+    if !carry.isEmpty || carryDropped > 0 { flushCarry(newline: false, into: &reports) }
     guard let report = current else { return reports }
     current = nil
     return reports + [report.build(detector: detector, origin: origin)]
   }
 
   /// Line [lo, hi) of `buf`; `next - lo` is the line's size in the input including its newline.
-  mutating func feed(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, next: Int)
-    -> [CrashReport]
-  {
+  mutating func feed(
+    _ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, next: Int,
+    into completed: inout [CrashReport]
+  ) {
     let lineOffset = offset
     offset += next - lo
     let split = splitLine(buf, lo, hi)
@@ -109,7 +144,6 @@ public struct StreamingCrashScanner: Sendable {
       }
       searchFrom = at + 1
     }
-    var completed: [CrashReport] = []
     if current != nil {
       let caller = current!.caller
       let sameCaller = caller == split.caller || caller.kind == .none || split.caller.kind == .none
@@ -124,17 +158,17 @@ public struct StreamingCrashScanner: Sendable {
         {
           completed.append(finishCurrent())
         }
-        return completed
+        return
       }
     }
     guard let started else {
       if linesSinceReport < Int.max { linesSinceReport += 1 }
-      return completed
+      return
     }
     if detector.table[started.pattern].followsReport, linesSinceReport < Self.followUpWindow {
       // The panic or Oops line of a crash already reported.
       linesSinceReport += 1
-      return completed
+      return
     }
     current = ReportInProgress(
       pattern: started.pattern, format: started.format, captures: started.captures,
@@ -143,7 +177,7 @@ public struct StreamingCrashScanner: Sendable {
     current!.endsAtRule = detector.table[started.pattern].formats[started.format].endsAtRule
     current!.append(buf, split, end: offset)
     if current!.ended(buf, split) { completed.append(finishCurrent()) }
-    return completed
+    return
   }
 
   private mutating func finishCurrent() -> CrashReport {
