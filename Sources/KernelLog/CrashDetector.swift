@@ -16,6 +16,8 @@ public struct CrashDetector: Sendable {
   /// Each pattern's format header lines and suppressions, flattened for the per-line path.
   let formatLines: [[LinePattern]]
   let suppressionPatterns: [[LinePattern]]
+  /// "pattern/format" ids, made once rather than per report.
+  let patternIDs: [[String]]
 
   /// A report is cut after this many lines or bytes: bounded memory on endless output.
   public var maxReportLines = 800
@@ -63,6 +65,7 @@ public struct CrashDetector: Sendable {
     pairBits = bits
     formatLines = table.map { $0.formats.map(\.line) }
     suppressionPatterns = table.map(\.suppressions)
+    patternIDs = table.map { oops in oops.formats.map { oops.id + "/" + $0.id } }
   }
 
   /// The crash header patterns as plain strings (for comparing with grep).

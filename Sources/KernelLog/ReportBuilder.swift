@@ -14,13 +14,16 @@ struct ReportBuilder {
     // The header chose a format; a later one may fit better when this one's extra lines are
     // missing (KASAN without "Read of size").
     var format = oops.formats[report.format]
+    var formatIndex = report.format
     var captures = report.captures
     var extraMissing = false
     // The usual case: the header's format needs no further lines; its captures stand.
-    for candidate in oops.formats[report.format...] where !format.extra.isEmpty {
+    for index in report.format..<oops.formats.count where !format.extra.isEmpty {
+      let candidate = oops.formats[index]
       guard let headerCaptures = candidate.line.match(lines[0]) else { continue }
       if let extraCaptures = matchExtras(candidate.extra, lines) {
         format = candidate
+        formatIndex = index
         captures = headerCaptures + extraCaptures
         extraMissing = false
         break
@@ -69,16 +72,14 @@ struct ReportBuilder {
       kind = .nullDeref
       typeRule = .fixed("NULL-POINTER-DEREFERENCE")
     }
-    let text = String(decoding: report.text, as: UTF8.self)
-    var result = CrashReport(
+    // The CPU/Comm and Modules lines come before the stack; they are parsed on first access.
+    let metadataLines = min(lines.count, min(60, max(stack ?? 60, 8)))
+    return CrashReport(
       kind: kind, type: crashType(typeRule, captures), title: title, frame: frame,
-      corrupted: corruptedReason != nil, corruptedReason: corruptedReason, report: text,
-      start: report.start,
-      end: report.end, origin: origin)
-    result.patternID = oops.id + "/" + format.id
-    // The CPU/Comm and Modules lines come before the stack.
-    fillMetadata(&result, lines.prefix(min(60, max(stack ?? 60, 8))))
-    return result
+      corruptedReason: corruptedReason,
+      body: ReportBody(text: Array(report.text), metadataLines: metadataLines),
+      start: report.start, end: report.end, origin: origin,
+      patternID: detector.patternIDs[report.pattern][formatIndex])
   }
 
   private func matchExtras(_ extras: [LinePattern], _ lines: [Line]) -> [String]? {
@@ -307,68 +308,80 @@ struct ReportBuilder {
     return UInt64(t, radix: 16)
   }
 
-  private func fillMetadata(_ result: inout CrashReport, _ lines: ArraySlice<Line>) {
-    var needCPU = true
-    var needModules = true
-    var needVersion = true
-    for line in lines {
-      if !needCPU && !needModules && !needVersion { break }
-      if needCPU, indexOf(line, cpuTag, from: 0) != nil,
-        let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil)
-      {
-        result.cpu = Int(c[0])
-        result.pid = Int(c[1])
-        if c.count > 2 {
-          parseCommAndTaint(c[2], into: &result)
-          needCPU = false
-        }
+}
+
+/// The CPU, PID, comm, taint, kernel version and modules from a report's first `lineLimit`
+/// lines.
+func parseMetadata(_ text: UnsafeBufferPointer<UInt8>, lineLimit: Int) -> ReportMetadata {
+  var result = ReportMetadata()
+  var needCPU = true
+  var needModules = true
+  var needVersion = true
+  var start = 0
+  var index = 0
+  while start <= text.count, index < lineLimit {
+    if !needCPU && !needModules && !needVersion { break }
+    var end = start
+    while end < text.count, text[end] != 0x0a { end += 1 }
+    let line = UnsafeBufferPointer(rebasing: text[start..<end])
+    start = end + 1
+    index += 1
+    if needCPU, indexOf(line, cpuTag, from: 0) != nil,
+      let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil)
+    {
+      result.cpu = Int(c[0])
+      result.pid = Int(c[1])
+      if c.count > 2 {
+        parseCommAndTaint(c[2], into: &result)
+        needCPU = false
       }
-      if needModules, indexOf(line, modulesTag, from: 0) != nil, let m = modulesLine.match(line) {
-        var list = m[0]
-        if let bracket = byteRange(list, " [last unloaded") {
-          list = String(list[..<bracket.lowerBound])
-        }
-        result.modules = list.split(separator: " ").map(String.init)
-        needModules = false
+    }
+    if needModules, indexOf(line, modulesTag, from: 0) != nil, let m = modulesLine.match(line) {
+      var list = m[0]
+      if let bracket = byteRange(list, " [last unloaded") {
+        list = String(list[..<bracket.lowerBound])
       }
-      if result.kernelVersion != nil { needVersion = false }
-      if needVersion,
-        indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
-      {
-        parseCommAndTaint(String(decoding: line, as: UTF8.self), into: &result)
-        needVersion = result.kernelVersion == nil
-      }
+      result.modules = list.split(separator: " ").map(String.init)
+      needModules = false
+    }
+    if result.kernelVersion != nil { needVersion = false }
+    if needVersion,
+      indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
+    {
+      parseCommAndTaint(String(decoding: line, as: UTF8.self), into: &result)
+      needVersion = result.kernelVersion == nil
     }
   }
+  return result
+}
 
-  private func parseCommAndTaint(_ rest: String, into result: inout CrashReport) {
-    var comm = rest
-    var tail = ""
-    if let r = byteRange(rest, " Tainted: ") {
-      comm = String(rest[..<r.lowerBound])
-      tail = String(rest[r.upperBound...])
-      let words = tail.split(separator: " ")
-      var flags: [Substring] = []
-      for word in words {
-        if let first = word.first, first.isNumber, word.contains(".") {
-          result.kernelVersion = result.kernelVersion ?? String(word)
-          break
-        }
-        flags.append(word)
-      }
-      if result.taint == nil, !flags.isEmpty { result.taint = flags.joined(separator: " ") }
-    } else if let r = byteRange(rest, " Not tainted ") ?? byteRange(rest, "Not tainted ") {
-      comm = String(rest[..<r.lowerBound])
-      tail = String(rest[r.upperBound...])
-      if let word = tail.split(separator: " ").first {
+private func parseCommAndTaint(_ rest: String, into result: inout ReportMetadata) {
+  var comm = rest
+  var tail = ""
+  if let r = byteRange(rest, " Tainted: ") {
+    comm = String(rest[..<r.lowerBound])
+    tail = String(rest[r.upperBound...])
+    let words = tail.split(separator: " ")
+    var flags: [Substring] = []
+    for word in words {
+      if let first = word.first, first.isNumber, word.contains(".") {
         result.kernelVersion = result.kernelVersion ?? String(word)
+        break
       }
+      flags.append(word)
     }
-    if result.comm == nil, byteRange(rest, "Comm:") == nil, !comm.isEmpty,
-      comm != rest || !tail.isEmpty
-    {
-      result.comm = comm.trimmingSpaces()
+    if result.taint == nil, !flags.isEmpty { result.taint = flags.joined(separator: " ") }
+  } else if let r = byteRange(rest, " Not tainted ") ?? byteRange(rest, "Not tainted ") {
+    comm = String(rest[..<r.lowerBound])
+    tail = String(rest[r.upperBound...])
+    if let word = tail.split(separator: " ").first {
+      result.kernelVersion = result.kernelVersion ?? String(word)
     }
+  }
+  if result.comm == nil, byteRange(rest, "Comm:") == nil, !comm.isEmpty,
+    comm != rest || !tail.isEmpty
+  {
+    result.comm = comm.trimmingSpaces()
   }
 }
 
