@@ -7,6 +7,9 @@ public struct StreamingCrashScanner: Sendable {
   var current: ReportInProgress?
   /// Lines since the last report ended, to recognise a panic that belongs to it.
   var linesSinceReport = Int.max
+  /// The last report's buffers, emptied, for the next one (no regrowth per report).
+  var spareText: [UInt8] = []
+  var spareLineStarts: [Int] = []
   /// A report's "Kernel panic - not syncing" or "Oops:" may follow its end marker.
   static let followUpWindow = 40
 
@@ -70,20 +73,24 @@ public struct StreamingCrashScanner: Sendable {
   ) {
     guard let base = buf.baseAddress else { return }
     var pos = from
+    // The next position holding a header's bytes, searched once over the whole range: lines
+    // before it (most report lines too) need no header search of their own. Stale when < pos.
+    var candidate = -1
     while pos < to {
+      if candidate < pos { candidate = detector.nextHeaderBytes(base, pos, to)?.position ?? to }
       if current == nil, linesSinceReport >= Self.followUpWindow {
-        guard let hit = detector.nextHeaderBytes(base, pos, to) else {
+        guard candidate < to else {
           offset += to - pos
           return
         }
         var lineStart = pos
-        if let nl = lastNewline(base + pos, hit.position - pos) { lineStart = pos + nl + 1 }
+        if let nl = lastNewline(base + pos, candidate - pos) { lineStart = pos + nl + 1 }
         offset += lineStart - pos
         pos = lineStart
       }
       let lineEnd = memchrNewline(base + pos, to - pos).map { pos + $0 } ?? to
       let next = lineEnd < to ? lineEnd + 1 : to
-      feed(buf, pos, lineEnd, next: next, into: &reports)
+      feed(buf, pos, lineEnd, next: next, into: &reports, headerPossible: candidate < next)
       pos = next
     }
   }
@@ -126,7 +133,7 @@ public struct StreamingCrashScanner: Sendable {
   /// Line [lo, hi) of `buf`; `next - lo` is the line's size in the input including its newline.
   mutating func feed(
     _ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, next: Int,
-    into completed: inout [CrashReport]
+    into completed: inout [CrashReport], headerPossible: Bool = true
   ) {
     let lineOffset = offset
     offset += next - lo
@@ -135,7 +142,7 @@ public struct StreamingCrashScanner: Sendable {
     // A line may hold several headers ("Oops: general protection fault"); the first one with a
     // matching format wins.
     var searchFrom = split.textStart
-    while started == nil,
+    while headerPossible, started == nil,
       let (pattern, at) = detector.findHeader(buf, split.textStart, split.textEnd, from: searchFrom)
     {
       let text = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
@@ -174,6 +181,8 @@ public struct StreamingCrashScanner: Sendable {
       pattern: started.pattern, format: started.format, captures: started.captures,
       start: lineOffset,
       caller: split.caller)
+    swap(&current!.text, &spareText)
+    swap(&current!.lineStarts, &spareLineStarts)
     current!.endsAtRule = detector.table[started.pattern].formats[started.format].endsAtRule
     current!.append(buf, split, end: offset)
     if current!.ended(buf, split) { completed.append(finishCurrent()) }
@@ -181,10 +190,15 @@ public struct StreamingCrashScanner: Sendable {
   }
 
   private mutating func finishCurrent() -> CrashReport {
-    let report = current!
+    var report = current!
     current = nil
     linesSinceReport = 0
-    return report.build(detector: detector, origin: origin)
+    let built = report.build(detector: detector, origin: origin)
+    report.text.removeAll(keepingCapacity: true)
+    report.lineStarts.removeAll(keepingCapacity: true)
+    spareText = report.text
+    spareLineStarts = report.lineStarts
+    return built
   }
 }
 
