@@ -203,17 +203,20 @@ public struct CrashReport: Sendable, Codable, Hashable {
   /// FNV-1a over the kind and the title with hex addresses and numbers replaced, so the same
   /// bug hit at other addresses, CPUs or sizes collapses to one key.
   public static func signature(kind: CrashKind, title: String) -> String {
-    let normalized = TitleNormalizer.normalize(title)
+    // The normalised title is hashed as it is produced: no intermediate strings.
     var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    func mix(_ byte: UInt8) {
+    @inline(__always) func mix(_ byte: UInt8) {
       hash ^= UInt64(byte)
       hash = hash &* 0x100_0000_01b3
     }
     for byte in kind.rawValue.utf8 { mix(byte) }
     mix(0)
-    for byte in normalized.utf8 { mix(byte) }
-    let hex = String(hash, radix: 16)
-    return String(repeating: "0", count: 16 - hex.count) + hex
+    TitleNormalizer.normalize(title) { mix($0) }
+    let digits = Array("0123456789abcdef".utf8)
+    return String(unsafeUninitializedCapacity: 16) { out in
+      for i in 0..<16 { out[i] = digits[Int((hash >> UInt64(60 - 4 * i)) & 0xf)] }
+      return 16
+    }
   }
 }
 
@@ -223,11 +226,21 @@ private let numBytes = Array("NUM".utf8)
 /// Replaces addresses and numbers in titles, the way syzkaller keeps titles stable ("ADDR", "NUM").
 enum TitleNormalizer {
   static func normalize(_ text: String) -> String {
-    let bytes = Array(text.utf8)
     var out: [UInt8] = []
-    out.reserveCapacity(bytes.count)
+    out.reserveCapacity(text.utf8.count)
+    normalize(text) { out.append($0) }
+    return String(decoding: out, as: UTF8.self)
+  }
+
+  /// The normalised text's bytes, one at a time.
+  @inline(__always) static func normalize(_ text: String, _ emit: (UInt8) -> Void) {
+    var text = text
+    text.withUTF8 { normalize($0, emit) }
+  }
+
+  static func normalize(_ bytes: UnsafeBufferPointer<UInt8>, _ emit: (UInt8) -> Void) {
     var i = 0
-    func isWordByte(_ b: UInt8) -> Bool {
+    @inline(__always) func isWordByte(_ b: UInt8) -> Bool {
       (b >= 0x30 && b <= 0x39) || (b | 0x20 >= 0x61 && b | 0x20 <= 0x7a) || b == 0x5f
     }
     while i < bytes.count {
@@ -237,7 +250,7 @@ enum TitleNormalizer {
         var j = i + 2
         while j < bytes.count, isHexDigit(bytes[j]) { j += 1 }
         if j > i + 2, j == bytes.count || !isWordByte(bytes[j]) {
-          out.append(contentsOf: addrBytes)
+          for a in addrBytes { emit(a) }
           i = j
           continue
         }
@@ -252,21 +265,20 @@ enum TitleNormalizer {
         }
         if j == bytes.count || !isWordByte(bytes[j]) {
           if allDecimal {
-            out.append(contentsOf: numBytes)
+            for n in numBytes { emit(n) }
             i = j
             continue
           }
           if j - i >= 8 {
-            out.append(contentsOf: addrBytes)
+            for a in addrBytes { emit(a) }
             i = j
             continue
           }
         }
       }
-      out.append(b)
+      emit(b)
       i += 1
     }
-    return String(decoding: out, as: UTF8.self)
   }
 }
 

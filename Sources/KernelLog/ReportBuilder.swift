@@ -39,8 +39,10 @@ struct ReportBuilder {
       // Lockdep names the function; a generic one (a lock helper, a workqueue dispatcher) is
       // replaced by the first real frame of the stack.
       frame = lineFrame(after: after, patterns: patterns, lines: lines)
-      if let f = frame, nameMatchesSkip(f, genericSkips) || nameMatchesSkip(f, stallAnchors) {
-        frame = guiltyFrame(StackRecipe(useIP: false), captures: [], lines: lines) ?? f
+      if var f = frame,
+        f.withUTF8({ genericSkipSet.matches($0) || stallAnchorSegmentSet.matches($0) })
+      {
+        frame = guiltyFrame(Self.firstFrameRecipe, captures: [], lines: lines) ?? f
       }
     }
     frame = frame.map(stripFramePrefix)
@@ -150,6 +152,7 @@ struct ReportBuilder {
   /// Lines examined for the title and frame: a stack is at the report's start, and long
   /// reports (all-CPU backtraces) would otherwise cost time for nothing.
   static let analysisLines = 300
+  static let firstFrameRecipe = StackRecipe(useIP: false)
 
   private func hasFrames(after stack: Int) -> Bool {
     for line in lines.dropFirst(stack + 1).prefix(15) {

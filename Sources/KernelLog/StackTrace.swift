@@ -397,47 +397,87 @@ let hungSkips: [String] = [
 /// Skip entries bucketed by first byte, so a name is compared only with entries that can
 /// start at one of its segment starts.
 struct SkipSet: Sendable, Hashable {
-  private var buckets: [[[UInt8]]] = Array(repeating: [], count: 256)
+  /// Every entry's bytes, one after another, grouped by first byte.
+  private var store: [UInt8] = []
+  /// Entries by first byte: `(start, count)` in `store`, in `order[first]..<order[first + 1]`.
+  private var entries: [(start: Int32, count: Int32)] = []
+  private var order = [Int32](repeating: 0, count: 257)
 
-  init(_ entries: [String]) {
-    for entry in entries where !entry.isEmpty {
+  init(_ list: [String]) {
+    var buckets: [[[UInt8]]] = Array(repeating: [], count: 256)
+    for entry in list where !entry.isEmpty {
       let bytes = Array(entry.utf8)
       buckets[Int(bytes[0])].append(bytes)
     }
+    for first in 0..<256 {
+      order[first] = Int32(entries.count)
+      for bytes in buckets[first] {
+        entries.append((Int32(store.count), Int32(bytes.count)))
+        store += bytes
+      }
+    }
+    order[256] = Int32(entries.count)
   }
+
+  static func == (a: SkipSet, b: SkipSet) -> Bool { a.store == b.store && a.order == b.order }
+  func hash(into hasher: inout Hasher) { hasher.combine(store) }
 
   /// An entry starts exactly at `i`.
   func matchesAt(_ n: UnsafeBufferPointer<UInt8>, _ i: Int) -> Bool {
     guard i < n.count else { return false }
-    for entry in buckets[Int(n[i])] where entry.count <= n.count - i {
-      var k = 1
-      while k < entry.count, n[i + k] == entry[k] { k += 1 }
-      if k == entry.count { return true }
+    return store.withUnsafeBufferPointer { s in
+      entries.withUnsafeBufferPointer { e in
+        order.withUnsafeBufferPointer { o in Self.matchesAt(n, i, s, e, o) }
+      }
+    }
+  }
+
+  @inline(__always) private static func matchesAt(
+    _ n: UnsafeBufferPointer<UInt8>, _ i: Int, _ s: UnsafeBufferPointer<UInt8>,
+    _ e: UnsafeBufferPointer<(start: Int32, count: Int32)>, _ o: UnsafeBufferPointer<Int32>
+  ) -> Bool {
+    let first = Int(n[i])
+    var k = Int(o[first])
+    let end = Int(o[first + 1])
+    let room = n.count - i
+    while k < end {
+      let start = Int(e[k].start)
+      let count = Int(e[k].count)
+      if count <= room {
+        var j = 1
+        while j < count, n[i + j] == s[start + j] { j += 1 }
+        if j == count { return true }
+      }
+      k += 1
     }
     return false
   }
 
   func matches(_ n: UnsafeBufferPointer<UInt8>) -> Bool {
-    var i = 0
-    while i < n.count {
-      // Segment starts: the name's start (after leading underscores) and after each '_'; an
-      // entry that itself starts with '_' may also begin at an underscore.
-      let atStart = i == 0 || n[i - 1] == UInt8(ascii: "_")
-      let bucket = buckets[Int(n[i])]
-      if !bucket.isEmpty, atStart || n[i] == UInt8(ascii: "_") {
-        for entry in bucket where entry.count <= n.count - i {
-          var k = 1
-          while k < entry.count, n[i + k] == entry[k] { k += 1 }
-          if k == entry.count { return true }
+    store.withUnsafeBufferPointer { s in
+      entries.withUnsafeBufferPointer { e in
+        order.withUnsafeBufferPointer { o in
+          var i = 0
+          while i < n.count {
+            // Segment starts: the name's start (after leading underscores) and after each '_';
+            // an entry that itself starts with '_' may also begin at an underscore.
+            if i == 0 || n[i - 1] == UInt8(ascii: "_") || n[i] == UInt8(ascii: "_"),
+              Self.matchesAt(n, i, s, e, o)
+            {
+              return true
+            }
+            i += 1
+          }
+          return false
         }
       }
-      i += 1
     }
-    return false
   }
 }
 
 let genericSkipSet = SkipSet(genericSkips)
+/// `stallAnchors` matched like skip entries (at a name's start or after an '_').
+let stallAnchorSegmentSet = SkipSet(stallAnchors)
 
 func nameMatchesSkip(_ name: UnsafeBufferPointer<UInt8>, _ skips: SkipSet) -> Bool {
   skips.matches(name)
