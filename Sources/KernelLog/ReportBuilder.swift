@@ -8,6 +8,8 @@ struct ReportBuilder {
   let detector: CrashDetector
   let report: ReportInProgress
   let lines: [Line]
+  /// `ReportKeyword` bits of each line (at least as many as `lines`).
+  let flags: [UInt8]
 
   func build(origin: LogOrigin) -> CrashReport {
     let oops = detector.table[report.pattern]
@@ -155,21 +157,17 @@ struct ReportBuilder {
   static let firstFrameRecipe = StackRecipe(useIP: false)
 
   private func hasFrames(after stack: Int) -> Bool {
-    for line in lines.dropFirst(stack + 1).prefix(15) {
-      let t = classifyTraceLine(line)
+    for i in lines.indices.dropFirst(stack + 1).prefix(15) {
+      let t = classifyTraceLine(lines[i])
       if t.name != nil, t.role == .frame || t.role == .instructionPointer { return true }
-      if indexOf(line, stackNotAvailable, from: 0) != nil { return true }
+      if flags[i] & ReportKeyword.noStack != 0 { return true }
     }
     return false
   }
 
   /// Index of the first line naming a stack ("Call Trace:", "backtrace:"), if any.
   private func stackStart(_ lines: [Line]) -> Int? {
-    lines.prefix(Self.analysisLines).firstIndex { startsStack($0) }
-  }
-
-  private func startsStack(_ line: Line) -> Bool {
-    stackKeywordList.contains { indexOf(line, $0, from: 0) != nil }
+    lines.indices.prefix(Self.analysisLines).first { flags[$0] & ReportKeyword.stack != 0 }
   }
 
   func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [Line]) -> String? {
@@ -206,7 +204,9 @@ struct ReportBuilder {
     guard recipe.useTrace else { return nil }
     // Frames after the start marker (or after the header).
     var startIndex: Int? = recipe.startMarkers.isEmpty ? 1 : nil
-    if startIndex == nil {
+    if startIndex == nil, recipe.defaultMarkers {
+      startIndex = analysed.indices.dropFirst().first { flags[$0] & ReportKeyword.startMarker != 0 }
+    } else if startIndex == nil {
       let markers = recipe.startMarkerBytes
       for (i, line) in analysed.enumerated().dropFirst()
       where markers.contains(where: { indexOf(line, $0, from: 0) != nil }) {
@@ -220,12 +220,11 @@ struct ReportBuilder {
     var previous: String?
     var firstKept: String?
     var hungAnchor: String?
-    for line in analysed[startIndex...] {
+    for index in startIndex..<analysed.count {
+      let line = analysed[index]
       let t = classifyTraceLine(line)
       guard let name = t.nameBytes(in: line) else {
-        if seen > 0, frameTerminators.contains(where: { indexOf(line, $0, from: 0) != nil }) {
-          break
-        }
+        if seen > 0, flags[index] & ReportKeyword.terminator != 0 { break }
         continue
       }
       guard !t.questionable else { continue }
@@ -396,7 +395,7 @@ func isFaultInjectionFrame(_ name: Line) -> Bool {
   name.elementsEqual(shouldFail) || name.elementsEqual(shouldFailSlab)
 }
 
-private let stackNotAvailable = Array("(stack is not available)".utf8)
+let stackNotAvailable = Array("(stack is not available)".utf8)
 private let cpuTag = Array("CPU: ".utf8)
 private let modulesTag = Array("Modules linked in:".utf8)
 private let taintTag = Array("Tainted: ".utf8)
@@ -409,13 +408,35 @@ let stackKeywordList: [[UInt8]] = [
 ].map {
   Array($0.utf8)
 }
-private let frameTerminators: [[UInt8]] = [
+let frameTerminators: [[UInt8]] = [
   "Instruction dump:", "---[ end trace", "Allocated by task", "Freed by task",
   "The buggy address",
   "Memory state around", "Modules linked in", "irq event stamp", "Showing all locks",
   "Kernel Offset:",
   "Dumping ftrace buffer", "Uninit was created", "Uninit was stored", "Local variable",
 ].map { Array($0.utf8) }
+
+/// What the scanner notes about each report line (bits of `ReportInProgress.lineFlags`), found
+/// by the same search that looks for crash headers, so report building needs no keyword
+/// searches of its own.
+enum ReportKeyword {
+  /// A `stackKeywordList` entry: a stack starts.
+  static let stack: UInt8 = 1 << 0
+  /// A default `StackRecipe` start marker ("Call Trace:").
+  static let startMarker: UInt8 = 1 << 1
+  /// An `interleavedStackMessages` entry (fault injection and the like).
+  static let interleaved: UInt8 = 1 << 2
+  /// A `frameTerminators` entry.
+  static let terminator: UInt8 = 1 << 3
+  /// "(stack is not available)".
+  static let noStack: UInt8 = 1 << 4
+}
+
+/// The needles of each `ReportKeyword` bit, in bit order.
+let reportKeywords: [[[UInt8]]] = [
+  stackKeywordList, defaultStartMarkers.map { Array($0.utf8) }, interleavedStackMessages,
+  frameTerminators, [stackNotAvailable],
+]
 
 /// `needle`'s range in `text`, by bytes (String.firstRange goes through Foundation here).
 func byteRange(_ text: String, _ needle: String) -> Range<String.Index>? {

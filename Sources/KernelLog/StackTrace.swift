@@ -200,6 +200,8 @@ func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Ran
   return nil
 }
 
+let defaultStartMarkers = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"]
+
 /// How to pick a report's guilty frame.
 struct StackRecipe: Sendable, Hashable {
   enum Extractor: Sendable, Hashable {
@@ -216,9 +218,15 @@ struct StackRecipe: Sendable, Hashable {
   /// Consider the function captured by the header pattern (capture index) first.
   var headerCapture: Int? = nil
   /// Frames count only after a line containing one of these ("Call Trace:"); empty: anywhere.
-  var startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"] {
-    didSet { startMarkerBytes = startMarkers.map { Array($0.utf8) } }
+  var startMarkers: [String] = defaultStartMarkers {
+    didSet {
+      startMarkerBytes = startMarkers.map { Array($0.utf8) }
+      defaultMarkers = startMarkers == defaultStartMarkers
+    }
   }
+  /// The markers are the default ones, which the scanner flags per line
+  /// (`ReportKeyword.startMarker`).
+  private(set) var defaultMarkers = true
   /// Precomputed forms, so analysing a report allocates nothing for them.
   private(set) var startMarkerBytes: [[UInt8]] = []
   private(set) var skipSet = SkipSet([])
@@ -232,7 +240,7 @@ struct StackRecipe: Sendable, Hashable {
 
   init(
     useIP: Bool = true, headerCapture: Int? = nil,
-    startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"],
+    startMarkers: [String] = defaultStartMarkers,
     skip: [String] = [], extractor: Extractor = .first, useTrace: Bool = true
   ) {
     self.useIP = useIP
@@ -242,6 +250,7 @@ struct StackRecipe: Sendable, Hashable {
     self.extractor = extractor
     self.useTrace = useTrace
     startMarkerBytes = startMarkers.map { Array($0.utf8) }
+    defaultMarkers = startMarkers == defaultStartMarkers
     skipSet = SkipSet(skip)
   }
 }

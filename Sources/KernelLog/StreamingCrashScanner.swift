@@ -10,6 +10,7 @@ public struct StreamingCrashScanner: Sendable {
   /// The last report's buffers, emptied, for the next one (no regrowth per report).
   var spareText: [UInt8] = []
   var spareLineStarts: [Int] = []
+  var spareLineFlags: [UInt8] = []
   /// A report's "Kernel panic - not syncing" or "Oops:" may follow its end marker.
   static let followUpWindow = 40
 
@@ -73,24 +74,32 @@ public struct StreamingCrashScanner: Sendable {
   ) {
     guard let base = buf.baseAddress else { return }
     var pos = from
-    // The next position holding a header's bytes, searched once over the whole range: lines
-    // before it (most report lines too) need no header search of their own. Stale when < pos.
-    var candidate = -1
+    // The next positions holding a header's bytes, and a header's or report keyword's,
+    // each searched once over the whole range: lines before them (most report lines too)
+    // need no search of their own. Stale when < pos.
+    var nextHeader = -1
+    var nextNeedle = -1
     while pos < to {
-      if candidate < pos { candidate = detector.nextHeaderBytes(base, pos, to)?.position ?? to }
       if current == nil, linesSinceReport >= Self.followUpWindow {
-        guard candidate < to else {
+        if nextHeader < pos { nextHeader = detector.nextHeaderBytes(base, pos, to)?.position ?? to }
+        guard nextHeader < to else {
           offset += to - pos
           return
         }
         var lineStart = pos
-        if let nl = lastNewline(base + pos, candidate - pos) { lineStart = pos + nl + 1 }
+        if let nl = lastNewline(base + pos, nextHeader - pos) { lineStart = pos + nl + 1 }
         offset += lineStart - pos
         pos = lineStart
+        let lineEnd = memchrNewline(base + pos, to - pos).map { pos + $0 } ?? to
+        let next = lineEnd < to ? lineEnd + 1 : to
+        feed(buf, pos, lineEnd, next: next, into: &reports)
+        pos = next
+        continue
       }
+      if nextNeedle < pos { nextNeedle = detector.nextNeedle(base, pos, to) ?? to }
       let lineEnd = memchrNewline(base + pos, to - pos).map { pos + $0 } ?? to
       let next = lineEnd < to ? lineEnd + 1 : to
-      feed(buf, pos, lineEnd, next: next, into: &reports, headerPossible: candidate < next)
+      feed(buf, pos, lineEnd, next: next, into: &reports, needlePossible: nextNeedle < next)
       pos = next
     }
   }
@@ -133,7 +142,7 @@ public struct StreamingCrashScanner: Sendable {
   /// Line [lo, hi) of `buf`; `next - lo` is the line's size in the input including its newline.
   mutating func feed(
     _ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, next: Int,
-    into completed: inout [CrashReport], headerPossible: Bool = true
+    into completed: inout [CrashReport], needlePossible: Bool = true
   ) {
     let lineOffset = offset
     offset += next - lo
@@ -142,7 +151,7 @@ public struct StreamingCrashScanner: Sendable {
     // A line may hold several headers ("Oops: general protection fault"); the first one with a
     // matching format wins.
     var searchFrom = split.textStart
-    while headerPossible, started == nil,
+    while needlePossible, started == nil,
       let (pattern, at) = detector.findHeader(buf, split.textStart, split.textEnd, from: searchFrom)
     {
       let text = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
@@ -158,7 +167,9 @@ public struct StreamingCrashScanner: Sendable {
         // Another crash begins: the report in progress ends before this line.
         completed.append(finishCurrent())
       } else {
-        if sameCaller { current!.append(buf, split, end: offset) }
+        if sameCaller {
+          current!.append(buf, split, end: offset, flags: flags(buf, split, needlePossible))
+        }
         if started == nil,
           current!.ended(buf, split) || current!.lineCount >= detector.maxReportLines
             || current!.byteCount >= detector.maxReportBytes
@@ -183,10 +194,18 @@ public struct StreamingCrashScanner: Sendable {
       caller: split.caller)
     swap(&current!.text, &spareText)
     swap(&current!.lineStarts, &spareLineStarts)
+    swap(&current!.lineFlags, &spareLineFlags)
     current!.endsAtRule = detector.table[started.pattern].formats[started.format].endsAtRule
-    current!.append(buf, split, end: offset)
+    current!.append(buf, split, end: offset, flags: flags(buf, split, needlePossible))
     if current!.ended(buf, split) { completed.append(finishCurrent()) }
     return
+  }
+
+  /// The line's `ReportKeyword` bits (none when the range search found no needle in it).
+  private func flags(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, _ needlePossible: Bool)
+    -> UInt8
+  {
+    needlePossible ? detector.keywordFlags(buf, split.textStart, split.textEnd) : 0
   }
 
   private mutating func finishCurrent() -> CrashReport {
@@ -196,13 +215,15 @@ public struct StreamingCrashScanner: Sendable {
     let built = report.build(detector: detector, origin: origin)
     report.text.removeAll(keepingCapacity: true)
     report.lineStarts.removeAll(keepingCapacity: true)
+    report.lineFlags.removeAll(keepingCapacity: true)
     spareText = report.text
     spareLineStarts = report.lineStarts
+    spareLineFlags = report.lineFlags
     return built
   }
 }
 
-private let interleavedStackMessages: [[UInt8]] = [
+let interleavedStackMessages: [[UInt8]] = [
   "FAULT_INJECTION: forcing a failure", "vmalloc: allocation failure:",
   "FAULT_FLAG_ALLOW_RETRY missing",
 ].map { Array($0.utf8) }
@@ -226,6 +247,8 @@ struct ReportInProgress: Sendable {
   var text: [UInt8] = []
   /// Start of each line in `text`.
   var lineStarts: [Int] = []
+  /// `ReportKeyword` bits of each line.
+  var lineFlags: [UInt8] = []
   var lineCount: Int { lineStarts.count }
   var byteCount: Int { text.count }
 
@@ -237,9 +260,12 @@ struct ReportInProgress: Sendable {
     self.caller = caller
   }
 
-  mutating func append(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, end: Int) {
+  mutating func append(
+    _ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, end: Int, flags: UInt8
+  ) {
     if !lineStarts.isEmpty { text.append(0x0a) }
     lineStarts.append(text.count)
+    lineFlags.append(flags)
     text.append(contentsOf: UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd]))
     self.end = end
   }
@@ -273,13 +299,14 @@ struct ReportInProgress: Sendable {
       // allocation failure) interleaves: the title and frame come from the lines before it
       // (syzkaller's report end).
       if caller.kind == .none, lines.count > 1,
-        let cut = lines.indices.dropFirst().prefix(ReportBuilder.analysisLines).first(where: { i in
-          interleavedStackMessages.contains { indexOf(lines[i], $0, from: 0) != nil }
+        let cut = lines.indices.dropFirst().prefix(ReportBuilder.analysisLines).first(where: {
+          lineFlags[$0] & ReportKeyword.interleaved != 0
         })
       {
         lines.removeSubrange(cut...)
       }
-      return ReportBuilder(detector: detector, report: self, lines: lines).build(origin: origin)
+      return ReportBuilder(detector: detector, report: self, lines: lines, flags: lineFlags).build(
+        origin: origin)
     }
   }
 }
