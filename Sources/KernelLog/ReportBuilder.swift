@@ -217,16 +217,22 @@ struct ReportBuilder {
     }
     guard let startIndex, startIndex < analysed.count else { return nil }
     var seen = 0
-    var previous: String?
-    var firstKept: String?
-    var hungAnchor: String?
+    // Frames kept by the stall and hung extractors, as (line, name range): strings are made
+    // only for the frame returned.
+    var previous: (line: Int, name: Range<Int>)?
+    var firstKept: (line: Int, name: Range<Int>)?
+    var hungAnchor: (line: Int, name: Range<Int>)?
+    func text(_ kept: (line: Int, name: Range<Int>)) -> String {
+      string(analysed[kept.line], kept.name.lowerBound, kept.name.upperBound)
+    }
     for index in startIndex..<analysed.count {
       let line = analysed[index]
       let t = classifyTraceLine(line)
-      guard let name = t.nameBytes(in: line) else {
+      guard let range = t.name else {
         if seen > 0, flags[index] & ReportKeyword.terminator != 0 { break }
         continue
       }
+      let name = UnsafeBufferPointer(rebasing: line[range])
       guard !t.questionable else { continue }
       // Fault injection prints its own stack into the report: what follows is not this
       // crash's stack (syzkaller's corrupted lines).
@@ -240,37 +246,32 @@ struct ReportBuilder {
       case .first:
         if !skipped(name) { return t.function(in: line) }
       case .stall:
-        if firstKept == nil, !skipped(name), let f = t.function(in: line),
-          let collapse = stallCollapses.first(where: { f.hasPrefix($0.prefix) })
+        let skip = skipped(name)
+        if firstKept == nil, !skip,
+          let collapse = stallCollapseBytes.first(where: { hasPrefix(name, 0, $0.prefix) })
         {
           return collapse.name
         }
         if isStallAnchor(name) {
-          if let previous { return stripSyscallPrefix(previous) }
+          if let previous { return stripSyscallPrefix(text(previous)) }
           continue
         }
-        if !skipped(name) {
-          previous = t.function(in: line)
+        if !skip {
+          previous = (index, range)
           firstKept = firstKept ?? previous
         }
       case .hung:
-        let f = t.function(in: line) ?? ""
-        if f.hasPrefix("rtnl_lock") { return "rtnl_lock" }
-        if f.hasPrefix("synchronize_rcu") || f.hasPrefix("synchronize_srcu")
-          || f.hasPrefix("synchronize_net")
-          || f.hasPrefix("synchronize_sched")
-        {
-          return "synchronize_rcu"
-        }
-        if hungAnchor == nil, !hungSkips.contains(where: { byteRange(f, $0) != nil }),
+        if hasPrefix(name, 0, rtnlLock) { return "rtnl_lock" }
+        if synchronizers.contains(where: { hasPrefix(name, 0, $0) }) { return "synchronize_rcu" }
+        if hungAnchor == nil, !hungSkipBytes.contains(where: { indexOf(name, $0, from: 0) != nil }),
           !skipped(name)
         {
-          hungAnchor = f
+          hungAnchor = (index, range)
         }
       }
     }
-    if recipe.extractor == .hung { return hungAnchor }
-    return firstKept.map(stripSyscallPrefix)
+    if recipe.extractor == .hung { return hungAnchor.map(text) }
+    return firstKept.map { stripSyscallPrefix(text($0)) }
   }
 
   private func stripSyscallPrefix(_ name: String) -> String {
@@ -396,6 +397,11 @@ func isFaultInjectionFrame(_ name: Line) -> Bool {
 }
 
 let stackNotAvailable = Array("(stack is not available)".utf8)
+private let rtnlLock = Array("rtnl_lock".utf8)
+private let synchronizers = ["synchronize_rcu", "synchronize_srcu", "synchronize_net", "synchronize_sched"]
+  .map { Array($0.utf8) }
+private let hungSkipBytes = hungSkips.map { Array($0.utf8) }
+private let stallCollapseBytes = stallCollapses.map { (prefix: Array($0.prefix.utf8), name: $0.name) }
 private let cpuTag = Array("CPU: ".utf8)
 private let modulesTag = Array("Modules linked in:".utf8)
 private let taintTag = Array("Tainted: ".utf8)

@@ -411,12 +411,19 @@ struct SkipSet: Sendable, Hashable {
   /// Entries by first byte: `(start, count)` in `store`, in `order[first]..<order[first + 1]`.
   private var entries: [(start: Int32, count: Int32)] = []
   private var order = [Int32](repeating: 0, count: 257)
+  /// Bit set over the first two bytes of the entries (a one-byte entry sets every pair it
+  /// begins): most segment starts are ruled out by one bit test.
+  private var pairs = [UInt64](repeating: 0, count: 1024)
 
   init(_ list: [String]) {
     var buckets: [[[UInt8]]] = Array(repeating: [], count: 256)
     for entry in list where !entry.isEmpty {
       let bytes = Array(entry.utf8)
       buckets[Int(bytes[0])].append(bytes)
+      for second in bytes.count >= 2 ? Int(bytes[1])...Int(bytes[1]) : 0...255 {
+        let pair = Int(bytes[0]) << 8 | second
+        pairs[pair >> 6] |= 1 << UInt64(pair & 63)
+      }
     }
     for first in 0..<256 {
       order[first] = Int32(entries.count)
@@ -428,7 +435,9 @@ struct SkipSet: Sendable, Hashable {
     order[256] = Int32(entries.count)
   }
 
-  static func == (a: SkipSet, b: SkipSet) -> Bool { a.store == b.store && a.order == b.order }
+  static func == (a: SkipSet, b: SkipSet) -> Bool {
+    a.store == b.store && a.order == b.order && a.pairs == b.pairs
+  }
   func hash(into hasher: inout Hasher) { hasher.combine(store) }
 
   /// An entry starts exactly at `i`.
@@ -466,18 +475,23 @@ struct SkipSet: Sendable, Hashable {
     store.withUnsafeBufferPointer { s in
       entries.withUnsafeBufferPointer { e in
         order.withUnsafeBufferPointer { o in
-          var i = 0
-          while i < n.count {
-            // Segment starts: the name's start (after leading underscores) and after each '_';
-            // an entry that itself starts with '_' may also begin at an underscore.
-            if i == 0 || n[i - 1] == UInt8(ascii: "_") || n[i] == UInt8(ascii: "_"),
-              Self.matchesAt(n, i, s, e, o)
-            {
-              return true
+          pairs.withUnsafeBufferPointer { p in
+            var i = 0
+            while i < n.count {
+              // Segment starts: the name's start (after leading underscores) and after each
+              // '_'; an entry that itself starts with '_' may also begin at an underscore.
+              if i == 0 || n[i - 1] == UInt8(ascii: "_") || n[i] == UInt8(ascii: "_") {
+                let pair = Int(n[i]) << 8 | (i + 1 < n.count ? Int(n[i + 1]) : 0)
+                if i + 1 == n.count || p[pair >> 6] & (1 << UInt64(pair & 63)) != 0,
+                  Self.matchesAt(n, i, s, e, o)
+                {
+                  return true
+                }
+              }
+              i += 1
             }
-            i += 1
+            return false
           }
-          return false
         }
       }
     }
