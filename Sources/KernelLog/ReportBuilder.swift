@@ -11,7 +11,8 @@ struct ReportBuilder {
   /// `ReportKeyword` bits of each line (at least as many as `lines`).
   let flags: [UInt8]
 
-  func build(origin: LogOrigin) -> CrashReport {
+  /// The report; `text` is its lines joined by newlines (kept by the report).
+  func build(origin: LogOrigin, text: [UInt8]) -> CrashReport {
     let oops = detector.table[report.pattern]
     // The header chose a format; a later one may fit better when this one's extra lines are
     // missing (KASAN without "Read of size").
@@ -81,7 +82,7 @@ struct ReportBuilder {
     return CrashReport(
       kind: kind, type: crashType(typeRule, captures), title: title, frame: frame,
       corruptedReason: corruptedReason,
-      body: ReportBody(text: Array(report.text), metadataLines: metadataLines),
+      body: ReportBody(text: text, metadataLines: metadataLines),
       start: report.start, end: report.end, origin: origin,
       patternID: detector.patternIDs[report.pattern][formatIndex])
   }

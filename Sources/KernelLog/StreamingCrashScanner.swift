@@ -11,6 +11,7 @@ public struct StreamingCrashScanner: Sendable {
   var spareText: [UInt8] = []
   var spareLineStarts: [Int] = []
   var spareLineFlags: [UInt8] = []
+  var sparePending: [Range<Int>] = []
   /// A report's "Kernel panic - not syncing" or "Oops:" may follow its end marker.
   static let followUpWindow = 40
 
@@ -79,6 +80,8 @@ public struct StreamingCrashScanner: Sendable {
     // need no search of their own. Stale when < pos.
     var nextHeader = -1
     var nextNeedle = -1
+    // Report lines are kept as ranges of `buf` until then.
+    defer { if current != nil { current!.materialize(buf) } }
     while pos < to {
       if current == nil, linesSinceReport >= Self.followUpWindow {
         if nextHeader < pos { nextHeader = detector.nextHeaderBytes(base, pos, to)?.position ?? to }
@@ -92,14 +95,16 @@ public struct StreamingCrashScanner: Sendable {
         pos = lineStart
         let lineEnd = memchrNewline(base + pos, to - pos).map { pos + $0 } ?? to
         let next = lineEnd < to ? lineEnd + 1 : to
-        feed(buf, pos, lineEnd, next: next, into: &reports)
+        feed(buf, pos, lineEnd, next: next, into: &reports, deferred: true)
         pos = next
         continue
       }
       if nextNeedle < pos { nextNeedle = detector.nextNeedle(base, pos, to) ?? to }
       let lineEnd = memchrNewline(base + pos, to - pos).map { pos + $0 } ?? to
       let next = lineEnd < to ? lineEnd + 1 : to
-      feed(buf, pos, lineEnd, next: next, into: &reports, needlePossible: nextNeedle < next)
+      feed(
+        buf, pos, lineEnd, next: next, into: &reports, needlePossible: nextNeedle < next,
+        deferred: true)
       pos = next
     }
   }
@@ -134,15 +139,15 @@ public struct StreamingCrashScanner: Sendable {
   public mutating func finish() -> [CrashReport] {
     var reports: [CrashReport] = []
     if !carry.isEmpty || carryDropped > 0 { flushCarry(newline: false, into: &reports) }
-    guard let report = current else { return reports }
-    current = nil
-    return reports + [report.build(detector: detector, origin: origin)]
+    guard current != nil else { return reports }
+    // Nothing is pending outside `feedLines`.
+    return reports + [finishCurrent(UnsafeBufferPointer(start: nil, count: 0))]
   }
 
   /// Line [lo, hi) of `buf`; `next - lo` is the line's size in the input including its newline.
   mutating func feed(
     _ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, next: Int,
-    into completed: inout [CrashReport], needlePossible: Bool = true
+    into completed: inout [CrashReport], needlePossible: Bool = true, deferred: Bool = false
   ) {
     let lineOffset = offset
     offset += next - lo
@@ -165,16 +170,17 @@ public struct StreamingCrashScanner: Sendable {
       let sameCaller = caller == split.caller || caller.kind == .none || split.caller.kind == .none
       if let started, !detector.table[started.pattern].followsReport || !sameCaller {
         // Another crash begins: the report in progress ends before this line.
-        completed.append(finishCurrent())
+        completed.append(finishCurrent(buf))
       } else {
         if sameCaller {
-          current!.append(buf, split, end: offset, flags: flags(buf, split, needlePossible))
+          current!.append(
+            buf, split, end: offset, flags: flags(buf, split, needlePossible), deferred: deferred)
         }
         if started == nil,
           current!.ended(buf, split) || current!.lineCount >= detector.maxReportLines
             || current!.byteCount >= detector.maxReportBytes
         {
-          completed.append(finishCurrent())
+          completed.append(finishCurrent(buf))
         }
         return
       }
@@ -195,9 +201,11 @@ public struct StreamingCrashScanner: Sendable {
     swap(&current!.text, &spareText)
     swap(&current!.lineStarts, &spareLineStarts)
     swap(&current!.lineFlags, &spareLineFlags)
+    swap(&current!.pending, &sparePending)
     current!.endsAtRule = detector.table[started.pattern].formats[started.format].endsAtRule
-    current!.append(buf, split, end: offset, flags: flags(buf, split, needlePossible))
-    if current!.ended(buf, split) { completed.append(finishCurrent()) }
+    current!.append(
+      buf, split, end: offset, flags: flags(buf, split, needlePossible), deferred: deferred)
+    if current!.ended(buf, split) { completed.append(finishCurrent(buf)) }
     return
   }
 
@@ -208,17 +216,20 @@ public struct StreamingCrashScanner: Sendable {
     needlePossible ? detector.keywordFlags(buf, split.textStart, split.textEnd) : 0
   }
 
-  private mutating func finishCurrent() -> CrashReport {
+  /// Ends the report in progress; `buf` holds its pending lines.
+  private mutating func finishCurrent(_ buf: UnsafeBufferPointer<UInt8>) -> CrashReport {
     var report = current!
     current = nil
     linesSinceReport = 0
-    let built = report.build(detector: detector, origin: origin)
+    let built = report.build(detector: detector, origin: origin, buf: buf)
     report.text.removeAll(keepingCapacity: true)
     report.lineStarts.removeAll(keepingCapacity: true)
+    report.pending.removeAll(keepingCapacity: true)
     report.lineFlags.removeAll(keepingCapacity: true)
     spareText = report.text
     spareLineStarts = report.lineStarts
     spareLineFlags = report.lineFlags
+    sparePending = report.pending
     return built
   }
 }
@@ -243,14 +254,19 @@ struct ReportInProgress: Sendable {
   var caller: CallerContext
   /// The format's reports end at a "=====" rule (KASAN, KMSAN, KFENCE, UBSAN).
   var endsAtRule = false
-  /// The lines joined by newlines (no trailing newline after the last).
+  /// The lines copied so far, joined by newlines (no trailing newline after the last).
   var text: [UInt8] = []
   /// Start of each line in `text`.
   var lineStarts: [Int] = []
+  /// The lines after those, not yet copied: ranges of the buffer `feedLines` is scanning,
+  /// copied into `text` before it returns. A report that starts and ends within one buffer
+  /// (most do) is copied once, into its `ReportBody`.
+  var pending: [Range<Int>] = []
   /// `ReportKeyword` bits of each line.
   var lineFlags: [UInt8] = []
-  var lineCount: Int { lineStarts.count }
-  var byteCount: Int { text.count }
+  var lineCount: Int { lineStarts.count + pending.count }
+  /// The report text's size: the lines and a newline between each two.
+  private(set) var byteCount = 0
 
   init(pattern: Int, format: Int, captures: [String], start: Int, caller: CallerContext) {
     self.pattern = pattern
@@ -260,14 +276,31 @@ struct ReportInProgress: Sendable {
     self.caller = caller
   }
 
+  /// Adds the line's text; `deferred`: `buf` is `feedLines`'s buffer, copied later.
   mutating func append(
-    _ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, end: Int, flags: UInt8
+    _ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, end: Int, flags: UInt8, deferred: Bool
   ) {
+    byteCount += (lineCount > 0 ? 1 : 0) + split.textEnd - split.textStart
+    lineFlags.append(flags)
+    if deferred {
+      pending.append(split.textStart..<split.textEnd)
+    } else {
+      copy(UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd]))
+    }
+    self.end = end
+  }
+
+  private mutating func copy(_ line: UnsafeBufferPointer<UInt8>) {
     if !lineStarts.isEmpty { text.append(0x0a) }
     lineStarts.append(text.count)
-    lineFlags.append(flags)
-    text.append(contentsOf: UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd]))
-    self.end = end
+    text.append(contentsOf: line)
+  }
+
+  /// Copies the pending lines out of `buf` (before it goes away).
+  mutating func materialize(_ buf: UnsafeBufferPointer<UInt8>) {
+    guard !pending.isEmpty else { return }
+    for range in pending { copy(UnsafeBufferPointer(rebasing: buf[range])) }
+    pending.removeAll(keepingCapacity: true)
   }
 
   /// "---[ end trace ...]---" (and "---[ end Kernel panic") close a report; they start the
@@ -287,13 +320,32 @@ struct ReportInProgress: Sendable {
     return false
   }
 
-  func build(detector: CrashDetector, origin: LogOrigin) -> CrashReport {
-    text.withUnsafeBufferPointer { buf in
+  /// The report; `buf` holds the pending lines.
+  func build(detector: CrashDetector, origin: LogOrigin, buf: UnsafeBufferPointer<UInt8>)
+    -> CrashReport
+  {
+    text.withUnsafeBufferPointer { copied in
       var lines: [UnsafeBufferPointer<UInt8>] = []
-      lines.reserveCapacity(lineStarts.count)
+      lines.reserveCapacity(lineCount)
       for (i, start) in lineStarts.enumerated() {
-        let end = i + 1 < lineStarts.count ? lineStarts[i + 1] - 1 : buf.count
-        lines.append(UnsafeBufferPointer(rebasing: buf[start..<end]))
+        let end = i + 1 < lineStarts.count ? lineStarts[i + 1] - 1 : copied.count
+        lines.append(UnsafeBufferPointer(rebasing: copied[start..<end]))
+      }
+      for range in pending { lines.append(UnsafeBufferPointer(rebasing: buf[range])) }
+      // The one copy of the text that the report keeps.
+      let bodyText = [UInt8](unsafeUninitializedCapacity: byteCount) { out, count in
+        var at = 0
+        for (i, line) in lines.enumerated() {
+          if i > 0 {
+            out[at] = 0x0a
+            at += 1
+          }
+          if let source = line.baseAddress, let target = out.baseAddress {
+            (target + at).update(from: source, count: line.count)
+          }
+          at += line.count
+        }
+        count = at
       }
       // Without caller ids, a message that prints its own stack (fault injection, an
       // allocation failure) interleaves: the title and frame come from the lines before it
@@ -306,7 +358,7 @@ struct ReportInProgress: Sendable {
         lines.removeSubrange(cut...)
       }
       return ReportBuilder(detector: detector, report: self, lines: lines, flags: lineFlags).build(
-        origin: origin)
+        origin: origin, text: bodyText)
     }
   }
 }
