@@ -35,7 +35,7 @@ struct NeedleSet: Sendable {
     var needles: [(start: Int32, count: Int32, id: Int32)] = []
     var lists = [[Int32]](repeating: [], count: 65536)
     var pairBits = [UInt64](repeating: 0, count: 1024)
-    var quadBits = [UInt64](repeating: 0, count: 1024)
+    var quadBits = [UInt64](repeating: 0, count: 2048)
     var short = false
     func add(_ window: [UInt8]) {
       let x = window.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
@@ -212,7 +212,8 @@ struct NeedleSet: Sendable {
   }
 }
 
-/// Fibonacci hashing of four bytes into 16 bits.
+/// Fibonacci hashing of four bytes into 17 bits. A 64-bit product: the top bits of a 32-bit
+/// one barely depend on the fourth byte, so windows sharing three bytes would collide.
 @inline(__always) func quadHash(_ x: UInt32) -> Int {
-  Int(truncatingIfNeeded: (x &* 0x9E37_79B1) &>> 16)
+  Int(truncatingIfNeeded: (UInt64(x) &* 0x9E37_79B9_7F4A_7C15) &>> 47)
 }
