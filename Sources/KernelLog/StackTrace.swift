@@ -202,8 +202,9 @@ func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Ran
 
 let defaultStartMarkers = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"]
 
-/// How to pick a report's guilty frame.
-struct StackRecipe: Sendable, Hashable {
+/// How to pick a report's guilty frame. A class: report building borrows one reference
+/// instead of copying (and retaining) every array of the recipe.
+final class StackRecipe: Sendable, Hashable {
   enum Extractor: Sendable, Hashable {
     /// The first frame that is not a generic helper.
     case first
@@ -214,29 +215,22 @@ struct StackRecipe: Sendable, Hashable {
     case hung
   }
   /// Use the faulting instruction pointer line (RIP/NIP/pc) before the trace.
-  var useIP: Bool = true
+  let useIP: Bool
   /// Consider the function captured by the header pattern (capture index) first.
-  var headerCapture: Int? = nil
+  let headerCapture: Int?
   /// Frames count only after a line containing one of these ("Call Trace:"); empty: anywhere.
-  var startMarkers: [String] = defaultStartMarkers {
-    didSet {
-      startMarkerBytes = startMarkers.map { Array($0.utf8) }
-      defaultMarkers = startMarkers == defaultStartMarkers
-    }
-  }
+  let startMarkers: [String]
   /// The markers are the default ones, which the scanner flags per line
   /// (`ReportKeyword.startMarker`).
-  private(set) var defaultMarkers = true
+  let defaultMarkers: Bool
   /// Precomputed forms, so analysing a report allocates nothing for them.
-  private(set) var startMarkerBytes: [[UInt8]] = []
-  private(set) var skipSet = SkipSet([])
+  let startMarkerBytes: [[UInt8]]
+  let skipSet: SkipSet
   /// Extra names to skip for this format, on top of the generic helpers.
-  var skip: [String] = [] {
-    didSet { skipSet = SkipSet(skip) }
-  }
-  var extractor: Extractor = .first
+  let skip: [String]
+  let extractor: Extractor
   /// Look at the call trace after the header and IP (false: header capture and IP only).
-  var useTrace = true
+  let useTrace: Bool
 
   init(
     useIP: Bool = true, headerCapture: Int? = nil,
@@ -252,6 +246,16 @@ struct StackRecipe: Sendable, Hashable {
     startMarkerBytes = startMarkers.map { Array($0.utf8) }
     defaultMarkers = startMarkers == defaultStartMarkers
     skipSet = SkipSet(skip)
+  }
+
+  static func == (a: StackRecipe, b: StackRecipe) -> Bool {
+    a.useIP == b.useIP && a.headerCapture == b.headerCapture && a.startMarkers == b.startMarkers
+      && a.skip == b.skip && a.extractor == b.extractor && a.useTrace == b.useTrace
+  }
+
+  func hash(into hasher: inout Hasher) {
+    hasher.combine(startMarkers)
+    hasher.combine(skip)
   }
 }
 

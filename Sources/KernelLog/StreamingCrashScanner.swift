@@ -305,7 +305,9 @@ struct ReportInProgress: Sendable {
 
   /// "---[ end trace ...]---" (and "---[ end Kernel panic") close a report; they start the
   /// message text, so only the line's start is checked.
-  func ended(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine) -> Bool {
+  /// (Declared mutating, though it changes nothing, so that `current!.ended` is called in
+  /// place instead of on a copy of the whole report.)
+  mutating func ended(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine) -> Bool {
     var p = split.textStart
     while p < split.textEnd, buf[p] == 0x20 { p += 1 }
     // Sanitizer reports close with a rule of '=' (the opening one precedes the header).
