@@ -13,8 +13,9 @@ public enum CrashKind: String, Sendable, Codable, Hashable, CaseIterable {
 ///
 /// Title, type, frame, signature and the corruption verdict are worked out when the report is
 /// found; the report text and the metadata (CPU, PID, comm, taint, version, modules) are kept
-/// as the report's bytes and parsed on first access (most reports are only titled and
-/// deduplicated). Every property can still be set; a set value replaces the parsed one.
+/// as the report's bytes and made from them when asked for (most reports are only titled and
+/// deduplicated; a consumer reading them often should copy them once). Every property can
+/// still be set; a set value replaces the parsed one.
 public struct CrashReport: Sendable, Codable, Hashable {
   public var kind: CrashKind
   /// syzkaller's crash type: "BUG", "WARNING", "HANG", "LOCKDEP", "MEMORY_SAFETY_BUG", "DoS", ...

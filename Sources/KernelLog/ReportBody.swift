@@ -1,5 +1,3 @@
-import Foundation
-
 /// What a report says about where it happened: parsed from its first lines on first access.
 struct ReportMetadata: Sendable, Hashable {
   var cpu: Int?
@@ -10,16 +8,15 @@ struct ReportMetadata: Sendable, Hashable {
   var modules: [String] = []
 }
 
-/// A found report's bytes, shared by the copies of its `CrashReport`. The metadata is parsed
-/// once, on first use, under a lock (reports cross threads: a log watcher hands them on).
-final class ReportBody: @unchecked Sendable {
+/// A found report's bytes, shared by the copies of its `CrashReport`, immutable. The text and
+/// metadata are made from them on each access (no cache, so no lock: reports cross threads,
+/// and most are never asked for either).
+final class ReportBody: Sendable {
   /// The report's lines joined by newlines, log prefixes removed.
   let text: [UInt8]
   /// How many leading lines may hold the CPU/Comm, Modules and Tainted lines (they come
   /// before the stack).
   let metadataLines: Int
-  private let lock = NSLock()
-  private var parsed: ReportMetadata?
 
   init(text: [UInt8], metadataLines: Int) {
     self.text = text
@@ -29,12 +26,7 @@ final class ReportBody: @unchecked Sendable {
   var reportString: String { String(decoding: text, as: UTF8.self) }
 
   var metadata: ReportMetadata {
-    lock.lock()
-    defer { lock.unlock() }
-    if let parsed { return parsed }
-    let m = text.withUnsafeBufferPointer { parseMetadata($0, lineLimit: metadataLines) }
-    parsed = m
-    return m
+    text.withUnsafeBufferPointer { parseMetadata($0, lineLimit: metadataLines) }
   }
 }
 

@@ -9,9 +9,7 @@ public struct StreamingCrashScanner: Sendable {
   var linesSinceReport = Int.max
   /// The last report's buffers, emptied, for the next one (no regrowth per report).
   var spareText: [UInt8] = []
-  var spareLineStarts: [Int] = []
-  var spareLineFlags: [UInt8] = []
-  var sparePending: [Range<Int>] = []
+  var spareLines: [ReportLine] = []
   /// A report's "Kernel panic - not syncing" or "Oops:" may follow its end marker.
   static let followUpWindow = 40
 
@@ -102,9 +100,13 @@ public struct StreamingCrashScanner: Sendable {
       if nextNeedle < pos { nextNeedle = detector.nextNeedle(base, pos, to) ?? to }
       let lineEnd = memchrNewline(base + pos, to - pos).map { pos + $0 } ?? to
       let next = lineEnd < to ? lineEnd + 1 : to
-      feed(
-        buf, pos, lineEnd, next: next, into: &reports, needlePossible: nextNeedle < next,
-        deferred: true)
+      if current != nil, nextNeedle >= next {
+        feedPlainReportLine(buf, pos, lineEnd, next: next, into: &reports)
+      } else {
+        feed(
+          buf, pos, lineEnd, next: next, into: &reports, needlePossible: nextNeedle < next,
+          deferred: true)
+      }
       pos = next
     }
   }
@@ -199,14 +201,33 @@ public struct StreamingCrashScanner: Sendable {
       start: lineOffset,
       caller: split.caller)
     swap(&current!.text, &spareText)
-    swap(&current!.lineStarts, &spareLineStarts)
-    swap(&current!.lineFlags, &spareLineFlags)
-    swap(&current!.pending, &sparePending)
+    swap(&current!.lines, &spareLines)
     current!.endsAtRule = detector.table[started.pattern].formats[started.format].endsAtRule
     current!.append(
       buf, split, end: offset, flags: flags(buf, split, needlePossible), deferred: deferred)
     if current!.ended(buf, split) { completed.append(finishCurrent(buf)) }
     return
+  }
+
+  /// What `feed` does with a line of `feedLines`'s buffer that holds no header or keyword
+  /// bytes while a report is in progress (most report lines), without its header search and
+  /// the rest of its state machine.
+  @inline(__always)
+  private mutating func feedPlainReportLine(
+    _ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, next: Int,
+    into completed: inout [CrashReport]
+  ) {
+    offset += next - lo
+    let split = splitLine(buf, lo, hi)
+    let caller = current!.caller
+    if caller == split.caller || caller.kind == .none || split.caller.kind == .none {
+      current!.append(buf, split, end: offset, flags: 0, deferred: true)
+    }
+    if current!.ended(buf, split) || current!.lineCount >= detector.maxReportLines
+      || current!.byteCount >= detector.maxReportBytes
+    {
+      completed.append(finishCurrent(buf))
+    }
   }
 
   /// The line's `ReportKeyword` bits (none when the range search found no needle in it).
@@ -223,13 +244,9 @@ public struct StreamingCrashScanner: Sendable {
     linesSinceReport = 0
     let built = report.build(detector: detector, origin: origin, buf: buf)
     report.text.removeAll(keepingCapacity: true)
-    report.lineStarts.removeAll(keepingCapacity: true)
-    report.pending.removeAll(keepingCapacity: true)
-    report.lineFlags.removeAll(keepingCapacity: true)
+    report.lines.removeAll(keepingCapacity: true)
     spareText = report.text
-    spareLineStarts = report.lineStarts
-    spareLineFlags = report.lineFlags
-    sparePending = report.pending
+    spareLines = report.lines
     return built
   }
 }
@@ -243,6 +260,14 @@ private let endMarkers: [[UInt8]] = ["---[ end trace", "---[ end Kernel panic"].
   Array($0.utf8)
 }
 
+/// One line of a report in progress: its text's range (in the report's copied text or in the
+/// buffer being scanned) and its `ReportKeyword` bits.
+struct ReportLine: Sendable {
+  var start: Int
+  var end: Int
+  var flags: UInt8
+}
+
 /// A crash report being collected: its prefix-free lines in one buffer, bounded by the
 /// detector's limits.
 struct ReportInProgress: Sendable {
@@ -254,17 +279,14 @@ struct ReportInProgress: Sendable {
   var caller: CallerContext
   /// The format's reports end at a "=====" rule (KASAN, KMSAN, KFENCE, UBSAN).
   var endsAtRule = false
-  /// The lines copied so far, joined by newlines (no trailing newline after the last).
+  /// The lines copied so far, joined by newlines.
   var text: [UInt8] = []
-  /// Start of each line in `text`.
-  var lineStarts: [Int] = []
-  /// The lines after those, not yet copied: ranges of the buffer `feedLines` is scanning,
-  /// copied into `text` before it returns. A report that starts and ends within one buffer
-  /// (most do) is copied once, into its `ReportBody`.
-  var pending: [Range<Int>] = []
-  /// `ReportKeyword` bits of each line.
-  var lineFlags: [UInt8] = []
-  var lineCount: Int { lineStarts.count + pending.count }
+  /// Every line: the first `copied` are ranges of `text`; the rest are ranges of the buffer
+  /// `feedLines` is scanning, copied into `text` before it returns. A report that starts and
+  /// ends within one buffer (most do) is copied once, into its `ReportBody`.
+  var lines: [ReportLine] = []
+  var copied = 0
+  var lineCount: Int { lines.count }
   /// The report text's size: the lines and a newline between each two.
   private(set) var byteCount = 0
 
@@ -277,30 +299,26 @@ struct ReportInProgress: Sendable {
   }
 
   /// Adds the line's text; `deferred`: `buf` is `feedLines`'s buffer, copied later.
+  @inline(__always)
   mutating func append(
     _ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, end: Int, flags: UInt8, deferred: Bool
   ) {
-    byteCount += (lineCount > 0 ? 1 : 0) + split.textEnd - split.textStart
-    lineFlags.append(flags)
-    if deferred {
-      pending.append(split.textStart..<split.textEnd)
-    } else {
-      copy(UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd]))
-    }
+    byteCount += (lines.isEmpty ? 0 : 1) + split.textEnd - split.textStart
+    lines.append(ReportLine(start: split.textStart, end: split.textEnd, flags: flags))
+    if !deferred { materialize(buf) }
     self.end = end
   }
 
-  private mutating func copy(_ line: UnsafeBufferPointer<UInt8>) {
-    if !lineStarts.isEmpty { text.append(0x0a) }
-    lineStarts.append(text.count)
-    text.append(contentsOf: line)
-  }
-
-  /// Copies the pending lines out of `buf` (before it goes away).
+  /// Copies the lines still in `buf` (before it goes away).
   mutating func materialize(_ buf: UnsafeBufferPointer<UInt8>) {
-    guard !pending.isEmpty else { return }
-    for range in pending { copy(UnsafeBufferPointer(rebasing: buf[range])) }
-    pending.removeAll(keepingCapacity: true)
+    while copied < lines.count {
+      if copied > 0 { text.append(0x0a) }
+      let range = lines[copied].start..<lines[copied].end
+      lines[copied].start = text.count
+      text.append(contentsOf: UnsafeBufferPointer(rebasing: buf[range]))
+      lines[copied].end = text.count
+      copied += 1
+    }
   }
 
   /// "---[ end trace ...]---" (and "---[ end Kernel panic") close a report; they start the
@@ -326,14 +344,14 @@ struct ReportInProgress: Sendable {
   func build(detector: CrashDetector, origin: LogOrigin, buf: UnsafeBufferPointer<UInt8>)
     -> CrashReport
   {
-    text.withUnsafeBufferPointer { copied in
+    text.withUnsafeBufferPointer { copiedText in
       var lines: [UnsafeBufferPointer<UInt8>] = []
       lines.reserveCapacity(lineCount)
-      for (i, start) in lineStarts.enumerated() {
-        let end = i + 1 < lineStarts.count ? lineStarts[i + 1] - 1 : copied.count
-        lines.append(UnsafeBufferPointer(rebasing: copied[start..<end]))
+      for (i, line) in self.lines.enumerated() {
+        let source = i < copied ? copiedText : buf
+        lines.append(UnsafeBufferPointer(rebasing: source[line.start..<line.end]))
       }
-      for range in pending { lines.append(UnsafeBufferPointer(rebasing: buf[range])) }
+      let lineFlags = self.lines.map(\.flags)
       // The one copy of the text that the report keeps.
       let bodyText = [UInt8](unsafeUninitializedCapacity: byteCount) { out, count in
         var at = 0
