@@ -9,10 +9,10 @@
 /// Many byte strings searched at once, the way the scanner looks for crash headers and report
 /// keywords in every byte of a log.
 ///
-/// A four-byte window is hashed at every second position into a bit set holding each
-/// needle's windows at its offsets 0 and 1 (so every occurrence has one of its windows
-/// checked); three windows come from one eight-byte load and share one branch. A hit is
-/// verified against the needles sharing the first two bytes at the two starts it covers.
+/// A four-byte window is hashed at every third position into a bit set holding each
+/// needle's windows at its offsets 0, 1 and 2 (so every occurrence has one of its windows
+/// checked); two windows come from one eight-byte load and share one branch. A hit is
+/// verified against the needles sharing the first two bytes at the four starts it covers.
 /// Needles under four bytes fall back to a bit set over first byte pairs.
 struct NeedleSet: Sendable {
   /// Needle `i` is `store[start..<start+count]`; `id` is the caller's (a header's pattern, a
@@ -52,12 +52,20 @@ struct NeedleSet: Sendable {
         short = true
         continue
       }
+      // Windows are checked at every third position, so one of the needle's offsets 0, 1
+      // and 2 is checked: its windows there go in. One that would end past the needle takes
+      // every possible last byte; a four-byte needle's third uses the window just before it
+      // instead (one unknown byte, not two).
+      let count = bytes.count
       add(Array(bytes[0..<4]))
-      if bytes.count >= 5 {
-        add(Array(bytes[1..<5]))
-      } else {
-        // The window after a four-byte needle's first byte ends past it: every next byte.
-        for next in 0...255 { add(Array(bytes[1..<4]) + [UInt8(next)]) }
+      for offset in 1...2 {
+        if count >= offset + 4 {
+          add(Array(bytes[offset..<(offset + 4)]))
+        } else if count == offset + 3 {
+          for last in 0...255 { add(Array(bytes[offset..<count]) + [UInt8(last)]) }
+        } else {
+          for first in 0...255 { add([UInt8(first)] + Array(bytes[0..<3])) }
+        }
       }
     }
     var byPair: [Int32] = []
@@ -162,33 +170,36 @@ struct NeedleSet: Sendable {
       let h = quadHash(UInt32(truncatingIfNeeded: window))
       return bits[h &>> 6] &>> UInt64(h & 63)
     }
-    /// A window at `p` hit: a needle may start at p - 1 or p.
-    @inline(__always) func verify(_ p: Int) -> (id: Int, position: Int)? {
-      if p > from, let id = tables.at(base, p &- 1, to, accept) { return (id, p &- 1) }
-      if let id = tables.at(base, p, to, accept) { return (id, p) }
+    /// Needles starting at `s` and after, up to `last`, in order.
+    @inline(__always) func verify(_ s: Int, _ last: Int) -> (id: Int, position: Int)? {
+      var i = Swift.max(s, from)
+      while i <= last {
+        if let id = tables.at(base, i, to, accept) { return (id, i) }
+        i &+= 1
+      }
       return nil
     }
-    var p = from
-    while p &+ 8 <= to {
-      let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: p, as: UInt64.self))
-      if (bit(w) | bit(w &>> 16) | bit(w &>> 32)) & 1 != 0 {
-        for k in 0..<3 where bit(w &>> UInt64(16 * k)) & 1 != 0 {
-          if let found = verify(p &+ 2 &* k) { return found }
-        }
+    // A window at w hit: a needle may start at w - 2 ... w + 1 (offsets 2, 1, 0 and the
+    // window before a four-byte needle).
+    var w = from
+    // Windows w and w + 3 from one eight-byte load, one branch for the two.
+    while w &+ 8 <= to {
+      let x = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: w, as: UInt64.self))
+      let first = bit(x)
+      let second = bit(x &>> 24)
+      if (first | second) & 1 != 0 {
+        if first & 1 != 0, let found = verify(w &- 2, w &+ 1) { return found }
+        if second & 1 != 0, let found = verify(w &+ 1, w &+ 4) { return found }
       }
-      p &+= 6
+      w &+= 6
     }
-    while p &+ 4 <= to {
-      let x = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: p, as: UInt32.self))
-      if bit(UInt64(x)) & 1 != 0, let found = verify(p) { return found }
-      p &+= 2
+    while w &+ 4 <= to {
+      let x = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: w, as: UInt32.self))
+      if bit(UInt64(x)) & 1 != 0, let found = verify(w &- 2, w &+ 1) { return found }
+      w &+= 3
     }
-    // The one start no window covers: four bytes before the end, off the stride.
-    let last = to &- 4
-    if last > from, (last &- from) & 1 == 1, let id = tables.at(base, last, to, accept) {
-      return (id, last)
-    }
-    return nil
+    // Starts whose window would pass the end: each checked directly.
+    return verify(w &- 2, to &- 2)
   }
 
   private func firstByPair(
