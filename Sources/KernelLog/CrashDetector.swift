@@ -153,7 +153,6 @@ public struct CrashDetector: Sendable {
   import Darwin
 #endif
 
-
 @inline(__always) func memchrNewline(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int? {
   guard let hit = memchr(p, 0x0a, n) else { return nil }
   return UnsafeRawPointer(hit) - UnsafeRawPointer(p)

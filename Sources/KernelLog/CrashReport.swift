@@ -142,12 +142,14 @@ public struct CrashReport: Sendable, Codable, Hashable {
   public init(from decoder: Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     self.init(
-      kind: try c.decode(CrashKind.self, forKey: .kind), type: try c.decode(String.self, forKey: .type),
+      kind: try c.decode(CrashKind.self, forKey: .kind),
+      type: try c.decode(String.self, forKey: .type),
       title: try c.decode(String.self, forKey: .title),
       frame: try c.decodeIfPresent(String.self, forKey: .frame),
       corrupted: try c.decode(Bool.self, forKey: .corrupted),
       corruptedReason: try c.decodeIfPresent(String.self, forKey: .corruptedReason),
-      report: try c.decode(String.self, forKey: .report), start: try c.decode(Int.self, forKey: .start),
+      report: try c.decode(String.self, forKey: .report),
+      start: try c.decode(Int.self, forKey: .start),
       end: try c.decode(Int.self, forKey: .end),
       signature: try c.decode(String.self, forKey: .signature),
       cpu: try c.decodeIfPresent(Int.self, forKey: .cpu),

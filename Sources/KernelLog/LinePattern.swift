@@ -87,7 +87,9 @@ final class LinePattern: Sendable, Hashable, CustomStringConvertible {
     }
     var gate: [Int] = []
     for range in literals where range.count >= 4 {
-      for at in Set([range.lowerBound, (range.lowerBound + range.upperBound - 4) / 2, range.upperBound - 4]) {
+      for at in Set([
+        range.lowerBound, (range.lowerBound + range.upperBound - 4) / 2, range.upperBound - 4,
+      ]) {
         gate.append(LineBloom.position(store[at..<(at + 4)]))
       }
     }
@@ -277,7 +279,8 @@ struct LineBloom {
     let raw = UnsafeRawPointer(base)
     var i = 0
     while i &+ 4 <= line.count {
-      table[Self.position(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt32.self)))] = 1
+      let x = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt32.self))
+      table[Self.position(x)] = 1
       i &+= 1
     }
   }

@@ -399,10 +399,14 @@ func isFaultInjectionFrame(_ name: Line) -> Bool {
 
 let stackNotAvailable = Array("(stack is not available)".utf8)
 private let rtnlLock = Array("rtnl_lock".utf8)
-private let synchronizers = ["synchronize_rcu", "synchronize_srcu", "synchronize_net", "synchronize_sched"]
-  .map { Array($0.utf8) }
+private let synchronizers = [
+  "synchronize_rcu", "synchronize_srcu", "synchronize_net", "synchronize_sched",
+]
+.map { Array($0.utf8) }
 private let hungSkipBytes = hungSkips.map { Array($0.utf8) }
-private let stallCollapseBytes = stallCollapses.map { (prefix: Array($0.prefix.utf8), name: $0.name) }
+private let stallCollapseBytes = stallCollapses.map {
+  (prefix: Array($0.prefix.utf8), name: $0.name)
+}
 private let cpuTag = Array("CPU: ".utf8)
 private let modulesTag = Array("Modules linked in:".utf8)
 private let taintTag = Array("Tainted: ".utf8)
