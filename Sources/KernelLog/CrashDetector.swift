@@ -13,9 +13,12 @@ public struct CrashDetector: Sendable {
   public var maxReportLines = 800
   public var maxReportBytes = 256 * 1024
 
+  /// A detector for the default table (its search tables are built once per process).
   public init() {
-    self.init(table: defaultOopsTable)
+    self = Self.standard
   }
+
+  private static let standard = CrashDetector(table: defaultOopsTable)
 
   init(table: [OopsPattern]) {
     self.table = table

@@ -202,9 +202,9 @@ func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Ran
 
 let defaultStartMarkers = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"]
 
-/// How to pick a report's guilty frame. A class: report building borrows one reference
-/// instead of copying (and retaining) every array of the recipe.
-final class StackRecipe: Sendable, Hashable {
+/// How to pick a report's guilty frame. (A struct: as a class in `FrameSource`'s payload its
+/// reference is stored with the enum's tag bits, which LeakSanitizer cannot follow.)
+struct StackRecipe: Sendable, Hashable {
   enum Extractor: Sendable, Hashable {
     /// The first frame that is not a generic helper.
     case first
@@ -246,16 +246,6 @@ final class StackRecipe: Sendable, Hashable {
     startMarkerBytes = startMarkers.map { Array($0.utf8) }
     defaultMarkers = startMarkers == defaultStartMarkers
     skipSet = SkipSet(skip)
-  }
-
-  static func == (a: StackRecipe, b: StackRecipe) -> Bool {
-    a.useIP == b.useIP && a.headerCapture == b.headerCapture && a.startMarkers == b.startMarkers
-      && a.skip == b.skip && a.extractor == b.extractor && a.useTrace == b.useTrace
-  }
-
-  func hash(into hasher: inout Hasher) {
-    hasher.combine(startMarkers)
-    hasher.combine(skip)
   }
 }
 
