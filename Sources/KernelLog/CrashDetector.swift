@@ -1,47 +1,38 @@
 /// Finds kernel crash reports in console output, titled the way syzkaller titles them.
 public struct CrashDetector: Sendable {
   let table: [OopsPattern]
-  /// Header candidates by their first two bytes; a line is only compared against headers whose
-  /// first two bytes occur in it.
-  let pairCandidates: [[(pattern: Int, header: [UInt8])]]
-  /// Index into `pairCandidates` for each of the 65536 byte pairs, -1 when none.
-  let pairSlot: [Int16]
-  /// Bit set over the 65536 byte pairs that begin some header.
-  let pairBits: [UInt64]
+  /// Every header (id: its pattern) and report keyword (id: `~flag bit`), searched at once.
+  let needles: NeedleSet
   /// Each pattern's format header lines and suppressions, flattened for the per-line path.
   let formatLines: [[LinePattern]]
   let suppressionPatterns: [[LinePattern]]
+  /// "pattern/format" ids, made once rather than per report.
+  let patternIDs: [[String]]
 
   /// A report is cut after this many lines or bytes: bounded memory on endless output.
   public var maxReportLines = 800
   public var maxReportBytes = 256 * 1024
 
+  /// A detector for the default table (its search tables are built once per process).
   public init() {
-    self.init(table: defaultOopsTable)
+    self = Self.standard
   }
+
+  private static let standard = CrashDetector(table: defaultOopsTable)
 
   init(table: [OopsPattern]) {
     self.table = table
-    var byPair: [UInt16: [(pattern: Int, header: [UInt8])]] = [:]
-    var bits = [UInt64](repeating: 0, count: 1024)
+    var list: [(bytes: [UInt8], id: Int)] = []
     for (i, pattern) in table.enumerated() {
-      for header in pattern.headers where header.count >= 2 {
-        let pair = UInt16(header[0]) << 8 | UInt16(header[1])
-        byPair[pair, default: []].append((i, header))
-        bits[Int(pair) >> 6] |= 1 << UInt64(pair & 63)
-      }
+      for header in pattern.headers { list.append((header, i)) }
     }
-    var slots = [Int16](repeating: -1, count: 65536)
-    var candidates: [[(pattern: Int, header: [UInt8])]] = []
-    for (pair, list) in byPair.sorted(by: { $0.key < $1.key }) {
-      slots[Int(pair)] = Int16(candidates.count)
-      candidates.append(list)
+    for (bit, keywords) in reportKeywords.enumerated() {
+      for keyword in keywords { list.append((keyword, ~bit)) }
     }
-    pairCandidates = candidates
-    pairSlot = slots
-    pairBits = bits
+    needles = NeedleSet(list)
     formatLines = table.map { $0.formats.map(\.line) }
     suppressionPatterns = table.map(\.suppressions)
+    patternIDs = table.map { oops in oops.formats.map { oops.id + "/" + $0.id } }
   }
 
   /// The crash header patterns as plain strings (for comparing with grep).
@@ -53,22 +44,7 @@ public struct CrashDetector: Sendable {
     var scanner = StreamingCrashScanner(detector: self, origin: origin)
     var reports: [CrashReport] = []
     log.withUnsafeBufferPointer { buf in
-      var lineStart = 0
-      let count = buf.count
-      while lineStart < count {
-        var lineEnd = lineStart
-        // memchr is much faster than a byte loop on long lines.
-        if let base = buf.baseAddress,
-          let hit = memchrNewline(base + lineStart, count - lineStart)
-        {
-          lineEnd = lineStart + hit
-        } else {
-          lineEnd = count
-        }
-        let next = lineEnd < count ? lineEnd + 1 : count
-        reports += scanner.feed(buf, lineStart, lineEnd, next: next)
-        lineStart = next
-      }
+      scanner.feedLines(buf, 0, buf.count, into: &reports)
     }
     reports += scanner.finish()
     return reports
@@ -104,55 +80,63 @@ public struct CrashDetector: Sendable {
     Int, Int
   )? {
     guard hi - lo >= 2, let base = buf.baseAddress else { return nil }
-    let start = from ?? lo
-    let last = hi - 1
-    guard start < last else { return nil }
-    // The hot loop: raw pointers, the previous byte kept, no array access per byte.
-    return pairBits.withUnsafeBufferPointer { bits -> (Int, Int)? in
-      var i = start
-      var previous = base[i]
-      while i < last {
-        let next = base[i + 1]
-        let pair = Int(previous) << 8 | Int(next)
-        if bits[pair >> 6] & (1 << UInt64(pair & 63)) != 0,
-          let pattern = headerAt(buf, i, lo, hi, pair)
-        {
-          return (pattern, i)
-        }
-        previous = next
-        i += 1
-      }
-      return nil
-    }
-  }
-
-  /// The pattern whose header starts at `i` (whose first two bytes are `pair`), if any.
-  private func headerAt(
-    _ buf: UnsafeBufferPointer<UInt8>, _ i: Int, _ lo: Int, _ hi: Int, _ pair: Int
-  )
-    -> Int?
-  {
-    for (pattern, header) in pairCandidates[Int(pairSlot[pair])] where i + header.count <= hi {
-      var k = 2
-      while k < header.count, buf[i + k] == header[k] { k += 1 }
-      guard k == header.count else { continue }
+    var start = from ?? lo
+    while let at = nextHeaderBytes(base, start, hi) {
       // A header starts a word: "DEBUG:" is not "BUG:".
-      if i > lo, isAlnum(buf[i - 1]) { continue }
-      return pattern
+      if at.position == lo || !isAlnum(base[at.position - 1]) { return (at.pattern, at.position) }
+      start = at.position + 1
     }
     return nil
   }
 
+  /// The first position in [from, to) where some header's bytes occur, with its pattern: no
+  /// word or line checks.
+  @inline(__always)
+  func nextHeaderBytes(_ base: UnsafePointer<UInt8>, _ from: Int, _ to: Int) -> (
+    pattern: Int, position: Int
+  )? {
+    needles.first(base, from, to) { $0 >= 0 }.map { ($0.id, $0.position) }
+  }
+
+  /// The first position in [from, to) where a header's or a report keyword's bytes occur.
+  @inline(__always)
+  func nextNeedle(_ base: UnsafePointer<UInt8>, _ from: Int, _ to: Int) -> Int? {
+    needles.first(base, from, to) { _ in true }?.position
+  }
+
+  /// The report keywords (`ReportKeyword` bits) in line text [lo, hi).
+  func keywordFlags(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> UInt8 {
+    guard let base = buf.baseAddress else { return 0 }
+    var flags: UInt8 = 0
+    var start = lo
+    while let hit = needles.first(base, start, hi, { $0 < 0 }) {
+      needles.all(at: hit.position, base, hi) { id in
+        if id < 0 { flags |= 1 << UInt8(~id) }
+      }
+      start = hit.position + 1
+    }
+    return flags
+  }
+
   /// The first format of `pattern` whose header line matches, unless suppressed.
   func matchFormat(_ pattern: Int, _ text: UnsafeBufferPointer<UInt8>) -> (Int, [String])? {
-    // Through buffer pointers: a pattern is borrowed, not copied (and retained), per
-    // look-alike line.
+    // One pass builds the line's bloom; formats whose literals are missing from it are ruled
+    // out by bit tests. Through buffer pointers: a pattern is borrowed, not copied (and
+    // retained), per look-alike line.
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: LineBloom.size) { table in
+      matchFormat(pattern, text, LineBloom(text, table: table.baseAddress!))
+    }
+  }
+
+  private func matchFormat(
+    _ pattern: Int, _ text: UnsafeBufferPointer<UInt8>, _ bloom: LineBloom
+  ) -> (Int, [String])? {
     let suppressed = suppressionPatterns[pattern].withUnsafeBufferPointer { patterns in
-      patterns.indices.contains { patterns[$0].match(text) != nil }
+      patterns.indices.contains { patterns[$0].mayMatch(bloom) && patterns[$0].match(text) != nil }
     }
     if suppressed { return nil }
     return formatLines[pattern].withUnsafeBufferPointer { patterns in
-      for i in patterns.indices {
+      for i in patterns.indices where patterns[i].mayMatch(bloom) {
         if let captures = patterns[i].match(text) { return (i, captures) }
       }
       return nil
@@ -175,4 +159,15 @@ public struct CrashDetector: Sendable {
 @inline(__always) func memchrNewline(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int? {
   guard let hit = memchr(p, 0x0a, n) else { return nil }
   return UnsafeRawPointer(hit) - UnsafeRawPointer(p)
+}
+
+/// The last newline in `p[0..<n]` (lines are short: a backward loop; Glibc's memrchr is not
+/// visible to Swift).
+@inline(__always) func lastNewline(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int? {
+  var i = n - 1
+  while i >= 0 {
+    if p[i] == 0x0a { return i }
+    i -= 1
+  }
+  return nil
 }

@@ -32,6 +32,9 @@ final class LinePattern: Sendable, Hashable, CustomStringConvertible {
   let literals: [Range<Int>]
   /// Every literal's bytes, one after another.
   let store: [UInt8]
+  /// Bloom positions of four-byte windows of the literals (start, middle, end of each literal
+  /// of four bytes or more): a line whose `LineBloom` lacks one cannot match.
+  let gate: [Int]
 
   init(_ text: String) {
     description = text
@@ -81,6 +84,23 @@ final class LinePattern: Sendable, Hashable, CustomStringConvertible {
       } else {
         return nil
       }
+    }
+    var gate: [Int] = []
+    for range in literals where range.count >= 4 {
+      for at in Set([
+        range.lowerBound, (range.lowerBound + range.upperBound - 4) / 2, range.upperBound - 4,
+      ]) {
+        gate.append(LineBloom.position(store[at..<(at + 4)]))
+      }
+    }
+    self.gate = gate
+  }
+
+  /// False when the line cannot match (a literal's window is missing from its bloom).
+  @inline(__always) func mayMatch(_ bloom: LineBloom) -> Bool {
+    gate.withUnsafeBufferPointer { g in
+      for position in g where !bloom.contains(position) { return false }
+      return true
     }
   }
 
@@ -242,4 +262,36 @@ func skipOffset(_ line: UnsafeBufferPointer<UInt8>, _ pos: Int) -> Int {
 @inline(__always) func string(_ line: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> String
 {
   String(decoding: UnsafeBufferPointer(rebasing: line[from..<to]), as: UTF8.self)
+}
+
+/// The four-byte windows of a line, hashed into a 1024-byte table: one pass over a look-alike
+/// header line lets every format of its pattern be ruled out by a few table reads instead of a
+/// search per literal. Bytes, not bits: the stores are independent, with no read-modify-write.
+struct LineBloom {
+  static let size = 1024
+  let table: UnsafeMutablePointer<UInt8>
+
+  /// Fills `table` (`size` bytes) from the line.
+  init(_ line: UnsafeBufferPointer<UInt8>, table: UnsafeMutablePointer<UInt8>) {
+    self.table = table
+    table.initialize(repeating: 0, count: Self.size)
+    guard line.count >= 4, let base = line.baseAddress else { return }
+    let raw = UnsafeRawPointer(base)
+    var i = 0
+    while i &+ 4 <= line.count {
+      let x = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt32.self))
+      table[Self.position(x)] = 1
+      i &+= 1
+    }
+  }
+
+  @inline(__always) func contains(_ position: Int) -> Bool { table[position] != 0 }
+
+  @inline(__always) static func position(_ x: UInt32) -> Int { quadHash(x) & (size - 1) }
+
+  static func position(_ bytes: ArraySlice<UInt8>) -> Int {
+    var x: UInt32 = 0
+    for (k, b) in bytes.enumerated() { x |= UInt32(b) << UInt32(8 * k) }
+    return position(x)
+  }
 }

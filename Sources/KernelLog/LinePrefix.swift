@@ -95,7 +95,9 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
 }
 
 /// "[ 1234.567890]" or `dmesg -T`'s "[Wed Nov 25 20:28:25 2026]": index past ']' or nil.
-private func timestampEnd(_ buf: UnsafeBufferPointer<UInt8>, _ p: Int, _ end: Int) -> Int? {
+@inline(__always) private func timestampEnd(_ buf: UnsafeBufferPointer<UInt8>, _ p: Int, _ end: Int)
+  -> Int?
+{
   var q = p + 1
   while q < end, buf[q] == 0x20 { q += 1 }
   let digitsStart = q
@@ -120,7 +122,9 @@ private let kernelTag: [UInt8] = Array(" kernel: ".utf8)
 
 /// journalctl short/syslog forms: "Nov 25 20:28:25 host kernel: " or
 /// "2026-11-25T20:28:25+0000 host kernel: ". Only looks when the line starts like a date.
-private func journalPrefixEnd(_ buf: UnsafeBufferPointer<UInt8>, _ p: Int, _ end: Int) -> Int? {
+@inline(__always) private func journalPrefixEnd(
+  _ buf: UnsafeBufferPointer<UInt8>, _ p: Int, _ end: Int
+) -> Int? {
   guard end - p > 16 else { return nil }
   let b0 = buf[p]
   let monthLike =

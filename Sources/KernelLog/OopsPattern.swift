@@ -15,28 +15,29 @@ enum FrameSource: Sendable, Hashable {
   case line(after: String, patterns: [LinePattern])
 }
 
-/// One way a crash header can read, and how to title it (syzkaller's `oopsFormat`).
-struct OopsFormat: Sendable, Hashable {
-  var id: String
+/// One way a crash header can read, and how to title it (syzkaller's `oopsFormat`). A class:
+/// building a report borrows one reference instead of copying every field.
+final class OopsFormat: Sendable, Hashable {
+  let id: String
   /// Must match the header line.
-  var line: LinePattern
+  let line: LinePattern
   /// Must each match some later report line, in order; their captures follow the header's.
-  var extra: [LinePattern]
+  let extra: [LinePattern]
   /// "$1".."$9" are captures, "$F" the guilty frame ("corrupted" when none is found).
-  var title: String
-  var kind: CrashKind
-  var type: CrashTypeRule
-  var frame: FrameSource
+  let title: String
+  let kind: CrashKind
+  let type: CrashTypeRule
+  let frame: FrameSource
   /// The header alone means the report is damaged (a second printk line was lost).
-  var alwaysCorrupted: Bool
+  let alwaysCorrupted: Bool
   /// Reports of this format carry no stack, so its absence is not corruption.
-  var noStackTrace: Bool
+  let noStackTrace: Bool
   /// Reports end at a "=====" rule line (sanitizers print one after the report).
-  var endsAtRule: Bool
+  let endsAtRule: Bool
   /// A capture holding a fault address: below 64 KiB (powerpc's page size) the fault is a
   /// NULL dereference, titled with `nullTitle`.
-  var lowAddress: Int?
-  var nullTitle: String?
+  let lowAddress: Int?
+  let nullTitle: String?
 
   init(
     _ id: String, _ line: String, extra: [String] = [], title: String, kind: CrashKind,
@@ -58,6 +59,16 @@ struct OopsFormat: Sendable, Hashable {
     endsAtRule =
       [.kasan, .kmsan, .kfence, .kcsan, .ubsan].contains(kind) && line.hasPrefix("BUG: K")
       || kind == .ubsan
+  }
+
+  static func == (a: OopsFormat, b: OopsFormat) -> Bool {
+    a.id == b.id && a.line == b.line && a.extra == b.extra && a.title == b.title
+      && a.kind == b.kind && a.type == b.type && a.frame == b.frame
+  }
+
+  func hash(into hasher: inout Hasher) {
+    hasher.combine(id)
+    hasher.combine(title)
   }
 }
 

@@ -7,9 +7,10 @@ private func stack(
   header: Int? = nil, ip: Bool = true, skip: [String] = [], after: [String]? = nil,
   _ extractor: StackRecipe.Extractor = .first
 ) -> FrameSource {
-  var recipe = StackRecipe(useIP: ip, headerCapture: header, skip: skip, extractor: extractor)
-  if let after { recipe.startMarkers = after }
-  return .stack(recipe)
+  .stack(
+    StackRecipe(
+      useIP: ip, headerCapture: header, startMarkers: after ?? defaultStartMarkers, skip: skip,
+      extractor: extractor))
 }
 /// Lockdep names the guilty function in "at: func" lines after a phrase.
 private func lockdepLine(after: String) -> FrameSource {

@@ -8,19 +8,25 @@ struct ReportBuilder {
   let detector: CrashDetector
   let report: ReportInProgress
   let lines: [Line]
+  /// `ReportKeyword` bits of each line (at least as many as `lines`).
+  let flags: [UInt8]
 
-  func build(origin: LogOrigin) -> CrashReport {
+  /// The report; `text` is its lines joined by newlines (kept by the report).
+  func build(origin: LogOrigin, text: [UInt8]) -> CrashReport {
     let oops = detector.table[report.pattern]
     // The header chose a format; a later one may fit better when this one's extra lines are
     // missing (KASAN without "Read of size").
     var format = oops.formats[report.format]
+    var formatIndex = report.format
     var captures = report.captures
     var extraMissing = false
     // The usual case: the header's format needs no further lines; its captures stand.
-    for candidate in oops.formats[report.format...] where !format.extra.isEmpty {
+    for index in report.format..<oops.formats.count where !format.extra.isEmpty {
+      let candidate = oops.formats[index]
       guard let headerCaptures = candidate.line.match(lines[0]) else { continue }
       if let extraCaptures = matchExtras(candidate.extra, lines) {
         format = candidate
+        formatIndex = index
         captures = headerCaptures + extraCaptures
         extraMissing = false
         break
@@ -36,8 +42,10 @@ struct ReportBuilder {
       // Lockdep names the function; a generic one (a lock helper, a workqueue dispatcher) is
       // replaced by the first real frame of the stack.
       frame = lineFrame(after: after, patterns: patterns, lines: lines)
-      if let f = frame, nameMatchesSkip(f, genericSkips) || nameMatchesSkip(f, stallAnchors) {
-        frame = guiltyFrame(StackRecipe(useIP: false), captures: [], lines: lines) ?? f
+      if var f = frame,
+        f.withUTF8({ genericSkipSet.matches($0) || stallAnchorSegmentSet.matches($0) })
+      {
+        frame = guiltyFrame(Self.firstFrameRecipe, captures: [], lines: lines) ?? f
       }
     }
     frame = frame.map(stripFramePrefix)
@@ -69,16 +77,14 @@ struct ReportBuilder {
       kind = .nullDeref
       typeRule = .fixed("NULL-POINTER-DEREFERENCE")
     }
-    let text = String(decoding: report.text, as: UTF8.self)
-    var result = CrashReport(
+    // The CPU/Comm and Modules lines come before the stack; they are parsed on first access.
+    let metadataLines = min(lines.count, min(60, max(stack ?? 60, 8)))
+    return CrashReport(
       kind: kind, type: crashType(typeRule, captures), title: title, frame: frame,
-      corrupted: corruptedReason != nil, corruptedReason: corruptedReason, report: text,
-      start: report.start,
-      end: report.end, origin: origin)
-    result.patternID = oops.id + "/" + format.id
-    // The CPU/Comm and Modules lines come before the stack.
-    fillMetadata(&result, lines.prefix(min(60, max(stack ?? 60, 8))))
-    return result
+      corruptedReason: corruptedReason,
+      body: ReportBody(text: text, metadataLines: metadataLines),
+      start: report.start, end: report.end, origin: origin,
+      patternID: detector.patternIDs[report.pattern][formatIndex])
   }
 
   private func matchExtras(_ extras: [LinePattern], _ lines: [Line]) -> [String]? {
@@ -149,23 +155,20 @@ struct ReportBuilder {
   /// Lines examined for the title and frame: a stack is at the report's start, and long
   /// reports (all-CPU backtraces) would otherwise cost time for nothing.
   static let analysisLines = 300
+  static let firstFrameRecipe = StackRecipe(useIP: false)
 
   private func hasFrames(after stack: Int) -> Bool {
-    for line in lines.dropFirst(stack + 1).prefix(15) {
-      let t = classifyTraceLine(line)
+    for i in lines.indices.dropFirst(stack + 1).prefix(15) {
+      let t = classifyTraceLine(lines[i])
       if t.name != nil, t.role == .frame || t.role == .instructionPointer { return true }
-      if indexOf(line, stackNotAvailable, from: 0) != nil { return true }
+      if flags[i] & ReportKeyword.noStack != 0 { return true }
     }
     return false
   }
 
   /// Index of the first line naming a stack ("Call Trace:", "backtrace:"), if any.
   private func stackStart(_ lines: [Line]) -> Int? {
-    lines.prefix(Self.analysisLines).firstIndex { startsStack($0) }
-  }
-
-  private func startsStack(_ line: Line) -> Bool {
-    stackKeywordList.contains { indexOf(line, $0, from: 0) != nil }
+    lines.indices.prefix(Self.analysisLines).first { flags[$0] & ReportKeyword.stack != 0 }
   }
 
   func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [Line]) -> String? {
@@ -202,7 +205,9 @@ struct ReportBuilder {
     guard recipe.useTrace else { return nil }
     // Frames after the start marker (or after the header).
     var startIndex: Int? = recipe.startMarkers.isEmpty ? 1 : nil
-    if startIndex == nil {
+    if startIndex == nil, recipe.defaultMarkers {
+      startIndex = analysed.indices.dropFirst().first { flags[$0] & ReportKeyword.startMarker != 0 }
+    } else if startIndex == nil {
       let markers = recipe.startMarkerBytes
       for (i, line) in analysed.enumerated().dropFirst()
       where markers.contains(where: { indexOf(line, $0, from: 0) != nil }) {
@@ -213,17 +218,22 @@ struct ReportBuilder {
     }
     guard let startIndex, startIndex < analysed.count else { return nil }
     var seen = 0
-    var previous: String?
-    var firstKept: String?
-    var hungAnchor: String?
-    for line in analysed[startIndex...] {
+    // Frames kept by the stall and hung extractors, as (line, name range): strings are made
+    // only for the frame returned.
+    var previous: (line: Int, name: Range<Int>)?
+    var firstKept: (line: Int, name: Range<Int>)?
+    var hungAnchor: (line: Int, name: Range<Int>)?
+    func text(_ kept: (line: Int, name: Range<Int>)) -> String {
+      string(analysed[kept.line], kept.name.lowerBound, kept.name.upperBound)
+    }
+    for index in startIndex..<analysed.count {
+      let line = analysed[index]
       let t = classifyTraceLine(line)
-      guard let name = t.nameBytes(in: line) else {
-        if seen > 0, frameTerminators.contains(where: { indexOf(line, $0, from: 0) != nil }) {
-          break
-        }
+      guard let range = t.name else {
+        if seen > 0, flags[index] & ReportKeyword.terminator != 0 { break }
         continue
       }
+      let name = UnsafeBufferPointer(rebasing: line[range])
       guard !t.questionable else { continue }
       // Fault injection prints its own stack into the report: what follows is not this
       // crash's stack (syzkaller's corrupted lines).
@@ -237,37 +247,32 @@ struct ReportBuilder {
       case .first:
         if !skipped(name) { return t.function(in: line) }
       case .stall:
-        if firstKept == nil, !skipped(name), let f = t.function(in: line),
-          let collapse = stallCollapses.first(where: { f.hasPrefix($0.prefix) })
+        let skip = skipped(name)
+        if firstKept == nil, !skip,
+          let collapse = stallCollapseBytes.first(where: { hasPrefix(name, 0, $0.prefix) })
         {
           return collapse.name
         }
         if isStallAnchor(name) {
-          if let previous { return stripSyscallPrefix(previous) }
+          if let previous { return stripSyscallPrefix(text(previous)) }
           continue
         }
-        if !skipped(name) {
-          previous = t.function(in: line)
+        if !skip {
+          previous = (index, range)
           firstKept = firstKept ?? previous
         }
       case .hung:
-        let f = t.function(in: line) ?? ""
-        if f.hasPrefix("rtnl_lock") { return "rtnl_lock" }
-        if f.hasPrefix("synchronize_rcu") || f.hasPrefix("synchronize_srcu")
-          || f.hasPrefix("synchronize_net")
-          || f.hasPrefix("synchronize_sched")
-        {
-          return "synchronize_rcu"
-        }
-        if hungAnchor == nil, !hungSkips.contains(where: { byteRange(f, $0) != nil }),
+        if hasPrefix(name, 0, rtnlLock) { return "rtnl_lock" }
+        if synchronizers.contains(where: { hasPrefix(name, 0, $0) }) { return "synchronize_rcu" }
+        if hungAnchor == nil, !hungSkipBytes.contains(where: { indexOf(name, $0, from: 0) != nil }),
           !skipped(name)
         {
-          hungAnchor = f
+          hungAnchor = (index, range)
         }
       }
     }
-    if recipe.extractor == .hung { return hungAnchor }
-    return firstKept.map(stripSyscallPrefix)
+    if recipe.extractor == .hung { return hungAnchor.map(text) }
+    return firstKept.map { stripSyscallPrefix(text($0)) }
   }
 
   private func stripSyscallPrefix(_ name: String) -> String {
@@ -307,68 +312,80 @@ struct ReportBuilder {
     return UInt64(t, radix: 16)
   }
 
-  private func fillMetadata(_ result: inout CrashReport, _ lines: ArraySlice<Line>) {
-    var needCPU = true
-    var needModules = true
-    var needVersion = true
-    for line in lines {
-      if !needCPU && !needModules && !needVersion { break }
-      if needCPU, indexOf(line, cpuTag, from: 0) != nil,
-        let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil)
-      {
-        result.cpu = Int(c[0])
-        result.pid = Int(c[1])
-        if c.count > 2 {
-          parseCommAndTaint(c[2], into: &result)
-          needCPU = false
-        }
+}
+
+/// The CPU, PID, comm, taint, kernel version and modules from a report's first `lineLimit`
+/// lines.
+func parseMetadata(_ text: UnsafeBufferPointer<UInt8>, lineLimit: Int) -> ReportMetadata {
+  var result = ReportMetadata()
+  var needCPU = true
+  var needModules = true
+  var needVersion = true
+  var start = 0
+  var index = 0
+  while start <= text.count, index < lineLimit {
+    if !needCPU && !needModules && !needVersion { break }
+    var end = start
+    while end < text.count, text[end] != 0x0a { end += 1 }
+    let line = UnsafeBufferPointer(rebasing: text[start..<end])
+    start = end + 1
+    index += 1
+    if needCPU, indexOf(line, cpuTag, from: 0) != nil,
+      let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil)
+    {
+      result.cpu = Int(c[0])
+      result.pid = Int(c[1])
+      if c.count > 2 {
+        parseCommAndTaint(c[2], into: &result)
+        needCPU = false
       }
-      if needModules, indexOf(line, modulesTag, from: 0) != nil, let m = modulesLine.match(line) {
-        var list = m[0]
-        if let bracket = byteRange(list, " [last unloaded") {
-          list = String(list[..<bracket.lowerBound])
-        }
-        result.modules = list.split(separator: " ").map(String.init)
-        needModules = false
+    }
+    if needModules, indexOf(line, modulesTag, from: 0) != nil, let m = modulesLine.match(line) {
+      var list = m[0]
+      if let bracket = byteRange(list, " [last unloaded") {
+        list = String(list[..<bracket.lowerBound])
       }
-      if result.kernelVersion != nil { needVersion = false }
-      if needVersion,
-        indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
-      {
-        parseCommAndTaint(String(decoding: line, as: UTF8.self), into: &result)
-        needVersion = result.kernelVersion == nil
-      }
+      result.modules = list.split(separator: " ").map(String.init)
+      needModules = false
+    }
+    if result.kernelVersion != nil { needVersion = false }
+    if needVersion,
+      indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
+    {
+      parseCommAndTaint(String(decoding: line, as: UTF8.self), into: &result)
+      needVersion = result.kernelVersion == nil
     }
   }
+  return result
+}
 
-  private func parseCommAndTaint(_ rest: String, into result: inout CrashReport) {
-    var comm = rest
-    var tail = ""
-    if let r = byteRange(rest, " Tainted: ") {
-      comm = String(rest[..<r.lowerBound])
-      tail = String(rest[r.upperBound...])
-      let words = tail.split(separator: " ")
-      var flags: [Substring] = []
-      for word in words {
-        if let first = word.first, first.isNumber, word.contains(".") {
-          result.kernelVersion = result.kernelVersion ?? String(word)
-          break
-        }
-        flags.append(word)
-      }
-      if result.taint == nil, !flags.isEmpty { result.taint = flags.joined(separator: " ") }
-    } else if let r = byteRange(rest, " Not tainted ") ?? byteRange(rest, "Not tainted ") {
-      comm = String(rest[..<r.lowerBound])
-      tail = String(rest[r.upperBound...])
-      if let word = tail.split(separator: " ").first {
+private func parseCommAndTaint(_ rest: String, into result: inout ReportMetadata) {
+  var comm = rest
+  var tail = ""
+  if let r = byteRange(rest, " Tainted: ") {
+    comm = String(rest[..<r.lowerBound])
+    tail = String(rest[r.upperBound...])
+    let words = tail.split(separator: " ")
+    var flags: [Substring] = []
+    for word in words {
+      if let first = word.first, first.isNumber, word.contains(".") {
         result.kernelVersion = result.kernelVersion ?? String(word)
+        break
       }
+      flags.append(word)
     }
-    if result.comm == nil, byteRange(rest, "Comm:") == nil, !comm.isEmpty,
-      comm != rest || !tail.isEmpty
-    {
-      result.comm = comm.trimmingSpaces()
+    if result.taint == nil, !flags.isEmpty { result.taint = flags.joined(separator: " ") }
+  } else if let r = byteRange(rest, " Not tainted ") ?? byteRange(rest, "Not tainted ") {
+    comm = String(rest[..<r.lowerBound])
+    tail = String(rest[r.upperBound...])
+    if let word = tail.split(separator: " ").first {
+      result.kernelVersion = result.kernelVersion ?? String(word)
     }
+  }
+  if result.comm == nil, byteRange(rest, "Comm:") == nil, !comm.isEmpty,
+    comm != rest || !tail.isEmpty
+  {
+    result.comm = comm.trimmingSpaces()
   }
 }
 
@@ -380,7 +397,16 @@ func isFaultInjectionFrame(_ name: Line) -> Bool {
   name.elementsEqual(shouldFail) || name.elementsEqual(shouldFailSlab)
 }
 
-private let stackNotAvailable = Array("(stack is not available)".utf8)
+let stackNotAvailable = Array("(stack is not available)".utf8)
+private let rtnlLock = Array("rtnl_lock".utf8)
+private let synchronizers = [
+  "synchronize_rcu", "synchronize_srcu", "synchronize_net", "synchronize_sched",
+]
+.map { Array($0.utf8) }
+private let hungSkipBytes = hungSkips.map { Array($0.utf8) }
+private let stallCollapseBytes = stallCollapses.map {
+  (prefix: Array($0.prefix.utf8), name: $0.name)
+}
 private let cpuTag = Array("CPU: ".utf8)
 private let modulesTag = Array("Modules linked in:".utf8)
 private let taintTag = Array("Tainted: ".utf8)
@@ -393,13 +419,35 @@ let stackKeywordList: [[UInt8]] = [
 ].map {
   Array($0.utf8)
 }
-private let frameTerminators: [[UInt8]] = [
+let frameTerminators: [[UInt8]] = [
   "Instruction dump:", "---[ end trace", "Allocated by task", "Freed by task",
   "The buggy address",
   "Memory state around", "Modules linked in", "irq event stamp", "Showing all locks",
   "Kernel Offset:",
   "Dumping ftrace buffer", "Uninit was created", "Uninit was stored", "Local variable",
 ].map { Array($0.utf8) }
+
+/// What the scanner notes about each report line (bits of `ReportInProgress.lineFlags`), found
+/// by the same search that looks for crash headers, so report building needs no keyword
+/// searches of its own.
+enum ReportKeyword {
+  /// A `stackKeywordList` entry: a stack starts.
+  static let stack: UInt8 = 1 << 0
+  /// A default `StackRecipe` start marker ("Call Trace:").
+  static let startMarker: UInt8 = 1 << 1
+  /// An `interleavedStackMessages` entry (fault injection and the like).
+  static let interleaved: UInt8 = 1 << 2
+  /// A `frameTerminators` entry.
+  static let terminator: UInt8 = 1 << 3
+  /// "(stack is not available)".
+  static let noStack: UInt8 = 1 << 4
+}
+
+/// The needles of each `ReportKeyword` bit, in bit order.
+let reportKeywords: [[[UInt8]]] = [
+  stackKeywordList, defaultStartMarkers.map { Array($0.utf8) }, interleavedStackMessages,
+  frameTerminators, [stackNotAvailable],
+]
 
 /// `needle`'s range in `text`, by bytes (String.firstRange goes through Foundation here).
 func byteRange(_ text: String, _ needle: String) -> Range<String.Index>? {

@@ -200,7 +200,10 @@ func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Ran
   return nil
 }
 
-/// How to pick a report's guilty frame.
+let defaultStartMarkers = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"]
+
+/// How to pick a report's guilty frame. (A struct: as a class in `FrameSource`'s payload its
+/// reference is stored with the enum's tag bits, which LeakSanitizer cannot follow.)
 struct StackRecipe: Sendable, Hashable {
   enum Extractor: Sendable, Hashable {
     /// The first frame that is not a generic helper.
@@ -212,27 +215,26 @@ struct StackRecipe: Sendable, Hashable {
     case hung
   }
   /// Use the faulting instruction pointer line (RIP/NIP/pc) before the trace.
-  var useIP: Bool = true
+  let useIP: Bool
   /// Consider the function captured by the header pattern (capture index) first.
-  var headerCapture: Int? = nil
+  let headerCapture: Int?
   /// Frames count only after a line containing one of these ("Call Trace:"); empty: anywhere.
-  var startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"] {
-    didSet { startMarkerBytes = startMarkers.map { Array($0.utf8) } }
-  }
+  let startMarkers: [String]
+  /// The markers are the default ones, which the scanner flags per line
+  /// (`ReportKeyword.startMarker`).
+  let defaultMarkers: Bool
   /// Precomputed forms, so analysing a report allocates nothing for them.
-  private(set) var startMarkerBytes: [[UInt8]] = []
-  private(set) var skipSet = SkipSet([])
+  let startMarkerBytes: [[UInt8]]
+  let skipSet: SkipSet
   /// Extra names to skip for this format, on top of the generic helpers.
-  var skip: [String] = [] {
-    didSet { skipSet = SkipSet(skip) }
-  }
-  var extractor: Extractor = .first
+  let skip: [String]
+  let extractor: Extractor
   /// Look at the call trace after the header and IP (false: header capture and IP only).
-  var useTrace = true
+  let useTrace: Bool
 
   init(
     useIP: Bool = true, headerCapture: Int? = nil,
-    startMarkers: [String] = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"],
+    startMarkers: [String] = defaultStartMarkers,
     skip: [String] = [], extractor: Extractor = .first, useTrace: Bool = true
   ) {
     self.useIP = useIP
@@ -242,6 +244,7 @@ struct StackRecipe: Sendable, Hashable {
     self.extractor = extractor
     self.useTrace = useTrace
     startMarkerBytes = startMarkers.map { Array($0.utf8) }
+    defaultMarkers = startMarkers == defaultStartMarkers
     skipSet = SkipSet(skip)
   }
 }
@@ -397,47 +400,101 @@ let hungSkips: [String] = [
 /// Skip entries bucketed by first byte, so a name is compared only with entries that can
 /// start at one of its segment starts.
 struct SkipSet: Sendable, Hashable {
-  private var buckets: [[[UInt8]]] = Array(repeating: [], count: 256)
+  /// Every entry's bytes, one after another, grouped by first byte.
+  private var store: [UInt8] = []
+  /// Entries by first byte: `(start, count)` in `store`, in `order[first]..<order[first + 1]`.
+  private var entries: [(start: Int32, count: Int32)] = []
+  private var order = [Int32](repeating: 0, count: 257)
+  /// Bit set over the first two bytes of the entries (a one-byte entry sets every pair it
+  /// begins): most segment starts are ruled out by one bit test.
+  private var pairs = [UInt64](repeating: 0, count: 1024)
 
-  init(_ entries: [String]) {
-    for entry in entries where !entry.isEmpty {
+  init(_ list: [String]) {
+    var buckets: [[[UInt8]]] = Array(repeating: [], count: 256)
+    for entry in list where !entry.isEmpty {
       let bytes = Array(entry.utf8)
       buckets[Int(bytes[0])].append(bytes)
+      for second in bytes.count >= 2 ? Int(bytes[1])...Int(bytes[1]) : 0...255 {
+        let pair = Int(bytes[0]) << 8 | second
+        pairs[pair >> 6] |= 1 << UInt64(pair & 63)
+      }
     }
+    for first in 0..<256 {
+      order[first] = Int32(entries.count)
+      for bytes in buckets[first] {
+        entries.append((Int32(store.count), Int32(bytes.count)))
+        store += bytes
+      }
+    }
+    order[256] = Int32(entries.count)
   }
+
+  static func == (a: SkipSet, b: SkipSet) -> Bool {
+    a.store == b.store && a.order == b.order && a.pairs == b.pairs
+  }
+  func hash(into hasher: inout Hasher) { hasher.combine(store) }
 
   /// An entry starts exactly at `i`.
   func matchesAt(_ n: UnsafeBufferPointer<UInt8>, _ i: Int) -> Bool {
     guard i < n.count else { return false }
-    for entry in buckets[Int(n[i])] where entry.count <= n.count - i {
-      var k = 1
-      while k < entry.count, n[i + k] == entry[k] { k += 1 }
-      if k == entry.count { return true }
+    return store.withUnsafeBufferPointer { s in
+      entries.withUnsafeBufferPointer { e in
+        order.withUnsafeBufferPointer { o in Self.matchesAt(n, i, s, e, o) }
+      }
+    }
+  }
+
+  @inline(__always) private static func matchesAt(
+    _ n: UnsafeBufferPointer<UInt8>, _ i: Int, _ s: UnsafeBufferPointer<UInt8>,
+    _ e: UnsafeBufferPointer<(start: Int32, count: Int32)>, _ o: UnsafeBufferPointer<Int32>
+  ) -> Bool {
+    let first = Int(n[i])
+    var k = Int(o[first])
+    let end = Int(o[first + 1])
+    let room = n.count - i
+    while k < end {
+      let start = Int(e[k].start)
+      let count = Int(e[k].count)
+      if count <= room {
+        var j = 1
+        while j < count, n[i + j] == s[start + j] { j += 1 }
+        if j == count { return true }
+      }
+      k += 1
     }
     return false
   }
 
   func matches(_ n: UnsafeBufferPointer<UInt8>) -> Bool {
-    var i = 0
-    while i < n.count {
-      // Segment starts: the name's start (after leading underscores) and after each '_'; an
-      // entry that itself starts with '_' may also begin at an underscore.
-      let atStart = i == 0 || n[i - 1] == UInt8(ascii: "_")
-      let bucket = buckets[Int(n[i])]
-      if !bucket.isEmpty, atStart || n[i] == UInt8(ascii: "_") {
-        for entry in bucket where entry.count <= n.count - i {
-          var k = 1
-          while k < entry.count, n[i + k] == entry[k] { k += 1 }
-          if k == entry.count { return true }
+    store.withUnsafeBufferPointer { s in
+      entries.withUnsafeBufferPointer { e in
+        order.withUnsafeBufferPointer { o in
+          pairs.withUnsafeBufferPointer { p in
+            var i = 0
+            while i < n.count {
+              // Segment starts: the name's start (after leading underscores) and after each
+              // '_'; an entry that itself starts with '_' may also begin at an underscore.
+              if i == 0 || n[i - 1] == UInt8(ascii: "_") || n[i] == UInt8(ascii: "_") {
+                let pair = Int(n[i]) << 8 | (i + 1 < n.count ? Int(n[i + 1]) : 0)
+                if i + 1 == n.count || p[pair >> 6] & (1 << UInt64(pair & 63)) != 0,
+                  Self.matchesAt(n, i, s, e, o)
+                {
+                  return true
+                }
+              }
+              i += 1
+            }
+            return false
+          }
         }
       }
-      i += 1
     }
-    return false
   }
 }
 
 let genericSkipSet = SkipSet(genericSkips)
+/// `stallAnchors` matched like skip entries (at a name's start or after an '_').
+let stallAnchorSegmentSet = SkipSet(stallAnchors)
 
 func nameMatchesSkip(_ name: UnsafeBufferPointer<UInt8>, _ skips: SkipSet) -> Bool {
   skips.matches(name)

@@ -7,6 +7,9 @@ public struct StreamingCrashScanner: Sendable {
   var current: ReportInProgress?
   /// Lines since the last report ended, to recognise a panic that belongs to it.
   var linesSinceReport = Int.max
+  /// The last report's buffers, emptied, for the next one (no regrowth per report).
+  var spareText: [UInt8] = []
+  var spareLines: [ReportLine] = []
   /// A report's "Kernel panic - not syncing" or "Oops:" may follow its end marker.
   static let followUpWindow = 40
 
@@ -21,14 +24,16 @@ public struct StreamingCrashScanner: Sendable {
   /// Feeds one line without its newline; returns reports completed by this line.
   public mutating func feed(line: String) -> [CrashReport] {
     var line = line
-    return line.withUTF8 { buf in
-      feed(buf, 0, buf.count, next: buf.count + 1)
-    }
+    var reports: [CrashReport] = []
+    line.withUTF8 { buf in feed(buf, 0, buf.count, next: buf.count + 1, into: &reports) }
+    return reports
   }
 
   /// Feeds one line given as bytes without its newline.
   public mutating func feed(bytes: [UInt8]) -> [CrashReport] {
-    bytes.withUnsafeBufferPointer { feed($0, 0, $0.count, next: $0.count + 1) }
+    var reports: [CrashReport] = []
+    bytes.withUnsafeBufferPointer { feed($0, 0, $0.count, next: $0.count + 1, into: &reports) }
+    return reports
   }
 
   /// Feeds raw input of any size, split anywhere; lines are cut at newlines. Lines longer
@@ -38,20 +43,72 @@ public struct StreamingCrashScanner: Sendable {
     var reports: [CrashReport] = []
     guard let base = chunk.baseAddress else { return reports }
     var pos = 0
-    while pos < chunk.count {
-      guard let hit = memchrNewline(base + pos, chunk.count - pos) else {
-        appendCarry(UnsafeBufferPointer(rebasing: chunk[pos...]))
-        break
+    if !carry.isEmpty || carryDropped > 0 {
+      // The rest of a line begun in an earlier chunk.
+      guard let hit = memchrNewline(base, chunk.count) else {
+        appendCarry(chunk)
+        return reports
       }
-      if carry.isEmpty, carryDropped == 0 {
-        reports += feed(chunk, pos, pos + hit, next: pos + hit + 1)
-      } else {
-        appendCarry(UnsafeBufferPointer(rebasing: chunk[pos..<(pos + hit)]))
-        reports += flushCarry(newline: true)
-      }
-      pos += hit + 1
+      appendCarry(UnsafeBufferPointer(rebasing: chunk[0..<hit]))
+      flushCarry(newline: true, into: &reports)
+      pos = hit + 1
     }
+    // The complete lines, then the start of the next one kept for the next chunk.
+    guard pos < chunk.count, let last = lastNewline(base + pos, chunk.count - pos) else {
+      if pos < chunk.count { appendCarry(UnsafeBufferPointer(rebasing: chunk[pos...])) }
+      return reports
+    }
+    let linesEnd = pos + last + 1
+    feedLines(chunk, pos, linesEnd, into: &reports)
+    if linesEnd < chunk.count { appendCarry(UnsafeBufferPointer(rebasing: chunk[linesEnd...])) }
     return reports
+  }
+
+  /// The lines of `buf[from..<to]` (the last one may lack its newline). Outside a report
+  /// (and past the follow-up window) lines without a header's bytes do nothing but move the
+  /// offset, so the search jumps from header candidate to header candidate over the whole
+  /// range, as grep does, instead of splitting every line.
+  mutating func feedLines(
+    _ buf: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int, into reports: inout [CrashReport]
+  ) {
+    guard let base = buf.baseAddress else { return }
+    var pos = from
+    // The next positions holding a header's bytes, and a header's or report keyword's,
+    // each searched once over the whole range: lines before them (most report lines too)
+    // need no search of their own. Stale when < pos.
+    var nextHeader = -1
+    var nextNeedle = -1
+    // Report lines are kept as ranges of `buf` until then.
+    defer { if current != nil { current!.materialize(buf) } }
+    while pos < to {
+      if current == nil, linesSinceReport >= Self.followUpWindow {
+        if nextHeader < pos { nextHeader = detector.nextHeaderBytes(base, pos, to)?.position ?? to }
+        guard nextHeader < to else {
+          offset += to - pos
+          return
+        }
+        var lineStart = pos
+        if let nl = lastNewline(base + pos, nextHeader - pos) { lineStart = pos + nl + 1 }
+        offset += lineStart - pos
+        pos = lineStart
+        let lineEnd = memchrNewline(base + pos, to - pos).map { pos + $0 } ?? to
+        let next = lineEnd < to ? lineEnd + 1 : to
+        feed(buf, pos, lineEnd, next: next, into: &reports, deferred: true)
+        pos = next
+        continue
+      }
+      if nextNeedle < pos { nextNeedle = detector.nextNeedle(base, pos, to) ?? to }
+      let lineEnd = memchrNewline(base + pos, to - pos).map { pos + $0 } ?? to
+      let next = lineEnd < to ? lineEnd + 1 : to
+      if current != nil, nextNeedle >= next {
+        feedPlainReportLine(buf, pos, lineEnd, next: next, into: &reports)
+      } else {
+        feed(
+          buf, pos, lineEnd, next: next, into: &reports, needlePossible: nextNeedle < next,
+          deferred: true)
+      }
+      pos = next
+    }
   }
 
   public mutating func feed(chunk: [UInt8]) -> [CrashReport] {
@@ -72,27 +129,28 @@ public struct StreamingCrashScanner: Sendable {
     }
   }
 
-  private mutating func flushCarry(newline: Bool) -> [CrashReport] {
+  private mutating func flushCarry(newline: Bool, into reports: inout [CrashReport]) {
     let line = carry
     let extra = carryDropped + (newline ? 1 : 0)
     carry.removeAll(keepingCapacity: true)
     carryDropped = 0
-    return line.withUnsafeBufferPointer { feed($0, 0, $0.count, next: $0.count + extra) }
+    line.withUnsafeBufferPointer { feed($0, 0, $0.count, next: $0.count + extra, into: &reports) }
   }
 
   /// End of input: flushes a partial last line and a report in progress.
   public mutating func finish() -> [CrashReport] {
     var reports: [CrashReport] = []
-    if !carry.isEmpty || carryDropped > 0 { reports += flushCarry(newline: false) }
-    guard let report = current else { return reports }
-    current = nil
-    return reports + [report.build(detector: detector, origin: origin)]
+    if !carry.isEmpty || carryDropped > 0 { flushCarry(newline: false, into: &reports) }
+    guard current != nil else { return reports }
+    // Nothing is pending outside `feedLines`.
+    return reports + [finishCurrent(UnsafeBufferPointer(start: nil, count: 0))]
   }
 
   /// Line [lo, hi) of `buf`; `next - lo` is the line's size in the input including its newline.
-  mutating func feed(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, next: Int)
-    -> [CrashReport]
-  {
+  mutating func feed(
+    _ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, next: Int,
+    into completed: inout [CrashReport], needlePossible: Bool = true, deferred: Bool = false
+  ) {
     let lineOffset = offset
     offset += next - lo
     let split = splitLine(buf, lo, hi)
@@ -100,7 +158,7 @@ public struct StreamingCrashScanner: Sendable {
     // A line may hold several headers ("Oops: general protection fault"); the first one with a
     // matching format wins.
     var searchFrom = split.textStart
-    while started == nil,
+    while needlePossible, started == nil,
       let (pattern, at) = detector.findHeader(buf, split.textStart, split.textEnd, from: searchFrom)
     {
       let text = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
@@ -109,58 +167,105 @@ public struct StreamingCrashScanner: Sendable {
       }
       searchFrom = at + 1
     }
-    var completed: [CrashReport] = []
     if current != nil {
       let caller = current!.caller
       let sameCaller = caller == split.caller || caller.kind == .none || split.caller.kind == .none
       if let started, !detector.table[started.pattern].followsReport || !sameCaller {
         // Another crash begins: the report in progress ends before this line.
-        completed.append(finishCurrent())
+        completed.append(finishCurrent(buf))
       } else {
-        if sameCaller { current!.append(buf, split, end: offset) }
+        if sameCaller {
+          current!.append(
+            buf, split, end: offset, flags: flags(buf, split, needlePossible), deferred: deferred)
+        }
         if started == nil,
           current!.ended(buf, split) || current!.lineCount >= detector.maxReportLines
             || current!.byteCount >= detector.maxReportBytes
         {
-          completed.append(finishCurrent())
+          completed.append(finishCurrent(buf))
         }
-        return completed
+        return
       }
     }
     guard let started else {
       if linesSinceReport < Int.max { linesSinceReport += 1 }
-      return completed
+      return
     }
     if detector.table[started.pattern].followsReport, linesSinceReport < Self.followUpWindow {
       // The panic or Oops line of a crash already reported.
       linesSinceReport += 1
-      return completed
+      return
     }
     current = ReportInProgress(
       pattern: started.pattern, format: started.format, captures: started.captures,
       start: lineOffset,
       caller: split.caller)
+    swap(&current!.text, &spareText)
+    swap(&current!.lines, &spareLines)
     current!.endsAtRule = detector.table[started.pattern].formats[started.format].endsAtRule
-    current!.append(buf, split, end: offset)
-    if current!.ended(buf, split) { completed.append(finishCurrent()) }
-    return completed
+    current!.append(
+      buf, split, end: offset, flags: flags(buf, split, needlePossible), deferred: deferred)
+    if current!.ended(buf, split) { completed.append(finishCurrent(buf)) }
+    return
   }
 
-  private mutating func finishCurrent() -> CrashReport {
-    let report = current!
+  /// What `feed` does with a line of `feedLines`'s buffer that holds no header or keyword
+  /// bytes while a report is in progress (most report lines), without its header search and
+  /// the rest of its state machine.
+  @inline(__always)
+  private mutating func feedPlainReportLine(
+    _ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int, next: Int,
+    into completed: inout [CrashReport]
+  ) {
+    offset += next - lo
+    let split = splitLine(buf, lo, hi)
+    let caller = current!.caller
+    if caller == split.caller || caller.kind == .none || split.caller.kind == .none {
+      current!.append(buf, split, end: offset, flags: 0, deferred: true)
+    }
+    if current!.ended(buf, split) || current!.lineCount >= detector.maxReportLines
+      || current!.byteCount >= detector.maxReportBytes
+    {
+      completed.append(finishCurrent(buf))
+    }
+  }
+
+  /// The line's `ReportKeyword` bits (none when the range search found no needle in it).
+  private func flags(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, _ needlePossible: Bool)
+    -> UInt8
+  {
+    needlePossible ? detector.keywordFlags(buf, split.textStart, split.textEnd) : 0
+  }
+
+  /// Ends the report in progress; `buf` holds its pending lines.
+  private mutating func finishCurrent(_ buf: UnsafeBufferPointer<UInt8>) -> CrashReport {
+    var report = current!
     current = nil
     linesSinceReport = 0
-    return report.build(detector: detector, origin: origin)
+    let built = report.build(detector: detector, origin: origin, buf: buf)
+    report.text.removeAll(keepingCapacity: true)
+    report.lines.removeAll(keepingCapacity: true)
+    spareText = report.text
+    spareLines = report.lines
+    return built
   }
 }
 
-private let interleavedStackMessages: [[UInt8]] = [
+let interleavedStackMessages: [[UInt8]] = [
   "FAULT_INJECTION: forcing a failure", "vmalloc: allocation failure:",
   "FAULT_FLAG_ALLOW_RETRY missing",
 ].map { Array($0.utf8) }
 
 private let endMarkers: [[UInt8]] = ["---[ end trace", "---[ end Kernel panic"].map {
   Array($0.utf8)
+}
+
+/// One line of a report in progress: its text's range (in the report's copied text or in the
+/// buffer being scanned) and its `ReportKeyword` bits.
+struct ReportLine: Sendable {
+  var start: Int
+  var end: Int
+  var flags: UInt8
 }
 
 /// A crash report being collected: its prefix-free lines in one buffer, bounded by the
@@ -174,12 +279,16 @@ struct ReportInProgress: Sendable {
   var caller: CallerContext
   /// The format's reports end at a "=====" rule (KASAN, KMSAN, KFENCE, UBSAN).
   var endsAtRule = false
-  /// The lines joined by newlines (no trailing newline after the last).
+  /// The lines copied so far, joined by newlines.
   var text: [UInt8] = []
-  /// Start of each line in `text`.
-  var lineStarts: [Int] = []
-  var lineCount: Int { lineStarts.count }
-  var byteCount: Int { text.count }
+  /// Every line: the first `copied` are ranges of `text`; the rest are ranges of the buffer
+  /// `feedLines` is scanning, copied into `text` before it returns. A report that starts and
+  /// ends within one buffer (most do) is copied once, into its `ReportBody`.
+  var lines: [ReportLine] = []
+  var copied = 0
+  var lineCount: Int { lines.count }
+  /// The report text's size: the lines and a newline between each two.
+  private(set) var byteCount = 0
 
   init(pattern: Int, format: Int, captures: [String], start: Int, caller: CallerContext) {
     self.pattern = pattern
@@ -189,16 +298,34 @@ struct ReportInProgress: Sendable {
     self.caller = caller
   }
 
-  mutating func append(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, end: Int) {
-    if !lineStarts.isEmpty { text.append(0x0a) }
-    lineStarts.append(text.count)
-    text.append(contentsOf: UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd]))
+  /// Adds the line's text; `deferred`: `buf` is `feedLines`'s buffer, copied later.
+  @inline(__always)
+  mutating func append(
+    _ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, end: Int, flags: UInt8, deferred: Bool
+  ) {
+    byteCount += (lines.isEmpty ? 0 : 1) + split.textEnd - split.textStart
+    lines.append(ReportLine(start: split.textStart, end: split.textEnd, flags: flags))
+    if !deferred { materialize(buf) }
     self.end = end
+  }
+
+  /// Copies the lines still in `buf` (before it goes away).
+  mutating func materialize(_ buf: UnsafeBufferPointer<UInt8>) {
+    while copied < lines.count {
+      if copied > 0 { text.append(0x0a) }
+      let range = lines[copied].start..<lines[copied].end
+      lines[copied].start = text.count
+      text.append(contentsOf: UnsafeBufferPointer(rebasing: buf[range]))
+      lines[copied].end = text.count
+      copied += 1
+    }
   }
 
   /// "---[ end trace ...]---" (and "---[ end Kernel panic") close a report; they start the
   /// message text, so only the line's start is checked.
-  func ended(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine) -> Bool {
+  /// (Declared mutating, though it changes nothing, so that `current!.ended` is called in
+  /// place instead of on a copy of the whole report.)
+  mutating func ended(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine) -> Bool {
     var p = split.textStart
     while p < split.textEnd, buf[p] == 0x20 { p += 1 }
     // Sanitizer reports close with a rule of '=' (the opening one precedes the header).
@@ -213,25 +340,45 @@ struct ReportInProgress: Sendable {
     return false
   }
 
-  func build(detector: CrashDetector, origin: LogOrigin) -> CrashReport {
-    text.withUnsafeBufferPointer { buf in
+  /// The report; `buf` holds the pending lines.
+  func build(detector: CrashDetector, origin: LogOrigin, buf: UnsafeBufferPointer<UInt8>)
+    -> CrashReport
+  {
+    text.withUnsafeBufferPointer { copiedText in
       var lines: [UnsafeBufferPointer<UInt8>] = []
-      lines.reserveCapacity(lineStarts.count)
-      for (i, start) in lineStarts.enumerated() {
-        let end = i + 1 < lineStarts.count ? lineStarts[i + 1] - 1 : buf.count
-        lines.append(UnsafeBufferPointer(rebasing: buf[start..<end]))
+      lines.reserveCapacity(lineCount)
+      for (i, line) in self.lines.enumerated() {
+        let source = i < copied ? copiedText : buf
+        lines.append(UnsafeBufferPointer(rebasing: source[line.start..<line.end]))
+      }
+      let lineFlags = self.lines.map(\.flags)
+      // The one copy of the text that the report keeps.
+      let bodyText = [UInt8](unsafeUninitializedCapacity: byteCount) { out, count in
+        var at = 0
+        for (i, line) in lines.enumerated() {
+          if i > 0 {
+            out[at] = 0x0a
+            at += 1
+          }
+          if let source = line.baseAddress, let target = out.baseAddress {
+            (target + at).update(from: source, count: line.count)
+          }
+          at += line.count
+        }
+        count = at
       }
       // Without caller ids, a message that prints its own stack (fault injection, an
       // allocation failure) interleaves: the title and frame come from the lines before it
       // (syzkaller's report end).
       if caller.kind == .none, lines.count > 1,
-        let cut = lines.indices.dropFirst().prefix(ReportBuilder.analysisLines).first(where: { i in
-          interleavedStackMessages.contains { indexOf(lines[i], $0, from: 0) != nil }
+        let cut = lines.indices.dropFirst().prefix(ReportBuilder.analysisLines).first(where: {
+          lineFlags[$0] & ReportKeyword.interleaved != 0
         })
       {
         lines.removeSubrange(cut...)
       }
-      return ReportBuilder(detector: detector, report: self, lines: lines).build(origin: origin)
+      return ReportBuilder(detector: detector, report: self, lines: lines, flags: lineFlags).build(
+        origin: origin, text: bodyText)
     }
   }
 }

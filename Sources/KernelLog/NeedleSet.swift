@@ -1,0 +1,230 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Many byte strings searched at once, the way the scanner looks for crash headers and report
+/// keywords in every byte of a log.
+///
+/// A four-byte window is hashed at every third position into a bit set holding each
+/// needle's windows at its offsets 0, 1 and 2 (so every occurrence has one of its windows
+/// checked); two windows come from one eight-byte load and share one branch. A hit is
+/// verified against the needles sharing the first two bytes at the four starts it covers.
+/// Needles under four bytes fall back to a bit set over first byte pairs.
+struct NeedleSet: Sendable {
+  /// Needle `i` is `store[start..<start+count]`; `id` is the caller's (a header's pattern, a
+  /// keyword's flag).
+  private let store: [UInt8]
+  private let needles: [(start: Int32, count: Int32, id: Int32)]
+  /// Needles by first byte pair, in the order given: `pairRange[pair]` indexes `byPair`.
+  private let byPair: [Int32]
+  private let pairStart: [Int32]
+  /// Bit set over the first byte pairs (the fallback filter).
+  private let pairBits: [UInt64]
+  /// Bit set over hashed four-byte windows (`quadHash`).
+  private let quadBits: [UInt64]
+  /// Some needle is shorter than four bytes: only the pair filter applies.
+  private let short: Bool
+
+  /// `list` in priority order: where two needles start at one position, the first wins.
+  init(_ list: [(bytes: [UInt8], id: Int)]) {
+    var store: [UInt8] = []
+    var needles: [(start: Int32, count: Int32, id: Int32)] = []
+    var lists = [[Int32]](repeating: [], count: 65536)
+    var pairBits = [UInt64](repeating: 0, count: 1024)
+    var quadBits = [UInt64](repeating: 0, count: 2048)
+    var short = false
+    func add(_ window: [UInt8]) {
+      let x = window.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
+      let h = quadHash(x)
+      quadBits[h >> 6] |= 1 << UInt64(h & 63)
+    }
+    for (bytes, id) in list where bytes.count >= 2 {
+      let pair = Int(bytes[0]) << 8 | Int(bytes[1])
+      lists[pair].append(Int32(needles.count))
+      needles.append((Int32(store.count), Int32(bytes.count), Int32(id)))
+      store += bytes
+      pairBits[pair >> 6] |= 1 << UInt64(pair & 63)
+      guard bytes.count >= 4 else {
+        short = true
+        continue
+      }
+      // Windows are checked at every third position, so one of the needle's offsets 0, 1
+      // and 2 is checked: its windows there go in. One that would end past the needle takes
+      // every possible last byte; a four-byte needle's third uses the window just before it
+      // instead (one unknown byte, not two).
+      let count = bytes.count
+      add(Array(bytes[0..<4]))
+      for offset in 1...2 {
+        if count >= offset + 4 {
+          add(Array(bytes[offset..<(offset + 4)]))
+        } else if count == offset + 3 {
+          for last in 0...255 { add(Array(bytes[offset..<count]) + [UInt8(last)]) }
+        } else {
+          for first in 0...255 { add([UInt8(first)] + Array(bytes[0..<3])) }
+        }
+      }
+    }
+    var byPair: [Int32] = []
+    var pairStart = [Int32](repeating: 0, count: 65537)
+    for pair in 0..<65536 {
+      pairStart[pair] = Int32(byPair.count)
+      byPair += lists[pair]
+    }
+    pairStart[65536] = Int32(byPair.count)
+    self.store = store
+    self.needles = needles
+    self.byPair = byPair
+    self.pairStart = pairStart
+    self.pairBits = pairBits
+    self.quadBits = quadBits
+    self.short = short
+  }
+
+  /// The first position in [from, to) where a needle accepted by `accept` (given its id)
+  /// occurs in full, with that needle's id.
+  @inline(__always)
+  func first(
+    _ base: UnsafePointer<UInt8>, _ from: Int, _ to: Int, _ accept: (Int) -> Bool
+  ) -> (id: Int, position: Int)? {
+    guard to - from >= 2 else { return nil }
+    return store.withUnsafeBufferPointer { s in
+      needles.withUnsafeBufferPointer { n in
+        byPair.withUnsafeBufferPointer { b in
+          pairStart.withUnsafeBufferPointer { ps in
+            let tables = Tables(store: s, needles: n, byPair: b, pairStart: ps)
+            if short {
+              return pairBits.withUnsafeBufferPointer {
+                firstByPair(base, from, to, $0.baseAddress!, tables, accept)
+              }
+            }
+            return quadBits.withUnsafeBufferPointer {
+              firstByQuad(base, from, to, $0.baseAddress!, tables, accept)
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// Calls `body` with the id of every needle that occurs at `i` (and ends by `to`).
+  func all(at i: Int, _ base: UnsafePointer<UInt8>, _ to: Int, _ body: (Int) -> Void) {
+    guard i + 1 < to else { return }
+    store.withUnsafeBufferPointer { s in
+      needles.withUnsafeBufferPointer { n in
+        byPair.withUnsafeBufferPointer { b in
+          pairStart.withUnsafeBufferPointer { ps in
+            let pair = Int(base[i]) << 8 | Int(base[i + 1])
+            for k in Int(ps[pair])..<Int(ps[pair + 1]) {
+              let needle = n[Int(b[k])]
+              let count = Int(needle.count)
+              if i + count <= to,
+                memcmp(base + i, s.baseAddress! + Int(needle.start), count) == 0
+              {
+                body(Int(needle.id))
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  private struct Tables {
+    let store: UnsafeBufferPointer<UInt8>
+    let needles: UnsafeBufferPointer<(start: Int32, count: Int32, id: Int32)>
+    let byPair: UnsafeBufferPointer<Int32>
+    let pairStart: UnsafeBufferPointer<Int32>
+
+    /// The first accepted needle that starts at `i` and ends by `to`.
+    @inline(__always)
+    func at(_ base: UnsafePointer<UInt8>, _ i: Int, _ to: Int, _ accept: (Int) -> Bool) -> Int? {
+      guard i &+ 1 < to else { return nil }
+      let pair = Int(base[i]) &<< 8 | Int(base[i &+ 1])
+      var k = Int(pairStart[pair])
+      let end = Int(pairStart[pair &+ 1])
+      while k < end {
+        let needle = needles[Int(byPair[k])]
+        let count = Int(needle.count)
+        if i &+ count <= to, accept(Int(needle.id)),
+          memcmp(base + i, store.baseAddress! + Int(needle.start), count) == 0
+        {
+          return Int(needle.id)
+        }
+        k &+= 1
+      }
+      return nil
+    }
+  }
+
+  @inline(__always)
+  private func firstByQuad(
+    _ base: UnsafePointer<UInt8>, _ from: Int, _ to: Int, _ bits: UnsafePointer<UInt64>,
+    _ tables: Tables, _ accept: (Int) -> Bool
+  ) -> (id: Int, position: Int)? {
+    let raw = UnsafeRawPointer(base)
+    @inline(__always) func bit(_ window: UInt64) -> UInt64 {
+      let h = quadHash(UInt32(truncatingIfNeeded: window))
+      return bits[h &>> 6] &>> UInt64(h & 63)
+    }
+    /// Needles starting at `s` and after, up to `last`, in order.
+    @inline(__always) func verify(_ s: Int, _ last: Int) -> (id: Int, position: Int)? {
+      var i = Swift.max(s, from)
+      while i <= last {
+        if let id = tables.at(base, i, to, accept) { return (id, i) }
+        i &+= 1
+      }
+      return nil
+    }
+    // A window at w hit: a needle may start at w - 2 ... w + 1 (offsets 2, 1, 0 and the
+    // window before a four-byte needle).
+    var w = from
+    // Windows w and w + 3 from one eight-byte load, one branch for the two.
+    while w &+ 8 <= to {
+      let x = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: w, as: UInt64.self))
+      let first = bit(x)
+      let second = bit(x &>> 24)
+      if (first | second) & 1 != 0 {
+        if first & 1 != 0, let found = verify(w &- 2, w &+ 1) { return found }
+        if second & 1 != 0, let found = verify(w &+ 1, w &+ 4) { return found }
+      }
+      w &+= 6
+    }
+    while w &+ 4 <= to {
+      let x = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: w, as: UInt32.self))
+      if bit(UInt64(x)) & 1 != 0, let found = verify(w &- 2, w &+ 1) { return found }
+      w &+= 3
+    }
+    // Starts whose window would pass the end: each checked directly.
+    return verify(w &- 2, to &- 2)
+  }
+
+  private func firstByPair(
+    _ base: UnsafePointer<UInt8>, _ from: Int, _ to: Int, _ bits: UnsafePointer<UInt64>,
+    _ tables: Tables, _ accept: (Int) -> Bool
+  ) -> (id: Int, position: Int)? {
+    let last = to - 1
+    guard from < last else { return nil }
+    var i = from
+    var previous = base[i]
+    while i < last {
+      let next = base[i + 1]
+      let pair = Int(previous) << 8 | Int(next)
+      if bits[pair >> 6] & (1 << UInt64(pair & 63)) != 0, let id = tables.at(base, i, to, accept) {
+        return (id, i)
+      }
+      previous = next
+      i += 1
+    }
+    return nil
+  }
+}
+
+/// Fibonacci hashing of four bytes into 17 bits. A 64-bit product: the top bits of a 32-bit
+/// one barely depend on the fourth byte, so windows sharing three bytes would collide.
+@inline(__always) func quadHash(_ x: UInt32) -> Int {
+  Int(truncatingIfNeeded: (UInt64(x) &* 0x9E37_79B9_7F4A_7C15) &>> 47)
+}

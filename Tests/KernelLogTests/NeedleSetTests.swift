@@ -1,0 +1,89 @@
+import Testing
+
+@testable import KernelLog
+
+/// The scanner's multi-needle search skips positions (a window at every third one); these
+/// tests compare it with a plain search at every alignment, near both ends and with needles of
+/// four, five and six bytes (the lengths whose windows pass the needle's end).
+@Suite struct NeedleSetTests {
+  /// The first position where a needle accepted by `accept` starts, and the first such needle
+  /// in list order: what `NeedleSet.first` must return.
+  static func naive(
+    _ text: [UInt8], _ list: [(bytes: [UInt8], id: Int)], from: Int, to: Int,
+    _ accept: (Int) -> Bool
+  ) -> (id: Int, position: Int)? {
+    guard from < to else { return nil }
+    for i in from..<to {
+      for (bytes, id) in list where accept(id) && bytes.count >= 2 && i + bytes.count <= to {
+        if Array(text[i..<(i + bytes.count)]) == bytes { return (id, i) }
+      }
+    }
+    return nil
+  }
+
+  /// A small deterministic generator (no seeds from the clock: failures must repeat).
+  struct Generator {
+    var state: UInt64
+    mutating func next(_ bound: Int) -> Int {
+      state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+      return Int((state >> 33) % UInt64(bound))
+    }
+  }
+
+  @Test func findsWhatAPlainSearchFinds() {
+    let words = ["BUG:", "INFO:", "Oops: ", "WARNING:", "Call Trace", "Stack:", "UG:x", "BUGS"]
+    let list = words.enumerated().map { (bytes: Array($0.element.utf8), id: $0.offset) }
+    let set = NeedleSet(list)
+    let alphabet = Array("BUGINFOops:WARNCal Trcek\n x".utf8)
+    var g = Generator(state: 42)
+    var found = 0
+    for round in 0..<3000 {
+      var text = (0..<(g.next(60) + 1)).map { _ in alphabet[g.next(alphabet.count)] }
+      // Plant a needle (or a needle cut short) somewhere, often near an end.
+      if round % 4 != 3 {
+        var word = Array(words[g.next(words.count)].utf8)
+        if round % 7 == 0 { word.removeLast() }
+        let at = round % 3 == 0 ? max(0, text.count - word.count) : g.next(text.count)
+        text.insert(contentsOf: word, at: min(at, text.count))
+      }
+      let from = g.next(min(text.count, 5))
+      let to = text.count - g.next(min(text.count - from, 3) + 1)
+      let accept: (Int) -> Bool = round % 5 == 0 ? { $0 % 2 == 0 } : { _ in true }
+      let want = Self.naive(text, list, from: from, to: to, accept)
+      let got = text.withUnsafeBufferPointer { set.first($0.baseAddress!, from, to, accept) }
+      #expect(
+        got?.id == want?.id && got?.position == want?.position,
+        "\(String(decoding: text, as: UTF8.self).debugDescription) [\(from), \(to))")
+      if want != nil { found += 1 }
+    }
+    // The test means something only if most rounds had a needle to find.
+    #expect(found > 1200)
+  }
+
+  @Test func headerAtEveryAlignmentOfAQuietLine() {
+    let detector = CrashDetector()
+    for pad in 0..<12 {
+      for tail in ["", "x", " trailing text"] {
+        let line = Array((String(repeating: " ", count: pad) + "BUG: KASAN" + tail).utf8)
+        let hit = line.withUnsafeBufferPointer {
+          detector.nextHeaderBytes($0.baseAddress!, 0, $0.count)
+        }
+        #expect(hit?.position == pad, "pad \(pad) tail \(tail.debugDescription)")
+      }
+    }
+  }
+
+  @Test func keywordFlagsPerLine() {
+    let detector = CrashDetector()
+    func flags(_ text: String) -> UInt8 {
+      let bytes = Array(text.utf8)
+      return bytes.withUnsafeBufferPointer { detector.keywordFlags($0, 0, $0.count) }
+    }
+    #expect(flags("Call Trace:") == ReportKeyword.stack | ReportKeyword.startMarker)
+    #expect(flags(" Call Trace") == ReportKeyword.stack)
+    #expect(flags("Allocated by task 1:") == ReportKeyword.stack | ReportKeyword.terminator)
+    #expect(flags(" ? do_syscall_64+0x1/0x2") == 0)
+    #expect(flags("FAULT_INJECTION: forcing a failure.") == ReportKeyword.interleaved)
+    #expect(flags("(stack is not available)") == ReportKeyword.noStack)
+  }
+}
