@@ -43,7 +43,7 @@ let package = Package(
     .target(
       name: "HPTEngine",
       dependencies: [
-        "KVMHost", "KernelLog", "HPTSim", "Libvirt",
+        "KVMHost", "KVMSys", "KernelLog", "HPTSim", "Libvirt",
         .product(name: "Yams", package: "Yams"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
       ]),

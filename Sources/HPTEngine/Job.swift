@@ -432,11 +432,11 @@ struct Parser {
         )
       }
     }
-    if job.target.spec.kind != .local && job.backend != .libvirt {
+    if job.target.spec.kind != .local && ![.libvirt, .raw].contains(job.backend) {
       throw JobError(
         file: file, line: nil, key: "target.kind",
         message:
-          "a \(job.target.spec.kind.rawValue) target is driven through the libvirt backend; backend \(job.backend.rawValue) runs on this machine"
+          "a \(job.target.spec.kind.rawValue) target is driven through the libvirt or raw backend; backend \(job.backend.rawValue) runs on this machine"
       )
     }
     try job.checkBackendLimits(file: file)

@@ -595,8 +595,7 @@ public final class LibvirtRunner: @unchecked Sendable {
     let start = Date()
     progress.note("\(what): power-cycling \(target.name)")
     do {
-      try target.powerCycle()
-      try target.waitReady(timeoutS: target.spec.bootTimeoutS, libvirt: true)
+      try target.powerCycleAndWait(timeoutS: target.spec.bootTimeoutS)
       lock.locked {
         figures["host_recovered"] = 1
         figures["host_recovery_ms"] = Int(-start.timeIntervalSinceNow * 1000)

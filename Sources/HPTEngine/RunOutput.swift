@@ -177,7 +177,7 @@ public final class ProgressPrinter: @unchecked Sendable {
   func end() { lock.locked { running = false } }
 
   /// One event line ("hpthammer: lab: ssh ready after 41 s") on the console and in progress.log.
-  func note(_ message: String) {
+  public func note(_ message: String) {
     let line = "hpthammer: \(message)\n"
     console?.write(Data(line.utf8))
     lock.locked {

@@ -109,6 +109,8 @@ public struct KVMIoctl: Hashable, Sendable, CustomStringConvertible {
 public enum KVMCap {
   public static let KVM_CAP_USER_MEMORY: UInt32 = 3
   public static let KVM_CAP_PPC_GET_PVINFO: UInt32 = 57  // KVM-PR only: QEMU's PR test
+  /// Enabled on each vCPU: KVM-HV runs PAPR (pseries) guests only.
+  public static let KVM_CAP_PPC_PAPR: UInt32 = 68
   public static let KVM_CAP_ONE_REG: UInt32 = 70
   public static let KVM_CAP_PPC_GET_SMMU_INFO: UInt32 = 78
   public static let KVM_CAP_PPC_ALLOC_HTAB: UInt32 = 80

@@ -90,11 +90,13 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
     try vmfd("KVM_PPC_ALLOCATE_HTAB").allocateHTAB(order: order)
   }
 
-  /// KVM_CREATE_VCPU and the vCPU's setup for the payload: LPCR_ILE set through ONE_REG
-  /// (LPCR_64). The PVR is left as KVM set it (the host's: KVM_SET_SREGS refuses any other
+  /// KVM_CREATE_VCPU and the vCPU's setup for the payload: KVM_CAP_PPC_PAPR enabled on it (HV
+  /// runs PAPR guests only: kvmppc_sanity_check() fails KVM_RUN with EINVAL otherwise, seen on
+  /// the lab's real kvm_hv), LPCR_ILE set through ONE_REG (LPCR_64). The PVR is left as KVM set it (the host's: KVM_SET_SREGS refuses any other
   /// with EINVAL on HV); it is read back for the record.
   public func createVCPU(id: UInt32) throws(KVMError) -> any KVMVCPU {
     let handle = try vmfd("KVM_CREATE_VCPU").createVCPU(id: id)
+    try handle.enableCap(KVMEnableCap(cap: KVMCap.KVM_CAP_PPC_PAPR))
     let pvr = try handle.getSregs().pvr
     let lpcr = try handle.getOneReg(id: KVMReg.KVM_REG_PPC_LPCR_64)
     try handle.setOneReg(id: KVMReg.KVM_REG_PPC_LPCR_64, value: lpcr | Self.LPCR_ILE)

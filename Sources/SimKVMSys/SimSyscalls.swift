@@ -54,6 +54,8 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
     var run: UnsafeMutableRawPointer?
     var payloadLoaded = false
     var hcallPending = false
+    /// KVM_ENABLE_CAP(KVM_CAP_PPC_PAPR) on this vCPU: HV runs only PAPR guests.
+    var papr = false
     init(vcpu: any KVMVCPU, vm: VMState) {
       self.vcpu = vcpu
       self.vm = vm
@@ -198,6 +200,11 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
         return arg.load(as: KVMSregs.self).pvr == Self.pvr ? .success(0) : .failure(.EINVAL)
       case (.vcpu(let s), .KVM_GET_ONE_REG), (.vcpu(let s), .KVM_SET_ONE_REG):
         return oneReg(s, arg.load(as: KVMOneReg.self), set: ioctl == .KVM_SET_ONE_REG)
+      case (.vcpu(let s), .KVM_ENABLE_CAP):
+        // kvm_vcpu_ioctl_enable_cap(): KVM_CAP_PPC_PAPR is the one the VMM needs on HV.
+        guard arg.load(as: UInt32.self) == KVMCap.KVM_CAP_PPC_PAPR else { return .failure(.EINVAL) }
+        lock.withLock { s.papr = true }
+        return .success(0)
       default:
         return .failure(.ENOTTY)
       }
@@ -243,6 +250,11 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
     if run.load(fromByteOffset: KVMRun.immediateExitOffset, as: UInt8.self) != 0 {
       setExit(KVMRun.KVM_EXIT_INTR)
       return .failure(.EINTR)
+    }
+    // kvmppc_sanity_check(): "HV KVM can only do PAPR mode for now".
+    guard lock.withLock({ s.papr }) else {
+      setExit(KVMRun.KVM_EXIT_INTERNAL_ERROR)
+      return .failure(.EINVAL)
     }
     if !lock.withLock({ s.payloadLoaded }) {
       if let why = loadPayload(s) {

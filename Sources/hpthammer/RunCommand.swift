@@ -95,9 +95,9 @@ struct Run: ParsableCommand {
         )
       }
       job.target.spec.kind = kind
-      if kind == .lab && job.backend != .libvirt {
+      if kind == .lab && ![.libvirt, .raw].contains(job.backend) {
         throw usageError(
-          "--target lab: the lab runs the libvirt backend; the job's backend is \(job.backend.rawValue)"
+          "--target lab: the lab runs the libvirt or raw backend; the job's backend is \(job.backend.rawValue)"
         )
       }
     }
@@ -243,6 +243,19 @@ func rawHost(_ job: Job, model: KernelModel) throws -> RawKVMSystem {
     return try RawKVMSystem(
       syscalls: sys, executor: sys.executor, kernelLog: sys.kernelLog, hostName: sys.host.hostName,
       statistics: { sys.statistics })
+  }
+  if job.target.spec.kind != .local {
+    // The host under test is another machine (or the lab): the VMM and the hammer stay here,
+    // the syscalls go to hpthammer-hostd on the host over ssh, the host log is its console.
+    let progress = ProgressPrinter(
+      console: .standardError, logURL: URL(fileURLWithPath: "/dev/null"))
+    let target = try TargetSetup.open(job.target, progress: progress)
+    let hostd = try Hostd.start(on: target)
+    progress.note("raw backend on \(target.name) through \(hostd.syscalls.hello)")
+    let log = try target.openHostLog()
+    return try RawKVMSystem(
+      syscalls: hostd.syscalls, executor: ThreadExecutor(), kernelLog: log, hostName: target.name,
+      statistics: { [hostd] in hostd.syscalls.isClosed ? ["hostd_gone": 1] : [:] })
   }
   let name = ProcessInfo.processInfo.hostName
   let log = try KmsgLogSource(path: "/dev/kmsg", hostName: name)

@@ -62,7 +62,7 @@ import Testing
         "set only target.lab") == true)
     #expect(
       jobError("backend: sim\ntarget: {kind: lab}")?.description.contains(
-        "a lab target is driven through the libvirt backend") == true)
+        "a lab target is driven through the libvirt or raw backend") == true)
     #expect(
       jobError("backend: libvirt\ntarget: {kind: lab, lab: {machine: powernv8}}")?.description
         .contains("allowed: powernv9, powernv10") == true)

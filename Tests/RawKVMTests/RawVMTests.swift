@@ -73,8 +73,8 @@ final class NoExecutor: AgentExecutor, @unchecked Sendable {
     try vm.setUserMemoryRegion(slot: 0, guestPhysAddr: 0, size: ram)
     var sregs = KVMSregs.zero
     sregs.pvr = 0x004e_1202
-    // KVM_CREATE_VCPU, mmap kvm_run, GET_SREGS, GET_ONE_REG, SET_ONE_REG
-    s.script(.returns(5), .returns(0), .writes(sregs), .returns(0), .returns(0))
+    // KVM_CREATE_VCPU, mmap kvm_run, ENABLE_CAP(PAPR), GET_SREGS, GET_ONE_REG, SET_ONE_REG
+    s.script(.returns(5), .returns(0), .returns(0), .writes(sregs), .returns(0), .returns(0))
     let v = try #require(try vm.createVCPU(id: 0) as? RawVCPU)
     return (vm, v, s, rec)
   }
@@ -121,6 +121,13 @@ final class NoExecutor: AgentExecutor, @unchecked Sendable {
       try vm.setUserMemoryRegion(slot: 0, guestPhysAddr: 0, size: ram)
     }
     #expect(s.calls.count == before)
+  }
+
+  /// kvmppc_sanity_check(): without KVM_CAP_PPC_PAPR on the vCPU, HV's KVM_RUN is EINVAL.
+  @Test func vcpuIsAPAPRVCPU() throws {
+    let (_, _, s, _) = try guest()
+    let cap = try #require(ioctls(s).first { $0.0 == 5 && $0.1 == Self.number(.KVM_ENABLE_CAP) })
+    #expect(cap.2.withUnsafeBytes { $0.load(as: UInt32.self) } == KVMCap.KVM_CAP_PPC_PAPR)
   }
 
   @Test func vcpuGetsLPCRILEAndKeepsTheHostPVR() throws {
@@ -270,7 +277,8 @@ final class StopFlagExecutor: AgentExecutor, @unchecked Sendable {
     let vm = try #require(try host.createVM(type: .hv) as? RawVM)
     var sregs = KVMSregs.zero
     sregs.pvr = 1
-    s.script(.returns(5), .returns(0), .writes(sregs), .returns(0), .returns(0))
+    // KVM_CREATE_VCPU, mmap kvm_run, ENABLE_CAP(PAPR), GET_SREGS, GET_ONE_REG, SET_ONE_REG
+    s.script(.returns(5), .returns(0), .returns(0), .writes(sregs), .returns(0), .returns(0))
     let v = try #require(try vm.createVCPU(id: 0) as? RawVCPU)
     return (host, vm, v)
   }

@@ -63,6 +63,9 @@ import Testing
         userspace_addr: UInt64(UInt(bitPattern: ram))))
     _ = try vm.allocateHTAB(order: 19)
     let v = try vm.createVCPU(id: 0)
+    // kvmppc_sanity_check(): HV runs PAPR vCPUs only.
+    #expect(throws: KVMError("KVM_RUN", .EINVAL)) { _ = try v.run() }
+    try v.enableCap(KVMEnableCap(cap: KVMCap.KVM_CAP_PPC_PAPR))
     var regs = KVMRegs.zero
     regs.pc = 0x1_0040
     regs.msr = RawVM.payloadMSR

@@ -20,6 +20,7 @@ public final class Target: @unchecked Sendable {
   }
 
   var ssh: SSHEndpoint? { lab?.ssh ?? spec.ssh }
+  public var sshEndpoint: SSHEndpoint? { ssh }
   var console: ConsoleSpec? { lab.map { .file($0.consoleLog) } ?? spec.console }
   var power: PowerSpec? { lab.map { .qmp(socket: $0.qmpSocket) } ?? spec.power }
 
@@ -129,6 +130,25 @@ public final class Target: @unchecked Sendable {
           "\(url)/redfish/v1/Systems/\(system)/Actions/ComputerSystem.Reset",
         ], stdin: Data(config.utf8), timeoutS: 60)
       guard r.ok else { throw TargetError("Redfish ComputerSystem.Reset: \(r.lastLine)") }
+    }
+  }
+
+  /// Power-cycles the host and waits until ssh and libvirtd answer again. The lab gets a warm
+  /// reset (QMP system_reset) first; if it does not come back within 120 s (an emulated
+  /// POWER9 whose timebase ran far ahead of its starved vCPUs can stall in timekeeping after a
+  /// reset), its QEMU is quit and started again: a cold power cycle.
+  public func powerCycleAndWait(timeoutS: Double) throws(TargetError) {
+    try powerCycle()
+    guard let lab else {
+      try waitReady(timeoutS: timeoutS, libvirt: true)
+      return
+    }
+    do {
+      try waitReady(timeoutS: min(timeoutS, 120), libvirt: true)
+    } catch {
+      _ = LabMachine.stop()
+      _ = try LabMachine.boot(lab.spec, timeoutS: timeoutS)
+      try waitReady(timeoutS: timeoutS, libvirt: true)
     }
   }
 

@@ -6,7 +6,8 @@ public enum TargetSetup {
   /// Figures of the last setup (lab boot to ssh-ready and to libvirt-ready).
   nonisolated(unsafe) static var lastFigures: [String: Int] = [:]
 
-  static func open(_ job: TargetJob, progress: ProgressPrinter) throws(TargetError) -> Target {
+  public static func open(_ job: TargetJob, progress: ProgressPrinter) throws(TargetError) -> Target
+  {
     lastFigures = [:]
     let spec = job.spec
     switch spec.kind {
@@ -32,8 +33,7 @@ public enum TargetSetup {
       if !lab.started && !t.answers(timeoutS: 20) {
         // Left crashed or hung by an earlier run: power-cycle it first.
         progress.note("lab: the running lab does not answer ssh; power-cycling it")
-        try t.powerCycle()
-        try t.waitReady(timeoutS: spec.bootTimeoutS, libvirt: true)
+        try t.powerCycleAndWait(timeoutS: spec.bootTimeoutS)
       }
       if lab.started {
         let times = lab.bootTimes
