@@ -14,7 +14,9 @@
 #                    resizes 22/23/24/23 through its agent, and count the kvm-hv resize ioctls
 #                    with kprobes in the lab's kernel (default N=3; HPTHAMMER_LAB_L2_URI=ssh
 #                    drives libvirt over qemu+ssh instead of qemu+tcp; HPTHAMMER_LAB_L2_VOF=1
-#                    boots L2 with x-vof=on instead of SLOF)
+#                    boots L2 with x-vof=on instead of SLOF; HPTHAMMER_LAB_L2_VCPUS=2 gives L2
+#                    two vCPUs: with one, the vCPU thread that makes the resize hcalls is the
+#                    only one, so no page fault of that guest can overlap a commit)
 #   run.sh ssh [CMD] a shell (or CMD) on the lab host
 #   run.sh reset     QMP system_reset (the power switch); then `run.sh wait`
 #   run.sh wait      wait until ssh answers (after a reset)
@@ -258,7 +260,7 @@ cmd_l2test() {
   local uri=$tcp_uri
   [ "${HPTHAMMER_LAB_L2_URI:-tcp}" = ssh ] && uri=$ssh_uri
   python3 "$here/l2test.py" --uri "$uri" --ssh "ssh -F $run/ssh_config hpthammer-lab" \
-    --rounds "${1:-3}" --out "$run" ${HPTHAMMER_LAB_L2_VOF:+--vof}
+    --rounds "${1:-3}" --vcpus "${HPTHAMMER_LAB_L2_VCPUS:-1}" --out "$run" ${HPTHAMMER_LAB_L2_VOF:+--vof}
 }
 
 case "${1:-}" in
