@@ -16,6 +16,13 @@
 #   HPTHAMMER_LAB_HOSTKEY_PUB=...   the lab's ssh host key (for known_hosts)
 #   HPTHAMMER_LAB_GUEST_KERNEL=...  the L2 guest kernel, as a path inside the lab
 #   HPTHAMMER_LAB_GUEST_INITRD=...  the L2 guest initramfs, as a path inside the lab
+#   HPTHAMMER_LAB_KERNEL_RELEASE=... uname -r of the lab host's kernel
+# Options: --host-kernel VMLINUX --host-modules DIR (or HPTHAMMER_LAB_HOST_KERNEL /
+# HPTHAMMER_LAB_HOST_MODULES): a lab kernel of your own instead of Debian's: a PowerNV-capable
+# ppc64le vmlinux (ELF) and its modules, DIR being either the lib/modules/VERSION tree of
+# `make modules_install INSTALL_MOD_PATH=X` or that X; kvm.ko and kvm-hv.ko come from DIR and
+# VERSION must be the vmlinux's. The image is cached per kernel + modules (README: "A kernel of
+# your own").
 # Environment: HPTHAMMER_LAB_CACHE (cache), HPTHAMMER_LAB_QEMU (an L0 QEMU of your own, >= 8.1,
 # instead of the backports one), HPTHAMMER_LAB_QEMU_DATADIR (its firmware dir),
 # HPTHAMMER_LAB_MIRROR (Debian mirror, default http://deb.debian.org), HPTHAMMER_LAB_APT_UPDATE=1
@@ -31,6 +38,23 @@ log() { echo "lab/build.sh: $*" >&2; }
 die() { echo "lab/build.sh: error: $1" >&2; exit "${2:-1}"; }
 missing() { die "$1 not found. $2" 125; }
 t0=$(date +%s.%N)
+
+hostkernel=${HPTHAMMER_LAB_HOST_KERNEL:-}
+hostmods=${HPTHAMMER_LAB_HOST_MODULES:-}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --host-kernel) [ $# -ge 2 ] || die "--host-kernel needs a path (a vmlinux)" 2; hostkernel=$2; shift 2 ;;
+    --host-kernel=*) hostkernel=${1#*=}; shift ;;
+    --host-modules) [ $# -ge 2 ] || die "--host-modules needs a directory" 2; hostmods=$2; shift 2 ;;
+    --host-modules=*) hostmods=${1#*=}; shift ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 0 ;;
+    *) die "unknown argument '$1' (build.sh [--host-kernel VMLINUX --host-modules DIR])" 2 ;;
+  esac
+done
+if [ -n "$hostkernel" ] || [ -n "$hostmods" ]; then
+  [ -n "$hostkernel" ] && [ -n "$hostmods" ] ||
+    die "give --host-kernel and --host-modules together (or HPTHAMMER_LAB_HOST_KERNEL and HPTHAMMER_LAB_HOST_MODULES): kvm-hv.ko must come from the same build as the kernel" 2
+fi
 
 # --- tools ---------------------------------------------------------------------------------
 for t in apt-get apt-cache dpkg dpkg-deb; do
@@ -53,14 +77,130 @@ log "guest image: Guests/build.sh"
 gout=$("$here/../build.sh") || die "Guests/build.sh failed (exit $?); run it alone to see why" 125
 gkernel=$(sed -n 's/^HPTHAMMER_GUEST_KERNEL=//p' <<<"$gout")
 ginitrd=$(sed -n 's/^HPTHAMMER_GUEST_INITRD=//p' <<<"$gout")
-release=$(sed -n 's/^HPTHAMMER_GUEST_VERSION=//p' <<<"$gout")
-[ -s "$gkernel" ] && [ -s "$ginitrd" ] && [ -n "$release" ] || die "Guests/build.sh printed no kernel/initrd"
+grelease=$(sed -n 's/^HPTHAMMER_GUEST_VERSION=//p' <<<"$gout")
+[ -s "$gkernel" ] && [ -s "$ginitrd" ] && [ -n "$grelease" ] || die "Guests/build.sh printed no kernel/initrd"
 gcache=$(dirname "$gkernel")
-kroot=$(ls -d "$gcache"/unpacked/linux-image-"$release"_*/ 2>/dev/null | tail -1 || true)
-[ -n "$kroot" ] && [ -d "$kroot/lib/modules/$release" ] ||
-  die "no unpacked kernel package for $release under $gcache/unpacked (delete $gcache/unpacked and rerun)"
 bbroot=$(ls -d "$gcache"/unpacked/busybox-static_*/ 2>/dev/null | tail -1 || true)
 [ -x "$bbroot/bin/busybox" ] || die "no unpacked busybox-static under $gcache/unpacked (rerun Guests/build.sh)"
+
+# --- the lab kernel and its modules: Debian's (the guest's package) or the developer's --------
+# Sets: kimage (vmlinux), release (its uname -r), mtree (its lib/modules/$release, with a
+# modules.dep), khash (identifies kernel + modules for the cache).
+banner_release() { # the version in a vmlinux's linux_banner ("Linux version 6.1.176-lab (...")
+  LC_ALL=C grep -a -o -m1 'Linux version [^ ]* (' "$1" 2>/dev/null | head -1 | sed 's/^Linux version //; s/ ($//'
+}
+if [ -z "$hostkernel" ]; then
+  release=$grelease
+  kimage=$gkernel
+  mroot=$(ls -d "$gcache"/unpacked/linux-image-"$release"_*/ 2>/dev/null | tail -1 || true)
+  [ -n "$mroot" ] && [ -d "$mroot/lib/modules/$release" ] ||
+    die "no unpacked kernel package for $release under $gcache/unpacked (delete $gcache/unpacked and rerun)"
+  mroot=${mroot%/}
+  [ -s "$mroot/lib/modules/$release/modules.dep" ] || "$depmod" -b "$mroot" "$release" ||
+    die "depmod -b $mroot $release failed"
+  mtree=$mroot/lib/modules/$release
+  khash=debian
+else
+  kimage=$(readlink -f "$hostkernel" 2>/dev/null || true)
+  [ -n "$kimage" ] && [ -f "$kimage" ] && [ -r "$kimage" ] || die "--host-kernel $hostkernel: no such file" 2
+  # An ELF64 little-endian PowerPC (e_machine 21) file: skiboot loads vmlinux, not a zImage/bzImage.
+  [ "$(od -An -tx1 -N6 "$kimage" | tr -d ' \n')" = 7f454c460201 ] &&
+    [ "$(od -An -tu2 -j18 -N2 "$kimage" | tr -d ' ')" = 21 ] ||
+    die "--host-kernel $hostkernel is not a ppc64le ELF vmlinux ($(file -b "$kimage" 2>/dev/null | cut -c1-80)).
+  Give the vmlinux at the top of the kernel build tree (ARCH=powerpc, little endian), not arch/powerpc/boot/zImage." 2
+  release=$(banner_release "$kimage")
+  [ -n "$release" ] || die "--host-kernel $hostkernel: no 'Linux version ...' banner in it; is it a kernel?" 2
+  LC_ALL=C grep -a -q -m1 'ibm,powernv' "$kimage" ||
+    die "--host-kernel $hostkernel (version $release) has no PowerNV platform support (no 'ibm,powernv' in it):
+  build it with CONFIG_PPC_POWERNV=y (start from powernv_defconfig; see Guests/lab/README.md)" 2
+  [ -d "$hostmods" ] || die "--host-modules $hostmods: no such directory" 2
+  hm=$(cd "$hostmods" && pwd -P)
+  # Which form: a lib/modules/VERSION tree (modules_install's output) or its INSTALL_MOD_PATH root.
+  if [ -e "$hm/modules.order" ] || [ -e "$hm/modules.dep" ] || [ -d "$hm/kernel" ]; then
+    mform="a lib/modules/VERSION tree"
+    mversion=$(basename "$hm")
+    mdirpath=$hm
+  elif [ -d "$hm/lib/modules" ]; then
+    mform="a modules_install root: X of INSTALL_MOD_PATH=X"
+    versions=$(cd "$hm/lib/modules" && ls -1)
+    if [ -d "$hm/lib/modules/$release" ]; then mversion=$release
+    elif [ "$(wc -w <<<"$versions")" = 1 ]; then mversion=$versions
+    else
+      die "--host-modules $hostmods is $mform, but has no lib/modules/$release (the kernel's version);
+  it has: $(echo $versions)" 2
+    fi
+    mdirpath=$hm/lib/modules/$mversion
+  else
+    die "--host-modules $hostmods is neither a lib/modules/VERSION tree (no modules.order, modules.dep or
+  kernel/ in it) nor a modules_install root (no lib/modules/ in it). Give the X of
+  'make modules_install INSTALL_MOD_PATH=X', or X/lib/modules/VERSION" 2
+  fi
+  [ "$mversion" = "$release" ] ||
+    die "--host-kernel $hostkernel is version $release, but --host-modules $hostmods ($mform) is for
+  version $mversion: kernel and modules must come from the same build (make vmlinux modules, then
+  modules_install, with the same .config and LOCALVERSION)" 2
+  for m in kvm kvm-hv; do
+    f=$(find "$mdirpath" -name "$m.ko" -o -name "${m/-/_}.ko" 2>/dev/null | head -1)
+    if [ -z "$f" ]; then
+      fz=$(find "$mdirpath" -name "$m.ko.*" -o -name "${m/-/_}.ko.*" 2>/dev/null | head -1)
+      [ -z "$fz" ] || die "--host-modules $hostmods ($mform): $m is compressed ($fz); the lab's busybox
+  modprobe needs plain .ko files: build with CONFIG_MODULE_COMPRESS_NONE=y" 2
+      die "--host-modules $hostmods ($mform, version $mversion) has no $m.ko: kvm.ko and kvm-hv.ko must be
+  modules of this build (CONFIG_KVM_BOOK3S_64=m, CONFIG_KVM_BOOK3S_64_HV=m; see Guests/lab/README.md)" 2
+    fi
+    vm=$(modinfo -F vermagic "$f" 2>/dev/null | cut -d' ' -f1 || true)
+    [ -z "$vm" ] || [ "$vm" = "$release" ] ||
+      die "$f was built for $vm (its vermagic), not for the kernel's $release: rebuild modules with the kernel" 2
+  done
+  # The modules' identity: every file's path, size and time (sha256 of all of them would take long).
+  mid=$( (cd "$mdirpath" && find . -type f -printf '%p %s %T@\n' | sort) | sha256sum | cut -c1-16)
+  kid=$(sha256sum "$kimage" | cut -c1-16)
+  khash=$kid-$mid
+  # Its modules.dep (modules_install runs depmod) says what kvm-hv needs; without one, depmod -b
+  # here, into a copy in the cache (never into the developer's tree). The image's own modules.dep
+  # is made by depmod -b on the stage below either way.
+  if [ -s "$mdirpath/modules.dep" ]; then mtree=$mdirpath
+  else
+    mroot="$cache/kernels/$release-$khash/root"
+    if [ ! -e "$mroot/.done" ]; then
+      log "lab kernel $release: no modules.dep in $mdirpath ($mform); depmod -b on a copy"
+      rm -rf "$mroot" && mkdir -p "$mroot/lib/modules"
+      cp -a "$mdirpath" "$mroot/lib/modules/$release"
+      rm -f "$mroot/lib/modules/$release"/{build,source}
+      "$depmod" -b "$mroot" "$release" || die "depmod -b $mroot $release failed (the modules of $hostmods)"
+      touch "$mroot/.done"
+    fi
+    mtree=$mroot/lib/modules/$release
+  fi
+fi
+mdir="lib/modules/$release"
+# The modules /init loads (modprobe kvm-hv; e1000e may be built in) and what they depend on.
+mods="kvm-hv e1000e"
+want=$(python3 - "$mtree" $mods <<'PY'
+import os, sys
+d = sys.argv[1]
+dep = {}
+for line in open(os.path.join(d, "modules.dep")):
+    m, _, rest = line.partition(":")
+    dep[m.strip()] = rest.split()
+def name(p): return os.path.basename(p).split(".ko")[0].replace("_", "-")
+byname = {name(m): m for m in dep}
+builtin = set()
+if os.path.exists(os.path.join(d, "modules.builtin")):
+    builtin = {name(l.strip()) for l in open(os.path.join(d, "modules.builtin")) if l.strip()}
+todo, seen = [], set()
+for n in sys.argv[2:]:
+    n = n.replace("_", "-")
+    if n in byname: todo.append(byname[n])
+    elif n not in builtin:
+        sys.exit("lab/build.sh: error: %s is neither a module in %s/modules.dep nor built in (modules.builtin)" % (n, d))
+while todo:
+    m = todo.pop()
+    if m not in seen:
+        seen.add(m); todo += dep[m]
+print("\n".join(sorted(seen)))
+PY
+) || exit 125
 
 # --- a private apt (bookworm + backports, amd64 + ppc64el): the host's apt state is untouched -
 aptdir="$cache/apt"
@@ -202,10 +342,10 @@ hostkey="$cache/keys/ssh_host_ed25519_key"
 [ -s "$hostkey" ] || ssh-keygen -q -t ed25519 -N '' -C hpthammer-lab -f "$hostkey" || die "ssh-keygen failed"
 
 # --- the initramfs ---------------------------------------------------------------------------
-mods="kvm-hv e1000e"
-ihash=$( (printf '%s\n' "${l1trees[@]##*/}" | sort; echo "$release $mods $gkernel $ginitrd";
+ihash=$( (printf '%s\n' "${l1trees[@]##*/}" | sort; echo "$release $khash $mods $gkernel $ginitrd"; echo "$want";
   sha256sum "$here/build.sh" "$here/init" "$here/roots.txt" "$here/stage.py" "$here/../mkcpio.py" "$key.pub" "$hostkey" \
     "$gkernel" "$ginitrd" | cut -d' ' -f1;
+  (cd "$mtree" && sha256sum $want);
   (cd "$here/rootfs" && find . -type f | sort | xargs sha256sum)) | sha256sum | cut -c1-16)
 initrd="$cache/lab-$ihash.cpio.gz"
 if [ ! -s "$initrd" ]; then
@@ -222,28 +362,11 @@ if [ ! -s "$initrd" ]; then
   ln -sfn busybox "$stage/bin/sh"   # for /init's #!; /init installs the other applets
   cp "$key.pub" "$stage/root/.ssh/authorized_keys" && chmod 600 "$stage/root/.ssh/authorized_keys"
   cp "$hostkey" "$stage/etc/hpthammer/ssh_host_ed25519_key" && chmod 600 "$stage/etc/hpthammer/ssh_host_ed25519_key"
-  # Kernel modules: the ones /init loads and their dependencies (modules.dep of the package).
-  mdir="lib/modules/$release"
-  [ -s "$kroot/$mdir/modules.dep" ] || "$depmod" -b "$kroot" "$release" || die "depmod -b $kroot $release failed"
-  want=$(python3 - "$kroot/$mdir/modules.dep" $mods <<'PY'
-import sys
-dep = {}
-for line in open(sys.argv[1]):
-    m, _, rest = line.partition(":")
-    dep[m.strip()] = rest.split()
-byname = {m.rsplit("/", 1)[1].split(".ko")[0].replace("_", "-"): m for m in dep}
-todo, seen = [byname[n.replace("_", "-")] for n in sys.argv[2:]], set()
-while todo:
-    m = todo.pop()
-    if m not in seen:
-        seen.add(m); todo += dep[m]
-print("\n".join(sorted(seen)))
-PY
-) || die "a module of '$mods' is not in $kroot/$mdir/modules.dep"
+  # Kernel modules: the ones /init loads and their dependencies (computed above).
   for m in $want; do
-    mkdir -p "$stage/usr/$mdir/$(dirname "$m")" && cp "$kroot/$mdir/$m" "$stage/usr/$mdir/$m"
+    mkdir -p "$stage/usr/$mdir/$(dirname "$m")" && cp "$mtree/$m" "$stage/usr/$mdir/$m"
   done
-  cp "$kroot/$mdir"/modules.{order,builtin,builtin.modinfo} "$stage/usr/$mdir/" 2>/dev/null || true
+  cp "$mtree"/modules.{order,builtin,builtin.modinfo} "$stage/usr/$mdir/" 2>/dev/null || true
   "$depmod" -b "$stage" "$release" || die "depmod -b $stage $release failed"
   # The L2 guest image, under /var/lib/hpthammer/guest and at the same paths as on this machine
   # (so a harness that passes its own paths in the domain XML finds them in the lab too).
@@ -260,11 +383,12 @@ fi
 isize=$(stat -c %s "$initrd")
 [ "$isize" -lt $((128 * 1024 * 1024)) ] ||
   die "$initrd is $((isize >> 20)) MiB: over powernv's 128 MiB initrd limit (trim roots.txt)"
-lkernel="$cache/vmlinux-$release"
-cmp -s "$gkernel" "$lkernel" 2>/dev/null || cp "$gkernel" "$lkernel"
+if [ "$khash" = debian ]; then lkernel="$cache/vmlinux-$release"
+else lkernel="$cache/kernels/$release-$khash/vmlinux"; mkdir -p "${lkernel%/*}"; fi
+cmp -s "$kimage" "$lkernel" 2>/dev/null || cp "$kimage" "$lkernel"
 
 log "ready in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s: L0 $l0version;" \
-  "lab initramfs $((isize >> 20)) MiB ($initrd); kernel $release"
+  "lab initramfs $((isize >> 20)) MiB ($initrd); kernel $release${hostkernel:+ (--host-kernel $hostkernel)}"
 echo "HPTHAMMER_LAB_QEMU=$l0"
 echo "HPTHAMMER_LAB_QEMU_DATADIR=$l0data"
 echo "HPTHAMMER_LAB_QEMU_LIBS=$l0libs"
@@ -274,3 +398,4 @@ echo "HPTHAMMER_LAB_KEY=$key"
 echo "HPTHAMMER_LAB_HOSTKEY_PUB=$hostkey.pub"
 echo "HPTHAMMER_LAB_GUEST_KERNEL=/var/lib/hpthammer/guest/vmlinux"
 echo "HPTHAMMER_LAB_GUEST_INITRD=/var/lib/hpthammer/guest/initrd.cpio.gz"
+echo "HPTHAMMER_LAB_KERNEL_RELEASE=$release"

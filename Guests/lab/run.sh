@@ -2,14 +2,21 @@
 # Starts, checks and stops the HPTHammer lab host (built by Guests/lab/build.sh): an emulated
 # POWER9 (QEMU >= 8.1, -M powernv9, TCG) running Debian's kernel with kvm-hv, libvirtd and ssh.
 #
-#   run.sh boot      build (cached), start L0, wait until ssh answers; prints the access lines
+#   run.sh boot [--host-kernel VMLINUX --host-modules DIR]
+#                    build (cached), start L0, wait until ssh answers; prints the access lines.
+#                    With --host-kernel/--host-modules (or HPTHAMMER_LAB_HOST_KERNEL/_MODULES) the
+#                    lab boots that kernel (see build.sh). A lab already running the image asked
+#                    for is kept; one running another image (kernel, initramfs, QEMU, -m/-smp/-M)
+#                    is stopped and booted again
 #   run.sh check     over ssh: kvm-hv loaded, /dev/kvm, libvirtd; from here: virsh capabilities
 #                    over both URIs list domain type kvm for ppc64(le)
 #   run.sh l2test [N] boot an HPT guest (L2) through libvirt (type kvm) in the lab, do N rounds of
 #                    resizes 22/23/24/23 through its agent, and count the kvm-hv resize ioctls
 #                    with kprobes in the lab's kernel (default N=3; HPTHAMMER_LAB_L2_URI=ssh
 #                    drives libvirt over qemu+ssh instead of qemu+tcp; HPTHAMMER_LAB_L2_VOF=1
-#                    boots L2 with x-vof=on instead of SLOF)
+#                    boots L2 with x-vof=on instead of SLOF; HPTHAMMER_LAB_L2_VCPUS=2 gives L2
+#                    two vCPUs: with one, the vCPU thread that makes the resize hcalls is the
+#                    only one, so no page fault of that guest can overlap a commit)
 #   run.sh ssh [CMD] a shell (or CMD) on the lab host
 #   run.sh reset     QMP system_reset (the power switch); then `run.sh wait`
 #   run.sh wait      wait until ssh answers (after a reset)
@@ -17,7 +24,8 @@
 #   run.sh status    running or not, and the access lines
 #   run.sh env       the access lines only (KEY=value, for the harness)
 # State: $HPTHAMMER_LAB_CACHE/run/ (console.log from the first byte, console.sock, qmp.sock,
-# qemu.pid, ssh_config, known_hosts, boot.times). Ports (127.0.0.1 on this machine):
+# qemu.pid, ssh_config, known_hosts, boot.times, image: the running image's key and kernel
+# release). Ports (127.0.0.1 on this machine):
 # HPTHAMMER_LAB_SSH_PORT (10022 -> lab:22), HPTHAMMER_LAB_LIBVIRT_PORT (10509 -> lab:16509).
 # Other knobs: HPTHAMMER_LAB_MEM (4G), HPTHAMMER_LAB_SMP (2), HPTHAMMER_LAB_MACHINE (powernv9),
 # HPTHAMMER_LAB_BOOT_TIMEOUT (900 s).
@@ -63,6 +71,31 @@ print(json.dumps(m))
 PY
 }
 
+image_key() { # image_key QEMU KERNEL INITRD MACHINE SMP MEM
+  printf '%s\n' "$@" | sha256sum | cut -c1-16
+}
+running_args() { # the running L0's QEMU, -kernel, -initrd, -M, -smp, -m (from /proc/PID/cmdline)
+  python3 - "/proc/$(cat "$run/qemu.pid")/cmdline" <<'PY' 2>/dev/null
+import sys
+a = open(sys.argv[1], "rb").read().decode(errors="replace").split("\0")
+opt = lambda o: a[a.index(o) + 1] if o in a[:-1] else ""
+print("\n".join([a[0], opt("-kernel"), opt("-initrd"), opt("-M"), opt("-smp"), opt("-m")]))
+PY
+}
+running_key() { # the running L0's image key: from its command line, else from run/image
+  local args
+  if args=$(running_args) && [ -n "$args" ]; then
+    # shellcheck disable=SC2046
+    (IFS=$'\n'; image_key $args)
+  else sed -n 's/^key=//p' "$run/image" 2>/dev/null || true; fi
+}
+running_desc() { # what the running L0 boots, for messages
+  local k i r
+  k=$(running_args | sed -n 2p); i=$(running_args | sed -n 3p)
+  r=$(sed -n 's/^release=//p' "$run/image" 2>/dev/null || true)
+  echo "kernel ${r:-?} ${k:-?}, initrd ${i##*/}"
+}
+
 envlines() {
   echo "HPTHAMMER_LAB_CONSOLE_LOG=$run/console.log"
   echo "HPTHAMMER_LAB_CONSOLE_SOCK=$run/console.sock"
@@ -74,6 +107,7 @@ envlines() {
   echo "HPTHAMMER_LAB_SSH_URI=$ssh_uri"
   echo "HPTHAMMER_LAB_GUEST_KERNEL=/var/lib/hpthammer/guest/vmlinux"
   echo "HPTHAMMER_LAB_GUEST_INITRD=/var/lib/hpthammer/guest/initrd.cpio.gz"
+  sed -n 's/^release=/HPTHAMMER_LAB_KERNEL_RELEASE=/p' "$run/image" 2>/dev/null || true
 }
 
 wait_ssh() { # wait_ssh START: until ssh answers; prints the seconds since START
@@ -90,10 +124,26 @@ wait_ssh() { # wait_ssh START: until ssh answers; prints the seconds since START
 }
 
 cmd_boot() {
-  if running; then log "already running (pid $(cat "$run/qemu.pid"))"; envlines; return 0; fi
-  local out
-  out=$("$here/build.sh") || exit $?
+  local out ikey
+  out=$("$here/build.sh" "$@") || exit $?
   eval "$(grep '^HPTHAMMER_LAB_[A-Z_]*=' <<<"$out" | sed 's/=\(.*\)/="\1"/')"
+  # The image's key: what L0 runs (QEMU binary, -kernel, -initrd, -M, -smp, -m). Recorded in
+  # run/image at boot; for a running lab it is read back from its QEMU's command line
+  # (/proc/PID/cmdline: right even for a lab another tool or an older run.sh started), else from
+  # run/image. A lab running another image is stopped and booted again.
+  ikey=$(image_key "$HPTHAMMER_LAB_QEMU" "$HPTHAMMER_LAB_KERNEL" "$HPTHAMMER_LAB_INITRD" \
+    "${HPTHAMMER_LAB_MACHINE:-powernv9}" "${HPTHAMMER_LAB_SMP:-2}" "${HPTHAMMER_LAB_MEM:-4G}")
+  if running; then
+    local have
+    have=$(running_key)
+    if [ "$have" = "$ikey" ]; then
+      log "already running (pid $(cat "$run/qemu.pid")) with this image ($ikey, kernel $HPTHAMMER_LAB_KERNEL_RELEASE)"
+      envlines; return 0
+    fi
+    log "running another image (${have:-unknown}: $(running_desc)); asked for $ikey" \
+      "(kernel $HPTHAMMER_LAB_KERNEL_RELEASE, $HPTHAMMER_LAB_KERNEL): stopping it"
+    cmd_stop
+  fi
   for p in "$sshport" "$lvport"; do
     python3 -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1])))" "$p" 2>/dev/null ||
       die "port 127.0.0.1:$p is taken (another lab? run.sh stop, or set HPTHAMMER_LAB_SSH_PORT / HPTHAMMER_LAB_LIBVIRT_PORT)" 125
@@ -114,7 +164,9 @@ Host hpthammer-lab
   ServerAliveInterval 15
   LogLevel ERROR
 EOF
-  rm -f "$run"/{console.log,console.sock,qmp.sock,qemu.pid,qemu.err,boot.times}
+  rm -f "$run"/{console.log,console.sock,qmp.sock,qemu.pid,qemu.err,boot.times,image}
+  printf 'key=%s\nrelease=%s\nkernel=%s\ninitrd=%s\n' "$ikey" "$HPTHAMMER_LAB_KERNEL_RELEASE" \
+    "$HPTHAMMER_LAB_KERNEL" "$HPTHAMMER_LAB_INITRD" >"$run/image"
   local start
   start=$(now)
   log "starting L0: $HPTHAMMER_LAB_QEMU -M ${HPTHAMMER_LAB_MACHINE:-powernv9} (console: $run/console.log)"
@@ -134,6 +186,10 @@ EOF
     die "L0 QEMU did not start: $(tail -3 "$run/qemu.err")"
   local t
   t=$(wait_ssh "$start") || { log "stopping L0 (console kept: $run/console.log)"; cmd_stop; exit 1; }
+  local uname
+  uname=$("${sshcmd[@]}" uname -r 2>/dev/null || true)
+  [ "$uname" = "$HPTHAMMER_LAB_KERNEL_RELEASE" ] ||
+    log "WARNING: the lab says uname -r '$uname', the image's kernel is '$HPTHAMMER_LAB_KERNEL_RELEASE'"
   echo "ssh_ready_s=$t" >>"$run/boot.times"
   log "ssh answers $t s after L0 started"
   if command -v virsh >/dev/null; then
@@ -153,13 +209,13 @@ EOF
 }
 
 cmd_stop() {
-  running || { log "not running"; rm -f "$run/qemu.pid"; return 0; }
+  running || { log "not running"; rm -f "$run/qemu.pid" "$run/image"; return 0; }
   local pid
   pid=$(cat "$run/qemu.pid")
   qmp quit >/dev/null 2>&1 || true
   for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   if kill -0 "$pid" 2>/dev/null; then log "QMP quit did not stop pid $pid; SIGTERM"; kill "$pid"; fi
-  rm -f "$run/qemu.pid"
+  rm -f "$run/qemu.pid" "$run/image"
   log "stopped"
 }
 
@@ -185,6 +241,11 @@ cmd_check() {
     grep -m1 MMU /proc/cpuinfo; lsmod | grep -E "^kvm"; ls -l /dev/kvm; pidof libvirtd virtlogd dropbear' >&2 || fail=1
   "${sshcmd[@]}" 'grep -q "^kvm_hv " /proc/modules && test -c /dev/kvm && pidof libvirtd >/dev/null' ||
     { log "FAIL: kvm_hv, /dev/kvm or libvirtd missing in the lab"; fail=1; }
+  local want have
+  want=$(sed -n 's/^release=//p' "$run/image" 2>/dev/null || true)
+  have=$("${sshcmd[@]}" uname -r 2>/dev/null || true)
+  if [ -n "$want" ] && [ "$want" != "$have" ]; then log "FAIL: the lab runs kernel '$have', its image says '$want'"; fail=1
+  else log "ok: the lab runs kernel $have"; fi
   command -v virsh >/dev/null || die "virsh not found. Install it: apt-get install -y libvirt-clients" 125
   for uri in "$tcp_uri" "$ssh_uri"; do
     t=$(now)
@@ -199,11 +260,11 @@ cmd_l2test() {
   local uri=$tcp_uri
   [ "${HPTHAMMER_LAB_L2_URI:-tcp}" = ssh ] && uri=$ssh_uri
   python3 "$here/l2test.py" --uri "$uri" --ssh "ssh -F $run/ssh_config hpthammer-lab" \
-    --rounds "${1:-3}" --out "$run" ${HPTHAMMER_LAB_L2_VOF:+--vof}
+    --rounds "${1:-3}" --vcpus "${HPTHAMMER_LAB_L2_VCPUS:-1}" --out "$run" ${HPTHAMMER_LAB_L2_VOF:+--vof}
 }
 
 case "${1:-}" in
-  boot) cmd_boot ;;
+  boot) shift; cmd_boot "$@" ;;
   stop) cmd_stop ;;
   check) cmd_check ;;
   l2test) shift; cmd_l2test "$@" ;;
