@@ -355,6 +355,9 @@ public final class Runner: @unchecked Sendable {
     try? hostLog?.synchronize()
   }
 
+  /// The release of a host that is not this machine (a remote or lab target), for run.json.
+  public var hostKernelRelease: String?
+
   /// Records a crash report; returns whether it was expected.
   @discardableResult
   func addCrash(_ r: CrashReport) -> Bool {
@@ -405,7 +408,7 @@ public final class Runner: @unchecked Sendable {
     return recorder.report(
       error: error, hostTimeS: Double(host.executor.nowNs - hostTimeStart) / 1e9,
       hostStats: host.statistics, kernel: model?.name ?? (real ? host.hostName : job.kernel),
-      kernelRelease: model?.release ?? (real ? Runner.hostRelease() : ""))
+      kernelRelease: model?.release ?? (real ? (hostKernelRelease ?? Runner.hostRelease()) : ""))
   }
 
   /// uname -r of the machine the harness runs on.

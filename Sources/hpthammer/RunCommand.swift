@@ -198,8 +198,9 @@ struct Run: ParsableCommand {
         report = runner.run()
       case .raw, .rawSim:
         let host: RawKVMSystem
+        var remoteRelease: String?
         do {
-          host = try rawHost(j, model: model)
+          (host, remoteRelease) = try rawHost(j, model: model)
         } catch {
           FileHandle.standardError.write(
             Data("hpthammer: cannot use the \(j.backend.rawValue) backend: \(error)\n".utf8))
@@ -208,6 +209,7 @@ struct Run: ParsableCommand {
         let runner = Runner(
           job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress,
           reproduce: repro)
+        runner.hostKernelRelease = remoteRelease
         current.set { runner.interrupt() }
         report = runner.run()
       case .libvirt:
@@ -237,12 +239,14 @@ struct Run: ParsableCommand {
 
 /// The raw VMM on this host's /dev/kvm (real threads, /dev/kmsg), or over the simulated
 /// kernel (its scheduler and log, so a seed reproduces the run).
-func rawHost(_ job: Job, model: KernelModel) throws -> RawKVMSystem {
+func rawHost(_ job: Job, model: KernelModel) throws -> (RawKVMSystem, String?) {
   if job.backend == .rawSim {
     let sys = SimSyscalls(host: SimHost(model: model, seed: job.seed, bootUptimeS: job.hostUptimeS))
-    return try RawKVMSystem(
-      syscalls: sys, executor: sys.executor, kernelLog: sys.kernelLog, hostName: sys.host.hostName,
-      statistics: { sys.statistics })
+    return (
+      try RawKVMSystem(
+        syscalls: sys, executor: sys.executor, kernelLog: sys.kernelLog,
+        hostName: sys.host.hostName, statistics: { sys.statistics }), nil
+    )
   }
   if job.target.spec.kind != .local {
     // The host under test is another machine (or the lab): the VMM and the hammer stay here,
@@ -253,15 +257,21 @@ func rawHost(_ job: Job, model: KernelModel) throws -> RawKVMSystem {
     let hostd = try Hostd.start(on: target)
     progress.note("raw backend on \(target.name) through \(hostd.syscalls.hello)")
     let log = try target.openHostLog()
-    return try RawKVMSystem(
-      syscalls: hostd.syscalls, executor: ThreadExecutor(), kernelLog: log, hostName: target.name,
-      statistics: { [hostd] in hostd.syscalls.isClosed ? ["hostd_gone": 1] : [:] })
+    return (
+      try RawKVMSystem(
+        syscalls: hostd.syscalls, executor: ThreadExecutor(), kernelLog: log,
+        hostName: target.name,
+        statistics: { [hostd] in hostd.syscalls.isClosed ? ["hostd_gone": 1] : [:] }),
+      target.kernelRelease()
+    )
   }
   let name = ProcessInfo.processInfo.hostName
   let log = try KmsgLogSource(path: "/dev/kmsg", hostName: name)
-  return try RawKVMSystem(
-    syscalls: LinuxSyscalls(), executor: ThreadExecutor(), kernelLog: log, hostName: name,
-    kicker: SignalKicker(), statistics: { ["kmsg_records_lost": Int(log.lostRecords)] })
+  return (
+    try RawKVMSystem(
+      syscalls: LinuxSyscalls(), executor: ThreadExecutor(), kernelLog: log, hostName: name,
+      kicker: SignalKicker(), statistics: { ["kmsg_records_lost": Int(log.lostRecords)] }), nil
+  )
 }
 
 /// The run Ctrl-C stops.

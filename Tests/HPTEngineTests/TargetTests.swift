@@ -130,24 +130,29 @@ import Testing
   static let qemu =
     HostCommand.which("qemu-system-ppc64") ?? HostCommand.which("qemu-system-x86_64")
 
-  /// QMP against a real QEMU: the lab's power and off switches.
-  @Test(.enabled(if: qemu != nil, "no QEMU installed"))
-  func qmpTalksToARealQEMU() throws {
+  /// Starts `qemu` with `args` and QMP on a socket in a fresh directory; returns the process,
+  /// the socket and the directory (the caller removes it and stops the process).
+  static func qemuWithQMP(_ qemu: String, _ args: [String]) throws -> (Process, String, String) {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
       "qmp-\(UUID().uuidString.prefix(8))"
     ).path
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: dir) }
     let sock = dir + "/qmp.sock"
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: Self.qemu!)
-    p.arguments = [
-      "-M", "none", "-display", "none", "-monitor", "none", "-qmp",
-      "unix:\(sock),server=on,wait=off",
-    ]
+    p.executableURL = URL(fileURLWithPath: qemu)
+    p.arguments =
+      args + ["-display", "none", "-monitor", "none", "-qmp", "unix:\(sock),server=on,wait=off"]
     p.standardOutput = FileHandle.nullDevice
     p.standardError = FileHandle.nullDevice
     try p.run()
+    return (p, sock, dir)
+  }
+
+  /// QMP against a real QEMU: the lab's power and off switches.
+  @Test(.enabled(if: qemu != nil, "no QEMU installed"))
+  func qmpTalksToARealQEMU() throws {
+    let (p, sock, dir) = try Self.qemuWithQMP(Self.qemu!, ["-M", "none"])
+    defer { try? FileManager.default.removeItem(atPath: dir) }
     defer { if p.isRunning { p.terminate() } }
     var client: QMPClient?
     for _ in 0..<100 where client == nil {
@@ -172,21 +177,9 @@ import Testing
   /// when a lab host hangs.
   @Test(.enabled(if: HostCommand.which("qemu-system-ppc64") != nil, "no qemu-system-ppc64"))
   func registerDumpOfAPausedPOWERMachine() throws {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "regs-\(UUID().uuidString.prefix(8))"
-    ).path
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let (p, sock, dir) = try Self.qemuWithQMP(
+      HostCommand.which("qemu-system-ppc64")!, ["-M", "pseries", "-smp", "2", "-S", "-nodefaults"])
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let sock = dir + "/qmp.sock"
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: HostCommand.which("qemu-system-ppc64")!)
-    p.arguments = [
-      "-M", "pseries", "-smp", "2", "-S", "-display", "none", "-monitor", "none", "-nodefaults",
-      "-qmp", "unix:\(sock),server=on,wait=off",
-    ]
-    p.standardOutput = FileHandle.nullDevice
-    p.standardError = FileHandle.nullDevice
-    try p.run()
     defer { if p.isRunning { p.terminate() } }
     for _ in 0..<100 where !FileManager.default.fileExists(atPath: sock) {
       Thread.sleep(forTimeInterval: 0.05)
