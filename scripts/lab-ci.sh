@@ -8,6 +8,21 @@
 # Prints "N passed, M failed"; exits 1 if a check failed, 125 if the lab cannot be built here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# What the lab recipe and the harness's lab target need on this side.
+need=()
+command -v depmod >/dev/null 2>&1 || [ -x /sbin/depmod ] || need+=(kmod)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v virsh >/dev/null 2>&1 || need+=(libvirt-clients)
+command -v powerpc64le-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-powerpc64le-linux-gnu)
+[ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq || echo "lab-ci: apt-get update had errors; trying the install anyway" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "lab-ci: missing ${need[*]}: sudo apt-get install ${need[*]}" >&2; exit 125
+  fi
+fi
 build=$(bash Guests/lab/build.sh 2>/tmp/hpthammer-lab-build.err) || {
   echo "lab-ci: Guests/lab/build.sh failed: $(tail -3 /tmp/hpthammer-lab-build.err)" >&2; exit 125; }
 grep -q '^HPTHAMMER_LAB_QEMU=' <<<"$build" || { echo "lab-ci: no lab image" >&2; exit 125; }

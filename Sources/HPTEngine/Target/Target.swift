@@ -43,6 +43,17 @@ public final class Target: @unchecked Sendable {
     run(["true"], timeoutS: timeoutS).ok
   }
 
+  /// Whether the host's kernel has oopsed since it booted (TAINT_DIE, 'D', in
+  /// /proc/sys/kernel/tainted): an oops in a vCPU thread kills the thread, not the host, and
+  /// what it left behind (a corrupted rmap, a held lock) would be the next job's finding.
+  public func hasOopsed() -> Bool {
+    let r = run(["cat", "/proc/sys/kernel/tainted"], timeoutS: 20)
+    guard r.ok, let v = Int(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+      return false
+    }
+    return v & (1 << 7) != 0
+  }
+
   /// The host's kernel release (uname -r).
   public func kernelRelease() -> String {
     let r = run(["uname", "-r"], timeoutS: 20)

@@ -21,6 +21,10 @@ public enum TargetSetup {
           throw TargetError(
             "\(t.name) does not answer ssh: \(r.lastLine.isEmpty ? "timeout" : r.lastLine)")
         }
+        if t.hasOopsed() && t.canPowerCycle && spec.recover {
+          progress.note("\(t.name): its kernel has oopsed since boot (tainted D); power-cycling it")
+          try t.powerCycleAndWait(timeoutS: spec.bootTimeoutS)
+        }
       }
       return t
     case .lab:
@@ -33,6 +37,9 @@ public enum TargetSetup {
       if !lab.started && !t.answers(timeoutS: 20) {
         // Left crashed or hung by an earlier run: power-cycle it first.
         progress.note("lab: the running lab does not answer ssh; power-cycling it")
+        try t.powerCycleAndWait(timeoutS: spec.bootTimeoutS)
+      } else if !lab.started && t.hasOopsed() {
+        progress.note("lab: the running lab's kernel has oopsed (tainted D); power-cycling it")
         try t.powerCycleAndWait(timeoutS: spec.bootTimeoutS)
       }
       if lab.started {
