@@ -52,6 +52,16 @@ fig = r.get("figures") or {}
 check("lab-host-crash: power-cycled and back", fig.get("host_recovered") == 1,
       f"host_recovery_ms {fig.get('host_recovery_ms')}")
 
+rc, r = load("hang")
+check("lab-host-hang: exit 1, verdict host hang", rc == 1 and r.get("verdict_detail") == "host hang",
+      f"exit {rc}, detail {r.get('verdict_detail')}")
+regs = out / "hang" / "host-registers.txt"
+check("lab-host-hang: every CPU's NIP saved before the reset",
+      regs.exists() and regs.read_text().startswith("CPU 0: NIP"), str(regs))
+fig = r.get("figures") or {}
+check("lab-host-hang: power-cycled and back", fig.get("host_recovered") == 1,
+      f"host_recovery_ms {fig.get('host_recovery_ms')}")
+
 rc, r = load("raw")
 check("lab-raw passes (exit 0)", rc == 0, f"exit {rc}, verdict {r.get('verdict')}, {r.get('error') or ''}")
 g = r.get("guests") or {}

@@ -3,7 +3,8 @@
 # ~/.cache/hpthammer/lab), then three jobs run on its real kvm_hv: lab-power9 (libvirt, two HPT
 # guests, resizes from inside and by hotplug; must pass, and the kretprobes must have counted
 # the kernel's PREPARE/COMMIT answers), lab-host-crash (sysrq c in the lab: verdict "host
-# crash" with the panic from the console, then a power cycle and the lab back), and lab-raw
+# crash" with the panic from the console, then a power cycle and the lab back), lab-host-hang
+# (the lab frozen: "host hang", registers saved, power cycle), and lab-raw
 # (the raw backend through hpthammer-hostd: the ppc64 payload verifies pages on real KVM-HV).
 # Prints "N passed, M failed"; exits 1 if a check failed, 125 if the lab cannot be built here.
 set -uo pipefail
@@ -40,7 +41,8 @@ run() { # name job args...: runs a job, leaves its exit code in $out/NAME.rc
 }
 run power9 Jobs/lab-power9.yaml
 run crash Jobs/ci/lab-host-crash.yaml
+run hang Jobs/ci/lab-host-hang.yaml
 run raw Jobs/lab-raw.yaml
 bash Guests/lab/run.sh stop >/dev/null 2>&1 || true
-echo "lab-ci: $(( $(date +%s) - start )) s for the three jobs"
+echo "lab-ci: $(( $(date +%s) - start )) s for the four jobs"
 python3 scripts/lab-ci-check.py "$out"

@@ -321,6 +321,15 @@ public final class LibvirtRunner: @unchecked Sendable {
       }
     }
     if job.target.traceResizes { startHostTrace() }
+    if let after = job.target.injectHostHangAfterS, let lab = target.lab {
+      agents.append(
+        Agent(name: "inject-host-hang") { [self] in
+          exec.sleep(ms: Int(after * 1000))
+          guard !exec.stopRequested else { return }
+          recorder.stats.answer("HOST", "frozen (QMP stop)")
+          _ = try? QMPClient(socketPath: lab.qmpSocket).execute("stop")
+        })
+    }
     if let after = job.target.injectHostCrashAfterS {
       agents.append(
         Agent(name: "inject-host-crash") { [self] in

@@ -72,6 +72,17 @@ import Testing
         .contains("kmsg is this machine's") == true)
   }
 
+  @Test func onlyTheLabCanBeFrozen() throws {
+    #expect(
+      jobError(
+        "backend: libvirt\ntarget: {kind: remote, ssh: {host: h}, inject_host_hang_after_s: 5}")?
+        .description.contains("only the lab can be frozen") == true)
+    let j = try Job.parse(
+      "backend: libvirt\ntarget: {kind: lab, inject_host_hang_after_s: 15, hung_after_s: 30}",
+      file: "t.yaml")
+    #expect(j.target.injectHostHangAfterS == 15 && j.target.spec.hungAfterS == 30)
+  }
+
   /// Hostile arguments survive a real shell unchanged and run nothing.
   @Test func shellQuotingKeepsEveryArgumentWhole() throws {
     let marker = FileManager.default.temporaryDirectory.appendingPathComponent(

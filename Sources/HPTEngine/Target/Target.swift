@@ -125,6 +125,8 @@ public final class Target: @unchecked Sendable {
     case .qmp(let socket):
       let qmp = try QMPClient(socketPath: socket)
       try qmp.execute("system_reset")
+      // A frozen machine (QMP stop) stays frozen through a reset: let it run.
+      try qmp.execute("cont")
     case .ipmitool(let base):
       let r = HostCommand.run(["ipmitool"] + base + ["chassis", "power", "cycle"], timeoutS: 60)
       guard r.ok else { throw TargetError("ipmitool chassis power cycle: \(r.lastLine)") }

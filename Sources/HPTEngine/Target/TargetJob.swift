@@ -19,13 +19,17 @@ public struct TargetJob: Sendable, Equatable {
   /// Trace the host's resize ioctls (kretprobes) while the job runs.
   public var traceResizes = true
   public var injectHostCrashAfterS: Double?
+  /// Lab only: freeze the lab's CPUs (QMP stop) after this long: no console, no ssh, the way
+  /// a hard-hung host looks from outside; checks hang detection and the power cycle.
+  public var injectHostHangAfterS: Double?
   public init() {}
 }
 
 extension Parser {
   static let targetKeys = [
     "kind", "name", "ssh", "libvirt_uri", "console", "power", "host_log", "hung_after_s",
-    "recover", "boot_timeout_s", "trace_resizes", "inject_host_crash_after_s", "lab",
+    "recover", "boot_timeout_s", "trace_resizes", "inject_host_crash_after_s",
+    "inject_host_hang_after_s", "lab",
   ]
 
   func target(_ node: Node) throws(JobError) -> TargetJob {
@@ -109,6 +113,7 @@ extension Parser {
       case "boot_timeout_s": t.spec.bootTimeoutS = try double(v, key, min: 10)
       case "trace_resizes": t.traceResizes = try bool(v, key)
       case "inject_host_crash_after_s": t.injectHostCrashAfterS = try double(v, key, min: 0)
+      case "inject_host_hang_after_s": t.injectHostHangAfterS = try double(v, key, min: 0)
       default:
         for (lk, lv) in try mapping(
           v, key, allowed: ["machine", "cpus", "memory_mib", "host_kernel", "host_modules"])
@@ -128,6 +133,9 @@ extension Parser {
           }
         }
       }
+    }
+    if t.injectHostHangAfterS != nil && t.spec.kind != .lab {
+      throw fail(node, "target.inject_host_hang_after_s", "only the lab can be frozen (QMP stop)")
     }
     do { try t.spec.validate() } catch {
       throw fail(node, "target", error.description)
