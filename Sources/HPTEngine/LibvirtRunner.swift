@@ -3,6 +3,7 @@ import HPTSim
 import KVMHost
 import KernelLog
 import Libvirt
+import Synchronization
 
 /// One guest's console: agent lines to the runner, everything else to the guest's crash
 /// scanner and to guestN.console.log.
@@ -114,6 +115,8 @@ final class GuestLink: @unchecked Sendable {
 /// resize their HPTs from inside (the agent writes hpt_order) and by memory hotplug, and
 /// watches their consoles, their lifecycle and the host's kernel log.
 public final class LibvirtRunner: @unchecked Sendable {
+  /// Connections and consoles that agents left blocked on a dead host still use.
+  static let abandoned = Mutex<[AnyObject]>([])
   public let job: Job
   let outDir: URL
   let recorder: RunRecorder
@@ -210,10 +213,6 @@ public final class LibvirtRunner: @unchecked Sendable {
   func runGuests() throws -> String {
     try LibvirtEventLoop.start()
     let conn = try LibvirtConnection(uri: uri)
-    if target.spec.kind != .local {
-      // A host that dies must not leave libvirt calls (a dimm detach) blocked for ever.
-      try conn.setKeepAlive()
-    }
     guard let type = DomainType.best(forPPC64LEIn: try conn.capabilities()) else {
       throw SetupError(
         description:
@@ -351,6 +350,11 @@ public final class LibvirtRunner: @unchecked Sendable {
       progress.note(
         "left behind after the stop (blocked on the host): \(exec.abandoned.joined(separator: ", "))"
       )
+      // Those threads are still inside libvirt calls on this connection and these consoles:
+      // they must outlive the run, or libvirt touches freed memory when the calls return.
+      Self.abandoned.withLock {
+        $0.append(contentsOf: [conn as AnyObject] + links.map { $0 as AnyObject })
+      }
     }
     if job.target.traceResizes {
       if lock.locked({ hostDown }) == nil {

@@ -49,15 +49,6 @@ public final class LibvirtConnection: @unchecked Sendable {
 
   deinit { virConnectClose(ptr) }
 
-  /// virConnectSetKeepAlive: a remote connection whose peer stops answering for
-  /// interval x (count + 1) s is closed, and calls blocked on it fail instead of waiting
-  /// forever (a crashed host under test). Needs the event loop (LibvirtEventLoop.start()).
-  public func setKeepAlive(intervalS: Int32 = 5, count: UInt32 = 3) throws(LibvirtError) {
-    guard virConnectSetKeepAlive(ptr, intervalS, count) >= 0 else {
-      throw LibvirtError.last("virConnectSetKeepAlive")
-    }
-  }
-
   public func hostname() throws(LibvirtError) -> String {
     guard let c = virConnectGetHostname(ptr) else {
       throw LibvirtError.last("virConnectGetHostname")
