@@ -164,7 +164,8 @@ import Testing
   func qmpTalksToARealQEMU() throws {
     let (p, sock, dir) = try Self.qemuWithQMP(Self.qemu!, ["-M", "none"])
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    defer { if p.isRunning { p.terminate() } }
+    // SIGKILL: the child inherits the test thread's signal mask, which may block SIGTERM.
+    defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
     var client: QMPClient?
     for _ in 0..<100 where client == nil {
       client = try? QMPClient(socketPath: sock)
@@ -191,7 +192,8 @@ import Testing
     let (p, sock, dir) = try Self.qemuWithQMP(
       HostCommand.which("qemu-system-ppc64")!, ["-M", "pseries", "-smp", "2", "-S", "-nodefaults"])
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    defer { if p.isRunning { p.terminate() } }
+    // SIGKILL: the child inherits the test thread's signal mask, which may block SIGTERM.
+    defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
     for _ in 0..<100 where !FileManager.default.fileExists(atPath: sock) {
       Thread.sleep(forTimeInterval: 0.05)
     }
