@@ -2,7 +2,7 @@ import KVMHost
 
 /// The /dev/kvm fd (rust-vmm's `Kvm`). Owns the fd and closes it when released; it is the
 /// only way to get a `KVMVMFD`.
-public final class KVMSystemFD: Sendable {
+public final class KVMSystemFD: KVMExtensionCheck, Sendable {
   public let fd: Int32
   let syscalls: any Syscalls
   var ioctl: IoctlCall { IoctlCall(fd: fd, syscalls: syscalls) }
@@ -30,13 +30,6 @@ public final class KVMSystemFD: Sendable {
     Int(try ioctl(.KVM_GET_API_VERSION, retryOnInterrupt: retryOnInterrupt).get())
   }
 
-  /// KVM_CHECK_EXTENSION on the system fd: 0 when absent, else a capability-specific value.
-  public func checkExtension(_ cap: KVMCapability, retryOnInterrupt: Bool = true) throws(KVMError)
-    -> Int
-  {
-    try checkExtension(raw: cap.rawValue, retryOnInterrupt: retryOnInterrupt)
-  }
-
   /// KVM_CHECK_EXTENSION with a KVM_CAP_* number KVMCapability does not name (see `KVMCap`).
   public func checkExtension(raw cap: UInt32, retryOnInterrupt: Bool = true) throws(KVMError)
     -> Int
@@ -56,5 +49,22 @@ public final class KVMSystemFD: Sendable {
     let vmfd = try ioctl(.KVM_CREATE_VM, value: type.rawValue, retryOnInterrupt: retryOnInterrupt)
       .get()
     return KVMVMFD(fd: vmfd, syscalls: syscalls, vcpuMmapSize: runSize)
+  }
+}
+
+/// The fds KVM_CHECK_EXTENSION works on (system and VM): the typed form over the raw one.
+public protocol KVMExtensionCheck {
+  /// KVM_CHECK_EXTENSION with a KVM_CAP_* number (see `KVMCap`): 0 when absent, else a
+  /// capability-specific value.
+  func checkExtension(raw cap: UInt32, retryOnInterrupt: Bool) throws(KVMError) -> Int
+}
+
+extension KVMExtensionCheck {
+  /// KVM_CHECK_EXTENSION: on the system fd what the module supports, on the VM fd what this
+  /// VM's type (HV or PR) supports.
+  public func checkExtension(_ cap: KVMCapability, retryOnInterrupt: Bool = true)
+    throws(KVMError) -> Int
+  {
+    try checkExtension(raw: cap.rawValue, retryOnInterrupt: retryOnInterrupt)
   }
 }

@@ -2,7 +2,7 @@ import KVMHost
 
 /// A VM fd (rust-vmm's `VmFd`), made only by `KVMSystemFD.createVM`. Owns the fd and closes
 /// it when released; KVM frees the VM once its vCPU fds are closed too.
-public final class KVMVMFD: Sendable {
+public final class KVMVMFD: KVMExtensionCheck, Sendable {
   public let fd: Int32
   let syscalls: any Syscalls
   /// KVM_GET_VCPU_MMAP_SIZE, asked by the system fd when it created this VM.
@@ -16,13 +16,6 @@ public final class KVMVMFD: Sendable {
   }
 
   deinit { _ = syscalls.close(fd) }
-
-  /// KVM_CHECK_EXTENSION on the VM fd: what this VM's type (HV or PR) supports.
-  public func checkExtension(_ cap: KVMCapability, retryOnInterrupt: Bool = true) throws(KVMError)
-    -> Int
-  {
-    try checkExtension(raw: cap.rawValue, retryOnInterrupt: retryOnInterrupt)
-  }
 
   /// KVM_CHECK_EXTENSION on the VM fd with a raw KVM_CAP_* number.
   public func checkExtension(raw cap: UInt32, retryOnInterrupt: Bool = true) throws(KVMError)
