@@ -168,7 +168,7 @@ public final class LibvirtRunner: @unchecked Sendable {
     var guestKernel = "?"
     do {
       target = try TargetSetup.open(job.target, progress: progress)
-      lock.locked { figures.merge(TargetSetup.lastFigures) { a, _ in a } }
+      lock.locked { figures.merge(target.lab?.bootFigures ?? [:]) { a, _ in a } }
       uri =
         job.libvirt.uri == LibvirtJob().uri && target.spec.kind != .local
         ? target.libvirtURI : job.libvirt.uri

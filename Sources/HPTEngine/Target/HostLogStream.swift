@@ -18,12 +18,8 @@ public final class HostLogStream: KernelLogSource, @unchecked Sendable {
   private var lastOutput = Date()
   private var process: Process?
   public let origin: LogOrigin
-  public private(set) var describe: String
 
-  init(origin: LogOrigin, describe: String) {
-    self.origin = origin
-    self.describe = describe
-  }
+  init(origin: LogOrigin) { self.origin = origin }
 
   deinit { stop() }
 
@@ -33,7 +29,7 @@ public final class HostLogStream: KernelLogSource, @unchecked Sendable {
     do { reader = try KmsgReader(start: .end, origin: origin) } catch {
       throw TargetError("host log: /dev/kmsg: \(error) (run as root, or pick target.host_log)")
     }
-    let s = HostLogStream(origin: origin, describe: "/dev/kmsg")
+    let s = HostLogStream(origin: origin)
     nonisolated(unsafe) let r = reader
     Thread.detachNewThread {
       while !s.isStopped {
@@ -59,7 +55,7 @@ public final class HostLogStream: KernelLogSource, @unchecked Sendable {
     do { follower = try FileFollower(path: path, fromEnd: true) } catch {
       throw TargetError("host console \(path): \(error)")
     }
-    let s = HostLogStream(origin: origin, describe: "console \(path)")
+    let s = HostLogStream(origin: origin)
     nonisolated(unsafe) let f = follower
     Thread.detachNewThread {
       var console = ConsoleReader(origin: origin)
@@ -82,7 +78,7 @@ public final class HostLogStream: KernelLogSource, @unchecked Sendable {
   public static func command(
     _ argv: [String], format: Format, origin: LogOrigin, skipBeforeMicros: UInt64? = nil
   ) -> HostLogStream {
-    let s = HostLogStream(origin: origin, describe: argv.prefix(12).joined(separator: " "))
+    let s = HostLogStream(origin: origin)
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     p.arguments = argv
@@ -120,7 +116,7 @@ public final class HostLogStream: KernelLogSource, @unchecked Sendable {
 
   /// A host with no log the harness can read.
   public static func silent(origin: LogOrigin) -> HostLogStream {
-    let s = HostLogStream(origin: origin, describe: "none")
+    let s = HostLogStream(origin: origin)
     s.finish()
     return s
   }

@@ -31,7 +31,7 @@ public final class Hostd: @unchecked Sendable {
     guard let text = FileManager.default.contents(atPath: source) else {
       throw TargetError("\(source) is not here: run hpthammer from its checkout")
     }
-    let dir = LabMachine.cacheDir.replacingOccurrences(of: "/lab", with: "/hostd")
+    let dir = hpthammerCache("hostd")
     try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let out = "\(dir)/hpthammer-hostd-\(machine)-\(Target.fnv1a(text))"
     if FileManager.default.isExecutableFile(atPath: out) { return out }

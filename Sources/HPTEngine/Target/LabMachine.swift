@@ -160,8 +160,22 @@ extension LabMachine {
   }
 
   public static var cacheDir: String {
-    let env = ProcessInfo.processInfo.environment
-    if let d = env["HPTHAMMER_LAB_CACHE"] { return d }
-    return (env["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/hpthammer/lab"
+    ProcessInfo.processInfo.environment["HPTHAMMER_LAB_CACHE"] ?? hpthammerCache("lab")
   }
+
+  /// Boot figures for run.json when this boot started L0 (none when it was reused).
+  public var bootFigures: [String: Int] {
+    guard started else { return [:] }
+    let times = bootTimes
+    return [
+      "lab_boot_to_ssh_ms": Int((times["ssh_ready_s"] ?? 0) * 1000),
+      "lab_boot_to_libvirt_ms": Int((times["libvirt_kvm_ready_s"] ?? 0) * 1000),
+    ]
+  }
+}
+
+/// ~/.cache/hpthammer/NAME (XDG_CACHE_HOME respected): where built parts are kept.
+func hpthammerCache(_ name: String) -> String {
+  let env = ProcessInfo.processInfo.environment
+  return (env["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/hpthammer/" + name
 }

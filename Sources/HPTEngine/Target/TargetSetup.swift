@@ -3,12 +3,8 @@ import Foundation
 /// Makes a job's target ready to use: a remote host must answer ssh; the lab is built (cached),
 /// started unless it already runs the same kernel, and waited for until ssh and libvirtd answer.
 public enum TargetSetup {
-  /// Figures of the last setup (lab boot to ssh-ready and to libvirt-ready).
-  nonisolated(unsafe) static var lastFigures: [String: Int] = [:]
-
   public static func open(_ job: TargetJob, progress: ProgressPrinter) throws(TargetError) -> Target
   {
-    lastFigures = [:]
     let spec = job.spec
     switch spec.kind {
     case .local:
@@ -21,10 +17,7 @@ public enum TargetSetup {
           throw TargetError(
             "\(t.name) does not answer ssh: \(r.lastLine.isEmpty ? "timeout" : r.lastLine)")
         }
-        if t.hasOopsed() && t.canPowerCycle && spec.recover {
-          progress.note("\(t.name): its kernel has oopsed since boot (tainted D); power-cycling it")
-          try t.powerCycleAndWait(timeoutS: spec.bootTimeoutS)
-        }
+        try powerCycleIfDamaged(t, answers: true, progress: progress)
       }
       return t
     case .lab:
@@ -34,20 +27,8 @@ public enum TargetSetup {
       var s = spec
       s.name = s.name ?? "lab-\(spec.lab.machine)"
       let t = Target(spec: s, lab: lab)
-      if !lab.started && !t.answers(timeoutS: 20) {
-        // Left crashed or hung by an earlier run: power-cycle it first.
-        progress.note("lab: the running lab does not answer ssh; power-cycling it")
-        try t.powerCycleAndWait(timeoutS: spec.bootTimeoutS)
-      } else if !lab.started && t.hasOopsed() {
-        progress.note("lab: the running lab's kernel has oopsed (tainted D); power-cycling it")
-        try t.powerCycleAndWait(timeoutS: spec.bootTimeoutS)
-      }
-      if lab.started {
-        let times = lab.bootTimes
-        lastFigures = [
-          "lab_boot_to_ssh_ms": Int((times["ssh_ready_s"] ?? 0) * 1000),
-          "lab_boot_to_libvirt_ms": Int((times["libvirt_kvm_ready_s"] ?? 0) * 1000),
-        ]
+      if !lab.started {
+        try powerCycleIfDamaged(t, answers: t.answers(timeoutS: 20), progress: progress)
       }
       progress.note(
         (lab.started
@@ -56,5 +37,20 @@ public enum TargetSetup {
       )
       return t
     }
+  }
+
+  /// A host an earlier run left crashed or hung (`answers` false) or whose kernel has oopsed
+  /// since boot (tainted D) is power-cycled before use: what it left behind would be this
+  /// job's finding.
+  static func powerCycleIfDamaged(_ t: Target, answers: Bool, progress: ProgressPrinter)
+    throws(TargetError)
+  {
+    let why =
+      !answers
+      ? "does not answer ssh" : t.hasOopsed() ? "has a kernel that oopsed (tainted D)" : nil
+    // The lab is the harness's own to reset, whatever target.recover says.
+    guard let why, t.canPowerCycle, t.spec.recover || t.lab != nil else { return }
+    progress.note("\(t.name) \(why); power-cycling it")
+    try t.powerCycleAndWait(timeoutS: t.spec.bootTimeoutS)
   }
 }
