@@ -36,7 +36,7 @@ done
 mkdir -p "$cache" || die "cannot create the cache directory $cache" 125
 
 # --- package names, resolved now (they change with Debian point releases) ------------------
-if ! dpkg --print-foreign-architectures | grep -qx ppc64el; then
+if ! dpkg --print-foreign-architectures | grep -cx ppc64el >/dev/null; then
   [ "$(id -u)" = 0 ] || die "the ppc64el architecture is not enabled; as root run:
   dpkg --add-architecture ppc64el && apt-get update" 125
   log "enabling the ppc64el architecture (dpkg --add-architecture ppc64el; apt-get update)"
@@ -45,7 +45,7 @@ if ! dpkg --print-foreign-architectures | grep -qx ppc64el; then
 fi
 resolve_kernel() {
   apt-cache depends linux-image-powerpc64le:ppc64el 2>/dev/null |
-    sed -n 's/^ *Depends: \(linux-image-[0-9][^:]*\)\(:ppc64el\)\{0,1\}$/\1/p' | head -1
+    sed -n 's/^ *Depends: \(linux-image-[0-9][^:]*\)\(:ppc64el\)\{0,1\}$/\1/p' | sed -n 1p
 }
 kpkg=${HPTHAMMER_GUEST_KERNEL_PKG:-$(resolve_kernel)}
 if [ -z "$kpkg" ] && [ "$(id -u)" = 0 ]; then
@@ -64,7 +64,7 @@ fetch() {
   ver=$(apt-cache policy "$pkg:ppc64el" 2>/dev/null | sed -n 's/^ *Candidate: //p')
   if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
     # Offline or lists gone: reuse what an earlier build downloaded.
-    deb=$(ls -t "$cache"/debs/"${pkg}"_*_ppc64el.deb 2>/dev/null | head -1 || true)
+    deb=$(ls -t "$cache"/debs/"${pkg}"_*_ppc64el.deb 2>/dev/null | sed -n 1p || true)
     [ -n "$deb" ] || die "apt knows no candidate for $pkg:ppc64el (a wrong name in HPTHAMMER_GUEST_KERNEL_PKG?
   otherwise run: dpkg --add-architecture ppc64el && apt-get update)" 125
     log "apt has no candidate for $pkg:ppc64el; using the cached $(basename "$deb")"
@@ -75,7 +75,7 @@ fetch() {
       mkdir -p "$cache/debs"
       (cd "$cache/debs" && apt-get download -q "$pkg:ppc64el=$ver" >&2) ||
         die "apt-get download $pkg:ppc64el=$ver failed (network? run apt-get update)" 125
-      [ -s "$deb" ] || deb=$(ls -t "$cache"/debs/"${pkg}"_*_ppc64el.deb | head -1)
+      [ -s "$deb" ] || deb=$(ls -t "$cache"/debs/"${pkg}"_*_ppc64el.deb | sed -n 1p)
     fi
   fi
   unpacked="$cache/unpacked/$(basename "$deb" .deb)"
@@ -91,7 +91,7 @@ fetch "$kpkg"; kroot=$unpacked
 fetch busybox-static; bbroot=$unpacked
 
 # --- kernel --------------------------------------------------------------------------------
-kimg=$(ls "$kroot"/boot/vmlinux-* 2>/dev/null | head -1 || true)
+kimg=$(ls "$kroot"/boot/vmlinux-* 2>/dev/null | sed -n 1p || true)
 [ -n "$kimg" ] || die "$kpkg has no boot/vmlinux-*: not a ppc64el kernel package?"
 release=${kimg##*/vmlinux-}
 kernel="$cache/vmlinux-$release"
@@ -103,7 +103,7 @@ fi
 # --- agent ---------------------------------------------------------------------------------
 src="$here/agent/hpthammer-agent.c"
 cflags="-static -O2 -Wall -Wextra -pthread"
-ahash=$( (cat "$src"; echo "$CC $cflags"; "$CC" --version | head -1) | sha256sum | cut -c1-16)
+ahash=$( (cat "$src"; echo "$CC $cflags"; "$CC" --version | sed -n 1p) | sha256sum | cut -c1-16)
 agent="$cache/agent/hpthammer-agent-$ahash"
 if [ ! -x "$agent" ]; then
   log "compiling the agent ($CC $cflags)"

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 bash scripts/libvirt-up.sh
+source scripts/ensure-cross.sh
 images=$(bash Guests/build.sh)
 export HPTHAMMER_GUEST_KERNEL=$(sed -n 's/^HPTHAMMER_GUEST_KERNEL=//p' <<<"$images")
 export HPTHAMMER_GUEST_INITRD=$(sed -n 's/^HPTHAMMER_GUEST_INITRD=//p' <<<"$images")

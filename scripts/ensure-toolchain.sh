@@ -27,8 +27,8 @@ if ! command -v swift >/dev/null 2>&1; then
     exit 125
   fi
 fi
-major=$(swift --version 2>/dev/null | sed -n 's/.*Swift version \([0-9]*\).*/\1/p' | head -1)
+major=$(swift --version 2>/dev/null | sed -n 's/.*Swift version \([0-9]*\).*/\1/p' | sed -n 1p)
 if [ "${major:-0}" -lt 6 ]; then
-  echo "hpthammer: Swift 6 or later is needed; found: $(swift --version 2>&1 | head -1)" >&2
+  echo "hpthammer: Swift 6 or later is needed; found: $(swift --version 2>&1 | sed -n 1p)" >&2
   exit 125
 fi

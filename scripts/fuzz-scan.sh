@@ -9,13 +9,13 @@ mkdir -p "$out/corpus"
 # Seed with the fixtures and a few corpus logs when present.
 cp Tests/KernelLogTests/Fixtures/*.log "$out/corpus/" 2>/dev/null || true
 if [ -d ../shared/corpus/syzkaller-linux ]; then
-  for f in $(ls ../shared/corpus/syzkaller-linux | head -40); do
+  for f in $(ls ../shared/corpus/syzkaller-linux | sed -n 1,40p); do
     head -c 65536 "../shared/corpus/syzkaller-linux/$f" > "$out/corpus/syz-$f"
   done
 fi
 swiftc -sanitize=fuzzer,address -parse-as-library -O \
   Sources/KernelLog/*.swift Sources/KernelLog/Readers/*.swift Fuzz/ScanFuzz.swift \
-  -module-name KernelLogFuzz -o "$out/scan-fuzz" 2>"$out/build.log" || { grep -E "error" "$out/build.log" | head -20; exit 1; }
+  -module-name KernelLogFuzz -o "$out/scan-fuzz" 2>"$out/build.log" || { grep -E "error" "$out/build.log" | sed -n 1,20p; exit 1; }
 "$out/scan-fuzz" -max_total_time="$seconds" -max_len=1100000 -rss_limit_mb=4096 \
   -print_final_stats=1 "$out/corpus" 2>&1 | tee "$out/fuzz.log" | grep -E "^#[0-9]+ +(DONE|pulse)|ERROR|SUMMARY|crash-" || true
 execs=$(grep -E "stat::number_of_executed_units" "$out/fuzz.log" | awk '{print $2}')

@@ -14,8 +14,8 @@ need=()
 command -v depmod >/dev/null 2>&1 || [ -x /sbin/depmod ] || need+=(kmod)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v virsh >/dev/null 2>&1 || need+=(libvirt-clients)
-command -v powerpc64le-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-powerpc64le-linux-gnu)
 [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
+source scripts/ensure-cross.sh
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq || echo "lab-ci: apt-get update had errors; trying the install anyway" >&2

@@ -5,6 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/libvirt-up.sh || exit 125
+source scripts/ensure-cross.sh
 images=$(bash Guests/build.sh) || { echo "tcg-ci: Guests/build.sh failed" >&2; exit 125; }
 export HPTHAMMER_GUEST_KERNEL=$(sed -n 's/^HPTHAMMER_GUEST_KERNEL=//p' <<<"$images")
 export HPTHAMMER_GUEST_INITRD=$(sed -n 's/^HPTHAMMER_GUEST_INITRD=//p' <<<"$images")

@@ -87,7 +87,7 @@ bbroot=$(ls -d "$gcache"/unpacked/busybox-static_*/ 2>/dev/null | tail -1 || tru
 # Sets: kimage (vmlinux), release (its uname -r), mtree (its lib/modules/$release, with a
 # modules.dep), khash (identifies kernel + modules for the cache).
 banner_release() { # the version in a vmlinux's linux_banner ("Linux version 6.1.176-lab (...")
-  LC_ALL=C grep -a -o -m1 'Linux version [^ ]* (' "$1" 2>/dev/null | head -1 | sed 's/^Linux version //; s/ ($//'
+  LC_ALL=C grep -a -o -m1 'Linux version [^ ]* (' "$1" 2>/dev/null | sed -n 1p | sed 's/^Linux version //; s/ ($//'
 }
 if [ -z "$hostkernel" ]; then
   release=$grelease
@@ -140,9 +140,9 @@ else
   version $mversion: kernel and modules must come from the same build (make vmlinux modules, then
   modules_install, with the same .config and LOCALVERSION)" 2
   for m in kvm kvm-hv; do
-    f=$(find "$mdirpath" -name "$m.ko" -o -name "${m/-/_}.ko" 2>/dev/null | head -1)
+    f=$(find "$mdirpath" -name "$m.ko" -o -name "${m/-/_}.ko" 2>/dev/null | sed -n 1p)
     if [ -z "$f" ]; then
-      fz=$(find "$mdirpath" -name "$m.ko.*" -o -name "${m/-/_}.ko.*" 2>/dev/null | head -1)
+      fz=$(find "$mdirpath" -name "$m.ko.*" -o -name "${m/-/_}.ko.*" 2>/dev/null | sed -n 1p)
       [ -z "$fz" ] || die "--host-modules $hostmods ($mform): $m is compressed ($fz); the lab's busybox
   modprobe needs plain .ko files: build with CONFIG_MODULE_COMPRESS_NONE=y" 2
       die "--host-modules $hostmods ($mform, version $mversion) has no $m.ko: kvm.ko and kvm-hv.ko must be
@@ -221,7 +221,7 @@ if [ "${HPTHAMMER_LAB_APT_UPDATE:-0}" = 1 ] || [ -z "$(find "$aptdir/updated" -m
   log "apt-get update (private lists in $aptdir)"
   if apt-get "${aptopts[@]}" update -q >"$aptdir/update.log" 2>&1; then touch "$aptdir/updated"
   else
-    grep -E '^(E|Err):' "$aptdir/update.log" | head -3 | sed 's/^/lab\/build.sh:   /' >&2 || true
+    grep -E '^(E|Err):' "$aptdir/update.log" | sed -n 1,3p | sed 's/^/lab\/build.sh:   /' >&2 || true
     if ls "$aptdir"/lists/*_Packages* >/dev/null 2>&1; then
       log "apt-get update had errors (full log: $aptdir/update.log); going on with the lists it has"
       touch "$aptdir/updated"
@@ -246,7 +246,7 @@ download() {
   if [ ${#want[@]} -gt 0 ]; then
     log "downloading ${#want[@]} packages"
     (cd "$cache/debs" && apt_ download -q "$@" >/dev/null 2>"$cache/download.err") ||
-      die "apt-get download failed: $(grep -E '^E:' "$cache/download.err" | head -2)" 125
+      die "apt-get download failed: $(grep -E '^E:' "$cache/download.err" | sed -n 1,2p)" 125
   fi
 }
 # unpack DEB... into unpacked/NAME/ (cached); sets $trees
@@ -274,7 +274,7 @@ l0libs=
 if [ -n "${HPTHAMMER_LAB_QEMU:-}" ]; then
   l0=$HPTHAMMER_LAB_QEMU
   l0data=${HPTHAMMER_LAB_QEMU_DATADIR:-$(dirname "$(dirname "$(readlink -f "$l0")")")/share/qemu}
-  qemu_ok "$l0" || die "HPTHAMMER_LAB_QEMU=$l0 is not a QEMU >= 8.1 ($("$l0" --version 2>&1 | head -1))" 125
+  qemu_ok "$l0" || die "HPTHAMMER_LAB_QEMU=$l0 is not a QEMU >= 8.1 ($("$l0" --version 2>&1 | sed -n 1p))" 125
 else
   l0ver=$(apt-cache "${aptopts[@]}" madison qemu-system-ppc 2>/dev/null |
     awk -F' *[|] *' '$3 ~ /backports.*amd64/ {print $2; exit}')
@@ -296,11 +296,21 @@ else
   fi
   l0="$l0root/usr/bin/qemu-system-ppc64"
   l0data="$l0root/usr/share/qemu"
-  # The libraries it needs that the host lacks (or has too old): from bookworm(-backports) too.
-  if LD_LIBRARY_PATH= ldd "$l0" 2>&1 | grep -q 'not found\|version .* not found'; then
-    libdeps=$(apt-cache "${aptopts[@]}" show "qemu-system-ppc:amd64=$l0ver" | sed -n 's/^Depends: //p' |
-      tr ',' '\n' | sed 's/^ *//; s/[ |].*//' | grep '^lib\|^zlib')
-    log "L0 QEMU needs libraries the host lacks: $(LD_LIBRARY_PATH= ldd "$l0" | grep 'not found' | awk '{print $1}' | tr '\n' ' ')"
+  # The libraries it needs that the host lacks (or has too old): from bookworm(-backports) too,
+  # with their own dependencies (libndctl6 needs libdaxctl1, libnl-route-3 needs libnl-3, ...):
+  # the whole Depends closure, as for L1; DT_NEEDED and ld.so pick what they use.
+  # ldd's output is kept first: `ldd | grep -q` under pipefail fails at random when grep exits
+  # at its first match and ldd dies of SIGPIPE.
+  lddout=$(LD_LIBRARY_PATH= ldd "$l0" 2>&1 || true)
+  if grep -q 'not found' <<<"$lddout"; then
+    log "L0 QEMU needs libraries the host lacks: $(grep 'not found' <<<"$lddout" | awk '{print $1}' | tr '\n' ' ')"
+    libdeps=$(apt-cache "${aptopts[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts \
+      --no-breaks --no-replaces --no-enhances "qemu-system-ppc:amd64=$l0ver" 2>/dev/null |
+      sed -n 's/^\(lib[^ :<>]*\|zlib[^ :<>]*\)\(:amd64\)\{0,1\}$/\1/p' | grep -v -- '-dev$' | sort -u |
+      while read -r p; do # the host's own copies (libc6 above all) stay the host's
+        dpkg-query -W -f='${Status}' "$p:amd64" 2>/dev/null | grep -cx 'install ok installed' >/dev/null || echo "$p"
+      done || true)
+    [ -n "$libdeps" ] || die "apt knows no library packages for qemu-system-ppc:amd64=$l0ver; rerun with HPTHAMMER_LAB_APT_UPDATE=1" 125
     # shellcheck disable=SC2086
     download $(for p in $libdeps; do echo "$p:amd64"; done)
     unpack "${debs[@]}"
@@ -311,14 +321,18 @@ else
       done
     done
     l0libs="$cache/l0/libs"
+    still=$(LD_LIBRARY_PATH=$l0libs ldd "$l0" 2>&1 | grep 'not found' || true)
+    [ -z "$still" ] || die "the L0 QEMU still lacks libraries after fetching its Depends closure:
+  $still
+  Set HPTHAMMER_LAB_QEMU to a qemu-system-ppc64 >= 8.1 that runs here." 125
   fi
 fi
 qemu_ok "$l0" || die "the L0 QEMU $l0 does not run or is older than 8.1:
-  $(LD_LIBRARY_PATH=$l0libs "$l0" --version 2>&1 | head -2)
+  $(LD_LIBRARY_PATH=$l0libs "$l0" --version 2>&1 | sed -n 1,2p)
   Set HPTHAMMER_LAB_QEMU to a qemu-system-ppc64 >= 8.1 (see the comments in this script)." 125
 [ -s "$l0data/skiboot.lid" ] || die "no skiboot.lid in $l0data (the powernv firmware, from qemu-system-data)
   Set HPTHAMMER_LAB_QEMU_DATADIR to the directory that has it." 125
-l0version=$(LD_LIBRARY_PATH=$l0libs "$l0" --version | head -1)
+l0version=$(LD_LIBRARY_PATH=$l0libs "$l0" --version | sed -n 1p)
 
 # --- L1: ppc64el userland (QEMU 7.2, libvirt 9.0, dropbear) and its shared libraries ---------
 top=(qemu-system-ppc:ppc64el libvirt-daemon:ppc64el libvirt-daemon-driver-qemu:ppc64el

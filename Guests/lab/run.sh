@@ -193,7 +193,7 @@ EOF
   echo "ssh_ready_s=$t" >>"$run/boot.times"
   log "ssh answers $t s after L0 started"
   if command -v virsh >/dev/null; then
-    while ! timeout 120 virsh -q -c "$tcp_uri" capabilities 2>/dev/null | grep -q "<domain type='kvm'"; do
+    while ! timeout 120 virsh -q -c "$tcp_uri" capabilities 2>/dev/null | grep -c "<domain type='kvm'" >/dev/null; do
       [ "$(since "$start" | cut -d. -f1)" -lt "${HPTHAMMER_LAB_BOOT_TIMEOUT:-900}" ] ||
         die "libvirtd in the lab does not offer domain type kvm; see run.sh ssh cat /var/log/libvirt/libvirtd.log"
       sleep 2
