@@ -76,6 +76,11 @@ public final class ThreadExecutor: AgentExecutor, @unchecked Sendable {
   /// Once a stop is requested, agents get this long to return; one blocked in a call to a host
   /// that died (a libvirt RPC, an ssh command) is left behind rather than hanging the run.
   public var stopGraceS = 60.0
+  /// Agents still running this long after the stop are blocked on the host (a vCPU whose
+  /// KVM_RUN died in a host oops never answers): `onStalled` runs once then, to cut the
+  /// channel they wait on, so a run that has its answer ends in seconds, not in `stopGraceS`.
+  public var stalledAfterS = 3.0
+  public var onStalled: (@Sendable () -> Void)?
   /// The agents that had not returned when `run` gave up waiting for them.
   public private(set) var abandoned: [String] = []
 
@@ -95,11 +100,17 @@ public final class ThreadExecutor: AgentExecutor, @unchecked Sendable {
       t.start()
     }
     var stopSeen: DispatchTime?
+    var stalledCalled = false
     while group.wait(timeout: .now() + 0.2) == .timedOut {
       guard stopRequested else { continue }
       let since = stopSeen ?? .now()
       stopSeen = since
-      if DispatchTime.now().uptimeNanoseconds - since.uptimeNanoseconds > UInt64(stopGraceS * 1e9) {
+      let waitedS = Double(DispatchTime.now().uptimeNanoseconds - since.uptimeNanoseconds) / 1e9
+      if waitedS > stalledAfterS && !stalledCalled, let onStalled {
+        stalledCalled = true
+        onStalled()
+      }
+      if waitedS > stopGraceS {
         let left = running.withLock { $0.map { String($0.split(separator: "#")[0]) }.sorted() }
         lock.locked { abandoned = left }
         return

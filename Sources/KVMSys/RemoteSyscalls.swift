@@ -339,4 +339,8 @@ public final class RemoteSyscalls: Syscalls, @unchecked Sendable {
   }
 
   public var isClosed: Bool { state.withLock { $0.closed } }
+
+  /// Gives up on the host: every call waiting for an answer (a KVM_RUN on a host whose kernel
+  /// died under it never gets one) fails now with EHOSTDOWN, and so does every later call.
+  public func abandon() { markClosed() }
 }

@@ -257,9 +257,11 @@ func rawHost(_ job: Job, model: KernelModel) throws -> (RawKVMSystem, String?) {
     let hostd = try Hostd.start(on: target)
     progress.note("raw backend on \(target.name) through \(hostd.syscalls.hello)")
     let log = try target.openHostLog()
+    let executor = ThreadExecutor()
+    executor.onStalled = { [hostd] in hostd.syscalls.abandon() }
     return (
       try RawKVMSystem(
-        syscalls: hostd.syscalls, executor: ThreadExecutor(), kernelLog: log,
+        syscalls: hostd.syscalls, executor: executor, kernelLog: log,
         hostName: target.name,
         statistics: { [hostd] in hostd.syscalls.isClosed ? ["hostd_gone": 1] : [:] }),
       target.kernelRelease()
