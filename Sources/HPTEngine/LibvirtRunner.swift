@@ -212,7 +212,14 @@ public final class LibvirtRunner: @unchecked Sendable {
   /// Everything up to the end of the budget; returns the guests' kernel release.
   func runGuests() throws -> String {
     try LibvirtEventLoop.start()
-    let conn = try LibvirtConnection(uri: uri)
+    // A lab or host that has just booted may reset the first connections while libvirtd
+    // starts: wait for it (a local libvirtd is up or not).
+    let conn =
+      target.spec.kind == .local
+      ? try LibvirtConnection(uri: uri)
+      : try LibvirtConnection.waitingUntilReady(
+        uri: uri, timeoutS: 120, ready: { DomainType.best(forPPC64LEIn: $0) != nil },
+        note: { [progress] in progress.note($0) })
     guard let type = DomainType.best(forPPC64LEIn: try conn.capabilities()) else {
       throw SetupError(
         description:

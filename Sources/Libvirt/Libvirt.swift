@@ -49,6 +49,36 @@ public final class LibvirtConnection: @unchecked Sendable {
 
   deinit { virConnectClose(ptr) }
 
+  /// A connection to a libvirtd that may still be starting (a lab or a host that has just
+  /// booted resets or refuses the first connections): retries until one connects and its
+  /// capabilities satisfy `ready`, or `timeoutS` passes; then the last error is thrown.
+  public static func waitingUntilReady(
+    uri: String, timeoutS: Double, ready: (String) -> Bool = { _ in true },
+    note: (String) -> Void = { _ in }
+  ) throws(LibvirtError) -> LibvirtConnection {
+    let deadline = Date().addingTimeInterval(timeoutS)
+    var tries = 0
+    while true {
+      tries += 1
+      do throws(LibvirtError) {
+        let c = try LibvirtConnection(uri: uri)
+        if ready(try c.capabilities()) {
+          if tries > 1 { note("libvirt at \(uri) answers after \(tries) tries") }
+          return c
+        }
+        if Date() >= deadline {
+          throw LibvirtError(
+            operation: "waiting for \(uri)", code: -1, domain: -1,
+            message: "libvirtd answers but is not ready after \(Int(timeoutS)) s")
+        }
+      } catch {
+        if Date() >= deadline { throw error }
+        if tries == 1 { note("libvirt at \(uri) not answering yet (\(error)); retrying") }
+      }
+      Thread.sleep(forTimeInterval: 1)
+    }
+  }
+
   public func hostname() throws(LibvirtError) -> String {
     guard let c = virConnectGetHostname(ptr) else {
       throw LibvirtError.last("virConnectGetHostname")
