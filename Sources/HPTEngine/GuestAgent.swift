@@ -79,8 +79,13 @@ public final class ThreadExecutor: AgentExecutor, @unchecked Sendable {
   /// Agents still running this long after the stop are blocked on the host (a vCPU whose
   /// KVM_RUN died in a host oops never answers): `onStalled` runs once then, to cut the
   /// channel they wait on, so a run that has its answer ends in seconds, not in `stopGraceS`.
-  public var stalledAfterS = 3.0
+  /// A vCPU of a live host returns from KVM_RUN at its payload's next report: seconds in the
+  /// emulated lab under load; after a host crash (`hostCrashed`) none will.
+  public var stalledAfterS = 15.0
+  public var stalledAfterCrashS = 1.0
   public var onStalled: (@Sendable () -> Void)?
+  private var crashed = false
+  public func hostCrashed() { lock.locked { crashed = true } }
   /// The agents that had not returned when `run` gave up waiting for them.
   public private(set) var abandoned: [String] = []
 
@@ -106,7 +111,8 @@ public final class ThreadExecutor: AgentExecutor, @unchecked Sendable {
       let since = stopSeen ?? .now()
       stopSeen = since
       let waitedS = Double(DispatchTime.now().uptimeNanoseconds - since.uptimeNanoseconds) / 1e9
-      if waitedS > stalledAfterS && !stalledCalled, let onStalled {
+      let stallS = lock.locked { crashed } ? stalledAfterCrashS : stalledAfterS
+      if waitedS > stallS && !stalledCalled, let onStalled {
         stalledCalled = true
         onStalled()
       }

@@ -334,7 +334,10 @@ public final class Runner: @unchecked Sendable {
     for report in scanner.feed(line: line) {
       // The first crash that is not a splat provoked on purpose ends the run; drainLog()
       // collects whatever the host prints after it.
-      if !addCrash(report), let exec, !exec.stopRequested { exec.requestStop() }
+      if !addCrash(report), let exec, !exec.stopRequested {
+        exec.hostCrashed()  // this is the host's own log
+        exec.requestStop()
+      }
     }
   }
 

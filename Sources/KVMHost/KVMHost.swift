@@ -84,4 +84,11 @@ public protocol AgentExecutor: AnyObject, Sendable {
   /// Asks every agent to finish.
   func requestStop()
   var stopRequested: Bool { get }
+  /// The host's kernel has crashed: agents blocked in calls to it may never return, so the
+  /// executor need not wait long for them once stopped.
+  func hostCrashed()
+}
+
+extension AgentExecutor {
+  public func hostCrashed() {}
 }

@@ -44,6 +44,7 @@ public final class RemoteSyscalls: Syscalls, @unchecked Sendable {
     var pending: [UInt32: Pending] = [:]
     var mappings: [UInt: Mapping] = [:]
     var closed = false
+    var abandoned = false
   }
   private let cond = NSCondition()
 
@@ -342,5 +343,11 @@ public final class RemoteSyscalls: Syscalls, @unchecked Sendable {
 
   /// Gives up on the host: every call waiting for an answer (a KVM_RUN on a host whose kernel
   /// died under it never gets one) fails now with EHOSTDOWN, and so does every later call.
-  public func abandon() { markClosed() }
+  public func abandon() {
+    state.withLock { $0.abandoned = true }
+    markClosed()
+  }
+
+  /// Closed by the other side (hostd exited, ssh dropped, the host died), not by `abandon`.
+  public var closedByHost: Bool { state.withLock { $0.closed && !$0.abandoned } }
 }

@@ -263,7 +263,7 @@ func rawHost(_ job: Job, model: KernelModel) throws -> (RawKVMSystem, String?) {
       try RawKVMSystem(
         syscalls: hostd.syscalls, executor: executor, kernelLog: log,
         hostName: target.name,
-        statistics: { [hostd] in hostd.syscalls.isClosed ? ["hostd_gone": 1] : [:] }),
+        statistics: { [hostd] in hostd.syscalls.closedByHost ? ["hostd_gone": 1] : [:] }),
       target.kernelRelease()
     )
   }

@@ -29,6 +29,27 @@ import Testing
     #expect(Date().timeIntervalSince(t0) < 20, "the run waited for the grace")
   }
 
+  /// After a host crash the executor cuts sooner: a stop that would wait `stalledAfterS` for
+  /// a live host waits only `stalledAfterCrashS`.
+  @Test func aHostCrashShortensTheWait() {
+    let exec = ThreadExecutor()
+    exec.stalledAfterS = 30
+    exec.stalledAfterCrashS = 0.2
+    exec.stopGraceS = 60
+    let released = DispatchSemaphore(value: 0)
+    exec.onStalled = { released.signal() }
+    let t0 = Date()
+    exec.run([
+      Agent(name: "log") {
+        exec.hostCrashed()
+        exec.requestStop()
+      },
+      Agent(name: "vcpu") { released.wait() },
+    ])
+    #expect(Date().timeIntervalSince(t0) < 20, "the crash did not shorten the wait")
+    #expect(exec.abandoned.isEmpty)
+  }
+
   /// Agents that return by themselves never trigger it.
   @Test func agentsThatReturnLeaveOnStalledUncalled() {
     let exec = ThreadExecutor()
