@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,7 @@ enum op {
 	OP_KVM_RUN = 11,   /* fd, a=request, b=kvm_run address, data: kvm_run bytes in -> out */
 	OP_ONE_REG = 12,   /* fd, a=request, b=register id, data: value in -> value out */
 	OP_MMAP_SHARED_ANON = 13, /* a=length -> ret=address (guest RAM: shmem, survives DONTNEED) */
+	OP_KICK = 14,      /* fd: a vCPU; its KVM_RUN now (or its next one) returns EINTR */
 };
 
 struct request {
@@ -58,6 +60,61 @@ struct request {
 };
 
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* OP_KICK: which thread is inside KVM_RUN on a vCPU fd, and kicks not yet delivered. A guest
+ * that never exits to userspace (its payload waits for a vCPU the controller stopped running;
+ * the host's kernel misbehaves) would otherwise keep the controller's stop waiting. A kick that
+ * finds no thread inside is kept for the next KVM_RUN, which returns EINTR at once. */
+#define MAX_VCPU_FD 4096
+static pthread_mutex_t run_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t run_thread[MAX_VCPU_FD];
+static uint8_t run_inside[MAX_VCPU_FD], run_kicked[MAX_VCPU_FD];
+
+static void on_kick(int sig) { (void)sig; }
+
+static int64_t kvm_run(int fd, unsigned long request)
+{
+	int tracked = fd >= 0 && fd < MAX_VCPU_FD;
+	int64_t ret;
+	int err;
+	pthread_mutex_lock(&run_lock);
+	if (tracked && run_kicked[fd]) {
+		run_kicked[fd] = 0;
+		pthread_mutex_unlock(&run_lock);
+		errno = EINTR;
+		return -1;
+	}
+	if (tracked) {
+		run_thread[fd] = pthread_self();
+		run_inside[fd] = 1;
+	}
+	pthread_mutex_unlock(&run_lock);
+	ret = ioctl(fd, request, 0);
+	err = errno;
+	pthread_mutex_lock(&run_lock);
+	if (tracked) {
+		run_inside[fd] = 0;
+		if (ret < 0 && err == EINTR)
+			run_kicked[fd] = 0;
+	}
+	pthread_mutex_unlock(&run_lock);
+	errno = err;
+	return ret;
+}
+
+static int64_t kick(int fd)
+{
+	if (fd < 0 || fd >= MAX_VCPU_FD) {
+		errno = EBADF;
+		return -1;
+	}
+	pthread_mutex_lock(&run_lock);
+	run_kicked[fd] = 1;
+	if (run_inside[fd])
+		pthread_kill(run_thread[fd], SIGUSR1);
+	pthread_mutex_unlock(&run_lock);
+	return 0;
+}
 
 static int read_full(int fd, void *buf, size_t n)
 {
@@ -183,7 +240,7 @@ static void *serve(void *arg)
 		 * in; the kernel's comes back after the exit. */
 		uint8_t *run = (uint8_t *)(uintptr_t)rq->b;
 		memcpy(run, rq->data, rq->len);
-		ret = ioctl(rq->fd, (unsigned long)rq->a, 0);
+		ret = kvm_run(rq->fd, (unsigned long)rq->a);
 		out = run;
 		out_len = rq->len;
 		break;
@@ -196,6 +253,9 @@ static void *serve(void *arg)
 		out_len = rq->len;
 		break;
 	}
+	case OP_KICK:
+		ret = kick(rq->fd);
+		break;
 	default:
 		ret = -1;
 		errno = ENOSYS;
@@ -214,6 +274,15 @@ static void *serve(void *arg)
 int main(void)
 {
 	pthread_attr_t attr;
+	/* SIGUSR1 interrupts a KVM_RUN (no SA_RESTART) and does nothing else. */
+	struct sigaction sa = {.sa_handler = on_kick};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	/* A mask blocking it is inherited through exec (a parent's worker thread started us). */
+	sigset_t kickset;
+	sigemptyset(&kickset);
+	sigaddset(&kickset, SIGUSR1);
+	pthread_sigmask(SIG_UNBLOCK, &kickset, NULL);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 << 10);

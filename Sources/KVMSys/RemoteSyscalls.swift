@@ -51,7 +51,7 @@ public final class RemoteSyscalls: Syscalls, @unchecked Sendable {
   enum Op: UInt32 {
     case hello = 0
     case open, close, ioctlPtr, ioctlVal, mmapAnon, mmapShared, munmap, madvise,
-      writeMem, readMem, kvmRun, oneReg, mmapSharedAnon
+      writeMem, readMem, kvmRun, oneReg, mmapSharedAnon, kick
   }
 
   /// `readFD`/`writeFD`: the channel to hostd (its stdout, its stdin). `arch`: the host's.
@@ -340,6 +340,12 @@ public final class RemoteSyscalls: Syscalls, @unchecked Sendable {
   }
 
   public var isClosed: Bool { state.withLock { $0.closed } }
+
+  /// Makes the KVM_RUN on `vcpuFD` return EINTR: now, if a hostd thread is inside it, else at
+  /// its next call. hostd answers at once, whatever the vCPU is doing.
+  public func kick(vcpuFD: Int32) {
+    _ = call(.kick, fd: vcpuFD, a: 0, b: 0, data: [], timeoutS: 10)
+  }
 
   /// Gives up on the host: every call waiting for an answer (a KVM_RUN on a host whose kernel
   /// died under it never gets one) fails now with EHOSTDOWN, and so does every later call.

@@ -20,7 +20,7 @@ public final class RawKVMSystem: KVMSystem, @unchecked Sendable {
   public let kernelLog: any KernelLogSource
   private let counters: @Sendable () -> [String: Int]
   private let base: any AgentExecutor
-  private let kicker: SignalKicker?
+  private let kicker: (any VCPUKicker)?
   private let lock = NSLock()
   private var vms: [Weak] = []
 
@@ -37,7 +37,7 @@ public final class RawKVMSystem: KVMSystem, @unchecked Sendable {
   /// return at their next yield).
   public init(
     syscalls: any Syscalls, devicePath: String = "/dev/kvm", executor: any AgentExecutor,
-    kernelLog: any KernelLogSource, hostName: String, kicker: SignalKicker? = nil,
+    kernelLog: any KernelLogSource, hostName: String, kicker: (any VCPUKicker)? = nil,
     statistics: @escaping @Sendable () -> [String: Int] = { [:] }
   ) throws(KVMError) {
     self.syscalls = syscalls
@@ -95,4 +95,5 @@ final class KickingExecutor: AgentExecutor, @unchecked Sendable {
     system.kickAll()
   }
   var stopRequested: Bool { base.stopRequested }
+  func hostCrashed() { base.hostCrashed() }
 }

@@ -37,9 +37,9 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
   private var memslots: [Memslot] = []
   private var vcpus: [UInt32: RawVCPU] = [:]
 
-  let kicker: SignalKicker?
+  let kicker: (any VCPUKicker)?
 
-  init(fd: KVMVMFD, syscalls: any Syscalls, kicker: SignalKicker?) {
+  init(fd: KVMVMFD, syscalls: any Syscalls, kicker: (any VCPUKicker)?) {
     self.fd = fd
     self.syscalls = syscalls
     self.kicker = kicker
@@ -205,9 +205,9 @@ public final class RawVCPU: KVMVCPU, @unchecked Sendable {
   /// The thread inside KVM_RUN, if any (for a kick).
   private var runner: pthread_t?
 
-  let kicker: SignalKicker?
+  let kicker: (any VCPUKicker)?
 
-  init(handle: KVMVCPUFD, pvr: UInt32, kicker: SignalKicker?) {
+  init(handle: KVMVCPUFD, pvr: UInt32, kicker: (any VCPUKicker)?) {
     self.handle = handle
     self.pvr = pvr
     self.kicker = kicker
@@ -233,14 +233,33 @@ public final class RawVCPU: KVMVCPU, @unchecked Sendable {
   /// a payload gone astray, a host bug). Once set, immediate_exit stays: this is for the end.
   func kick() {
     handle.immediateExit = true
-    if let kicker, let t = lock.withLock({ runner }) { kicker.kick(t) }
+    kicker?.kick(vcpuFD: handle.fd, thread: lock.withLock { runner })
   }
+}
+
+/// How a thread inside KVM_RUN is made to return (EINTR).
+public protocol VCPUKicker: Sendable {
+  /// Called on the thread about to enter KVM_RUN.
+  func prepareCurrentThread()
+  /// Interrupts the KVM_RUN of `vcpuFD`; `thread` is this process's thread inside it, if any.
+  func kick(vcpuFD: Int32, thread: pthread_t?)
+}
+
+/// A host reached through hpthammer-hostd: the kick is hostd's (OP_KICK signals its thread
+/// inside KVM_RUN, or makes that vCPU's next KVM_RUN return at once). Without it a guest that
+/// never exits to userspace, a payload waiting for a vCPU the stop held back, keeps the stop
+/// waiting on a live host.
+public struct RemoteKicker: VCPUKicker {
+  let syscalls: RemoteSyscalls
+  public init(_ syscalls: RemoteSyscalls) { self.syscalls = syscalls }
+  public func prepareCurrentThread() {}
+  public func kick(vcpuFD: Int32, thread: pthread_t?) { syscalls.kick(vcpuFD: vcpuFD) }
 }
 
 /// Sends SIGUSR1 to a thread to make its KVM_RUN return EINTR. The handler does nothing and
 /// is installed without SA_RESTART, so the ioctl is interrupted rather than restarted (and
 /// the process is not killed, SIGUSR1's default).
-public final class SignalKicker: Sendable {
+public final class SignalKicker: VCPUKicker {
   public init() {
     var sa = sigaction()
     sa.__sigaction_handler.sa_handler = { _ in }
@@ -249,11 +268,13 @@ public final class SignalKicker: Sendable {
     _ = sigaction(SIGUSR1, &sa, nil)
   }
 
-  public func kick(_ thread: pthread_t) { pthread_kill(thread, SIGUSR1) }
+  public func kick(vcpuFD: Int32, thread: pthread_t?) {
+    if let thread { pthread_kill(thread, SIGUSR1) }
+  }
 
   /// Unblocks SIGUSR1 in the calling thread: threads inherit their creator's mask, and
   /// Dispatch's worker threads block it.
-  func prepareCurrentThread() {
+  public func prepareCurrentThread() {
     var set = sigset_t()
     sigemptyset(&set)
     sigaddset(&set, SIGUSR1)

@@ -262,7 +262,7 @@ func rawHost(_ job: Job, model: KernelModel) throws -> (RawKVMSystem, String?) {
     return (
       try RawKVMSystem(
         syscalls: hostd.syscalls, executor: executor, kernelLog: log,
-        hostName: target.name,
+        hostName: target.name, kicker: RemoteKicker(hostd.syscalls),
         statistics: { [hostd] in hostd.syscalls.closedByHost ? ["hostd_gone": 1] : [:] }),
       target.kernelRelease()
     )
