@@ -185,12 +185,25 @@ final class Hammer: @unchecked Sendable {
     return true
   }
 
+  static let rebootWaitMs = 30_000.0
+
   /// A guest reboot as QEMU does it: stop the vCPUs, reallocate the HPT at the boot order
   /// (KVM_PPC_ALLOCATE_HTAB answers EBUSY while a vCPU is still in KVM_RUN), start again.
   func reboot() -> Bool {
     guest.mayRun.value = false
     defer { guest.mayRun.value = true }
+    let since = nowMs
     while !executor.stopRequested {
+      if budget.exhausted(now: executor.nowNs) { return true }
+      // A vCPU keeps ALLOCATE_HTAB at EBUSY while it is inside KVM_RUN: get it out, as QEMU
+      // does. One that a kick cannot get out in rebootWaitMs is stuck in the host's kernel.
+      if nowMs - since > Self.rebootWaitMs {
+        unexpected(
+          "ALLOCATE_HTAB", job.bootOrder,
+          "EBUSY for \(Int(Self.rebootWaitMs / 1000)) s: a vCPU never left KVM_RUN")
+        executor.requestStop()
+        return true
+      }
       do {
         _ = try guest.vm.allocateHTAB(order: job.bootOrder)
         stats.answer("ALLOCATE_HTAB", "0")
@@ -205,6 +218,7 @@ final class Hammer: @unchecked Sendable {
           unexpected("ALLOCATE_HTAB", job.bootOrder, error.errno.name)
           return true
         }
+        guest.vm.kickVCPUs()
         executor.sleep(ms: 1)
       }
     }

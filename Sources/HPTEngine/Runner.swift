@@ -405,13 +405,17 @@ public final class Runner: @unchecked Sendable {
     if error == nil, let v = vcpuLock.locked({ vcpuFailure }) {
       error = "a vCPU could not run: \(v)"
     }
-    // On a real host the kernel is the host's own; host.kernel names a simulated model only.
+    // On a real host the kernel under test is the host's own, named by its release (the
+    // verdict line and dedup say which kernel broke); the host's name goes to `target`.
+    // A simulated model is named by the model.
     let model = job.backend.usesKernelModel ? KernelModel.named(job.kernel) : nil
     let real = !job.backend.usesKernelModel
+    let release = model?.release ?? (real ? (hostKernelRelease ?? Runner.hostRelease()) : "")
     return recorder.report(
       error: error, hostTimeS: Double(host.executor.nowNs - hostTimeStart) / 1e9,
-      hostStats: host.statistics, kernel: model?.name ?? (real ? host.hostName : job.kernel),
-      kernelRelease: model?.release ?? (real ? (hostKernelRelease ?? Runner.hostRelease()) : ""))
+      hostStats: host.statistics,
+      kernel: model?.name ?? (real ? (release.isEmpty ? host.hostName : release) : job.kernel),
+      kernelRelease: release, target: real ? host.hostName : nil)
   }
 
   /// uname -r of the machine the harness runs on.

@@ -44,6 +44,14 @@ public protocol KVMVirtualMachine: AnyObject, Sendable {
   func invalidateGuestMemory(guestPhysAddr: UInt64, size: UInt64) throws(KVMError)
   /// Release the VM (close its fds).
   func close()
+  /// Makes every vCPU of this VM that is inside KVM_RUN return now (EINTR), once, as QEMU
+  /// does before a reset; the next KVM_RUN runs as usual.
+  func kickVCPUs()
+}
+
+extension KVMVirtualMachine {
+  /// A backend whose vCPUs return at their next yield (the simulator) needs no kick.
+  public func kickVCPUs() {}
 }
 
 public protocol KVMVCPU: AnyObject, Sendable {

@@ -175,6 +175,10 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
     }
   }
 
+  public func kickVCPUs() {
+    for v in lock.withLock({ Array(vcpus.values) }) { v.kickOnce() }
+  }
+
   /// Kicks every vCPU out of KVM_RUN (see RawVCPU.kick).
   func kickAll() {
     for v in lock.withLock({ Array(vcpus.values) }) { v.kick() }
@@ -233,8 +237,11 @@ public final class RawVCPU: KVMVCPU, @unchecked Sendable {
   /// a payload gone astray, a host bug). Once set, immediate_exit stays: this is for the end.
   func kick() {
     handle.immediateExit = true
-    kicker?.kick(vcpuFD: handle.fd, thread: lock.withLock { runner })
+    kickOnce()
   }
+
+  /// Interrupts the KVM_RUN in progress (or, through hostd, the next one) and nothing more.
+  func kickOnce() { kicker?.kick(vcpuFD: handle.fd, thread: lock.withLock { runner }) }
 }
 
 /// How a thread inside KVM_RUN is made to return (EINTR).
