@@ -351,6 +351,7 @@ public final class LibvirtRunner: @unchecked Sendable {
         })
     }
     progress.begin(job: job, stats: recorder.stats, executor: exec, host: NoHost())
+    recorder.guestsStartedNs.withLock { $0 = exec.nowNs }
     exec.run(agents)
     progress.end()
     if !exec.abandoned.isEmpty {
@@ -524,8 +525,10 @@ public final class LibvirtRunner: @unchecked Sendable {
       atPath: outDir.appendingPathComponent("host.log").path, contents: nil)
     let out = try? FileHandle(forWritingTo: outDir.appendingPathComponent("host.log"))
     var scanner = StreamingCrashScanner(origin: log.origin)
+    var lineTimes = LineTimes()
     func hostOops(_ report: CrashReport) {
       recorder.addFinding(Finding(report, source: "host"), report: report.report)
+      recorder.crashSeen(atNs: lineTimes.ns(at: report.start))
       if target.spec.kind != .local && !target.answers(timeoutS: 10) {
         hostIsDown("host crash")
       } else {
@@ -536,6 +539,7 @@ public final class LibvirtRunner: @unchecked Sendable {
     func consume(_ r: KernelLogRecord) {
       let line = r.dmesgLine
       out?.write(Data((line + "\n").utf8))
+      lineTimes.add(offset: scanner.offset, ns: exec.nowNs)
       scanner.feed(line: line).forEach(hostOops)
     }
     var lastRecord = Date()

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// What every backend's run shares: the counters, the findings written to the run directory as
 /// they come, and the final report (run.json, junit.xml).
@@ -8,6 +9,21 @@ final class RunRecorder: @unchecked Sendable {
   let reproduce: String
   let stats = RunStats()
   let interrupted = LockedFlag()
+  /// On the host's clock: when the guests started, and when the first unexpected crash's
+  /// first line reached the host log (`time_to_crash_s` is the difference).
+  let guestsStartedNs = Mutex<UInt64?>(nil)
+  private let firstCrashNs = Mutex<UInt64?>(nil)
+
+  func crashSeen(atNs ns: UInt64?) {
+    guard let ns else { return }
+    firstCrashNs.withLock { if $0 == nil { $0 = ns } }
+  }
+
+  var timeToCrashS: Double? {
+    guard let start = guestsStartedNs.withLock({ $0 }), let at = firstCrashNs.withLock({ $0 })
+    else { return nil }
+    return (Double(at >= start ? at - start : 0) / 1e6).rounded() / 1000
+  }
   let wallStart = Date()
   private let lock = NSLock()
   private var findings: [Finding] = []
@@ -72,7 +88,8 @@ final class RunRecorder: @unchecked Sendable {
         ? detail ?? crashes.first { !$0.expected }.map { _ in "bug" } : nil,
       error: error, job: job.name, backend: job.backend.rawValue,
       kernel: kernel, kernel_release: kernelRelease, seed: job.seed,
-      reproduce: reproduce, host_time_s: (hostTimeS * 1e6).rounded() / 1e6, resizes: resizes,
+      reproduce: reproduce, host_time_s: (hostTimeS * 1e6).rounded() / 1e6,
+      time_to_crash_s: timeToCrashS, resizes: resizes,
       answers: answers, unexpected: unexpected, latency_ms: lat,
       guests: RunReport.Guests(
         count: job.guestCount, memory_mib: job.guestMemoryMiB, vcpus: job.vcpus,

@@ -95,6 +95,9 @@ public struct RunReport: Codable, Sendable {
   public var seed: UInt64
   public var reproduce: String
   public var host_time_s: Double
+  /// Host seconds from the guests' start to the first line of the first unexpected crash on
+  /// the host's log (nil: none); what a bug's time to detect is measured by.
+  public var time_to_crash_s: Double?
   public var resizes: Resizes
   public var answers: [String: [String: Int]]
   public var unexpected: [UnexpectedAnswer]
@@ -123,6 +126,9 @@ public final class Runner: @unchecked Sendable {
   let commitBeforeRunIssued = LockedFlag()
   var hostLog: FileHandle?
   var scanner = StreamingCrashScanner()
+  /// When each host log line arrived, by its offset in the scanner's input: a report's time
+  /// is its first line's, not the time the scanner saw its end.
+  var lineTimes = LineTimes()
 
   public init(
     job: Job, host: any KVMSystem, outDir: URL, progress: Bool, reproduce: String
@@ -186,6 +192,7 @@ public final class Runner: @unchecked Sendable {
     agents.append(Agent(name: "hpthammer-log") { [self] in watchLog(exec) })
     writeInterimReport()
     progress.begin(job: job, stats: stats, executor: exec, host: host)
+    recorder.guestsStartedNs.withLock { $0 = exec.nowNs }
     exec.run(agents)
     progress.end()
     drainLog()
@@ -273,6 +280,7 @@ public final class Runner: @unchecked Sendable {
               expected: false, file: nil, corrupted: false),
             report:
               "\(title)\n\(detail)\n\(args[1]) of \(args[0]) verified pages differed so far.\n")
+          recorder.crashSeen(atNs: exec.nowNs)
           exec.requestStop()
         }
         recordGuest(v, verified: args[0], mismatches: args[1])
@@ -331,6 +339,7 @@ public final class Runner: @unchecked Sendable {
   func consume(_ r: KernelLogRecord, exec: (any AgentExecutor)?) {
     let line = r.dmesgLine
     hostLog?.write(Data((line + "\n").utf8))
+    lineTimes.add(offset: scanner.offset, ns: host.executor.nowNs)
     for report in scanner.feed(line: line) {
       // The first crash that is not a splat provoked on purpose ends the run; drainLog()
       // collects whatever the host prints after it.
@@ -373,6 +382,7 @@ public final class Runner: @unchecked Sendable {
       && (r.frame == "kvm_vm_ioctl_resize_hpt_commit"
         || header.contains(" kvm_vm_ioctl_resize_hpt_commit+"))
     addFinding(Finding(r, source: "\(r.origin)", expected: expected), report: r.report)
+    if !expected { recorder.crashSeen(atNs: lineTimes.ns(at: r.start)) }
     return expected
   }
 
@@ -444,5 +454,34 @@ func hostMemoryLoad(
     } catch {
       return
     }
+  }
+}
+
+/// Arrival times of the last lines of a log, by byte offset (bounded: a report spans far fewer
+/// lines than are kept).
+struct LineTimes {
+  private var offsets: [Int] = []
+  private var times: [UInt64] = []
+  static let kept = 16384
+
+  mutating func add(offset: Int, ns: UInt64) {
+    if offsets.count >= Self.kept * 2 {
+      offsets.removeFirst(Self.kept)
+      times.removeFirst(Self.kept)
+    }
+    offsets.append(offset)
+    times.append(ns)
+  }
+
+  /// The arrival time of the line holding `offset` (the latest line starting at or before it);
+  /// nil when that line is no longer kept.
+  func ns(at offset: Int) -> UInt64? {
+    var lo = 0
+    var hi = offsets.count
+    while lo < hi {
+      let mid = (lo + hi) / 2
+      if offsets[mid] <= offset { lo = mid + 1 } else { hi = mid }
+    }
+    return lo == 0 ? nil : times[lo - 1]
   }
 }
