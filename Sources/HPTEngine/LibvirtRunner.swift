@@ -132,7 +132,7 @@ public final class LibvirtRunner: @unchecked Sendable {
   var target = Target(spec: TargetSpec())
   /// The libvirt URI in use: the job's, else the target's.
   var uri = "qemu:///system"
-  private var hostTrace: HostTrace.Result?
+  private lazy var evidence = HostEvidence(target: target)
   /// Set when the host itself crashed or hung: it explains whatever the guests did after.
   private var hostDown: String?
 
@@ -191,7 +191,7 @@ public final class LibvirtRunner: @unchecked Sendable {
       kernel: "guest \(guestKernel)",
       kernelRelease: hostRelease(), detail: lock.locked { verdictDetail },
       target: target.spec.kind == .local ? nil : "\(target.spec.kind.rawValue) \(target.name)",
-      hostTrace: lock.locked { hostTrace })
+      hostTrace: evidence.result)
   }
 
   static func hint(for e: LibvirtError) -> String {
@@ -326,7 +326,7 @@ public final class LibvirtRunner: @unchecked Sendable {
         agents.append(Agent(name: "host-watch") { [self] in watchHost(log) })
       }
     }
-    if job.target.traceResizes { startHostTrace() }
+    if job.target.traceResizes { evidence.startTrace() }
     if let after = job.target.injectHostHangAfterS, let lab = target.lab {
       agents.append(
         Agent(name: "inject-host-hang") { [self] in
@@ -364,13 +364,7 @@ public final class LibvirtRunner: @unchecked Sendable {
         $0.append(contentsOf: [conn as AnyObject] + links.map { $0 as AnyObject })
       }
     }
-    if job.target.traceResizes {
-      if lock.locked({ hostDown }) == nil {
-        collectHostTrace()
-      } else if lock.locked({ hostTrace?.method }) != nil {
-        lock.locked { hostTrace?.unavailable = "the host went down before the counts were read" }
-      }
-    }
+    if job.target.traceResizes { evidence.collectTrace(hostDown: lock.locked { hostDown } != nil) }
     // CPU time of the guests' QEMU processes (on this machine) and of the harness itself.
     var qemuTicks = 0
     for l in links where target.spec.kind == .local {
@@ -610,10 +604,8 @@ public final class LibvirtRunner: @unchecked Sendable {
       lock.locked { figures["host_recovered"] = 0 }
       return
     }
-    if let lab = target.lab, let dump = try? lab.registerDump(vmlinux: lab.vmlinux) {
-      // Where the host's CPUs are, before the reset wipes it.
-      try? dump.write(
-        to: outDir.appendingPathComponent("host-registers.txt"), atomically: true, encoding: .utf8)
+    // Where the host's CPUs are, before the reset wipes it.
+    if let dump = evidence.saveRegisters(in: outDir) {
       progress.note("\(what): \(dump.split(separator: "\n").prefix(8).joined(separator: "; "))")
     }
     let start = Date()
@@ -629,28 +621,6 @@ public final class LibvirtRunner: @unchecked Sendable {
       lock.locked { figures["host_recovered"] = 0 }
       progress.note("\(target.name) did not come back: \(error)")
     }
-  }
-
-  func startHostTrace() {
-    let trace = HostTrace()
-    do {
-      let method = try trace.setUp(on: target)
-      lock.locked { hostTrace = HostTrace.Result(calls: [:], method: method) }
-    } catch {
-      lock.locked { hostTrace = HostTrace.Result(calls: [:], unavailable: error.description) }
-    }
-  }
-
-  func collectHostTrace() {
-    guard lock.locked({ hostTrace?.method }) != nil else { return }
-    let trace = HostTrace()
-    do {
-      let calls = try trace.collect(on: target)
-      lock.locked { hostTrace?.calls = calls }
-    } catch {
-      lock.locked { hostTrace?.unavailable = error.description }
-    }
-    trace.tearDown(on: target)
   }
 
   /// No heartbeat for heartbeat_timeout_s: the guest hangs.

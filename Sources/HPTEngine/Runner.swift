@@ -192,10 +192,12 @@ public final class Runner: @unchecked Sendable {
     agents.append(Agent(name: "hpthammer-log") { [self] in watchLog(exec) })
     writeInterimReport()
     progress.begin(job: job, stats: stats, executor: exec, host: host)
+    if job.target.traceResizes { evidence?.startTrace() }
     recorder.guestsStartedNs.withLock { $0 = exec.nowNs }
     exec.run(agents)
     progress.end()
     drainLog()
+    gatherEvidence()
     return finish(error: nil, hostTimeStart: start)
   }
 
@@ -343,9 +345,12 @@ public final class Runner: @unchecked Sendable {
     for report in scanner.feed(line: line) {
       // The first crash that is not a splat provoked on purpose ends the run; drainLog()
       // collects whatever the host prints after it.
-      if !addCrash(report), let exec, !exec.stopRequested {
-        exec.hostCrashed()  // this is the host's own log
-        exec.requestStop()
+      if !addCrash(report) {
+        hostCrashed.value = true
+        if let exec, !exec.stopRequested {
+          exec.hostCrashed()  // this is the host's own log
+          exec.requestStop()
+        }
       }
     }
   }
@@ -367,8 +372,25 @@ public final class Runner: @unchecked Sendable {
     try? hostLog?.synchronize()
   }
 
+  /// After the run, from a remote host: the resize counts, and after a crash that left it
+  /// unanswering, its registers (the next job's setup power-cycles it).
+  func gatherEvidence() {
+    guard let evidence else { return }
+    let down = hostCrashed.value && !evidence.target.answers(timeoutS: 10)
+    if job.target.traceResizes { evidence.collectTrace(hostDown: down) }
+    if hostCrashed.value, let dump = evidence.saveRegisters(in: outDir) {
+      progress.note("host crash: \(dump.split(separator: "\n").prefix(4).joined(separator: "; "))")
+    }
+  }
+
   /// The release of a host that is not this machine (a remote or lab target), for run.json.
   public var hostKernelRelease: String?
+  /// That host, for the evidence a run gathers from it besides its log.
+  public var remoteTarget: Target? {
+    didSet { evidence = remoteTarget.map { HostEvidence(target: $0) } }
+  }
+  var evidence: HostEvidence?
+  let hostCrashed = LockedFlag()
 
   /// Records a crash report; returns whether it was expected.
   @discardableResult
@@ -425,7 +447,7 @@ public final class Runner: @unchecked Sendable {
       error: error, hostTimeS: Double(host.executor.nowNs - hostTimeStart) / 1e9,
       hostStats: host.statistics,
       kernel: model?.name ?? (real ? (release.isEmpty ? host.hostName : release) : job.kernel),
-      kernelRelease: release, target: real ? host.hostName : nil)
+      kernelRelease: release, target: real ? host.hostName : nil, hostTrace: evidence?.result)
   }
 
   /// uname -r of the machine the harness runs on.

@@ -199,8 +199,9 @@ struct Run: ParsableCommand {
       case .raw, .rawSim:
         let host: RawKVMSystem
         var remoteRelease: String?
+        var remote: Target?
         do {
-          (host, remoteRelease) = try rawHost(j, model: model)
+          (host, remoteRelease, remote) = try rawHost(j, model: model)
         } catch {
           FileHandle.standardError.write(
             Data("hpthammer: cannot use the \(j.backend.rawValue) backend: \(error)\n".utf8))
@@ -210,6 +211,7 @@ struct Run: ParsableCommand {
           job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress,
           reproduce: repro)
         runner.hostKernelRelease = remoteRelease
+        runner.remoteTarget = remote
         current.set { runner.interrupt() }
         report = runner.run()
       case .libvirt:
@@ -239,13 +241,13 @@ struct Run: ParsableCommand {
 
 /// The raw VMM on this host's /dev/kvm (real threads, /dev/kmsg), or over the simulated
 /// kernel (its scheduler and log, so a seed reproduces the run).
-func rawHost(_ job: Job, model: KernelModel) throws -> (RawKVMSystem, String?) {
+func rawHost(_ job: Job, model: KernelModel) throws -> (RawKVMSystem, String?, Target?) {
   if job.backend == .rawSim {
     let sys = SimSyscalls(host: SimHost(model: model, seed: job.seed, bootUptimeS: job.hostUptimeS))
     return (
       try RawKVMSystem(
         syscalls: sys, executor: sys.executor, kernelLog: sys.kernelLog,
-        hostName: sys.host.hostName, statistics: { sys.statistics }), nil
+        hostName: sys.host.hostName, statistics: { sys.statistics }), nil, nil
     )
   }
   if job.target.spec.kind != .local {
@@ -264,7 +266,7 @@ func rawHost(_ job: Job, model: KernelModel) throws -> (RawKVMSystem, String?) {
         syscalls: hostd.syscalls, executor: executor, kernelLog: log,
         hostName: target.name, kicker: RemoteKicker(hostd.syscalls),
         statistics: { [hostd] in hostd.syscalls.closedByHost ? ["hostd_gone": 1] : [:] }),
-      target.kernelRelease()
+      target.kernelRelease(), target
     )
   }
   let name = ProcessInfo.processInfo.hostName
@@ -272,7 +274,8 @@ func rawHost(_ job: Job, model: KernelModel) throws -> (RawKVMSystem, String?) {
   return (
     try RawKVMSystem(
       syscalls: LinuxSyscalls(), executor: ThreadExecutor(), kernelLog: log, hostName: name,
-      kicker: SignalKicker(), statistics: { ["kmsg_records_lost": Int(log.lostRecords)] }), nil
+      kicker: SignalKicker(), statistics: { ["kmsg_records_lost": Int(log.lostRecords)] }), nil,
+    nil
   )
 }
 
