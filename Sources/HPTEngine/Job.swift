@@ -110,6 +110,48 @@ public struct Job: Sendable {
     return UInt32(min(46, max(18, log2 - 7)))
   }
 
+  /// Longest budget a job may ask for (a year of host time): a longer one is a typo.
+  public static let maxDurationS = 365.0 * 86400
+
+  /// Every resize stays within resize.orders, and so must the order the guests boot at (set,
+  /// or QEMU's default for their memory): the walk starts there.
+  func checkOrders(file: String) throws(JobError) {
+    guard !(orderMin...orderMax).contains(bootOrder) else { return }
+    throw JobError(
+      file: file, line: nil, key: hptOrder == nil ? "guests.memory_mib" : "guests.hpt_order",
+      message: hptOrder == nil
+        ? "\(guestMemoryMiB) MiB guests boot at order \(bootOrder) (QEMU's default), outside resize.orders \(orderMin)...\(orderMax): set guests.hpt_order within resize.orders, or widen them"
+        : "boot order \(bootOrder) is outside resize.orders \(orderMin)...\(orderMax)")
+  }
+
+  /// Bytes the simulated kernel holds for one HPT of `order`: per 16-byte HPTE, its two
+  /// doublewords, its revmap entry and the VPN the simulator keeps beside it.
+  public static func simulatedHPTBytes(order: UInt32) -> UInt64 {
+    (UInt64(1) << UInt64(order - 4)) * UInt64(3 * 8 + MemoryLayout<RevmapEntry>.stride)
+  }
+
+  /// The simulator's HPTs, known before it starts: each guest's largest, twice while a resize
+  /// holds the old and the new. A job that cannot fit in half this machine's available memory
+  /// is refused rather than left to the OOM killer.
+  func checkSimulatorMemory(file: String) throws(JobError) {
+    let need = UInt64(guestCount) * 2 * Job.simulatedHPTBytes(order: max(orderMax, bootOrder))
+    guard let avail = Job.availableMemoryBytes(), need > avail / 2 else { return }
+    throw JobError(
+      file: file, line: nil, key: "resize.orders, guests.count",
+      message:
+        "the simulator would need \(need >> 20) MiB for \(guestCount) guest(s) at order \(max(orderMax, bootOrder)), more than half of the \(avail >> 20) MiB available here: lower resize.orders or guests.count"
+    )
+  }
+
+  /// MemAvailable from /proc/meminfo; nil where there is none.
+  static func availableMemoryBytes() -> UInt64? {
+    guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+      let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+      let kb = UInt64(line.split(separator: " ").dropFirst().first ?? "")
+    else { return nil }
+    return kb * 1024
+  }
+
   /// The smallest order whose VRMA (one 64 KiB page per HPTE group) covers `memoryMiB`.
   public static func vrmaOrder(memoryMiB: Int) -> UInt32 {
     var order: UInt32 = 18
@@ -119,6 +161,18 @@ public struct Job: Sendable {
 
   /// What a backend cannot do with this job, checked again when --backend overrides the file.
   public func checkBackendLimits(file: String) throws(JobError) {
+    try checkOrders(file: file)
+    if backend == .libvirt {
+      let guestDriven: Set<ResizePolicy> = [.grow, .shrink, .sameOrder, .randomWalk]
+      if let p = policies.first(where: { !guestDriven.contains($0) }) {
+        throw JobError(
+          file: file, line: nil, key: "resize.policy",
+          message:
+            "'\(p.rawValue)' is not available with backend libvirt (the guest resizes through hpt_order, PREPARE and COMMIT together); allowed: grow, shrink, same-order, random-walk"
+        )
+      }
+    }
+    if backend.usesKernelModel || backend == .rawSim { try checkSimulatorMemory(file: file) }
     guard backend == .raw || backend == .rawSim else { return }
     // The raw VMM's payload runs in real mode, through the VRMA, which KVM maps with one
     // bolted HPTE per HPTE group (kvmppc_map_vrma: "Can't use more than 1 HPTE per HPTEG"):
@@ -155,7 +209,8 @@ public struct Job: Sendable {
       throw e
     } catch let e as YamlError {
       throw JobError(
-        file: file, line: yamlLine(e), key: nil, message: "malformed YAML: \(yamlMessage(e))")
+        file: file, line: yamlLine(e, text: text), key: nil,
+        message: "malformed YAML: \(yamlMessage(e))")
     } catch {
       throw JobError(file: file, line: nil, key: nil, message: "malformed YAML: \(error)")
     }
@@ -174,16 +229,35 @@ public struct Job: Sendable {
     return try parse(text, file: path)
   }
 
-  static func yamlLine(_ e: YamlError) -> Int? {
+  static func yamlLine(_ e: YamlError, text: String) -> Int? {
     switch e {
-    case .scanner(_, _, let mark, _), .parser(_, _, let mark, _): return mark.line
+    case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
+      return mark.line
+    case .duplicatedKeysInMapping(let keys, let context):
+      // Yams marks the mapping; the line that matters is the key's second use in it.
+      let indent = String(repeating: " ", count: max(0, context.mark.column - 1))
+      let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+      for key in keys {
+        let uses = lines.indices.filter { i in
+          i + 1 >= context.mark.line && lines[i].hasPrefix(indent + key)
+            && lines[i].dropFirst(indent.count + key.count).drop { $0 == " " }.first == ":"
+        }
+        if uses.count > 1 { return uses[1] + 1 }
+      }
+      return context.mark.line
     default: return nil
     }
   }
 
   static func yamlMessage(_ e: YamlError) -> String {
     switch e {
-    case .scanner(_, let problem, _, _), .parser(_, let problem, _, _): return problem
+    case .scanner(_, let problem, _, _), .parser(_, let problem, _, _):
+      return problem
+    case .composer(_, let problem, _, _):
+      return problem.contains("single document")
+        ? "more than one YAML document (a '---' line); a job file holds one job" : problem
+    case .duplicatedKeysInMapping(let keys, _):
+      return "key \(keys.map { "'\($0)'" }.joined(separator: ", ")) given twice; keep one"
     default: return "\(e)"
     }
   }
@@ -225,9 +299,11 @@ struct Parser {
     return v
   }
 
-  func double(_ node: Node, _ key: String, min: Double) throws(JobError) -> Double {
-    guard let s = node.scalar?.string, let v = Double(s), v >= min else {
-      throw fail(node, key, "expected a number >= \(min)")
+  func double(_ node: Node, _ key: String, min: Double, max: Double = 1e12) throws(JobError)
+    -> Double
+  {
+    guard let s = node.scalar?.string, let v = Double(s), v >= min, v <= max else {
+      throw fail(node, key, "expected a number from \(min) to \(Int(max))")
     }
     return v
   }
@@ -252,7 +328,16 @@ struct Parser {
       name: (file as NSString).lastPathComponent.replacingOccurrences(of: ".yaml", with: ""))
     for (k, v) in try mapping(root, "", allowed: Job.topKeys) {
       switch k {
-      case "name": job.name = try string(v, k)
+      case "name":
+        job.name = try string(v, k)
+        // It names the run directory and is printed on terminals.
+        if job.name.isEmpty
+          || job.name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+        {
+          throw fail(
+            v, k, "must be non-empty text on one line, without control characters (newline, escape)"
+          )
+        }
       case "backend":
         let s = try string(v, k)
         guard let b = BackendKind(rawValue: s) else {
@@ -347,7 +432,7 @@ struct Parser {
         job.durationS = nil
         for (bk, bv) in try mapping(v, "budget", allowed: ["duration_s", "resizes"]) {
           if bk == "duration_s" {
-            job.durationS = try double(bv, "budget.duration_s", min: 0.001)
+            job.durationS = try double(bv, "budget.duration_s", min: 0.001, max: Job.maxDurationS)
           } else {
             job.resizeBudget = try int(bv, "budget.resizes", 1...100_000_000)
           }
@@ -422,16 +507,6 @@ struct Parser {
       default: break
       }
     }
-    if job.backend == .libvirt {
-      let guestDriven: Set<ResizePolicy> = [.grow, .shrink, .sameOrder, .randomWalk]
-      if let p = job.policies.first(where: { !guestDriven.contains($0) }) {
-        throw JobError(
-          file: file, line: nil, key: "resize.policy",
-          message:
-            "'\(p.rawValue)' is not available with backend libvirt (the guest resizes through hpt_order, PREPARE and COMMIT together); allowed: grow, shrink, same-order, random-walk"
-        )
-      }
-    }
     if job.target.spec.kind != .local && ![.libvirt, .raw].contains(job.backend) {
       throw JobError(
         file: file, line: nil, key: "target.kind",
@@ -440,11 +515,6 @@ struct Parser {
       )
     }
     try job.checkBackendLimits(file: file)
-    if let o = job.hptOrder, !(job.orderMin...job.orderMax).contains(o) {
-      throw JobError(
-        file: file, line: nil, key: "guests.hpt_order",
-        message: "boot order \(o) is outside resize.orders \(job.orderMin)...\(job.orderMax)")
-    }
     return job
   }
 }

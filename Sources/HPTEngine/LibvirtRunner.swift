@@ -45,7 +45,7 @@ final class GuestLink: @unchecked Sendable {
         let bytes: [UInt8]
         do { bytes = try console.read() } catch { break }
         if bytes.isEmpty { break }
-        log?.write(Data(bytes))
+        try? log?.write(contentsOf: Data(bytes))
         pending += bytes
         while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
           handle(String(decoding: pending[..<nl], as: UTF8.self))
@@ -147,7 +147,8 @@ public final class LibvirtRunner: @unchecked Sendable {
       UInt32(truncatingIfNeeded: UInt64(Date().timeIntervalSince1970 * 1000)) % 1_000_000)
   }
 
-  public func interrupt() {
+  public func interrupt(by signal: String = "SIGINT") {
+    recorder.interruptedBy.withLock { $0 = signal }
     recorder.interrupted.value = true
     exec.requestStop()
   }
@@ -532,7 +533,7 @@ public final class LibvirtRunner: @unchecked Sendable {
     }
     func consume(_ r: KernelLogRecord) {
       let line = r.dmesgLine
-      out?.write(Data((line + "\n").utf8))
+      recorder.append(Data((line + "\n").utf8), to: out, file: "host.log")
       lineTimes.add(offset: scanner.offset, ns: exec.nowNs)
       scanner.feed(line: line).forEach(hostOops)
     }

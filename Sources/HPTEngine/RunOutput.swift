@@ -9,10 +9,27 @@ public enum RunOutput {
     return (try? enc.encode(report)) ?? Data("{}".utf8)
   }
 
+  /// run.json on one line (JSON Lines: `hpthammer run --json` prints one per run).
+  public static func encodeLine(_ report: RunReport) -> Data {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return (try? enc.encode(report)) ?? Data("{}".utf8)
+  }
+
   static func write(_ report: RunReport, to dir: URL) {
     try? encode(report).write(to: dir.appendingPathComponent("run.json"), options: .atomic)
     try? Data(junit(report).utf8).write(
       to: dir.appendingPathComponent("junit.xml"), options: .atomic)
+  }
+
+  /// Whether `dir` holds this report's run.json and junit.xml as written (a full disk leaves
+  /// them missing, stale or cut short): what the caller checks before trusting the verdict.
+  public static func isWritten(_ report: RunReport, in dir: URL) -> Bool {
+    guard
+      let data = FileManager.default.contents(atPath: dir.appendingPathComponent("run.json").path),
+      let junit = FileManager.default.contents(atPath: dir.appendingPathComponent("junit.xml").path)
+    else { return false }
+    return data == encode(report) && junit == Data(Self.junit(report).utf8)
   }
 
   static func xml(_ s: String) -> String {
@@ -166,7 +183,7 @@ public final class ProgressPrinter: @unchecked Sendable {
             "hpthammer: elapsed=%.1fs host=%.2fs resizes=%d (%.1f/s) faults/s=%.0f expected-failures=%d unexpected=%d verified-pages=%llu%@\n",
           t, hostT, ok, rate, faultRate, exp, unexp, verified, flag)
         console?.write(Data(line.utf8))
-        log?.write(Data(line.utf8))
+        try? log?.write(contentsOf: Data(line.utf8))
       }
       try? log?.close()
     }
@@ -186,9 +203,26 @@ public final class ProgressPrinter: @unchecked Sendable {
       }
       if let h = try? FileHandle(forWritingTo: logURL) {
         _ = try? h.seekToEnd()
-        h.write(Data(line.utf8))
+        try? h.write(contentsOf: Data(line.utf8))
         try? h.close()
       }
     }
+  }
+}
+
+/// Run directory names made from job names, which are the job author's free text.
+public enum RunDirectory {
+  /// `name` as one path component: letters, digits, '.', '_' and '-' kept, anything else
+  /// (a '/', a space, an escape) as '_', no leading '.', at most 64 characters (with a hash of
+  /// the whole when cut, so two long names stay apart).
+  public static func component(_ name: String) -> String {
+    let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    var s = String(name.map { allowed.contains($0) ? $0 : "_" })
+    while s.hasPrefix(".") { s = "_" + s.dropFirst() }
+    if s.isEmpty { s = "job" }
+    guard s.count > 64 else { return s }
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a of the whole name
+    for b in name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    return String(s.prefix(48)) + "-" + String(h, radix: 16)
   }
 }

@@ -9,6 +9,8 @@ final class RunRecorder: @unchecked Sendable {
   let reproduce: String
   let stats = RunStats()
   let interrupted = LockedFlag()
+  /// The signal that stopped the run (SIGINT, SIGTERM, SIGHUP), for run.json's error.
+  let interruptedBy = Mutex("SIGINT")
   /// On the host's clock: when the guests started, and when the first unexpected crash's
   /// first line reached the host log (`time_to_crash_s` is the difference).
   let guestsStartedNs = Mutex<UInt64?>(nil)
@@ -42,9 +44,33 @@ final class RunRecorder: @unchecked Sendable {
       var f = f
       let name = "crash-\(count).txt"
       f.file = name
-      try? Data(report.utf8).write(to: outDir.appendingPathComponent(name))
+      do {
+        try Data(report.utf8).write(to: outDir.appendingPathComponent(name))
+      } catch {
+        noteWriteFailure(name, error)
+      }
       findings.append(f)
     }
+  }
+
+  /// The first file of the run directory that could not be written (a full disk, a removed
+  /// directory): the run cannot vouch for its results, so its verdict is error, never bug.
+  private let writeFailure = Mutex<String?>(nil)
+
+  func noteWriteFailure(_ file: String, _ error: any Error) {
+    let e = error as NSError
+    let posix = [e, e.userInfo[NSUnderlyingErrorKey] as? NSError].compactMap { $0 }
+      .first { $0.domain == NSPOSIXErrorDomain }
+    let why = posix.map { String(cString: strerror(Int32($0.code))) } ?? e.localizedDescription
+    writeFailure.withLock {
+      if $0 == nil { $0 = "could not write \(outDir.appendingPathComponent(file).path): \(why)" }
+    }
+  }
+
+  /// Appends to one of the run directory's logs; a failure is noted, not fatal.
+  func append(_ data: Data, to handle: FileHandle?, file: String) {
+    guard let handle else { return }
+    do { try handle.write(contentsOf: data) } catch { noteWriteFailure(file, error) }
   }
 
   var allFindings: [Finding] { lock.locked { findings } }
@@ -69,8 +95,12 @@ final class RunRecorder: @unchecked Sendable {
     let crashes = allFindings
     let verdict: Verdict
     var error = error
+    if let w = writeFailure.withLock({ $0 }) {
+      error = (error.map { $0 + "; " } ?? "") + w + " (is its disk full?)"
+    }
     if error == nil && interrupted.value && !crashes.contains(where: { !$0.expected }) {
-      error = "interrupted before the budget was spent (nothing found until then)"
+      error =
+        "interrupted by \(interruptedBy.withLock { $0 }) before the budget was spent (nothing found until then)"
     }
     if error != nil {
       verdict = .error

@@ -340,7 +340,7 @@ public final class Runner: @unchecked Sendable {
 
   func consume(_ r: KernelLogRecord, exec: (any AgentExecutor)?) {
     let line = r.dmesgLine
-    hostLog?.write(Data((line + "\n").utf8))
+    recorder.append(Data((line + "\n").utf8), to: hostLog, file: "host.log")
     lineTimes.add(offset: scanner.offset, ns: host.executor.nowNs)
     for report in scanner.feed(line: line) {
       // The first crash that is not a splat provoked on purpose ends the run; drainLog()
@@ -413,7 +413,8 @@ public final class Runner: @unchecked Sendable {
   // MARK: report
 
   /// Ctrl-C: stop the agents; the run still writes its results.
-  public func interrupt() {
+  public func interrupt(by signal: String = "SIGINT") {
+    recorder.interruptedBy.withLock { $0 = signal }
     recorder.interrupted.value = true
     host.executor.requestStop()
   }

@@ -123,10 +123,17 @@ struct Run: ParsableCommand {
       throw usageError(error.description)
     }
     guard seeds >= 1 else { throw usageError("--seeds: must be at least 1") }
+    guard job.seed <= UInt64.max - UInt64(seeds - 1) else {
+      throw usageError(
+        "--seeds \(seeds) from seed \(job.seed) would pass 2^64-1 and wrap to 0: start lower")
+    }
     if let duration {
       guard let d = parseDuration(duration) else {
         throw usageError(
           "--duration: '\(duration)' is not a duration; examples: 500ms, 30s, 2m, 1h")
+      }
+      guard d <= Job.maxDurationS else {
+        throw usageError("--duration: '\(duration)' is more than a year of host time")
       }
       job.durationS = d
       if resizes == nil { job.resizeBudget = nil }
@@ -147,8 +154,13 @@ struct Run: ParsableCommand {
     // Nothing written before is lost: a given --out must be new or empty; a default directory
     // gets a suffix if one of the same name exists.
     let kernelName = job.backend == .raw ? "host" : model.name
-    var base = out ?? "runs/\(job.name)-\(kernelName)-seed\(job.seed)-\(stamp)"
+    var base =
+      out ?? "runs/\(RunDirectory.component(job.name))-\(kernelName)-seed\(job.seed)-\(stamp)"
     if out != nil {
+      var isDir: ObjCBool = false
+      if FileManager.default.fileExists(atPath: base, isDirectory: &isDir), !isDir.boolValue {
+        throw usageError("--out \(base): a file of that name exists; give a new or empty directory")
+      }
       if let files = try? FileManager.default.contentsOfDirectory(atPath: base), !files.isEmpty {
         throw usageError(
           "--out \(base): the directory already holds files; choose a new or empty one")
@@ -162,31 +174,40 @@ struct Run: ParsableCommand {
       }
     }
     var worst: Int32 = Exit.pass
+    var writeFailed = false
     var rows: [String] = []
-    // Ctrl-C once: stop and write the results; twice: leave at once.
-    signal(SIGINT, SIG_IGN)
-    let interrupts = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+    // Ctrl-C, systemd's or timeout's SIGTERM, a closed terminal's SIGHUP: once, stop and write
+    // the results (verdict error, the signal named); twice, leave at once.
     let current = CurrentRunner()
-    interrupts.setEventHandler {
-      if current.interruptOnce() { return }
-      Foundation.exit(130)
+    let sources = [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")].map { sig, name in
+      signal(sig, SIG_IGN)
+      let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+      source.setEventHandler {
+        if current.interruptOnce(by: name) { return }
+        Foundation.exit(128 + sig)
+      }
+      source.resume()
+      return source
     }
-    interrupts.resume()
-    defer { interrupts.cancel() }
+    defer { sources.forEach { $0.cancel() } }
     for i in 0..<seeds {
       if current.wasInterrupted { break }
       var j = job
       j.seed = job.seed &+ UInt64(i)
       let dir = seeds == 1 ? base : "\(base)/seed-\(j.seed)"
       FileHandle.standardError.write(Data("hpthammer: run directory \(dir)\n".utf8))
-      var repro = "hpthammer run \(self.job) --backend \(j.backend.rawValue) --seed \(j.seed)"
-      if j.backend.usesKernelModel { repro += " --kernel \(model.name)" }
-      if let duration { repro += " --duration \(duration)" }
-      if let resizes { repro += " --resizes \(resizes)" }
-      if let target { repro += " --target \(target)" }
+      // A line to paste into a shell: every word quoted where it needs to be.
+      var words = [
+        "hpthammer", "run", self.job, "--backend", j.backend.rawValue, "--seed", "\(j.seed)",
+      ]
+      if j.backend.usesKernelModel { words += ["--kernel", model.name] }
+      if let duration { words += ["--duration", duration] }
+      if let resizes { words += ["--resizes", "\(resizes)"] }
+      if let target { words += ["--target", target] }
       if let hostKernel, let hostModules {
-        repro += " --host-kernel \(hostKernel) --host-modules \(hostModules)"
+        words += ["--host-kernel", hostKernel, "--host-modules", hostModules]
       }
+      let repro = words.map(shellQuoted).joined(separator: " ")
       let report: RunReport
       switch j.backend {
       case .sim:
@@ -194,7 +215,7 @@ struct Run: ParsableCommand {
         let runner = Runner(
           job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress,
           reproduce: repro)
-        current.set { runner.interrupt() }
+        current.set { runner.interrupt(by: $0) }
         report = runner.run()
       case .raw, .rawSim:
         let host: RawKVMSystem
@@ -212,16 +233,30 @@ struct Run: ParsableCommand {
           reproduce: repro)
         runner.hostKernelRelease = remoteRelease
         runner.remoteTarget = remote
-        current.set { runner.interrupt() }
+        current.set { runner.interrupt(by: $0) }
         report = runner.run()
       case .libvirt:
         let runner = LibvirtRunner(
           job: j, outDir: URL(fileURLWithPath: dir), progress: progress, reproduce: repro)
-        current.set { runner.interrupt() }
+        current.set { runner.interrupt(by: $0) }
         report = runner.run()
       }
-      print(RunOutput.summary(report, dir: dir))
-      if json, let s = String(data: RunOutput.encode(report), encoding: .utf8) { print(s) }
+      if !RunOutput.isWritten(report, in: URL(fileURLWithPath: dir)) {
+        FileHandle.standardError.write(
+          Data(
+            "hpthammer: could not write \(dir)/run.json and junit.xml (is its disk full?); the verdict below is not on disk\n"
+              .utf8))
+        writeFailed = true
+      }
+      // With --json, stdout holds only JSON (one run.json per line, one line per seed); the
+      // human summary goes to stderr.
+      let summary = RunOutput.summary(report, dir: dir)
+      if json {
+        FileHandle.standardError.write(Data((summary + "\n").utf8))
+        print(String(decoding: RunOutput.encodeLine(report), as: UTF8.self))
+      } else {
+        print(summary)
+      }
       rows.append(
         "seed \(j.seed): \(report.verdict.rawValue) \(report.crashes.first(where: { !$0.expected })?.title ?? "")"
       )
@@ -232,9 +267,15 @@ struct Run: ParsableCommand {
       }
     }
     if seeds > 1 {
-      print("Seeds:")
-      for r in rows { print("  " + r) }
+      let table = (["Seeds:"] + rows.map { "  " + $0 }).joined(separator: "\n") + "\n"
+      if json {
+        FileHandle.standardError.write(Data(table.utf8))
+      } else {
+        print(table, terminator: "")
+      }
     }
+    // A verdict the run directory does not hold cannot be trusted, whatever it was.
+    if writeFailed { throw ExitCode(Exit.couldNotTest) }
     if worst != Exit.pass { throw ExitCode(worst) }
   }
 }
@@ -282,26 +323,30 @@ func rawHost(_ job: Job, model: KernelModel) throws -> (RawKVMSystem, String?, T
 /// The run Ctrl-C stops.
 final class CurrentRunner: @unchecked Sendable {
   private let lock = NSLock()
-  private var stop: (@Sendable () -> Void)?
+  private var stop: (@Sendable (String) -> Void)?
   private var interrupted = false
 
-  func set(_ stop: @escaping @Sendable () -> Void) {
+  private var signal = "SIGINT"
+
+  func set(_ stop: @escaping @Sendable (String) -> Void) {
     lock.lock()
     self.stop = stop
     let now = interrupted
+    let sig = signal
     lock.unlock()
-    if now { stop() }
+    if now { stop(sig) }
   }
 
   /// Returns true the first time (the run is asked to stop), false after that.
-  func interruptOnce() -> Bool {
+  func interruptOnce(by signal: String) -> Bool {
     lock.lock()
     defer { lock.unlock() }
     if interrupted { return false }
     interrupted = true
+    self.signal = signal
     FileHandle.standardError.write(
-      Data("hpthammer: interrupted; writing results (Ctrl-C again to quit now)\n".utf8))
-    stop?()
+      Data("hpthammer: \(signal): stopping; writing results (send it again to quit now)\n".utf8))
+    stop?(signal)
     return true
   }
 
@@ -310,6 +355,14 @@ final class CurrentRunner: @unchecked Sendable {
     defer { lock.unlock() }
     return interrupted
   }
+}
+
+/// `word` as a POSIX shell reads it back: as is when it holds only characters no shell
+/// treats specially, else in single quotes (a quote inside becomes '\'').
+func shellQuoted(_ word: String) -> String {
+  let plain = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=+,@%")
+  if !word.isEmpty && word.allSatisfy({ plain.contains($0) }) { return word }
+  return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
 
 /// "500ms", "30s", "2m", "1h", or a plain number of seconds.
