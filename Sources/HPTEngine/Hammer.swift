@@ -254,10 +254,7 @@ final class Hammer: @unchecked Sendable {
     let u = UnexpectedAnswer(
       guest: guest.name, op: op, order: target, fromOrder: order, answer: answer,
       hostTimeS: nowMs / 1000)
-    stats.with {
-      $0.failedUnexpected += 1
-      if $0.unexpected.count < 50 { $0.unexpected.append(u) }
-    }
+    stats.unexpected(u)
   }
 }
 

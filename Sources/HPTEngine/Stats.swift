@@ -40,6 +40,17 @@ public final class RunStats: @unchecked Sendable {
     with { $0.answers[op, default: [:]][a, default: 0] += 1 }
   }
 
+  /// run.json keeps this many unexpected answers in full; all of them are counted.
+  static let unexpectedKept = 50
+
+  /// An answer the kernel should not have given, on any backend.
+  func unexpected(_ u: UnexpectedAnswer) {
+    with {
+      $0.failedUnexpected += 1
+      if $0.unexpected.count < Self.unexpectedKept { $0.unexpected.append(u) }
+    }
+  }
+
   static func summary(_ h: Histogram<UInt64>) -> LatencySummary {
     guard h.totalCount > 0 else { return LatencySummary(count: 0, p50: 0, p90: 0, p99: 0, max: 0) }
     func ms(_ us: UInt64) -> Double { (Double(us) / 1000 * 1000).rounded() / 1000 }
