@@ -35,6 +35,26 @@ struct Scan: ParsableCommand {
   @Argument(help: "Log files; '-' reads standard input.")
   var files: [String] = ["-"]
 
+  /// Option values it does not understand are usage errors (exit 2), never ignored.
+  func validate() throws {
+    let parts = origin.split(separator: ":", maxSplits: 1)
+    guard parts.count == 2, ["host", "guest"].contains(parts[0]), !parts[1].isEmpty else {
+      throw ValidationError(
+        "--origin '\(origin)': expected host:NAME or guest:NAME (e.g. host:p9-3, guest:vm1)")
+    }
+    for (flag, path) in [("--vmlinux", vmlinux)]
+      + modules.map({ ("--module", $0.split(separator: "=", maxSplits: 1).last.map(String.init)) })
+    {
+      guard let path else { continue }
+      guard access(path, R_OK) == 0 else {
+        throw ValidationError("\(flag) \(path): \(String(cString: strerror(errno)))")
+      }
+    }
+    for entry in modules where !entry.contains("=") {
+      throw ValidationError("--module '\(entry)': expected NAME=PATH (e.g. kvm_hv=kvm-hv.ko)")
+    }
+  }
+
   private var symbolizer: Symbolizer? {
     guard let vmlinux else { return nil }
     var map: [String: String] = [:]
