@@ -149,6 +149,8 @@ final class LinePattern: Sendable, Hashable, CustomStringConvertible {
       for k in 0..<length where line[pos + k] != store[start + k] { return false }
       return matchAt(line, pos + length, tokenIndex + 1, &captures)
     case .function:
+      // 64-bit big-endian powerpc (ELFv1) names a function's code ".name": the same function.
+      let pos = pos < count && line[pos] == UInt8(ascii: ".") ? pos + 1 : pos
       var end = pos
       while end < count, isSymbolByte(line[end]) { end += 1 }
       guard end > pos else { return false }

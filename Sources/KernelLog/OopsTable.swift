@@ -166,6 +166,10 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "kfence", "BUG: KFENCE: {*} in {F}", title: "KFENCE: $F", kind: .kfence, type: memorySafety,
         frame: stack(header: 0)),
+      // The function wrapped to the next line: the stack's first frame names it.
+      OopsFormat(
+        "kfence-wrapped", "BUG: KFENCE: {W} {W} in{$}", title: "KFENCE: $1 $2 in $F",
+        kind: .kfence, type: .sanitizer(prefix: "KFENCE", bug: 0, access: 1), frame: stack()),
       OopsFormat(
         "kcsan-race", "BUG: KCSAN: {W} in {F} / {F}", title: "KCSAN: $1 in $2 / $3", kind: .kcsan,
         type: .fixed("KCSAN-DATARACE"), frame: .none, noStack: true),
@@ -400,6 +404,13 @@ let defaultOopsTable: [OopsPattern] = [
         frame: stack(skip: warnHelpers)),
       OopsFormat(
         "warn-at", "WARNING: {*}at {S} {F}", title: "WARNING in $F", kind: .warning,
+        type: warningType,
+        frame: stack(skip: warnHelpers)),
+      // The same header cut by an 80-column console or a mail client after the file, after
+      // "at", or after the PID: the function is on the next line or nowhere; the report's
+      // NIP line or stack names it.
+      OopsFormat(
+        "warn-at-wrapped", "WARNING: CPU: {N} PID: {N}", title: "WARNING in $F", kind: .warning,
         type: warningType,
         frame: stack(skip: warnHelpers)),
       OopsFormat(
@@ -725,6 +736,10 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "ubsan", "UBSAN: {W} in {S}", title: "UBSAN: $1 in $F", kind: .ubsan, type: .fixed("UBSAN"),
         frame: stack(ip: false, skip: ["ubsan", "__ubsan", "handle_"])),
+      // The file wrapped to the next line.
+      OopsFormat(
+        "ubsan-wrapped", "UBSAN: {W} in{$}", title: "UBSAN: $1 in $F", kind: .ubsan,
+        type: .fixed("UBSAN"), frame: stack(ip: false, skip: ["ubsan", "__ubsan", "handle_"])),
     ]),
   OopsPattern(
     "soft-lockup-ppc", header: "soft lockup - CPU#",
@@ -737,12 +752,23 @@ let defaultOopsTable: [OopsPattern] = [
         frame: stack(after: [], .stall))
     ]),
   OopsPattern(
-    "hard-lockup", header: "LOCKUP",
+    // followsReport: the per-CPU lines right after "detected hard LOCKUP on other CPUs" are
+    // that report's, not new ones.
+    "hard-lockup", header: "LOCKUP", followsReport: true,
     [
       OopsFormat(
         "ppc-hard-lockup-self", "watchdog: CPU {N} self-detected hard LOCKUP @ {F}",
         title: "BUG: hard lockup in $F",
         kind: .hardLockup, type: hang, frame: stack(header: 1, after: [], .stall)),
+      // The same line cut after "@" (a wrapped console), and the per-CPU report of the
+      // powerpc watchdog on a CPU that another one found stuck: the stack names the function.
+      OopsFormat(
+        "ppc-hard-lockup-self-wrapped", "watchdog: CPU {N} self-detected hard LOCKUP",
+        title: "BUG: hard lockup in $F",
+        kind: .hardLockup, type: hang, frame: stack(after: [], .stall)),
+      OopsFormat(
+        "ppc-hard-lockup-cpu", "watchdog: CPU {N} Hard LOCKUP", title: "BUG: hard lockup in $F",
+        kind: .hardLockup, type: hang, frame: stack(after: [], .stall)),
       OopsFormat(
         "ppc-hard-lockup", "Watchdog CPU:{N} Hard LOCKUP", title: "BUG: hard lockup in $F",
         kind: .hardLockup,
@@ -769,6 +795,10 @@ let defaultOopsTable: [OopsPattern] = [
         type: dos),
       OopsFormat(
         "ppc-machine-check-kernel", "Machine check in kernel mode", title: "machine check in $F",
+        kind: .machineCheck, type: dos),
+      // powerpc's die() on an unrecovered machine check: "Oops: Machine check, sig: 7".
+      OopsFormat(
+        "ppc-oops-machine-check", "Oops: Machine check", title: "machine check in $F",
         kind: .machineCheck, type: dos),
       OopsFormat(
         "machine-check-exception", "Machine Check Exception", title: "machine check exception",
@@ -824,6 +854,10 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "oops-exception", "Oops: Exception in kernel mode", title: "kernel BUG in $F", kind: .bug,
         type: bugType),
+      // A system reset (NMI) that the kernel could not return from: a CPU stopped where NIP says.
+      OopsFormat(
+        "oops-system-reset", "Oops: System Reset", title: "system reset in $F",
+        kind: .internalError, type: dos),
     ]),
   // syzkaller's executor reports its own failures this way (a userspace failure, not a kernel
   // crash, but the run is over).
