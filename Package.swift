@@ -14,6 +14,7 @@ import PackageDescription
 //   SimKVMSys  - a KVMSys `Syscalls` backed by HPTSim: fake /dev/kvm, VM and vCPU fds, so
 //                RawKVM's code runs unchanged against the simulated kernel
 //   HPTEngine  - jobs, the resize hammer, memory load, log watcher, run output
+//   HPTBisect  - the statistical bisection and patch verdicts (pure math, no I/O, no dependencies)
 //   hpthammer  - the command line
 let package = Package(
   name: "HPTHammer",
@@ -35,6 +36,7 @@ let package = Package(
     .target(name: "KVMSys", dependencies: ["KVMHost", "CKVMSys"]),
     .target(name: "HPTSim", dependencies: ["KVMHost", "KernelLog"]),
     .target(name: "PPC64"),
+    .target(name: "HPTBisect"),
     .target(name: "RawKVM", dependencies: ["KVMHost", "KVMSys", "PPC64", "KernelLog"]),
     .target(name: "SimKVMSys", dependencies: ["KVMHost", "KVMSys", "HPTSim", "PPC64"]),
     // libvirt's C API (libvirt-dev), and a small Swift layer over it.
@@ -51,14 +53,15 @@ let package = Package(
       name: "hpthammer",
       dependencies: [
         "HPTEngine", "HPTSim", "KernelLog", "KVMHost", "KVMSys", "Libvirt", "RawKVM", "SimKVMSys",
-        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "HPTBisect", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(
       name: "hpthammer-bench",
-      dependencies: ["HPTEngine", "HPTSim", "KernelLog", "KVMHost"]),
+      dependencies: ["HPTEngine", "HPTSim", "KernelLog", "KVMHost", "HPTBisect"]),
     .executableTarget(name: "kernellog-bench", dependencies: ["KernelLog"]),
     .testTarget(name: "KernelLogTests", dependencies: ["KernelLog", "hpthammer"], exclude: ["Fixtures"]),
     .testTarget(name: "KVMHostTests", dependencies: ["KVMHost"]),
+    .testTarget(name: "HPTBisectTests", dependencies: ["HPTBisect"]),
     .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
     .testTarget(name: "KVMSysTests", dependencies: ["KVMSys", "KVMHost"]),
     .testTarget(name: "HPTSimTests", dependencies: ["HPTSim", "KVMHost", "KernelLog"]),

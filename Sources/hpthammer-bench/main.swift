@@ -7,6 +7,7 @@ import KVMHost
 //   hpthammer-bench detect [SEEDS]     time to detection per bug model
 //   hpthammer-bench fp [SEEDS] [HOST_S] false positives of the fixed kernel on the default job
 //   hpthammer-bench speed              order-24 rehash and a resize/fault rate on an order-24 guest
+//   hpthammer-bench bisect [TRIALS] [N] [P,...]  the statistical bisection against today's rules
 // Build with -c release for meaningful numbers.
 
 func loadJob(_ path: String) -> Job {
@@ -151,7 +152,15 @@ case "fp":
     hostS: args.dropFirst(2).first.flatMap { Double($0) } ?? 60,
     firstSeed: args.dropFirst(3).first.flatMap { Int($0) } ?? 1)
 case "speed": speed()
+case "bisect":
+  bisectBench(
+    trials: args.dropFirst().first.flatMap { Int($0) } ?? 200,
+    count: args.dropFirst(2).first.flatMap { Int($0) } ?? 1000,
+    ps: args.dropFirst(3).first.map { $0.split(separator: ",").compactMap { Double($0) } }
+      ?? [1, 0.5, 0.3, 0.2, 0.1, 0.05])
 default:
-  print("usage: hpthammer-bench detect [SEEDS] | fp [SEEDS] [HOST_S] [FIRST_SEED] | speed")
+  print(
+    "usage: hpthammer-bench detect [SEEDS] | fp [SEEDS] [HOST_S] [FIRST_SEED] | speed | bisect [TRIALS] [N] [P,P,...]"
+  )
   exit(2)
 }

@@ -1,0 +1,73 @@
+import Foundation
+import HPTBisect
+
+/// `hpthammer-bench bisect [TRIALS] [N]`: the statistical bisection against git bisect's,
+/// ktest's and syzkaller's rules on simulated flaky histories (p unknown to the engine), in
+/// two cost models, beside the information bound. Each rule sees the same histories.
+func bisectBench(trials: Int, count: Int, ps: [Double]) {
+  let models = [
+    ("build 30 min + run 5 min", BisectCosts(buildS: 1800, runS: 300)),
+    ("build 30 s + run 100 s", BisectCosts(buildS: 30, runS: 100)),
+  ]
+  let rules: [BaselineRule] = [.gitBisect, .ktest(tries: 5), .syzkaller]
+  let t0 = Date()
+  for (modelName, costs) in models {
+    print("== cost model: \(modelName); N = \(count), \(trials) trials per row, confidence 0.99")
+    print(
+      "p     false-alarm  rule                      correct  mean runs  runs/bound  builds  cost (h)  calibrated"
+    )
+    for falseAlarm in [0.0, 0.005] {
+      for p in ps {
+        let bound = informationBoundRuns(count: count, p: p)
+        func history(_ t: Int) -> FlakyHistory {
+          var seedGen = FlakyHistory(count: count, culprit: 0, p: p, falseAlarm: 0, seed: UInt64(t))
+          let culprit = Int(seedGen.uniform() * Double(count))
+          return FlakyHistory(
+            count: count, culprit: culprit, p: p, falseAlarm: falseAlarm,
+            seed: UInt64(t) &* 7919 &+ UInt64(p * 1000))
+        }
+        var rows: [(String, [TrialResult], [Int])] = []
+        for rule in rules {
+          var results: [TrialResult] = []
+          var truth: [Int] = []
+          for t in 0..<trials {
+            var h = history(t)
+            truth.append(h.culprit)
+            results.append(rule.bisect(&h, costs: costs))
+          }
+          rows.append((rule.name, results, truth))
+        }
+        var results: [TrialResult] = []
+        var truth: [Int] = []
+        for t in 0..<trials {
+          var h = history(t)
+          truth.append(h.culprit)
+          results.append(
+            Bisection.trial(&h, costs: costs, budget: BisectBudget(confidence: 0.99, maxRuns: 3000))
+          )
+        }
+        rows.append(("HPTHammer (Bayesian, p unknown)", results, truth))
+        for (name, rs, truth) in rows {
+          let correct = zip(rs, truth).filter { $0.0.answer == $0.1 }.count
+          let runs = Double(rs.map(\.runs).reduce(0, +)) / Double(rs.count)
+          let builds = Double(rs.map(\.builds).reduce(0, +)) / Double(rs.count)
+          let cost = rs.map(\.costS).reduce(0, +) / Double(rs.count) / 3600
+          let claims = zip(rs, truth).filter { $0.0.claimed >= 0.99 }
+          let calibrated =
+            name.hasPrefix("HPTHammer")
+            ? String(format: "%d/%d", claims.filter { $0.0.answer == $0.1 }.count, claims.count)
+            : "-"
+          print(
+            String(
+              format: "%-5.2f %-12.3f %-25@ %6.1f%%  %9.1f  %10.2f  %6.1f  %8.1f  %@", p,
+              falseAlarm,
+              name as NSString, 100 * Double(correct) / Double(rs.count), runs, runs / bound,
+              builds,
+              cost, calibrated as NSString))
+        }
+        print(String(format: "      information bound: %.1f runs", bound))
+      }
+    }
+  }
+  print(String(format: "bench wall time: %.1f s", Date().timeIntervalSince(t0)))
+}
