@@ -1,0 +1,389 @@
+import ArgumentParser
+import Foundation
+import HPTBisect
+
+/// `hpthammer bisect run|status|resume`: git bisect run's protocol, made statistical.
+struct Bisect: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Find the first bad commit of a flaky crash (a reproducer that fails sometimes).",
+    subcommands: [RunBisect.self, Status.self, Resume.self])
+
+  struct RunBisect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "run",
+      abstract: "Bisect DIR's first-parent history from --good to --bad with TEST.",
+      discussion: """
+        TEST runs in the repository, on the commit chosen: exit 0 = did not reproduce, \
+        1 = reproduced, 125 = cannot test this commit (skip), anything else aborts. \
+        Exit: 0 the culprit holds the confidence, 1 the budget ran out first (best guess \
+        printed), 125 cannot start, 2 usage.
+        """)
+
+    @Option(help: "The git repository (its tree must be clean).") var repo: String
+    @Option(help: "A commit where the crash does not happen.") var good: String
+    @Option(help: "A commit where it does.") var bad: String
+    @Option(help: "Shell command run in the repository after each checkout (non-zero: skip).")
+    var build: String?
+    @Option(help: "Stop when the most likely culprit holds this probability.")
+    var confidence: Double = 0.99
+    @Option(help: "Stop after this many test runs.") var maxRuns: Int = 500
+    @Option(help: "Build and run costs in seconds, for choosing between a repeat and a build.")
+    var buildCost: Double = 60
+    @Option var runCost: Double = 60
+    @Option(help: "The bisection directory (journal). Default: runs/bisect-TIMESTAMP.")
+    var dir: String?
+    @Flag(help: "One JSON object on stdout at the end.") var json = false
+    @Argument(parsing: .postTerminator, help: "TEST [ARGS...]") var test: [String] = []
+
+    func run() throws {
+      guard !test.isEmpty else { throw usageError("bisect run: give the TEST after '--'") }
+      guard confidence > 0.5 && confidence < 1 else {
+        throw usageError("--confidence \(confidence): give a probability between 0.5 and 1")
+      }
+      guard maxRuns >= 1 else { throw usageError("--max-runs: at least 1") }
+      let exe = test[0].contains("/") ? test[0] : (which(test[0]) ?? test[0])
+      guard
+        FileManager.default.isExecutableFile(atPath: exe)
+          || FileManager.default.isExecutableFile(atPath: "\(repo)/\(exe)")
+      else { throw usageError("TEST \(test[0]): not an executable file") }
+      let git = Git(repo: repo)
+      let start = try BisectSetup.start(
+        git: git, good: good, bad: bad, build: build, test: test, confidence: confidence,
+        maxRuns: maxRuns, costs: BisectCosts(buildS: buildCost, runS: runCost))
+      let d =
+        dir ?? "runs/bisect-\(Int(Date().timeIntervalSince1970))"
+      let journal = try BisectJournal.create(dir: d, start: start)
+      FileHandle.standardError.write(
+        Data(
+          "hpthammer bisect: \(start.commits.count) commits between \(good) and \(bad); journal \(d)/journal.jsonl\n"
+            .utf8))
+      try BisectDriver(start: start, journal: journal, json: json).drive()
+    }
+  }
+
+  struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "The posterior and history of a bisection directory.")
+    @Argument var dir: String
+    func run() throws {
+      let (start, events) = try BisectJournal.read(dir: dir)
+      var b = start.bisection()
+      for e in events { if let i = e.commit, let o = e.outcome { b.record(commit: i, o) } }
+      let m = b.posterior.marginals()
+      print(
+        "bisection of \(start.commits.count) commits, \(b.runs) runs, \(b.builds) kernels built, \(b.skips) skipped"
+      )
+      print(String(format: "p estimate %.2f", m.pMean))
+      for k in m.culprit.indices.sorted(by: { m.culprit[$0] > m.culprit[$1] }).prefix(5) {
+        print(String(format: "  %@  %.4f", start.commits[k] as NSString, m.culprit[k]))
+      }
+      if events.contains(where: { $0.event == "end" }) {
+        print("ended")
+      } else {
+        print("not ended: hpthammer bisect resume \(dir)")
+      }
+    }
+  }
+
+  struct Resume: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Go on with a bisection that was stopped (SIGKILL, reboot), from its journal.")
+    @Argument var dir: String
+    @Flag var json = false
+    func run() throws {
+      let (start, events) = try BisectJournal.read(dir: dir)
+      let journal = try BisectJournal.append(dir: dir)
+      try BisectDriver(start: start, journal: journal, json: json, replay: events).drive()
+    }
+  }
+}
+
+func which(_ name: String) -> String? {
+  (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
+    .map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+}
+
+/// git, run as a process in the repository.
+struct Git: Sendable {
+  let repo: String
+
+  /// stdout (trimmed) and the exit status.
+  @discardableResult
+  func run(_ args: [String]) throws -> (Int32, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: which("git") ?? "/usr/bin/git")
+    p.arguments = ["-C", repo] + args
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (
+      p.terminationStatus,
+      String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    )
+  }
+
+  func sha(_ rev: String) throws -> String? {
+    let (rc, out) = try run(["rev-parse", "--verify", "-q", "\(rev)^{commit}"])
+    return rc == 0 ? out : nil
+  }
+}
+
+/// The bisection's fixed inputs: the first line of its journal.
+struct BisectStart: Codable, Sendable {
+  var event = "start"
+  var repo: String
+  var good: String
+  var bad: String
+  var commits: [String]
+  var build: String?
+  var test: [String]
+  var confidence: Double
+  var maxRuns: Int
+  var buildCost: Double
+  var runCost: Double
+  var origHead: String
+
+  func bisection() -> Bisection {
+    Bisection(
+      count: commits.count, costs: BisectCosts(buildS: buildCost, runS: runCost),
+      budget: BisectBudget(confidence: confidence, maxRuns: maxRuns))
+  }
+}
+
+enum BisectSetup {
+  static func start(
+    git: Git, good: String, bad: String, build: String?, test: [String], confidence: Double,
+    maxRuns: Int, costs: BisectCosts
+  ) throws -> BisectStart {
+    func cannot(_ why: String) -> ExitCode {
+      FileHandle.standardError.write(Data("hpthammer bisect: \(why)\n".utf8))
+      return ExitCode(Exit.couldNotTest)
+    }
+    guard (try? git.run(["rev-parse", "--git-dir"]).0) == 0 else {
+      throw cannot("\(git.repo) is not a git repository")
+    }
+    guard let g = try git.sha(good) else {
+      throw cannot("--good \(good): no such commit in \(git.repo)")
+    }
+    guard let b = try git.sha(bad) else {
+      throw cannot("--bad \(bad): no such commit in \(git.repo)")
+    }
+    guard try git.run(["merge-base", "--is-ancestor", g, b]).0 == 0, g != b else {
+      throw cannot(
+        "--good \(good) is not an ancestor of --bad \(bad): nothing to bisect between them")
+    }
+    let (_, dirty) = try git.run(["status", "--porcelain", "--untracked-files=no"])
+    guard dirty.isEmpty else {
+      throw cannot("\(git.repo) has uncommitted changes; commit or stash them first:\n\(dirty)")
+    }
+    let (_, list) = try git.run(["rev-list", "--first-parent", "--reverse", "\(g)..\(b)"])
+    let commits = list.split(separator: "\n").map(String.init)
+    guard !commits.isEmpty else { throw cannot("no commits between \(good) and \(bad)") }
+    let (rc, ref) = try git.run(["symbolic-ref", "-q", "--short", "HEAD"])
+    let orig = rc == 0 ? ref : (try git.sha("HEAD") ?? b)
+    return BisectStart(
+      repo: git.repo, good: g, bad: b, commits: commits, build: build, test: test,
+      confidence: confidence, maxRuns: maxRuns, buildCost: costs.buildS, runCost: costs.runS,
+      origHead: orig)
+  }
+}
+
+/// One line of the journal after the start: a build or a run, or the end.
+struct BisectEvent: Codable, Sendable {
+  var event: String
+  var commit: Int?
+  var sha: String?
+  var outcome: RunOutcome?
+  var exit: Int32?
+  var culprit: String?
+  var confidence: Double?
+}
+
+/// The bisection directory's journal.jsonl: appended and fsync'd as each answer comes, so a
+/// SIGKILL or a reboot loses nothing that was answered.
+final class BisectJournal {
+  let handle: FileHandle
+
+  init(handle: FileHandle) { self.handle = handle }
+
+  static func create(dir: String, start: BisectStart) throws -> BisectJournal {
+    let path = "\(dir)/journal.jsonl"
+    if FileManager.default.fileExists(atPath: path) {
+      throw usageError(
+        "--dir \(dir) already holds a bisection; resume it with hpthammer bisect resume \(dir)")
+    }
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    FileManager.default.createFile(atPath: path, contents: nil)
+    let j = BisectJournal(handle: try FileHandle(forWritingTo: URL(fileURLWithPath: path)))
+    try j.write(start)
+    return j
+  }
+
+  static func append(dir: String) throws -> BisectJournal {
+    let h = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(dir)/journal.jsonl"))
+    try h.seekToEnd()
+    return BisectJournal(handle: h)
+  }
+
+  static func read(dir: String) throws -> (BisectStart, [BisectEvent]) {
+    let path = "\(dir)/journal.jsonl"
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw usageError("\(dir): not a bisection directory (no journal.jsonl)")
+    }
+    var lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
+    // A line cut by a kill mid-write is the last one; it was never answered.
+    if let last = lines.last, (try? JSONSerialization.jsonObject(with: Data(last.utf8))) == nil {
+      lines.removeLast()
+    }
+    guard let first = lines.first,
+      let start = try? JSONDecoder().decode(BisectStart.self, from: Data(first.utf8))
+    else { throw usageError("\(dir)/journal.jsonl: not a bisection journal") }
+    let events = lines.dropFirst().compactMap {
+      try? JSONDecoder().decode(BisectEvent.self, from: Data($0.utf8))
+    }
+    return (start, events)
+  }
+
+  func write<T: Encodable>(_ value: T) throws {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys]
+    try handle.write(contentsOf: try enc.encode(value) + Data("\n".utf8))
+    try handle.synchronize()
+  }
+}
+
+/// Runs the bisection: checkouts, builds, TEST runs, the journal, the answer.
+struct BisectDriver {
+  let start: BisectStart
+  let journal: BisectJournal
+  let json: Bool
+  var replay: [BisectEvent] = []
+
+  func drive() throws {
+    let git = Git(repo: start.repo)
+    var b = start.bisection()
+    var buildFailed: Set<Int> = []
+    for e in replay {
+      if let i = e.commit, let o = e.outcome { b.record(commit: i, o) }
+      if e.event == "build", e.outcome == .skip, let i = e.commit { buildFailed.insert(i) }
+    }
+    let t0 = Date()
+    // HEAD goes back where it was, at the end and on SIGINT/SIGTERM.
+    let restore = { _ = try? git.run(["checkout", "-q", start.origHead]) }
+    let signals = [SIGINT, SIGTERM, SIGHUP].map { sig in
+      signal(sig, SIG_IGN)
+      let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+      s.setEventHandler {
+        restore()
+        FileHandle.standardError.write(
+          Data("hpthammer bisect: stopped; resume with hpthammer bisect resume DIR\n".utf8))
+        Foundation.exit(128 + sig)
+      }
+      s.resume()
+      return s
+    }
+    defer { signals.forEach { $0.cancel() } }
+    var current: Int?
+    while true {
+      guard case .run(let i) = b.next() else { break }
+      if current != i {
+        guard try git.run(["checkout", "-q", "--detach", start.commits[i]]).0 == 0 else {
+          restore()
+          FileHandle.standardError.write(
+            Data("hpthammer bisect: git checkout \(start.commits[i]) failed\n".utf8))
+          throw ExitCode(Exit.couldNotTest)
+        }
+        current = i
+        if let cmd = start.build {
+          let rc = try shell(["/bin/sh", "-c", cmd])
+          try journal.write(
+            BisectEvent(
+              event: "build", commit: i, sha: start.commits[i], outcome: rc == 0 ? nil : .skip,
+              exit: rc))
+          if rc != 0 {
+            b.record(commit: i, .skip)
+            current = nil
+            continue
+          }
+        }
+      }
+      let rc = try shell(start.test)
+      let outcome: RunOutcome
+      switch rc {
+      case 0: outcome = .clean
+      case 1: outcome = .reproduced
+      case 125: outcome = .skip
+      default:
+        restore()
+        FileHandle.standardError.write(
+          Data(
+            "hpthammer bisect: TEST exited \(rc) on \(start.commits[i]): aborting (0, 1 and 125 are answers)\n"
+              .utf8))
+        throw ExitCode(Exit.couldNotTest)
+      }
+      try journal.write(
+        BisectEvent(event: "run", commit: i, sha: start.commits[i], outcome: outcome, exit: rc))
+      b.record(commit: i, outcome)
+    }
+    restore()
+    guard case .done(let a) = b.next() else { return }
+    try journal.write(
+      BisectEvent(event: "end", culprit: start.commits[a.culprit], confidence: a.confidence))
+    report(a, b, wallS: Date().timeIntervalSince(t0))
+    if !a.confident { throw ExitCode(Exit.bug) }
+  }
+
+  func shell(_ argv: [String]) throws -> Int32 {
+    let p = Process()
+    let exe = argv[0].contains("/") ? argv[0] : (which(argv[0]) ?? argv[0])
+    p.executableURL = URL(
+      fileURLWithPath: exe.hasPrefix("/") ? exe : "\(start.repo)/\(exe)")
+    p.arguments = Array(argv.dropFirst())
+    p.currentDirectoryURL = URL(fileURLWithPath: start.repo)
+    p.standardOutput = FileHandle.standardError
+    try p.run()
+    p.waitUntilExit()
+    return p.terminationReason == .exit ? p.terminationStatus : 128 + p.terminationStatus
+  }
+
+  func report(_ a: BisectAnswer, _ b: Bisection, wallS: Double) {
+    let sha = start.commits[a.culprit]
+    let range =
+      a.lower == a.upper
+      ? nil : (start.commits[a.lower], start.commits[a.upper])
+    if json {
+      let obj: [String: Any] = [
+        "culprit": sha, "confidence": a.confidence,
+        "range": range.map { [$0.0, $0.1] } as Any,
+        "candidates": a.candidates.map {
+          ["commit": start.commits[$0.index], "probability": $0.probability]
+        },
+        "runs": b.runs, "builds": b.builds, "skipped": b.skips, "p_estimate": a.pEstimate,
+        "wall_s": (wallS * 10).rounded() / 10, "confident": a.confident,
+      ]
+      if let d = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) {
+        print(String(decoding: d, as: UTF8.self))
+      }
+      return
+    }
+    if let range {
+      print(
+        "the first bad commit is one of \(range.0)..\(range.1) (commits between could not be tested)"
+      )
+    } else {
+      print("\(sha) is the first bad commit")
+    }
+    print(
+      String(
+        format: "confidence %.4f%@; %d runs, %d commits built, %d skipped; p estimate %.2f; %.0f s",
+        a.confidence,
+        (a.confident ? "" : " (budget spent before the asked confidence)") as NSString,
+        b.runs, b.builds, b.skips, a.pEstimate, wallS))
+    for c in a.candidates {
+      print(String(format: "  %@  %.4f", start.commits[c.index] as NSString, c.probability))
+    }
+  }
+}
