@@ -1,22 +1,44 @@
 #!/usr/bin/env bash
-# git bisect run helper: builds the kernel tree it is run in for POWER (PowerNV, kvm-hv as a
-# module), boots it on the emulated lab (or, with HPTHAMMER_BISECT_HOST set, installs it on a
-# real host: see ci/README.md) and runs a job. Exit codes are the harness's: 0 good, 1 bad,
-# 125 skip (a commit that does not build or boot is not "bad").
-#   cd linux && git bisect start BAD GOOD && git bisect run /path/to/hpthammer/ci/bisect.sh
+# The TEST of a statistical kernel bisection on the emulated POWER lab (or, with
+# HPTHAMMER_BISECT_TARGET, another target the job names): builds the kernel tree's checked-out
+# commit for the lab (Guests/lab/kernel.sh --tree: PowerNV, kvm-hv as a module, cached by
+# commit, one build directory for the tree so steps are incremental), boots it and runs the job.
+#   hpthammer bisect run --repo LINUX --good G --bad B --build-cost 1800 --run-cost 300 \
+#     -- /path/to/hpthammer/ci/bisect.sh
+# Exit codes are bisect run's: 0 did not reproduce, 1 reproduced, 125 skip (a commit that does
+# not build or boot, or an infrastructure failure, is never "bad").
+# HPTHAMMER_BISECT_JOB (default Jobs/lab-raw-race.yaml), HPTHAMMER_BISECT_DURATION (each run's
+# budget, e.g. 45s, instead of the job's); HPTHAMMER_BISECT_MATCH: count a run as
+# reproduced only when a crash title contains this text (another crash is reported, not counted).
 set -uo pipefail
 harness=$(cd "$(dirname "$0")/.." && pwd)
 job=${HPTHAMMER_BISECT_JOB:-$harness/Jobs/lab-raw-race.yaml}
-stage=${HPTHAMMER_BISECT_STAGE:-${XDG_CACHE_HOME:-$HOME/.cache}/hpthammer/bisect}
-export ARCH=powerpc CROSS_COMPILE=powerpc64le-linux-gnu-
-mkdir -p "$stage"
-make -s powernv_defconfig >/dev/null || exit 125
-scripts/kconfig/merge_config.sh -m .config "$harness/Guests/lab/lab-kernel.config" >/dev/null || exit 125
-make -s olddefconfig >/dev/null || exit 125
-nice make -s -j"$(nproc)" vmlinux modules >/dev/null 2>"$stage/build.err" || exit 125
-rm -rf "$stage/modules"
-make -s INSTALL_MOD_PATH="$stage/modules" modules_install >/dev/null || exit 125
+tree=$PWD
+runs=${HPTHAMMER_BISECT_RUNS:-$harness/runs/bisect-runs}
+mkdir -p "$runs"
+kernel=$(bash "$harness/Guests/lab/kernel.sh" --tree "$tree") || exit 125
+vmlinux=$(sed -n 's/^HPTHAMMER_LAB_HOST_KERNEL=//p' <<<"$kernel")
+modules=$(sed -n 's/^HPTHAMMER_LAB_HOST_MODULES=//p' <<<"$kernel")
+[ -s "$vmlinux" ] && [ -d "$modules" ] || exit 125
 cd "$harness" || exit 125
 [ -x .build/release/hpthammer ] || swift build -c release --product hpthammer >/dev/null || exit 125
-.build/release/hpthammer run "$job" --target lab --host-kernel "$OLDPWD/vmlinux" \
-  --host-modules "$stage/modules" --no-progress
+out="$runs/$(git -C "$tree" rev-parse --short HEAD)-$(date +%s%N)"
+.build/release/hpthammer run "$job" --target "${HPTHAMMER_BISECT_TARGET:-lab}" \
+  ${HPTHAMMER_BISECT_DURATION:+--duration "$HPTHAMMER_BISECT_DURATION"} \
+  --host-kernel "$vmlinux" --host-modules "$modules" --out "$out" --no-progress >&2
+rc=$?
+echo "ci/bisect.sh: run directory $out (exit $rc)" >&2
+case $rc in
+  0) exit 0 ;;
+  1)
+    [ -z "${HPTHAMMER_BISECT_MATCH:-}" ] && exit 1
+    python3 - "$out/run.json" "$HPTHAMMER_BISECT_MATCH" <<'PY' && exit 1
+import json, sys
+r = json.load(open(sys.argv[1]))
+titles = [c["title"] for c in r.get("crashes", []) if not c.get("expected")]
+sys.exit(0 if any(sys.argv[2] in t for t in titles) else 1)
+PY
+    echo "ci/bisect.sh: a different crash, not counted: see $out/run.json" >&2
+    exit 0 ;;
+  *) exit 125 ;;
+esac

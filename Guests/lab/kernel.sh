@@ -158,7 +158,13 @@ if [ -z "$tree" ]; then
 fi
 
 # --- configure and build in the one build directory -------------------------------------------
-b=$K/build
+# One build directory per source tree (Kbuild's objects name their tree): Debian's, shared by
+# every patched kernel, and one per --tree, shared by all of that tree's commits.
+if [ -n "$tree" ] && [ "$src" != "$(cd "$K/linux" 2>/dev/null && pwd -P)" ]; then
+  b=$K/build-$(printf %s "$src" | sha256sum | cut -c1-8)
+else
+  b=$K/build
+fi
 mkdir -p "$b"
 t0=$(date +%s)
 blog=$K/build.log
