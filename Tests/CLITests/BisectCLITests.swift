@@ -160,3 +160,27 @@ import Testing
     #expect(rc2 == 2 && err2.contains("not a bisection"), "\(err2)")
   }
 }
+
+/// `hpthammer verdict` on the simulator: the fixed kernel against the seed's, and the seed's
+/// against itself.
+@Suite struct VerdictCLITests {
+  @Test func theFixedKernelFixesTheSeedsBugAndTheSameKernelDoesNot() throws {
+    let cli = CLITests()
+    let dir = cli.tmp()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let job = CLITests.repo.appendingPathComponent("Jobs/dry-run.yaml").path
+    let (rc, out, err) = try cli.hpthammer([
+      "verdict", job, "--base", "4.14.0-rc4", "--patched", "6.1", "--resizes", "40", "--fraction",
+      "0.2", "--max-runs", "300", "--dir", dir + "/a", "--json",
+    ])
+    #expect(rc == 0, "\(out) \(err)")
+    let j = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]
+    #expect(j?["verdict"] as? String == "fixes")
+    #expect((j?["patched"] as? [String: Any])?["reproduced"] as? Int == 0)
+    let (rc2, out2, _) = try cli.hpthammer([
+      "verdict", job, "--base", "4.14.0-rc4", "--patched", "4.14.0-rc4", "--resizes", "40",
+      "--dir", dir + "/b",
+    ])
+    #expect(rc2 == 1 && out2.contains("does-not-fix"), "\(out2)")
+  }
+}

@@ -62,3 +62,39 @@ import Testing
     #expect(abs(informationBoundRuns(count: 1000, p: 0.5) - log2(1000) / log2(1.25)) < 1e-6)
   }
 }
+
+@Suite struct PatchVerdictTests {
+  @Test func aFixIsCalledOnlyWithEnoughEvidence() {
+    var v = PatchVerdict(confidence: 0.99, fraction: 0.1, maxRuns: 1000)
+    var h = FlakyHistory(count: 2, culprit: 1, p: 0.5, falseAlarm: 0, seed: 9)
+    while v.answer == nil {
+      let isBase = v.nextIsBase
+      v.record(base: isBase, titles: isBase && h.run(1) ? ["BUG in x"] : [])
+    }
+    #expect(v.answer == .fixes)
+    #expect(v.patched.runs >= 40, "called a fix after \(v.patched.runs) clean runs")
+    #expect(v.fixProbability >= 0.99)
+  }
+
+  @Test func theSameCrashOnThePatchedKernelDoesNotFix() {
+    var v = PatchVerdict()
+    v.record(base: true, titles: ["BUG in x"])
+    v.record(base: false, titles: ["BUG in x"])
+    #expect(v.answer == .doesNotFix)
+  }
+
+  @Test func aNewCrashRegressesOnceTheBaseHadItsChance() {
+    var v = PatchVerdict()
+    v.record(base: true, titles: [])
+    v.record(base: false, titles: ["WARNING in y"])
+    #expect(v.answer == nil)
+    for _ in 0..<10 { v.record(base: true, titles: []) }
+    #expect(v.answer == .regresses)
+  }
+
+  @Test func theBetaCDF() {
+    // Beta(1, 1) is uniform; Beta(1, n) has CDF 1 - (1-x)^n.
+    #expect(abs(PatchVerdict.betaCDF(0.3, 1, 1) - 0.3) < 1e-9)
+    #expect(abs(PatchVerdict.betaCDF(0.05, 1, 47) - (1 - pow(0.95, 47))) < 1e-9)
+  }
+}

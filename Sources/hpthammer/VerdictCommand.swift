@@ -1,0 +1,129 @@
+import ArgumentParser
+import Foundation
+import HPTBisect
+
+/// `hpthammer verdict JOB --base K1 --patched K2`: does the patch fix the job's crash?
+struct Verdict: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract:
+      "A patch A/B: alternate runs of JOB on two kernels until it can say fixes, does not fix, regresses or cannot tell.",
+    discussion: """
+      A kernel is a simulator model (backend sim: see `hpthammer sim kernels`) or, on the lab, \
+      VMLINUX,MODULES (Guests/lab/kernel.sh prints both). Exit: 0 fixes, 1 does not fix or \
+      regresses, 125 cannot tell, 2 usage.
+      """)
+
+  @Argument(help: "The job file.") var job: String
+  @Option(help: "The kernel without the patch.") var base: String
+  @Option(help: "The kernel with it.") var patched: String
+  @Option(help: "Passed to hpthammer run (sim, raw, libvirt).") var backend: String?
+  @Option(help: "Passed to hpthammer run (local, lab).") var target: String?
+  @Option(help: "Each run's budget, passed to hpthammer run (e.g. 45s).") var duration: String?
+  @Option(help: "Each run's budget in resize cycles.") var resizes: Int?
+  @Option(help: "How sure the answer must be.") var confidence: Double = 0.99
+  @Option(help: "'fixes' means the patched rate is below this fraction of the base rate.")
+  var fraction: Double = 0.1
+  @Option(help: "Runs on both kernels together.") var maxRuns: Int = 200
+  @Option(help: "Where the runs go (one directory each).") var dir: String?
+  @Flag(help: "One JSON object on stdout.") var json = false
+
+  func kernelArgs(_ k: String) -> [String] {
+    let parts = k.split(separator: ",", maxSplits: 1).map(String.init)
+    return parts.count == 2
+      ? ["--host-kernel", parts[0], "--host-modules", parts[1]] : ["--kernel", k]
+  }
+
+  func run() throws {
+    guard confidence > 0.5 && confidence < 1 else {
+      throw usageError("--confidence: between 0.5 and 1")
+    }
+    guard fraction > 0 && fraction < 1 else { throw usageError("--fraction: between 0 and 1") }
+    guard FileManager.default.fileExists(atPath: job) else {
+      throw usageError("\(job): no such job file")
+    }
+    let d = dir ?? "runs/verdict-\(Int(Date().timeIntervalSince1970))"
+    try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+    var v = PatchVerdict(confidence: confidence, fraction: fraction, maxRuns: maxRuns)
+    let t0 = Date()
+    var n = 0
+    while v.answer == nil {
+      let isBase = v.nextIsBase
+      let out = "\(d)/\(isBase ? "base" : "patched")-\(n)"
+      var args = ["run", job, "--seed", "\(n / 2 + 1)", "--out", out, "--no-progress"]
+      args += kernelArgs(isBase ? base : patched)
+      if let backend { args += ["--backend", backend] }
+      if let target { args += ["--target", target] }
+      if let duration { args += ["--duration", duration] }
+      if let resizes { args += ["--resizes", "\(resizes)"] }
+      let rc = try runSelf(args)
+      guard rc == 0 || rc == 1 else {
+        FileHandle.standardError.write(
+          Data("hpthammer verdict: a run could not test (exit \(rc), \(out)); stopping\n".utf8))
+        throw ExitCode(rc == 2 ? Exit.usage : Exit.couldNotTest)
+      }
+      v.record(base: isBase, titles: rc == 1 ? Self.titles(in: out) : [])
+      n += 1
+    }
+    report(v, answer: v.answer!, wallS: Date().timeIntervalSince(t0))
+    switch v.answer! {
+    case .fixes: return
+    case .doesNotFix, .regresses: throw ExitCode(Exit.bug)
+    case .cannotTell: throw ExitCode(Exit.couldNotTest)
+    }
+  }
+
+  /// This binary, as a child: each run is a whole `hpthammer run` with its own directory.
+  func runSelf(_ args: [String]) throws -> Int32 {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+    if !FileManager.default.isExecutableFile(atPath: p.executableURL!.path),
+      let w = which("hpthammer")
+    {
+      p.executableURL = URL(fileURLWithPath: w)
+    }
+    p.arguments = args
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    p.waitUntilExit()
+    return p.terminationStatus
+  }
+
+  static func titles(in dir: String) -> [String] {
+    guard let data = FileManager.default.contents(atPath: "\(dir)/run.json"),
+      let j = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+      let crashes = j["crashes"] as? [[String: Any]]
+    else { return ["(a bug; run.json unreadable)"] }
+    let t = crashes.filter { ($0["expected"] as? Bool) != true }.compactMap {
+      $0["title"] as? String
+    }
+    return t.isEmpty ? ["(a bug without a crash: unexpected answers)"] : t
+  }
+
+  func report(_ v: PatchVerdict, answer: PatchVerdict.Answer, wallS: Double) {
+    let bound = String(
+      format: "patched rate < %.0f%% of the base rate with %.1f%% probability", fraction * 100,
+      v.fixProbability * 100)
+    if json {
+      let side = { (s: PatchVerdict.Side) -> [String: Any] in
+        ["runs": s.runs, "reproduced": s.reproduced, "titles": s.titles.sorted()]
+      }
+      let obj: [String: Any] = [
+        "verdict": answer.rawValue, "confidence": confidence, "base": side(v.base),
+        "patched": side(v.patched), "bound": bound, "wall_s": (wallS * 10).rounded() / 10,
+      ]
+      if let d = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) {
+        print(String(decoding: d, as: UTF8.self))
+      }
+      return
+    }
+    print("verdict: \(answer.rawValue)")
+    print(
+      "  base (\(base)): \(v.base.reproduced) of \(v.base.runs) runs reproduced \(v.base.titles.sorted())"
+    )
+    print(
+      "  patched (\(patched)): \(v.patched.reproduced) of \(v.patched.runs) runs \(v.patched.titles.sorted())"
+    )
+    print("  \(bound); \(Int(wallS)) s")
+  }
+}
