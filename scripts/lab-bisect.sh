@@ -30,6 +30,7 @@ culprit=$(git -C "$src" rev-parse HEAD)
 for i in $(seq $((before + 1)) $((before + after))); do ordinary "$i"; done
 echo "lab-bisect: history of $((before + after + 1)) commits on $base; the culprit is $culprit" >&2
 swift build -c release --product hpthammer >/dev/null
+mkdir -p runs
 set +e
 HPTHAMMER_BISECT_DURATION=${HPTHAMMER_BISECT_DURATION:-45s} \
   .build/release/hpthammer bisect run --repo "$src" --good "$base" --bad lab-bisect \

@@ -336,17 +336,23 @@ struct BisectDriver {
     if !a.confident { throw ExitCode(Exit.bug) }
   }
 
+  /// Runs argv in the repository (its stdout to our stderr) and waits for it with waitpid:
+  /// a TEST runs for minutes and starts daemons (the lab's QEMU), and Foundation's Process
+  /// was seen leaving such a child unreaped, the bisection waiting forever.
   func shell(_ argv: [String]) throws -> Int32 {
-    let p = Process()
-    let exe = argv[0].contains("/") ? argv[0] : (which(argv[0]) ?? argv[0])
-    p.executableURL = URL(
-      fileURLWithPath: exe.hasPrefix("/") ? exe : "\(start.repo)/\(exe)")
-    p.arguments = Array(argv.dropFirst())
-    p.currentDirectoryURL = URL(fileURLWithPath: start.repo)
-    p.standardOutput = FileHandle.standardError
-    try p.run()
-    p.waitUntilExit()
-    return p.terminationReason == .exit ? p.terminationStatus : 128 + p.terminationStatus
+    let script = "cd \"$0\" && exec \"$@\" 1>&2"
+    let args = ["/bin/sh", "-c", script, start.repo] + argv
+    var cargs = args.map { strdup($0) } + [nil]
+    defer { cargs.forEach { free($0) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, "/bin/sh", nil, nil, &cargs, environ)
+    guard rc == 0 else {
+      throw RuntimeError("cannot start \(argv[0]): \(String(cString: strerror(rc)))")
+    }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let signaled = (status & 0x7f) != 0
+    return signaled ? 128 + (status & 0x7f) : (status >> 8) & 0xff
   }
 
   func report(_ a: BisectAnswer, _ b: Bisection, wallS: Double) {
@@ -386,4 +392,9 @@ struct BisectDriver {
       print(String(format: "  %@  %.4f", start.commits[c.index] as NSString, c.probability))
     }
   }
+}
+
+struct RuntimeError: Error, CustomStringConvertible {
+  var description: String
+  init(_ d: String) { description = d }
 }
