@@ -7,17 +7,8 @@ import Testing
   let cli = CLITests()
 
   func sh(_ script: String, in dir: String) throws -> (Int32, String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/bash")
-    p.arguments = ["-c", script]
-    p.currentDirectoryURL = URL(fileURLWithPath: dir)
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle.nullDevice
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    let (rc, out, _) = try CLITests.exec(["/bin/bash", "-c", script], in: dir)
+    return (rc, out)
   }
 
   /// A repository of `count` commits whose file `state` says `before` up to commit `culprit`

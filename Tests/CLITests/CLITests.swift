@@ -18,10 +18,15 @@ import Testing
   }
 
   func hpthammer(_ args: [String]) throws -> (Int32, String, String) {
+    try Self.exec([binary.path] + args, in: Self.repo.path)
+  }
+
+  /// Runs argv[0] in `dir`; returns its exit status, stdout and stderr.
+  static func exec(_ argv: [String], in dir: String) throws -> (Int32, String, String) {
     let p = Process()
-    p.executableURL = binary
-    p.arguments = args
-    p.currentDirectoryURL = Self.repo
+    p.executableURL = URL(fileURLWithPath: argv[0])
+    p.arguments = Array(argv.dropFirst())
+    p.currentDirectoryURL = URL(fileURLWithPath: dir)
     let out = Pipe()
     let err = Pipe()
     p.standardOutput = out

@@ -35,21 +35,7 @@ import Testing
 
   /// Runs argv[0] in `dir`; returns exit code, stdout, stderr.
   func exec(_ argv: [String], in dir: String) throws -> (Int32, String, String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: argv[0])
-    p.arguments = Array(argv.dropFirst())
-    p.currentDirectoryURL = URL(fileURLWithPath: dir)
-    let out = Pipe()
-    let err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (
-      p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self)
-    )
+    try CLITests.exec(argv, in: dir)
   }
 
   func runJSON(_ path: String) throws -> [String: Any] {
