@@ -72,6 +72,12 @@ check("lab-raw: PREPARE/COMMIT on the VM fd succeeded", res.get("succeeded", 0) 
 expected = [c for c in r.get("crashes") or [] if c.get("expected")]
 check("lab-raw: COMMIT before any vCPU ran gave the expected WARNING", len(expected) > 0,
       f"{[c.get('title') for c in expected]}")
+trace = r.get("host_trace") or {}
+check("lab-raw: the kernel's own count of PREPARE/COMMIT (host_trace, as libvirt runs have)",
+      (trace.get("calls") or {}).get("kvm_vm_ioctl_resize_hpt_commit"), f"{trace}")
+check("lab-raw: the verdict names the kernel under test by its release",
+      r.get("kernel") == r.get("kernel_release") and r.get("target") == "lab-powernv9",
+      f"kernel {r.get('kernel')}, target {r.get('target')}")
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
