@@ -553,7 +553,8 @@ let defaultOopsTable: [OopsPattern] = [
             "lockdep_rcu_suspicious",
           ])),
       OopsFormat(
-        "hung-task", "INFO: task {*} blocked {*}for more than {N} seconds",
+        // "task{*}": a log that lost the space after "task" (a mail client's rewrap) still is one.
+        "hung-task", "INFO: task{*} blocked {*}for more than {N} seconds",
         title: "INFO: task hung in $F",
         kind: .hungTask, type: hang, frame: stack(ip: false, .hung)),
       OopsFormat(
@@ -643,6 +644,10 @@ let defaultOopsTable: [OopsPattern] = [
         "panic", "Kernel panic - not syncing: {R}", title: "kernel panic: $1", kind: .panic,
         type: dos, frame: .none,
         noStack: true),
+      // The message wrapped to the next line: the stack says where it panicked.
+      OopsFormat(
+        "panic-wrapped", "Kernel panic - not syncing:{$}", title: "kernel panic in $F",
+        kind: .panic, type: dos, frame: stack(ip: false, skip: ["panic", "dump_stack"])),
     ]),
   OopsPattern(
     "double-fault", header: "PANIC: double fault", followsReport: true,
