@@ -788,7 +788,7 @@ let defaultOopsTable: [OopsPattern] = [
         type: hang, frame: stack(after: [], .stall)),
     ]),
   OopsPattern(
-    "machine-check", headers: ["Machine check", "Machine Check"], followsReport: true,
+    "machine-check", headers: ["Machine check", "Machine Check", "MCE: CPU"], followsReport: true,
     suppress: [
       "Kernel panic - not syncing", "mce: CPU{*}supported", "Machine check events logged",
       "MCE: In-kernel MCE decoding",
@@ -800,6 +800,11 @@ let defaultOopsTable: [OopsPattern] = [
         type: dos),
       OopsFormat(
         "ppc-machine-check-kernel", "Machine check in kernel mode", title: "machine check in $F",
+        kind: .machineCheck, type: dos),
+      // powerpc's machine check event log (arch/powerpc/kernel/mce.c): one per event,
+      // recovered or not; its NIP line names the function.
+      OopsFormat(
+        "ppc-mce-event", "MCE: CPU{N}: machine check (", title: "machine check in $F",
         kind: .machineCheck, type: dos),
       // powerpc's die() on an unrecovered machine check: "Oops: Machine check, sig: 7".
       OopsFormat(
