@@ -99,6 +99,7 @@ final class Hammer: @unchecked Sendable {
     }
     let t1 = executor.nowNs
     stats.with { $0.prepareToReadyUs.record((t1 - t0) / 1000) }
+    let timeline = stats.with { $0.timeline }
     do {
       try guest.vm.resizeHPTCommit(flags: 0, shift: target)
       let t2 = executor.nowNs
@@ -107,9 +108,15 @@ final class Hammer: @unchecked Sendable {
         $0.succeeded += 1
         $0.commitUs.record((t2 - t1) / 1000)
       }
+      timeline?.resize(
+        atNs: t2, guest: guest.name, from: order, to: target, prepareMs: Double(t1 - t0) / 1e6,
+        commitMs: Double(t2 - t1) / 1e6, answer: "0")
       order = target
     } catch {
       if error.errno == .hostDown { return false }
+      timeline?.resize(
+        atNs: executor.nowNs, guest: guest.name, from: order, to: target,
+        prepareMs: Double(t1 - t0) / 1e6, commitMs: nil, answer: error.errno.name)
       stats.answer("COMMIT", error.errno.name)
       // ENOSPC: two bolted HPTEs collide in the smaller table.
       classify("COMMIT", target, error.errno, expected: error.errno == .ENOSPC && target < order)

@@ -165,6 +165,7 @@ public final class LibvirtRunner: @unchecked Sendable {
         error: "cannot create \(outDir.path): \(error)", hostTimeS: 0, hostStats: [:], kernel: "?",
         kernelRelease: "")
     }
+    recorder.begin(clock: { [exec] in exec.nowNs })
     var failure: String?
     var guestKernel = "?"
     do {
@@ -793,6 +794,10 @@ final class GuestHammer: @unchecked Sendable {
           if r.prepareMs >= 0 { $0.prepareToReadyUs.record(UInt64(r.prepareMs) * 1000) }
           if r.commitMs >= 0 { $0.commitUs.record(UInt64(r.commitMs) * 1000) }
         }
+        stats.with { $0.timeline }?.resize(
+          atNs: exec.nowNs, guest: link.name, from: order, to: target,
+          prepareMs: r.prepareMs >= 0 ? Double(r.prepareMs) : nil,
+          commitMs: r.commitMs >= 0 ? Double(r.commitMs) : nil, answer: "0")
         order = target
       } else if e == .ENODEV {
         return

@@ -37,6 +37,41 @@ final class RunRecorder: @unchecked Sendable {
     self.reproduce = reproduce
   }
 
+  /// The timeline (nil until `begin`), and the host clock its times are read from.
+  private(set) var timeline: RunTimeline?
+  private var clock: @Sendable () -> UInt64 = { 0 }
+
+  /// The run has its directory: run.json says "running" (with this process's PID, so a later
+  /// run can tell a dead harness's directory from a live one's) and the timeline starts.
+  func begin(clock: @escaping @Sendable () -> UInt64) {
+    self.clock = clock
+    let interim: [String: Any] = [
+      "verdict": "running", "job": job.name, "kernel": job.kernel, "seed": String(job.seed),
+      "reproduce": reproduce, "backend": job.backend.rawValue, "pid": Int(getpid()),
+    ]
+    if let data = try? JSONSerialization.data(
+      withJSONObject: interim, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    {
+      do {
+        try data.write(to: outDir.appendingPathComponent("run.json"), options: .atomic)
+      } catch {
+        noteWriteFailure("run.json", error)
+      }
+    }
+    let t = RunTimeline(dir: outDir)
+    t.onWriteFailure = { [weak self] in self?.noteWriteFailure(RunTimeline.fileName, $0) }
+    t.start(
+      atNs: clock(),
+      [
+        "job": job.name, "seed": String(job.seed), "backend": job.backend.rawValue,
+        "kernel": job.kernel, "reproduce": reproduce,
+      ])
+    timeline = t
+    stats.timeline = t
+  }
+
+  var nowNs: UInt64 { clock() }
+
   /// Keeps a finding and writes its report to crash-N.txt at once.
   func addFinding(_ f: Finding, report: String) {
     lock.locked {
@@ -50,6 +85,8 @@ final class RunRecorder: @unchecked Sendable {
         noteWriteFailure(name, error)
       }
       findings.append(f)
+      timeline?.crash(
+        atNs: clock(), title: f.title, frame: f.frame, report: name, expected: f.expected)
     }
   }
 
@@ -132,6 +169,7 @@ final class RunRecorder: @unchecked Sendable {
         resizes_per_s: wall > 0 ? (Double(resizes.succeeded) / wall * 10).rounded() / 10 : 0,
         faults_per_s: wall > 0 ? (Double(faults) / wall).rounded() : 0))
     RunOutput.write(report, to: outDir)
+    timeline?.end(atNs: clock(), verdict: report.verdict.rawValue, error: report.error)
     return report
   }
 }

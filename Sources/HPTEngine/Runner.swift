@@ -190,7 +190,7 @@ public final class Runner: @unchecked Sendable {
       }
     }
     agents.append(Agent(name: "hpthammer-log") { [self] in watchLog(exec) })
-    writeInterimReport()
+    recorder.begin(clock: { [exec] in exec.nowNs })
     progress.begin(job: job, stats: stats, executor: exec, host: host)
     if job.target.traceResizes { evidence?.startTrace() }
     recorder.guestsStartedNs.withLock { $0 = exec.nowNs }
@@ -417,20 +417,6 @@ public final class Runner: @unchecked Sendable {
     recorder.interruptedBy.withLock { $0 = signal }
     recorder.interrupted.value = true
     host.executor.requestStop()
-  }
-
-  /// run.json while the run goes on: if the harness itself dies, the directory still says what
-  /// was running, and host.log and crash-N.txt hold what was found.
-  func writeInterimReport() {
-    let interim: [String: String] = [
-      "verdict": "running", "job": job.name, "kernel": job.kernel, "seed": String(job.seed),
-      "reproduce": reproduce,
-    ]
-    if let data = try? JSONSerialization.data(
-      withJSONObject: interim, options: [.prettyPrinted, .sortedKeys])
-    {
-      try? data.write(to: outDir.appendingPathComponent("run.json"), options: .atomic)
-    }
   }
 
   func finish(error: String?, hostTimeStart: UInt64) -> RunReport {

@@ -21,6 +21,8 @@ public final class RunStats: @unchecked Sendable {
   /// "PREPARE" / "COMMIT" -> answer ("0", "100", "ENOSPC") -> count.
   var answers: [String: [String: Int]] = [:]
   var unexpected: [UnexpectedAnswer] = []
+  /// Where each resize is written as it happens (nil before the run has its directory).
+  var timeline: RunTimeline?
   var prepareToReadyUs = Histogram<UInt64>(
     highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
   var commitUs = Histogram<UInt64>(

@@ -166,6 +166,7 @@ struct Run: ParsableCommand {
           "--out \(base): the directory already holds files; choose a new or empty one")
       }
     } else {
+      Runs.repairAbandoned(under: "runs")
       var n = 2
       let first = base
       while FileManager.default.fileExists(atPath: base) {

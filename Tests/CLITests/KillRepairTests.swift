@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+
+/// A run killed (SIGKILL) at random points: its directory is repaired from its timeline and
+/// then tells the truth: valid JSON, verdict error and interrupted, never pass or bug, and every
+/// crash the timeline recorded is in run.json.
+@Suite struct KillRepairTests {
+  let cli = CLITests()
+
+  @Test func aHundredKillsEachLeaveAnHonestDirectory() throws {
+    let root = cli.tmp()
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let job = CLITests.repo.appendingPathComponent("Jobs/dry-run-fixed.yaml").path
+    var seed: UInt64 = 7
+    var checked = 0
+    for i in 0..<100 {
+      let dir = "\(root)/r\(i)"
+      let p = Process()
+      p.executableURL = cli.binary
+      p.arguments = [
+        "run", job, "--duration", "1h", "--seed", "\(i + 1)", "--out", dir, "--no-progress",
+      ]
+      p.standardOutput = FileHandle.nullDevice
+      p.standardError = FileHandle.nullDevice
+      try p.run()
+      seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+      Thread.sleep(forTimeInterval: Double((seed >> 33) % 400) / 1000)
+      kill(p.processIdentifier, SIGKILL)
+      p.waitUntilExit()
+      // Killed before the directory had its run.json: nothing to say, nothing claimed.
+      guard FileManager.default.fileExists(atPath: "\(dir)/run.json") else { continue }
+      let (rc, out, err) = try cli.hpthammer(["runs", "repair", dir])
+      #expect(rc == 0, "\(dir): \(out) \(err)")
+      let data = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/run.json"))
+      let j = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "\(dir)")
+      #expect(j["verdict"] as? String == "error", "\(dir): \(j["verdict"] ?? "-")")
+      #expect(j["interrupted"] as? Bool == true)
+      let timeline = (try? String(contentsOfFile: "\(dir)/timeline.jsonl", encoding: .utf8)) ?? ""
+      let crashes = timeline.split(separator: "\n").filter { $0.contains("\"event\":\"crash\"") }
+      #expect((j["crashes"] as? [Any])?.count == crashes.count)
+      #expect(FileManager.default.fileExists(atPath: "\(dir)/junit.xml"))
+      checked += 1
+    }
+    #expect(checked >= 80, "only \(checked) of 100 kills came after the directory existed")
+  }
+
+  /// The next run under the same runs/ root repairs a dead harness's directory by itself, and
+  /// leaves a live run's alone.
+  @Test func theNextRunRepairsWhatADeadHarnessLeft() throws {
+    let root = cli.tmp()
+    try FileManager.default.createDirectory(
+      atPath: "\(root)/runs/dead", withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(
+      atPath: "\(root)/runs/live", withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    // A PID that no longer exists, and this test's own (alive).
+    let gone = Process()
+    gone.executableURL = URL(fileURLWithPath: "/bin/true")
+    try gone.run()
+    gone.waitUntilExit()
+    try #"{"verdict": "running", "job": "dead", "pid": \#(gone.processIdentifier)}"#.write(
+      toFile: "\(root)/runs/dead/run.json", atomically: true, encoding: .utf8)
+    try #"{"verdict": "running", "job": "live", "pid": \#(getpid())}"#.write(
+      toFile: "\(root)/runs/live/run.json", atomically: true, encoding: .utf8)
+    let job = CLITests.repo.appendingPathComponent("Jobs/dry-run.yaml").path
+    let (_, _, err) = try CLITests.exec([cli.binary.path, "run", job, "--no-progress"], in: root)
+    #expect(err.contains("repaired") && err.contains("runs/dead"), "\(err)")
+    let dead = try String(contentsOfFile: "\(root)/runs/dead/run.json", encoding: .utf8)
+    let live = try String(contentsOfFile: "\(root)/runs/live/run.json", encoding: .utf8)
+    #expect(dead.contains("\"error\"") && dead.contains("interrupted"))
+    #expect(live.contains("running"))
+  }
+}
