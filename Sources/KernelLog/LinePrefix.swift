@@ -80,7 +80,7 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
             }
           }
         }
-        if p < end, buf[p] == 0x20 { p += 1 }
+        if p < end, buf[p] == 0x20 || buf[p] == 0xC2 { p = min(skipBlanks(buf, p, end), p + 2) }
         continue
       }
       break
@@ -94,12 +94,31 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
   return SplitLine(textStart: p, textEnd: end, caller: caller, hasTimestamp: stamped)
 }
 
+/// Past spaces, and the no-break spaces (U+00A0, C2 A0) that logs pasted from HTML mail carry
+/// in their timestamps ("[\u{a0} \u{a0} 0.043203]").
+@inline(__always) private func skipBlanks(
+  _ buf: UnsafeBufferPointer<UInt8>, _ from: Int, _ end: Int
+)
+  -> Int
+{
+  var q = from
+  while q < end {
+    if buf[q] == 0x20 {
+      q += 1
+    } else if buf[q] == 0xC2, q + 1 < end, buf[q + 1] == 0xA0 {
+      q += 2
+    } else {
+      break
+    }
+  }
+  return q
+}
+
 /// "[ 1234.567890]" or `dmesg -T`'s "[Wed Nov 25 20:28:25 2026]": index past ']' or nil.
 @inline(__always) private func timestampEnd(_ buf: UnsafeBufferPointer<UInt8>, _ p: Int, _ end: Int)
   -> Int?
 {
-  var q = p + 1
-  while q < end, buf[q] == 0x20 { q += 1 }
+  var q = skipBlanks(buf, p + 1, end)
   let digitsStart = q
   while q < end, isDecimal(buf[q]) { q += 1 }
   if q > digitsStart, q < end, buf[q] == UInt8(ascii: ".") {
