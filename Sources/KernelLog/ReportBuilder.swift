@@ -187,16 +187,26 @@ struct ReportBuilder {
     // The faulting instruction pointer, wherever it is printed.
     if recipe.useIP, recipe.extractor == .first {
       var ipUnsymbolized = false
-      for line in analysed.dropFirst() where mayBeRegisterLine(line) {
+      for i in analysed.indices.dropFirst() where mayBeRegisterLine(analysed[i]) {
+        let line = analysed[i]
         let t = classifyTraceLine(line)
+        // "NIP [c000...]" with the symbol wrapped to the next line by a console or a mail
+        // client: the entry is the two lines together.
+        let wrapped =
+          t.name == nil && i + 1 < analysed.endIndex ? continuedSymbol(analysed[i + 1]) : nil
         if t.role == .linkRegister, ipUnsymbolized {
           // A jump to a bad address: the caller in the link register is the culprit.
           if let name = t.nameBytes(in: line), !skipped(name) { return t.function(in: line) }
+          if let wrapped, !skipped(wrapped) { return wrapped }
           break
         }
         guard t.role == .instructionPointer else { continue }
         if let name = t.nameBytes(in: line) {
           if !skipped(name) { return t.function(in: line) }
+          break
+        }
+        if let wrapped {
+          if !skipped(wrapped) { return wrapped }
           break
         }
         ipUnsymbolized = true
@@ -468,4 +478,21 @@ extension String {
     while s.last == " " { s = s.dropLast() }
     return String(s)
   }
+}
+
+/// A line that is only the symbol part of a wrapped trace entry ("  f+0x1a/0x2b", ".f+0x1a"):
+/// the function's name (up to its first '.', ELFv1's leading '.' dropped), else nil.
+func continuedSymbol(_ line: UnsafeBufferPointer<UInt8>) -> String? {
+  var p = 0
+  while p < line.count, line[p] == 0x20 || line[p] == 0x09 { p += 1 }
+  if p < line.count, line[p] == UInt8(ascii: ".") { p += 1 }
+  let start = p
+  while p < line.count, isSymbolByte(line[p]), line[p] != UInt8(ascii: ".") { p += 1 }
+  guard p > start, !isDecimal(line[start]) else { return nil }
+  var q = p
+  while q < line.count, line[q] == UInt8(ascii: ".") || isSymbolByte(line[q]) { q += 1 }
+  guard q + 2 < line.count, line[q] == UInt8(ascii: "+"), line[q + 1] == UInt8(ascii: "0"),
+    line[q + 2] == UInt8(ascii: "x")
+  else { return nil }
+  return string(line, start, p)
 }
