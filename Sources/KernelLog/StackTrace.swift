@@ -186,6 +186,9 @@ func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Ran
           || before == UInt8(ascii: "(")
           || before == UInt8(ascii: ":") || before == UInt8(ascii: "[") || s == from
         {
+          // 64-bit big-endian powerpc (ELFv1) prints a function's code as ".name".
+          var s = s
+          if line[s] == UInt8(ascii: "."), s + 1 < i { s += 1 }
           var e = s
           while e < i, line[e] != UInt8(ascii: ".") { e += 1 }
           if e > s, !(line[s] == UInt8(ascii: "0") && e - s > 1 && line[s + 1] == UInt8(ascii: "x"))
