@@ -279,6 +279,9 @@ let genericSkips: [String] = [
   "hash__do_page_fault", "handle_page_fault", "data_access_common", "instruction_access_common",
   "page_fault_oops", "kernelmode_fixup_or_oops", "no_context", "bad_area", "die", "oops_end",
   "read_once_word", "arch_stack_walk", "stack_trace_save", "save_stack", "kmem_cache_free_bulk",
+  // The slab allocator itself, generic like memcpy: a fault or WARN inside it is its
+  // caller's (a corrupted cache or a bad argument).
+  "kmem_cache_alloc", "kmem_cache_destroy", "kmalloc", "__kmalloc", "krealloc", "__krealloc",
   "trace_hardirqs", "check_preemption_disabled", "preempt_count", "debug_smp_processor_id",
   "should_fail", "fail_dump", "asm_exc_", "exc_page_fault", "error_entry", "kthread_stop",
   "flush_work",

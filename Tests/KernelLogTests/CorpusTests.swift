@@ -152,8 +152,8 @@ func expectedFrame(_ c: CorpusCase) -> String? {
     }
     // Thresholds from measured agreement; raise them as the detector improves.
     #expect(crash.rate >= 0.99)
-    #expect(title.rate >= 0.92)
-    #expect(frame.rate >= 0.913)
+    #expect(title.rate >= 0.924)
+    #expect(frame.rate >= 0.919)
     #expect(type.rate >= 0.97)
     #expect(corrupted.rate >= 0.90)
   }
