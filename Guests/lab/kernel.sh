@@ -160,10 +160,14 @@ fi
 # --- configure and build in the one build directory -------------------------------------------
 # One build directory per source tree (Kbuild's objects name their tree): Debian's, shared by
 # every patched kernel, and one per --tree, shared by all of that tree's commits.
+# Extra config fragments (a debug kernel's) get a build directory of their own too: switching
+# configs in one directory would rebuild everything each time.
+extra=$( (for f in "${fragments[@]:1}"; do cat "$f"; done) | sha256sum | cut -c1-8)
+[ ${#fragments[@]} -gt 1 ] || extra=
 if [ -n "$tree" ] && [ "$src" != "$(cd "$K/linux" 2>/dev/null && pwd -P)" ]; then
-  b=$K/build-$(printf %s "$src" | sha256sum | cut -c1-8)
+  b=$K/build-$(printf %s "$src" | sha256sum | cut -c1-8)${extra:+-cfg$extra}
 else
-  b=$K/build
+  b=$K/build${extra:+-cfg$extra}
 fi
 mkdir -p "$b"
 t0=$(date +%s)

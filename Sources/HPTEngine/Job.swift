@@ -78,6 +78,9 @@ public struct Job: Sendable {
   public var guestCount = 2
   public var guestMemoryMiB = 256
   public var vcpus = 2
+  /// Bolted HPTEs in secondary groups each guest's first vCPU enters before it starts (the
+  /// raw payload, H_ENTER): what resizing must rehash with the secondary hash (bug B5).
+  public var boltedSecondaryHPTEs = 0
   /// The guests' HPT order at boot; nil: QEMU's rule (RAM/128).
   public var hptOrder: UInt32?
   public var durationS: Double? = 60
@@ -173,6 +176,13 @@ public struct Job: Sendable {
       }
     }
     if backend.usesKernelModel || backend == .rawSim { try checkSimulatorMemory(file: file) }
+    if boltedSecondaryHPTEs > 0 && backend != .raw && backend != .rawSim {
+      throw JobError(
+        file: file, line: nil, key: "guests.bolted_secondary_hptes",
+        message:
+          "only the raw payload enters HPTEs itself (backend raw or raw-sim); with backend \(backend.rawValue) the guest kernel decides where its bolted HPTEs go"
+      )
+    }
     guard backend == .raw || backend == .rawSim else { return }
     // The raw VMM's payload runs in real mode, through the VRMA, which KVM maps with one
     // bolted HPTE per HPTE group (kvmppc_map_vrma: "Can't use more than 1 HPTE per HPTEG"):
@@ -418,13 +428,15 @@ struct Parser {
         }
       case "guests":
         for (gk, gv) in try mapping(
-          v, "guests", allowed: ["count", "memory_mib", "vcpus", "hpt_order"])
+          v, "guests",
+          allowed: ["count", "memory_mib", "vcpus", "hpt_order", "bolted_secondary_hptes"])
         {
           let key = "guests.\(gk)"
           switch gk {
           case "count": job.guestCount = try int(gv, key, 1...64)
           case "memory_mib": job.guestMemoryMiB = try int(gv, key, 64...65536)
           case "vcpus": job.vcpus = try int(gv, key, 1...64)
+          case "bolted_secondary_hptes": job.boltedSecondaryHPTEs = try int(gv, key, 0...64)
           default: job.hptOrder = try order(gv, key)
           }
         }

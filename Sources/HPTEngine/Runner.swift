@@ -227,7 +227,8 @@ public final class Runner: @unchecked Sendable {
           GuestPayload(
             base: reserved + UInt64(ci) * per, size: per,
             patternSeed: job.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(gi * 64 + ci),
-            pagesPerReport: job.pagesPerReport), vcpu: UInt32(ci))
+            pagesPerReport: job.pagesPerReport,
+            boltedSecondaryHPTEs: ci == 0 ? job.boltedSecondaryHPTEs : 0), vcpu: UInt32(ci))
         vcpus.append(v)
       }
       let g = GuestContext(name: "guest\(gi)", vm: vm, vcpus: vcpus)

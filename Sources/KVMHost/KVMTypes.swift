@@ -70,11 +70,18 @@ public struct GuestPayload: Hashable, Sendable {
   public var size: UInt64
   public var patternSeed: UInt64
   public var pagesPerReport: Int
-  public init(base: UInt64, size: UInt64, patternSeed: UInt64, pagesPerReport: Int) {
+  /// Bolted HPTEs in secondary groups the vCPU enters (H_ENTER) before it starts (bug B5's
+  /// reach); one vCPU per VM is enough.
+  public var boltedSecondaryHPTEs: Int
+  public init(
+    base: UInt64, size: UInt64, patternSeed: UInt64, pagesPerReport: Int,
+    boltedSecondaryHPTEs: Int = 0
+  ) {
     self.base = base
     self.size = size
     self.patternSeed = patternSeed
     self.pagesPerReport = pagesPerReport
+    self.boltedSecondaryHPTEs = boltedSecondaryHPTEs
   }
 }
 

@@ -11,10 +11,14 @@ public struct PayloadParameters: Hashable, Sendable {
   public var pageBytes: UInt64
   /// The hcall number the report is made with (r3 of `sc 1`).
   public var hcallNumber: UInt64
+  /// Bolted HPTEs the payload enters into secondary groups (H_ENTER) before it starts
+  /// walking, as a Linux guest's bolted linear mapping does when a primary group is full.
+  /// They are what HPT resizing must rehash with the secondary hash (bug B5).
+  public var boltedSecondaryHPTEs: UInt64
 
   public init(
     base: UInt64, size: UInt64, patternSeed: UInt64, pagesPerReport: UInt64,
-    pageBytes: UInt64 = 65536, hcallNumber: UInt64
+    pageBytes: UInt64 = 65536, hcallNumber: UInt64, boltedSecondaryHPTEs: UInt64 = 0
   ) {
     self.base = base
     self.size = size
@@ -22,6 +26,7 @@ public struct PayloadParameters: Hashable, Sendable {
     self.pagesPerReport = pagesPerReport
     self.pageBytes = pageBytes
     self.hcallNumber = hcallNumber
+    self.boltedSecondaryHPTEs = boltedSecondaryHPTEs
   }
 }
 
@@ -47,10 +52,13 @@ public enum PayloadReport: Sendable, Hashable {
 ///
 ///     +0   parameter block, 64 bytes, little-endian dwords:
 ///          magic "HPTHPAY1", base, size, patternSeed, pagesPerReport, pageBytes,
-///          hcallNumber, 0
+///          hcallNumber, boltedSecondaryHPTEs
 ///     +64  code; the vCPU's PC starts here (`entry`)
 ///
-/// The code walks [base, base+size) one `pageBytes` step at a time, pass after pass. At
+/// First, if asked, the code enters `boltedSecondaryHPTEs` bolted HPTEs into secondary
+/// groups with H_ENTER (`boltedSecondaryHPTE(k)`: r3 = H_ENTER, r4 = flags, r5 = PTE index,
+/// r6 = HPTE dword 0, r7 = dword 1), one `sc 1` (or `trap`) each; KVM answers H_ENTER itself.
+/// Then it walks [base, base+size) one `pageBytes` step at a time, pass after pass. At
 /// each step it reads the dword at the page's start: from pass 1 on it must hold
 /// `pattern(seed, gpa, pass - 1)`, what the previous pass wrote (a verified page; a different
 /// value is a mismatch, and the first one is remembered); then it writes
@@ -95,6 +103,32 @@ public struct Payload: Sendable {
     return z | 1
   }
 
+  /// H_ENTER (PAPR).
+  public static let hEnter: UInt64 = 0x08
+  /// At most this many bolted secondary HPTEs: one per group, groups 1, 3, 5, ... (KVM's
+  /// smallest HPT, order 18, has 2048 groups).
+  public static let maxBoltedSecondaryHPTEs: UInt64 = 64
+
+  /// The H_ENTER arguments (flags, PTE index, HPTE dwords 0 and 1, in the pre-ISA-3.0 format
+  /// the hcall takes) of the k-th bolted secondary HPTE that maps the 4 KiB page at `gpa`:
+  /// a 1 TB segment of VSID 0x1000 + k, valid, bolted, H = 1 (secondary), put in group
+  /// 2k + 1 (no H_EXACT: KVM picks a free slot of that group).
+  public static func boltedSecondaryHPTE(_ k: UInt64, gpa: UInt64) -> (
+    flags: UInt64, pteIndex: UInt64, v: UInt64, r: UInt64
+  ) {
+    let ssize1TB: UInt64 = 1 << 62
+    let bolted: UInt64 = 0x10
+    let secondary: UInt64 = 0x2
+    let valid: UInt64 = 0x1
+    let avpn = (0x1000 + k) << 17  // VSID << 17: segment offset 0
+    let memoryCoherent: UInt64 = 0x10
+    let readWrite: UInt64 = 0x2
+    return (
+      0, (2 * k + 1) * 8, ssize1TB | (avpn << 7) | bolted | secondary | valid,
+      (gpa & ~0xfff) | memoryCoherent | readWrite
+    )
+  }
+
   public init(loadAddress: UInt64, parameters p: PayloadParameters, report: PayloadReport = .hcall)
     throws(PPC64Error)
   {
@@ -108,12 +142,18 @@ public struct Payload: Sendable {
       )
     }
     guard p.pagesPerReport >= 1 else { throw bad("pagesPerReport must be at least 1") }
+    guard p.boltedSecondaryHPTEs <= Self.maxBoltedSecondaryHPTEs else {
+      throw bad(
+        "boltedSecondaryHPTEs \(p.boltedSecondaryHPTEs) is more than \(Self.maxBoltedSecondaryHPTEs)"
+      )
+    }
     guard loadAddress % 8 == 0 else {
       throw bad("loadAddress 0x\(String(loadAddress, radix: 16)) is not 8-byte aligned")
     }
     self.loadAddress = loadAddress
     self.parameters = p
     var a = Assembler()
+    Self.emitBoltedSecondaryHPTEs(&a, p.boltedSecondaryHPTEs, gpa: loadAddress, report: report)
     Self.emitCode(&a, loadAddress: loadAddress, report: report)
     instructions = try a.instructions()
     let imageEnd = loadAddress + Payload.parameterBlockSize + UInt64(instructions.count * 4)
@@ -124,7 +164,8 @@ public struct Payload: Sendable {
     }
     var bytes: [UInt8] = []
     for v in [
-      Payload.magic, p.base, p.size, p.patternSeed, p.pagesPerReport, p.pageBytes, p.hcallNumber, 0,
+      Payload.magic, p.base, p.size, p.patternSeed, p.pagesPerReport, p.pageBytes, p.hcallNumber,
+      p.boltedSecondaryHPTEs,
     ] {
       withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) }
     }
@@ -141,7 +182,21 @@ public struct Payload: Sendable {
     guard dword(0) == magic else { return nil }
     return PayloadParameters(
       base: dword(1), size: dword(2), patternSeed: dword(3), pagesPerReport: dword(4),
-      pageBytes: dword(5), hcallNumber: dword(6))
+      pageBytes: dword(5), hcallNumber: dword(6), boltedSecondaryHPTEs: dword(7))
+  }
+
+  /// One H_ENTER per bolted secondary HPTE, each mapping the image's own page. The answer is
+  /// not checked: a group that is full (H_PTEG_FULL) only means one HPTE fewer.
+  static func emitBoltedSecondaryHPTEs(
+    _ a: inout Assembler, _ count: UInt64, gpa: UInt64, report: PayloadReport
+  ) {
+    for k in 0..<count {
+      let h = boltedSecondaryHPTE(k, gpa: gpa)
+      for (r, v) in [(GPR.r3, hEnter), (.r4, h.flags), (.r5, h.pteIndex), (.r6, h.v), (.r7, h.r)] {
+        a.load64(r, v)
+      }
+      a.emit(report == .hcall ? .sc(lev: 1) : .trap)
+    }
   }
 
   /// r3 = pattern(seed, gpa, r3); r5 is clobbered.

@@ -121,7 +121,8 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
         parameters: PayloadParameters(
           base: payload.base, size: payload.size, patternSeed: payload.patternSeed,
           pagesPerReport: UInt64(payload.pagesPerReport), pageBytes: Self.guestPageBytes,
-          hcallNumber: HPTHammerHcall.report))
+          hcallNumber: HPTHammerHcall.report,
+          boltedSecondaryHPTEs: UInt64(clamping: payload.boltedSecondaryHPTEs)))
     } catch {
       throw KVMError("loadPayload: \(error)", .EINVAL)
     }

@@ -323,7 +323,8 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
       try s.vm.vm.loadPayload(
         GuestPayload(
           base: p.base, size: p.size, patternSeed: p.patternSeed,
-          pagesPerReport: Int(clamping: p.pagesPerReport)), vcpu: s.vcpu.id)
+          pagesPerReport: Int(clamping: p.pagesPerReport),
+          boltedSecondaryHPTEs: Int(clamping: p.boltedSecondaryHPTEs)), vcpu: s.vcpu.id)
     } catch {
       return "loadPayload: \(error)"
     }

@@ -108,4 +108,22 @@ import Testing
     // The same job on the simulator (no real mode to reach) is fine.
     _ = try Job.parse(text.replacingOccurrences(of: "raw", with: "sim"), file: "r.yaml")
   }
+
+  @Test func boltedSecondaryHPTEsAreForTheRawPayloadOnly() throws {
+    let raw = """
+      backend: raw-sim
+      guests: {count: 1, memory_mib: 256, vcpus: 1, bolted_secondary_hptes: 8}
+      """
+    #expect(try Job.parse(raw, file: "j.yaml").boltedSecondaryHPTEs == 8)
+    for bad in [
+      "backend: sim\nguests: {bolted_secondary_hptes: 2}", "guests: {bolted_secondary_hptes: 65}",
+    ] {
+      #expect(throws: JobError.self) { try Job.parse(bad, file: "j.yaml") }
+      do {
+        _ = try Job.parse(bad, file: "j.yaml")
+      } catch {
+        #expect(error.key == "guests.bolted_secondary_hptes", "\(error)")
+      }
+    }
+  }
 }

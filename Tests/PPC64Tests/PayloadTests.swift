@@ -133,4 +133,58 @@ import Testing
       #expect(m[1] == hex(Payload.pattern(seed: seed, gpa: gpa, pass: 2)), "page \(i)")
     }
   }
+
+  /// With boltedSecondaryHPTEs, the payload first makes that many H_ENTER calls with the
+  /// arguments boltedSecondaryHPTE(k) gives (valid, bolted, H = 1, group 2k + 1, 4 KiB page of
+  /// the image), then walks memory as before. Run for real under qemu-user: each `trap` is
+  /// printed with r3...r8.
+  @Test(
+    .enabled(
+      if: Tools.gcc != nil && Tools.qemu != nil,
+      "powerpc64le-linux-gnu-gcc or qemu-ppc64le-static is not installed"))
+  func boltedSecondaryHPTEsAreEnteredFirst() throws {
+    let gcc = try #require(Tools.gcc)
+    let qemu = try #require(Tools.qemu)
+    let dir = try Tools.tempDir()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+      .appendingPathComponent("Harness/run_payload.c")
+    let binary = dir.appendingPathComponent("run_payload")
+    let (cc, ccOut) = try Tools.run(gcc, ["-O1", "-static", "-o", binary.path, source.path])
+    try #require(cc == 0, "\(ccOut)")
+    let load: UInt64 = 0x2000_0000
+    let base: UInt64 = 0x3000_0000
+    let params = PayloadParameters(
+      base: base, size: 8 * 0x1000, patternSeed: 7, pagesPerReport: 4, pageBytes: 0x1000,
+      hcallNumber: 0xF100, boltedSecondaryHPTEs: 3)
+    let payload = try Payload(loadAddress: load, parameters: params, report: .trap)
+    #expect(payload.image.withUnsafeBytes { Payload.parameters(fromBlock: $0) } == params)
+    let image = dir.appendingPathComponent("payload.bin")
+    try Data(payload.image).write(to: image)
+    let (rc, out) = try Tools.run(
+      qemu,
+      [
+        binary.path, image.path, "0x\(String(load, radix: 16))", "0x\(String(base, radix: 16))",
+        "\(8 * 0x1000)", "5", "0", "0",
+      ])
+    try #require(rc == 0, "\(out)")
+    let traps = out.split(separator: "\n").filter { $0.hasPrefix("report ") }.map {
+      $0.split(separator: " ").dropFirst().map(String.init)
+    }
+    try #require(traps.count == 5, "\(out)")
+    func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+    for k in 0..<3 {
+      let h = Payload.boltedSecondaryHPTE(UInt64(k), gpa: load)
+      // r3 r4 r5 are printed in decimal, r6 r7 in hex (run_payload.c).
+      #expect(traps[k][0] == "8", "H_ENTER")
+      #expect(traps[k][1] == "0" && traps[k][2] == "\((2 * k + 1) * 8)")
+      #expect(traps[k][3] == hex(h.v) && traps[k][4] == hex(h.r))
+      #expect(h.v & 0x13 == 0x13, "valid, bolted, secondary")
+      #expect(h.r & ~0xfff == load)
+    }
+    #expect(traps[3][0] == "61696" && traps[4][0] == "61696", "then the walk's reports: \(traps)")
+    var tooMany = params
+    tooMany.boltedSecondaryHPTEs = Payload.maxBoltedSecondaryHPTEs + 1
+    #expect(throws: PPC64Error.self) { try Payload(loadAddress: load, parameters: tooMany) }
+  }
 }
