@@ -71,8 +71,29 @@ public struct KernelModel: Sendable, Hashable {
   public var mmuReadyName: String
   /// Kernel modules are mapped at 0xd000... before 4.20 (vmalloc) and 0xc008... after.
   public var moduleBase: UInt64
+  /// How the kernel was built and booted, which decides where a bug shows:
+  /// SLUB poisoning on (slub_debug=P: a freed request reads 0x6b...; without it the worker's
+  /// writes into the freed request corrupt the slab freelist and the next kmalloc faults);
+  public var slubPoison = true
+  /// resize_hpt_release() inlined into COMMIT (the NULL dereference of B0a shows there);
+  public var inlinesRelease = true
+  /// resize_hpt_rehash_hpte() inlined into COMMIT (B5's BUG_ON shows there).
+  public var inlinesRehash = false
 
   public func has(_ bug: ResizeBug) -> Bool { bugs.contains(bug) }
+
+  /// Debian's 6.1 as the emulated lab builds it (Guests/lab/kernel.sh: no slub_debug, gcc 12
+  /// inlines the rehash into COMMIT but not resize_hpt_release), with one bug brought back by
+  /// Guests/lab/bugs/ID.patch: the simulator's twin of each bug-benchmark kernel, checked
+  /// against it (the same crash titles).
+  static func lab(_ bug: ResizeBug) -> KernelModel {
+    KernelModel(
+      name: "6.1-\(bug.rawValue)", release: "6.1.187-lab-\(bug.rawValue)+", bugs: [bug],
+      description: "Debian's 6.1 in the lab with Guests/lab/bugs/\(bug.rawValue).patch: \(bug.summary)",
+      modernOopsFormat: true, mmuLockName: "kvm->arch.mmu_setup_lock", mmuReadyName: "mmu_ready",
+      moduleBase: 0xc008_0000_0243_0000, slubPoison: false, inlinesRelease: false,
+      inlinesRehash: true)
+  }
 
   public static let all: [KernelModel] = [
     KernelModel(
@@ -95,7 +116,7 @@ public struct KernelModel: Sendable, Hashable {
       description: "Debian 12's kernel: none of the modelled resize bugs",
       modernOopsFormat: true, mmuLockName: "kvm->arch.mmu_setup_lock", mmuReadyName: "mmu_ready",
       moduleBase: 0xc008_0000_0c20_0000),
-  ]
+  ] + [ResizeBug.b0a, .b1, .b3, .b4, .b5].map(lab)
 
   /// Aliases a job may use for the two kernels every developer asks for first.
   public static let aliases: [String: String] = ["pre-fix": "4.14.0-rc4", "fixed": "6.1"]

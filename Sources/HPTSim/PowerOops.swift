@@ -23,6 +23,9 @@ public enum KernelSymbols {
       .init(name: "worker_thread", module: nil, offset: 0x12cb20, size: 0x5e0),
       .init(name: "kthread", module: nil, offset: 0x135a80, size: 0x1a0),
       .init(name: "mutex_lock", module: nil, offset: 0xa3e8c0, size: 0x80),
+      .init(name: "memset", module: nil, offset: 0x95ec8, size: 0x104),
+      .init(name: "__kmem_cache_alloc_node", module: nil, offset: 0x468cc0, size: 0x590),
+      .init(name: "kmalloc_trace", module: nil, offset: 0x3ce2e0, size: 0x150),
       .init(name: "do_vfs_ioctl", module: nil, offset: 0x383210, size: 0x8c0),
       .init(name: "SyS_ioctl", module: nil, offset: 0x383ad0, size: 0x130),
       .init(
@@ -48,6 +51,7 @@ public enum KernelSymbols {
         name: "kvm_vm_ioctl_resize_hpt_commit", module: "kvm_hv", offset: 0x171100, size: 0x4a0),
       .init(name: "resize_hpt_rehash_hpte", module: "kvm_hv", offset: 0x170720, size: 0x3a0),
       .init(name: "resize_hpt_prepare_work", module: "kvm_hv", offset: 0x170ac0, size: 0x180),
+      .init(name: "resize_hpt_release", module: "kvm_hv", offset: 0x170c40, size: 0x140),
       .init(name: "kvm_unmap_rmapp", module: "kvm_hv", offset: 0x16e5c0, size: 0x1c0),
       .init(name: "kvm_handle_hva_range", module: "kvm_hv", offset: 0x16e380, size: 0x160),
       .init(name: "kvm_unmap_hva_range_hv", module: "kvm_hv", offset: 0x16e9c0, size: 0x60),

@@ -108,6 +108,9 @@ public final class SimKernel: @unchecked Sendable {
   /// A freed resize request was written to after kfree (B3): SLUB finds it at the next
   /// allocation from that cache.
   var poisonOverwritten: (cpu: Int, pid: Int)?
+  /// A freed object's freelist pointer was overwritten (B3 without slub poisoning): the next
+  /// allocation from the cache faults.
+  var freelistCorrupted = false
 
   public var counters = Counters()
   public struct Counters: Sendable {

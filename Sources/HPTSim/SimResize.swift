@@ -72,12 +72,16 @@ extension SimVM {
       if model.has(.b0a) {
         // resize->hpt.virt with resize == NULL: a load from offsetof(struct kvm_resize_hpt, hpt.virt).
         var w = kernel.writer()
+        let commit = Frame("kvm_vm_ioctl_resize_hpt_commit", 0x1f4)
+        let release = Frame("resize_hpt_release", 0x6c)
+        let nip = model.inlinesRelease ? commit : release
+        let callers = model.inlinesRelease ? [] : [commit]
         throw kernel.die(
           w.dataFault(
             address: 0x38, write: false, cpu: kernel.currentCPU, pid: kernel.currentPID,
-            comm: kernel.currentComm, nip: Frame("kvm_vm_ioctl_resize_hpt_commit", 0x1f4),
-            lr: Frame("kvm_arch_vm_ioctl_hv", 0x2b0),
-            trace: [Frame("kvm_arch_vm_ioctl_hv", 0x2b0)] + Self.vmIoctlTrace, r3: 0))
+            comm: kernel.currentComm, nip: nip,
+            lr: callers.first ?? Frame("kvm_arch_vm_ioctl_hv", 0x2b0),
+            trace: callers + [Frame("kvm_arch_vm_ioctl_hv", 0x2b0)] + Self.vmIoctlTrace, r3: 0))
       }
       return
     }
@@ -94,6 +98,21 @@ extension SimVM {
 
   /// SLUB with poisoning checks a freed object when it is handed out again.
   func checkPoisonOnAlloc() throws(SimHalted) {
+    if kernel.freelistCorrupted {
+      // Without poisoning: the freed request's freelist pointer was overwritten by the worker,
+      // so this kzalloc takes a bad object and clears it (memset in the allocator).
+      kernel.freelistCorrupted = false
+      var w = kernel.writer()
+      throw kernel.die(
+        w.dataFault(
+          address: 0xc000_0000_0000_0000, write: true, cpu: kernel.currentCPU,
+          pid: kernel.currentPID, comm: kernel.currentComm, nip: Frame("memset", 0x68),
+          lr: Frame("__kmem_cache_alloc_node", 0x330),
+          trace: [
+            Frame("__kmem_cache_alloc_node", 0x4bc), Frame("kmalloc_trace", 0x50),
+            Frame("kvm_vm_ioctl_resize_hpt_prepare", 0xec), Frame("kvm_arch_vm_ioctl_hv", 0x2b0),
+          ] + Self.vmIoctlTrace, r3: 0xc000_0000_0000_0000))
+    }
     guard let who = kernel.poisonOverwritten else { return }
     kernel.poisonOverwritten = nil
     let obj = 0xc000_000f_e5a3_b000 &+ UInt64(kernel.rng.below(64)) << 8
@@ -121,6 +140,14 @@ extension SimVM {
       Frame("ret_from_kernel_thread", 0x5c),
     ]
     if model.has(.b3) {
+      if r.freed && !model.slubPoison {
+        // resize->order reads the freelist pointer: the allocation fails at once, and the
+        // worker's writes of error and prepare_done land on that pointer.
+        try lockMMU()
+        kernel.freelistCorrupted = true
+        unlockMMU()
+        return
+      }
       // struct kvm *kvm = resize->kvm;  -- from a freed, poisoned object if it was cancelled.
       if r.freed {
         var w = kernel.writer()
@@ -250,8 +277,9 @@ extension SimVM {
 
   /// resize_hpt_rehash_hpte().
   func rehashHPTE(old: HashPageTable, new: HashPageTable, idx: Int) throws(SimHalted) -> Int32 {
-    let nip = Self.rehashNIP
-    let lr = Self.rehashLR
+    let inlined = Frame("kvm_vm_ioctl_resize_hpt_commit", 0x3f8)
+    let nip = model.inlinesRehash ? inlined : Self.rehashNIP
+    let lr = model.inlinesRehash ? Frame("kvm_vm_ioctl_resize_hpt_commit", 0x48c) : Self.rehashLR
     let trace = Self.rehashTrace
     var vpte = old.v[idx]
     let guestRpte = old.rev[idx].guestRpte
@@ -273,7 +301,8 @@ extension SimVM {
     let newHashMask = new.hashMask
     let avpn = HPTEV.avpn(vpte) & ~((psize - 1) >> 23)
     var pteg = UInt64(idx / 8)
-    if vpte & HPTEV.secondary != 0 { pteg = ~pteg }
+    // The B5 kernels forgot this inversion (and compared ~pteg below instead).
+    if vpte & HPTEV.secondary != 0 && !model.has(.b5) { pteg = ~pteg }
     let hash: UInt64
     if vpte & HPTEV.segment1T == 0 {
       var offset = (avpn & 0x1f) << 23
@@ -291,7 +320,7 @@ extension SimVM {
       if model.has(.b5) {
         // The pre-fix code compared the inverted group with the primary hash.
         if ~pteg != (hash & oldHashMask) {
-          throw bugOn(line: 1329, nip: nip, lr: lr, trace: trace)
+          throw bugOn(line: model.inlinesRehash ? 1325 : 1329, nip: nip, lr: lr, trace: trace)
         }
         newPteg = ~newPteg
       } else {

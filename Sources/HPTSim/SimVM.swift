@@ -109,6 +109,24 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
     let count = payload.size / HPTHash.pageSize
     guard count > 0, first + count <= UInt64(npages) else { throw KVMError("loadPayload", .EINVAL) }
     v.payload = PayloadState(payload: payload, firstPage: Int(first), pageCount: Int(count))
+    enterBoltedSecondaryHPTEs(payload.boltedSecondaryHPTEs)
+  }
+
+  /// What the raw payload's H_ENTERs leave (Payload.boltedSecondaryHPTE): bolted HPTEs with
+  /// H = 1 in groups 1, 3, 5, ..., 1 TB segments of VSID 0x1000 + k, mapping guest page 1
+  /// (the payload's image), absent until a fault maps the host page.
+  func enterBoltedSecondaryHPTEs(_ count: Int) {
+    guard count > 0, let t = hpt else { return }
+    for k in 0..<count {
+      let group = Int(UInt64(2 * k + 1) & t.hashMask) * 8
+      guard let i = (group..<group + 8).first(where: { t.v[$0] & (HPTEV.valid | HPTEV.absent) == 0 })
+      else { continue }  // H_PTEG_FULL
+      let avpn = UInt64(0x1000 + k) << 17
+      t.v[i] = HPTEV.segment1T | (avpn << HPTEV.avpnShift) | HPTEV.bolted | HPTEV.secondary
+        | HPTEV.absent
+      t.r[i] = 1 << HPTHash.pageShift
+      t.rev[i].guestRpte = 1 << HPTHash.pageShift
+    }
   }
 
   public func close() { closed = true }
