@@ -45,7 +45,7 @@ let package = Package(
     .target(
       name: "HPTEngine",
       dependencies: [
-        "KVMHost", "KVMSys", "KernelLog", "HPTSim", "Libvirt",
+        "KVMHost", "KVMSys", "KernelLog", "HPTSim", "Libvirt", "PPC64",
         .product(name: "Yams", package: "Yams"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
       ]),

@@ -97,6 +97,12 @@ public struct Job: Sendable {
   public var pagesPerReport = 256
   public var invalidateEveryMs: Double? = 10
   public var invalidatePages = 16
+  /// How the host takes the pages away (raw backend; the simulator models both as migration).
+  public var invalidateAdvice: HostInvalidation = .dontneed
+  /// At each payload report, this many of the pages just written are read back through the
+  /// VMM's own mapping and compared with what the guest wrote (raw backend): a stale
+  /// translation shows there even when the guest's own reads look right. 0: off.
+  public var hostViewPages = 2
   public var failOnUnexpected = true
   public var libvirt = LibvirtJob()
   /// Where KVM runs (target:); local unless the job says otherwise.
@@ -496,20 +502,30 @@ struct Parser {
         }
       case "memory_load":
         for (mk, mv) in try mapping(
-          v, "memory_load", allowed: ["guest_writers", "pages_per_report", "host_invalidate"])
+          v, "memory_load",
+          allowed: ["guest_writers", "pages_per_report", "host_invalidate", "host_view_pages"])
         {
           let key = "memory_load.\(mk)"
           switch mk {
           case "guest_writers": job.guestWriters = try bool(mv, key)
           case "pages_per_report": job.pagesPerReport = try int(mv, key, 1...1_000_000)
+          case "host_view_pages": job.hostViewPages = try int(mv, key, 0...64)
           default:
             if mv.bool == false {
               job.invalidateEveryMs = nil
               continue
             }
-            for (ik, iv) in try mapping(mv, key, allowed: ["every_ms", "pages"]) {
+            for (ik, iv) in try mapping(mv, key, allowed: ["every_ms", "pages", "advice"]) {
               if ik == "every_ms" {
                 job.invalidateEveryMs = try double(iv, "\(key).every_ms", min: 0.01)
+              } else if ik == "advice" {
+                guard let s = iv.string, let a = HostInvalidation(rawValue: s) else {
+                  throw fail(
+                    iv, "\(key).advice",
+                    "unknown advice '\(iv.string ?? "")'; allowed: \(HostInvalidation.allCases.map(\.rawValue).joined(separator: ", "))"
+                  )
+                }
+                job.invalidateAdvice = a
               } else {
                 job.invalidatePages = try int(iv, "\(key).pages", 1...1_000_000)
               }

@@ -118,6 +118,7 @@ final class RunRecorder: @unchecked Sendable {
     detail: String? = nil, target: String? = nil, hostTrace: HostTrace.Result? = nil
   ) -> RunReport {
     let wall = Date().timeIntervalSince(wallStart)
+    let taken = stats.with { $0.pagesTaken }
     let (resizes, answers, unexpected, lat, pv, mm) = stats.with { s in
       (
         RunReport.Resizes(
@@ -161,7 +162,8 @@ final class RunRecorder: @unchecked Sendable {
       guests: RunReport.Guests(
         count: job.guestCount, memory_mib: job.guestMemoryMiB, vcpus: job.vcpus,
         boot_order: job.bootOrder,
-        pages_verified: pv, mismatches: mm),
+        pages_verified: pv, mismatches: mm,
+        pages_taken: job.invalidateAdvice == .remove ? taken : nil),
       crashes: crashes, figures: hostStats.isEmpty ? nil : hostStats, target: target,
       host_trace: hostTrace,
       wall: RunReport.Wall(

@@ -2,12 +2,15 @@ import Foundation
 import HPTSim
 import KVMHost
 import KernelLog
+import PPC64
 
 /// One guest as the engine drives it.
 final class GuestContext: @unchecked Sendable {
   let name: String
   let vm: any KVMVirtualMachine
   let vcpus: [any KVMVCPU]
+  /// What each vCPU's payload walks, by vCPU id (for the host-view check).
+  var payloads: [UInt32: GuestPayload] = [:]
   /// Cleared while the hammer provokes COMMIT-before-run; vCPUs wait for it.
   let mayRun = LockedFlag()
   private let lock = NSLock()
@@ -78,6 +81,8 @@ public struct RunReport: Codable, Sendable {
     public var boot_order: UInt32
     public var pages_verified: UInt64
     public var mismatches: UInt64
+    /// Pages the host freed (advice remove) that the payloads found zeroed, as told.
+    public var pages_taken: UInt64?
   }
   public struct Wall: Codable, Sendable {
     public var elapsed_s: Double
@@ -182,10 +187,12 @@ public final class Runner: @unchecked Sendable {
         let rng = seeds.split()
         let pages = job.invalidatePages
         let memory = UInt64(job.guestMemoryMiB) << 20
+        let how = job.invalidateAdvice
         agents.append(
           Agent(name: "kcompactd0") {
             var r = rng
-            hostMemoryLoad(g, exec: exec, everyMs: every, pages: pages, memory: memory, rng: &r)
+            hostMemoryLoad(
+              g, exec: exec, everyMs: every, pages: pages, memory: memory, how: how, rng: &r)
           })
       }
     }
@@ -221,17 +228,22 @@ public final class Runner: @unchecked Sendable {
       // The guest kernel keeps the first 1/16 of RAM; the payload walks the rest, split per vCPU.
       let reserved = memory / 16
       let per = ((memory - reserved) / UInt64(job.vcpus)) & ~0xffff
+      var payloads: [UInt32: GuestPayload] = [:]
       for ci in 0..<job.vcpus {
         let v = try vm.createVCPU(id: UInt32(ci))
-        try vm.loadPayload(
-          GuestPayload(
-            base: reserved + UInt64(ci) * per, size: per,
-            patternSeed: job.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(gi * 64 + ci),
-            pagesPerReport: job.pagesPerReport,
-            boltedSecondaryHPTEs: ci == 0 ? job.boltedSecondaryHPTEs : 0), vcpu: UInt32(ci))
+        let p = GuestPayload(
+          base: reserved + UInt64(ci) * per, size: per,
+          patternSeed: job.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(gi * 64 + ci),
+          pagesPerReport: job.pagesPerReport,
+          boltedSecondaryHPTEs: ci == 0 ? job.boltedSecondaryHPTEs : 0,
+          takenTable: job.invalidateAdvice == .remove
+            ? Self.takenTable(vcpu: ci, walked: per, reserved: reserved) : 0)
+        try vm.loadPayload(p, vcpu: UInt32(ci))
+        payloads[UInt32(ci)] = p
         vcpus.append(v)
       }
       let g = GuestContext(name: "guest\(gi)", vm: vm, vcpus: vcpus)
+      g.payloads = payloads
       g.mayRun.value = !job.commitBeforeRun
       out.append(g)
     }
@@ -270,6 +282,23 @@ public final class Runner: @unchecked Sendable {
       case .paprHcall(let nr, let args) where nr == HPTHammerHcall.report && args.count >= 5:
         v.setHcallReturn(0)
         stats.with { $0.vcpuExits += 1 }
+        if args.count >= 8 { recordTaken(v, args[7]) }
+        if !reported, args.count >= 7, let p = g.payloads[v.id],
+          let bad = hostViewDiffers(g, p, pass: args[5], offset: args[6])
+        {
+          reported = true
+          let title =
+            "guest memory corruption: the host's view of \(g.name) differs from what it wrote"
+          addFinding(
+            Finding(
+              title: title, type: "MEMORY_CORRUPTION", frame: nil,
+              source: "\(g.name) host-view check", expected: false, file: nil, corrupted: false),
+            report:
+              "\(title)\nvCPU \(v.id) wrote 0x\(String(bad.wrote, radix: 16)) at guest-physical 0x\(String(bad.gpa, radix: 16)) (pass \(bad.pass)); the VMM's mapping holds 0x\(String(bad.host, radix: 16)).\n"
+          )
+          recorder.crashSeen(atNs: exec.nowNs)
+          exec.requestStop()
+        }
         if args[1] > 0 && !reported {
           reported = true
           // A stable title (dedup across runs); the addresses go in the report.
@@ -315,6 +344,52 @@ public final class Runner: @unchecked Sendable {
   }
 
   private var perVCPU: [ObjectIdentifier: (UInt64, UInt64)] = [:]
+  private var perVCPUTaken: [ObjectIdentifier: UInt64] = [:]
+  /// Where vCPU `vcpu`'s taken table goes: in the first 1/16 of RAM (kept out of the walked
+  /// ranges), from 1 MiB up, 4 KiB aligned, one dword per walked page.
+  static func takenTable(vcpu: Int, walked: UInt64, reserved: UInt64) -> UInt64 {
+    let bytes = (walked >> 16 * 8 + 0xfff) & ~0xfff
+    let at = 0x10_0000 + UInt64(vcpu) * bytes
+    precondition(at + bytes <= reserved, "taken tables past the reserved RAM")
+    return at
+  }
+
+  /// The host-view check: the last `hostViewPages` pages the payload wrote before this report
+  /// (its pass and offset say which, and with what), read through the VMM's own mapping. A
+  /// page the host freed since (its taken dword set) is skipped. Returns the first difference.
+  func hostViewDiffers(_ g: GuestContext, _ p: GuestPayload, pass: UInt64, offset: UInt64) -> (
+    gpa: UInt64, wrote: UInt64, host: UInt64, pass: UInt64
+  )? {
+    let step: UInt64 = 1 << 16
+    for k in 1...max(1, job.hostViewPages) where job.hostViewPages > 0 {
+      var off = Int64(offset) - Int64(k) * Int64(step)
+      var q = pass
+      if off < 0 {
+        guard pass > 0 else { return nil }
+        off += Int64(p.size)
+        q = pass - 1
+      }
+      let gpa = p.base + UInt64(off)
+      guard let host = g.vm.readGuestDword(gpa) else { return nil }
+      let wrote = Payload.pattern(seed: p.patternSeed, gpa: gpa, pass: q)
+      if host == wrote { continue }
+      if p.takenTable != 0, g.vm.readGuestDword(p.takenTable + UInt64(off) / step * 8) != 0 {
+        continue  // freed by the host after the write
+      }
+      return (gpa, wrote, host, q)
+    }
+    return nil
+  }
+
+  func recordTaken(_ v: any KVMVCPU, _ taken: UInt64) {
+    stats.with { s in
+      let key = ObjectIdentifier(v)
+      let old = perVCPUTaken[key] ?? 0
+      perVCPUTaken[key] = taken
+      s.pagesTaken += taken &- old
+    }
+  }
+
   func recordGuest(_ v: any KVMVCPU, verified: UInt64, mismatches: UInt64) {
     stats.with { s in
       let key = ObjectIdentifier(v)
@@ -452,7 +527,7 @@ public final class Runner: @unchecked Sendable {
 /// compaction does, forcing HPTE invalidations through the MMU notifier and re-faults.
 func hostMemoryLoad(
   _ g: GuestContext, exec: any AgentExecutor, everyMs: Double, pages: Int, memory: UInt64,
-  rng: inout SplitMix64
+  how: HostInvalidation, rng: inout SplitMix64
 ) {
   let totalPages = Int(memory >> 16)
   while !exec.stopRequested {
@@ -460,7 +535,8 @@ func hostMemoryLoad(
     if exec.stopRequested { break }
     let first = rng.below(max(1, totalPages - pages))
     do {
-      try g.vm.invalidateGuestMemory(guestPhysAddr: UInt64(first) << 16, size: UInt64(pages) << 16)
+      try g.vm.invalidateGuestMemory(
+        guestPhysAddr: UInt64(first) << 16, size: UInt64(pages) << 16, how: how)
     } catch {
       return
     }

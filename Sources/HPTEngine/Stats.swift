@@ -28,6 +28,7 @@ public final class RunStats: @unchecked Sendable {
   var commitUs = Histogram<UInt64>(
     highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
   var pagesVerified: UInt64 = 0
+  var pagesTaken: UInt64 = 0
   var mismatches: UInt64 = 0
   var vcpuExits = 0
   var reboots = 0

@@ -89,34 +89,36 @@ public struct KernelModel: Sendable, Hashable {
   static func lab(_ bug: ResizeBug) -> KernelModel {
     KernelModel(
       name: "6.1-\(bug.rawValue)", release: "6.1.187-lab-\(bug.rawValue)+", bugs: [bug],
-      description: "Debian's 6.1 in the lab with Guests/lab/bugs/\(bug.rawValue).patch: \(bug.summary)",
+      description:
+        "Debian's 6.1 in the lab with Guests/lab/bugs/\(bug.rawValue).patch: \(bug.summary)",
       modernOopsFormat: true, mmuLockName: "kvm->arch.mmu_setup_lock", mmuReadyName: "mmu_ready",
       moduleBase: 0xc008_0000_0243_0000, slubPoison: false, inlinesRelease: false,
       inlinesRehash: true)
   }
 
-  public static let all: [KernelModel] = [
-    KernelModel(
-      name: "4.14.0-rc4", release: "4.14.0-rc4", bugs: [.b1, .b0a, .b3, .b4, .b5],
-      description: "the seed report's kernel: before 38c53af85306 (B1), with B0a, B3, B4 and B5",
-      modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "hpte_setup_done",
-      moduleBase: 0xd000_0000_0c20_0000),
-    KernelModel(
-      name: "4.14", release: "4.14.0", bugs: [.b0a, .b3, .b4, .b5],
-      description: "v4.14: the seed's fix (38c53af85306) applied; B0a, B3, B4 and B5 remain",
-      modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "hpte_setup_done",
-      moduleBase: 0xd000_0000_0c20_0000),
-    KernelModel(
-      name: "4.15", release: "4.15.0", bugs: [.b5],
-      description: "v4.15: B0a, B3 and B4 fixed; B5 remains",
-      modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "mmu_ready",
-      moduleBase: 0xd000_0000_0c20_0000),
-    KernelModel(
-      name: "6.1", release: "6.1.0-50-powerpc64le", bugs: [],
-      description: "Debian 12's kernel: none of the modelled resize bugs",
-      modernOopsFormat: true, mmuLockName: "kvm->arch.mmu_setup_lock", mmuReadyName: "mmu_ready",
-      moduleBase: 0xc008_0000_0c20_0000),
-  ] + [ResizeBug.b0a, .b1, .b3, .b4, .b5].map(lab)
+  public static let all: [KernelModel] =
+    [
+      KernelModel(
+        name: "4.14.0-rc4", release: "4.14.0-rc4", bugs: [.b1, .b0a, .b3, .b4, .b5],
+        description: "the seed report's kernel: before 38c53af85306 (B1), with B0a, B3, B4 and B5",
+        modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "hpte_setup_done",
+        moduleBase: 0xd000_0000_0c20_0000),
+      KernelModel(
+        name: "4.14", release: "4.14.0", bugs: [.b0a, .b3, .b4, .b5],
+        description: "v4.14: the seed's fix (38c53af85306) applied; B0a, B3, B4 and B5 remain",
+        modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "hpte_setup_done",
+        moduleBase: 0xd000_0000_0c20_0000),
+      KernelModel(
+        name: "4.15", release: "4.15.0", bugs: [.b5],
+        description: "v4.15: B0a, B3 and B4 fixed; B5 remains",
+        modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "mmu_ready",
+        moduleBase: 0xd000_0000_0c20_0000),
+      KernelModel(
+        name: "6.1", release: "6.1.0-50-powerpc64le", bugs: [],
+        description: "Debian 12's kernel: none of the modelled resize bugs",
+        modernOopsFormat: true, mmuLockName: "kvm->arch.mmu_setup_lock", mmuReadyName: "mmu_ready",
+        moduleBase: 0xc008_0000_0c20_0000),
+    ] + [ResizeBug.b0a, .b1, .b3, .b4, .b5].map(lab)
 
   /// Aliases a job may use for the two kernels every developer asks for first.
   public static let aliases: [String: String] = ["pre-fix": "4.14.0-rc4", "fixed": "6.1"]

@@ -119,10 +119,12 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
     guard count > 0, let t = hpt else { return }
     for k in 0..<count {
       let group = Int(UInt64(2 * k + 1) & t.hashMask) * 8
-      guard let i = (group..<group + 8).first(where: { t.v[$0] & (HPTEV.valid | HPTEV.absent) == 0 })
+      guard
+        let i = (group..<group + 8).first(where: { t.v[$0] & (HPTEV.valid | HPTEV.absent) == 0 })
       else { continue }  // H_PTEG_FULL
       let avpn = UInt64(0x1000 + k) << 17
-      t.v[i] = HPTEV.segment1T | (avpn << HPTEV.avpnShift) | HPTEV.bolted | HPTEV.secondary
+      t.v[i] =
+        HPTEV.segment1T | (avpn << HPTEV.avpnShift) | HPTEV.bolted | HPTEV.secondary
         | HPTEV.absent
       t.r[i] = 1 << HPTHash.pageShift
       t.rev[i].guestRpte = 1 << HPTHash.pageShift
@@ -302,7 +304,11 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
 
   // MARK: - host memory load: page migration under the MMU notifier
 
-  public func invalidateGuestMemory(guestPhysAddr: UInt64, size: UInt64) throws(KVMError) {
+  /// Both ways of taking pages (`how`) are modelled as a migration: the contents survive, so a
+  /// stale translation shows as the old page, reused by then.
+  public func invalidateGuestMemory(guestPhysAddr: UInt64, size: UInt64, how: HostInvalidation)
+    throws(KVMError)
+  {
     guard !kernel.dead else { throw KVMError("invalidate", .hostDown) }
     let first = Int(guestPhysAddr / HPTHash.pageSize)
     let last = min(npages, Int((guestPhysAddr + size + HPTHash.pageSize - 1) / HPTHash.pageSize))

@@ -38,10 +38,14 @@ public protocol KVMVirtualMachine: AnyObject, Sendable {
   /// Put the harness's guest payload into guest memory for `vcpu` (machine code on real KVM,
   /// the equivalent guest model on the simulator).
   func loadPayload(_ payload: GuestPayload, vcpu: UInt32) throws(KVMError)
-  /// Host-side memory load: drop the host pages behind a range of guest memory (madvise
-  /// MADV_DONTNEED on real KVM, page migration under the MMU notifier on the simulator), which
+  /// Host-side memory load: take the host pages behind a range of guest memory away (`how`:
+  /// unmap them or free them; page migration under the MMU notifier on the simulator), which
   /// forces the kernel to invalidate HPTEs and the guest to fault the pages back in.
-  func invalidateGuestMemory(guestPhysAddr: UInt64, size: UInt64) throws(KVMError)
+  func invalidateGuestMemory(guestPhysAddr: UInt64, size: UInt64, how: HostInvalidation)
+    throws(KVMError)
+  /// The dword at `gpa` as the VMM sees it through its own mapping of guest RAM (not through
+  /// the guest's translations); nil where the backend has no such view (the simulator).
+  func readGuestDword(_ gpa: UInt64) -> UInt64?
   /// Release the VM (close its fds).
   func close()
   /// Makes every vCPU of this VM that is inside KVM_RUN return now (EINTR), once, as QEMU
@@ -52,6 +56,19 @@ public protocol KVMVirtualMachine: AnyObject, Sendable {
 extension KVMVirtualMachine {
   /// A backend whose vCPUs return at their next yield (the simulator) needs no kick.
   public func kickVCPUs() {}
+  public func readGuestDword(_ gpa: UInt64) -> UInt64? { nil }
+}
+
+/// How the host takes guest pages away (memory_load.host_invalidate.advice).
+public enum HostInvalidation: String, Sendable, Hashable, CaseIterable, Codable {
+  /// madvise(MADV_DONTNEED) on the shared guest RAM: the pages leave the VMM's page tables
+  /// (MMU notifier, HPTE invalidation) but their contents stay in the shmem object, so a stale
+  /// translation still reaches the right data.
+  case dontneed
+  /// madvise(MADV_REMOVE): the pages are freed (a hole punched in the shmem object) and come
+  /// back zeroed; a stale translation now reaches a freed page. The payload is told which
+  /// pages went (its taken table).
+  case remove
 }
 
 public protocol KVMVCPU: AnyObject, Sendable {

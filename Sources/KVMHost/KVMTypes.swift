@@ -73,10 +73,14 @@ public struct GuestPayload: Hashable, Sendable {
   /// Bolted HPTEs in secondary groups the vCPU enters (H_ENTER) before it starts (bug B5's
   /// reach); one vCPU per VM is enough.
   public var boltedSecondaryHPTEs: Int
+  /// Guest-physical address of the vCPU's taken table (PayloadParameters.takenTable), where
+  /// the VMM marks the pages it frees; 0: none.
+  public var takenTable: UInt64
   public init(
     base: UInt64, size: UInt64, patternSeed: UInt64, pagesPerReport: Int,
-    boltedSecondaryHPTEs: Int = 0
+    boltedSecondaryHPTEs: Int = 0, takenTable: UInt64 = 0
   ) {
+    self.takenTable = takenTable
     self.base = base
     self.size = size
     self.patternSeed = patternSeed

@@ -157,6 +157,24 @@ public final class RemoteSyscalls: Syscalls, @unchecked Sendable {
     }
   }
 
+  /// Guest RAM as the remote VMM process sees it (hostd's OP_READ_MEM), not the local shadow.
+  public func peek(_ address: UnsafeMutableRawPointer, count: Int) -> Result<[UInt8], Errno> {
+    guard let remote = remoteAddress(UInt(bitPattern: address)) else { return .failure(.EFAULT) }
+    let r = call(.readMem, fd: -1, a: remote, b: UInt64(count), data: [])
+    guard r.ret >= 0 else { return .failure(Errno(rawValue: r.err)) }
+    guard r.data.count == count else { return .failure(.EIO) }
+    return .success(r.data)
+  }
+
+  /// Writes into the remote mapping (hostd's OP_WRITE_MEM) and the local shadow.
+  public func poke(_ address: UnsafeMutableRawPointer, _ bytes: [UInt8]) -> Result<Void, Errno> {
+    guard let remote = remoteAddress(UInt(bitPattern: address)) else { return .failure(.EFAULT) }
+    let r = call(.writeMem, fd: -1, a: remote, b: 0, data: bytes)
+    guard r.ret >= 0 else { return .failure(Errno(rawValue: r.err)) }
+    bytes.withUnsafeBytes { address.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    return .success(())
+  }
+
   // MARK: -
 
   private func remoteAddress(_ local: UInt) -> UInt64? {

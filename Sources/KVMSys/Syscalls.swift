@@ -25,6 +25,10 @@ public protocol Syscalls: Sendable {
   /// The architecture of the kernel the calls reach, which decides the ioctl numbers: this
   /// host's (the default), or a remote POWER host's for `RemoteSyscalls`.
   var arch: Arch { get }
+  /// Bytes of a mapping made through these calls, read and written where the mapping really
+  /// is (a remote host's for `RemoteSyscalls`); defaults: this process's memory.
+  func peek(_ address: UnsafeMutableRawPointer, count: Int) -> Result<[UInt8], Errno>
+  func poke(_ address: UnsafeMutableRawPointer, _ bytes: [UInt8]) -> Result<Void, Errno>
 }
 
 /// The madvise(2) advice the raw backend gives.
@@ -33,6 +37,9 @@ public enum MemoryAdvice: Int32, Sendable, Hashable {
   /// notifier (invalidate_range_start) makes KVM-HV unmap every HPTE of those pages; the guest
   /// faults them back in. On a shared mapping the contents stay in the shmem object.
   case dontNeed = 4
+  /// MADV_REMOVE (9): free the pages of a shared mapping (punch a hole in the shmem object);
+  /// the MMU notifier runs as for MADV_DONTNEED, and the pages come back zeroed.
+  case remove = 9
 }
 
 /// What an mmap maps: a file (a vCPU fd's kvm_run, shared) or anonymous memory (guest RAM).
@@ -49,6 +56,17 @@ public enum MemoryMapping: Sendable, Hashable {
 
 extension Syscalls {
   public var arch: Arch { .host }
+
+  /// Reads `count` bytes of a mapping this process made (on a remote host: of the mapping
+  /// there, not of the local shadow).
+  public func peek(_ address: UnsafeMutableRawPointer, count: Int) -> Result<[UInt8], Errno> {
+    .success(Array(UnsafeRawBufferPointer(start: address, count: count)))
+  }
+  /// Writes bytes into a mapping this process made (on a remote host: into the mapping there).
+  public func poke(_ address: UnsafeMutableRawPointer, _ bytes: [UInt8]) -> Result<Void, Errno> {
+    bytes.withUnsafeBytes { address.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    return .success(())
+  }
 
   /// Calls `body` until it returns something other than EINTR, if asked to.
   func retrying<T>(_ retryOnInterrupt: Bool, _ body: () -> Result<T, Errno>) -> Result<T, Errno> {

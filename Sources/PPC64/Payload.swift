@@ -15,10 +15,16 @@ public struct PayloadParameters: Hashable, Sendable {
   /// walking, as a Linux guest's bolted linear mapping does when a primary group is full.
   /// They are what HPT resizing must rehash with the secondary hash (bug B5).
   public var boltedSecondaryHPTEs: UInt64
+  /// Guest-physical address of the "taken" table (0: none): one dword per page of the walked
+  /// range, which the host sets to 1 just before it frees the page (MADV_REMOVE). A page that
+  /// reads back 0 with its dword set was taken away by the host, not corrupted: the payload
+  /// clears the dword, counts the page as taken and writes it again.
+  public var takenTable: UInt64
 
   public init(
     base: UInt64, size: UInt64, patternSeed: UInt64, pagesPerReport: UInt64,
-    pageBytes: UInt64 = 65536, hcallNumber: UInt64, boltedSecondaryHPTEs: UInt64 = 0
+    pageBytes: UInt64 = 65536, hcallNumber: UInt64, boltedSecondaryHPTEs: UInt64 = 0,
+    takenTable: UInt64 = 0
   ) {
     self.base = base
     self.size = size
@@ -27,6 +33,7 @@ public struct PayloadParameters: Hashable, Sendable {
     self.pageBytes = pageBytes
     self.hcallNumber = hcallNumber
     self.boltedSecondaryHPTEs = boltedSecondaryHPTEs
+    self.takenTable = takenTable
   }
 }
 
@@ -50,10 +57,11 @@ public enum PayloadReport: Sendable, Hashable {
 ///
 /// Image layout, at `loadAddress` in guest memory:
 ///
-///     +0   parameter block, 64 bytes, little-endian dwords:
+///     +0   parameter block, 128 bytes, little-endian dwords:
 ///          magic "HPTHPAY1", base, size, patternSeed, pagesPerReport, pageBytes,
-///          hcallNumber, boltedSecondaryHPTEs
-///     +64  code; the vCPU's PC starts here (`entry`)
+///          hcallNumber, boltedSecondaryHPTEs, takenTable, pages taken (the payload counts
+///          here), then zeroes
+///     +128 code; the vCPU's PC starts here (`entry`)
 ///
 /// First, if asked, the code enters `boltedSecondaryHPTEs` bolted HPTEs into secondary
 /// groups with H_ENTER (`boltedSecondaryHPTE(k)`: r3 = H_ENTER, r4 = flags, r5 = PTE index,
@@ -61,17 +69,25 @@ public enum PayloadReport: Sendable, Hashable {
 /// Then it walks [base, base+size) one `pageBytes` step at a time, pass after pass. At
 /// each step it reads the dword at the page's start: from pass 1 on it must hold
 /// `pattern(seed, gpa, pass - 1)`, what the previous pass wrote (a verified page; a different
-/// value is a mismatch, and the first one is remembered); then it writes
+/// value is a mismatch, and the first one is remembered, unless it is 0 and the page's dword
+/// in the taken table is set: then the host freed the page, and the payload clears the dword
+/// and counts the page as taken); then it writes
 /// `pattern(seed, gpa, pass)`. Every `pagesPerReport` steps it reports: r3 = hcallNumber,
 /// r4 = pages verified, r5 = mismatches (both since the start), r6 = first bad address (0:
-/// none), r7 = the value expected there, r8 = the value found. It never ends.
+/// none), r7 = the value expected there, r8 = the value found, r9 = the pass, r10 = the offset
+/// of the next page to visit (every page below it holds this pass's pattern, every page from
+/// it on the previous pass's: what the VMM checks through its own mapping), r11 = pages
+/// taken. It never ends.
 ///
 /// The parameter block is also how a VMM that cannot run the code (the simulated kernel
 /// behind SimSyscalls) learns what the payload does: it reads the block at PC - 64.
 public struct Payload: Sendable {
   /// "HPTHPAY1" as a little-endian dword.
   public static let magic: UInt64 = 0x3159_4150_4854_5048
-  public static let parameterBlockSize: UInt64 = 64
+  public static let parameterBlockSize: UInt64 = 128
+  /// Byte offsets of parameter-block dwords the code reads or writes.
+  static let takenTableAt: Int16 = 64
+  static let takenCountAt: Int16 = 72
   /// Registers the code keeps its state in (non-volatile in the ELF ABI and untouched by
   /// KVM's hcall exit, which only sets r3 on return).
   static let mul2 = GPR.r14, mul1 = GPR.r15, golden = GPR.r16, gpa = GPR.r17
@@ -154,7 +170,8 @@ public struct Payload: Sendable {
     self.parameters = p
     var a = Assembler()
     Self.emitBoltedSecondaryHPTEs(&a, p.boltedSecondaryHPTEs, gpa: loadAddress, report: report)
-    Self.emitCode(&a, loadAddress: loadAddress, report: report)
+    Self.emitCode(
+      &a, loadAddress: loadAddress, pageShift: Self.pageShift(p.pageBytes), report: report)
     instructions = try a.instructions()
     let imageEnd = loadAddress + Payload.parameterBlockSize + UInt64(instructions.count * 4)
     guard imageEnd <= p.base || loadAddress >= p.base + p.size else {
@@ -165,7 +182,7 @@ public struct Payload: Sendable {
     var bytes: [UInt8] = []
     for v in [
       Payload.magic, p.base, p.size, p.patternSeed, p.pagesPerReport, p.pageBytes, p.hcallNumber,
-      p.boltedSecondaryHPTEs,
+      p.boltedSecondaryHPTEs, p.takenTable, 0, 0, 0, 0, 0, 0, 0,
     ] {
       withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) }
     }
@@ -182,8 +199,11 @@ public struct Payload: Sendable {
     guard dword(0) == magic else { return nil }
     return PayloadParameters(
       base: dword(1), size: dword(2), patternSeed: dword(3), pagesPerReport: dword(4),
-      pageBytes: dword(5), hcallNumber: dword(6), boltedSecondaryHPTEs: dword(7))
+      pageBytes: dword(5), hcallNumber: dword(6), boltedSecondaryHPTEs: dword(7),
+      takenTable: dword(8))
   }
+
+  static func pageShift(_ pageBytes: UInt64) -> UInt32 { UInt32(pageBytes.trailingZeroBitCount) }
 
   /// One H_ENTER per bolted secondary HPTE, each mapping the image's own page. The answer is
   /// not checked: a group that is full (H_PTEG_FULL) only means one HPTE fewer.
@@ -213,7 +233,9 @@ public struct Payload: Sendable {
     a.emit(.ori(.r3, .r3, 1))
   }
 
-  static func emitCode(_ a: inout Assembler, loadAddress: UInt64, report: PayloadReport) {
+  static func emitCode(
+    _ a: inout Assembler, loadAddress: UInt64, pageShift: UInt32, report: PayloadReport
+  ) {
     a.load64(block, loadAddress)
     for (r, i) in [(base, 1), (size, 2), (seed, 3), (perReport, 4), (step, 5)] {
       a.emit(.ld(r, Int16(i * 8), block))
@@ -228,6 +250,7 @@ public struct Payload: Sendable {
     let pageLoop = a.newLabel()
     let write = a.newLabel()
     let next = a.newLabel()
+    let record = a.newLabel()
     a.bind(passLoop)
     a.emit(.li(offset, 0))
     a.bind(pageLoop)
@@ -241,6 +264,23 @@ public struct Payload: Sendable {
     a.emit(.addi(verified, verified, 1))
     a.emit(.cmpd(.r3, .r4))
     a.bc(.eq, write)
+    // A 0 where the taken table says the host freed the page: taken, not corrupted.
+    a.emit(.cmpdi(.r4, 0))
+    a.bc(.ne, record)
+    a.emit(.ld(.r6, takenTableAt, block))
+    a.emit(.cmpdi(.r6, 0))
+    a.bc(.eq, record)
+    a.emit(pageShift > 3 ? .srdi(.r7, offset, pageShift - 3) : .mr(.r7, offset))
+    a.emit(.ldx(.r8, .r6, .r7))
+    a.emit(.cmpdi(.r8, 0))
+    a.bc(.eq, record)
+    a.emit(.li(.r8, 0))
+    a.emit(.stdx(.r8, .r6, .r7))
+    a.emit(.ld(.r8, takenCountAt, block))
+    a.emit(.addi(.r8, .r8, 1))
+    a.emit(.std(.r8, takenCountAt, block))
+    a.b(write)
+    a.bind(record)
     a.emit(.addi(mismatches, mismatches, 1))
     a.emit(.cmpdi(badGPA, 0))
     a.bc(.ne, write)
@@ -259,9 +299,11 @@ public struct Payload: Sendable {
     a.emit(.ld(.r3, 48, block))
     for (arg, r) in [
       (GPR.r4, verified), (.r5, mismatches), (.r6, badGPA), (.r7, badExpected), (.r8, badFound),
+      (.r9, pass), (.r10, offset),
     ] {
       a.emit(.mr(arg, r))
     }
+    a.emit(.ld(.r11, takenCountAt, block))
     a.emit(report == .hcall ? .sc(lev: 1) : .trap)
     a.bind(next)
     a.emit(.cmpld(offset, size))

@@ -36,6 +36,8 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
   private let lock = NSLock()
   private var memslots: [Memslot] = []
   private var vcpus: [UInt32: RawVCPU] = [:]
+  /// What each vCPU's payload walks, for the taken tables.
+  private var payloads: [GuestPayload] = []
 
   let kicker: (any VCPUKicker)?
 
@@ -122,7 +124,8 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
           base: payload.base, size: payload.size, patternSeed: payload.patternSeed,
           pagesPerReport: UInt64(payload.pagesPerReport), pageBytes: Self.guestPageBytes,
           hcallNumber: HPTHammerHcall.report,
-          boltedSecondaryHPTEs: UInt64(clamping: payload.boltedSecondaryHPTEs)))
+          boltedSecondaryHPTEs: UInt64(clamping: payload.boltedSecondaryHPTEs),
+          takenTable: payload.takenTable))
     } catch {
       throw KVMError("loadPayload: \(error)", .EINVAL)
     }
@@ -134,7 +137,19 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
         "loadPayload: 0x\(String(payload.base, radix: 16))+0x\(String(payload.size, radix: 16)) is outside guest RAM",
         .EFAULT)
     }
+    if payload.takenTable != 0 {
+      let bytes = payload.size / Self.guestPageBytes * 8
+      guard hostAddress(payload.takenTable, length: bytes) != nil,
+        payload.takenTable + bytes <= payload.base
+          || payload.takenTable >= payload.base + payload.size
+      else {
+        throw KVMError(
+          "loadPayload: the taken table at 0x\(String(payload.takenTable, radix: 16)) is outside guest RAM or inside the walked range",
+          .EINVAL)
+      }
+    }
     built.image.withUnsafeBytes { image.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    lock.withLock { payloads.append(payload) }
     var regs = try v.handle.getRegs()
     regs.pc = built.entry
     regs.msr = Self.payloadMSR
@@ -160,20 +175,54 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
     try vmfd("KVM_PPC_RESIZE_HPT_COMMIT").resizeHPTCommit(flags: flags, shift: shift)
   }
 
-  /// MADV_DONTNEED of the guest RAM behind [gpa, gpa+size), clipped to the memslots and
-  /// widened to whole 64 KiB pages.
-  public func invalidateGuestMemory(guestPhysAddr: UInt64, size: UInt64) throws(KVMError) {
+  /// MADV_DONTNEED or MADV_REMOVE of the guest RAM behind [gpa, gpa+size), clipped to the
+  /// memslots and widened to whole 64 KiB pages. Before MADV_REMOVE frees a page that a
+  /// payload walks, its dword in that payload's taken table is set, so that the 0 the page
+  /// reads back is not taken for corruption.
+  public func invalidateGuestMemory(guestPhysAddr: UInt64, size: UInt64, how: HostInvalidation)
+    throws(KVMError)
+  {
     let page = Self.guestPageBytes
     let start = guestPhysAddr / page * page
     let end = (guestPhysAddr + size + page - 1) / page * page
+    if how == .remove { try markTaken(start..<end) }
+    let (advice, name): (MemoryAdvice, String) =
+      how == .remove ? (.remove, "MADV_REMOVE") : (.dontNeed, "MADV_DONTNEED")
     let slots = lock.withLock { memslots }
     for m in slots {
       let lo = max(start, m.guestPhysAddr)
       let hi = min(end, m.guestPhysAddr + m.size)
       guard lo < hi else { continue }
-      let r = syscalls.madvise(m.host + Int(lo - m.guestPhysAddr), length: Int(hi - lo), .dontNeed)
-      if case .failure(let e) = r { throw KVMError("madvise MADV_DONTNEED", e) }
+      let r = syscalls.madvise(m.host + Int(lo - m.guestPhysAddr), length: Int(hi - lo), advice)
+      if case .failure(let e) = r { throw KVMError("madvise \(name)", e) }
     }
+  }
+
+  /// Sets the taken-table dword of every walked page in `range`.
+  func markTaken(_ range: Range<UInt64>) throws(KVMError) {
+    let one = withUnsafeBytes(of: UInt64(1).littleEndian) { Array($0) }
+    for p in lock.withLock({ payloads }) where p.takenTable != 0 {
+      let lo = max(range.lowerBound, p.base)
+      let hi = min(range.upperBound, p.base + p.size)
+      var gpa = lo
+      while gpa < hi {
+        let entry = p.takenTable + (gpa - p.base) / Self.guestPageBytes * 8
+        guard let host = hostAddress(entry, length: 8) else {
+          throw KVMError(
+            "taken table entry 0x\(String(entry, radix: 16)) is outside guest RAM", .EFAULT)
+        }
+        if case .failure(let e) = syscalls.poke(host, one) { throw KVMError("taken table", e) }
+        gpa += Self.guestPageBytes
+      }
+    }
+  }
+
+  /// Through the VMM's own mapping (hostd's on a remote host).
+  public func readGuestDword(_ gpa: UInt64) -> UInt64? {
+    guard let host = hostAddress(gpa, length: 8),
+      case .success(let b) = syscalls.peek(host, count: 8)
+    else { return nil }
+    return b.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
   }
 
   public func kickVCPUs() {

@@ -368,7 +368,14 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
     return .success(0)
   }
 
-  /// MADV_DONTNEED of a memslot's memory: the simulated MMU notifier invalidates the range.
+  /// Guest RAM's contents live in the simulated kernel's model, not in this memory: there is no
+  /// VMM view to read (the host-view check is skipped on raw-sim).
+  public func peek(_ address: UnsafeMutableRawPointer, count: Int) -> Result<[UInt8], Errno> {
+    .failure(.ENOSYS)
+  }
+
+  /// MADV_DONTNEED or MADV_REMOVE of a memslot's memory: the simulated MMU notifier
+  /// invalidates the range (the simulator models both as a page migration: contents kept).
   public func madvise(_ address: UnsafeMutableRawPointer, length: Int, _ advice: MemoryAdvice)
     -> Result<Int32, Errno>
   {
@@ -384,7 +391,8 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
     }
     guard let (s, gpa) = target else { return .success(0) }  // plain memory: nothing to model
     do {
-      try s.vm.invalidateGuestMemory(guestPhysAddr: gpa, size: UInt64(length))
+      try s.vm.invalidateGuestMemory(
+        guestPhysAddr: gpa, size: UInt64(length), how: advice == .remove ? .remove : .dontneed)
       return .success(0)
     } catch {
       return .failure(error.errno)

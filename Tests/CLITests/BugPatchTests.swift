@@ -74,11 +74,14 @@ import Testing
       for seed in 1...3 {
         let out = tmp.appendingPathComponent("\(id)-\(seed)")
         let (rc, stdout, stderr) = try CLITests.exec(
-          [CLITests().binary.path, "run", file.path, "--seed", "\(seed)", "--out", out.path,
-           "--duration", "60s"], in: CLITests.repo.path)
+          [
+            CLITests().binary.path, "run", file.path, "--seed", "\(seed)", "--out", out.path,
+            "--duration", "60s",
+          ], in: CLITests.repo.path)
         #expect(rc == 0 || rc == 1, "\(id) seed \(seed): exit \(rc)\n\(stdout)\(stderr)")
-        let run = try JSONSerialization.jsonObject(
-          with: Data(contentsOf: out.appendingPathComponent("run.json"))) as? [String: Any]
+        let run =
+          try JSONSerialization.jsonObject(
+            with: Data(contentsOf: out.appendingPathComponent("run.json"))) as? [String: Any]
         for c in run?["crashes"] as? [[String: Any]] ?? [] {
           if let t = c["title"] as? String { titles.append(t) }
         }

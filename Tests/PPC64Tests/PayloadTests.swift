@@ -10,7 +10,7 @@ import Testing
 
   @Test func parameterBlockRoundTrips() throws {
     let p = try Payload(loadAddress: 0x1_0000, parameters: Self.params)
-    #expect(p.entry == 0x1_0040)
+    #expect(p.entry == 0x1_0080)
     let back = p.image.withUnsafeBytes { Payload.parameters(fromBlock: $0) }
     #expect(back == Self.params)
     var broken = p.image
@@ -186,5 +186,62 @@ import Testing
     var tooMany = params
     tooMany.boltedSecondaryHPTEs = Payload.maxBoltedSecondaryHPTEs + 1
     #expect(throws: PPC64Error.self) { try Payload(loadAddress: load, parameters: tooMany) }
+  }
+
+  /// A page the host freed (MADV_REMOVE) reads back 0. With its dword set in the taken table,
+  /// the payload counts it as taken (r11), clears the dword and writes the page again: no
+  /// mismatch. The same 0 without the dword set is a mismatch. Run under qemu-user.
+  @Test(
+    .enabled(
+      if: Tools.gcc != nil && Tools.qemu != nil,
+      "powerpc64le-linux-gnu-gcc or qemu-ppc64le-static is not installed"))
+  func aPageTheHostTookIsNotACorruption() throws {
+    let gcc = try #require(Tools.gcc)
+    let qemu = try #require(Tools.qemu)
+    let dir = try Tools.tempDir()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+      .appendingPathComponent("Harness/run_payload.c")
+    let binary = dir.appendingPathComponent("run_payload")
+    let (cc, ccOut) = try Tools.run(gcc, ["-O1", "-static", "-o", binary.path, source.path])
+    try #require(cc == 0, "\(ccOut)")
+    let load: UInt64 = 0x2000_0000
+    let table = load + 0x8000
+    let base: UInt64 = 0x3000_0000
+    let page: UInt64 = 0x1000
+    func run(table: UInt64) throws -> (reports: [[String]], taken: [String]) {
+      let params = PayloadParameters(
+        base: base, size: 8 * page, patternSeed: 9, pagesPerReport: 4, pageBytes: page,
+        hcallNumber: 0xF100, takenTable: table)
+      let payload = try Payload(loadAddress: load, parameters: params, report: .trap)
+      let image = dir.appendingPathComponent("payload.bin")
+      try Data(payload.image).write(to: image)
+      var args = [
+        binary.path, image.path, "0x\(String(load, radix: 16))", "0x\(String(base, radix: 16))",
+        "\(8 * page)", "6", "4", "\(2 * page)",
+      ]
+      if table != 0 { args.append("0x\(String(table, radix: 16))") }
+      let (rc, out) = try Tools.run(qemu, args)
+      try #require(rc == 0, "\(out)")
+      let lines = out.split(separator: "\n")
+      return (
+        lines.filter { $0.hasPrefix("report ") }.map {
+          $0.split(separator: " ").dropFirst().map(String.init)
+        },
+        lines.filter { $0.hasPrefix("taken ") }.map { String($0.split(separator: " ")[2]) }
+      )
+    }
+    // Page 2 taken after report 4 (end of pass 1); pass 2 reads 0 there in report 5.
+    let taken = try run(table: table)
+    try #require(taken.reports.count == 6)
+    #expect(taken.reports[4][2] == "0" && taken.reports[5][2] == "0", "no mismatch: \(taken)")
+    #expect(taken.reports[4][8] == "1", "one page taken (r11): \(taken.reports[4])")
+    #expect(taken.taken == Array(repeating: "0", count: 8), "the dword is cleared: \(taken.taken)")
+    // r9 = pass, r10 = offset of the next page: report 5 is pass 2 after 4 pages.
+    #expect(taken.reports[4][6] == "2" && taken.reports[4][7] == "\(4 * page)")
+    // The same 0 with no taken table: corruption.
+    var corrupt = try run(table: 0)
+    corrupt.reports = corrupt.reports.map { $0 }
+    #expect(corrupt.reports[4][2] == "1", "0xdead found: \(corrupt.reports[4])")
   }
 }

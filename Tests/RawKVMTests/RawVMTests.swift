@@ -147,17 +147,18 @@ final class NoExecutor: AgentExecutor, @unchecked Sendable {
     let set = try #require(ioctls(s).last)
     #expect(set.1 == Self.number(.KVM_SET_REGS))
     let regs = set.2.withUnsafeBytes { $0.load(as: KVMRegs.self) }
-    #expect(regs.pc == RawVM.imageAddress(vcpu: 0) + 64)
+    #expect(regs.pc == RawVM.imageAddress(vcpu: 0) + Payload.parameterBlockSize)
     #expect(regs.msr == RawVM.payloadMSR && regs.msr & 1 == 1 && regs.msr & 0x30 == 0)
-    let host = try #require(vm.hostAddress(RawVM.imageAddress(vcpu: 0), length: 64))
-    let params = Payload.parameters(fromBlock: UnsafeRawBufferPointer(start: host, count: 64))
+    let block = Int(Payload.parameterBlockSize)
+    let host = try #require(vm.hostAddress(RawVM.imageAddress(vcpu: 0), length: UInt64(block)))
+    let params = Payload.parameters(fromBlock: UnsafeRawBufferPointer(start: host, count: block))
     #expect(
       params
         == PayloadParameters(
           base: 1 << 20, size: 4 << 20, patternSeed: 99, pagesPerReport: 32, pageBytes: 65536,
           hcallNumber: HPTHammerHcall.report))
     // The code follows the block: its first instruction is lis r20 (the block's address).
-    let word = UInt32(littleEndian: (host + 64).loadUnaligned(as: UInt32.self))
+    let word = UInt32(littleEndian: (host + block).loadUnaligned(as: UInt32.self))
     #expect(word == (try Instruction.addis(.r20, .r0, 0).encode()))
   }
 
@@ -179,14 +180,39 @@ final class NoExecutor: AgentExecutor, @unchecked Sendable {
   @Test func invalidateIsMadviseOfWholePagesWithinRAM() throws {
     let (vm, _, s, _) = try guest()
     s.script(.returns(0))
-    try vm.invalidateGuestMemory(guestPhysAddr: 0x2_0100, size: 0x1_0000)
+    try vm.invalidateGuestMemory(guestPhysAddr: 0x2_0100, size: 0x1_0000, how: .dontneed)
     #expect(s.calls.last == .madvise(offset: 0x2_0000, length: 0x2_0000, .dontNeed))
     s.script(.returns(0))
-    try vm.invalidateGuestMemory(guestPhysAddr: ram - 0x1_0000, size: 0x10_0000)
+    try vm.invalidateGuestMemory(guestPhysAddr: ram - 0x1_0000, size: 0x10_0000, how: .dontneed)
     #expect(s.calls.last == .madvise(offset: Int(ram) - 0x1_0000, length: 0x1_0000, .dontNeed))
     s.script(.fails(.EINVAL))
     #expect(throws: KVMError("madvise MADV_DONTNEED", .EINVAL)) {
-      try vm.invalidateGuestMemory(guestPhysAddr: 0, size: 0x1_0000)
+      try vm.invalidateGuestMemory(guestPhysAddr: 0, size: 0x1_0000, how: .dontneed)
+    }
+  }
+
+  /// MADV_REMOVE frees pages: first the payload's taken table gets a 1 for every walked page
+  /// in the range (and only those), then madvise(MADV_REMOVE) of the whole pages.
+  @Test func removeMarksTheTakenTableThenFreesThePages() throws {
+    let (vm, _, s, _) = try guest()
+    s.script(.writes(KVMRegs.zero), .returns(0))  // GET_REGS, SET_REGS
+    let table: UInt64 = 0x8_0000
+    let p = GuestPayload(
+      base: 1 << 20, size: 4 << 20, patternSeed: 5, pagesPerReport: 8, takenTable: table)
+    try vm.loadPayload(p, vcpu: 0)
+    s.script(.returns(0))
+    // Pages 2 and 3 of the walked range, and one page below it (not walked: not marked).
+    try vm.invalidateGuestMemory(guestPhysAddr: (1 << 20) - 0x1_0000, size: 0x3_0000, how: .remove)
+    #expect(s.calls.last == .madvise(offset: (1 << 20) - 0x1_0000, length: 0x3_0000, .remove))
+    let t = try #require(vm.hostAddress(table, length: 64 * 8))
+    let marks = (0..<64).map { t.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) }
+    #expect(marks[0] == 1 && marks[1] == 1 && marks[2...].allSatisfy { $0 == 0 }, "\(marks)")
+    // A table inside the walked range is refused.
+    #expect(throws: KVMError.self) {
+      try vm.loadPayload(
+        GuestPayload(
+          base: 1 << 20, size: 4 << 20, patternSeed: 5, pagesPerReport: 8, takenTable: 2 << 20),
+        vcpu: 0)
     }
   }
 

@@ -67,7 +67,7 @@ import Testing
     #expect(throws: KVMError("KVM_RUN", .EINVAL)) { _ = try v.run() }
     try v.enableCap(KVMEnableCap(cap: KVMCap.KVM_CAP_PPC_PAPR))
     var regs = KVMRegs.zero
-    regs.pc = 0x1_0040
+    regs.pc = 0x1_0000 + Payload.parameterBlockSize
     regs.msr = RawVM.payloadMSR
     try v.setRegs(regs)
     let exit = try v.run()

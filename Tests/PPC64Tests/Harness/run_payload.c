@@ -3,9 +3,12 @@
 // PayloadReport.trap: each report is a `trap`, which this program catches (SIGTRAP), printing
 // r3...r8 and stepping over it.
 //
-// usage: run_payload IMAGE LOAD_ADDR BASE SIZE REPORTS CORRUPT_AT CORRUPT_OFFSET
+// usage: run_payload IMAGE LOAD_ADDR BASE SIZE REPORTS CORRUPT_AT CORRUPT_OFFSET [TAKEN_TABLE]
 //   After report CORRUPT_AT, the dword at BASE+CORRUPT_OFFSET is overwritten with 0xdead, as
-//   a stale translation would; after REPORTS reports, every page's first dword is printed.
+//   a stale translation would; with TAKEN_TABLE (an address inside the image's 64 KiB), it is
+//   taken away instead, as the host's MADV_REMOVE does: set to 0, and its dword in the table
+//   set to 1 first. After REPORTS reports, every page's first dword is printed, then the
+//   table's dwords.
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 
 static uint64_t base, size, page_bytes;
 static long reports, corrupt_at, corrupt_offset, seen;
+static uint64_t taken_table;
 
 static void on_trap(int sig, siginfo_t *info, void *ctx) {
   (void)sig;
@@ -24,12 +28,20 @@ static void on_trap(int sig, siginfo_t *info, void *ctx) {
   ucontext_t *uc = ctx;
   unsigned long *r = uc->uc_mcontext.gp_regs;
   seen++;
-  printf("report %lu %lu %lu 0x%lx 0x%lx 0x%lx\n", r[3], r[4], r[5], r[6], r[7], r[8]);
-  if (seen == corrupt_at) *(volatile uint64_t *)(base + corrupt_offset) = 0xdead;
+  printf("report %lu %lu %lu 0x%lx 0x%lx 0x%lx %lu %lu %lu\n", r[3], r[4], r[5], r[6], r[7], r[8],
+         r[9], r[10], r[11]);
+  if (seen == corrupt_at && taken_table) {
+    ((volatile uint64_t *)taken_table)[corrupt_offset / page_bytes] = 1;
+    *(volatile uint64_t *)(base + corrupt_offset) = 0;
+  } else if (seen == corrupt_at) {
+    *(volatile uint64_t *)(base + corrupt_offset) = 0xdead;
+  }
   if (seen == reports) {
     for (uint64_t off = 0; off < size; off += page_bytes)
       printf("page 0x%lx 0x%lx\n", (unsigned long)(base + off),
              (unsigned long)*(uint64_t *)(base + off));
+    for (uint64_t i = 0; taken_table && i < size / page_bytes; i++)
+      printf("taken %lu %lu\n", (unsigned long)i, (unsigned long)((uint64_t *)taken_table)[i]);
     fflush(stdout);
     _exit(0);
   }
@@ -37,8 +49,9 @@ static void on_trap(int sig, siginfo_t *info, void *ctx) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 8) {
-    fprintf(stderr, "usage: %s IMAGE LOAD BASE SIZE REPORTS CORRUPT_AT CORRUPT_OFFSET\n", argv[0]);
+  if (argc != 8 && argc != 9) {
+    fprintf(stderr, "usage: %s IMAGE LOAD BASE SIZE REPORTS CORRUPT_AT CORRUPT_OFFSET [TABLE]\n",
+            argv[0]);
     return 2;
   }
   FILE *f = fopen(argv[1], "rb");
@@ -52,6 +65,7 @@ int main(int argc, char **argv) {
   reports = strtol(argv[5], 0, 0);
   corrupt_at = strtol(argv[6], 0, 0);
   corrupt_offset = strtol(argv[7], 0, 0);
+  taken_table = argc == 9 ? strtoull(argv[8], 0, 0) : 0;
   memcpy(&page_bytes, image + 40, 8);  // parameter block: pageBytes
   void *code = mmap((void *)load, 65536, PROT_READ | PROT_WRITE | PROT_EXEC,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
@@ -65,7 +79,8 @@ int main(int argc, char **argv) {
   sa.sa_sigaction = on_trap;
   sa.sa_flags = SA_SIGINFO;
   sigaction(SIGTRAP, &sa, 0);
-  void (*entry)(void) = (void (*)(void))(load + 64);
+  uint64_t block_size = 128;  // Payload.parameterBlockSize
+  void (*entry)(void) = (void (*)(void))(load + block_size);
   entry();
   return 3;  // the payload never returns
 }
