@@ -197,6 +197,12 @@ def main():
                                                          "kvm_vm_ioctl_resize_hpt_prepare"]}})
     if a["jobs"]:  # told otherwise: these jobs for every bug
         bugs = [dict(b, jobs=a["jobs"]) for b in bugs]
+    if os.environ.get("HPTHAMMER_LAB_BUGS_CHECK_ONLY") == "1":  # the arguments only (tests)
+        print(json.dumps({"bugs": [b["id"] for b in bugs], "jobs": sorted({j for b in bugs for j in b["jobs"]})}))
+        sys.exit(0)
+    if subprocess.run(["swift", "build", "-c", "release", "--product", "hpthammer"],
+                      stdout=subprocess.DEVNULL).returncode != 0:
+        die("swift build -c release failed", 125)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     out_json = a["json"] or os.path.join(REPO, "runs", f"lab-bugs-{stamp}", "bugs.json")
     runs_dir = os.path.join(os.path.dirname(out_json), "runs")

@@ -122,4 +122,38 @@ import Testing
     }
     return out.joined(separator: "\n")
   }
+
+  /// scripts/lab-bugs.sh's choices before it builds anything: every ported bug by default, a
+  /// --patch runs every job including the reach jobs, --job replaces a bug's jobs, and bad
+  /// input exits 2 naming it (B9 with the reason it is not ported).
+  @Test func labBugsChoosesBugsAndJobsAndRefusesBadInput() throws {
+    func run(_ args: [String]) throws -> (Int32, String, String) {
+      try CLITests.exec(
+        ["/usr/bin/env", "HPTHAMMER_LAB_BUGS_CHECK_ONLY=1", "python3", "scripts/lab_bugs.py"]
+          + args, in: CLITests.repo.path)
+    }
+    func parse(_ out: String) throws -> [String: [String]] {
+      try #require(
+        try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: [String]], "\(out)")
+    }
+    let (rc, out, err) = try run([])
+    #expect(rc == 0, "\(err)")
+    let all = try parse(out)
+    #expect(all["bugs"] == ["B0a", "B1", "B3", "B4", "B5"])
+    let (_, pout, _) = try run(["--patch", "Guests/lab/mutants/M1-unmap-rmapp-keeps-hptes.patch"])
+    let patch = try parse(pout)
+    #expect(patch["bugs"] == ["M1-unmap-rmapp-keeps-hptes"])
+    #expect(patch["jobs"]?.contains("Jobs/bugs/reach-free-pages.yaml") == true)
+    #expect(Set(patch["jobs"] ?? []).isSuperset(of: all["jobs"] ?? ["?"]))
+    let (_, jout, _) = try run(["B5", "--job", "Jobs/bugs/reach-free-pages.yaml"])
+    #expect(try parse(jout)["jobs"] == ["Jobs/bugs/reach-free-pages.yaml"])
+    for (args, says) in [
+      (["B42"], "B42: no such bug"), (["B9"], "POWER8"), (["--runs", "x"], "--runs x"),
+      (["--patch", "/nonexistent.patch"], "/nonexistent.patch"), (["--frobnicate"], "--frobnicate"),
+      (["--job", "Jobs/none.yaml"], "Jobs/none.yaml"),
+    ] {
+      let (code, _, e) = try run(args)
+      #expect(code == 2 && e.contains(says), "\(args): exit \(code): \(e)")
+    }
+  }
 }
