@@ -57,6 +57,28 @@ done
 mkdir -p "$K"/{src,out,apt/lists/partial,apt/cache/archives/partial} || die "cannot create $K" 125
 export ARCH=powerpc CROSS_COMPILE=powerpc64le-linux-gnu-
 
+# The cache key: the source, the config fragments, the module list, the patches' contents.
+cache_key() { (echo "$1"; cat "${fragments[@]}" "$here/lab-kernel.lsmod"; for p in "${patches[@]}"; do
+  echo "patch"; cat "$p"; done) | sha256sum | cut -c1-12; }
+print_cached() { # KEY: prints the cached kernel's variables and exits, if it is there
+  [ -e "$K/out/$1/.done" ] || return 0
+  log "cached: $(cat "$K/out/$1/release") ($K/out/$1)"
+  echo "HPTHAMMER_LAB_HOST_KERNEL=$K/out/$1/vmlinux"
+  echo "HPTHAMMER_LAB_HOST_MODULES=$K/out/$1/modules"
+  echo "HPTHAMMER_LAB_KERNEL_RELEASE=$(cat "$K/out/$1/release")"
+  echo "HPTHAMMER_LAB_KERNEL_CACHED=1"
+  exit 0
+}
+# A cached kernel of Debian's source needs no lock: a bisection's or a benchmark's cached
+# kernels are not held up by another caller's build.
+if [ -z "$tree" ] && [ "$printsource" = 0 ]; then
+  v=${HPTHAMMER_KERNEL_VERSION:-$(git -C "$K/linux" tag -l 'debian-6.1.*' 2>/dev/null | sed 's/^debian-//' | sort -V | sed -n '$p' || true)}
+  if [ -n "$v" ] && [ "${HPTHAMMER_KERNEL_UPDATE:-0}" != 1 ] &&
+    git -C "$K/linux" rev-parse -q --verify "refs/tags/debian-$v" >/dev/null 2>&1; then
+    print_cached "$(cache_key "debian-$v")"
+  fi
+fi
+
 # One caller at a time in the shared tree and build directory.
 exec 9>"$K/lock"
 flock -w 7200 9 || die "another kernel.sh held $K/lock for 2 hours" 125
@@ -131,17 +153,9 @@ else
 fi
 
 # --- the cache key and the release string -----------------------------------------------------
-key=$( (echo "$srcid"; cat "${fragments[@]}" "$here/lab-kernel.lsmod"; for p in "${patches[@]}"; do
-  echo "patch"; cat "$p"; done) | sha256sum | cut -c1-12)
+key=$(cache_key "$srcid")
 out=$K/out/$key
-if [ -e "$out/.done" ]; then
-  log "cached: $(cat "$out/release") ($out)"
-  echo "HPTHAMMER_LAB_HOST_KERNEL=$out/vmlinux"
-  echo "HPTHAMMER_LAB_HOST_MODULES=$out/modules"
-  echo "HPTHAMMER_LAB_KERNEL_RELEASE=$(cat "$out/release")"
-  echo "HPTHAMMER_LAB_KERNEL_CACHED=1"
-  exit 0
-fi
+print_cached "$key"
 # Stock Debian source: "-lab"; anything else carries its key, so two kernels never share a
 # modules directory name.
 if [ -z "$tree" ] && [ ${#patches[@]} = 0 ] && [ ${#fragments[@]} = 1 ]; then lv=-lab; else lv=-lab-$key; fi
