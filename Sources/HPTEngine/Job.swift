@@ -104,6 +104,11 @@ public struct Job: Sendable {
   /// translation shows there even when the guest's own reads look right. 0: off.
   public var hostViewPages = 2
   public var failOnUnexpected = true
+  /// VM lifecycle churn: every `lifecycleEveryMs` a short-lived VM is created beside the
+  /// guests (RAM, HPT, optionally an in-kernel interrupt controller, one vCPU that runs the
+  /// payload to its first reports) and destroyed again. nil: off.
+  public var lifecycleEveryMs: Double?
+  public var lifecycleIRQChip = false
   public var libvirt = LibvirtJob()
   /// Where KVM runs (target:); local unless the job says otherwise.
   public var target = TargetJob()
@@ -182,6 +187,12 @@ public struct Job: Sendable {
       }
     }
     if backend.usesKernelModel || backend == .rawSim { try checkSimulatorMemory(file: file) }
+    if lifecycleEveryMs != nil && backend == .libvirt {
+      throw JobError(
+        file: file, line: nil, key: "lifecycle",
+        message:
+          "VM lifecycle churn is done by the raw VMM (backends sim, raw, raw-sim), not libvirt")
+    }
     if boltedSecondaryHPTEs > 0 && backend != .raw && backend != .rawSim {
       throw JobError(
         file: file, line: nil, key: "guests.bolted_secondary_hptes",
@@ -208,7 +219,7 @@ public struct Job: Sendable {
   static let topKeys = [
     "libvirt", "target",
     "name", "backend", "host", "guests", "budget", "seed", "resize", "memory_load",
-    "fail_on_unexpected",
+    "fail_on_unexpected", "lifecycle",
   ]
 
   /// Parses a job file's text. `file` names it in errors.
@@ -371,6 +382,14 @@ struct Parser {
         }
         job.seed = n
       case "fail_on_unexpected": job.failOnUnexpected = try bool(v, k)
+      case "lifecycle":
+        for (lk, lv) in try mapping(v, "lifecycle", allowed: ["every_ms", "irqchip"]) {
+          if lk == "every_ms" {
+            job.lifecycleEveryMs = try double(lv, "lifecycle.every_ms", min: 1)
+          } else {
+            job.lifecycleIRQChip = try bool(lv, "lifecycle.irqchip")
+          }
+        }
       case "target": job.target = try target(v)
       case "libvirt":
         let allowed = [

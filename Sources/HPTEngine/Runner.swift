@@ -196,6 +196,10 @@ public final class Runner: @unchecked Sendable {
           })
       }
     }
+    if let every = job.lifecycleEveryMs {
+      let irqchip = job.lifecycleIRQChip
+      agents.append(Agent(name: "vm-lifecycle") { [self] in vmLifecycle(exec, every, irqchip) })
+    }
     agents.append(Agent(name: "hpthammer-log") { [self] in watchLog(exec) })
     recorder.begin(clock: { [exec] in exec.nowNs })
     progress.begin(job: job, stats: stats, executor: exec, host: host)
@@ -345,6 +349,46 @@ public final class Runner: @unchecked Sendable {
 
   private var perVCPU: [ObjectIdentifier: (UInt64, UInt64)] = [:]
   private var perVCPUTaken: [ObjectIdentifier: UInt64] = [:]
+  /// VM lifecycle churn beside the guests: create a small VM (64 MiB at order 18, an interrupt
+  /// controller if asked), run its one vCPU to its second payload report (its first KVM_RUN
+  /// sets up the MMU), destroy it (the device is released first, under kvm->lock). Each
+  /// lifecycle is an answer "VM_LIFECYCLE" in run.json: 0, or the errno of the step that
+  /// failed.
+  func vmLifecycle(_ exec: any AgentExecutor, _ everyMs: Double, _ irqchip: Bool) {
+    var n: UInt64 = 0
+    while !exec.stopRequested {
+      exec.sleep(ms: max(1, Int(everyMs)))
+      if exec.stopRequested { break }
+      n += 1
+      do {
+        let vm = try host.createVM(type: .hv)
+        defer { vm.close() }
+        try vm.setUserMemoryRegion(slot: 0, guestPhysAddr: 0, size: 64 << 20)
+        _ = try vm.allocateHTAB(order: 18)
+        if irqchip { try vm.createInterruptController() }
+        let v = try vm.createVCPU(id: 0)
+        try vm.loadPayload(
+          GuestPayload(
+            base: 4 << 20, size: 60 << 20, patternSeed: job.seed ^ n, pagesPerReport: 64),
+          vcpu: 0)
+        var reports = 0
+        while reports < 2 && !exec.stopRequested {
+          switch try v.run() {
+          case .paprHcall(let nr, _) where nr == HPTHammerHcall.report:
+            v.setHcallReturn(0)
+            reports += 1
+          case .interrupted: continue
+          default: reports = 2
+          }
+        }
+        stats.answer("VM_LIFECYCLE", "0")
+      } catch {
+        if error.errno == .hostDown { return }
+        stats.answer("VM_LIFECYCLE", error.errno.name)
+      }
+    }
+  }
+
   /// Where vCPU `vcpu`'s taken table goes: in the first 1/16 of RAM (kept out of the walked
   /// ranges), from 1 MiB up, 4 KiB aligned, one dword per walked page.
   static func takenTable(vcpu: Int, walked: UInt64, reserved: UInt64) -> UInt64 {

@@ -46,6 +46,10 @@ public protocol KVMVirtualMachine: AnyObject, Sendable {
   /// The dword at `gpa` as the VMM sees it through its own mapping of guest RAM (not through
   /// the guest's translations); nil where the backend has no such view (the simulator).
   func readGuestDword(_ gpa: UInt64) -> UInt64?
+  /// Gives the VM an in-kernel interrupt controller (XICS; XICS-on-XIVE on POWER9), as QEMU's
+  /// pseries machine does; released when the VM is closed (under kvm->lock, taking each vCPU's
+  /// mutex). The simulator models none.
+  func createInterruptController() throws(KVMError)
   /// Release the VM (close its fds).
   func close()
   /// Makes every vCPU of this VM that is inside KVM_RUN return now (EINTR), once, as QEMU
@@ -57,6 +61,7 @@ extension KVMVirtualMachine {
   /// A backend whose vCPUs return at their next yield (the simulator) needs no kick.
   public func kickVCPUs() {}
   public func readGuestDword(_ gpa: UInt64) -> UInt64? { nil }
+  public func createInterruptController() throws(KVMError) {}
 }
 
 /// How the host takes guest pages away (memory_load.host_invalidate.advice).

@@ -61,6 +61,9 @@ public struct KVMIoctl: Hashable, Sendable, CustomStringConvertible {
   /// _IOR(KVMIO, 0xae, struct kvm_ppc_resize_hpt)
   public static let KVM_PPC_RESIZE_HPT_COMMIT = KVMIoctl(
     "KVM_PPC_RESIZE_HPT_COMMIT", .read, 0xae, size: MemoryLayout<KVMPPCResizeHPT>.size)
+  /// _IOWR(KVMIO, 0xe0, struct kvm_create_device); the device's fd comes back in the struct.
+  public static let KVM_CREATE_DEVICE = KVMIoctl(
+    "KVM_CREATE_DEVICE", .readWrite, 0xe0, size: MemoryLayout<KVMCreateDevice>.size)
   /// _IOW(KVMIO, 0xaf, struct kvm_ppc_mmuv3_cfg)
   public static let KVM_PPC_CONFIGURE_V3_MMU = KVMIoctl(
     "KVM_PPC_CONFIGURE_V3_MMU", .write, 0xaf, size: MemoryLayout<KVMPPCMMUv3Cfg>.size)
@@ -93,7 +96,7 @@ public struct KVMIoctl: Hashable, Sendable, CustomStringConvertible {
     KVM_GET_API_VERSION, KVM_CREATE_VM, KVM_CHECK_EXTENSION, KVM_GET_VCPU_MMAP_SIZE,
     KVM_CREATE_VCPU, KVM_SET_USER_MEMORY_REGION, KVM_ENABLE_CAP, KVM_PPC_GET_SMMU_INFO,
     KVM_PPC_ALLOCATE_HTAB, KVM_PPC_GET_HTAB_FD, KVM_PPC_RESIZE_HPT_PREPARE,
-    KVM_PPC_RESIZE_HPT_COMMIT, KVM_PPC_CONFIGURE_V3_MMU,
+    KVM_PPC_RESIZE_HPT_COMMIT, KVM_PPC_CONFIGURE_V3_MMU, KVM_CREATE_DEVICE,
     KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS, KVM_GET_ONE_REG,
     KVM_SET_ONE_REG,
   ]

@@ -3,6 +3,16 @@
 // uapi's, so a reader can hold the header next to this file. Fixed C arrays are tuples, which
 // Swift lays out contiguously like C arrays. Sizes are checked in KVMSysTests.
 
+/// struct kvm_create_device (12 bytes): argument of KVM_CREATE_DEVICE; the kernel fills `fd`.
+public struct KVMCreateDevice: Sendable, Hashable {
+  public var type: UInt32
+  public var fd: UInt32 = 0
+  public var flags: UInt32 = 0
+  /// KVM_DEV_TYPE_XICS: on a POWER9 host with XIVE, KVM's XICS-on-XIVE device.
+  public static let KVM_DEV_TYPE_XICS: UInt32 = 3
+  public init(type: UInt32) { self.type = type }
+}
+
 /// struct kvm_ppc_resize_hpt (16 bytes): argument of KVM_PPC_RESIZE_HPT_PREPARE/COMMIT.
 public struct KVMPPCResizeHPT: Sendable, Hashable {
   public var flags: UInt64

@@ -80,6 +80,16 @@ public final class KVMVMFD: KVMExtensionCheck, Sendable {
     return KVMHTABFD(fd: htabfd, syscalls: syscalls)
   }
 
+  /// KVM_CREATE_DEVICE: an in-kernel device of this VM (its own fd; the kernel releases the
+  /// device, under kvm->lock, when that fd is closed).
+  public func createDevice(type: UInt32, retryOnInterrupt: Bool = true) throws(KVMError)
+    -> KVMDeviceFD
+  {
+    var a = KVMCreateDevice(type: type)
+    _ = try ioctl(.KVM_CREATE_DEVICE, &a, retryOnInterrupt: retryOnInterrupt).get()
+    return KVMDeviceFD(fd: Int32(bitPattern: a.fd), syscalls: syscalls)
+  }
+
   /// KVM_PPC_RESIZE_HPT_PREPARE(flags, shift): the kernel's 0 is `.ready`, a positive answer
   /// is `.pending(estimateMs:)` (ask again after that long), a negative one throws with its
   /// errno. shift 0 cancels a pending request.
@@ -110,6 +120,17 @@ public final class KVMVMFD: KVMExtensionCheck, Sendable {
 }
 
 /// The fd KVM_PPC_GET_HTAB_FD returns. Owns it and closes it when released.
+/// A device fd (KVM_CREATE_DEVICE); closed when released.
+public final class KVMDeviceFD: Sendable {
+  public let fd: Int32
+  let syscalls: any Syscalls
+  init(fd: Int32, syscalls: any Syscalls) {
+    self.fd = fd
+    self.syscalls = syscalls
+  }
+  deinit { _ = syscalls.close(fd) }
+}
+
 public final class KVMHTABFD: Sendable {
   public let fd: Int32
   let syscalls: any Syscalls

@@ -36,6 +36,8 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
   private let lock = NSLock()
   private var memslots: [Memslot] = []
   private var vcpus: [UInt32: RawVCPU] = [:]
+  /// In-kernel devices (the interrupt controller), closed first when the VM is.
+  private var devices: [KVMDeviceFD] = []
   /// What each vCPU's payload walks, for the taken tables.
   private var payloads: [GuestPayload] = []
 
@@ -235,7 +237,14 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
   }
 
   /// Closes the vCPU fds, the VM fd, then unmaps guest RAM.
+  public func createInterruptController() throws(KVMError) {
+    let d = try vmfd("KVM_CREATE_DEVICE").createDevice(type: KVMCreateDevice.KVM_DEV_TYPE_XICS)
+    lock.withLock { devices.append(d) }
+  }
+
   public func close() {
+    // The device's release runs now, while the vCPUs still exist.
+    lock.withLock { devices.removeAll() }
     let (slots, had) = lock.withLock { () -> ([Memslot], Bool) in
       let s = memslots
       let had = fd != nil

@@ -66,6 +66,8 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
     case system
     case vm(VMState)
     case vcpu(VCPUState)
+    /// An in-kernel device (KVM_CREATE_DEVICE): the simulator models none, but gives it an fd.
+    case device
   }
 
   private let lock = NSLock()
@@ -159,6 +161,12 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
           s.memslots.removeAll { $0.slot == r.slot }
           s.memslots.append(r)
         }
+        return .success(0)
+      case (.vm, .KVM_CREATE_DEVICE):
+        var d = arg.load(as: KVMCreateDevice.self)
+        guard d.type == KVMCreateDevice.KVM_DEV_TYPE_XICS else { return .failure(.ENODEV) }
+        d.fd = UInt32(add(.device))
+        arg.storeBytes(of: d, as: KVMCreateDevice.self)
         return .success(0)
       case (.vm(let s), .KVM_PPC_ALLOCATE_HTAB):
         let order = try s.vm.allocateHTAB(order: arg.load(as: UInt32.self))

@@ -156,4 +156,36 @@ import Testing
       #expect(code == 2 && e.contains(says), "\(args): exit \(code): \(e)")
     }
   }
+
+  /// The reach features end to end on raw-sim: VM lifecycle churn with an interrupt
+  /// controller (each lifecycle an answer VM_LIFECYCLE 0), pages freed with MADV_REMOVE (the
+  /// run counts pages_taken), the fixed kernel passing.
+  @Test func lifecycleAndFreedPagesRunOnRawSim() throws {
+    let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("reach-\(getpid())")
+    try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: tmp) }
+    let job = tmp.appendingPathComponent("reach.yaml")
+    try """
+    name: reach
+    backend: raw-sim
+    host: {kernel: "6.1"}
+    guests: {count: 1, memory_mib: 256, vcpus: 1}
+    budget: {duration_s: 5}
+    lifecycle: {every_ms: 500, irqchip: true}
+    resize: {orders: [19, 22], policy: [grow, shrink]}
+    memory_load: {pages_per_report: 64, host_invalidate: {every_ms: 50, pages: 16, advice: remove}}
+    """.write(to: job, atomically: true, encoding: .utf8)
+    let out = tmp.appendingPathComponent("run")
+    let (rc, o, e) = try CLITests.exec(
+      [CLITests().binary.path, "run", job.path, "--out", out.path], in: CLITests.repo.path)
+    #expect(rc == 0, "\(o)\(e)")
+    let run = try #require(
+      try JSONSerialization.jsonObject(
+        with: Data(contentsOf: out.appendingPathComponent("run.json")))
+        as? [String: Any])
+    let answers = run["answers"] as? [String: [String: Int]]
+    #expect((answers?["VM_LIFECYCLE"]?["0"] ?? 0) >= 5, "\(String(describing: answers))")
+    #expect(answers?["VM_LIFECYCLE"]?.count == 1, "only successes: \(String(describing: answers))")
+    #expect((run["guests"] as? [String: Any])?["pages_taken"] != nil)
+  }
 }

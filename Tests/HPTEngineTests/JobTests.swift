@@ -126,4 +126,17 @@ import Testing
       }
     }
   }
+
+  @Test func lifecycleParsesAndIsRefusedOnLibvirt() throws {
+    let j = try Job.parse(
+      "backend: raw-sim\nlifecycle: {every_ms: 250, irqchip: true}", file: "j.yaml")
+    #expect(j.lifecycleEveryMs == 250 && j.lifecycleIRQChip)
+    #expect(try Job.parse("backend: sim", file: "j.yaml").lifecycleEveryMs == nil)
+    for bad in [
+      "lifecycle: {every_ms: 0}", "lifecycle: {often: 1}",
+      "backend: libvirt\nlifecycle: {every_ms: 100}",
+    ] {
+      #expect(throws: JobError.self, "\(bad)") { try Job.parse(bad, file: "j.yaml") }
+    }
+  }
 }

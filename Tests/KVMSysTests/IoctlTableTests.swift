@@ -23,6 +23,7 @@ import Testing
     (.KVM_SET_USER_MEMORY_REGION, 0x8020_ae46, 0x4020_ae46),
     (.KVM_GET_ONE_REG, 0x8010_aeab, 0x4010_aeab),
     (.KVM_SET_ONE_REG, 0x8010_aeac, 0x4010_aeac),
+    (.KVM_CREATE_DEVICE, 0xc00c_aee0, 0xc00c_aee0),
     // powerpc's kvm_regs is 392 bytes (0x188).
     (.KVM_GET_REGS, 0x4188_ae81, 0x8188_ae81),
     (.KVM_SET_REGS, 0x8188_ae82, 0x4188_ae82),

@@ -223,6 +223,28 @@ final class NoExecutor: AgentExecutor, @unchecked Sendable {
     #expect(throws: KVMError("KVM_RUN", .EFAULT)) { try v.run() }
   }
 
+  /// The interrupt controller is a KVM_CREATE_DEVICE of type XICS on the VM fd; closing the
+  /// VM closes the device's fd first (its release, under kvm->lock, takes each vCPU's mutex:
+  /// the order bug B8 inverts), then the VM's.
+  @Test func theInterruptControllerIsClosedBeforeTheVM() throws {
+    let (vm, _, s, _) = try guest()
+    var made = KVMCreateDevice(type: KVMCreateDevice.KVM_DEV_TYPE_XICS)
+    made.fd = 9
+    s.script(.writes(made))
+    try vm.createInterruptController()
+    let create = try #require(ioctls(s).last)
+    #expect(create.0 == 4 && create.1 == Self.number(.KVM_CREATE_DEVICE))
+    #expect(create.2.withUnsafeBytes { $0.load(as: KVMCreateDevice.self) }.type == 3)
+    vm.close()
+    let closes = s.calls.compactMap { c -> Int32? in
+      if case .close(let fd) = c { return fd }
+      return nil
+    }
+    let device = try #require(closes.firstIndex(of: 9), "\(closes)")
+    let vmfd = try #require(closes.firstIndex(of: 4), "\(closes)")
+    #expect(device < vmfd)
+  }
+
   @Test func closeReleasesRAMOnce() throws {
     let (vm, _, s, _) = try guest()
     vm.close()
