@@ -77,10 +77,13 @@ def parse_args(argv):
     return a
 
 
-def build(patch, bug):
-    """Guests/lab/kernel.sh for one patch (None: stock); returns (vmlinux, modules, release)."""
-    cmd = ["bash", "Guests/lab/kernel.sh"] + (["--patch", patch] if patch else [])
-    step = f"building the lab kernel for {bug}" + (f" ({os.path.basename(patch)})" if patch else "")
+def build(patch, bug, config=None):
+    """Guests/lab/kernel.sh for one patch (None: stock) and an extra config fragment (a
+    lockdep kernel's); returns (vmlinux, modules, release)."""
+    cmd = ["bash", "Guests/lab/kernel.sh"] + (["--patch", patch] if patch else []) + \
+        (["--config", config] if config else [])
+    step = f"building the lab kernel for {bug}" + (f" ({os.path.basename(patch)})" if patch else "") + \
+        (f" with {os.path.basename(config)}" if config else "")
     log(step)
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
@@ -209,10 +212,13 @@ def main():
     os.makedirs(runs_dir, exist_ok=True)
     doc = {"bugs": [], "control": [], "_t0": time.time(), "runs_per_bug": a["runs"],
            "budget_s": a["budget"], "not_ported": [] if a["ids"] else reg.get("not_ported", [])}
-    # Control first: the stock kernel, every job the chosen bugs run.
-    stock = build(None, "the control")
+    # Control first: the stock kernel (with each config the bugs need), every job they run.
     control_titles = set()
-    for job in sorted({j for b in bugs for j in b["jobs"]}):
+    stocks = {}
+    for job, config in sorted({(j, b.get("config") or "") for b in bugs for j in b["jobs"]}):
+        if config not in stocks:
+            stocks[config] = build(None, "the control", config or None)
+        stock = stocks[config]
         c = {"kernel": stock[2], "path": "raw", "job": job, "runs": 0, "crashes": 0,
              "canaries": 0, "titles": []}
         for seed in range(1, a["control_runs"] + 1):
@@ -230,7 +236,7 @@ def main():
         save(doc, out_json)
     for bug in bugs:
         kernel = build(os.path.join(REPO, "Guests/lab/bugs", bug["patch"]) if not
-                       os.path.isabs(bug["patch"]) else bug["patch"], bug["id"])
+                       os.path.isabs(bug["patch"]) else bug["patch"], bug["id"], bug.get("config"))
         for job in bug["jobs"]:
             e = {"id": bug["id"], "fix": bug.get("fix", "(given with --patch)"), "path": "raw",
                  "kernel": kernel[2], "job": job, "runs": 0, "reached": 0, "triggered": 0,
