@@ -37,16 +37,30 @@ final class Hammer: @unchecked Sendable {
       guest.mayRun.value = true
     }
     // COMMIT before any vCPU ran is answered with a WARNING and EIO: wait for the guest.
+    var waitingSince: Double?
     while !executor.stopRequested {
-      // After boot and after each reboot, wait for a vCPU to have run (see commitBeforeRun).
-      if !guest.started {
-        executor.sleep(ms: 1)
-        continue
-      }
       if budget.exhausted(now: executor.nowNs) {
         executor.requestStop()
         break
       }
+      // After boot and after each reboot, wait for a vCPU to have run (see commitBeforeRun).
+      // A guest that does not run again within rebootWaitMs is stuck in the host's kernel
+      // (seen in the lab: "KVM: map_vrma at ... failed" after a reset, the vCPU asleep in
+      // KVM_RUN): that is a finding, and the run ends instead of waiting forever.
+      if !guest.started {
+        let since = waitingSince ?? nowMs
+        waitingSince = since
+        if nowMs - since > Self.rebootWaitMs {
+          unexpected(
+            "KVM_RUN", order,
+            "the guest did not run again within \(Int(Self.rebootWaitMs / 1000)) s after it was (re)started")
+          executor.requestStop()
+          break
+        }
+        executor.sleep(ms: 1)
+        continue
+      }
+      waitingSince = nil
       let policy = job.policies[rng.below(job.policies.count)]
       let ok: Bool
       switch policy {
