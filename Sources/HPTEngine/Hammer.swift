@@ -53,7 +53,8 @@ final class Hammer: @unchecked Sendable {
         if nowMs - since > Self.rebootWaitMs {
           unexpected(
             "KVM_RUN", order,
-            "the guest did not run again within \(Int(Self.rebootWaitMs / 1000)) s after it was (re)started")
+            "the guest did not run again within \(Int(Self.rebootWaitMs / 1000)) s after it was (re)started"
+          )
           executor.requestStop()
           break
         }
@@ -230,7 +231,7 @@ final class Hammer: @unchecked Sendable {
         stats.answer("ALLOCATE_HTAB", "0")
         stats.with { $0.reboots += 1 }
         order = job.bootOrder
-        guest.started = false
+        guest.restarted()
         return true
       } catch {
         if error.errno == .hostDown { return false }

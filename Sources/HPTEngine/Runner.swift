@@ -15,9 +15,21 @@ final class GuestContext: @unchecked Sendable {
   let mayRun = LockedFlag()
   private let lock = NSLock()
   private var _started = false
-  var started: Bool {
-    get { lock.locked { _started } }
-    set { lock.locked { _started = newValue } }
+  private var _generation = 0
+  /// Whether a vCPU has run since the guest was last (re)started.
+  var started: Bool { lock.locked { _started } }
+  /// Bumped at every reset (reboot): a KVM_RUN that began before it does not count.
+  var generation: Int { lock.locked { _generation } }
+  /// The guest was reset: it has not run since.
+  func restarted() {
+    lock.locked {
+      _generation += 1
+      _started = false
+    }
+  }
+  /// A KVM_RUN that began in `generation` entered the guest.
+  func ran(since generation: Int) {
+    lock.locked { if _generation == generation { _started = true } }
   }
   init(name: String, vm: any KVMVirtualMachine, vcpus: [any KVMVCPU]) {
     self.name = name
@@ -271,6 +283,7 @@ public final class Runner: @unchecked Sendable {
         continue
       }
       let exit: VCPUExit
+      let generation = g.generation
       do {
         exit = try v.run()
       } catch {
@@ -281,7 +294,10 @@ public final class Runner: @unchecked Sendable {
         }
         return
       }
-      g.started = true
+      // A KVM_RUN kicked out before a reset, or one that never entered the guest, does not
+      // make the guest started: a COMMIT before its MMU is set up again is the kernel's
+      // "This shouldn't be possible" WARNING.
+      if exit != .interrupted { g.ran(since: generation) }
       switch exit {
       case .paprHcall(let nr, let args) where nr == HPTHammerHcall.report && args.count >= 5:
         v.setHcallReturn(0)

@@ -24,6 +24,14 @@ import Testing
       p.standardError = FileHandle.nullDevice
       try p.run()
       seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+      // Every tenth kill comes at once (maybe before the directory exists); the others at a
+      // random point after the run has its run.json, however slow a loaded machine starts it.
+      if i % 10 != 0 {
+        let deadline = Date().addingTimeInterval(10)
+        while !FileManager.default.fileExists(atPath: "\(dir)/run.json") && Date() < deadline {
+          Thread.sleep(forTimeInterval: 0.005)
+        }
+      }
       Thread.sleep(forTimeInterval: Double((seed >> 33) % 400) / 1000)
       kill(p.processIdentifier, SIGKILL)
       p.waitUntilExit()
