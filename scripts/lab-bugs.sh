@@ -18,6 +18,8 @@
 #   --budget      each run's duration_s (default: the job's own); a run ends at its first crash.
 #   --control-runs  runs of each job on the stock kernel (default 1).
 #   --json        where bugs.json goes (default runs/lab-bugs-TIME/bugs.json).
+#   --rescore DIR score a finished benchmark again from its run directories (after a change
+#                 to the detector or the registry), rewriting DIR/bugs.json and bugs.md.
 # Exit: 0 every bug detected in at least 4 of 5 of its runs (scaled to --runs) and a clean
 # control; 1 otherwise; 2 bad arguments or a patch that does not apply (named); 125 a kernel
 # that does not build or a lab that does not boot. Results already written stay in bugs.json.

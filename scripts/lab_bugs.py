@@ -66,6 +66,9 @@ def parse_args(argv):
                 die(f"{arg} {v}: too small", 2)
             a[{"--runs": "runs", "--control-runs": "control_runs", "--budget": "budget"}[arg]] = n
             i += 2
+        elif arg == "--rescore":
+            a["rescore"] = os.path.abspath(value(arg))
+            i += 2
         elif arg == "--json":
             a["json"] = os.path.abspath(value(arg))
             i += 2
@@ -105,20 +108,11 @@ def run(job, kernel, seed, budget, out):
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     with open(out + ".log", "w") as f:
         f.write(p.stdout)
-    try:
-        with open(os.path.join(out, "run.json")) as f:
-            r = json.load(f)
-    except (OSError, ValueError):
+    r = load(out)
+    if r is None:
         log(f"{job} seed {seed}: no run.json (exit {p.returncode}); see {out}.log")
         return None
-    canaries = {}
-    try:
-        with open(os.path.join(out, "host.log"), errors="replace") as f:
-            for m in re.finditer(r"hpthammer-canary: (\S+) triggered", f.read()):
-                canaries[m.group(1)] = canaries.get(m.group(1), 0) + 1
-    except OSError:
-        pass
-    r["_canaries"], r["_exit"], r["_wall_s"] = canaries, p.returncode, round(time.time() - t0, 1)
+    r["_exit"], r["_wall_s"] = p.returncode, round(time.time() - t0, 1)
     return r
 
 
@@ -127,6 +121,10 @@ def titles(r):
 
 
 def reached(bug, r):
+    """The registry's reach test, or the canary: a bug whose code crashed the host on its
+    first call never returned through the kretprobe, but its canary fired first."""
+    if r.get("_canaries", {}).get(bug["id"], 0) > 0:
+        return True
     reach = bug.get("reach", {})
     calls = (r.get("host_trace") or {}).get("calls", {})
     if "trace" in reach:
@@ -148,6 +146,92 @@ def detected(bug, r, control_titles):
         if pattern != "integrity" and any(re.search(pattern, t) for t in titles(r)):
             return True
     return False
+
+
+def score(e, bug, r, control_titles):
+    """Adds one run to a bug's entry; False for a run that could not test (no run.json, or
+    verdict error)."""
+    if r is None or r.get("verdict") == "error":
+        e["errors"] += 1
+        return False
+    e["runs"] += 1
+    hit = detected(bug, r, control_titles)
+    trig = r["_canaries"].get(bug["id"], 0) > 0
+    e["reached"] += reached(bug, r)
+    e["triggered"] += trig
+    e["detected"] += hit
+    e["false_positives"] += hit and bug.get("titles") is not None and not trig
+    e["titles"] += titles(r)
+    e["mismatches"] += r.get("guests", {}).get("mismatches", 0)
+    if hit and r.get("time_to_crash_s") is not None:
+        e["time_to_detect_s"].append(r["time_to_crash_s"])
+    return True
+
+
+def load(out):
+    """A finished run directory as run() returns it (run.json plus the host log's canaries)."""
+    try:
+        with open(os.path.join(out, "run.json")) as f:
+            r = json.load(f)
+    except (OSError, ValueError):
+        return None
+    canaries = {}
+    try:
+        with open(os.path.join(out, "host.log"), errors="replace") as f:
+            for m in re.finditer(r"hpthammer-canary: (\S+) triggered", f.read()):
+                canaries[m.group(1)] = canaries.get(m.group(1), 0) + 1
+    except OSError:
+        pass
+    r["_canaries"] = canaries
+    return r
+
+
+def rescore(directory, reg):
+    """Scores a finished benchmark's run directories again (after a change to the detector or
+    to the registry's titles and reach), and rewrites its bugs.json and bugs.md."""
+    path = os.path.join(directory, "bugs.json")
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (OSError, ValueError) as e:
+        die(f"--rescore {directory}: no readable bugs.json ({e})", 2)
+    runs_dir = os.path.join(directory, "runs")
+    known = {b["id"]: b for b in reg["bugs"]}
+    doc = dict(old, bugs=[], control=[], _t0=time.time() - old.get("wall_s", 0))
+    control_titles = set()
+    for c in old["control"]:
+        c = dict(c, runs=0, crashes=0, canaries=0, titles=[])
+        name = os.path.basename(c["job"])[:-5]
+        for d in sorted(os.listdir(runs_dir)):
+            if re.fullmatch(f"control-{re.escape(name)}-s[0-9]+", d) and (r := load(os.path.join(runs_dir, d))):
+                c["runs"] += 1
+                c["crashes"] += len(titles(r))
+                c["canaries"] += sum(r["_canaries"].values())
+                c["titles"] += titles(r)
+                control_titles.update(titles(r))
+        doc["control"].append(c)
+    for e in old["bugs"]:
+        bug = known.get(e["id"], {"id": e["id"], "titles": None, "reach": {}})
+        n = dict(e, runs=0, reached=0, triggered=0, detected=0, false_positives=0, errors=0,
+                 time_to_detect_s=[], titles=[], mismatches=0)
+        name = os.path.basename(e["job"])[:-5]
+        for d in sorted(os.listdir(runs_dir)):
+            if re.fullmatch(f"{re.escape(e['id'])}-{re.escape(name)}-s[0-9]+", d):
+                score(n, bug, load(os.path.join(runs_dir, d)), control_titles)
+        doc["bugs"].append(n)
+    doc["rescored"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    wall = old.get("wall_s")
+    save(doc, path)
+    doc["wall_s"] = wall
+    save_exact(doc, path)
+    print(table(doc), end="")
+
+
+def save_exact(doc, path):
+    clean = {k: v for k, v in doc.items() if not k.startswith("_")}
+    with open(path + ".tmp", "w") as f:
+        json.dump(clean, f, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 def table(doc):
@@ -185,6 +269,9 @@ def main():
     a = parse_args(sys.argv[1:])
     with open(REGISTRY) as f:
         reg = json.load(f)
+    if a.get("rescore"):
+        rescore(a["rescore"], reg)
+        return
     known = {b["id"]: b for b in reg["bugs"]}
     unknown = [i for i in a["ids"] if i not in known]
     if unknown:
@@ -247,20 +334,8 @@ def main():
             for seed in range(1, a["runs"] + 1):
                 r = run(job, kernel, seed, a["budget"], os.path.join(
                     runs_dir, f"{bug['id']}-{os.path.basename(job)[:-5]}-s{seed}"))
-                if r is None or r.get("verdict") == "error":
-                    e["errors"] += 1
+                if not score(e, bug, r, control_titles):
                     continue
-                e["runs"] += 1
-                hit = detected(bug, r, control_titles)
-                trig = r["_canaries"].get(bug["id"], 0) > 0
-                e["reached"] += reached(bug, r)
-                e["triggered"] += trig
-                e["detected"] += hit
-                e["false_positives"] += hit and bug.get("titles") is not None and not trig
-                e["titles"] += titles(r)
-                e["mismatches"] += r.get("guests", {}).get("mismatches", 0)
-                if hit and r.get("time_to_crash_s") is not None:
-                    e["time_to_detect_s"].append(r["time_to_crash_s"])
                 log(f"{bug['id']} {os.path.basename(job)} seed {seed}: {r.get('verdict')} "
                     f"(canaries {r['_canaries']}, titles {titles(r)})")
                 save(doc | {"bugs": doc["bugs"] + [e]}, out_json)

@@ -188,4 +188,49 @@ import Testing
     #expect(answers?["VM_LIFECYCLE"]?.count == 1, "only successes: \(String(describing: answers))")
     #expect((run["guests"] as? [String: Any])?["pages_taken"] != nil)
   }
+
+  /// `lab-bugs.sh --rescore DIR` scores a finished benchmark's runs again: a run whose canary
+  /// fired counts as reached even when its crash kept the kretprobe from counting the call,
+  /// a detection needs the bug's title, and a run with verdict error is an error, not a run.
+  @Test func rescoreCountsReachedTriggeredAndDetectedFromTheRunDirectories() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rescore-\(getpid())")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let runs = dir.appendingPathComponent("runs")
+    func run(_ name: String, verdict: String, title: String?, canary: Bool) throws {
+      let d = runs.appendingPathComponent(name)
+      try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+      let crashes = title.map { #"[{"title": "\#($0)", "expected": false}]"# } ?? "[]"
+      try
+        #"{"verdict": "\#(verdict)", "crashes": \#(crashes), "time_to_crash_s": 1.5, "guests": {"mismatches": 0}}"#
+        .write(to: d.appendingPathComponent("run.json"), atomically: true, encoding: .utf8)
+      try (canary ? "[ 1.0] hpthammer-canary: B5 triggered\n" : "[ 1.0] nothing\n")
+        .write(to: d.appendingPathComponent("host.log"), atomically: true, encoding: .utf8)
+    }
+    let title = "kernel BUG in kvm_vm_ioctl_resize_hpt_commit"
+    try run("B5-b5-bolted-secondary-s1", verdict: "bug", title: title, canary: true)
+    try run("B5-b5-bolted-secondary-s2", verdict: "bug", title: "some other oops", canary: true)
+    try run("B5-b5-bolted-secondary-s3", verdict: "error", title: nil, canary: false)
+    try run("control-b5-bolted-secondary-s1", verdict: "pass", title: nil, canary: false)
+    try #"""
+    {"bugs": [{"id": "B5", "path": "raw", "kernel": "k", "job": "Jobs/bugs/b5-bolted-secondary.yaml",
+      "runs": 0, "reached": 0, "triggered": 0, "detected": 0, "time_to_detect_s": [], "titles": []}],
+     "control": [{"kernel": "k", "path": "raw", "job": "Jobs/bugs/b5-bolted-secondary.yaml", "runs": 0,
+      "crashes": 0, "canaries": 0}], "wall_s": 12.0}
+    """#.write(to: dir.appendingPathComponent("bugs.json"), atomically: true, encoding: .utf8)
+    let (rc, _, err) = try CLITests.exec(
+      ["/usr/bin/env", "python3", "scripts/lab_bugs.py", "--rescore", dir.path],
+      in: CLITests.repo.path)
+    #expect(rc == 0, "\(err)")
+    let doc = try #require(
+      try JSONSerialization.jsonObject(
+        with: Data(contentsOf: dir.appendingPathComponent("bugs.json")))
+        as? [String: Any])
+    let b5 = try #require((doc["bugs"] as? [[String: Any]])?.first)
+    #expect(b5["runs"] as? Int == 2 && b5["errors"] as? Int == 1, "\(b5)")
+    #expect(b5["reached"] as? Int == 2 && b5["triggered"] as? Int == 2)
+    #expect(b5["detected"] as? Int == 1 && (b5["time_to_detect_s"] as? [Double]) == [1.5])
+    #expect((doc["control"] as? [[String: Any]])?.first?["runs"] as? Int == 1)
+    #expect(doc["wall_s"] as? Double == 12.0)
+    #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("bugs.md").path))
+  }
 }
