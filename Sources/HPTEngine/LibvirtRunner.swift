@@ -174,7 +174,9 @@ public final class LibvirtRunner: @unchecked Sendable {
       uri =
         job.libvirt.uri == LibvirtJob().uri && target.spec.kind != .local
         ? target.libvirtURI : job.libvirt.uri
+      recorder.probeTarget = target
       guestKernel = try runGuests()
+      recorder.guestKernel = guestKernel
     } catch let e as LibvirtError {
       failure = "libvirt: \(e.description)" + Self.hint(for: e)
     } catch {

@@ -27,6 +27,12 @@ final class RunRecorder: @unchecked Sendable {
     return (Double(at >= start ? at - start : 0) / 1e6).rounded() / 1000
   }
   let wallStart = Date()
+  /// run.json's provenance (RunProvenance.swift): the run's identity for a results store, the
+  /// guest kernel (libvirt), and the host to ask for its kernel, CPU and versions (nil: this
+  /// machine, or the simulator).
+  let runID = UUID().uuidString.lowercased()
+  var guestKernel: String?
+  var probeTarget: Target?
   private let lock = NSLock()
   private var findings: [Finding] = []
   private var count = 0
@@ -48,6 +54,7 @@ final class RunRecorder: @unchecked Sendable {
     let interim: [String: Any] = [
       "verdict": "running", "job": job.name, "kernel": job.kernel, "seed": String(job.seed),
       "reproduce": reproduce, "backend": job.backend.rawValue, "pid": Int(getpid()),
+      "run_id": runID, "started_at": RunProvenance.timestamp(wallStart),
     ]
     if let data = try? JSONSerialization.data(
       withJSONObject: interim, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
@@ -167,9 +174,27 @@ final class RunRecorder: @unchecked Sendable {
       wall: RunReport.Wall(
         elapsed_s: (wall * 1000).rounded() / 1000,
         resizes_per_s: wall > 0 ? (Double(resizes.succeeded) / wall * 10).rounded() / 10 : 0,
-        faults_per_s: wall > 0 ? (Double(faults) / wall).rounded() : 0))
+        faults_per_s: wall > 0 ? (Double(faults) / wall).rounded() : 0),
+      provenance: provenance(kernelRelease: kernelRelease))
     RunOutput.write(report, to: outDir)
     timeline?.end(atNs: clock(), verdict: report.verdict.rawValue, error: report.error)
     return report
+  }
+
+  private func provenance(kernelRelease: String) -> RunProvenance {
+    var probe: ((String) -> String?)?
+    if !job.backend.usesKernelModel {
+      let t = probeTarget
+      probe = { script in
+        let r =
+          t?.run(["sh", "-c", script], timeoutS: 15)
+          ?? HostCommand.run(["sh", "-c", script], timeoutS: 15)
+        return r.ok ? r.stdout : nil
+      }
+    }
+    return RunProvenance.collect(
+      job: job, runID: runID, started: wallStart, kernelRelease: kernelRelease,
+      guestKernel: guestKernel, hostName: probeTarget?.name, vmlinux: probeTarget?.lab?.vmlinux,
+      probe: probe)
   }
 }

@@ -112,6 +112,8 @@ public struct RunReport: Codable, Sendable {
   public var host_trace: HostTrace.Result?
   /// Wall-clock figures: the only part of run.json that differs between two runs of a seed.
   public var wall: Wall
+  /// The kernels, host and harness exactly (RunProvenance.swift); absent in older run.json.
+  public var provenance: RunProvenance? = nil
 }
 
 /// Runs one job on one host and writes the run directory.
@@ -387,7 +389,10 @@ public final class Runner: @unchecked Sendable {
   public var hostKernelRelease: String?
   /// That host, for the evidence a run gathers from it besides its log.
   public var remoteTarget: Target? {
-    didSet { evidence = remoteTarget.map { HostEvidence(target: $0) } }
+    didSet {
+      evidence = remoteTarget.map { HostEvidence(target: $0) }
+      recorder.probeTarget = remoteTarget
+    }
   }
   var evidence: HostEvidence?
   let hostCrashed = LockedFlag()

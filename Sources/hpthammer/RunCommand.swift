@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HPTEngine
+import HPTResults
 import HPTSim
 import KVMHost
 import KVMSys
@@ -56,6 +57,12 @@ struct Run: ParsableCommand {
   @Option(
     help: "Lab: the modules of --host-kernel (a lib/modules/VERSION directory with kvm-hv.ko).")
   var hostModules: String?
+
+  @Option(help: "Record the run in this results database (see `hpthammer results --help`).")
+  var db: String?
+
+  @Flag(name: .customLong("no-db"), help: "Do not record the run in the results database.")
+  var noDB = false
 
   func run() throws {
     var job: Job
@@ -258,6 +265,7 @@ struct Run: ParsableCommand {
       } else {
         print(summary)
       }
+      if !noDB && !ResultsStore.recordingIsOff(db) { recordInHistory(runDir: dir, db: db) }
       rows.append(
         "seed \(j.seed): \(report.verdict.rawValue) \(report.crashes.first(where: { !$0.expected })?.title ?? "")"
       )
