@@ -78,7 +78,7 @@ public struct RunRecord: Sendable, Codable {
 extension RunRecord {
   /// Reads a run directory. Anything that is not one says so, naming the directory.
   public static func load(dir: String) throws(StoreError) -> RunRecord {
-    let url = URL(fileURLWithPath: dir)
+    let url = URL(fileURLWithPath: dir).standardizedFileURL
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
       throw .badRunDirectory("\(dir): no such run directory")

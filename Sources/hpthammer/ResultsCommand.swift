@@ -101,44 +101,58 @@ struct Results: ParsableCommand {
     )
     @OptionGroup var store: StoreOptions
     @Argument(help: "Run directories, or directories holding run directories.") var dirs: [String]
-    @Flag(help: "One JSON line per run directory.") var json = false
+    @Flag(help: "One JSON document on stdout: what was stored, already stored, or refused.")
+    var json = false
+
+    struct Outcome: Encodable {
+      var dir: String
+      /// stored, already-stored, refused
+      var outcome: String
+      var runId: String?
+      var newSignatures: [String]?
+      var error: String?
+    }
 
     func run() throws {
       let s = try store.open()
-      var bad = 0
-      var counts = (stored: 0, already: 0, new: 0)
+      defer { s.backend.close() }
+      var outcomes: [Outcome] = []
+      let say = { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+      var storeFailure: StoreError?
       for dir in RunDirectories.expand(dirs) {
         do {
-          let outcome = try s.record(runDir: dir)
-          let line: String
-          switch outcome {
+          let record = try RunRecord.load(dir: dir)
+          switch try s.record(record) {
           case .stored(let new):
-            counts.stored += 1
-            counts.new += new.count
-            line = "stored" + new.map { "; NEW crash signature: \($0)" }.joined()
+            outcomes.append(
+              Outcome(dir: dir, outcome: "stored", runId: record.runID, newSignatures: new))
+            if !json {
+              print("\(dir): stored (\(record.verdict), run \(record.runID.prefix(8)))")
+              for sig in new { print("  NEW crash signature (never seen in this store): \(sig)") }
+            }
           case .alreadyStored:
-            counts.already += 1
-            line = "already stored"
-          }
-          if json {
-            print(
-              Format.json(["dir": dir, "outcome": line]).replacingOccurrences(of: "\n", with: ""))
-          } else {
-            print("\(dir): \(line)")
+            outcomes.append(Outcome(dir: dir, outcome: "already-stored", runId: record.runID))
+            if !json { print("\(dir): already stored (run \(record.runID.prefix(8)))") }
           }
         } catch .badRunDirectory(let why) {
-          FileHandle.standardError.write(Data("hpthammer results import: \(why)\n".utf8))
-          bad += 1
+          // A directory that is not a run: named, skipped; the others are still imported.
+          say("hpthammer results import: \(why)")
+          outcomes.append(Outcome(dir: dir, outcome: "refused", error: why))
         } catch {
           // The store itself failed: what was stored before stays, the rest is not tried.
-          throw storeExit(error)
+          storeFailure = error
+          break
         }
       }
-      FileHandle.standardError.write(
-        Data(
-          "hpthammer: \(counts.stored) stored, \(counts.already) already stored, \(bad) not run directories, \(counts.new) new crash signatures (\(s.backend.location))\n"
-            .utf8))
-      if bad > 0 { throw ExitCode(Exit.usage) }
+      let stored = outcomes.filter { $0.outcome == "stored" }
+      let refused = outcomes.filter { $0.outcome == "refused" }.count
+      let new = stored.reduce(0) { $0 + ($1.newSignatures?.count ?? 0) }
+      if json { print(Format.json(outcomes)) }
+      say(
+        "hpthammer: \(stored.count) stored, \(outcomes.count - stored.count - refused) already stored, \(refused) refused (not run directories), \(new) new crash signatures (\(s.backend.location))"
+      )
+      if let storeFailure { throw storeExit(storeFailure) }
+      if refused > 0 { throw ExitCode(Exit.usage) }
     }
   }
 
