@@ -5,7 +5,7 @@ import Foundation
 /// points than the plot has pixels are reduced to each pixel column's minimum and maximum, so
 /// a night of 100,000 resizes draws the same picture in a bounded number of elements.
 struct SVGPlot {
-  enum Style { case line, step, scatter }
+  enum Style { case line, step, scatter, linePoints }
   struct Series {
     var name: String
     var color: String
@@ -24,6 +24,8 @@ struct SVGPlot {
   var yLabel: String
   var series: [Series]
   var markers: [Marker] = []
+  /// The y axis starts at 0 (else at the smallest value, for orders 18 to 30).
+  var yFromZero = true
   /// x values are Unix seconds: tick labels are dates.
   var xIsTime = false
   var width = 960.0
@@ -43,11 +45,17 @@ struct SVGPlot {
     let xs = all.map(\.x) + markers.map(\.x)
     var x0 = xs.min() ?? 0
     var x1 = xs.max() ?? 1
-    if x1 <= x0 { (x0, x1) = (x0 - 1, x1 + 1) }
-    var y0 = min(0, all.map(\.y).min() ?? 0)
+    if x1 <= x0 {
+      // One x value: a day either side of a time (a single night), else one unit.
+      let pad = xIsTime ? 43_200.0 : 1
+      (x0, x1) = (x0 - pad, x1 + pad)
+    }
+    let lowest = all.map(\.y).min() ?? 0
+    var y0 = yFromZero ? min(0, lowest) : lowest
     var y1 = all.map(\.y).max() ?? 1
-    if y1 <= y0 { (y0, y1) = (y0, y0 + 1) }
+    if y1 <= y0 { (y0, y1) = (y0 - (yFromZero ? 0 : 1), y0 + 1) }
     y1 += (y1 - y0) * 0.05
+    if !yFromZero { y0 -= (y1 - y0) * 0.05 }
     let pw = width - left - right
     let ph = height - top - bottom
     let sx = { (x: Double) in left + (x - x0) / (x1 - x0) * pw }
@@ -81,11 +89,14 @@ struct SVGPlot {
         "<line x1=\"\(f(left))\" x2=\"\(f(width - right))\" y1=\"\(f(sy(v)))\" y2=\"\(f(sy(v)))\" stroke=\"#eee\"/><text x=\"\(f(left - 6))\" y=\"\(f(sy(v) + 4))\" class=\"tk\" text-anchor=\"end\">\(Self.label(v))</text>"
     }
     for v in Self.ticks(x0, x1, 6) {
+      // Dates over days; month, day and time within two days.
+      let time = Format.time(v)
       let text =
-        xIsTime
-        ? Format.time(v).prefix(16).replacingOccurrences(of: " ", with: "\u{a0}") : Self.label(v)
+        !xIsTime
+        ? Self.label(v)
+        : x1 - x0 >= 2 * 86_400 ? String(time.prefix(10)) : String(time.dropFirst(5).prefix(11))
       s +=
-        "<text x=\"\(f(sx(v)))\" y=\"\(f(top + ph + 16))\" class=\"tk\" text-anchor=\"middle\">\(HTML.escape(String(xIsTime ? String(text.prefix(10)) : text)))</text>"
+        "<text x=\"\(f(sx(v)))\" y=\"\(f(top + ph + 16))\" class=\"tk\" text-anchor=\"middle\">\(HTML.escape(text))</text>"
     }
     s +=
       "<text x=\"\(f(left + (width - left - right) / 2))\" y=\"\(f(height - 6))\" class=\"al\" text-anchor=\"middle\">\(HTML.escape(xLabel))</text>"
@@ -104,6 +115,14 @@ struct SVGPlot {
       var s = "<g class=\"series\" fill=\"\(se.color)\" fill-opacity=\"0.6\"><title>\(name)</title>"
       for p in pts { s += "<circle cx=\"\(f(sx(p.x)))\" cy=\"\(f(sy(p.y)))\" r=\"1.8\"/>" }
       return s + "</g>"
+    case .linePoints:
+      let line = draw(
+        Series(name: se.name, color: se.color, style: .line, dashed: se.dashed, points: pts),
+        x0: x0,
+        x1: x1, sx: sx, sy: sy)
+      var s = "<g class=\"points\" fill=\"\(se.color)\"><title>\(name)</title>"
+      for p in pts { s += "<circle cx=\"\(f(sx(p.x)))\" cy=\"\(f(sy(p.y)))\" r=\"2.5\"/>" }
+      return line + s + "</g>"
     case .line, .step:
       var d = ""
       var last: (x: Double, y: Double)?
@@ -119,7 +138,8 @@ struct SVGPlot {
 
   func legend() -> String {
     var s = ""
-    var x = left + 220
+    // After the title (13px bold: about 7.5px a character).
+    var x = left + Double(title.count) * 7.5 + 24
     for se in series where !se.points.isEmpty {
       s +=
         "<rect x=\"\(f(x))\" y=\"9\" width=\"12\" height=\"4\" fill=\"\(se.color)\"/><text x=\"\(f(x + 16))\" y=\"15\" class=\"lg\">\(HTML.escape(se.name))</text>"
