@@ -132,7 +132,18 @@ public final class PostgresBackend: SQLBackend, @unchecked Sendable {
     }
   }
 
-  public func close() { try? connection.close().wait() }
+  private var closed = false
+
+  /// Closes the connection (once; a store dropped without `close()` closes it then).
+  public func close() {
+    lock.lock()
+    defer { lock.unlock() }
+    guard !closed else { return }
+    closed = true
+    try? connection.close().wait()
+  }
+
+  deinit { close() }
 
   static func describe(_ error: any Error) -> String {
     guard let e = error as? PSQLError else { return "\(error)" }
@@ -159,7 +170,9 @@ public final class PostgresBackend: SQLBackend, @unchecked Sendable {
         case .null: binds.appendNull()
         case .int(let i): binds.append(i)
         case .double(let d): binds.append(d)
-        case .text(let s): binds.append(s)
+        // PostgreSQL's text holds no NUL (a run.json may: "\u0000").
+        case .text(let s):
+          binds.append(s.contains("\0") ? s.replacingOccurrences(of: "\0", with: "\u{FFFD}") : s)
         }
       }
       let q = PostgresQuery(unsafeSQL: Self.numbered(sql), binds: binds)

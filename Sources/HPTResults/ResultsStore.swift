@@ -69,7 +69,6 @@ public final class ResultsStore: Sendable {
           "INSERT INTO runs (\(cols.joined(separator: ", "))) VALUES (\(placeholders(cols.count))) ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
           r.values(importedAt: Date().timeIntervalSince1970))
         guard !inserted.isEmpty else { return .alreadyStored }
-        var new: [String] = []
         for (i, k) in r.crashes.enumerated() {
           try c.execute(
             "INSERT INTO crashes (run_id, idx, signature, title, frame, type, source, expected, t_s, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, idx) DO NOTHING",
@@ -78,14 +77,21 @@ public final class ResultsStore: Sendable {
               SQLValue(k.type), SQLValue(k.source), SQLValue(k.expected), SQLValue(k.tS),
               SQLValue(k.report),
             ])
-          guard !k.expected else { continue }
+        }
+        // The first run to bring a signature here makes it new. Signatures are taken in one
+        // order by every writer, so two imports at once never wait on each other in a cycle.
+        var new: [String] = []
+        var firsts: [String: RunRecord.Crash] = [:]
+        for k in r.bugs where firsts[k.signature] == nil { firsts[k.signature] = k }
+        for sig in firsts.keys.sorted() {
+          let k = firsts[sig]!
           let first = try c.query(
             "INSERT INTO signatures (signature, title, frame, first_run_id, recorded_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (signature) DO NOTHING RETURNING signature",
             [
-              .text(k.signature), .text(k.title), SQLValue(k.frame), .text(r.runID),
+              .text(sig), .text(k.title), SQLValue(k.frame), .text(r.runID),
               .double(Date().timeIntervalSince1970),
             ])
-          if !first.isEmpty { new.append(k.signature) }
+          if !first.isEmpty { new.append(sig) }
         }
         return .stored(newSignatures: new)
       }

@@ -224,7 +224,8 @@ extension RunRecord {
     }
     defer { try? h.close() }
     let data = (try? h.read(upToCount: maxReportBytes)) ?? Data()
-    return String(decoding: data, as: UTF8.self)
+    // Text as both stores keep it: PostgreSQL's text holds no NUL.
+    return String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\0", with: "\u{FFFD}")
   }
 
   static func date(_ s: String?) -> Double? {
