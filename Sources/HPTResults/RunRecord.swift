@@ -96,7 +96,7 @@ extension RunRecord {
         "\(runJSONPath): corrupt (not JSON: \(String(describing: error).prefix(120))); `hpthammer runs repair \(dir)` rebuilds one from the timeline"
       )
     }
-    let timeline = Timeline.read(url)
+    let timeline = Timeline.summary(url)
     let attributes = try? FileManager.default.attributesOfItem(atPath: runJSONPath)
     let mtime = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970
     return try parse(
@@ -105,7 +105,7 @@ extension RunRecord {
   }
 
   static func parse(
-    _ j: JSONValue, raw: String, dir: URL, timeline: [TimelineEvent], mtime: Double
+    _ j: JSONValue, raw: String, dir: URL, timeline: Timeline.Summary, mtime: Double
   ) throws(StoreError) -> RunRecord {
     let path = dir.appendingPathComponent("run.json").path
     guard j.object != nil, let job = j["job"]?.string, let verdict = j["verdict"]?.string else {
@@ -122,7 +122,7 @@ extension RunRecord {
     let elapsed = j["wall"]?["elapsed_s"]?.double
     let started =
       date(p?["started_at"]?.string ?? j["started_at"]?.string)
-      ?? mtime - (elapsed ?? timeline.last?.t ?? 0)
+      ?? mtime - (elapsed ?? timeline.lastT ?? 0)
     let lat = j["latency_ms"]
     var r = RunRecord(
       runID: p?["run_id"]?.string ?? j["run_id"]?.string ?? legacyID(raw),
@@ -144,7 +144,7 @@ extension RunRecord {
       faultsPerS: j["wall"]?["faults_per_s"]?.double,
       pagesVerified: j["guests"]?["pages_verified"]?.int,
       mismatches: j["guests"]?["mismatches"]?.int,
-      timelineEvents: timeline.isEmpty ? nil : timeline.count, sourceDir: dir.path, runJSON: raw,
+      timelineEvents: timeline.count == 0 ? nil : timeline.count, sourceDir: dir.path, runJSON: raw,
       crashes: [])
     if !complete {
       r.error =
@@ -190,10 +190,10 @@ extension RunRecord {
   }
 
   /// run.json's crashes with their reports; an interrupted run's come from its timeline.
-  static func crashes(_ j: JSONValue, complete: Bool, dir: URL, timeline: [TimelineEvent])
+  static func crashes(_ j: JSONValue, complete: Bool, dir: URL, timeline: Timeline.Summary)
     -> [Crash]
   {
-    let timed = timeline.filter { $0.event == "crash" }
+    let timed = timeline.crashes
     if !complete || j["crashes"] == nil {
       return timed.map { e in
         Crash(

@@ -190,3 +190,35 @@ import Testing
     }
   }
 }
+
+/// timeline.jsonl as an import reads it (only its crash lines and its last line decoded) and as
+/// the report reads it (every line).
+@Suite struct TimelineTests {
+  static let lines = [
+    #"{"backend":"sim","event":"start","job":"j","t":0}"#,
+    #"{"answer":"0","commit_ms":7.5,"event":"resize","from":21,"guest":"guest0","prepare_ms":100.5,"t":0.25,"to":22}"#,
+    #"{"event":"crash","expected":true,"report":"crash-1.txt","t":0.5,"title":"WARNING: expected"}"#,
+    #"{"event":"crash","expected":false,"frame":"f","report":"crash-2.txt","t":1.5,"title":"BUG: x"}"#,
+    #"{"answer":"EBUSY","event":"resize","from":22,"guest":"guest1","prepare_ms":3,"t":2,"to":23}"#,
+    #"{"answer":"0","event":"resi"#,
+  ]
+
+  @Test func anImportReadsCrashesCountAndLastTime() throws {
+    let dir = Fixtures.scratch("timeline")
+    try (Self.lines.joined(separator: "\n")).write(
+      toFile: dir + "/timeline.jsonl", atomically: true, encoding: .utf8)
+    let s = Timeline.summary(URL(fileURLWithPath: dir))
+    #expect(s.count == 5)
+    #expect(s.lastT == 2)
+    #expect(s.crashes.map(\.t) == [0.5, 1.5])
+    #expect(s.crashes.map { $0["expected"]?.bool } == [true, false])
+    #expect(s.crashes.map { $0["title"]?.string } == ["WARNING: expected", "BUG: x"])
+    // The report's full read: the same events, the cut line skipped, types kept.
+    let all = Timeline.read(URL(fileURLWithPath: dir))
+    #expect(all.map(\.event) == ["start", "resize", "crash", "crash", "resize"])
+    #expect(all[1]["from"]?.int == 21 && all[1]["commit_ms"]?.double == 7.5)
+    #expect(all[1]["answer"]?.string == "0")
+    #expect(all[2]["expected"]?.bool == true && all[3]["expected"]?.bool == false)
+    #expect(Timeline.summary(URL(fileURLWithPath: dir + "/none")).count == 0)
+  }
+}
