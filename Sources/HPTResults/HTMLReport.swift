@@ -171,43 +171,43 @@ public enum HTMLReport {
       p.xIsTime = true
       plots.append(p)
     }
+    // Latency per host per night: the median over the night's runs of each run's p50 and p99.
     let byHost = Dictionary(grouping: runs, by: \.host)
-    var latency: [SVGPlot.Series] = []
-    for (i, host) in byHost.keys.sorted().enumerated() {
-      let rs = byHost[host]!.sorted { $0.startedAt < $1.startedAt }
-      let color = SVGPlot.palette[i % SVGPlot.palette.count]
-      latency.append(
-        .init(
-          name: "\(host) prepare p99", color: color, style: .linePoints,
-          points: rs.compactMap { r in r.prepareP99Ms.map { (r.startedAt, $0) } }))
-      latency.append(
-        .init(
-          name: "\(host) prepare p50", color: color, style: .linePoints, dashed: true,
-          points: rs.compactMap { r in r.prepareP50Ms.map { (r.startedAt, $0) } }))
+    func nightly(_ rs: [RunRecord], _ value: (RunRecord) -> Double?) -> [(x: Double, y: Double)] {
+      let nights = Dictionary(grouping: rs) { night($0.startedAt) }
+      return nights.keys.sorted().compactMap { n in
+        let vs = nights[n]!.compactMap(value).sorted()
+        return vs.isEmpty ? nil : (n + 43_200, vs[vs.count / 2])
+      }
     }
-    var p = SVGPlot(
-      id: "latency-trend", title: "Resize latency (prepare to ready) per host, p50 and p99",
-      xLabel: "run start", yLabel: "ms", series: latency, markers: markers)
-    p.xIsTime = true
-    plots.append(p)
-    var commit: [SVGPlot.Series] = []
-    for (i, host) in byHost.keys.sorted().enumerated() {
-      let rs = byHost[host]!.sorted { $0.startedAt < $1.startedAt }
-      let color = SVGPlot.palette[i % SVGPlot.palette.count]
-      commit.append(
-        .init(
-          name: "\(host) commit p99", color: color, style: .linePoints,
-          points: rs.compactMap { r in r.commitP99Ms.map { (r.startedAt, $0) } }))
-      commit.append(
-        .init(
-          name: "\(host) commit p50", color: color, style: .linePoints, dashed: true,
-          points: rs.compactMap { r in r.commitP50Ms.map { (r.startedAt, $0) } }))
+    for (id, what, p50, p99) in [
+      (
+        "latency-trend", "prepare to ready", { (r: RunRecord) in r.prepareP50Ms },
+        { (r: RunRecord) in r.prepareP99Ms }
+      ),
+      (
+        "commit-trend", "commit", { (r: RunRecord) in r.commitP50Ms },
+        { (r: RunRecord) in r.commitP99Ms }
+      ),
+    ] {
+      var series: [SVGPlot.Series] = []
+      for (i, host) in byHost.keys.sorted().enumerated() {
+        let rs = byHost[host]!
+        let color = SVGPlot.palette[i % SVGPlot.palette.count]
+        series.append(
+          .init(name: "\(host) p99", color: color, style: .linePoints, points: nightly(rs, p99)))
+        series.append(
+          .init(
+            name: "\(host) p50", color: color, style: .linePoints, dashed: true,
+            points: nightly(rs, p50)))
+      }
+      var p = SVGPlot(
+        id: id, title: "Resize latency (\(what)) per host: p50 and p99, nightly median of runs",
+        xLabel: "night (UTC)", yLabel: "ms", series: series, markers: markers,
+        markerName: "a crash signature first seen")
+      p.xIsTime = true
+      plots.append(p)
     }
-    var c = SVGPlot(
-      id: "commit-trend", title: "Resize latency (commit) per host, p50 and p99",
-      xLabel: "run start", yLabel: "ms", series: commit, markers: markers)
-    c.xIsTime = true
-    plots.append(c)
     return plots
   }
 

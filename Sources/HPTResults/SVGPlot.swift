@@ -24,6 +24,8 @@ struct SVGPlot {
   var yLabel: String
   var series: [Series]
   var markers: [Marker] = []
+  /// The markers' name in the legend.
+  var markerName = "crash"
   /// The y axis starts at 0 (else at the smallest value, for orders 18 to 30).
   var yFromZero = true
   /// x values are Unix seconds: tick labels are dates.
@@ -36,7 +38,11 @@ struct SVGPlot {
     "#7f7f7f", "#d62728",
   ]
 
-  let left = 64.0, right = 16.0, top = 28.0, bottom = 44.0
+  let left = 64.0, right = 16.0, bottom = 44.0
+  /// Below the title, the legend's rows; then the plot area (`height` tall with the axes).
+  var top: Double { 28 + 16 * Double(legendLayout().rows) }
+  var totalHeight: Double { height + 16 * Double(legendLayout().rows) }
+  var plotHeight: Double { height - 28 - bottom }
 
   var hasData: Bool { series.contains { !$0.points.isEmpty } }
 
@@ -57,13 +63,15 @@ struct SVGPlot {
     y1 += (y1 - y0) * 0.05
     if !yFromZero { y0 -= (y1 - y0) * 0.05 }
     let pw = width - left - right
-    let ph = height - top - bottom
+    let ph = plotHeight
+    let top = top
     let sx = { (x: Double) in left + (x - x0) / (x1 - x0) * pw }
     let sy = { (y: Double) in top + ph - (y - y0) / (y1 - y0) * ph }
     var s =
-      "<svg id=\"\(HTML.escape(id))\" class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\" aria-label=\"\(HTML.escape(title))\">"
+      "<svg id=\"\(HTML.escape(id))\" class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(totalHeight))\" viewBox=\"0 0 \(Int(width)) \(Int(totalHeight))\" role=\"img\" aria-label=\"\(HTML.escape(title))\">"
     s += "<title>\(HTML.escape(title))</title>"
-    s += "<rect x=\"0\" y=\"0\" width=\"\(Int(width))\" height=\"\(Int(height))\" fill=\"#fff\"/>"
+    s +=
+      "<rect x=\"0\" y=\"0\" width=\"\(Int(width))\" height=\"\(Int(totalHeight))\" fill=\"#fff\"/>"
     s += "<text x=\"\(left)\" y=\"18\" class=\"pt\">\(HTML.escape(title))</text>"
     s += axes(x0: x0, x1: x1, y0: y0, y1: y1, sx: sx, sy: sy)
     for m in markers {
@@ -81,7 +89,8 @@ struct SVGPlot {
   func axes(
     x0: Double, x1: Double, y0: Double, y1: Double, sx: (Double) -> Double, sy: (Double) -> Double
   ) -> String {
-    let ph = height - top - bottom
+    let ph = plotHeight
+    let top = top
     var s =
       "<g class=\"axes\" stroke=\"#888\" fill=\"none\"><line x1=\"\(f(left))\" y1=\"\(f(top + ph))\" x2=\"\(f(width - right))\" y2=\"\(f(top + ph))\"/><line x1=\"\(f(left))\" y1=\"\(f(top))\" x2=\"\(f(left))\" y2=\"\(f(top + ph))\"/></g>"
     for v in Self.ticks(y0, y1, 5) {
@@ -99,7 +108,7 @@ struct SVGPlot {
         "<text x=\"\(f(sx(v)))\" y=\"\(f(top + ph + 16))\" class=\"tk\" text-anchor=\"middle\">\(HTML.escape(text))</text>"
     }
     s +=
-      "<text x=\"\(f(left + (width - left - right) / 2))\" y=\"\(f(height - 6))\" class=\"al\" text-anchor=\"middle\">\(HTML.escape(xLabel))</text>"
+      "<text x=\"\(f(left + (width - left - right) / 2))\" y=\"\(f(totalHeight - 6))\" class=\"al\" text-anchor=\"middle\">\(HTML.escape(xLabel))</text>"
     s +=
       "<text transform=\"translate(14 \(f(top + ph / 2))) rotate(-90)\" class=\"al\" text-anchor=\"middle\">\(HTML.escape(yLabel))</text>"
     return s
@@ -136,18 +145,37 @@ struct SVGPlot {
     }
   }
 
+  /// The legend's entries (a series, or the crash marker) laid out in rows under the title,
+  /// wrapped at the plot's width.
+  func legendLayout() -> (items: [(x: Double, row: Int, series: Series?)], rows: Int) {
+    var items: [(x: Double, row: Int, series: Series?)] = []
+    var x = left
+    var row = 0
+    var entries: [(Series?, String)] = series.filter { !$0.points.isEmpty }.map { ($0, $0.name) }
+    if !markers.isEmpty { entries.append((nil, markerName)) }
+    for (se, name) in entries {
+      let w = 22 + Double(min(name.count, 60)) * 6.5
+      if x + w > width - right && x > left {
+        row += 1
+        x = left
+      }
+      items.append((x, row, se))
+      x += w
+    }
+    return (items, items.isEmpty ? 0 : row + 1)
+  }
+
   func legend() -> String {
     var s = ""
-    // After the title (13px bold: about 7.5px a character).
-    var x = left + Double(title.count) * 7.5 + 24
-    for se in series where !se.points.isEmpty {
-      s +=
-        "<rect x=\"\(f(x))\" y=\"9\" width=\"12\" height=\"4\" fill=\"\(se.color)\"/><text x=\"\(f(x + 16))\" y=\"15\" class=\"lg\">\(HTML.escape(se.name))</text>"
-      x += 22 + Double(min(se.name.count, 40)) * 6.5
-    }
-    if !markers.isEmpty {
-      s +=
-        "<line x1=\"\(f(x))\" x2=\"\(f(x + 12))\" y1=\"11\" y2=\"11\" stroke=\"#d62728\" stroke-dasharray=\"4 3\"/><text x=\"\(f(x + 16))\" y=\"15\" class=\"lg\">crash</text>"
+    for (x, row, se) in legendLayout().items {
+      let y = 26 + 16 * Double(row)
+      if let se {
+        s +=
+          "<rect x=\"\(f(x))\" y=\"\(f(y))\" width=\"12\" height=\"4\" fill=\"\(se.color)\"/><text x=\"\(f(x + 16))\" y=\"\(f(y + 6))\" class=\"lg\">\(HTML.escape(se.name))</text>"
+      } else {
+        s +=
+          "<line x1=\"\(f(x))\" x2=\"\(f(x + 12))\" y1=\"\(f(y + 2))\" y2=\"\(f(y + 2))\" stroke=\"#d62728\" stroke-dasharray=\"4 3\"/><text x=\"\(f(x + 16))\" y=\"\(f(y + 6))\" class=\"lg\">\(HTML.escape(markerName))</text>"
+      }
     }
     return s
   }
