@@ -120,6 +120,11 @@ public final class LibvirtRunner: @unchecked Sendable {
   public let job: Job
   let outDir: URL
   let recorder: RunRecorder
+  /// Called with the run directory once its run.json says "running" (before the guests start).
+  public var onBegin: (@Sendable (URL) -> Void)? {
+    get { recorder.onBegin }
+    set { recorder.onBegin = newValue }
+  }
   let exec = ThreadExecutor()
   let progress: ProgressPrinter
   let runID: String

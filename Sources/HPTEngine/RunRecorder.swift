@@ -1,4 +1,5 @@
 import Foundation
+import HPTSim
 import Synchronization
 
 /// What every backend's run shares: the counters, the findings written to the run directory as
@@ -33,6 +34,9 @@ final class RunRecorder: @unchecked Sendable {
   let runID = UUID().uuidString.lowercased()
   var guestKernel: String?
   var probeTarget: Target?
+  /// Called once run.json says "running" (the results store marks the run interrupted until
+  /// its end replaces the record).
+  var onBegin: (@Sendable (URL) -> Void)?
   private let lock = NSLock()
   private var findings: [Finding] = []
   private var count = 0
@@ -51,8 +55,12 @@ final class RunRecorder: @unchecked Sendable {
   /// run can tell a dead harness's directory from a live one's) and the timeline starts.
   func begin(clock: @escaping @Sendable () -> UInt64) {
     self.clock = clock
+    // The simulator's kernel by its model's name ("pre-fix" is 4.14.0-rc4), as run.json's end
+    // names it: a run killed before its end is filed under the same kernel.
+    let kernel =
+      job.backend.usesKernelModel ? KernelModel.named(job.kernel)?.name ?? job.kernel : job.kernel
     let interim: [String: Any] = [
-      "verdict": "running", "job": job.name, "kernel": job.kernel, "seed": String(job.seed),
+      "verdict": "running", "job": job.name, "kernel": kernel, "seed": String(job.seed),
       "reproduce": reproduce, "backend": job.backend.rawValue, "pid": Int(getpid()),
       "run_id": runID, "started_at": RunProvenance.timestamp(wallStart),
     ]
@@ -71,10 +79,11 @@ final class RunRecorder: @unchecked Sendable {
       atNs: clock(),
       [
         "job": job.name, "seed": String(job.seed), "backend": job.backend.rawValue,
-        "kernel": job.kernel, "reproduce": reproduce,
+        "kernel": kernel, "reproduce": reproduce,
       ])
     timeline = t
     stats.timeline = t
+    onBegin?(outDir)
   }
 
   var nowNs: UInt64 { clock() }

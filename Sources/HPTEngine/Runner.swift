@@ -124,6 +124,11 @@ public final class Runner: @unchecked Sendable {
   let progress: ProgressPrinter
   let reproduce: String
   let recorder: RunRecorder
+  /// Called with the run directory once its run.json says "running" (before the guests start).
+  public var onBegin: (@Sendable (URL) -> Void)? {
+    get { recorder.onBegin }
+    set { recorder.onBegin = newValue }
+  }
   var stats: RunStats { recorder.stats }
   let commitBeforeRunIssued = LockedFlag()
   var hostLog: FileHandle?

@@ -131,7 +131,9 @@ extension RunRecord {
       job: job, seed: j["seed"]?.string ?? "?", backend: j["backend"]?.string ?? "?",
       kernel: "?", kernelRelease: nil, host: "?",
       verdict: complete ? verdict : "error", verdictDetail: j["verdict_detail"]?.string,
-      error: j["error"]?.string, interrupted: !complete || j["interrupted"]?.bool == true,
+      error: j["error"]?.string,
+      interrupted: !complete || j["interrupted"]?.bool == true
+        || j["error"]?.string?.hasPrefix("interrupted by ") == true,
       reproduce: j["reproduce"]?.string, elapsedS: elapsed, hostTimeS: j["host_time_s"]?.double,
       timeToCrashS: j["time_to_crash_s"]?.double,
       resizesAttempted: j["resizes"]?["attempted"]?.int,

@@ -354,20 +354,24 @@ func writeMetrics(_ s: ResultsStore, to path: String) throws {
   try emit(Exports.prometheus(runs), to: path)
 }
 
-/// The end of every `hpthammer run`: the run directory goes into the results store. A store
-/// that cannot take it is a warning, never the run's verdict.
-func recordInHistory(runDir: String, db: String?) {
+/// The start and the end of every `hpthammer run`: the run directory goes into the results
+/// store (at the start run.json says "running": the store keeps the run as interrupted until
+/// the end replaces it). A store that cannot take it is a warning, never the run's verdict.
+func recordInHistory(runDir: String, db: String?, atStart: Bool = false) {
   let say = { (s: String) in FileHandle.standardError.write(Data("hpthammer: \(s)\n".utf8)) }
   do {
     let store = try ResultsStore.open(db)
     defer { store.backend.close() }
     switch try store.record(runDir: runDir) {
     case .stored(let new):
+      if atStart { return }
       say("recorded in \(store.backend.location)")
       for sig in new { say("NEW crash signature (never seen in this store): \(sig)") }
     case .alreadyStored: break
     }
   } catch {
+    // At the start the warning is left to the end, which tries again.
+    if atStart { return }
     say(
       "warning: the run was not recorded in the results database: \(error.description) (the run's verdict stands; `hpthammer results import \(runDir)` stores it later)"
     )

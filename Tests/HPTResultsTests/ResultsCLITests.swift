@@ -242,4 +242,52 @@ import Testing
     }
     #expect(try Data(contentsOf: URL(fileURLWithPath: newer.path)) == before)
   }
+  /// A run is in the store from its start: killed outright it stays there as interrupted;
+  /// stopped by a signal it ends and its record is replaced by the finished one.
+  @Test(arguments: [SIGKILL, SIGINT])
+  func aRunIsRecordedFromItsStart(signal: Int32) throws {
+    let db = Store()
+    let dir = F.scratch("killed") + "/r"
+    let p = Process()
+    p.executableURL = F.binary
+    p.arguments = [
+      "run", "Jobs/dry-run-fixed.yaml", "--duration", "1h", "--out", dir, "--no-progress", "--db",
+      db.path,
+    ]
+    p.currentDirectoryURL = F.repo
+    p.environment = F.environment()
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    var seen: [RunRecord] = []
+    for _ in 0..<300 where seen.isEmpty {
+      Thread.sleep(forTimeInterval: 0.1)
+      if FileManager.default.fileExists(atPath: db.path) {
+        seen = (try? ResultsStore.open(db.path).runs()) ?? []
+      }
+    }
+    let running = try #require(seen.first, "the run never appeared in the store")
+    #expect(running.interrupted && !running.complete && running.verdict == "error")
+    #expect(running.kernel == "6.1")
+    kill(p.processIdentifier, signal)
+    p.waitUntilExit()
+    let store = try ResultsStore.open(db.path)
+    let runs = try store.runs()
+    #expect(runs.count == 1)
+    let r = try #require(runs.first)
+    #expect(r.runID == running.runID)
+    #expect(r.verdict == "error" && r.interrupted)
+    if signal == SIGKILL {
+      // Never ended: still the interrupted record, until `runs repair` and an import finish it.
+      #expect(!r.complete)
+      #expect(try F.hpthammer(["runs", "repair", dir]).0 == 0)
+      #expect(try db.run(["results", "import", dir]).0 == 0)
+      #expect(try store.run(r.runID).complete)
+    } else {
+      #expect(p.terminationStatus == 125)
+      #expect(r.complete, "the run's own end replaced the interrupted record")
+      #expect(r.error?.contains("SIGINT") == true, "\(r.error ?? "-")")
+    }
+    #expect(try store.count().runs == 1)
+  }
 }
