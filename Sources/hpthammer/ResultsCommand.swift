@@ -163,7 +163,7 @@ struct Results: ParsableCommand {
     )
     @OptionGroup var store: StoreOptions
     @Option(help: "Only signatures seen since: 30d, 12h, or a date.") var since: String?
-    @Option(help: "New: first seen within this long of the newest run (default 1d).")
+    @Option(help: "New: first seen within this long of the newest run.")
     var newWithin: String = "1d"
     @Flag(help: "Print each signature's report text too.") var reports = false
     @Flag(help: "JSON instead of a table.") var json = false

@@ -2,6 +2,10 @@ import Foundation
 import HPTResults
 import Testing
 
+#if canImport(FoundationXML)
+  import FoundationXML
+#endif
+
 /// `hpthammer results ...` and the run's own recording, through the built binary.
 @Suite struct ResultsCLITests {
   typealias F = Fixtures
@@ -172,6 +176,38 @@ import Testing
     #expect(rc == 125, "\(err)")
     #expect(err.contains(text))
     #expect(try String(contentsOfFile: text, encoding: .utf8) == "my notes")
+  }
+
+  /// The exports: KCIDB v5.3 (a checkout and build per kernel, a test per run: FAIL with the
+  /// crash title, PASS), junit.xml (a failure per bug), Prometheus text per host.
+  @Test func exportsCarryTheRuns() throws {
+    let db = Store()
+    #expect(
+      try db.run(["results", "import", try F.run(seed: 1), try F.run(seed: 1, kernel: "6.1")]).0
+        == 0)
+    var (rc, out, err) = try db.run(["results", "kcidb"])
+    #expect(rc == 0, "\(err)")
+    let k = try #require(try F.json(out) as? [String: Any])
+    #expect((k["version"] as? [String: Int]) == ["major": 5, "minor": 3])
+    #expect((k["checkouts"] as? [Any])?.count == 2)
+    let tests = try #require(k["tests"] as? [[String: Any]])
+    #expect(Set(tests.compactMap { $0["status"] as? String }) == ["FAIL", "PASS"])
+    let fail = try #require(tests.first { $0["status"] as? String == "FAIL" })
+    #expect((fail["comment"] as? String)?.contains("kvmppc_add_revmap_chain") == true)
+    #expect((fail["log_excerpt"] as? String)?.contains("Oops") == true)
+    #expect(tests.allSatisfy { ($0["id"] as? String)?.hasPrefix("hpthammer:") == true })
+    (rc, out, err) = try db.run(["results", "junit"])
+    #expect(rc == 0, "\(err)")
+    let xml = XMLParser(data: Data(out.utf8))
+    #expect(xml.parse(), "junit.xml does not parse")
+    #expect(out.components(separatedBy: "<testcase ").count == 3)
+    #expect(out.components(separatedBy: "<failure ").count == 2)
+    let prom = F.scratch("prom") + "/hpthammer.prom"
+    (rc, _, err) = try db.run(["results", "--metrics", prom])
+    #expect(rc == 0, "\(err)")
+    let text = try String(contentsOfFile: prom, encoding: .utf8)
+    #expect(text.contains("hpthammer_last_run_verdict{host=\"sim-power9\""))
+    #expect(try db.run(["results", "kcidb", "--origin", "Bad Origin"]).0 == 2)
   }
 
   // MARK: a run records itself
