@@ -17,8 +17,8 @@ import PackageDescription
 //   HPTBisect  - the statistical bisection and patch verdicts (pure math, no I/O, no dependencies)
 //   HPTResults - the results history: run directories imported into SQLite (GRDB) or PostgreSQL
 //                (postgres-nio), crashes deduplicated across runs, the HTML report, KCIDB,
-//                junit and Prometheus exports, nightly plans (reads run directories; no
-//                dependency on the engine)
+//                junit and Prometheus exports (reads run directories; no dependency on the
+//                engine)
 //   hpthammer  - the command line
 let package = Package(
   name: "HPTHammer",
@@ -48,7 +48,6 @@ let package = Package(
       dependencies: [
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "PostgresNIO", package: "postgres-nio"),
-        .product(name: "Yams", package: "Yams"),
       ]),
     .target(name: "RawKVM", dependencies: ["KVMHost", "KVMSys", "PPC64", "KernelLog"]),
     .target(name: "SimKVMSys", dependencies: ["KVMHost", "KVMSys", "HPTSim", "PPC64"]),
