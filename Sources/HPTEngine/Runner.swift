@@ -110,10 +110,24 @@ public struct RunReport: Codable, Sendable {
   public var target: String?
   /// The host's resize ioctls as the kernel answered them (kretprobes), per return value.
   public var host_trace: HostTrace.Result?
-  /// Wall-clock figures: the only part of run.json that differs between two runs of a seed.
+  /// Wall-clock figures: with the run's identity (`provenance`'s run_id, started_at and
+  /// ended_at), the only part of run.json that differs between two runs of a seed.
   public var wall: Wall
   /// The kernels, host and harness exactly (RunProvenance.swift); absent in older run.json.
   public var provenance: RunProvenance? = nil
+
+  /// This report with `other`'s wall-clock figures and identity: what makes two runs of one
+  /// seed encode the same when the runs were the same.
+  public func withWallAndIdentity(of other: RunReport) -> RunReport {
+    var r = self
+    r.wall = other.wall
+    if let o = other.provenance {
+      r.provenance?.run_id = o.run_id
+      r.provenance?.started_at = o.started_at
+      r.provenance?.ended_at = o.ended_at
+    }
+    return r
+  }
 }
 
 /// Runs one job on one host and writes the run directory.
