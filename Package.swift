@@ -15,6 +15,10 @@ import PackageDescription
 //                RawKVM's code runs unchanged against the simulated kernel
 //   HPTEngine  - jobs, the resize hammer, memory load, log watcher, run output
 //   HPTBisect  - the statistical bisection and patch verdicts (pure math, no I/O, no dependencies)
+//   HPTResults - the results history: run directories imported into SQLite (GRDB) or PostgreSQL
+//                (postgres-nio), crashes deduplicated across runs, the HTML report, KCIDB,
+//                junit and Prometheus exports (reads run directories; no dependency on the
+//                engine)
 //   hpthammer  - the command line
 let package = Package(
   name: "HPTHammer",
@@ -28,6 +32,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
   ],
   targets: [
     .target(name: "KernelLog"),
@@ -37,6 +43,12 @@ let package = Package(
     .target(name: "HPTSim", dependencies: ["KVMHost", "KernelLog"]),
     .target(name: "PPC64"),
     .target(name: "HPTBisect"),
+    .target(
+      name: "HPTResults",
+      dependencies: [
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+      ]),
     .target(name: "RawKVM", dependencies: ["KVMHost", "KVMSys", "PPC64", "KernelLog"]),
     .target(name: "SimKVMSys", dependencies: ["KVMHost", "KVMSys", "HPTSim", "PPC64"]),
     // libvirt's C API (libvirt-dev), and a small Swift layer over it.
@@ -53,7 +65,7 @@ let package = Package(
       name: "hpthammer",
       dependencies: [
         "HPTEngine", "HPTSim", "KernelLog", "KVMHost", "KVMSys", "Libvirt", "RawKVM", "SimKVMSys",
-        "HPTBisect", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "HPTBisect", "HPTResults", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(
       name: "hpthammer-bench",
@@ -67,6 +79,7 @@ let package = Package(
     .testTarget(name: "HPTSimTests", dependencies: ["HPTSim", "KVMHost", "KernelLog"]),
     .testTarget(name: "HPTEngineTests", dependencies: ["HPTEngine", "HPTSim", "KVMHost", "KernelLog"]),
     .testTarget(name: "CLITests", dependencies: ["hpthammer"]),
+    .testTarget(name: "HPTResultsTests", dependencies: ["HPTResults", "hpthammer"]),
     .testTarget(name: "PPC64Tests", dependencies: ["PPC64"], exclude: ["Harness"]),
     .testTarget(
       name: "RawKVMTests", dependencies: ["RawKVM", "KVMSys", "KVMHost", "PPC64", "KernelLog"]),

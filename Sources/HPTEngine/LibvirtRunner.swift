@@ -120,6 +120,11 @@ public final class LibvirtRunner: @unchecked Sendable {
   public let job: Job
   let outDir: URL
   let recorder: RunRecorder
+  /// Called with the run directory once its run.json says "running" (before the guests start).
+  public var onBegin: (@Sendable (URL) -> Void)? {
+    get { recorder.onBegin }
+    set { recorder.onBegin = newValue }
+  }
   let exec = ThreadExecutor()
   let progress: ProgressPrinter
   let runID: String
@@ -174,7 +179,9 @@ public final class LibvirtRunner: @unchecked Sendable {
       uri =
         job.libvirt.uri == LibvirtJob().uri && target.spec.kind != .local
         ? target.libvirtURI : job.libvirt.uri
+      recorder.probeTarget = target
       guestKernel = try runGuests()
+      recorder.guestKernel = guestKernel
     } catch let e as LibvirtError {
       failure = "libvirt: \(e.description)" + Self.hint(for: e)
     } catch {

@@ -1,4 +1,5 @@
 import Foundation
+import HPTSim
 import Synchronization
 
 /// What every backend's run shares: the counters, the findings written to the run directory as
@@ -27,6 +28,15 @@ final class RunRecorder: @unchecked Sendable {
     return (Double(at >= start ? at - start : 0) / 1e6).rounded() / 1000
   }
   let wallStart = Date()
+  /// run.json's provenance (RunProvenance.swift): the run's identity for a results store, the
+  /// guest kernel (libvirt), and the host to ask for its kernel, CPU and versions (nil: this
+  /// machine, or the simulator).
+  let runID = UUID().uuidString.lowercased()
+  var guestKernel: String?
+  var probeTarget: Target?
+  /// Called once run.json says "running" (the results store marks the run interrupted until
+  /// its end replaces the record).
+  var onBegin: (@Sendable (URL) -> Void)?
   private let lock = NSLock()
   private var findings: [Finding] = []
   private var count = 0
@@ -45,9 +55,14 @@ final class RunRecorder: @unchecked Sendable {
   /// run can tell a dead harness's directory from a live one's) and the timeline starts.
   func begin(clock: @escaping @Sendable () -> UInt64) {
     self.clock = clock
+    // The simulator's kernel by its model's name ("pre-fix" is 4.14.0-rc4), as run.json's end
+    // names it: a run killed before its end is filed under the same kernel.
+    let kernel =
+      job.backend.usesKernelModel ? KernelModel.named(job.kernel)?.name ?? job.kernel : job.kernel
     let interim: [String: Any] = [
-      "verdict": "running", "job": job.name, "kernel": job.kernel, "seed": String(job.seed),
+      "verdict": "running", "job": job.name, "kernel": kernel, "seed": String(job.seed),
       "reproduce": reproduce, "backend": job.backend.rawValue, "pid": Int(getpid()),
+      "run_id": runID, "started_at": RunProvenance.timestamp(wallStart),
     ]
     if let data = try? JSONSerialization.data(
       withJSONObject: interim, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
@@ -64,10 +79,11 @@ final class RunRecorder: @unchecked Sendable {
       atNs: clock(),
       [
         "job": job.name, "seed": String(job.seed), "backend": job.backend.rawValue,
-        "kernel": job.kernel, "reproduce": reproduce,
+        "kernel": kernel, "reproduce": reproduce,
       ])
     timeline = t
     stats.timeline = t
+    onBegin?(outDir)
   }
 
   var nowNs: UInt64 { clock() }
@@ -169,9 +185,27 @@ final class RunRecorder: @unchecked Sendable {
       wall: RunReport.Wall(
         elapsed_s: (wall * 1000).rounded() / 1000,
         resizes_per_s: wall > 0 ? (Double(resizes.succeeded) / wall * 10).rounded() / 10 : 0,
-        faults_per_s: wall > 0 ? (Double(faults) / wall).rounded() : 0))
+        faults_per_s: wall > 0 ? (Double(faults) / wall).rounded() : 0),
+      provenance: provenance(kernelRelease: kernelRelease))
     RunOutput.write(report, to: outDir)
     timeline?.end(atNs: clock(), verdict: report.verdict.rawValue, error: report.error)
     return report
+  }
+
+  private func provenance(kernelRelease: String) -> RunProvenance {
+    var probe: ((String) -> String?)?
+    if !job.backend.usesKernelModel {
+      let t = probeTarget
+      probe = { script in
+        let r =
+          t?.run(["sh", "-c", script], timeoutS: 15)
+          ?? HostCommand.run(["sh", "-c", script], timeoutS: 15)
+        return r.ok ? r.stdout : nil
+      }
+    }
+    return RunProvenance.collect(
+      job: job, runID: runID, started: wallStart, kernelRelease: kernelRelease,
+      guestKernel: guestKernel, hostName: probeTarget?.name, vmlinux: probeTarget?.lab?.vmlinux,
+      probe: probe)
   }
 }

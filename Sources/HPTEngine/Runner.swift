@@ -127,8 +127,24 @@ public struct RunReport: Codable, Sendable {
   public var target: String?
   /// The host's resize ioctls as the kernel answered them (kretprobes), per return value.
   public var host_trace: HostTrace.Result?
-  /// Wall-clock figures: the only part of run.json that differs between two runs of a seed.
+  /// Wall-clock figures: with the run's identity (`provenance`'s run_id, started_at and
+  /// ended_at), the only part of run.json that differs between two runs of a seed.
   public var wall: Wall
+  /// The kernels, host and harness exactly (RunProvenance.swift); absent in older run.json.
+  public var provenance: RunProvenance? = nil
+
+  /// This report with `other`'s wall-clock figures and identity: what makes two runs of one
+  /// seed encode the same when the runs were the same.
+  public func withWallAndIdentity(of other: RunReport) -> RunReport {
+    var r = self
+    r.wall = other.wall
+    if let o = other.provenance {
+      r.provenance?.run_id = o.run_id
+      r.provenance?.started_at = o.started_at
+      r.provenance?.ended_at = o.ended_at
+    }
+    return r
+  }
 }
 
 /// Runs one job on one host and writes the run directory.
@@ -139,6 +155,11 @@ public final class Runner: @unchecked Sendable {
   let progress: ProgressPrinter
   let reproduce: String
   let recorder: RunRecorder
+  /// Called with the run directory once its run.json says "running" (before the guests start).
+  public var onBegin: (@Sendable (URL) -> Void)? {
+    get { recorder.onBegin }
+    set { recorder.onBegin = newValue }
+  }
   var stats: RunStats { recorder.stats }
   let commitBeforeRunIssued = LockedFlag()
   var hostLog: FileHandle?
@@ -523,7 +544,10 @@ public final class Runner: @unchecked Sendable {
   public var hostKernelRelease: String?
   /// That host, for the evidence a run gathers from it besides its log.
   public var remoteTarget: Target? {
-    didSet { evidence = remoteTarget.map { HostEvidence(target: $0) } }
+    didSet {
+      evidence = remoteTarget.map { HostEvidence(target: $0) }
+      recorder.probeTarget = remoteTarget
+    }
   }
   var evidence: HostEvidence?
   let hostCrashed = LockedFlag()

@@ -17,7 +17,10 @@ struct HPTHammer: ParsableCommand {
     discussion: """
       Exit codes: 0 pass, 1 bug found, 125 could not test, 2 usage error (git bisect run).
       """,
-    subcommands: [Run.self, Sim.self, Scan.self, Doctor.self, Bisect.self, Verdict.self, Runs.self])
+    subcommands: [
+      Run.self, Sim.self, Scan.self, Doctor.self, Bisect.self, Verdict.self, Runs.self,
+      Results.self, Report.self,
+    ])
 
   static func main() {
     do {

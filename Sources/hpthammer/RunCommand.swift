@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HPTEngine
+import HPTResults
 import HPTSim
 import KVMHost
 import KVMSys
@@ -56,6 +57,12 @@ struct Run: ParsableCommand {
   @Option(
     help: "Lab: the modules of --host-kernel (a lib/modules/VERSION directory with kvm-hv.ko).")
   var hostModules: String?
+
+  @Option(help: "Record the run in this results database (see `hpthammer results --help`).")
+  var db: String?
+
+  @Flag(name: .customLong("no-db"), help: "Do not record the run in the results database.")
+  var noDB = false
 
   func run() throws {
     var job: Job
@@ -209,6 +216,14 @@ struct Run: ParsableCommand {
         words += ["--host-kernel", hostKernel, "--host-modules", hostModules]
       }
       let repro = words.map(shellQuoted).joined(separator: " ")
+      // The store learns of the run as it starts (interrupted until its end says otherwise:
+      // a harness killed outright leaves it so), and records it whole at its end.
+      let recording = !noDB && !ResultsStore.recordingIsOff(db)
+      let store: String? = self.db
+      var recordStart: (@Sendable (URL) -> Void)?
+      if recording {
+        recordStart = { (dir: URL) in recordInHistory(runDir: dir.path, db: store, atStart: true) }
+      }
       let report: RunReport
       switch j.backend {
       case .sim:
@@ -217,6 +232,7 @@ struct Run: ParsableCommand {
           job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress,
           reproduce: repro)
         current.set { runner.interrupt(by: $0) }
+        runner.onBegin = recordStart
         report = runner.run()
       case .raw, .rawSim:
         let host: RawKVMSystem
@@ -235,11 +251,13 @@ struct Run: ParsableCommand {
         runner.hostKernelRelease = remoteRelease
         runner.remoteTarget = remote
         current.set { runner.interrupt(by: $0) }
+        runner.onBegin = recordStart
         report = runner.run()
       case .libvirt:
         let runner = LibvirtRunner(
           job: j, outDir: URL(fileURLWithPath: dir), progress: progress, reproduce: repro)
         current.set { runner.interrupt(by: $0) }
+        runner.onBegin = recordStart
         report = runner.run()
       }
       if !RunOutput.isWritten(report, in: URL(fileURLWithPath: dir)) {
@@ -258,6 +276,7 @@ struct Run: ParsableCommand {
       } else {
         print(summary)
       }
+      if recording { recordInHistory(runDir: dir, db: store) }
       rows.append(
         "seed \(j.seed): \(report.verdict.rawValue) \(report.crashes.first(where: { !$0.expected })?.title ?? "")"
       )

@@ -94,6 +94,7 @@ import Testing
     var seed: UInt64 = 42
     for _ in 0..<5 {
       let p = Process()
+      p.environment = CLITests.environment
       p.executableURL = cli.binary
       p.arguments =
         first

@@ -21,9 +21,23 @@ import Testing
     try Self.exec([binary.path] + args, in: Self.repo.path)
   }
 
+  /// The environment of every hpthammer the tests start: `hpthammer run` records each run in
+  /// the results database, and the tests' runs go to one of their own (a temporary
+  /// XDG_DATA_HOME, one per test process), never the user's ~/.local/share.
+  static let environment: [String: String] = {
+    var env = ProcessInfo.processInfo.environment
+    env["XDG_DATA_HOME"] =
+      FileManager.default.temporaryDirectory.appendingPathComponent(
+        "hpthammer-tests-\(getpid())"
+      ).path
+    env["HPTHAMMER_DB"] = nil
+    return env
+  }()
+
   /// Runs argv[0] in `dir`; returns its exit status, stdout and stderr.
   static func exec(_ argv: [String], in dir: String) throws -> (Int32, String, String) {
     let p = Process()
+    p.environment = CLITests.environment
     p.executableURL = URL(fileURLWithPath: argv[0])
     p.arguments = Array(argv.dropFirst())
     p.currentDirectoryURL = URL(fileURLWithPath: dir)
@@ -117,6 +131,7 @@ import Testing
   @Test func interruptWritesResultsAndExits125() throws {
     let dir = tmp()
     let p = Process()
+    p.environment = CLITests.environment
     p.executableURL = binary
     p.arguments = [
       "run", "Jobs/dry-run-fixed.yaml", "--duration", "1h", "--out", dir, "--no-progress",

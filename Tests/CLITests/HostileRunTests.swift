@@ -50,6 +50,7 @@ import Testing
     let dir = try scratch()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let p = Process()
+    p.environment = CLITests.environment
     p.executableURL = cli.binary
     p.arguments = [
       "run", CLITests.repo.appendingPathComponent("Jobs/dry-run-fixed.yaml").path, "--duration",

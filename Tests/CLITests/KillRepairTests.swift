@@ -16,6 +16,7 @@ import Testing
     for i in 0..<100 {
       let dir = "\(root)/r\(i)"
       let p = Process()
+      p.environment = CLITests.environment
       p.executableURL = cli.binary
       p.arguments = [
         "run", job, "--duration", "1h", "--seed", "\(i + 1)", "--out", dir, "--no-progress",
@@ -63,6 +64,7 @@ import Testing
     defer { try? FileManager.default.removeItem(atPath: root) }
     // A PID that no longer exists, and this test's own (alive).
     let gone = Process()
+    gone.environment = CLITests.environment
     gone.executableURL = URL(fileURLWithPath: "/bin/true")
     try gone.run()
     gone.waitUntilExit()

@@ -64,6 +64,7 @@ import Testing
       at: CLITests.repo.appendingPathComponent("Jobs/dry-run.yaml"),
       to: dir.appendingPathComponent("Jobs/dry-run.yaml"))
     let p = Process()
+    p.environment = CLITests.environment
     p.executableURL = CLITests().binary
     p.arguments = ["run", "Jobs/dry-run.yaml", "--no-progress"]
     p.currentDirectoryURL = dir

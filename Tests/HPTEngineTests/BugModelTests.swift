@@ -142,10 +142,7 @@ import Testing
     let lb = try Data(contentsOf: db.appendingPathComponent("host.log"))
     #expect(la == lb)
     #expect(!la.isEmpty)
-    var ra = a
-    var rb = b
-    ra.wall = rb.wall
-    #expect(RunOutput.encode(ra) == RunOutput.encode(rb))
+    #expect(RunOutput.encode(a.withWallAndIdentity(of: b)) == RunOutput.encode(b))
     let (c, _) = run(job(kernel: "pre-fix", policy: [.randomWalk], orders: 19...22, seed: 4))
     #expect(c.host_time_s != a.host_time_s || c.resizes.attempted != a.resizes.attempted)
   }

@@ -69,10 +69,7 @@ import Testing
     let la = try Data(contentsOf: da.appendingPathComponent("host.log"))
     let lb = try Data(contentsOf: db.appendingPathComponent("host.log"))
     #expect(!la.isEmpty && la == lb)
-    var ra = a
-    let rb = b
-    ra.wall = rb.wall
-    #expect(RunOutput.encode(ra) == RunOutput.encode(rb))
+    #expect(RunOutput.encode(a.withWallAndIdentity(of: b)) == RunOutput.encode(b))
   }
 
   /// The raw VMM's ioctls reach the simulated kernel exactly as the sim backend's direct
@@ -90,8 +87,7 @@ import Testing
     let b = try Data(contentsOf: dir.appendingPathComponent("host.log"))
     #expect(!a.isEmpty && a == b)
     sim.backend = raw.backend
-    sim.wall = raw.wall
-    #expect(RunOutput.encode(sim) == RunOutput.encode(raw))
+    #expect(RunOutput.encode(sim.withWallAndIdentity(of: raw)) == RunOutput.encode(raw))
   }
 
   /// COMMIT before any vCPU ran: the WARNING is reported as expected on this backend too.
