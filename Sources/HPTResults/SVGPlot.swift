@@ -229,26 +229,8 @@ struct SVGPlot {
   func f(_ v: Double) -> String { String(format: "%.1f", v) }
 }
 
-/// HTML text: every `<`, `>`, `&` and quote escaped, control characters dropped.
+/// HTML text: every `<`, `>`, `&` and quote escaped, control characters replaced (the same
+/// rule as XML's, Exports.xml).
 enum HTML {
-  static func escape(_ s: String) -> String {
-    var out = ""
-    out.reserveCapacity(s.utf8.count + 16)
-    for c in s.unicodeScalars {
-      switch c {
-      case "&": out += "&amp;"
-      case "<": out += "&lt;"
-      case ">": out += "&gt;"
-      case "\"": out += "&quot;"
-      case "'": out += "&#39;"
-      default:
-        if c.value < 0x20 && c != "\n" && c != "\t" || c.value == 0x7f {
-          out += "\u{FFFD}"
-        } else {
-          out.unicodeScalars.append(c)
-        }
-      }
-    }
-    return out
-  }
+  static func escape(_ s: String) -> String { Exports.xml(s) }
 }

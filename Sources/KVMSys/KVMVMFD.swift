@@ -119,9 +119,9 @@ public final class KVMVMFD: KVMExtensionCheck, Sendable {
   }
 }
 
-/// The fd KVM_PPC_GET_HTAB_FD returns. Owns it and closes it when released.
-/// A device fd (KVM_CREATE_DEVICE); closed when released.
-public final class KVMDeviceFD: Sendable {
+/// An fd KVM made for this VM beside the VM fd (KVM_PPC_GET_HTAB_FD's, KVM_CREATE_DEVICE's).
+/// Owns it and closes it when released.
+public final class KVMOwnedFD: Sendable {
   public let fd: Int32
   let syscalls: any Syscalls
   init(fd: Int32, syscalls: any Syscalls) {
@@ -131,12 +131,7 @@ public final class KVMDeviceFD: Sendable {
   deinit { _ = syscalls.close(fd) }
 }
 
-public final class KVMHTABFD: Sendable {
-  public let fd: Int32
-  let syscalls: any Syscalls
-  init(fd: Int32, syscalls: any Syscalls) {
-    self.fd = fd
-    self.syscalls = syscalls
-  }
-  deinit { _ = syscalls.close(fd) }
-}
+/// The fd KVM_PPC_GET_HTAB_FD returns.
+public typealias KVMHTABFD = KVMOwnedFD
+/// A device fd (KVM_CREATE_DEVICE): closing it releases the device.
+public typealias KVMDeviceFD = KVMOwnedFD

@@ -8,6 +8,20 @@ import Testing
     base: 0x30_0000, size: 0x8_0000, patternSeed: 0x1234_5678_9abc_def0, pagesPerReport: 4,
     pageBytes: 0x1_0000, hcallNumber: 0xF100)
 
+  /// Harness/run_payload.c built statically for ppc64le in a new temporary directory: the
+  /// qemu-user binary, the directory (the caller removes it) and the program.
+  static func harness() throws -> (qemu: String, dir: URL, binary: URL) {
+    let gcc = try #require(Tools.gcc)
+    let qemu = try #require(Tools.qemu)
+    let dir = try Tools.tempDir()
+    let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+      .appendingPathComponent("Harness/run_payload.c")
+    let binary = dir.appendingPathComponent("run_payload")
+    let (cc, ccOut) = try Tools.run(gcc, ["-O1", "-static", "-o", binary.path, source.path])
+    try #require(cc == 0, "\(ccOut)")
+    return (qemu, dir, binary)
+  }
+
   @Test func parameterBlockRoundTrips() throws {
     let p = try Payload(loadAddress: 0x1_0000, parameters: Self.params)
     #expect(p.entry == 0x1_0080)
@@ -75,15 +89,8 @@ import Testing
       if: Tools.gcc != nil && Tools.qemu != nil,
       "powerpc64le-linux-gnu-gcc or qemu-ppc64le-static is not installed"))
   func theLoopWritesAndVerifiesMemoryUnderQEMU() throws {
-    let gcc = try #require(Tools.gcc)
-    let qemu = try #require(Tools.qemu)
-    let dir = try Tools.tempDir()
+    let (qemu, dir, binary) = try Self.harness()
     defer { try? FileManager.default.removeItem(at: dir) }
-    let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-      .appendingPathComponent("Harness/run_payload.c")
-    let binary = dir.appendingPathComponent("run_payload")
-    let (cc, ccOut) = try Tools.run(gcc, ["-O1", "-static", "-o", binary.path, source.path])
-    try #require(cc == 0, "\(ccOut)")
 
     let load: UInt64 = 0x2000_0000
     let base: UInt64 = 0x3000_0000
@@ -143,15 +150,8 @@ import Testing
       if: Tools.gcc != nil && Tools.qemu != nil,
       "powerpc64le-linux-gnu-gcc or qemu-ppc64le-static is not installed"))
   func boltedSecondaryHPTEsAreEnteredFirst() throws {
-    let gcc = try #require(Tools.gcc)
-    let qemu = try #require(Tools.qemu)
-    let dir = try Tools.tempDir()
+    let (qemu, dir, binary) = try Self.harness()
     defer { try? FileManager.default.removeItem(at: dir) }
-    let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-      .appendingPathComponent("Harness/run_payload.c")
-    let binary = dir.appendingPathComponent("run_payload")
-    let (cc, ccOut) = try Tools.run(gcc, ["-O1", "-static", "-o", binary.path, source.path])
-    try #require(cc == 0, "\(ccOut)")
     let load: UInt64 = 0x2000_0000
     let base: UInt64 = 0x3000_0000
     let params = PayloadParameters(
@@ -196,15 +196,8 @@ import Testing
       if: Tools.gcc != nil && Tools.qemu != nil,
       "powerpc64le-linux-gnu-gcc or qemu-ppc64le-static is not installed"))
   func aPageTheHostTookIsNotACorruption() throws {
-    let gcc = try #require(Tools.gcc)
-    let qemu = try #require(Tools.qemu)
-    let dir = try Tools.tempDir()
+    let (qemu, dir, binary) = try Self.harness()
     defer { try? FileManager.default.removeItem(at: dir) }
-    let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-      .appendingPathComponent("Harness/run_payload.c")
-    let binary = dir.appendingPathComponent("run_payload")
-    let (cc, ccOut) = try Tools.run(gcc, ["-O1", "-static", "-o", binary.path, source.path])
-    try #require(cc == 0, "\(ccOut)")
     let load: UInt64 = 0x2000_0000
     let table = load + 0x8000
     let base: UInt64 = 0x3000_0000
