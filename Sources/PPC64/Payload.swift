@@ -16,9 +16,11 @@ public struct PayloadParameters: Hashable, Sendable {
   /// They are what HPT resizing must rehash with the secondary hash (bug B5).
   public var boltedSecondaryHPTEs: UInt64
   /// Guest-physical address of the "taken" table (0: none): one dword per page of the walked
-  /// range, which the host sets to 1 just before it frees the page (MADV_REMOVE). A page that
-  /// reads back 0 with its dword set was taken away by the host, not corrupted: the payload
-  /// clears the dword, counts the page as taken and writes it again.
+  /// range, which the host sets to 1 just before it frees the page (MADV_REMOVE) and which
+  /// stays set. A page that reads back 0 with its dword set was taken away by the host, not
+  /// corrupted: the payload counts it as taken and writes it again. Only the host writes the
+  /// table: a flag the guest cleared could erase the host's mark for a removal still to come
+  /// (seen on the lab: the stock kernel "corrupted" a page the host had just freed).
   public var takenTable: UInt64
 
   public init(
@@ -70,8 +72,8 @@ public enum PayloadReport: Sendable, Hashable {
 /// each step it reads the dword at the page's start: from pass 1 on it must hold
 /// `pattern(seed, gpa, pass - 1)`, what the previous pass wrote (a verified page; a different
 /// value is a mismatch, and the first one is remembered, unless it is 0 and the page's dword
-/// in the taken table is set: then the host freed the page, and the payload clears the dword
-/// and counts the page as taken); then it writes
+/// in the taken table is set: then the host freed the page, and the payload counts it as
+/// taken); then it writes
 /// `pattern(seed, gpa, pass)`. Every `pagesPerReport` steps it reports: r3 = hcallNumber,
 /// r4 = pages verified, r5 = mismatches (both since the start), r6 = first bad address (0:
 /// none), r7 = the value expected there, r8 = the value found, r9 = the pass, r10 = the offset
@@ -274,8 +276,6 @@ public struct Payload: Sendable {
     a.emit(.ldx(.r8, .r6, .r7))
     a.emit(.cmpdi(.r8, 0))
     a.bc(.eq, record)
-    a.emit(.li(.r8, 0))
-    a.emit(.stdx(.r8, .r6, .r7))
     a.emit(.ld(.r8, takenCountAt, block))
     a.emit(.addi(.r8, .r8, 1))
     a.emit(.std(.r8, takenCountAt, block))
