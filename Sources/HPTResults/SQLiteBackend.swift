@@ -64,7 +64,17 @@ public final class SQLiteBackend: SQLBackend, @unchecked Sendable {
 
   public func transaction<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
     do {
-      return try queue.write { db in try body(Connection(db: db)) }
+      // BEGIN IMMEDIATE: a deferred transaction that reads, then writes, gets SQLITE_BUSY at
+      // once (no busy wait) when another writer committed meanwhile; eight importers at once
+      // on a loaded machine saw it.
+      var result: T?
+      try queue.writeWithoutTransaction { db in
+        try db.inTransaction(.immediate) {
+          result = try body(Connection(db: db))
+          return .commit
+        }
+      }
+      return result!
     } catch let e as StoreError {
       throw e
     } catch {
