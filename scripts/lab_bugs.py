@@ -168,6 +168,16 @@ def score(e, bug, r, control_titles):
     return True
 
 
+def score_control(c, r, control_titles):
+    """Adds one stock-kernel run to a control entry; its crash titles join the ones a --patch
+    must not be credited with."""
+    c["runs"] += 1
+    c["crashes"] += len(titles(r))
+    c["canaries"] += sum(r["_canaries"].values())
+    c["titles"] += titles(r)
+    control_titles.update(titles(r))
+
+
 def load(out):
     """A finished run directory as run() returns it (run.json plus the host log's canaries)."""
     try:
@@ -197,18 +207,15 @@ def rescore(directory, reg):
         die(f"--rescore {directory}: no readable bugs.json ({e})", 2)
     runs_dir = os.path.join(directory, "runs")
     known = {b["id"]: b for b in reg["bugs"]}
-    doc = dict(old, bugs=[], control=[], _t0=time.time() - old.get("wall_s", 0))
+    # The benchmark's own wall time stays: rescoring is not part of it.
+    doc = dict(old, bugs=[], control=[], _wall=old.get("wall_s"))
     control_titles = set()
     for c in old["control"]:
         c = dict(c, runs=0, crashes=0, canaries=0, titles=[])
         name = os.path.basename(c["job"])[:-5]
         for d in sorted(os.listdir(runs_dir)):
             if re.fullmatch(f"control-{re.escape(name)}-s[0-9]+", d) and (r := load(os.path.join(runs_dir, d))):
-                c["runs"] += 1
-                c["crashes"] += len(titles(r))
-                c["canaries"] += sum(r["_canaries"].values())
-                c["titles"] += titles(r)
-                control_titles.update(titles(r))
+                score_control(c, r, control_titles)
         doc["control"].append(c)
     for e in old["bugs"]:
         bug = known.get(e["id"], {"id": e["id"], "titles": None, "reach": {}})
@@ -220,18 +227,8 @@ def rescore(directory, reg):
                 score(n, bug, load(os.path.join(runs_dir, d)), control_titles)
         doc["bugs"].append(n)
     doc["rescored"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    wall = old.get("wall_s")
     save(doc, path)
-    doc["wall_s"] = wall
-    save_exact(doc, path)
     print(table(doc), end="")
-
-
-def save_exact(doc, path):
-    clean = {k: v for k, v in doc.items() if not k.startswith("_")}
-    with open(path + ".tmp", "w") as f:
-        json.dump(clean, f, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 def table(doc):
@@ -255,7 +252,9 @@ def table(doc):
 
 
 def save(doc, path):
-    doc["wall_s"] = round(time.time() - doc["_t0"], 1)
+    """Writes bugs.json (atomically) and bugs.md. wall_s: the time since the benchmark began,
+    or the one it recorded (`_wall`, a rescore)."""
+    doc["wall_s"] = doc["_wall"] if "_wall" in doc else round(time.time() - doc["_t0"], 1)
     clean = {k: v for k, v in doc.items() if not k.startswith("_")}
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -313,11 +312,7 @@ def main():
                 runs_dir, f"control-{os.path.basename(job)[:-5]}-s{seed}"))
             if r is None:
                 continue
-            c["runs"] += 1
-            c["crashes"] += len(titles(r))
-            c["canaries"] += sum(r["_canaries"].values())
-            c["titles"] += titles(r)
-            control_titles.update(titles(r))
+            score_control(c, r, control_titles)
             log(f"control {os.path.basename(job)} seed {seed}: {r.get('verdict')}")
         doc["control"].append(c)
         save(doc, out_json)

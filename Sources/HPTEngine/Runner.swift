@@ -323,40 +323,29 @@ public final class Runner: @unchecked Sendable {
       case .paprHcall(let nr, let args) where nr == HPTHammerHcall.report && args.count >= 5:
         v.setHcallReturn(0)
         stats.with { $0.vcpuExits += 1 }
-        if args.count >= 8 { recordTaken(v, args[7]) }
         if !reported, args.count >= 7, let p = g.payloads[v.id],
           let bad = hostViewDiffers(g, p, pass: args[5], offset: args[6])
         {
           reported = true
-          let title =
-            "guest memory corruption: the host's view of \(g.name) differs from what it wrote"
-          addFinding(
-            Finding(
-              title: title, type: "MEMORY_CORRUPTION", frame: nil,
-              source: "\(g.name) host-view check", expected: false, file: nil, corrupted: false),
-            report:
-              "\(title)\nvCPU \(v.id) wrote 0x\(String(bad.wrote, radix: 16)) at guest-physical 0x\(String(bad.gpa, radix: 16)) (pass \(bad.pass)); the VMM's mapping holds 0x\(String(bad.host, radix: 16)).\n"
+          guestCorrupted(
+            "guest memory corruption: the host's view of \(g.name) differs from what it wrote",
+            source: "\(g.name) host-view check", exec: exec,
+            detail:
+              "vCPU \(v.id) wrote 0x\(String(bad.wrote, radix: 16)) at guest-physical 0x\(String(bad.gpa, radix: 16)) (pass \(bad.pass)); the VMM's mapping holds 0x\(String(bad.host, radix: 16))."
           )
-          recorder.crashSeen(atNs: exec.nowNs)
-          exec.requestStop()
         }
         if args[1] > 0 && !reported {
           reported = true
           // A stable title (dedup across runs); the addresses go in the report.
-          let title = "guest memory corruption: \(g.name) read back data it did not write"
-          let detail =
-            "vCPU \(v.id) read 0x\(String(args[4], radix: 16)) at guest-physical 0x\(String(args[2], radix: 16)), wrote 0x\(String(args[3], radix: 16))"
-          addFinding(
-            Finding(
-              title: title, type: "MEMORY_CORRUPTION", frame: nil,
-              source: "\(g.name) payload integrity check",
-              expected: false, file: nil, corrupted: false),
-            report:
-              "\(title)\n\(detail)\n\(args[1]) of \(args[0]) verified pages differed so far.\n")
-          recorder.crashSeen(atNs: exec.nowNs)
-          exec.requestStop()
+          guestCorrupted(
+            "guest memory corruption: \(g.name) read back data it did not write",
+            source: "\(g.name) payload integrity check", exec: exec,
+            detail:
+              "vCPU \(v.id) read 0x\(String(args[4], radix: 16)) at guest-physical 0x\(String(args[2], radix: 16)), wrote 0x\(String(args[3], radix: 16))\n\(args[1]) of \(args[0]) verified pages differed so far."
+          )
         }
-        recordGuest(v, verified: args[0], mismatches: args[1])
+        recordGuest(
+          v, verified: args[0], mismatches: args[1], taken: args.count >= 8 ? args[7] : 0)
       case .interrupted:
         continue
       case .shutdown(let reason):
@@ -384,8 +373,8 @@ public final class Runner: @unchecked Sendable {
     host.executor.requestStop()
   }
 
-  private var perVCPU: [ObjectIdentifier: (UInt64, UInt64)] = [:]
-  private var perVCPUTaken: [ObjectIdentifier: UInt64] = [:]
+  /// Each vCPU's last reported totals: pages verified, mismatches, pages taken.
+  private var perVCPU: [ObjectIdentifier: (UInt64, UInt64, UInt64)] = [:]
   /// VM lifecycle churn beside the guests: create a small VM (64 MiB at order 18, an interrupt
   /// controller if asked), run its one vCPU to its second payload report (its first KVM_RUN
   /// sets up the MMU), destroy it (the device is released first, under kvm->lock). Each
@@ -429,7 +418,7 @@ public final class Runner: @unchecked Sendable {
   /// Where vCPU `vcpu`'s taken table goes: in the first 1/16 of RAM (kept out of the walked
   /// ranges), from 1 MiB up, 4 KiB aligned, one dword per walked page.
   static func takenTable(vcpu: Int, walked: UInt64, reserved: UInt64) -> UInt64 {
-    let bytes = (walked >> 16 * 8 + 0xfff) & ~0xfff
+    let bytes = ((walked >> 16) * 8 + 0xfff) & ~0xfff
     let at = 0x10_0000 + UInt64(vcpu) * bytes
     precondition(at + bytes <= reserved, "taken tables past the reserved RAM")
     return at
@@ -442,7 +431,8 @@ public final class Runner: @unchecked Sendable {
     gpa: UInt64, wrote: UInt64, host: UInt64, pass: UInt64
   )? {
     let step: UInt64 = 1 << 16
-    for k in 1...max(1, job.hostViewPages) where job.hostViewPages > 0 {
+    guard job.hostViewPages > 0 else { return nil }
+    for k in 1...job.hostViewPages {
       var off = Int64(offset) - Int64(k) * Int64(step)
       var q = pass
       if off < 0 {
@@ -462,22 +452,26 @@ public final class Runner: @unchecked Sendable {
     return nil
   }
 
-  func recordTaken(_ v: any KVMVCPU, _ taken: UInt64) {
-    stats.with { s in
-      let key = ObjectIdentifier(v)
-      let old = perVCPUTaken[key] ?? 0
-      perVCPUTaken[key] = taken
-      s.pagesTaken += taken &- old
-    }
+  /// A guest memory corruption finding: recorded, timed, and the end of the run.
+  func guestCorrupted(_ title: String, source: String, exec: any AgentExecutor, detail: String) {
+    addFinding(
+      Finding(
+        title: title, type: "MEMORY_CORRUPTION", frame: nil, source: source, expected: false,
+        file: nil, corrupted: false),
+      report: "\(title)\n\(detail)\n")
+    recorder.crashSeen(atNs: exec.nowNs)
+    exec.requestStop()
   }
 
-  func recordGuest(_ v: any KVMVCPU, verified: UInt64, mismatches: UInt64) {
+  /// A payload report's running totals (since the vCPU started) into the run's counters.
+  func recordGuest(_ v: any KVMVCPU, verified: UInt64, mismatches: UInt64, taken: UInt64) {
     stats.with { s in
       let key = ObjectIdentifier(v)
-      let old = perVCPU[key] ?? (0, 0)
-      perVCPU[key] = (verified, mismatches)
+      let old = perVCPU[key] ?? (0, 0, 0)
+      perVCPU[key] = (verified, mismatches, taken)
       s.pagesVerified += verified - old.0
       s.mismatches += mismatches - old.1
+      s.pagesTaken += taken - old.2
     }
   }
 
