@@ -1,8 +1,8 @@
 import Foundation
 import GRDB
 
-/// The embedded store: one SQLite file through GRDB, migrated by GRDB's migrator (one
-/// migration per schema change, Schema.swift). Several processes may write it at once: each
+/// The embedded store: one SQLite file through GRDB, one migration per schema change
+/// (Schema.swift). Several processes may write it at once: each
 /// waits for the others' transactions (busy timeout) instead of failing.
 public final class SQLiteBackend: SQLBackend, @unchecked Sendable {
   public let kind = "sqlite"
@@ -38,23 +38,34 @@ public final class SQLiteBackend: SQLBackend, @unchecked Sendable {
     }
   }
 
+  /// Migrates in one IMMEDIATE transaction: reading which migrations are applied and
+  /// applying the rest is atomic, so processes opening a new file at once migrate it once
+  /// (GRDB's migrator reads first and writes in a later transaction: two importers both
+  /// created the tables, and one failed). The table of applied migrations is GRDB's own,
+  /// so files written before stay readable.
   func migrate() throws(StoreError) {
-    var migrator = DatabaseMigrator()
-    for m in Schema.migrations {
-      migrator.registerMigration(m.id) { db in
-        for sql in m.statements { try db.execute(sql: sql) }
-      }
-    }
+    let known = Schema.migrations.map(\.id)
     do {
-      let superseded = try queue.read { try migrator.hasBeenSuperseded($0) }
-      if superseded {
-        let applied = try queue.read { try migrator.appliedIdentifiers($0) }
-        let known = Set(Schema.migrations.map(\.id))
-        throw StoreError.newerSchema(
-          "\(location): written by a newer HPTHammer (schema migrations \(applied.subtracting(known).sorted().joined(separator: ", ")) unknown to this one); it is left as it is: use that HPTHammer, or give another --db"
-        )
+      try queue.writeWithoutTransaction { db in
+        try db.inTransaction(.immediate) {
+          try db.execute(
+            sql: "CREATE TABLE IF NOT EXISTS grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY)"
+          )
+          let applied = try String.fetchSet(db, sql: "SELECT identifier FROM grdb_migrations")
+          let unknown = applied.subtracting(known)
+          if !unknown.isEmpty {
+            throw StoreError.newerSchema(
+              "\(location): written by a newer HPTHammer (schema migrations \(unknown.sorted().joined(separator: ", ")) unknown to this one); it is left as it is: use that HPTHammer, or give another --db"
+            )
+          }
+          for m in Schema.migrations where !applied.contains(m.id) {
+            for sql in m.statements { try db.execute(sql: sql) }
+            try db.execute(
+              sql: "INSERT INTO grdb_migrations (identifier) VALUES (?)", arguments: [m.id])
+          }
+          return .commit
+        }
       }
-      try migrator.migrate(queue)
     } catch let e as StoreError {
       throw e
     } catch {
