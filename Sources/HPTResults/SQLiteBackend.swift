@@ -29,12 +29,28 @@ public final class SQLiteBackend: SQLBackend, @unchecked Sendable {
     // HPTHammer's file is never touched): fewer syncs per import (1,000 run directories
     // imported in 3 to 4 s instead of 14 s on a loaded machine), and readers never wait for a
     // writer. Commits stay fully synchronous.
-    do {
-      try queue.writeWithoutTransaction { db in
-        _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+    try useWAL()
+  }
+
+  /// Switching to WAL needs the file to itself, and SQLite answers BUSY at once there
+  /// instead of calling the busy handler (8 processes opening a new file: 1 in 60 tries).
+  /// So it waits here, as long as the busy timeout would; a file already in WAL is left be.
+  func useWAL() throws(StoreError) {
+    let deadline = Date().addingTimeInterval(60)
+    while true {
+      do {
+        try queue.writeWithoutTransaction { db in
+          if try String.fetchOne(db, sql: "PRAGMA journal_mode") == "wal" { return }
+          _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+        }
+        return
+      } catch let e as DatabaseError
+        where (e.resultCode == .SQLITE_BUSY || e.resultCode == .SQLITE_LOCKED) && Date() < deadline
+      {
+        usleep(50_000)
+      } catch {
+        throw .unreachable("\(location): cannot use write-ahead logging: \(Self.describe(error))")
       }
-    } catch {
-      throw .unreachable("\(path): cannot use write-ahead logging: \(Self.describe(error))")
     }
   }
 
