@@ -65,19 +65,23 @@ let package = Package(
       name: "hpthammer",
       dependencies: [
         "HPTEngine", "HPTSim", "KernelLog", "KVMHost", "KVMSys", "Libvirt", "RawKVM", "SimKVMSys",
-        "HPTBisect", "HPTResults", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "HPTBisect", "HPTResults",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(
       name: "hpthammer-bench",
       dependencies: ["HPTEngine", "HPTSim", "KernelLog", "KVMHost", "HPTBisect"]),
     .executableTarget(name: "kernellog-bench", dependencies: ["KernelLog"]),
-    .testTarget(name: "KernelLogTests", dependencies: ["KernelLog", "hpthammer"], exclude: ["Fixtures"]),
+    .testTarget(
+      name: "KernelLogTests", dependencies: ["KernelLog", "hpthammer"], exclude: ["Fixtures"]),
     .testTarget(name: "KVMHostTests", dependencies: ["KVMHost"]),
     .testTarget(name: "HPTBisectTests", dependencies: ["HPTBisect"]),
     .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
     .testTarget(name: "KVMSysTests", dependencies: ["KVMSys", "KVMHost"]),
     .testTarget(name: "HPTSimTests", dependencies: ["HPTSim", "KVMHost", "KernelLog"]),
-    .testTarget(name: "HPTEngineTests", dependencies: ["HPTEngine", "HPTSim", "KVMHost", "KernelLog"]),
+    .testTarget(
+      name: "HPTEngineTests",
+      dependencies: ["HPTEngine", "HPTSim", "KVMHost", "KernelLog", "Libvirt"]),
     .testTarget(name: "CLITests", dependencies: ["hpthammer"]),
     .testTarget(name: "HPTResultsTests", dependencies: ["HPTResults", "hpthammer"]),
     .testTarget(name: "PPC64Tests", dependencies: ["PPC64"], exclude: ["Harness"]),

@@ -79,5 +79,10 @@ check("lab-raw: the verdict names the kernel under test by its release",
       r.get("kernel") == r.get("kernel_release") and r.get("target") == "lab-powernv9",
       f"kernel {r.get('kernel')}, target {r.get('target')}")
 
+rc, r = load("l0-killed")
+check("lab's QEMU (L0) killed mid-run: exit 125, run.json's error names it, no host crash or hang",
+      rc == 125 and r.get("verdict") == "error" and "lab's QEMU (L0" in (r.get("error") or ""),
+      f"exit {rc}, verdict {r.get('verdict')}, error {r.get('error')}, detail {r.get('verdict_detail')}")
+
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -43,6 +43,17 @@ run power9 Jobs/lab-power9.yaml
 run crash Jobs/ci/lab-host-crash.yaml
 run hang Jobs/ci/lab-host-hang.yaml
 run raw Jobs/lab-raw.yaml
+# Infrastructure, not a kernel: the lab's own QEMU (L0) killed mid-run must end in exit 125
+# naming it, never in a host crash or hang.
+echo "== l0-killed: hpthammer run Jobs/lab-raw.yaml, the lab's QEMU SIGKILLed 30 s after the run starts"
+$bin run Jobs/lab-raw.yaml --out "$out/l0-killed" --no-progress >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do grep -q '"running"' "$out/l0-killed/run.json" 2>/dev/null && break; sleep 1; done
+sleep 30
+l0=$(bash Guests/lab/run.sh status 2>/dev/null | sed -n 's/^running (pid \([0-9]*\)).*/\1/p')
+[ -n "$l0" ] && kill -KILL "$l0"
+wait "$pid"
+echo $? >"$out/l0-killed.rc"
 bash Guests/lab/run.sh stop >/dev/null 2>&1 || true
-echo "lab-ci: $(( $(date +%s) - start )) s for the four jobs"
+echo "lab-ci: $(( $(date +%s) - start )) s for the five jobs"
 python3 scripts/lab-ci-check.py "$out"

@@ -69,5 +69,22 @@ rc = int(open(os.path.join(out, "interrupt.rc")).read().strip())
 left = int((open(os.path.join(out, "interrupt.left")).read().strip() or "0"))
 check("Ctrl-C: exit 125 and no domain left behind", rc == 125 and left == 0, f"exit {rc}, {left} domains left")
 
+# 7. libvirtd killed mid-run: infrastructure, exit 125 naming it, never a guest finding.
+rc, r = load("libvirtd-killed")
+check("libvirtd killed mid-run: exit 125, run.json's error names libvirtd",
+      rc == 125 and r.get("verdict") == "error" and "libvirtd stopped answering" in (r.get("error") or ""),
+      f"exit {rc}, verdict {r.get('verdict')}, error {r.get('error')}")
+
+# 8. SIGKILL leaves domains; the next run cleans them up, says so, and passes.
+killed_left = int((open(os.path.join(out, "killed.left")).read().strip() or "0"))
+rc, r = load("after-kill")
+err = open(os.path.join(out, "after-kill.err"), errors="replace").read()
+cleaned = len(re.findall(r"cleaned up domain hpthammer-\S+, left by run", err))
+left = int((open(os.path.join(out, "after-kill.left")).read().strip() or "0"))
+others = [c for c in r.get("crashes", []) if c.get("type") != "MEMORY_CORRUPTION"]
+check("SIGKILL: the killed run left its domains, the next run cleans them up, says so, and passes",
+      killed_left >= 1 and cleaned == killed_left and rc in (0, 1) and not others and left == 0,
+      f"{killed_left} left by the kill, {cleaned} cleaned, exit {rc}, findings {[c.get('title') for c in others]}, {left} left after")
+
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

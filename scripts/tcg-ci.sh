@@ -34,4 +34,23 @@ kill -INT "$pid"
 wait "$pid"
 echo $? >"$out/interrupt.rc"
 virsh -c qemu:///system list --all --name | grep -c '^hpthammer-' >"$out/interrupt.left" || true
+echo "== libvirtd killed: hpthammer run Jobs/tcg-smoke.yaml, libvirtd SIGKILLed after 30 s"
+$bin run Jobs/tcg-smoke.yaml --out "$out/libvirtd-killed" --no-progress >/dev/null 2>&1 &
+pid=$!
+sleep 30
+pkill -KILL -x libvirtd
+wait "$pid"
+echo $? >"$out/libvirtd-killed.rc"
+bash scripts/libvirt-up.sh || exit 125
+echo "== SIGKILL: hpthammer run Jobs/tcg-smoke.yaml, kill -9 after 25 s, then the same run again"
+$bin run Jobs/tcg-smoke.yaml --out "$out/killed" --no-progress >/dev/null 2>&1 &
+pid=$!
+sleep 25
+kill -KILL "$pid"
+wait "$pid"
+virsh -c qemu:///system list --all --name | grep -c '^hpthammer-' >"$out/killed.left" || true
+$bin run Jobs/tcg-smoke.yaml --out "$out/after-kill" --no-progress 2>"$out/after-kill.err" | tail -n +1
+echo $? >"$out/after-kill.rc"
+grep 'cleaned up domain' "$out/after-kill.err" || true
+virsh -c qemu:///system list --all --name | grep -c '^hpthammer-' >"$out/after-kill.left" || true
 python3 scripts/tcg-ci-check.py "$out"

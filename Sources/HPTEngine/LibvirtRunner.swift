@@ -187,6 +187,11 @@ public final class LibvirtRunner: @unchecked Sendable {
     } catch {
       failure = "\(error)"
     }
+    if let gone = target.lab?.emulatorGone {
+      // A lab host that vanished with its emulator neither crashed nor hung: no power cycle.
+      lock.locked { hostDown = nil }
+      failure = gone
+    }
     if let down = lock.locked({ hostDown }) {
       // The host's crash is the finding; errors of the libvirt connection it took with it are not.
       failure = nil
@@ -195,6 +200,9 @@ public final class LibvirtRunner: @unchecked Sendable {
     var error = failure
     cleanUp()
     if error == nil, let c = lock.locked({ configError }) { error = c }
+    if let i = infraError.withLock({ $0 }), lock.locked({ hostDown }) == nil, failure == nil {
+      error = i
+    }
     return recorder.report(
       error: error, hostTimeS: Double(exec.nowNs) / 1e9, hostStats: lock.locked { figures },
       kernel: "guest \(guestKernel)",
@@ -229,6 +237,10 @@ public final class LibvirtRunner: @unchecked Sendable {
       : try LibvirtConnection.waitingUntilReady(
         uri: uri, timeoutS: 120, ready: { DomainType.best(forPPC64LEIn: $0) != nil },
         note: { [progress] in progress.note($0) })
+    let owner = Leftovers.me(runID: runID)
+    let cleaned = Leftovers.reap(conn, me: owner)
+    for line in cleaned { progress.note(line, always: true) }
+    if !cleaned.isEmpty { lock.locked { figures["leftover_domains_cleaned"] = cleaned.count } }
     guard let type = DomainType.best(forPPC64LEIn: try conn.capabilities()) else {
       throw SetupError(
         description:
@@ -271,7 +283,8 @@ public final class LibvirtRunner: @unchecked Sendable {
         vcpus: job.vcpus, cpuModel: job.libvirt.cpuModel,
         kernel: kernel, initrd: initrd, resizing: job.libvirt.resizing,
         consoleLog: target.spec.kind == .local
-          ? consoleDir + "/guest\(i).libvirt-console.log" : consoleDir + "/\(name).console.log")
+          ? consoleDir + "/guest\(i).libvirt-console.log" : consoleDir + "/\(name).console.log",
+        owner: owner)
       let d = try conn.defineDomain(xml: spec.xml)
       lock.locked { created.append(d) }
       try d.start()
@@ -325,6 +338,7 @@ public final class LibvirtRunner: @unchecked Sendable {
     }
     let all = links
     agents.append(Agent(name: "watchdog") { [self] in watchdog(all) })
+    agents.append(Agent(name: "libvirtd") { [self] in watchLibvirt(conn) })
     if target.spec.kind != .local
       || (uri.hasPrefix("qemu:///") && (try? KmsgReader(start: .end)) != nil)
     {
@@ -511,6 +525,24 @@ public final class LibvirtRunner: @unchecked Sendable {
     exec.requestStop()
   }
 
+  /// libvirtd stopped answering on a host that still does: the infrastructure failed, not the
+  /// kernel, and nothing the guests seem to do after it (silent consoles) is a finding.
+  func watchLibvirt(_ conn: LibvirtConnection) {
+    while !exec.stopRequested {
+      exec.sleep(ms: 1000)
+      if exec.stopRequested || conn.answers { continue }
+      if target.spec.kind != .local, !target.answers(timeoutS: 10) { continue }  // watchHost's
+      infraError.withLock {
+        if $0 == nil {
+          $0 =
+            "libvirtd stopped answering on \(uri) mid-run (the guests' results after that are unknown): start it again (scripts/libvirt-up.sh, or systemctl start libvirtd) and rerun; the next run cleans up this run's domains"
+        }
+      }
+      exec.requestStop()
+    }
+  }
+  let infraError = Mutex<String?>(nil)
+
   var configError: String?
   func configurationError(_ message: String) {
     lock.locked { if configError == nil { configError = message } }
@@ -572,6 +604,10 @@ public final class LibvirtRunner: @unchecked Sendable {
       if target.answers(timeoutS: 10) {
         silentSince = nil
         continue
+      }
+      if target.lab?.emulatorGone != nil {
+        exec.requestStop()  // run() says why; no hang to wait for
+        break
       }
       let since = silentSince ?? Date()
       silentSince = since

@@ -194,9 +194,11 @@ public final class ProgressPrinter: @unchecked Sendable {
   func end() { lock.locked { running = false } }
 
   /// One event line ("hpthammer: lab: ssh ready after 41 s") on the console and in progress.log.
-  public func note(_ message: String) {
+  /// `always`: on standard error even without a progress console (what the run did to the
+  /// host, such as cleaning up a dead run's domains, is never silent).
+  public func note(_ message: String, always: Bool = false) {
     let line = "hpthammer: \(message)\n"
-    console?.write(Data(line.utf8))
+    (console ?? (always ? .standardError : nil))?.write(Data(line.utf8))
     lock.locked {
       if !FileManager.default.fileExists(atPath: logURL.path) {
         FileManager.default.createFile(atPath: logURL.path, contents: nil)

@@ -209,3 +209,31 @@ final class RunRecorder: @unchecked Sendable {
       probe: probe)
   }
 }
+
+/// A run whose backend could not be opened (/dev/kvm refused, the target unreachable): its
+/// directory still gets run.json and junit.xml, verdict error with the reason, like any run
+/// the infrastructure failed.
+public enum SetupFailedRun {
+  public static func report(job: Job, outDir: URL, reproduce: String, error: String) -> RunReport {
+    try? FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
+    let recorder = RunRecorder(job: job, outDir: outDir, reproduce: reproduce)
+    recorder.begin(clock: { 0 })
+    return recorder.report(
+      error: error, hostTimeS: 0, hostStats: [:],
+      kernel: job.backend.usesKernelModel ? job.kernel : "?", kernelRelease: "")
+  }
+
+  /// What to do about the usual reasons a backend cannot start.
+  public static func hint(for message: String) -> String {
+    let denied = ["Permission denied", "Operation not permitted", "EACCES", "EPERM"].contains {
+      message.contains($0)
+    }
+    if denied && message.contains("/dev/kvm") {
+      return " (run as root, or as a user in the group that owns /dev/kvm)"
+    }
+    if denied && message.contains("/dev/kmsg") {
+      return " (reading the host's kernel log needs root or CAP_SYSLOG)"
+    }
+    return ""
+  }
+}

@@ -578,6 +578,9 @@ public final class Runner: @unchecked Sendable {
     if error == nil, let v = vcpuLock.locked({ vcpuFailure }) {
       error = "a vCPU could not run: \(v)"
     }
+    // Whatever the run saw after the lab's emulator died (a silent host, a cut channel) is
+    // the infrastructure's doing.
+    if let gone = remoteTarget?.lab?.emulatorGone { error = gone }
     // On a real host the kernel under test is the host's own, named by its release (the
     // verdict line and dedup say which kernel broke); the host's name goes to `target`.
     // A simulated model is named by the model.

@@ -39,14 +39,17 @@ public struct HPTDomainSpec: Sendable, Equatable {
   public var consoleLog: String
   /// Boot through QEMU's VOF instead of SLOF (-machine x-vof=on, QEMU >= 6.0).
   public var vof: Bool
+  /// The run that made it (domain metadata), so that a dead run's domains can be found.
+  public var owner: DomainOwner?
 
   public init(
     name: String, type: DomainType, memoryMiB: Int, maxMemoryMiB: Int? = nil, hotplugSlots: Int = 4,
     vcpus: Int, cpuModel: String = "POWER9", kernel: String, initrd: String,
     cmdline: String = "console=hvc0",
-    resizing: String = "required", consoleLog: String, vof: Bool = true
+    resizing: String = "required", consoleLog: String, vof: Bool = true, owner: DomainOwner? = nil
   ) {
     self.vof = vof
+    self.owner = owner
     self.name = name
     self.type = type
     self.memoryMiB = memoryMiB
@@ -78,6 +81,10 @@ public struct HPTDomainSpec: Sendable, Equatable {
     var x =
       "<domain type='\(type.rawValue)' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n"
     x += "  <name>\(e(name))</name>\n"
+    if let owner {
+      x += "  <metadata>\n    <hpthammer:owner xmlns:hpthammer='\(DomainOwner.namespace)'"
+      x += owner.element.dropFirst("<owner".count) + "\n  </metadata>\n"
+    }
     x += "  <maxMemory slots='\(hotplugSlots)' unit='MiB'>\(maxMemoryMiB)</maxMemory>\n"
     x += "  <memory unit='MiB'>\(memoryMiB)</memory>\n"
     x += "  <vcpu>\(vcpus)</vcpu>\n"

@@ -117,6 +117,12 @@ public final class LibvirtConnection: @unchecked Sendable {
     return LibvirtDomain(d, connection: self)
   }
 
+  /// Whether the daemon still answers: the connection is open (virConnectIsAlive; the event
+  /// loop closes it when the daemon's socket does) and a call to the daemon returns.
+  public var answers: Bool {
+    virConnectIsAlive(ptr) == 1 && (try? libVersion()) != nil
+  }
+
   /// Every domain, defined or running.
   public func domainNames() throws(LibvirtError) -> [String] {
     var list: UnsafeMutablePointer<virDomainPtr?>?
@@ -184,6 +190,18 @@ public final class LibvirtDomain: @unchecked Sendable {
 
   public func xml() throws(LibvirtError) -> String {
     guard let c = virDomainGetXMLDesc(ptr, 0) else { throw LibvirtError.last("XML of \(name)") }
+    defer { free(c) }
+    return String(cString: c)
+  }
+
+  /// The `<metadata>` element under `namespace` (virDomainGetMetadata), nil when it has none.
+  public func metadata(namespace: String) throws(LibvirtError) -> String? {
+    let type = Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue)
+    guard let c = virDomainGetMetadata(ptr, type, namespace, 0) else {
+      let e = LibvirtError.last("metadata of \(name)")
+      if e.code == Int32(VIR_ERR_NO_DOMAIN_METADATA.rawValue) { return nil }
+      throw e
+    }
     defer { free(c) }
     return String(cString: c)
   }

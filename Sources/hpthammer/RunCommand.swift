@@ -241,9 +241,13 @@ struct Run: ParsableCommand {
         do {
           (host, remoteRelease, remote) = try rawHost(j, model: model)
         } catch {
-          FileHandle.standardError.write(
-            Data("hpthammer: cannot use the \(j.backend.rawValue) backend: \(error)\n".utf8))
-          throw ExitCode(Exit.couldNotTest)
+          // Infrastructure, never a kernel bug: the directory says why, the exit is 125.
+          let why = "cannot use the \(j.backend.rawValue) backend: \(error)"
+          FileHandle.standardError.write(Data("hpthammer: \(why)\n".utf8))
+          report = SetupFailedRun.report(
+            job: j, outDir: URL(fileURLWithPath: dir), reproduce: repro,
+            error: why + SetupFailedRun.hint(for: "\(error)"))
+          break
         }
         let runner = Runner(
           job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress,

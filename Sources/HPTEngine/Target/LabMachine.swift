@@ -86,6 +86,21 @@ public final class LabMachine: @unchecked Sendable {
     HostCommand.run(["bash", script, "stop"], timeoutS: 60)
   }
 
+  /// Set when the lab's own QEMU (L0) no longer runs: the lab host then vanished with its
+  /// emulator (killed, out of memory), which is the infrastructure failing, not its kernel.
+  public var emulatorGone: String? {
+    guard let log = access["CONSOLE_LOG"] else { return nil }
+    let file = (log as NSString).deletingLastPathComponent + "/qemu.pid"
+    guard
+      let pid = (try? String(contentsOfFile: file, encoding: .utf8)).flatMap({
+        Int32($0.trimmingCharacters(in: .whitespacesAndNewlines))
+      })
+    else { return nil }
+    if kill(pid, 0) == 0 || errno == EPERM { return nil }
+    return
+      "the lab's QEMU (L0, PID \(pid)) is gone: the lab host vanished with its emulator, not by a kernel crash; Guests/lab/run.sh boot starts it again, then rerun"
+  }
+
   /// ssh_ready_s / libvirt_kvm_ready_s of the last boot, from run/boot.times.
   public var bootTimes: [String: Double] {
     guard let log = access["CONSOLE_LOG"] else { return [:] }

@@ -1,0 +1,63 @@
+import Foundation
+import Libvirt
+
+/// Domains a dead run left behind. Each domain the harness defines carries its owner (run,
+/// controller, boot, PID and the PID's start time); the next run on the same libvirt destroys
+/// and undefines those whose controller process is gone, and says so. A live run's domains,
+/// a domain of another controller (whose processes cannot be seen from here) and domains
+/// without the owner element are never touched.
+enum Leftovers {
+  /// This process as an owner.
+  static func me(runID: String) -> DomainOwner {
+    let pid = getpid()
+    return DomainOwner(
+      runID: runID, controller: ProcessInfo.processInfo.hostName, bootID: bootID() ?? "?",
+      pid: pid, startTicks: startTicks(of: pid) ?? 0)
+  }
+
+  /// Whether the owner's process still runs: nil when it cannot be told from here.
+  static func alive(_ o: DomainOwner, seenFrom here: DomainOwner) -> Bool? {
+    guard o.controller == here.controller else { return nil }
+    guard o.bootID == here.bootID else { return false }
+    guard let ticks = startTicks(of: o.pid) else { return false }
+    return ticks == o.startTicks
+  }
+
+  /// Destroys and undefines the dead runs' domains; one line per domain cleaned (or that
+  /// could not be), for the run to print.
+  static func reap(_ conn: LibvirtConnection, me: DomainOwner) -> [String] {
+    guard let names = try? conn.domainNames() else { return [] }
+    var lines: [String] = []
+    for name in names {
+      guard let d = try? conn.lookupDomain(name: name),
+        let el = try? d.metadata(namespace: DomainOwner.namespace),
+        let owner = DomainOwner(element: el), owner.runID != me.runID,
+        alive(owner, seenFrom: me) == false
+      else { continue }
+      let why = "left by run \(owner.runID) (PID \(owner.pid) on \(owner.controller) is gone)"
+      try? d.destroy()  // a domain that is not running answers OPERATION_INVALID
+      do {
+        try d.undefine()
+        lines.append("cleaned up domain \(name), \(why)")
+      } catch {
+        lines.append("could not undefine domain \(name), \(why): \(error)")
+      }
+    }
+    return lines
+  }
+
+  static func bootID() -> String? {
+    (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?
+      .trimmingCharacters(in: .whitespacesAndNewlines)
+  }
+
+  /// Field 22 of /proc/PID/stat (starttime), counted after the comm's closing parenthesis
+  /// because a comm may hold spaces and parentheses.
+  static func startTicks(of pid: Int32) -> UInt64? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+      let close = stat.lastIndex(of: ")")
+    else { return nil }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    return fields.count > 19 ? UInt64(fields[19]) : nil
+  }
+}

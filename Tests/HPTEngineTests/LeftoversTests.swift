@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+
+@testable import HPTEngine
+@testable import Libvirt
+
+/// A dead run's domains are cleaned up; a live run's, another controller's and domains
+/// HPTHammer never made are not. Against libvirt's test driver (a real libvirt, no daemon).
+@Suite(.serialized) struct LeftoversTests {
+  func define(_ c: LibvirtConnection, _ name: String, _ owner: DomainOwner?) throws {
+    var xml = "<domain type='test'><name>\(name)</name><memory unit='MiB'>64</memory>"
+    if let owner {
+      xml +=
+        "<metadata><hpthammer:owner xmlns:hpthammer='\(DomainOwner.namespace)'"
+        + owner.element.dropFirst("<owner".count) + "</metadata>"
+    }
+    xml += "<os><type arch='x86_64'>hvm</type></os></domain>"
+    try c.defineDomain(xml: xml).start()
+  }
+
+  /// A process that has exited: its PID no longer names it.
+  func deadPID() throws -> Int32 {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/true")
+    try p.run()
+    p.waitUntilExit()
+    return p.processIdentifier
+  }
+
+  @Test func onlyADeadRunsDomainsAreCleaned() throws {
+    let c = try LibvirtConnection(uri: "test:///default")
+    let me = Leftovers.me(runID: "now")
+    #expect(me.startTicks > 0)
+    var dead = me
+    dead.runID = "dead"
+    dead.pid = try deadPID()
+    var reused = me  // this very PID, but a different start: the PID was reused
+    reused.runID = "reused"
+    reused.startTicks += 1
+    var rebooted = me
+    rebooted.runID = "rebooted"
+    rebooted.bootID = "another-boot"
+    var live = me
+    live.runID = "live"
+    var remote = dead
+    remote.runID = "remote"
+    remote.controller = "another-controller"
+    try define(c, "hpthammer-left-dead", dead)
+    try define(c, "hpthammer-left-reused", reused)
+    try define(c, "hpthammer-left-rebooted", rebooted)
+    try define(c, "hpthammer-left-live", live)
+    try define(c, "hpthammer-left-remote", remote)
+    try define(c, "hpthammer-left-untagged", nil)
+    defer {
+      for n in ["live", "remote", "untagged"] {
+        let d = try? c.lookupDomain(name: "hpthammer-left-\(n)")
+        try? d?.destroy()
+        try? d?.undefine()
+      }
+    }
+    let lines = Leftovers.reap(c, me: me)
+    let names = try c.domainNames()
+    for gone in ["dead", "reused", "rebooted"] {
+      #expect(!names.contains("hpthammer-left-\(gone)"))
+      #expect(
+        lines.contains {
+          $0.hasPrefix("cleaned up domain hpthammer-left-\(gone), left by run \(gone)")
+        })
+    }
+    for kept in ["live", "remote", "untagged"] { #expect(names.contains("hpthammer-left-\(kept)")) }
+    #expect(lines.count == 3)
+  }
+
+  @Test func theOwnerElementRoundTrips() {
+    let o = DomainOwner(runID: "r'1&<", controller: "h\"x", bootID: "b", pid: 42, startTicks: 7)
+    #expect(DomainOwner(element: o.element) == o)
+    #expect(DomainOwner(element: "<owner run='x'/>") == nil)
+    let spec = HPTDomainSpec(
+      name: "g", type: .qemu, memoryMiB: 256, vcpus: 1, kernel: "k", initrd: "i",
+      consoleLog: "/tmp/c", owner: o)
+    #expect(spec.xml.contains("<metadata>"))
+    #expect(spec.xml.contains("xmlns:hpthammer='\(DomainOwner.namespace)'"))
+  }
+}
