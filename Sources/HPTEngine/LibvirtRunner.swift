@@ -643,29 +643,10 @@ public final class LibvirtRunner: @unchecked Sendable {
   }
 
   /// Power-cycles a crashed or hung host and waits until ssh and libvirtd answer, so the next
-  /// job can run on it.
+  /// job can run on it; reads what the kernel left (pstore, journal, vmcore-dmesg).
   func recoverHost(after what: String) {
-    guard target.spec.recover, target.canPowerCycle else {
-      lock.locked { figures["host_recovered"] = 0 }
-      return
-    }
-    // Where the host's CPUs are, before the reset wipes it.
-    if let dump = evidence.saveRegisters(in: outDir) {
-      progress.note("\(what): \(dump.split(separator: "\n").prefix(8).joined(separator: "; "))")
-    }
-    let start = Date()
-    progress.note("\(what): power-cycling \(target.name)")
-    do {
-      try target.powerCycleAndWait(timeoutS: target.spec.bootTimeoutS)
-      lock.locked {
-        figures["host_recovered"] = 1
-        figures["host_recovery_ms"] = Int(-start.timeIntervalSinceNow * 1000)
-      }
-      progress.note("\(target.name) is back after \(Int(-start.timeIntervalSinceNow)) s")
-    } catch {
-      lock.locked { figures["host_recovered"] = 0 }
-      progress.note("\(target.name) did not come back: \(error)")
-    }
+    let f = evidence.recover(after: what, outDir: outDir, progress: progress, recorder: recorder)
+    lock.locked { figures.merge(f) { _, new in new } }
   }
 
   /// No heartbeat for heartbeat_timeout_s: the guest hangs.

@@ -524,15 +524,20 @@ public final class Runner: @unchecked Sendable {
   }
 
   /// After the run, from a remote host: the resize counts, and after a crash that left it
-  /// unanswering, its registers (the next job's setup power-cycles it).
+  /// unanswering, its registers, a power cycle and what the kernel left (pstore, journal,
+  /// vmcore-dmesg). A lab whose own QEMU died is not reset: run.json says so instead.
   func gatherEvidence() {
     guard let evidence else { return }
     let down = hostCrashed.value && !evidence.target.answers(timeoutS: 10)
     if job.target.traceResizes { evidence.collectTrace(hostDown: down) }
-    if hostCrashed.value, let dump = evidence.saveRegisters(in: outDir) {
+    if down, evidence.target.lab?.emulatorGone == nil {
+      recoveryFigures = evidence.recover(
+        after: "host crash", outDir: outDir, progress: progress, recorder: recorder)
+    } else if hostCrashed.value, let dump = evidence.saveRegisters(in: outDir) {
       progress.note("host crash: \(dump.split(separator: "\n").prefix(4).joined(separator: "; "))")
     }
   }
+  var recoveryFigures: [String: Int] = [:]
 
   /// The release of a host that is not this machine (a remote or lab target), for run.json.
   public var hostKernelRelease: String?
@@ -589,7 +594,7 @@ public final class Runner: @unchecked Sendable {
     let release = model?.release ?? (real ? (hostKernelRelease ?? Runner.hostRelease()) : "")
     return recorder.report(
       error: error, hostTimeS: Double(host.executor.nowNs - hostTimeStart) / 1e9,
-      hostStats: host.statistics,
+      hostStats: host.statistics.merging(recoveryFigures) { _, new in new },
       kernel: model?.name ?? (real ? (release.isEmpty ? host.hostName : release) : job.kernel),
       kernelRelease: release, target: real ? host.hostName : nil, hostTrace: evidence?.result)
   }

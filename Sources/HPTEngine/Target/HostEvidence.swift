@@ -50,4 +50,41 @@ final class HostEvidence: @unchecked Sendable {
       to: outDir.appendingPathComponent("host-registers.txt"), atomically: true, encoding: .utf8)
     return dump
   }
+
+  /// After the host crashed or hung: its registers, then a power cycle (when the target may
+  /// be reset), then the kernel's last words once it answers again (LastWords). A report
+  /// read there whose title the run already has is the same crash seen twice and is only
+  /// noted. Returns run.json's figures (host_recovered, host_recovery_ms, last_words_reports).
+  func recover(after what: String, outDir: URL, progress: ProgressPrinter, recorder: RunRecorder)
+    -> [String: Int]
+  {
+    guard target.spec.recover || target.lab != nil, target.canPowerCycle else {
+      return ["host_recovered": 0]
+    }
+    if let dump = saveRegisters(in: outDir) {
+      progress.note("\(what): \(dump.split(separator: "\n").prefix(8).joined(separator: "; "))")
+    }
+    let start = Date()
+    progress.note("\(what): power-cycling \(target.name)")
+    do {
+      try target.powerCycleAndWait(timeoutS: target.spec.bootTimeoutS)
+    } catch {
+      progress.note("\(target.name) did not come back: \(error)")
+      return ["host_recovered": 0]
+    }
+    var figures = [
+      "host_recovered": 1, "host_recovery_ms": Int(-start.timeIntervalSinceNow * 1000),
+    ]
+    progress.note("\(target.name) is back after \(Int(-start.timeIntervalSinceNow)) s")
+    let (reports, lines) = LastWords.collect(from: target, into: outDir)
+    for l in lines { progress.note(l) }
+    let seen = Set(recorder.allFindings.map(\.title))
+    for (source, r) in reports where !seen.contains(r.title) {
+      recorder.addFinding(
+        Finding(r, source: "host \(source) after reboot"),
+        report: "(read from the host's \(source) after it came back)\n" + r.report)
+    }
+    figures["last_words_reports"] = reports.count
+    return figures
+  }
 }
