@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A statistical bisection of real kernels on the emulated POWER9 lab, from scratch: a history
 # of ordinary commits on Debian's 6.1 source (the tree Guests/lab/kernel.sh keeps) with the
-# revert of the seed's fix in the middle, bisected by `hpthammer bisect run` with ci/bisect.sh
-# as the TEST (each commit built for the lab, booted, Jobs/lab-raw-race.yaml run on it).
-# Prints the answer, the runs, builds and wall time. Long: see the README for measured figures.
+# revert of the seed's fix in the middle, bisected by `hpthammer bisect kernel` (each commit
+# built for the lab, booted, Jobs/lab-raw-race.yaml run on it); then `hpthammer verdict` of the
+# stock kernel (the "patch") against the reverting commit's. Exit 0 only when the bisection
+# names the reverting commit and the verdict says "fixes". Prints the runs, builds and wall
+# times. Long: see the README for measured figures.
 #   scripts/lab-bisect.sh [COMMITS_BEFORE] [COMMITS_AFTER]   (default 9 and 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,13 +34,33 @@ echo "lab-bisect: history of $((before + after + 1)) commits on $base; the culpr
 swift build -c release --product hpthammer >/dev/null
 mkdir -p runs
 set +e
-HPTHAMMER_BISECT_DURATION=${HPTHAMMER_BISECT_DURATION:-45s} \
-  .build/release/hpthammer bisect run --repo "$src" --good "$base" --bad lab-bisect \
-  --build-cost 60 --run-cost 90 --max-runs 80 --dir "runs/lab-bisect-$t0" --json \
-  -- "$PWD/ci/bisect.sh" | tee "runs/lab-bisect-$t0.json"
+.build/release/hpthammer bisect kernel --tree "$src" --good "$base" --bad lab-bisect \
+  --job Jobs/lab-raw-race.yaml --target lab --duration "${HPTHAMMER_BISECT_DURATION:-45s}" \
+  --build-cost 60 --run-cost 90 --max-runs 80 --dir "$PWD/runs/lab-bisect-$t0" --json |
+  tee "runs/lab-bisect-$t0.json"
 rc=${PIPESTATUS[0]}
 set -e
 got=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["culprit"])' "runs/lab-bisect-$t0.json" 2>/dev/null || true)
-echo "lab-bisect: exit $rc; named $got; expected $culprit; $(( $(date +%s) - t0 )) s in all" >&2
+t1=$(date +%s)
+echo "lab-bisect: exit $rc; named $got; expected $culprit; $((t1 - t0)) s in all" >&2
+[ "$got" = "$culprit" ] || { git -C "$src" checkout -qf "$base"; exit 1; }
+
+# Then the patch verdict: the reverting commit's kernel against the stock one (both built by
+# the bisection already: kernel.sh --tree finds them in its cache by commit).
+kernel_of() { # COMMIT: VMLINUX,MODULES of that commit's lab kernel
+  git -C "$src" checkout -qf "$1"
+  local k; k=$(bash Guests/lab/kernel.sh --tree "$src") || return 1
+  echo "$(sed -n 's/^HPTHAMMER_LAB_HOST_KERNEL=//p' <<<"$k"),$(sed -n 's/^HPTHAMMER_LAB_HOST_MODULES=//p' <<<"$k")"
+}
+reverted=$(kernel_of "$culprit")
+stock=$(kernel_of "$base")
 git -C "$src" checkout -qf "$base"
-[ "$got" = "$culprit" ] || exit 1
+set +e
+.build/release/hpthammer verdict Jobs/lab-raw-race.yaml --target lab \
+  --duration "${HPTHAMMER_BISECT_DURATION:-45s}" --base "$reverted" --patched "$stock" \
+  --fraction "${HPTHAMMER_VERDICT_FRACTION:-0.25}" --block 4 --max-runs 80 \
+  --dir "runs/lab-verdict-$t0" --json | tee "runs/lab-verdict-$t0.json"
+vrc=${PIPESTATUS[0]}
+set -e
+echo "lab-bisect: verdict exit $vrc ($(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["verdict"])' "runs/lab-verdict-$t0.json" 2>/dev/null)); $(( $(date +%s) - t1 )) s for the verdict, $(( $(date +%s) - t0 )) s in all" >&2
+[ "$vrc" = 0 ]

@@ -6,7 +6,7 @@ import HPTBisect
 struct Bisect: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Find the first bad commit of a flaky crash (a reproducer that fails sometimes).",
-    subcommands: [RunBisect.self, Status.self, Resume.self])
+    subcommands: [RunBisect.self, KernelBisect.self, Status.self, Resume.self])
 
   struct RunBisect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -61,6 +61,80 @@ struct Bisect: ParsableCommand {
     }
   }
 
+  /// The form kernel developers use: each chosen commit of --tree built for POWER (the lab's
+  /// kernel.sh: cross compiler, one build directory, cached by commit), booted on the target
+  /// and run with the job; ci/bisect.sh is the TEST it hands to the statistical bisection.
+  struct KernelBisect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "kernel",
+      abstract: "Bisect a kernel tree to the commit that brought a crash, on the lab or a host.",
+      discussion: """
+        A run counts as reproduced only when a crash with the --match title appears (default: \
+        the title of the first crash the bisection sees); another crash is reported and not \
+        counted. Every run directory is kept under DIR/runs. Exit codes as for bisect run.
+        """)
+
+    @Option(help: "The kernel git tree (clean).") var tree: String
+    @Option(help: "A commit where the crash does not happen.") var good: String
+    @Option(help: "A commit where it does.") var bad: String
+    @Option(help: "The job each run runs.") var job: String
+    @Option(help: "The target host (lab, or a name the job's target section gives).")
+    var target = "lab"
+    @Option(help: "Count only crashes whose title contains this text.") var match: String?
+    @Option(help: "Each run's budget (e.g. 45s), instead of the job's.") var duration: String?
+    @Option(help: "Stop when the most likely culprit holds this probability.")
+    var confidence: Double = 0.99
+    @Option(help: "Stop after this many test runs.") var maxRuns: Int = 80
+    @Option(help: "Seconds an incremental build and a run (with its boot) take.")
+    var buildCost: Double = 120
+    @Option var runCost: Double = 120
+    @Option(help: "The bisection directory. Default: runs/bisect-kernel-TIMESTAMP.")
+    var dir: String?
+    @Flag(help: "One JSON object on stdout at the end.") var json = false
+
+    func run() throws {
+      guard confidence > 0.5 && confidence < 1 else {
+        throw usageError("--confidence \(confidence): give a probability between 0.5 and 1")
+      }
+      guard maxRuns >= 1 else { throw usageError("--max-runs: at least 1") }
+      let cwd = FileManager.default.currentDirectoryPath
+      func absolute(_ p: String) -> String { p.hasPrefix("/") ? p : "\(cwd)/\(p)" }
+      guard FileManager.default.fileExists(atPath: absolute(job)) else {
+        throw usageError("--job \(job): no such job file")
+      }
+      let script = "\(cwd)/ci/bisect.sh"
+      guard FileManager.default.fileExists(atPath: script) else {
+        FileHandle.standardError.write(
+          Data(
+            "hpthammer bisect kernel: \(script) is not here: run it from HPTHammer's checkout\n"
+              .utf8))
+        throw ExitCode(Exit.couldNotTest)
+      }
+      let d = absolute(dir ?? "runs/bisect-kernel-\(Int(Date().timeIntervalSince1970))")
+      // The TEST with its settings in its argv: the journal keeps them, so a resume runs the
+      // same test.
+      var test = [
+        "/usr/bin/env", "HPTHAMMER_BISECT_JOB=\(absolute(job))",
+        "HPTHAMMER_BISECT_TARGET=\(target)",
+        "HPTHAMMER_BISECT_RUNS=\(d)/runs", "HPTHAMMER_BIN=\(ownExecutable())",
+      ]
+      if let duration { test.append("HPTHAMMER_BISECT_DURATION=\(duration)") }
+      test.append(
+        match.map { "HPTHAMMER_BISECT_MATCH=\($0)" } ?? "HPTHAMMER_BISECT_MATCH_FILE=\(d)/match")
+      test.append(script)
+      let start = try BisectSetup.start(
+        git: Git(repo: tree), good: good, bad: bad, build: nil, test: test,
+        confidence: confidence, maxRuns: maxRuns,
+        costs: BisectCosts(buildS: buildCost, runS: runCost))
+      let journal = try BisectJournal.create(dir: d, start: start)
+      FileHandle.standardError.write(
+        Data(
+          "hpthammer bisect kernel: \(start.commits.count) commits between \(good) and \(bad); journal \(d)/journal.jsonl, run directories \(d)/runs\n"
+            .utf8))
+      try BisectDriver(start: start, journal: journal, json: json).drive()
+    }
+  }
+
   struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "The posterior and history of a bisection directory.")
@@ -96,6 +170,12 @@ struct Bisect: ParsableCommand {
       try BisectDriver(start: start, journal: journal, json: json, replay: events).drive()
     }
   }
+}
+
+/// This process's binary (/proc/self/exe), so that TEST scripts run the same hpthammer.
+func ownExecutable() -> String {
+  (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+    ?? CommandLine.arguments[0]
 }
 
 func which(_ name: String) -> String? {

@@ -24,6 +24,11 @@ struct Verdict: ParsableCommand {
   @Option(help: "'fixes' means the patched rate is below this fraction of the base rate.")
   var fraction: Double = 0.1
   @Option(help: "Runs on both kernels together.") var maxRuns: Int = 200
+  @Option(
+    help:
+      "Runs in a row on one kernel before switching (on the lab a switch is a reboot: 4 saves 3 of 4)."
+  )
+  var block: Int = 1
   @Option(help: "Where the runs go (one directory each).") var dir: String?
   @Flag(help: "One JSON object on stdout.") var json = false
 
@@ -38,6 +43,7 @@ struct Verdict: ParsableCommand {
       throw usageError("--confidence: between 0.5 and 1")
     }
     guard fraction > 0 && fraction < 1 else { throw usageError("--fraction: between 0 and 1") }
+    guard block >= 1 else { throw usageError("--block: at least 1") }
     guard FileManager.default.fileExists(atPath: job) else {
       throw usageError("\(job): no such job file")
     }
@@ -46,8 +52,16 @@ struct Verdict: ParsableCommand {
     var v = PatchVerdict(confidence: confidence, fraction: fraction, maxRuns: maxRuns)
     let t0 = Date()
     var n = 0
+    var isBase = true
+    var inBlock = 0
     while v.answer == nil {
-      let isBase = v.nextIsBase
+      // Blocks of --block runs per kernel, the two sides kept level (the test does not care
+      // about order; a kernel switch on the lab costs a boot).
+      if inBlock == block || (inBlock == 0 && isBase != v.nextIsBase) {
+        isBase = v.nextIsBase
+        inBlock = 0
+      }
+      inBlock += 1
       let out = "\(d)/\(isBase ? "base" : "patched")-\(n)"
       var args = ["run", job, "--seed", "\(n / 2 + 1)", "--out", out, "--no-progress"]
       args += kernelArgs(isBase ? base : patched)

@@ -150,6 +150,20 @@ import Testing
     // resume of a directory that is not a bisection
     let (rc2, _, err2) = try cli.hpthammer(["bisect", "resume", dir])
     #expect(rc2 == 2 && err2.contains("not a bisection"), "\(err2)")
+    // bisect kernel: a job file that is not there; then the same tree checks as bisect run
+    func kernel(_ args: [String]) throws -> (Int32, String) {
+      let (rc, _, err) = try cli.hpthammer(
+        ["bisect", "kernel", "--tree", repo, "--dir", dir + "/k\(args.count)"] + args)
+      return (rc, err)
+    }
+    (rc, err) = try kernel(["--good", good, "--bad", "HEAD", "--job", dir + "/no-job.yaml"])
+    #expect(rc == 2 && err.contains("no-job.yaml: no such job file"), "\(err)")
+    let job = CLITests.repo.appendingPathComponent("Jobs/lab-raw-race.yaml").path
+    (rc, err) = try kernel(["--good", good, "--bad", "HEAD", "--job", job])
+    #expect(rc == 125 && err.contains("uncommitted"), "\(err)")
+    _ = try sh("git checkout -q -- n", in: repo)
+    (rc, err) = try kernel(["--good", "HEAD", "--bad", good, "--job", job, "--match", "x"])
+    #expect(rc == 125 && err.contains("not an ancestor"), "\(err)")
   }
 }
 
