@@ -176,15 +176,20 @@ public struct Job: Sendable {
   /// What a backend cannot do with this job, checked again when --backend overrides the file.
   public func checkBackendLimits(file: String) throws(JobError) {
     try checkOrders(file: file)
-    if backend == .libvirt {
-      let guestDriven: Set<ResizePolicy> = [.grow, .shrink, .sameOrder, .randomWalk]
-      if let p = policies.first(where: { !guestDriven.contains($0) }) {
-        throw JobError(
-          file: file, line: nil, key: "resize.policy",
-          message:
-            "'\(p.rawValue)' is not available with backend libvirt (the guest resizes through hpt_order, PREPARE and COMMIT together); allowed: grow, shrink, same-order, random-walk"
-        )
-      }
+    // What the backend's resize driver can do (ResizeDriver.policies).
+    let can = backend == .libvirt ? AgentResizeDriver.policies : IoctlResizeDriver.policies
+    if let p = policies.first(where: { !can.contains($0) }) {
+      let allowed = ResizePolicy.allCases.filter(can.contains).map(\.rawValue)
+      throw JobError(
+        file: file, line: nil, key: "resize.policy",
+        message:
+          "'\(p.rawValue)' is not available with backend \(backend.rawValue)\(backend == .libvirt ? " (the guest resizes through hpt_order, PREPARE and COMMIT together)" : ""); allowed: \(allowed.joined(separator: ", "))"
+      )
+    }
+    if commitBeforeRun && backend == .libvirt {
+      throw JobError(
+        file: file, line: nil, key: "resize.commit_before_run",
+        message: "COMMIT before run needs the VM fd (backends sim, raw, raw-sim), not libvirt")
     }
     if backend.usesKernelModel || backend == .rawSim { try checkSimulatorMemory(file: file) }
     if lifecycleEveryMs != nil && backend == .libvirt {

@@ -325,12 +325,15 @@ public final class LibvirtRunner: @unchecked Sendable {
     var agents: [Agent] = []
     let budget = Budget(startNs: exec.nowNs, durationS: job.durationS, resizes: job.resizeBudget)
     for (i, l) in links.enumerated() {
-      let hammer = GuestHammer(
-        link: l, job: job, stats: recorder.stats, exec: exec, budget: budget,
-        seed: job.seed &+ UInt64(i))
+      let hammer = Hammer(
+        driver: AgentResizeDriver(link: l, stats: recorder.stats, exec: exec, budget: budget),
+        job: job, stats: recorder.stats, executor: exec,
+        rng: SplitMix64(seed: job.seed &+ UInt64(i)),
+        budget: budget)
       agents.append(
         Agent(name: "hammer-\(l.name)") { [self] in
-          if let config = hammer.run() { configurationError(config) }
+          hammer.run()
+          if let config = hammer.configError { configurationError(config) }
         })
       if let every = job.libvirt.hotplugEveryS {
         agents.append(Agent(name: "hotplug-\(l.name)") { [self] in hotplug(l, everyS: every) })
@@ -731,127 +734,72 @@ final class NoHost: KVMSystem, @unchecked Sendable {
   var statistics: [String: Int] { [:] }
 }
 
-/// The resize hammer of one libvirt guest: the agent writes hpt_order (PREPARE and COMMIT
-/// happen in the guest's kernel, through QEMU) and reports each answer.
-final class GuestHammer: @unchecked Sendable {
+/// Resizes from inside the guest: the agent writes the order to
+/// /sys/kernel/debug/powerpc/hpt_order and answers with the errno and its PREPARE and COMMIT
+/// times (the guest's kernel asks the host for both, through H_RESIZE_HPT_PREPARE/_COMMIT).
+final class AgentResizeDriver: ResizeDriver, @unchecked Sendable {
+  static let policies: Set<ResizePolicy> = [.grow, .shrink, .sameOrder, .randomWalk]
   /// How long after a dimm attach/detach a refused resize is put down to it.
   static let hotplugWindowS = 30.0
   let link: GuestLink
-  let job: Job
   let stats: RunStats
   let exec: ThreadExecutor
   let budget: Budget
-  var rng: SplitMix64
 
-  init(
-    link: GuestLink, job: Job, stats: RunStats, exec: ThreadExecutor, budget: Budget, seed: UInt64
-  ) {
+  init(link: GuestLink, stats: RunStats, exec: ThreadExecutor, budget: Budget) {
     self.link = link
-    self.job = job
     self.stats = stats
     self.exec = exec
     self.budget = budget
-    rng = SplitMix64(seed: seed)
   }
 
-  /// Returns a configuration error (resizing disabled for the domain), or nil.
-  func run() -> String? {
-    // The domain boots at the job's order; the agent's answer, when it comes, is the truth.
-    var order = job.bootOrder
+  var guestName: String { link.name }
+  var guestRunning: Bool { true }  // the agent answers only from a running guest
+
+  /// The domain boots at the job's order; the agent's answer, when it comes, is the truth.
+  func startOrder(boot: UInt32) -> UInt32 {
     try? link.send("order")
-    if let l = link.await(["hpt"], timeoutS: 10), let o = l.int(0), o > 0 { order = UInt32(o) }
-    var seqIndex = 0
-    while !exec.stopRequested {
-      if budget.exhausted(now: exec.nowNs) {
-        exec.requestStop()
-        break
-      }
-      let target: UInt32
-      if let seq = job.libvirt.orderSequence {
-        if seqIndex >= seq.count { seqIndex = 0 }
-        target = seq[seqIndex]
-        seqIndex += 1
-      } else {
-        let p = job.policies[rng.below(job.policies.count)]
-        switch p {
-        case .grow: target = min(job.orderMax, order + 1)
-        case .shrink: target = max(job.orderMin, order - 1)
-        case .sameOrder: target = order
-        default:
-          let s = rng.below(3)
-          target =
-            s == 0 ? max(job.orderMin, order - 1) : s == 1 ? order : min(job.orderMax, order + 1)
-        }
-      }
-      stats.with { $0.attempted += 1 }
-      do { try link.send("resize \(target)") } catch { return nil }
-      // Wait for the answer in slices: the budget may end meanwhile (a resize can wait long
-      // behind a memory unplug in the guest), and then the missing answer is not a failure.
-      var answer: AgentLine?
-      for _ in 0..<60 where answer == nil {
-        answer = link.await(["resized"], timeoutS: 1)
-        if answer == nil && (exec.stopRequested || budget.exhausted(now: exec.nowNs)) { break }
-      }
-      guard let line = answer, let r = GuestResize(line) else {
-        if exec.stopRequested || budget.exhausted(now: exec.nowNs) {
-          exec.requestStop()
-          break
-        }
-        if link.secondsSinceHotplug < Self.hotplugWindowS {
-          // A resize waits behind the guest's own resizes for an unplug (seen up to minutes).
-          stats.with { $0.failedExpected += 1 }
-          stats.answer("hpt_order near hotplug", "no answer in 60 s")
-          continue
-        }
-        stats.unexpected(
-          UnexpectedAnswer(
-            guest: link.name, op: "hpt_order", order: target, fromOrder: order,
-            answer: "no answer in 60 s", hostTimeS: Double(exec.nowNs) / 1e9))
-        continue
-      }
-      let e = Errno(rawValue: r.errno)
-      stats.answer("hpt_order", r.errno == 0 ? "0" : e.name)
-      stats.answer("hpt_order \(link.name)", r.errno == 0 ? "0" : e.name)
-      if r.errno == 0 {
-        stats.with {
-          $0.succeeded += 1
-          if r.prepareMs >= 0 { $0.prepareToReadyUs.record(UInt64(r.prepareMs) * 1000) }
-          if r.commitMs >= 0 { $0.commitUs.record(UInt64(r.commitMs) * 1000) }
-        }
-        stats.with { $0.timeline }?.resize(
-          atNs: exec.nowNs, guest: link.name, from: order, to: target,
-          prepareMs: r.prepareMs >= 0 ? Double(r.prepareMs) : nil,
-          commitMs: r.commitMs >= 0 ? Double(r.commitMs) : nil, answer: "0")
-        order = target
-      } else if e == .ENODEV {
-        return
-          "HPT resizing is disabled for this domain (the guest's hpt_order write answers ENODEV): set libvirt.resizing to required or enabled"
-      } else {
-        // ENOSPC: bolted collision on a shrink; EINVAL: order outside 18..46; EPERM: QEMU's
-        // limit (RAM order + 1).
-        // Near a hotplug the guest resizes by itself: the order the harness believes in is
-        // stale (EPERM for what is now above the limit), and a resize racing the guest's own
-        // answers ETIMEDOUT or EIO. Counted apart, not failures.
-        let nearHotplug =
-          link.secondsSinceHotplug < Self.hotplugWindowS
-          && [.EPERM, .ETIMEDOUT, .EIO, .EBUSY, .ENOSPC].contains(e)
-        if nearHotplug { stats.answer("hpt_order near hotplug", e.name) }
-        let expected =
-          nearHotplug
-          || (e == .ENOSPC && target < order)
-          || (e == .EINVAL && !HPTOrder.validRange.contains(target))
-          || (e == .EPERM && target > order)
-        if expected {
-          stats.with { $0.failedExpected += 1 }
-        } else {
-          stats.unexpected(
-            UnexpectedAnswer(
-              guest: link.name, op: "hpt_order", order: target, fromOrder: order, answer: e.name,
-              hostTimeS: Double(exec.nowNs) / 1e9))
-        }
-      }
-      budget.count()
+    if let l = link.await(["hpt"], timeoutS: 10), let o = l.int(0), o > 0 { return UInt32(o) }
+    return boot
+  }
+
+  func resize(from order: UInt32, to target: UInt32) -> ResizeOutcome {
+    do { try link.send("resize \(target)") } catch { return .hostDown() }  // the console is gone
+    // Wait for the answer in slices: the budget may end meanwhile (a resize can wait long
+    // behind a memory unplug in the guest), and then the missing answer is not a failure.
+    var answer: AgentLine?
+    for _ in 0..<60 where answer == nil {
+      answer = link.await(["resized"], timeoutS: 1)
+      if answer == nil && (exec.stopRequested || budget.exhausted(now: exec.nowNs)) { break }
     }
-    return nil
+    let nearHotplug = link.secondsSinceHotplug < Self.hotplugWindowS
+    guard let line = answer, let r = GuestResize(line) else {
+      if exec.stopRequested || budget.exhausted(now: exec.nowNs) { return .stopping }
+      // A resize waits behind the guest's own resizes for an unplug (seen up to minutes).
+      return nearHotplug
+        ? .excused(op: "hpt_order", answer: "no answer in 60 s", why: "near hotplug")
+        : .wrong(op: "hpt_order", answer: "no answer in 60 s")
+    }
+    let e = Errno(rawValue: r.errno)
+    stats.answer("hpt_order", r.errno == 0 ? "0" : e.name)
+    stats.answer("hpt_order \(link.name)", r.errno == 0 ? "0" : e.name)
+    if r.errno == 0 {
+      return .committed(
+        ResizeTimings(
+          prepareNs: r.prepareMs >= 0 ? UInt64(r.prepareMs) * 1_000_000 : nil,
+          commitNs: r.commitMs >= 0 ? UInt64(r.commitMs) * 1_000_000 : nil, atNs: exec.nowNs))
+    }
+    if e == .ENODEV {
+      return .configError(
+        "HPT resizing is disabled for this domain (the guest's hpt_order write answers ENODEV): set libvirt.resizing to required or enabled"
+      )
+    }
+    // Near a hotplug the guest resizes by itself: the order the harness believes in is stale
+    // (EPERM for what is now above the limit), and a resize racing the guest's own answers
+    // ETIMEDOUT or EIO. Counted apart, not failures.
+    if nearHotplug && [.EPERM, .ETIMEDOUT, .EIO, .EBUSY, .ENOSPC].contains(e) {
+      return .excused(op: "hpt_order", answer: e.name, why: "near hotplug")
+    }
+    return .refused(op: "hpt_order", errno: e, timings: nil)
   }
 }

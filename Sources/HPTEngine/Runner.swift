@@ -212,9 +212,11 @@ public final class Runner: @unchecked Sendable {
       for v in g.vcpus {
         agents.append(Agent(name: "CPU \(v.id)/KVM") { [self] in vcpuLoop(g, v) })
       }
+      let driver = IoctlResizeDriver(
+        guest: g, stats: stats, executor: exec, prepareTimeoutMs: job.prepareTimeoutMs)
+      driver.willCommitBeforeRun = { [commitBeforeRunIssued] in commitBeforeRunIssued.value = true }
       let hammer = Hammer(
-        guest: g, job: job, stats: stats, executor: exec, rng: seeds.split(), budget: budget)
-      hammer.willCommitBeforeRun = { [commitBeforeRunIssued] in commitBeforeRunIssued.value = true }
+        driver: driver, job: job, stats: stats, executor: exec, rng: seeds.split(), budget: budget)
       agents.append(Agent(name: "hpthammer") { hammer.run() })
       if let every = job.invalidateEveryMs {
         let rng = seeds.split()
