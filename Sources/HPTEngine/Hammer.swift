@@ -161,6 +161,9 @@ final class Hammer: @unchecked Sendable {
     case .hostDown(let t):
       // The COMMIT the host died in: its PREPARE still counts.
       if let p = t?.prepareNs { stats.with { $0.prepareToReadyUs.record(p / 1000) } }
+      // Nothing more can be asked of this host, and nothing else would end the run: the
+      // budget is the hammer's to keep (seen when the lab's own QEMU died under a run).
+      executor.requestStop()
       return false
     case .stopping:
       executor.requestStop()
