@@ -530,6 +530,7 @@ public final class Runner: @unchecked Sendable {
   /// vmcore-dmesg). A lab whose own QEMU died is not reset: run.json says so instead.
   func gatherEvidence() {
     guard let evidence else { return }
+    if !hostCrashed.value, host.statistics["hostd_gone"] != nil { hostdWentAway(evidence.target) }
     let down = hostCrashed.value && !evidence.target.answers(timeoutS: 10)
     if job.target.traceResizes { evidence.collectTrace(hostDown: down) }
     if down, evidence.target.lab?.emulatorGone == nil {
@@ -540,6 +541,31 @@ public final class Runner: @unchecked Sendable {
     }
   }
   var recoveryFigures: [String: Int] = [:]
+
+  /// hostd's channel closed with no crash on the host's log: either the host went down without
+  /// a word (a hang: a finding, as on libvirt) or only hostd or the way to the host died (the
+  /// infrastructure: the run's error). The lab's own QEMU dying is the latter (finish says so).
+  func hostdWentAway(_ target: Target) {
+    guard target.lab?.emulatorGone == nil else { return }
+    let deadline = Date().addingTimeInterval(target.spec.hungAfterS)
+    while Date() < deadline {
+      if target.answers(timeoutS: 10) {
+        infraError =
+          "the channel to hpthammer-hostd on \(target.name) closed mid-run, and \(target.name) still answers ssh with no kernel message: hostd or the connection died, not the kernel (see host.log); rerun"
+        return
+      }
+      Thread.sleep(forTimeInterval: 2)
+    }
+    let title =
+      "host hang: \(target.name) answered no ssh and printed nothing for \(Int(target.spec.hungAfterS)) s"
+    addFinding(
+      Finding(
+        title: title, type: "HOST_HANG", frame: nil, source: "host", expected: false, file: nil,
+        corrupted: false),
+      report: title + "\n")
+    hostCrashed.value = true
+  }
+  var infraError: String?
 
   /// The release of a host that is not this machine (a remote or lab target), for run.json.
   public var hostKernelRelease: String?
@@ -587,6 +613,7 @@ public final class Runner: @unchecked Sendable {
     }
     // Whatever the run saw after the lab's emulator died (a silent host, a cut channel) is
     // the infrastructure's doing.
+    if error == nil { error = infraError }
     if let gone = remoteTarget?.lab?.emulatorGone { error = gone }
     // On a real host the kernel under test is the host's own, named by its release (the
     // verdict line and dedup say which kernel broke); the host's name goes to `target`.
