@@ -36,6 +36,7 @@ mkdir -p runs
 set +e
 .build/release/hpthammer bisect kernel --tree "$src" --good "$base" --bad lab-bisect \
   --job Jobs/lab-raw-race.yaml --target lab --duration "${HPTHAMMER_BISECT_DURATION:-45s}" \
+  --match "${HPTHAMMER_BISECT_MATCH:-unable to handle kernel paging request}" \
   --build-cost 60 --run-cost 90 --max-runs 80 --dir "$PWD/runs/lab-bisect-$t0" --json |
   tee "runs/lab-bisect-$t0.json"
 rc=${PIPESTATUS[0]}
