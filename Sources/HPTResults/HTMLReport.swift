@@ -129,10 +129,11 @@ public enum HTMLReport {
   /// The store's report: nights per kernel (pass, bug, error), resize latency trends per host,
   /// the deduplicated crash table (new first) with report texts, and the runs.
   public static func history(
-    _ store: ResultsStore, since: Double?, newWithin: Double = 86_400, maxRuns: Int = 500
+    _ store: ResultsStore, since: Double?, newWithin: Double = 86_400, maxRuns: Int = 500,
+    known: Set<String> = []
   ) throws(StoreError) -> String {
     let runs = try store.runs(ResultsStore.RunFilter(since: since))
-    let groups = try CrashGroups.group(store, since: since, newWithin: newWithin)
+    let groups = try CrashGroups.group(store, since: since, newWithin: newWithin, known: known)
     var body = "<h1>HPTHammer results</h1>\n"
     let verdicts = Dictionary(grouping: runs, by: \.verdict).mapValues(\.count)
     body +=
