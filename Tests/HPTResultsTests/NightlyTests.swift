@@ -1,0 +1,169 @@
+import Foundation
+import HPTResults
+import Testing
+
+/// `hpthammer nightly`: Jobs/nightly/sim.yaml end to end through the built binary, into a real
+/// SQLite store and a real report file; known crashes; bad plans.
+@Suite struct NightlyTests {
+  typealias F = Fixtures
+
+  /// The night's table rows: kernel, job, seed, verdict, note.
+  static func rows(_ out: String) -> [[String]] {
+    out.split(separator: "\n").map(String.init).filter {
+      $0.hasPrefix("pre-fix ") || $0.hasPrefix("6.1 ")
+    }.map { line in
+      let cols = line.split(separator: " ", maxSplits: 4, omittingEmptySubsequences: true)
+        .map { String($0).trimmingCharacters(in: .whitespaces) }
+      return cols
+    }
+  }
+
+  @Test func theSimPlanRunsEndToEndThenItsKnownCrashNoLongerFailsTheNight() throws {
+    let db = F.scratch("nightdb") + "/results.sqlite"
+    let night = F.scratch("night") + "/n1"
+    var (rc, out, err) = try F.hpthammer([
+      "nightly", "Jobs/nightly/sim.yaml", "--db", db, "--out", night,
+    ])
+    // The pre-fix kernel's oops is a signature this new store never saw: a bug night.
+    #expect(rc == 1, "\(out)\n\(err)")
+    var rows = Self.rows(out)
+    #expect(rows.count == 4, "\(out)")
+    #expect(rows.map { $0[0] } == ["pre-fix", "pre-fix", "6.1", "6.1"])
+    #expect(rows.map { $0[2] } == ["1", "2", "1", "2"])
+    #expect(rows.map { $0[3] } == ["bug", "bug", "pass", "pass"], "\(out)")
+    #expect(rows[0][4].hasPrefix("NEW: BUG: unable to handle kernel paging request"), "\(rows[0])")
+    #expect(rows[1][4].hasPrefix("seen before: BUG:"), "\(rows[1])")
+    #expect(out.contains("exit 1"))
+    // Every run went through `hpthammer run`: its directory, and the store holds it.
+    for (k, s) in [("pre-fix", 1), ("pre-fix", 2), ("6.1", 1), ("6.1", 2)] {
+      #expect(FileManager.default.fileExists(atPath: "\(night)/\(k)/dry-run/seed-\(s)/run.json"))
+      #expect(FileManager.default.fileExists(atPath: "\(night)/\(k)/dry-run/seed-\(s)/junit.xml"))
+    }
+    let (lrc, list, lerr) = try F.hpthammer(["results", "--json", "--db", db])
+    #expect(lrc == 0, "\(lerr)")
+    let runs = try #require(try F.json(list) as? [[String: Any]], "\(list)")
+    #expect(runs.count == 4)
+    #expect(runs.filter { $0["interrupted"] as? Bool == true }.isEmpty, "\(list)")
+    #expect(Set(runs.compactMap { $0["kernel"] as? String }) == ["4.14.0-rc4", "6.1"], "\(list)")
+    // The report: the store's history, the crash new.
+    let html = try String(contentsOfFile: night + "/report.html", encoding: .utf8)
+    ReportTests.expectInert(html)
+    #expect(html.contains("4 runs"), "\(html.prefix(2000))")
+    #expect(html.contains("<tr id=\"crash-1\" class=\"new\">"))
+    #expect(html.contains("kvmppc_add_revmap_chain"))
+
+    // The plan with the oops known: the same night passes, the crash marked known.
+    let plan = F.scratch("plan") + "/sim-known.yaml"
+    var text = try String(contentsOfFile: F.repo.path + "/Jobs/nightly/sim.yaml", encoding: .utf8)
+    text = text.replacingOccurrences(of: "\n# known:", with: "\nknown:")
+      .replacingOccurrences(of: "\n#   - title:", with: "\n  - title:")
+      .replacingOccurrences(of: "\n#     why:", with: "\n    why:")
+    #expect(text.contains("\nknown:\n  - title:"), "\(text)")
+    try text.write(toFile: plan, atomically: true, encoding: .utf8)
+    let night2 = F.scratch("night") + "/n2"
+    (rc, out, err) = try F.hpthammer(["nightly", plan, "--db", db, "--out", night2])
+    #expect(rc == 0, "\(out)\n\(err)")
+    rows = Self.rows(out)
+    #expect(rows.map { $0[3] } == ["known", "known", "pass", "pass"], "\(out)")
+    #expect(rows[0][4].hasPrefix("known: BUG:"), "\(rows[0])")
+    let html2 = try String(contentsOfFile: night2 + "/report.html", encoding: .utf8)
+    #expect(html2.contains("8 runs"))
+    #expect(html2.contains("<span class=\"tag\">known</span>"), "\(html2.prefix(3000))")
+    #expect(!html2.contains("class=\"new\""))
+
+    // Without known:, a crash seen on earlier nights still fails the night (but is not new).
+    let night3 = F.scratch("night") + "/n3"
+    (rc, out, err) = try F.hpthammer([
+      "nightly", "Jobs/nightly/sim.yaml", "--db", db, "--out", night3, "--report",
+      night3 + "-report.html",
+    ])
+    #expect(rc == 1, "\(out)\n\(err)")
+    rows = Self.rows(out)
+    #expect(rows.map { $0[3] } == ["bug", "bug", "pass", "pass"], "\(out)")
+    #expect(rows.allSatisfy { !$0.joined(separator: " ").contains("NEW") }, "\(out)")
+    #expect(FileManager.default.fileExists(atPath: night3 + "-report.html"))
+  }
+
+  @Test func listPrintsTheMatrixInOrderAndRunsNothing() throws {
+    let env = F.environment(["HPTHAMMER_DB": F.scratch("listdb") + "/results.sqlite"])
+    let (rc, out, err) = try F.hpthammer(["nightly", "Jobs/nightly/sim.yaml", "--list"], env: env)
+    #expect(rc == 0, "\(err)")
+    #expect(
+      out.split(separator: "\n") == [
+        "1. kernel pre-fix: Jobs/dry-run.yaml seed 1",
+        "2. kernel pre-fix: Jobs/dry-run.yaml seed 2",
+        "3. kernel 6.1: Jobs/dry-run.yaml seed 1", "4. kernel 6.1: Jobs/dry-run.yaml seed 2",
+      ], "\(out)")
+    #expect(!FileManager.default.fileExists(atPath: env["HPTHAMMER_DB"]!))
+    // The shipped plans parse (their jobs and target sections too).
+    for plan in ["lab", "power9"] {
+      let (prc, pout, perr) = try F.hpthammer(["nightly", "Jobs/nightly/\(plan).yaml", "--list"])
+      #expect(prc == 0, "\(plan): \(perr)")
+      #expect(pout.contains("1. kernel "), "\(pout)")
+    }
+  }
+
+  @Test(arguments: [
+    (
+      "name: n\nkernels: [pre-fix]\njobs: [Jobs/dry-run.yaml]\nkernelz: 1\n", 4, "kernelz",
+      "unknown key"
+    ),
+    (
+      "name: n\nkernels: [pre-fix]\njobs:\n  - Jobs/dry-run.yaml\n  - Jobs/none.yaml\n", 5,
+      "jobs[1]", "Jobs/none.yaml"
+    ),
+    (
+      "name: n\nkernels:\n  - pre-fix\n  - no-such-model\njobs: [Jobs/dry-run.yaml]\n", 4,
+      "kernels[1]", "not a kernel model"
+    ),
+    (
+      "name: n\nkernels: [pre-fix]\njobs: [Jobs/dry-run.yaml]\nseeds: [1, x]\n", 4, "seeds[1]",
+      "not a seed"
+    ),
+    (
+      "name: n\nkernels: [pre-fix]\njobs: [Jobs/dry-run.yaml]\nduration: soon\n", 4, "duration",
+      "not a duration"
+    ),
+    (
+      "name: n\nkernels: [pre-fix]\njobs: [Jobs/dry-run.yaml]\nknown:\n  - frame: f\n", 5,
+      "known[0]", "title"
+    ),
+    (
+      "name: n\nkernels: [pre-fix]\njobs: [Jobs/dry-run.yaml]\ntarget: mars\n", 4, "target",
+      "allowed"
+    ),
+    ("name: n\nkernels: [pre-fix\njobs: [Jobs/dry-run.yaml]\n", 3, "", "malformed YAML"),
+    ("kernels: [pre-fix]\njobs: [Jobs/dry-run.yaml]\n", 1, "name", "missing"),
+  ])
+  func aBadPlanExits2NamingFileLineAndKey(plan: String, line: Int, key: String, says: String)
+    throws
+  {
+    let path = F.scratch("badplan") + "/plan.yaml"
+    try plan.write(toFile: path, atomically: true, encoding: .utf8)
+    let db = F.scratch("baddb") + "/results.sqlite"
+    let (rc, out, err) = try F.hpthammer(["nightly", path, "--db", db, "--out", path + ".night"])
+    #expect(rc == 2, "\(out)\(err)")
+    let prefix = "hpthammer: \(path):\(line)" + (key.isEmpty ? "" : ": \(key)")
+    #expect(err.hasPrefix(prefix), "expected \(prefix)...; got \(err)")
+    #expect(err.contains(says), "\(err)")
+    // Nothing ran, nothing was stored.
+    #expect(!FileManager.default.fileExists(atPath: path + ".night"))
+    #expect(!FileManager.default.fileExists(atPath: db))
+  }
+
+  @Test func anUnreachableStoreStopsTheNightBeforeAnyRun() throws {
+    let night = F.scratch("night") + "/unreachable"
+    let (rc, out, err) = try F.hpthammer([
+      "nightly", "Jobs/nightly/sim.yaml", "--db", "postgres://nobody@127.0.0.1:1/none", "--out",
+      night,
+    ])
+    #expect(rc == 125, "\(out)\(err)")
+    #expect(err.contains("127.0.0.1"), "\(err)")
+    #expect(!FileManager.default.fileExists(atPath: night))
+    // A store that is off: the night would record nothing, so it does not start (usage).
+    let env = F.environment(["HPTHAMMER_DB": "off"])
+    let (orc, _, oerr) = try F.hpthammer(
+      ["nightly", "Jobs/nightly/sim.yaml", "--out", night], env: env)
+    #expect(orc == 2 && oerr.contains("off"), "\(oerr)")
+  }
+}
