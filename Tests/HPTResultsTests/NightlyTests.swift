@@ -34,6 +34,16 @@ import Testing
     #expect(rows[0][4].hasPrefix("NEW: BUG: unable to handle kernel paging request"), "\(rows[0])")
     #expect(rows[1][4].hasPrefix("seen before: BUG:"), "\(rows[1])")
     #expect(out.contains("exit 1"))
+    // The README's sample of this night is what it prints.
+    let readme = try String(contentsOf: F.repo.appendingPathComponent("README.md"), encoding: .utf8)
+    let sample = readme.components(separatedBy: "\n    KERNEL   JOB").dropFirst().first.map {
+      ("KERNEL   JOB" + $0).split(separator: "\n").prefix(5).map {
+        $0.trimmingCharacters(in: .whitespaces)
+      }
+    }
+    let printed = out.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+      .drop { !$0.hasPrefix("KERNEL ") }.prefix(5)
+    #expect(sample == Array(printed), "README: \(sample ?? [])\nprinted: \(Array(printed))")
     // Every run went through `hpthammer run`: its directory, and the store holds it.
     for (k, s) in [("pre-fix", 1), ("pre-fix", 2), ("6.1", 1), ("6.1", 2)] {
       #expect(FileManager.default.fileExists(atPath: "\(night)/\(k)/dry-run/seed-\(s)/run.json"))
