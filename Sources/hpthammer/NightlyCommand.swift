@@ -97,12 +97,23 @@ struct Nightly: ParsableCommand {
       "\(plan.name): \(plan.matrix.count) runs (\(plan.kernels.count) kernels x \(plan.jobs.count) jobs x \(plan.seeds.count) seeds) into \(night), results in \(db.hasPrefix("postgres") ? "PostgreSQL" : db)"
     )
 
+    // A signal between two runs (or during a kernel's boot command) is kept too: the night
+    // stops before its next run. During a run, the run's own handler stops it first.
+    let sources = [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")].map { sig, name in
+      signal(sig, SIG_IGN)
+      let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+      source.setEventHandler { CurrentRunner.signalled.set(name) }
+      source.resume()
+      return source
+    }
+    defer { sources.forEach { $0.cancel() } }
     var rows: [Row] = []
     var knownSignatures: Set<String> = []
     var stopped: String?
     var bootFailed: [String: String] = [:]
     var booted: Set<String> = []
     for (kernel, jobPath, seed) in plan.matrix {
+      if let sig = CurrentRunner.signalled.value { stopped = sig }
       if stopped != nil { break }
       let job = plan.jobs.first { $0.path == jobPath }!.job
       let dir = "\(night)/\(kernel.name)/\(RunDirectory.component(job.name))/seed-\(seed)"

@@ -94,6 +94,63 @@ import Testing
     #expect(FileManager.default.fileExists(atPath: night3 + "-report.html"))
   }
 
+  /// systemd's stop: the run under way writes its results, the night stops after it (125), its
+  /// report is written and the store holds that run as it ended.
+  @Test func sigtermStopsTheNightAfterTheCurrentRun() throws {
+    let plan = F.scratch("plan") + "/long.yaml"
+    try """
+    name: long
+    kernels: ["6.1"]
+    jobs: [Jobs/dry-run.yaml]
+    seeds: [1, 2, 3]
+    duration: 10m
+    """.write(toFile: plan, atomically: true, encoding: .utf8)
+    let db = F.scratch("sigdb") + "/results.sqlite"
+    let night = F.scratch("night") + "/sig"
+    let p = Process()
+    p.executableURL = F.binary
+    p.arguments = ["nightly", plan, "--db", db, "--out", night]
+    p.currentDirectoryURL = F.repo
+    p.environment = F.environment()
+    let out = Pipe()
+    let err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    // Once the first run has started (its directory holds run.json's "running" record).
+    let deadline = Date().addingTimeInterval(60)
+    while !FileManager.default.fileExists(atPath: night + "/6.1/dry-run/seed-1/run.json"),
+      Date() < deadline
+    {
+      Thread.sleep(forTimeInterval: 0.1)
+    }
+    Thread.sleep(forTimeInterval: 1)
+    kill(p.processIdentifier, SIGTERM)
+    let group = DispatchGroup()
+    nonisolated(unsafe) var e = Data()
+    group.enter()
+    DispatchQueue.global().async {
+      e = err.fileHandleForReading.readDataToEndOfFile()
+      group.leave()
+    }
+    let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    group.wait()
+    p.waitUntilExit()
+    let stderr = String(decoding: e, as: UTF8.self)
+    #expect(p.terminationStatus == 125, "\(o)\n\(stderr)")
+    #expect(stderr.contains("SIGTERM: the night stops here; 2 runs not started"), "\(stderr)")
+    #expect(Self.rows(o).map { $0[3] } == ["error"], "\(o)")
+    #expect(!FileManager.default.fileExists(atPath: night + "/6.1/dry-run/seed-2"))
+    #expect(FileManager.default.fileExists(atPath: night + "/report.html"))
+    let (_, list, _) = try F.hpthammer(["results", "--json", "--db", db])
+    let runs = try #require(try F.json(list) as? [[String: Any]], "\(list)")
+    // Stored complete: the run's own end, interrupted by the signal, verdict error.
+    #expect(runs.count == 1, "\(list)")
+    #expect(runs.first?["complete"] as? Bool == true, "\(list)")
+    #expect(runs.first?["verdict"] as? String == "error", "\(list)")
+    #expect((runs.first?["error"] as? String)?.contains("SIGTERM") == true, "\(list)")
+  }
+
   @Test func listPrintsTheMatrixInOrderAndRunsNothing() throws {
     let env = F.environment(["HPTHAMMER_DB": F.scratch("listdb") + "/results.sqlite"])
     let (rc, out, err) = try F.hpthammer(["nightly", "Jobs/nightly/sim.yaml", "--list"], env: env)
