@@ -151,6 +151,35 @@ import Testing
     #expect((runs.first?["error"] as? String)?.contains("SIGTERM") == true, "\(list)")
   }
 
+  /// A fleet: two controllers' nights at once into one PostgreSQL store. Every run is there
+  /// once, and the crash is new to exactly one of them.
+  @Test(.enabled(if: BackendTests.postgres != nil, "HPTHAMMER_TEST_POSTGRES is not set"))
+  func twoControllersShareOnePostgresStore() throws {
+    let url = try BackendTests.postgresDatabase()
+    defer { BackendTests.drop(url) }
+    nonisolated(unsafe) var results: [(Int32, String, String)] = []
+    let lock = NSLock()
+    DispatchQueue.concurrentPerform(iterations: 2) { i in
+      let night = F.scratch("fleet") + "/controller-\(i)"
+      let r =
+        (try? F.hpthammer(["nightly", "Jobs/nightly/sim.yaml", "--db", url, "--out", night]))
+        ?? (-1, "", "did not start")
+      lock.lock()
+      results.append(r)
+      lock.unlock()
+    }
+    #expect(results.map(\.0) == [1, 1], "\(results)")
+    let news = results.map { r in
+      Self.rows(r.1).filter { $0.count > 4 && $0[4].hasPrefix("NEW:") }.count
+    }
+    #expect(news.sorted() == [0, 1], "\(results.map(\.1))")
+    #expect(try BackendTests.psql(url, "SELECT count(*) FROM runs") == "8")
+    #expect(try BackendTests.psql(url, "SELECT count(*) FROM signatures") == "1")
+    let (rc, html, err) = try F.hpthammer(["report", "--db", url, "--out", "-"])
+    #expect(rc == 0, "\(err)")
+    #expect(html.contains("8 runs"))
+  }
+
   @Test func listPrintsTheMatrixInOrderAndRunsNothing() throws {
     let env = F.environment(["HPTHAMMER_DB": F.scratch("listdb") + "/results.sqlite"])
     let (rc, out, err) = try F.hpthammer(["nightly", "Jobs/nightly/sim.yaml", "--list"], env: env)
