@@ -43,6 +43,7 @@ struct Nightly: ParsableCommand {
     /// pass, bug, error, or known (a bug whose every crash the plan knows).
     var verdict: String
     var note: String
+    var runID: String? = nil
   }
 
   func run() throws {
@@ -166,15 +167,28 @@ struct Nightly: ParsableCommand {
       say("\(stopped): the night stops here; \(plan.matrix.count - rows.count) runs not started")
     }
 
-    // The report, as `hpthammer report` writes it, with the plan's known crashes marked.
+    let count = { (v: String) in rows.filter { $0.verdict == v }.count }
+    let worst: Int32 =
+      count("bug") > 0
+      ? Exit.bug : (count("error") > 0 || stopped != nil) ? Exit.couldNotTest : Exit.pass
+
+    // The report, as `hpthammer report` writes it, this night's table first and the plan's
+    // known crashes marked.
     let reportPath = report ?? plan.report ?? night + "/report.html"
     var reportWritten = false
     do {
       let s = try ResultsStore.open(store.db)
       defer { s.backend.close() }
+      let tonight = HTMLReport.Night(
+        name: plan.name, dir: night, exitCode: worst,
+        rows: rows.map {
+          .init(
+            kernel: $0.kernel, job: $0.job, seed: "\($0.seed)", verdict: $0.verdict,
+            note: $0.note, runID: $0.runID)
+        })
       let html = try HTMLReport.history(
         s, since: Format.since(plan.reportSince),
-        known: knownSignatures.union(plan.known.map(\.title)))
+        known: knownSignatures.union(plan.known.map(\.title)), night: tonight)
       try Exports.writeAtomically(html, to: reportPath)
       reportWritten = true
       say("report written to \(reportPath) (\(html.utf8.count / 1024) KiB)")
@@ -185,10 +199,6 @@ struct Nightly: ParsableCommand {
     var table = [["KERNEL", "JOB", "SEED", "VERDICT", "NOTE"]]
     for r in rows { table.append([r.kernel, r.job, "\(r.seed)", r.verdict, r.note]) }
     print(Format.table(table))
-    let count = { (v: String) in rows.filter { $0.verdict == v }.count }
-    let worst: Int32 =
-      count("bug") > 0
-      ? Exit.bug : (count("error") > 0 || stopped != nil) ? Exit.couldNotTest : Exit.pass
     print(
       "night \(plan.name): \(rows.count) runs: \(count("pass")) pass, \(count("known")) known crash only, \(count("bug")) bug, \(count("error")) error; \(night)\(reportWritten ? "; report \(reportPath)" : ""); exit \(worst)"
     )
@@ -203,6 +213,7 @@ struct Nightly: ParsableCommand {
       row.note = "no run.json in \(dir) (exit \(rc))"
       return row
     }
+    row.runID = r.runID
     var new: [String] = []
     do {
       let s = try ResultsStore.open(store.db)

@@ -61,6 +61,13 @@ import Testing
     #expect(html.contains("4 runs"), "\(html.prefix(2000))")
     #expect(html.contains("<tr id=\"crash-1\" class=\"new\">"))
     #expect(html.contains("kvmppc_add_revmap_chain"))
+    // This night's table first: its four runs, the new crash's row marked.
+    let tonight = try #require(
+      html.components(separatedBy: "<h2>This night: sim (exit 1)</h2>").dropFirst().first?
+        .components(separatedBy: "</table>").first, "\(html.prefix(3000))")
+    #expect(tonight.components(separatedBy: "<tr").count - 2 == 4, "\(tonight)")
+    #expect(tonight.contains("<tr class=\"new\"><td>pre-fix</td>"), "\(tonight)")
+    #expect(tonight.components(separatedBy: "<span class=\"verdict pass\">").count - 1 == 2)
 
     // The plan with the oops known: the same night passes, the crash marked known.
     let plan = F.scratch("plan") + "/sim-known.yaml"
@@ -80,6 +87,9 @@ import Testing
     #expect(html2.contains("8 runs"))
     #expect(html2.contains("<span class=\"tag\">known</span>"), "\(html2.prefix(3000))")
     #expect(!html2.contains("class=\"new\""))
+    #expect(html2.contains("<h2>This night: sim (exit 0)</h2>"))
+    #expect(
+      html2.components(separatedBy: "<span class=\"verdict known\">known</span>").count - 1 == 2)
 
     // Without known:, a crash seen on earlier nights still fails the night (but is not new).
     let night3 = F.scratch("night") + "/n3"
