@@ -246,6 +246,9 @@ struct Nightly: ParsableCommand {
     }
     if row.verdict == "bug" && r.bugs.isEmpty, let d = r.verdictDetail { notes.append(d) }
     row.note += notes.joined(separator: "; ")
+    row.note = row.note.split(whereSeparator: \.isNewline).map {
+      $0.trimmingCharacters(in: .whitespaces)
+    }.filter { !$0.isEmpty }.joined(separator: " ")
     return row
   }
 
@@ -279,8 +282,13 @@ struct Nightly: ParsableCommand {
           let host = section["ssh"]?["host"]?.string
         {
           let user = section["ssh"]?["user"]?.string ?? "root"
-          target["libvirt_uri"] = Node("qemu+ssh://\(user)@\(host)/system")
-          doc["libvirt"]?["uri"] = nil
+          let port = section["ssh"]?["port"]?.int.map { ":\($0)" } ?? ""
+          target["libvirt_uri"] = Node("qemu+ssh://\(user)@\(host)\(port)/system")
+          // The job's own libvirt.uri names the host it was written for: the target's wins.
+          if case .mapping(var libvirt)? = doc["libvirt"] {
+            libvirt["uri"] = nil
+            doc["libvirt"] = .mapping(libvirt)
+          }
         }
         doc["target"] = target
         let copy = "\(night)/jobs/\(RunDirectory.component(job.name)).yaml"

@@ -190,6 +190,65 @@ import Testing
     #expect(html.contains("8 runs"))
   }
 
+  /// A remote host that refuses ssh: every run could not test (125, named in the table), each
+  /// job's copy carries the plan's target (a libvirt job its qemu+ssh URI), the runs are stored.
+  @Test func aRemoteHostThatCannotBeReachedMakesANightOfErrors() throws {
+    let dir = F.scratch("remote")
+    try """
+    name: remote
+    target:
+      kind: remote
+      name: nohost
+      ssh: {host: 127.0.0.1, port: 1, user: root}
+      host_log: console
+      console: {command: [cat, /dev/null]}
+    kernels: [installed]
+    jobs: [Jobs/power9-raw.yaml, Jobs/power9-nightly.yaml]
+    """.write(toFile: dir + "/plan.yaml", atomically: true, encoding: .utf8)
+    let db = dir + "/results.sqlite"
+    let (rc, out, err) = try F.hpthammer([
+      "nightly", dir + "/plan.yaml", "--db", db, "--out", dir + "/night",
+    ])
+    #expect(rc == 125, "\(out)\n\(err)")
+    let rows = out.split(separator: "\n").filter { $0.hasPrefix("installed ") }
+    #expect(rows.count == 2, "\(out)")
+    #expect(
+      rows.allSatisfy { $0.contains(" error ") && $0.contains("port 1: Connection refused") },
+      "\(rows)")
+    let libvirt = try String(
+      contentsOfFile: dir + "/night/jobs/power9-nightly.yaml", encoding: .utf8)
+    #expect(libvirt.contains("libvirt_uri: qemu+ssh://root@127.0.0.1:1/system"), "\(libvirt)")
+    #expect(!libvirt.contains("qemu:///system"), "\(libvirt)")
+    let raw = try String(contentsOfFile: dir + "/night/jobs/power9-raw.yaml", encoding: .utf8)
+    #expect(raw.contains("name: nohost") && !raw.contains("p9-lab-1"), "\(raw)")
+    let (_, list, _) = try F.hpthammer(["results", "--json", "--db", db])
+    let runs = try #require(try F.json(list) as? [[String: Any]], "\(list)")
+    #expect(runs.map { $0["verdict"] as? String } == ["error", "error"], "\(list)")
+  }
+
+  /// A kernel whose boot command fails: its runs are errors, never bugs, and are not run; the
+  /// next kernel's runs go on.
+  @Test func aKernelThatDoesNotBootMakesItsRunsErrors() throws {
+    let dir = F.scratch("boot")
+    try """
+    name: boot
+    kernels:
+      - {name: pre-fix, boot: ["false"]}
+      - {name: "6.1", boot: ["true"]}
+    jobs: [Jobs/dry-run.yaml]
+    seeds: [1]
+    duration: 2s
+    """.write(toFile: dir + "/plan.yaml", atomically: true, encoding: .utf8)
+    let (rc, out, err) = try F.hpthammer([
+      "nightly", dir + "/plan.yaml", "--db", dir + "/results.sqlite", "--out", dir + "/night",
+    ])
+    #expect(rc == 125, "\(out)\n\(err)")
+    let rows = Self.rows(out)
+    #expect(rows.map { $0[3] } == ["error", "pass"], "\(out)")
+    #expect(rows.first?[4] == "not run: the kernel's boot command exited 1", "\(out)")
+    #expect(!FileManager.default.fileExists(atPath: dir + "/night/pre-fix"))
+  }
+
   @Test func listPrintsTheMatrixInOrderAndRunsNothing() throws {
     let env = F.environment(["HPTHAMMER_DB": F.scratch("listdb") + "/results.sqlite"])
     let (rc, out, err) = try F.hpthammer(["nightly", "Jobs/nightly/sim.yaml", "--list"], env: env)
