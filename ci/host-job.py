@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes JOB with its target: section filled from one entry of hosts.yaml (ci/nightly.yml)."""
+"""Writes JOB (a job file, or a nightly plan of Jobs/nightly/) with its target: section filled
+from one entry of hosts.yaml (ci/nightly.yml, ci/gitlab-ci.yml)."""
 import sys
 import yaml  # python3-yaml
 
@@ -10,7 +11,8 @@ if entry is None:
 doc = yaml.safe_load(open(job))
 target = {"kind": "remote", "name": name, "ssh": entry["ssh"], "host_log": "console",
           "console": {"command": entry["console"]}, "power": {"ipmitool": entry["power"]}}
-if doc.get("backend") == "libvirt":
+# A plan's target: goes into each of its jobs; `hpthammer nightly` adds the libvirt URI there.
+if doc.get("backend") == "libvirt" and "kernels" not in doc:
     target["libvirt_uri"] = f"qemu+ssh://{entry['ssh'].get('user', 'root')}@{entry['ssh']['host']}/system"
     doc.setdefault("libvirt", {}).pop("uri", None)
 doc["target"] = target

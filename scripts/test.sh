@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds HPTHammer and runs every test (unit, simulator, end-to-end CLI, kernel-log corpus,
-# the results store on SQLite and on a throwaway PostgreSQL server,
+# the results store on SQLite and on a throwaway PostgreSQL server, its exports and ci/'s
+# pipelines checked with the PyPI tools that define them,
 # the raw ioctl layer against this machine's /dev/kvm and against the ppc64el kernel headers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,5 +11,13 @@ source scripts/ensure-toolchain.sh
 source scripts/ensure-cross.sh
 # A throwaway PostgreSQL server: the results store's tests run against SQLite and PostgreSQL.
 source scripts/ensure-postgres.sh
+# The PyPI tools the exports and ci/'s pipelines are checked with (kcidb-io's schema,
+# junitparser, check-jsonschema), in a venv under ~/.cache/hpthammer. Without them those tests
+# skip and say why.
+if pytools=$(bash scripts/ensure-pytools.sh); then
+  export HPTHAMMER_PYTOOLS="$pytools"
+else
+  export HPTHAMMER_PYTOOLS_MISSING="scripts/ensure-pytools.sh could not install them (its message is above the build's)"
+fi
 swift build --build-tests
 swift test --skip-build

@@ -128,15 +128,49 @@ public enum HTMLReport {
 
   /// The store's report: nights per kernel (pass, bug, error), resize latency trends per host,
   /// the deduplicated crash table (new first) with report texts, and the runs.
+  /// A night of `hpthammer nightly`: its matrix as it ended, shown first in its report.
+  public struct Night: Sendable {
+    public struct Row: Sendable {
+      public var kernel, job, seed, verdict, note: String
+      public var runID: String?
+      public init(
+        kernel: String, job: String, seed: String, verdict: String, note: String, runID: String?
+      ) {
+        (self.kernel, self.job, self.seed, self.verdict, self.note, self.runID) = (
+          kernel, job, seed, verdict, note, runID
+        )
+      }
+    }
+    public var name: String
+    public var dir: String
+    public var exitCode: Int32
+    public var rows: [Row]
+    public init(name: String, dir: String, exitCode: Int32, rows: [Row]) {
+      (self.name, self.dir, self.exitCode, self.rows) = (name, dir, exitCode, rows)
+    }
+  }
+
+  static func nightTable(_ n: Night) -> String {
+    var s =
+      "<h2>This night: \(HTML.escape(n.name)) (exit \(n.exitCode))</h2>\n<p class=\"note\">\(n.rows.count) runs in <code>\(HTML.escape(n.dir))</code>; known: a crash the plan lists as known, which does not fail the night.</p>\n<table class=\"runs\"><thead><tr><th>kernel</th><th>job</th><th>seed</th><th>verdict</th><th>note</th><th>run</th></tr></thead><tbody>\n"
+    for r in n.rows {
+      s +=
+        "<tr\(r.note.hasPrefix("NEW") ? " class=\"new\"" : "")><td>\(HTML.escape(r.kernel))</td><td>\(HTML.escape(r.job))</td><td>\(HTML.escape(r.seed))</td><td>\(badge(r.verdict))</td><td>\(HTML.escape(r.note))</td><td><code>\(HTML.escape(String((r.runID ?? "-").prefix(8))))</code></td></tr>\n"
+    }
+    return s + "</tbody></table>\n"
+  }
+
   public static func history(
-    _ store: ResultsStore, since: Double?, newWithin: Double = 86_400, maxRuns: Int = 500
+    _ store: ResultsStore, since: Double?, newWithin: Double = 86_400, maxRuns: Int = 500,
+    known: Set<String> = [], night: Night? = nil
   ) throws(StoreError) -> String {
     let runs = try store.runs(ResultsStore.RunFilter(since: since))
-    let groups = try CrashGroups.group(store, since: since, newWithin: newWithin)
+    let groups = try CrashGroups.group(store, since: since, newWithin: newWithin, known: known)
     var body = "<h1>HPTHammer results</h1>\n"
     let verdicts = Dictionary(grouping: runs, by: \.verdict).mapValues(\.count)
     body +=
       "<p class=\"summary\">\(runs.count) runs\(since.map { " since " + HTML.escape(Format.time($0)) } ?? "") in \(HTML.escape(store.backend.location)): \(badge("pass")) \(verdicts["pass"] ?? 0) \(badge("bug")) \(verdicts["bug"] ?? 0) \(badge("error")) \(verdicts["error"] ?? 0); \(groups.count) crash signatures, \(groups.filter(\.isNew).count) new.</p>\n"
+    if let night { body += nightTable(night) }
     if runs.isEmpty {
       body += "<p class=\"note\">No runs: `hpthammer results import DIR` adds some.</p>\n"
     }
@@ -251,7 +285,7 @@ public enum HTMLReport {
   static func badge(_ verdict: String) -> String {
     let v = HTML.escape(verdict)
     return
-      "<span class=\"verdict \(["pass", "bug", "error"].contains(verdict) ? v : "other")\">\(v)</span>"
+      "<span class=\"verdict \(["pass", "bug", "error", "known"].contains(verdict) ? v : "other")\">\(v)</span>"
   }
 
   static let style = """
@@ -261,7 +295,7 @@ public enum HTMLReport {
     table.facts th{color:#555;font-weight:normal}
     tr.new td{background:#fff4f4}
     .verdict{display:inline-block;padding:0 6px;border-radius:3px;color:#fff;font-weight:bold}
-    .verdict.pass{background:#2ca02c}.verdict.bug{background:#d62728}.verdict.error,.verdict.other{background:#7f7f7f}
+    .verdict.pass{background:#2ca02c}.verdict.bug{background:#d62728}.verdict.error,.verdict.other{background:#7f7f7f}.verdict.known{background:#e6a100}
     .tag{display:inline-block;padding:0 5px;border-radius:3px;background:#eee;font-size:12px}.tag.new{background:#d62728;color:#fff}
     pre.log{background:#f6f6f6;border:1px solid #ddd;padding:8px;overflow-x:auto;max-height:480px;font-size:12px}
     figure{margin:12px 0}svg.plot text{font-size:11px;fill:#333}svg.plot .pt{font-size:13px;font-weight:bold}

@@ -208,6 +208,15 @@ public final class ResultsStore: Sendable {
     return try read { c in try c.query(sql, args) }
   }
 
+  /// The crash signatures this store first saw in `runID` (new when that run was stored).
+  public func signaturesFirstSeen(in runID: String) throws(StoreError) -> [String] {
+    try read { c in
+      try c.query(
+        "SELECT signature FROM signatures WHERE first_run_id = ? ORDER BY signature",
+        [.text(runID)])
+    }.compactMap { $0["signature"]?.string }
+  }
+
   public func count() throws(StoreError) -> (runs: Int, crashes: Int, signatures: Int) {
     try read { c in
       let n = { (t: String) in try c.query("SELECT COUNT(*) AS n FROM \(t)").first?["n"]?.int ?? 0 }

@@ -19,7 +19,7 @@ struct HPTHammer: ParsableCommand {
       """,
     subcommands: [
       Run.self, Sim.self, Scan.self, Doctor.self, Bisect.self, Verdict.self, Runs.self,
-      Results.self, Report.self,
+      Results.self, Report.self, Nightly.self,
     ])
 
   static func main() {

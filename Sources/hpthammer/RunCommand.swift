@@ -368,10 +368,29 @@ final class CurrentRunner: @unchecked Sendable {
     if interrupted { return false }
     interrupted = true
     self.signal = signal
+    CurrentRunner.signalled.set(signal)
     FileHandle.standardError.write(
       Data("hpthammer: \(signal): stopping; writing results (send it again to quit now)\n".utf8))
     stop?(signal)
     return true
+  }
+
+  /// The first signal any run of this process was stopped by (a nightly stops after that run).
+  static let signalled = SignalSeen()
+
+  final class SignalSeen: @unchecked Sendable {
+    private let lock = NSLock()
+    private var name: String?
+    func set(_ s: String) {
+      lock.lock()
+      if name == nil { name = s }
+      lock.unlock()
+    }
+    var value: String? {
+      lock.lock()
+      defer { lock.unlock() }
+      return name
+    }
   }
 
   var wasInterrupted: Bool {

@@ -68,6 +68,35 @@ enum Fixtures {
     )
   }
 
+  /// Runs any program (cwd: the repository); its exit status, stdout and stderr.
+  static func exec(_ path: String, _ args: [String], env: [String: String]? = nil) throws -> (
+    Int32, String, String
+  ) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    p.currentDirectoryURL = repo
+    if let env { p.environment = env }
+    let out = Pipe()
+    let err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let group = DispatchGroup()
+    nonisolated(unsafe) var e = Data()
+    group.enter()
+    DispatchQueue.global().async {
+      e = err.fileHandleForReading.readDataToEndOfFile()
+      group.leave()
+    }
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    p.waitUntilExit()
+    return (
+      p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self)
+    )
+  }
+
   /// A run of Jobs/dry-run.yaml (the pre-fix kernel: the seed's oops, exit 1; `kernel` "6.1"
   /// with a short duration passes), written once per test process and copied per use.
   static func run(seed: Int, kernel: String? = nil) throws -> String {
