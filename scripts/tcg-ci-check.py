@@ -64,6 +64,17 @@ grew = any(k.startswith("order 24 with") for k in h)
 check("hotplug: the guest grows its HPT with the dimm, the run passes", rc == 0 and grew and h.get("attached", 0) >= 1,
       f"exit {rc}, hotplug answers {h}, unexpected {r.get('unexpected')}")
 
+# 5b. The host's KSM and THP against the guests: they merged, collapsed and split guest pages
+# during the run, the run passes, and the host's settings are as before after it.
+rc, r = load("host-mm")
+fig = r.get("figures") or {}
+restored = open(os.path.join(out, "host-mm.restored")).read().strip()
+check("host_mm: KSM shared and THP collapsed or split guest pages, the run passes, the host's settings restored",
+      rc in (0, 1) and fig.get("host_mm_ksm_pages_sharing", 0) > 0
+      and fig.get("host_mm_thp_collapse_alloc", 0) + fig.get("host_mm_thp_split_pmd", 0) > 0
+      and restored == "same" and not [c for c in r.get("crashes", []) if c.get("type") != "MEMORY_CORRUPTION"],
+      f"exit {rc}, figures { {k: v for k, v in fig.items() if k.startswith('host_mm')} }, {restored}")
+
 # 6. Ctrl-C cleans up.
 rc = int(open(os.path.join(out, "interrupt.rc")).read().strip())
 left = int((open(os.path.join(out, "interrupt.left")).read().strip() or "0"))

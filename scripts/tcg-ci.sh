@@ -25,6 +25,10 @@ run disabled Jobs/ci/tcg-resizing-disabled.yaml
 run invalid Jobs/ci/tcg-invalid-orders.yaml
 run crash Jobs/ci/tcg-guest-crash.yaml
 run hotplug Jobs/ci/tcg-hotplug.yaml
+mm_before="$(cat /sys/kernel/mm/ksm/run /sys/kernel/mm/ksm/pages_to_scan /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null | tr '\n' ' ')"
+run host-mm Jobs/ci/tcg-host-mm.yaml
+mm_after="$(cat /sys/kernel/mm/ksm/run /sys/kernel/mm/ksm/pages_to_scan /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null | tr '\n' ' ')"
+[ "$mm_before" = "$mm_after" ] && echo same >"$out/host-mm.restored" || echo "before: $mm_before; after: $mm_after" >"$out/host-mm.restored"
 # Ctrl-C: the run stops, exits 125, and leaves none of its domains behind.
 echo "== interrupt: hpthammer run Jobs/tcg-smoke.yaml, Ctrl-C after 25 s"
 $bin run Jobs/tcg-smoke.yaml --out "$out/interrupt" --no-progress >/dev/null 2>&1 &

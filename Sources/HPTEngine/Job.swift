@@ -103,6 +103,8 @@ public struct Job: Sendable {
   /// VMM's own mapping and compared with what the guest wrote (raw backend): a stale
   /// translation shows there even when the guest's own reads look right. 0: off.
   public var hostViewPages = 2
+  /// The target host's KSM and THP turned on for the run (HostMM).
+  public var hostMM = HostMMSettings()
   public var failOnUnexpected = true
   /// VM lifecycle churn: every `lifecycleEveryMs` a short-lived VM is created beside the
   /// guests (RAM, HPT, optionally an in-kernel interrupt controller, one vCPU that runs the
@@ -192,6 +194,13 @@ public struct Job: Sendable {
         message: "COMMIT before run needs the VM fd (backends sim, raw, raw-sim), not libvirt")
     }
     if backend.usesKernelModel || backend == .rawSim { try checkSimulatorMemory(file: file) }
+    if hostMM.any && backend.usesKernelModel {
+      throw JobError(
+        file: file, line: nil, key: "memory_load.host_mm",
+        message:
+          "KSM and THP act on a real host's memory (backends raw and libvirt); the simulator has no such host"
+      )
+    }
     if lifecycleEveryMs != nil && backend == .libvirt {
       throw JobError(
         file: file, line: nil, key: "lifecycle",
@@ -527,13 +536,23 @@ struct Parser {
       case "memory_load":
         for (mk, mv) in try mapping(
           v, "memory_load",
-          allowed: ["guest_writers", "pages_per_report", "host_invalidate", "host_view_pages"])
+          allowed: [
+            "guest_writers", "pages_per_report", "host_invalidate", "host_view_pages", "host_mm",
+          ])
         {
           let key = "memory_load.\(mk)"
           switch mk {
           case "guest_writers": job.guestWriters = try bool(mv, key)
           case "pages_per_report": job.pagesPerReport = try int(mv, key, 1...1_000_000)
           case "host_view_pages": job.hostViewPages = try int(mv, key, 0...64)
+          case "host_mm":
+            for (hk, hv) in try mapping(mv, key, allowed: ["ksm", "thp"]) {
+              if hk == "ksm" {
+                job.hostMM.ksm = try bool(hv, "\(key).ksm")
+              } else {
+                job.hostMM.thp = try bool(hv, "\(key).thp")
+              }
+            }
           default:
             if mv.bool == false {
               job.invalidateEveryMs = nil

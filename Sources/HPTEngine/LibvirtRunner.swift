@@ -138,6 +138,8 @@ public final class LibvirtRunner: @unchecked Sendable {
   /// The libvirt URI in use: the job's, else the target's.
   var uri = "qemu:///system"
   private lazy var evidence = HostEvidence(target: target)
+  /// KSM and THP on the host for the run (memory_load.host_mm).
+  var hostMM: HostMMSession?
   /// Set when the host itself crashed or hung: it explains whatever the guests did after.
   private var hostDown: String?
 
@@ -199,6 +201,10 @@ public final class LibvirtRunner: @unchecked Sendable {
     }
     var error = failure
     cleanUp()
+    if let mm = hostMM {
+      let f = mm.end(hostDown: lock.locked { hostDown } != nil)
+      lock.locked { figures.merge(f) { _, new in new } }
+    }
     if error == nil, let c = lock.locked({ configError }) { error = c }
     if let i = infraError.withLock({ $0 }), lock.locked({ hostDown }) == nil, failure == nil {
       error = i
@@ -237,6 +243,7 @@ public final class LibvirtRunner: @unchecked Sendable {
       : try LibvirtConnection.waitingUntilReady(
         uri: uri, timeoutS: 120, ready: { DomainType.best(forPPC64LEIn: $0) != nil },
         note: { [progress] in progress.note($0) })
+    hostMM = try HostMMSession(job.hostMM, target: target)
     let owner = Leftovers.me(runID: runID)
     let cleaned = Leftovers.reap(conn, me: owner)
     for line in cleaned { progress.note(line, always: true) }

@@ -205,6 +205,12 @@ public final class Runner: @unchecked Sendable {
     } catch {
       return finish(error: "setting up the guests failed: \(error)", hostTimeStart: start)
     }
+    let mm: HostMMSession?
+    do {
+      mm = try HostMMSession(job.hostMM, target: remoteTarget ?? Target(spec: TargetSpec()))
+    } catch {
+      return finish(error: "\(error)", hostTimeStart: start)
+    }
     var seeds = SplitMix64(seed: job.seed ^ 0x4a4d_4d45_5200)
     let budget = Budget(startNs: start, durationS: job.durationS, resizes: job.resizeBudget)
     var agents: [Agent] = []
@@ -244,6 +250,7 @@ public final class Runner: @unchecked Sendable {
     progress.end()
     drainLog()
     gatherEvidence()
+    if let mm { recoveryFigures.merge(mm.end(hostDown: hostCrashed.value)) { _, new in new } }
     return finish(error: nil, hostTimeStart: start)
   }
 

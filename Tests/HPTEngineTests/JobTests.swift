@@ -40,6 +40,25 @@ import Testing
     #expect(e?.description.hasPrefix("bad.yaml:4: guests.memroy_mib") == true)
   }
 
+  @Test func hostMMIsForRealHostsAndDriversDoOnlyTheirPolicies() {
+    let base = """
+      name: t
+      guests: {count: 1, memory_mib: 512, vcpus: 1}
+      resize: {orders: [19, 23], policy: random-walk}
+      """
+    let sim = error(base + "\nbackend: sim\nmemory_load: {host_mm: {ksm: true}}")
+    #expect(sim?.key == "memory_load.host_mm")
+    #expect(error(base + "\nbackend: libvirt\nmemory_load: {host_mm: {ksm: true, thp: true}}") == nil)
+    #expect(error(base + "\nbackend: raw\nmemory_load: {host_mm: {kms: true}}") != nil)
+    let policy = error(
+      base.replacingOccurrences(of: "random-walk", with: "[grow, reboot]") + "\nbackend: libvirt")
+    #expect(policy?.key == "resize.policy" && policy?.message.contains("'reboot'") == true)
+    let before = error(
+      base.replacingOccurrences(of: "random-walk}", with: "random-walk, commit_before_run: true}")
+        + "\nbackend: libvirt")
+    #expect(before?.key == "resize.commit_before_run")
+  }
+
   @Test func orderOutOfRange() {
     let e = error("resize:\n  orders: [17, 30]\n")
     #expect(e?.key == "resize.orders")

@@ -82,3 +82,39 @@ import Testing
     #expect(spec.xml.contains("xmlns:hpthammer='\(DomainOwner.namespace)'"))
   }
 }
+
+/// The host's KSM and THP knobs: what is saved is put back, and nothing but the kernel's own
+/// words and numbers is ever written back to /sys.
+@Suite struct HostMMTests {
+  @Test func savedSettingsAreRestoredAndNothingElse() {
+    let saved = HostMM.parse(
+      "ksm_run=0 ksm_pages_to_scan=100 ksm_sleep_millisecs=20\nthp_enabled=madvise thp_shmem_enabled=never evil=$(reboot) thp_scan_sleep_millisecs=x;reboot"
+    )
+    let script = HostMM.restoreScript(saved)
+    #expect(script.contains("echo 0 >/sys/kernel/mm/ksm/run"))
+    #expect(script.contains("echo madvise >/sys/kernel/mm/transparent_hugepage/enabled"))
+    #expect(script.contains("echo never >/sys/kernel/mm/transparent_hugepage/shmem_enabled"))
+    #expect(!script.contains("reboot"))
+    #expect(script.split(separator: "\n").count == 5)
+  }
+
+  @Test func countersAreDeltasAndGaugesAreAsAtTheEnd() {
+    let f = HostMM.figures(
+      start: ["ksm_pages_sharing": 10, "ksm_full_scans": 3, "thp_split_pmd": 7],
+      end: ["ksm_pages_sharing": 40, "ksm_full_scans": 9, "thp_split_pmd": 8])
+    #expect(
+      f == [
+        "host_mm_ksm_pages_sharing": 40, "host_mm_ksm_full_scans": 6, "host_mm_thp_split_pmd": 1,
+      ])
+  }
+
+  @Test func theScriptsParseUnderAPlainShell() {
+    var s = HostMMSettings()
+    s.ksm = true
+    s.thp = true
+    for script in [HostMM.applyScript(s), HostMM.countersScript] {
+      let r = HostCommand.run(["sh", "-n", "-c", script], timeoutS: 10)
+      #expect(r.ok, "\(r.stderr)")
+    }
+  }
+}
