@@ -5,6 +5,21 @@ import Testing
 /// Real run directories, written by the built `hpthammer run` (the dry run on the simulated
 /// POWER9 host), and the built binary to drive the results commands through.
 enum Fixtures {
+  /// Reads a child's stdout and stderr to their ends at once: a full stderr pipe must not
+  /// stall the child while stdout is read.
+  static func drain(_ out: Pipe, _ err: Pipe) -> (Data, Data) {
+    let group = DispatchGroup()
+    nonisolated(unsafe) var e = Data()
+    group.enter()
+    DispatchQueue.global().async {
+      e = err.fileHandleForReading.readDataToEndOfFile()
+      group.leave()
+    }
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    return (o, e)
+  }
+
   static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent()
 
@@ -52,16 +67,7 @@ enum Fixtures {
     p.standardOutput = out
     p.standardError = err
     try p.run()
-    // Read both pipes at once: a full stderr pipe must not stall the child.
-    let group = DispatchGroup()
-    nonisolated(unsafe) var e = Data()
-    group.enter()
-    DispatchQueue.global().async {
-      e = err.fileHandleForReading.readDataToEndOfFile()
-      group.leave()
-    }
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
+    let (o, e) = Fixtures.drain(out, err)
     p.waitUntilExit()
     return (
       p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self)
@@ -82,15 +88,7 @@ enum Fixtures {
     p.standardOutput = out
     p.standardError = err
     try p.run()
-    let group = DispatchGroup()
-    nonisolated(unsafe) var e = Data()
-    group.enter()
-    DispatchQueue.global().async {
-      e = err.fileHandleForReading.readDataToEndOfFile()
-      group.leave()
-    }
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
+    let (o, e) = Fixtures.drain(out, err)
     p.waitUntilExit()
     return (
       p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self)

@@ -136,15 +136,8 @@ import Testing
     }
     Thread.sleep(forTimeInterval: 1)
     kill(p.processIdentifier, SIGTERM)
-    let group = DispatchGroup()
-    nonisolated(unsafe) var e = Data()
-    group.enter()
-    DispatchQueue.global().async {
-      e = err.fileHandleForReading.readDataToEndOfFile()
-      group.leave()
-    }
-    let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    group.wait()
+    let (od, e) = Fixtures.drain(out, err)
+    let o = String(decoding: od, as: UTF8.self)
     p.waitUntilExit()
     let stderr = String(decoding: e, as: UTF8.self)
     #expect(p.terminationStatus == 125, "\(o)\n\(stderr)")

@@ -173,15 +173,7 @@ import Testing
     p.standardOutput = out
     p.standardError = err
     try p.run()
-    let group = DispatchGroup()
-    nonisolated(unsafe) var e = Data()
-    group.enter()
-    DispatchQueue.global().async {
-      e = err.fileHandleForReading.readDataToEndOfFile()
-      group.leave()
-    }
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
+    let (o, e) = Fixtures.drain(out, err)
     p.waitUntilExit()
     return (
       p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self)
