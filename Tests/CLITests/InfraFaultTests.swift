@@ -27,14 +27,22 @@ import Testing
   /// kept so that /dev/kmsg opens and /dev/kvm is what refuses.
   @Test(.enabled(if: canDropPrivileges, "needs root, /dev/kvm and setpriv to drop privileges"))
   func devKVMRefusedIsAnInfrastructureError() throws {
+    // The binary and the job copied where `nobody` can read them (under /tmp: a checkout under
+    // /root is not), into a directory it may write.
     let dir = try hostile.scratch()
     chmod(dir, 0o777)
-    let job = CLITests.repo.appendingPathComponent("Jobs/raw-sim-dry-run.yaml").path
+    let fm = FileManager.default
+    try fm.copyItem(atPath: hostile.cli.binary.path, toPath: "\(dir)/hpthammer")
+    try fm.copyItem(
+      atPath: CLITests.repo.appendingPathComponent("Jobs/raw-sim-dry-run.yaml").path,
+      toPath: "\(dir)/job.yaml")
+    chmod("\(dir)/hpthammer", 0o755)
+    chmod("\(dir)/job.yaml", 0o644)
     let (rc, out, err) = try hostile.exec(
       [
         "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
         "--inh-caps", "+syslog", "--ambient-caps", "+syslog",
-        hostile.cli.binary.path, "run", job, "--backend", "raw", "--out", "\(dir)/r",
+        "\(dir)/hpthammer", "run", "\(dir)/job.yaml", "--backend", "raw", "--out", "\(dir)/r",
         "--no-progress", "--no-db",
       ], in: dir)
     try expectInfraError(
