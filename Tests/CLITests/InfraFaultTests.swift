@@ -50,7 +50,10 @@ import Testing
   }
 
   /// ssh to a remote target refused (nothing listens on port 1), raw and libvirt backends.
-  @Test(arguments: ["raw", "libvirt"])
+  @Test(
+    .enabled(
+      if: FileManager.default.isExecutableFile(atPath: "/usr/bin/ssh"), "needs an ssh client"),
+    arguments: ["raw", "libvirt"])
   func sshRefusedIsAnInfrastructureError(backend: String) throws {
     let dir = try hostile.scratch([
       "refused.yaml": """
