@@ -8,12 +8,16 @@ import PackageDescription
 //                (CKVMSys: a header-only shim, since Swift cannot call the variadic ioctl(2))
 //   PPC64      - a ppc64 instruction encoder (typed registers) and the guest payload builder
 //                (no dependencies)
+//   HPTRandom  - the seeded generator (SplitMix64): one root seed per run, split per consumer
 //   HPTSim     - the deterministic simulated KVM-HV kernel behind KVMHost
 //   RawKVM     - a minimal VMM for HPT guests: KVMHost implemented on the KVMSys handles
 //                (guest RAM, memslot, HTAB, real-mode vCPUs running the PPC64 payload)
 //   SimKVMSys  - a KVMSys `Syscalls` backed by HPTSim: fake /dev/kvm, VM and vCPU fds, so
 //                RawKVM's code runs unchanged against the simulated kernel
-//   HPTEngine  - jobs, the resize hammer, memory load, log watcher, run output
+//   Libvirt    - libvirt's C API (CLibvirt, libvirt-dev): connections, domains, consoles, events
+//   HPTEngine  - jobs, the one resize hammer over ResizeDrivers, memory load, log watcher, run
+//                output, targets; it still imports HPTSim (kernel model names), Libvirt and
+//                KVMSys (the libvirt runner, hostd) until those move out (issue 12)
 //   HPTBisect  - the statistical bisection and patch verdicts (pure math, no I/O, no dependencies)
 //   HPTResults - the results history: run directories imported into SQLite (GRDB) or PostgreSQL
 //                (postgres-nio), crashes deduplicated across runs, the HTML report, KCIDB,
@@ -40,7 +44,9 @@ let package = Package(
     .target(name: "KVMHost", dependencies: ["KernelLog"]),
     .target(name: "CKVMSys"),
     .target(name: "KVMSys", dependencies: ["KVMHost", "CKVMSys"]),
-    .target(name: "HPTSim", dependencies: ["KVMHost", "KernelLog"]),
+    // The seeded generator: one root seed per run, split per consumer.
+    .target(name: "HPTRandom"),
+    .target(name: "HPTSim", dependencies: ["KVMHost", "KernelLog", "HPTRandom"]),
     .target(name: "PPC64"),
     .target(name: "HPTBisect"),
     .target(
@@ -57,7 +63,7 @@ let package = Package(
     .target(
       name: "HPTEngine",
       dependencies: [
-        "KVMHost", "KVMSys", "KernelLog", "HPTSim", "Libvirt", "PPC64",
+        "KVMHost", "KVMSys", "KernelLog", "HPTSim", "HPTRandom", "Libvirt", "PPC64",
         .product(name: "Yams", package: "Yams"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
       ]),

@@ -1,4 +1,5 @@
 import Foundation
+import HPTRandom
 import HPTSim
 import KVMHost
 import KernelLog
