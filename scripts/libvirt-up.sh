@@ -21,8 +21,11 @@ if [ -w "$conf" ] && ! grep -q '^cgroup_controllers' "$conf" && [ ! -d /run/syst
 fi
 if ! pgrep -x virtlogd >/dev/null; then virtlogd -d; fi
 if ! pgrep -x libvirtd >/dev/null; then libvirtd -d; fi
-for _ in $(seq 1 50); do
+# Up to 60 s: a loaded machine starts libvirtd slowly, and one that was just killed may still
+# be exiting (then it is started again once gone).
+for _ in $(seq 1 300); do
   virsh -c qemu:///system list --all >/dev/null 2>&1 && exit 0
+  pgrep -x libvirtd >/dev/null || libvirtd -d
   sleep 0.2
 done
 echo "hpthammer: libvirtd did not answer on qemu:///system" >&2

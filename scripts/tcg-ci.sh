@@ -45,6 +45,9 @@ sleep 30
 pkill -KILL -x libvirtd
 wait "$pid"
 echo $? >"$out/libvirtd-killed.rc"
+# A killed libvirtd takes a while to be gone under load; libvirt-up.sh must not take it for a
+# running one.
+for _ in $(seq 1 120); do pgrep -x libvirtd >/dev/null || break; sleep 0.5; done
 bash scripts/libvirt-up.sh || exit 125
 echo "== SIGKILL: hpthammer run Jobs/tcg-smoke.yaml, kill -9 after 25 s, then the same run again"
 $bin run Jobs/tcg-smoke.yaml --out "$out/killed" --no-progress >/dev/null 2>&1 &
