@@ -200,6 +200,12 @@ public final class LibvirtRunner: @unchecked Sendable {
       failure = nil
       recoverHost(after: down)
     }
+    // The watcher may have stopped before it saw libvirtd go (a hammer stopped the run first).
+    if let c = lock.locked({ connection }), !c.answers,
+      target.spec.kind == .local || target.answers(timeoutS: 10)
+    {
+      noteLibvirtGone()
+    }
     var error = failure
     cleanUp()
     if let mm = hostMM {
@@ -238,13 +244,14 @@ public final class LibvirtRunner: @unchecked Sendable {
     try LibvirtEventLoop.start()
     // A lab or host that has just booted may reset the first connections while libvirtd
     // starts: wait for it (a local libvirtd is up or not).
-    let conn =
+    let conn: LibvirtConnection =
       target.spec.kind == .local
       ? try LibvirtConnection(uri: uri)
       : try LibvirtConnection.waitingUntilReady(
         uri: uri, timeoutS: 120, ready: { DomainType.best(forPPC64LEIn: $0) != nil },
         note: { [progress] in progress.note($0) })
     hostMM = try HostMMSession(job.hostMM, target: target)
+    lock.locked { connection = conn }
     let owner = Leftovers.me(runID: runID)
     let cleaned = Leftovers.reap(conn, me: owner)
     for line in cleaned { progress.note(line, always: true) }
@@ -543,16 +550,22 @@ public final class LibvirtRunner: @unchecked Sendable {
       exec.sleep(ms: 1000)
       if exec.stopRequested || conn.answers { continue }
       if target.spec.kind != .local, !target.answers(timeoutS: 10) { continue }  // watchHost's
-      infraError.withLock {
-        if $0 == nil {
-          $0 =
-            "libvirtd stopped answering on \(uri) mid-run (the guests' results after that are unknown): start it again (scripts/libvirt-up.sh, or systemctl start libvirtd) and rerun; the next run cleans up this run's domains"
-        }
-      }
+      noteLibvirtGone()
       exec.requestStop()
     }
   }
   let infraError = Mutex<String?>(nil)
+  /// The run's libvirt connection, asked once more at the end whether libvirtd still answers.
+  private var connection: LibvirtConnection?
+
+  func noteLibvirtGone() {
+    infraError.withLock {
+      if $0 == nil {
+        $0 =
+          "libvirtd stopped answering on \(uri) mid-run (the guests' results after that are unknown): start it again (scripts/libvirt-up.sh, or systemctl start libvirtd) and rerun; the next run cleans up this run's domains"
+      }
+    }
+  }
 
   var configError: String?
   func configurationError(_ message: String) {
@@ -783,6 +796,9 @@ final class AgentResizeDriver: ResizeDriver, @unchecked Sendable {
     let nearHotplug = link.secondsSinceHotplug < Self.hotplugWindowS
     guard let line = answer, let r = GuestResize(line) else {
       if exec.stopRequested || budget.exhausted(now: exec.nowNs) { return .stopping }
+      // A console that ended is not the guest's answer: its QEMU or libvirtd went away (the
+      // lifecycle and libvirtd watchers say which).
+      if link.consoleEnded { return .hostDown() }
       // A resize waits behind the guest's own resizes for an unplug (seen up to minutes).
       return nearHotplug
         ? .excused(op: "hpt_order", answer: "no answer in 60 s", why: "near hotplug")
