@@ -13,6 +13,8 @@ public struct BisectCosts: Sendable, Hashable {
     self.buildS = buildS
     self.runS = runS
   }
+  /// Every run costs the same, built or not: the choice by runs alone.
+  public static let runsOnly = BisectCosts(buildS: 0, runS: 1)
 }
 
 /// The budget: it stops when the culprit holds `confidence`, or when one of these is spent.
@@ -20,17 +22,30 @@ public struct BisectBudget: Sendable, Hashable {
   public var confidence: Double
   public var maxRuns: Int
   public var maxBuilds: Int
-  public init(confidence: Double = 0.99, maxRuns: Int = 500, maxBuilds: Int = 1_000) {
+  /// Seconds of build and run cost (as recorded).
+  public var maxCostS: Double
+  public init(
+    confidence: Double = 0.99, maxRuns: Int = 500, maxBuilds: Int = 1_000,
+    maxCostS: Double = .infinity
+  ) {
     self.confidence = confidence
     self.maxRuns = maxRuns
     self.maxBuilds = maxBuilds
+    self.maxCostS = maxCostS
   }
 }
 
 /// What the bisection knows when it stops.
-public struct BisectAnswer: Sendable, Hashable {
-  /// The most likely culprit's index, and the range of indices it cannot be told apart from
-  /// (commits around it that could not be tested); lower == upper when there are none.
+public struct BisectAnswer: Sendable {
+  public enum Stop: String, Sendable {
+    case confident
+    case runs = "run budget spent"
+    case builds = "build budget spent"
+    case cost = "time budget spent"
+    case untestable = "no commit left to test"
+  }
+  /// The most likely culprit, and the range of commits it cannot be told apart from (commits
+  /// next to it that could not be tested); lower == upper when there are none.
   public var culprit: Int
   public var lower: Int
   public var upper: Int
@@ -39,38 +54,43 @@ public struct BisectAnswer: Sendable, Hashable {
   /// The most likely culprits, best first, with their probabilities.
   public var candidates: [(index: Int, probability: Double)]
   public var pEstimate: Double
-  /// Whether `confidence` reached the asked one (else the budget ran out first).
-  public var confident: Bool
-
-  public static func == (a: BisectAnswer, b: BisectAnswer) -> Bool {
-    a.culprit == b.culprit && a.lower == b.lower && a.upper == b.upper
-      && a.confidence == b.confidence && a.confident == b.confident
-  }
-  public func hash(into h: inout Hasher) { h.combine(culprit) }
+  public var falseAlarmEstimate: Double
+  public var stop: Stop?
+  public var confident: Bool { stop == .confident }
 }
 
-/// The statistical bisection: keeps the posterior over the culprit (and p), and picks each next
-/// run where one run's expected information about the culprit, per unit of cost, is largest.
-/// No I/O: the caller runs what `next()` asks and reports it with `record`.
+/// The statistical bisection: keeps the posterior over the culprit (and p, and e), and picks
+/// each next run where its expected information about the culprit per unit of cost is
+/// largest. No I/O: the caller runs what `next()` asks and reports it with `record`.
 public struct Bisection: Sendable {
   public private(set) var posterior: CulpritPosterior
   public let costs: BisectCosts
   public let budget: BisectBudget
+  /// What a run is worth (GainMeasure): the information about the culprit unless told.
+  public var measure: GainMeasure = .culprit
   public private(set) var built: Set<Int> = []
   public private(set) var skipped: Set<Int> = []
   public private(set) var runs = 0
   public private(set) var skips = 0
+  public private(set) var spentS = 0.0
 
-  public init(count: Int, costs: BisectCosts, budget: BisectBudget, falseAlarm: Double = 0.002) {
-    posterior = CulpritPosterior(count: count, falseAlarm: falseAlarm)
+  public init(
+    count: Int, costs: BisectCosts, budget: BisectBudget, prior: BisectPrior = .standard
+  ) {
+    posterior = CulpritPosterior(count: count, prior: prior)
     self.costs = costs
     self.budget = budget
   }
 
+  public var count: Int { posterior.count }
   public var builds: Int { built.count }
 
-  /// One run's answer on commit `i` (whose kernel is then built, unless the build failed).
-  public mutating func record(commit i: Int, _ outcome: RunOutcome) {
+  /// One answer on commit `i`: a run (its kernel is then built), or a skip (the build failed,
+  /// or the run could not test it): a skipped commit is not chosen again. `costS` is what it
+  /// cost, if measured (else the cost model's figure).
+  public mutating func record(commit i: Int, _ outcome: RunOutcome, costS: Double? = nil) {
+    let modelled = (built.contains(i) ? 0 : costs.buildS) + costs.runS
+    spentS += costS ?? modelled
     switch outcome {
     case .skip:
       skipped.insert(i)
@@ -82,80 +102,88 @@ public struct Bisection: Sendable {
     }
   }
 
-  public enum Step: Sendable, Hashable {
+  /// A kernel built without a run yet (the driver builds before it runs).
+  public mutating func recordBuild(commit i: Int, costS: Double? = nil) {
+    if built.insert(i).inserted { spentS += costS ?? costs.buildS }
+  }
+
+  public enum Step: Sendable {
     case run(commit: Int)
     case done(BisectAnswer)
   }
 
   /// The next run to make, or the answer.
   public func next() -> Step {
-    let m = posterior.marginals()
-    let answer = self.answer(m.culprit, pMean: m.pMean)
-    if answer.confident || runs >= budget.maxRuns { return .done(answer) }
-    guard let i = bestRun(m.culprit, m.culpritTimesP, canBuild: builds < budget.maxBuilds) else {
-      return .done(answer)
+    let s = posterior.summary()
+    var a = answer(s)
+    if a.confident { return .done(a) }
+    if runs >= budget.maxRuns { a.stop = .runs }
+    if spentS >= budget.maxCostS { a.stop = .cost }
+    if a.stop != nil { return .done(a) }
+    guard let i = bestRun(s) else {
+      a.stop = builds >= budget.maxBuilds ? .builds : .untestable
+      return .done(a)
     }
     return .run(commit: i)
   }
 
-  /// The answer from the marginal: the best culprit and the range skipped commits leave around
-  /// it (culprits k and k+1 differ only in the runs on c_k).
-  func answer(_ pi: [Double], pMean: Double) -> BisectAnswer {
+  /// The answer now, without choosing a next run.
+  public func answer() -> BisectAnswer { answer(posterior.summary()) }
+
+  /// The best culprit, and the range skipped commits leave around it: culprits k and k+1
+  /// differ only in the runs on c_k, so if c_k has none and cannot be tested they are one.
+  func answer(_ s: PosteriorSummary) -> BisectAnswer {
+    let pi = s.culprit(count: count)
     let best = pi.indices.max { pi[$0] < pi[$1] } ?? 0
+    let untestable = { (k: Int) in
+      self.skipped.contains(k) && self.posterior.reproduced[k] == nil
+        && self.posterior.clean[k] == nil
+    }
     var lower = best
-    while lower > 0, skipped.contains(lower - 1), !built.contains(lower - 1) { lower -= 1 }
+    while lower > 0, untestable(lower - 1) { lower -= 1 }
     var upper = best
-    while upper < pi.count - 1, skipped.contains(upper), !built.contains(upper) { upper += 1 }
+    while upper < count - 1, untestable(upper) { upper += 1 }
     let mass = pi[lower...upper].reduce(0, +)
     let top = pi.indices.sorted { pi[$0] > pi[$1] }.prefix(5).map { ($0, pi[$0]) }
     return BisectAnswer(
       culprit: best, lower: lower, upper: upper, confidence: mass, candidates: top,
-      pEstimate: pMean, confident: mass >= budget.confidence)
+      pEstimate: s.pMean, falseAlarmEstimate: s.falseAlarmMean,
+      stop: mass >= budget.confidence ? .confident : nil)
   }
 
-  /// argmax over testable commits of (expected entropy drop of the culprit) / cost.
-  func bestRun(_ pi: [Double], _ a: [Double], canBuild: Bool) -> Int? {
-    let n = pi.count
-    let e = posterior.falseAlarm
-    func xlogx(_ x: Double) -> Double { x > 0 ? x * log(x) : 0 }
-    // Prefix sums over k <= i of a, a log a, b = pi - a, b log b, pi, pi log pi.
-    var sA = 0.0
-    var sAlogA = 0.0
-    var sB = 0.0
-    var sBlogB = 0.0
-    var sPi = 0.0
-    var sPiLogPi = 0.0
-    var totalPiLogPi = 0.0
-    for k in 0..<n { totalPiLogPi += xlogx(pi[k]) }
-    let h0 = -totalPiLogPi
+  /// argmax over testable commits of (expected information) / (cost): in each segment of
+  /// the posterior, its best unbuilt commit (build + run) and every built one (run).
+  func bestRun(_ s: PosteriorSummary) -> Int? {
+    let table = GainTable(s, measure: measure)
+    let canBuild = builds < budget.maxBuilds
     var best: (score: Double, index: Int)?
-    for i in 0..<n {
-      sA += a[i]
-      sAlogA += xlogx(a[i])
-      let b = max(0, pi[i] - a[i])
-      sB += b
-      sBlogB += xlogx(b)
-      sPi += pi[i]
-      sPiLogPi += xlogx(pi[i])
-      if skipped.contains(i) && !built.contains(i) { continue }
-      let isBuilt = built.contains(i)
-      if !isBuilt && !canBuild { continue }
-      let after = max(0, 1 - sPi)
-      let afterLog = totalPiLogPi - sPiLogPi
-      // Reproduced: k <= i weighs a(k); k > i weighs e pi(k).
-      let z1 = sA + e * after
-      let s1 = sAlogA + e * (after * log(e) + afterLog)
-      // Clean: k <= i weighs pi - a; k > i weighs (1 - e) pi(k).
-      let z0 = sB + (1 - e) * after
-      let s0 = sBlogB + (1 - e) * (after * log1p(-e) + afterLog)
-      var expected = 0.0
-      if z1 > 0 { expected += z1 * log(z1) - s1 }
-      if z0 > 0 { expected += z0 * log(z0) - s0 }
-      let gain = h0 - expected
-      let cost = costs.runS + (isBuilt ? 0 : costs.buildS)
-      let score = gain / cost
+    func consider(_ i: Int, _ gain: Double) {
+      let cost = costs.runS + (built.contains(i) ? 0 : costs.buildS)
+      let score = gain / max(cost, 1e-9)
       if best == nil || score > best!.score { best = (score, i) }
     }
-    return best.map(\.index)
+    for k in built where !skipped.contains(k) {
+      let m = s.segmentIndex(of: k)
+      consider(k, table.gain(segment: m, u: k - s.segments[m].lower + 1))
+    }
+    guard canBuild else { return best?.index }
+    for (m, seg) in s.segments.enumerated() where seg.pi * Double(seg.size) > 1e-9 {
+      let hi = built.contains(seg.upper) ? seg.upper - 1 : seg.upper
+      guard hi >= seg.lower else { continue }
+      let (u, gain) = table.bestU(segment: m, 1, hi - seg.lower + 1)
+      guard let i = nearestTestable(seg.lower + u - 1, in: seg.lower...hi) else { continue }
+      consider(i, i == seg.lower + u - 1 ? gain : table.gain(segment: m, u: i - seg.lower + 1))
+    }
+    return best?.index
+  }
+
+  /// The commit nearest to i in r that is neither skipped nor built.
+  func nearestTestable(_ i: Int, in r: ClosedRange<Int>) -> Int? {
+    for d in 0...(r.count) {
+      for j in [i - d, i + d] where r.contains(j) && !skipped.contains(j) && !built.contains(j) {
+        return j
+      }
+    }
+    return nil
   }
 }

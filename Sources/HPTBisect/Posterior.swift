@@ -1,106 +1,233 @@
 import Foundation
 
-/// What the bisection believes about a history of `count` commits c_0 ... c_{count-1} (first
-/// parent order, c_{count-1} the known-bad commit, the known-good one just before c_0): which
-/// commit is the culprit (the first bad one), and how often a run on a bad commit reproduces.
+/// The prior beliefs of a bisection, before any run: the culprit is uniform over the commits;
+/// p (how often a run at or after the culprit reproduces) and e (how often a run before it
+/// crashes for an unrelated reason) are on grids with weights.
+public struct BisectPrior: Sendable, Hashable {
+  public var p: [Double]
+  public var pWeight: [Double]
+  public var falseAlarm: [Double]
+  public var falseAlarmWeight: [Double]
+
+  public init(p: [Double], pWeight: [Double], falseAlarm: [Double], falseAlarmWeight: [Double]) {
+    precondition(!p.isEmpty && p.count == pWeight.count)
+    precondition(!falseAlarm.isEmpty && falseAlarm.count == falseAlarmWeight.count)
+    precondition(p.allSatisfy { $0 > 0 && $0 <= 1 } && falseAlarm.allSatisfy { $0 > 0 && $0 < 1 })
+    self.p = p
+    self.pWeight = pWeight
+    self.falseAlarm = falseAlarm
+    self.falseAlarmWeight = falseAlarmWeight
+  }
+
+  /// p flat on 0.02, 0.04, ..., 1 (a flaky race's rate is as likely any value as another),
+  /// with a fifth of the mass on p = 1 (many reproducers are deterministic, and a bisection
+  /// of one should cost little more than binary search); e in 0.05%-1%, equally likely.
+  public static let standard: BisectPrior = {
+    let p = (1...50).map { Double($0) / 50 }
+    var w = Array(repeating: 1.0, count: p.count)
+    w[p.count - 1] = 12
+    return BisectPrior(
+      p: p, pWeight: w, falseAlarm: [0.0005, 0.002, 0.005, 0.01],
+      falseAlarmWeight: [1, 1, 1, 1])
+  }()
+
+  /// One cell per (p, e) pair: index j * falseAlarm.count + f.
+  var cellCount: Int { p.count * falseAlarm.count }
+}
+
+/// The runs so far on a history of `count` commits c_0 ... c_{count-1} (first-parent order,
+/// the known-good commit just before c_0, the known-bad one c_{count-1}), and what they say
+/// about the culprit (the first bad commit), p and e (docs/bisection.md).
 ///
-/// The model (docs/bisection.md): the culprit k is uniform over 0..<count; a run on c_i with
-/// i >= k reproduces with probability p, unknown, with a grid prior over (0, 1]; a run with
-/// i < k reproduces only through an unrelated false alarm, at rate `falseAlarm`. Runs are
-/// independent given (k, p). Only the counts per commit matter, so an update is O(1) and a
-/// posterior is O(count x grid).
+/// Only the counts per commit matter, and the posterior of the culprit is the same for every k
+/// between two tested commits (the same runs fall before and after it), so it is kept per
+/// segment of untested commits: O(tested commits x grid) to compute, whatever `count` is.
 public struct CulpritPosterior: Sendable {
   public let count: Int
-  /// The values p may take, and their prior weights (normalized).
-  public let pGrid: [Double]
-  public let pPrior: [Double]
-  public let falseAlarm: Double
-  /// Runs per commit that reproduced, and that did not.
-  public private(set) var reproduced: [Int]
-  public private(set) var clean: [Int]
+  public let prior: BisectPrior
+  public private(set) var reproduced: [Int: Int] = [:]
+  public private(set) var clean: [Int: Int] = [:]
 
-  public init(
-    count: Int, falseAlarm: Double = 0.002,
-    pGrid: [Double] = stride(from: 0.02, through: 1.0, by: 0.02).map { $0 },
-    pPrior: [Double]? = nil
-  ) {
-    precondition(count >= 1 && !pGrid.isEmpty)
+  public init(count: Int, prior: BisectPrior = .standard) {
+    precondition(count >= 1)
     self.count = count
-    self.falseAlarm = falseAlarm
-    self.pGrid = pGrid
-    // Flat over the grid unless told otherwise: flaky races are the point, so low p is as
-    // likely as high p a priori.
-    let prior = pPrior ?? Array(repeating: 1, count: pGrid.count)
-    let sum = prior.reduce(0, +)
-    self.pPrior = prior.map { $0 / sum }
-    reproduced = Array(repeating: 0, count: count)
-    clean = Array(repeating: 0, count: count)
+    self.prior = prior
   }
 
-  /// One run on commit `i`.
   public mutating func observe(commit i: Int, reproduced r: Bool) {
-    if r { reproduced[i] += 1 } else { clean[i] += 1 }
+    precondition(i >= 0 && i < count)
+    if r { reproduced[i, default: 0] += 1 } else { clean[i, default: 0] += 1 }
   }
 
-  /// The joint posterior, normalized: `cells[k * grid + j]` = P(culprit k, p = pGrid[j] | runs).
-  public func joint() -> [Double] {
-    let g = pGrid.count
-    // Suffix counts: runs at commits >= k (all on bad commits if k is the culprit).
-    var rAtOrAfter = Array(repeating: 0, count: count + 1)
-    var cAtOrAfter = Array(repeating: 0, count: count + 1)
-    for i in stride(from: count - 1, through: 0, by: -1) {
-      rAtOrAfter[i] = rAtOrAfter[i + 1] + reproduced[i]
-      cAtOrAfter[i] = cAtOrAfter[i + 1] + clean[i]
+  /// The same runs under another prior.
+  public func with(prior: BisectPrior) -> CulpritPosterior {
+    var q = CulpritPosterior(count: count, prior: prior)
+    q.reproduced = reproduced
+    q.clean = clean
+    return q
+  }
+
+  public var tested: [Int] { Set(reproduced.keys).union(clean.keys).sorted() }
+
+  /// The posterior, per segment.
+  public func summary() -> PosteriorSummary { PosteriorSummary(self) }
+}
+
+/// One stretch of culprit candidates lower...upper with the same posterior each: the commits
+/// after one tested commit up to and including the next.
+public struct Segment: Sendable {
+  public let lower: Int
+  public let upper: Int
+  /// P(culprit = k, cell) for one k of the segment, per (p, e) cell.
+  var cells: [Double]
+  /// P(culprit = k) for one k of it, and that times E[p | k] and E[e | k].
+  public let pi: Double
+  let a: Double
+  let b: Double
+  public var size: Int { upper - lower + 1 }
+}
+
+/// The joint posterior of (culprit, p, e), normalized, as segments.
+public struct PosteriorSummary: Sendable {
+  public let segments: [Segment]
+  public let prior: BisectPrior
+  /// P(p, e) per cell.
+  let cellMass: [Double]
+
+  init(_ post: CulpritPosterior) {
+    let prior = post.prior
+    self.prior = prior
+    let tested = post.tested
+    var ends = tested
+    if ends.last != post.count - 1 { ends.append(post.count - 1) }
+    // Runs at tested[l] for l >= m are at or after any k of segment m (k <= tested[m]).
+    let r = ends.map { Double(post.reproduced[$0] ?? 0) }
+    let c = ends.map { Double(post.clean[$0] ?? 0) }
+    var rAfter = Array(repeating: 0.0, count: ends.count + 1)
+    var cAfter = rAfter
+    for m in stride(from: ends.count - 1, through: 0, by: -1) {
+      rAfter[m] = rAfter[m + 1] + r[m]
+      cAfter[m] = cAfter[m + 1] + c[m]
     }
-    let rAll = rAtOrAfter[0]
-    let cAll = cAtOrAfter[0]
-    let logP = pGrid.map { log($0) }
-    let log1mP = pGrid.map { $0 >= 1 ? -Double.infinity : log1p(-$0) }
-    let logPrior = pPrior.map { log($0) }
-    let logE = log(falseAlarm)
-    let log1mE = log1p(-falseAlarm)
-    var cells = Array(repeating: 0.0, count: count * g)
+    let logs = CellLogs(prior)
+    var logCells: [[Double]] = []
     var top = -Double.infinity
-    for k in 0..<count {
-      let rBad = Double(rAtOrAfter[k])
-      let cBad = Double(cAtOrAfter[k])
-      let before = Double(rAll - rAtOrAfter[k]) * logE + Double(cAll - cAtOrAfter[k]) * log1mE
-      for j in 0..<g {
-        // 0 * log(0) is 0: a clean run says nothing against p = 1 unless there is one.
-        let bad = rBad * logP[j] + (cBad == 0 ? 0 : cBad * log1mP[j])
-        let v = logPrior[j] + before + bad
-        cells[k * g + j] = v
-        if v > top { top = v }
+    for m in ends.indices {
+      let before = (rAfter[0] - rAfter[m], cAfter[0] - cAfter[m])
+      let l = logs.logLikelihood(
+        badR: rAfter[m], badC: cAfter[m], goodR: before.0, goodC: before.1)
+      top = max(top, l.max() ?? top)
+      logCells.append(l)
+    }
+    var z = 0.0
+    var lower = 0
+    var raw: [(Int, Int, [Double])] = []
+    for m in ends.indices {
+      let w = logCells[m].map { $0 == -.infinity ? 0 : exp($0 - top) }
+      z += Double(ends[m] - lower + 1) * w.reduce(0, +)
+      raw.append((lower, ends[m], w))
+      lower = ends[m] + 1
+    }
+    var mass = Array(repeating: 0.0, count: prior.cellCount)
+    let e = prior.falseAlarm.count
+    segments = raw.map { (lo, hi, w) in
+      let cells = w.map { $0 / z }
+      var pi = 0.0
+      var a = 0.0
+      var b = 0.0
+      for (i, v) in cells.enumerated() {
+        pi += v
+        a += v * prior.p[i / e]
+        b += v * prior.falseAlarm[i % e]
+        mass[i] += v * Double(hi - lo + 1)
       }
+      return Segment(lower: lo, upper: hi, cells: cells, pi: pi, a: a, b: b)
     }
-    var sum = 0.0
-    for i in cells.indices {
-      cells[i] = cells[i] == -Double.infinity ? 0 : exp(cells[i] - top)
-      sum += cells[i]
-    }
-    for i in cells.indices { cells[i] /= sum }
-    return cells
+    cellMass = mass
   }
 
-  /// The culprit's marginal, and for each k the mass weighted by p (what a run at or after k
-  /// reproduces with), from one joint computation.
-  public func marginals() -> (culprit: [Double], culpritTimesP: [Double], pMean: Double) {
-    let cells = joint()
-    let g = pGrid.count
-    var culprit = Array(repeating: 0.0, count: count)
-    var weighted = Array(repeating: 0.0, count: count)
-    var pMean = 0.0
-    for k in 0..<count {
-      var m = 0.0
-      var w = 0.0
-      for j in 0..<g {
-        m += cells[k * g + j]
-        w += cells[k * g + j] * pGrid[j]
-      }
-      culprit[k] = m
-      weighted[k] = w
-      pMean += w
+  /// The posterior mean of p.
+  public var pMean: Double {
+    let e = prior.falseAlarm.count
+    return cellMass.enumerated().reduce(0) { $0 + $1.element * prior.p[$1.offset / e] }
+  }
+
+  /// The q-quantile of p's posterior.
+  public func pQuantile(_ q: Double) -> Double {
+    let e = prior.falseAlarm.count
+    var acc = 0.0
+    for j in prior.p.indices {
+      for f in 0..<e { acc += cellMass[j * e + f] }
+      if acc >= q { return prior.p[j] }
     }
-    return (culprit, weighted, pMean)
+    return prior.p.last!
+  }
+
+  /// The posterior mean of the false-alarm rate.
+  public var falseAlarmMean: Double {
+    let e = prior.falseAlarm.count
+    return cellMass.enumerated().reduce(0) { $0 + $1.element * prior.falseAlarm[$1.offset % e] }
+  }
+
+  /// P(culprit = k) for every k.
+  public func culprit(count: Int) -> [Double] {
+    var pi = Array(repeating: 0.0, count: count)
+    for s in segments { for k in s.lower...s.upper { pi[k] = s.pi } }
+    return pi
+  }
+
+  /// The segment holding commit k.
+  public func segmentIndex(of k: Int) -> Int {
+    var lo = 0
+    var hi = segments.count - 1
+    while lo < hi {
+      let mid = (lo + hi) / 2
+      if segments[mid].upper < k { lo = mid + 1 } else { hi = mid }
+    }
+    return lo
+  }
+}
+
+/// log P(p), log p, log(1-p), log e, log(1-e) per cell, computed once.
+struct CellLogs {
+  let logPrior: [Double]
+  let logP: [Double]
+  let log1mP: [Double]
+  let logE: [Double]
+  let log1mE: [Double]
+
+  init(_ prior: BisectPrior) {
+    let e = prior.falseAlarm.count
+    let pw = prior.pWeight.reduce(0, +)
+    let ew = prior.falseAlarmWeight.reduce(0, +)
+    var lp: [Double] = []
+    var a: [Double] = []
+    var b: [Double] = []
+    var c: [Double] = []
+    var d: [Double] = []
+    for j in prior.p.indices {
+      for f in 0..<e {
+        lp.append(log(prior.pWeight[j] / pw * prior.falseAlarmWeight[f] / ew))
+        a.append(log(prior.p[j]))
+        b.append(prior.p[j] >= 1 ? -.infinity : log1p(-prior.p[j]))
+        c.append(log(prior.falseAlarm[f]))
+        d.append(log1p(-prior.falseAlarm[f]))
+      }
+    }
+    logPrior = lp
+    logP = a
+    log1mP = b
+    logE = c
+    log1mE = d
+  }
+
+  /// Per cell: log prior + log P(runs | culprit in this segment, cell), given the reproduced
+  /// and clean runs at or after the culprit (bad) and before it (good).
+  func logLikelihood(badR: Double, badC: Double, goodR: Double, goodC: Double) -> [Double] {
+    logPrior.indices.map { i in
+      // 0 x log 0 is 0: a clean run says nothing against p = 1 unless there is one.
+      logPrior[i] + badR * logP[i] + (badC == 0 ? 0 : badC * log1mP[i]) + goodR * logE[i]
+        + goodC * log1mE[i]
+    }
   }
 }

@@ -96,11 +96,16 @@ public enum BaselineRule: Sendable, Hashable {
 }
 
 extension Bisection {
-  /// Runs this bisection to its end against a simulated history.
+  /// Runs this bisection to its end against a simulated history. `choiceCosts`, if given, is
+  /// what the choice of runs believes they cost (`.runsOnly`: choosing by runs alone); the
+  /// result's cost is always counted with `costs`.
   public static func trial(
-    _ h: inout FlakyHistory, costs: BisectCosts, budget: BisectBudget, falseAlarm: Double = 0.002
+    _ h: inout FlakyHistory, costs: BisectCosts, budget: BisectBudget,
+    prior: BisectPrior = .standard, measure: GainMeasure = .culprit,
+    choiceCosts: BisectCosts? = nil
   ) -> TrialResult {
-    var b = Bisection(count: h.count, costs: costs, budget: budget, falseAlarm: falseAlarm)
+    var b = Bisection(count: h.count, costs: choiceCosts ?? costs, budget: budget, prior: prior)
+    b.measure = measure
     while true {
       switch b.next() {
       case .run(let i):

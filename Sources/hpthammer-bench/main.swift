@@ -1,4 +1,5 @@
 import Foundation
+import HPTBisect
 import HPTEngine
 import HPTSim
 import KVMHost
@@ -8,6 +9,8 @@ import KVMHost
 //   hpthammer-bench fp [SEEDS] [HOST_S] false positives of the fixed kernel on the default job
 //   hpthammer-bench speed              order-24 rehash and a resize/fault rate on an order-24 guest
 //   hpthammer-bench bisect [TRIALS] [N] [P,...]  the statistical bisection against today's rules
+//   hpthammer-bench bisect-engine TRIALS N P,... [expensive|cheap] [FALSE_ALARM] [MEASURE] [runs-only] [known-p] [wrong]
+//                                     the engine alone, to compare variants
 // Build with -c release for meaningful numbers.
 
 func loadJob(_ path: String) -> Job {
@@ -158,9 +161,21 @@ case "bisect":
     count: args.dropFirst(2).first.flatMap { Int($0) } ?? 1000,
     ps: args.dropFirst(3).first.map { $0.split(separator: ",").compactMap { Double($0) } }
       ?? [1, 0.5, 0.3, 0.2, 0.1, 0.05])
+case "bisect-engine":
+  let a = Array(args.dropFirst())
+  bisectEngineBench(
+    trials: a.first.flatMap { Int($0) } ?? 40,
+    count: a.dropFirst().first.flatMap { Int($0) } ?? 1000,
+    ps: a.dropFirst(2).first.map { $0.split(separator: ",").compactMap { Double($0) } }
+      ?? [0.5, 0.2, 0.1, 0.05],
+    model: a.dropFirst(3).first ?? "expensive",
+    falseAlarm: a.dropFirst(4).first.flatMap { Double($0) } ?? 0,
+    measure: a.dropFirst(5).first.flatMap { GainMeasure(rawValue: $0) } ?? .culprit,
+    runsOnly: a.contains("runs-only"), knownP: a.contains("known-p"),
+    listWrong: a.contains("wrong"))
 default:
   print(
-    "usage: hpthammer-bench detect [SEEDS] | fp [SEEDS] [HOST_S] [FIRST_SEED] | speed | bisect [TRIALS] [N] [P,P,...]"
+    "usage: hpthammer-bench detect [SEEDS] | fp [SEEDS] [HOST_S] [FIRST_SEED] | speed | bisect [TRIALS] [N] [P,P,...] | bisect-engine TRIALS N P,P,... [MODEL] [FALSE_ALARM] [MEASURE] [runs-only] [known-p] [wrong]"
   )
   exit(2)
 }

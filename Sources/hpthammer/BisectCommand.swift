@@ -143,13 +143,13 @@ struct Bisect: ParsableCommand {
       let (start, events) = try BisectJournal.read(dir: dir)
       var b = start.bisection()
       for e in events { if let i = e.commit, let o = e.outcome { b.record(commit: i, o) } }
-      let m = b.posterior.marginals()
+      let a = b.answer()
       print(
         "bisection of \(start.commits.count) commits, \(b.runs) runs, \(b.builds) kernels built, \(b.skips) skipped"
       )
-      print(String(format: "p estimate %.2f", m.pMean))
-      for k in m.culprit.indices.sorted(by: { m.culprit[$0] > m.culprit[$1] }).prefix(5) {
-        print(String(format: "  %@  %.4f", start.commits[k] as NSString, m.culprit[k]))
+      print(String(format: "p estimate %.2f", a.pEstimate))
+      for c in a.candidates {
+        print(String(format: "  %@  %.4f", start.commits[c.index] as NSString, c.probability))
       }
       if events.contains(where: { $0.event == "end" }) {
         print("ended")
