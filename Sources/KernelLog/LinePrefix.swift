@@ -22,6 +22,8 @@ struct SplitLine {
   var textEnd: Int
   var caller: CallerContext
   var hasTimestamp: Bool
+  /// Something was removed before the text (a timestamp, caller id, level, syslog header).
+  var prefixed: Bool
 }
 
 /// Removes what is not the kernel's message: a trailing CR, "<6>" syslog priorities, journal
@@ -91,7 +93,8 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
     }
     break
   }
-  return SplitLine(textStart: p, textEnd: end, caller: caller, hasTimestamp: stamped)
+  return SplitLine(
+    textStart: p, textEnd: end, caller: caller, hasTimestamp: stamped, prefixed: p > lo)
 }
 
 /// Past spaces, and the no-break spaces (U+00A0, C2 A0) that logs pasted from HTML mail carry

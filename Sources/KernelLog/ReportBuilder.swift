@@ -33,6 +33,19 @@ struct ReportBuilder {
       }
       extraMissing = true
     }
+    // A header cut by a console or mail client: matched again joined with its continuation.
+    var headerLine = Array(lines[0])
+    if format.id.hasSuffix("-wrapped"), let joined = LineJoiner.joinedHeader(lines, flags) {
+      headerLine = joined
+      if let (index, joinedCaptures) = joined.withUnsafeBufferPointer({
+        detector.matchFormat(report.pattern, $0)
+      }), !oops.formats[index].id.hasSuffix("-wrapped"), oops.formats[index].extra.isEmpty {
+        format = oops.formats[index]
+        formatIndex = index
+        captures = joinedCaptures
+      }
+    }
+    let patternID = detector.patternIDs[report.pattern][formatIndex]
     let stack = stackStart(lines)
     var frame: String?
     switch format.frame {
@@ -46,6 +59,18 @@ struct ReportBuilder {
         f.withUTF8({ genericSkipSet.matches($0) || stallAnchorSegmentSet.matches($0) })
       {
         frame = guiltyFrame(Self.firstFrameRecipe, captures: [], lines: lines) ?? f
+      }
+    }
+    // powerpc: the register dump names the function (NIP, LR), as a powerpc developer reads it.
+    var namedByRegisters = false
+    if let rule = powerFrameRules[patternID],
+      let regs = PowerRegisters.find(lines.prefix(Self.analysisLines))
+    {
+      var recipeSkips: SkipSet?
+      if case .stack(let recipe) = format.frame { recipeSkips = recipe.skipSet }
+      if let named = powerFrame(rule, regs, header: headerLine, skips: recipeSkips) {
+        frame = named.frame
+        namedByRegisters = named.fromRegisters
       }
     }
     frame = frame.map(stripFramePrefix)
@@ -63,11 +88,13 @@ struct ReportBuilder {
     if byteRange(titleTemplate, "$F") != nil, frame == nil {
       corruptedReason = corruptedReason ?? "no guilty frame found"
     }
-    if corruptedReason == nil, !format.noStackTrace, stack == nil {
+    if corruptedReason == nil, !format.noStackTrace, stack == nil, !namedByRegisters {
       corruptedReason = "no stack trace in report"
     }
     // A "Call Trace:" followed by no frame: the console lost the stack.
-    if corruptedReason == nil, !format.noStackTrace, let stack, !hasFrames(after: stack) {
+    if corruptedReason == nil, !format.noStackTrace, let stack, !hasFrames(after: stack),
+      !namedByRegisters
+    {
       corruptedReason = "no frames in a stack trace"
     }
     let title = expand(titleTemplate, captures: captures, frame: frame ?? "corrupted")
@@ -84,7 +111,61 @@ struct ReportBuilder {
       corruptedReason: corruptedReason,
       body: ReportBody(text: text, metadataLines: metadataLines),
       start: report.start, end: report.end, origin: origin,
-      patternID: detector.patternIDs[report.pattern][formatIndex])
+      patternID: patternID)
+  }
+
+  /// The frame by a powerpc rule; `fromRegisters`: named by the NIP, LR or header line.
+  private func powerFrame(
+    _ rule: PowerFrameRule, _ regs: PowerRegisters, header: [UInt8], skips: SkipSet?
+  ) -> (frame: String, fromRegisters: Bool)? {
+    func generic(_ name: String) -> Bool {
+      var name = name
+      return name.withUTF8 { n in
+        genericSkipSet.matches(n) || powerSkipSet.matches(n) || (skips?.matches(n) ?? false)
+      }
+    }
+    switch rule {
+    case .site:
+      let site = header.withUnsafeBufferPointer { h in
+        firstSymbolWithOffset(h, from: 0).map { string(h, $0.lowerBound, $0.upperBound) }
+      }
+      if let site { return (site, true) }
+      if let nip = regs.nip { return (nip, true) }
+    case .instruction:
+      if let nip = regs.nip { return (nip, true) }
+      if let lr = regs.lr, !generic(lr) { return (lr, true) }
+    case .fault, .stall:
+      let jumped =
+        rule == .fault && regs.nipAtSymbolStart
+        && header.withUnsafeBufferPointer { indexOf($0, instructionFetch, from: 0) != nil }
+      if let nip = regs.nip, !jumped, !generic(nip) { return (nip, true) }
+      if let lr = regs.lr, !generic(lr) { return (lr, true) }
+    }
+    return powerTraceFrame(generic).map { ($0, false) }
+  }
+
+  /// The first trace entry that is not generic; powerpc's "(unreliable)" first entry (the LR
+  /// save slot of the faulting frame) counts.
+  private func powerTraceFrame(_ generic: (String) -> Bool) -> String? {
+    let analysed = lines.prefix(Self.analysisLines)
+    guard
+      let start = analysed.indices.first(where: {
+        flags[$0] & (ReportKeyword.stack | ReportKeyword.startMarker) != 0
+      })
+    else { return nil }
+    var seen = 0
+    for index in analysed.indices.dropFirst(start + 1) {
+      let line = analysed[index]
+      let t = classifyTraceLine(line)
+      guard let name = t.function(in: line), t.role == .frame else {
+        if seen > 0, flags[index] & ReportKeyword.terminator != 0 { break }
+        continue
+      }
+      seen += 1
+      if seen > 64 { break }
+      if !generic(name) { return name }
+    }
+    return nil
   }
 
   private func matchExtras(_ extras: [LinePattern], _ lines: [Line]) -> [String]? {
@@ -400,6 +481,7 @@ private func parseCommAndTaint(_ rest: String, into result: inout ReportMetadata
 }
 
 private let shouldFail = Array("should_fail".utf8)
+private let instructionFetch = Array("instruction fetch".utf8)
 private let shouldFailSlab = Array("should_failslab".utf8)
 
 /// "should_fail+0x", "should_failslab.cold+0x": a fault-injection stack, not the crash's.
@@ -451,6 +533,9 @@ enum ReportKeyword {
   static let terminator: UInt8 = 1 << 3
   /// "(stack is not available)".
   static let noStack: UInt8 = 1 << 4
+  /// Not a keyword: the line had a prefix (timestamp, caller id, syslog header) before its
+  /// text, so an unprefixed line after it is a wrapped continuation (`LineJoiner`).
+  static let prefixed: UInt8 = 1 << 5
 }
 
 /// The needles of each `ReportKeyword` bit, in bit order.

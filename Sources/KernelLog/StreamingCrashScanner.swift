@@ -304,7 +304,8 @@ struct ReportInProgress: Sendable {
     _ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, end: Int, flags: UInt8, deferred: Bool
   ) {
     byteCount += (lines.isEmpty ? 0 : 1) + split.textEnd - split.textStart
-    lines.append(ReportLine(start: split.textStart, end: split.textEnd, flags: flags))
+    let prefixed = split.prefixed ? ReportKeyword.prefixed : 0
+    lines.append(ReportLine(start: split.textStart, end: split.textEnd, flags: flags | prefixed))
     if !deferred { materialize(buf) }
     self.end = end
   }
@@ -376,6 +377,15 @@ struct ReportInProgress: Sendable {
         })
       {
         lines.removeSubrange(cut...)
+      }
+      // Console lines a mail client ran together are split again for the analysis.
+      if let split = LineJoiner.splitRunTogether(
+        lines, lineFlags, detector: detector, limit: ReportBuilder.analysisLines)
+      {
+        return ReportBuilder(
+          detector: detector, report: self, lines: split.lines, flags: split.flags
+        )
+        .build(origin: origin, text: bodyText)
       }
       return ReportBuilder(detector: detector, report: self, lines: lines, flags: lineFlags).build(
         origin: origin, text: bodyText)
