@@ -66,8 +66,8 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
         p = close
         // Optional caller "[T123]" or "[  C1]" right after the stamp.
         if p < end, buf[p] == UInt8(ascii: "[") {
-          var q = p + 1
-          while q < end, buf[q] == 0x20 { q += 1 }
+          // (Blanks may be no-break spaces in logs pasted from HTML mail.)
+          let q = skipBlanks(buf, p + 1, end)
           if q < end, buf[q] == UInt8(ascii: "T") || buf[q] == UInt8(ascii: "C") {
             let kind: CallerContext.Kind = buf[q] == UInt8(ascii: "T") ? .task : .cpu
             var r = q + 1
