@@ -64,7 +64,7 @@ let powerFrameRules: [String: PowerFrameRule] = {
 /// powerpc's generic helpers, on top of `genericSkips`: a fault or a lockup inside one of
 /// these is its caller's. Copy and page primitives, allocator internals, bitmap/cpumask and
 /// per-CPU helpers, notifier and CPU-hotplug callback walkers, JIT-compiled BPF programs, the
-/// exception entry and exit paths, the idle loop, the workqueue worker and the KVM-HV vCPU
+/// exception entry and exit paths, the workqueue worker and the KVM-HV vCPU
 /// run loop (the hcall handler or fault path it called is the culprit), and data symbols a
 /// stray pointer lands in.
 let powerSkips: [String] = [
@@ -75,7 +75,7 @@ let powerSkips: [String] = [
   // Page allocator and per-CPU memory.
   "get_page_from_freelist", "__alloc_pages", "alloc_pages", "free_pages", "__free_pages",
   "free_unref_page", "free_pcppages_bulk", "put_page", "__put_page", "folio_put",
-  "pcpu_", "percpu_", "free_percpu", "__alloc_percpu", "___slab_alloc", "__slab_free",
+  "pcpu_", "free_percpu", "__alloc_percpu", "___slab_alloc", "__slab_free",
   // Bitmaps and CPU masks.
   "find_next_bit", "find_first_bit", "_find_next_bit", "_find_first_bit", "__bitmap_",
   "cpumask_", "alloc_cpumask_var", "zalloc_cpumask_var", "free_cpumask_var",
@@ -89,11 +89,10 @@ let powerSkips: [String] = [
   "ret_from_except", "fast_exception_return", "exc_", "hardware_interrupt_common",
   "decrementer_common", "do_IRQ", "__do_irq", "call_do_irq", "arch_local_irq_restore",
   "machine_check_common", "system_reset_common", "program_check_common",
-  // The idle loop, the workqueue worker, kernel thread entry.
-  "do_idle", "cpu_idle", "cpuidle_enter", "cpuidle_enter_state", "cpu_startup_entry",
-  "arch_cpu_idle", "pseries_lpar_idle", "power9_idle", "power7_idle", "pnv_idle",
-  "ppc64_runlatch", "worker_thread", "process_one_work", "ret_from_kernel_thread",
-  "ret_from_kernel_user_thread", "start_kernel_thread",
+  // The workqueue worker and kernel thread entry. (Not the idle loop: a CPU whose watchdog
+  // fires in do_idle is stuck there.)
+  "worker_thread", "process_one_work", "ret_from_kernel_thread", "ret_from_kernel_user_thread",
+  "start_kernel_thread",
   // The KVM-HV and KVM-PR vCPU run loops and hcall dispatchers.
   "kvmhv_run_single_vcpu", "kvmppc_run_core", "kvmppc_run_vcpu", "kvmppc_vcpu_run_hv",
   "kvmppc_vcpu_run_pr", "kvmppc_vcpu_run", "kvm_arch_vcpu_ioctl_run", "kvm_vcpu_ioctl",
@@ -104,6 +103,12 @@ let powerSkips: [String] = [
 ]
 
 let powerSkipSet = SkipSet(powerSkips)
+
+/// Checks that BUG on behalf of their caller (the caller passed the bad list).
+let powerCheckers = [
+  "__list_add_valid", "__list_del_entry_valid", "list_add_valid", "list_del_entry_valid",
+]
+let powerCheckerSet = SkipSet(powerCheckers)
 
 /// What the report's first register dump says.
 struct PowerRegisters {

@@ -47,10 +47,13 @@ struct ReportBuilder {
     }
     let patternID = detector.patternIDs[report.pattern][formatIndex]
     let stack = stackStart(lines)
+    let registers = PowerRegisters.find(lines.prefix(Self.analysisLines))
+    let powerpc = registers != nil || hasUnreliableEntry()
     var frame: String?
     switch format.frame {
     case .none: frame = nil
-    case .stack(let recipe): frame = guiltyFrame(recipe, captures: captures, lines: lines)
+    case .stack(let recipe):
+      frame = guiltyFrame(recipe, captures: captures, lines: lines, powerpc: powerpc)
     case .line(let after, let patterns):
       // Lockdep names the function; a generic one (a lock helper, a workqueue dispatcher) is
       // replaced by the first real frame of the stack.
@@ -58,14 +61,13 @@ struct ReportBuilder {
       if var f = frame,
         f.withUTF8({ genericSkipSet.matches($0) || stallAnchorSegmentSet.matches($0) })
       {
-        frame = guiltyFrame(Self.firstFrameRecipe, captures: [], lines: lines) ?? f
+        frame =
+          guiltyFrame(Self.firstFrameRecipe, captures: [], lines: lines, powerpc: powerpc) ?? f
       }
     }
     // powerpc: the register dump names the function (NIP, LR), as a powerpc developer reads it.
     var namedByRegisters = false
-    if let rule = powerFrameRules[patternID],
-      let regs = PowerRegisters.find(lines.prefix(Self.analysisLines))
-    {
+    if let rule = powerFrameRules[patternID], let regs = registers {
       var recipeSkips: SkipSet?
       if case .stack(let recipe) = format.frame { recipeSkips = recipe.skipSet }
       if let named = powerFrame(rule, regs, header: headerLine, skips: recipeSkips) {
@@ -132,7 +134,10 @@ struct ReportBuilder {
       if let site { return (site, true) }
       if let nip = regs.nip { return (nip, true) }
     case .instruction:
-      if let nip = regs.nip { return (nip, true) }
+      // A list-debug check that BUGs on its caller's list (the "kernel BUG at
+      // lib/list_debug.c" line may be lost): the caller is the culprit, as for a fault.
+      if var nip = regs.nip, !nip.withUTF8({ powerCheckerSet.matches($0) }) { return (nip, true) }
+      if let nip = regs.nip, !generic(nip) { return (nip, true) }
       if let lr = regs.lr, !generic(lr) { return (lr, true) }
     case .fault, .stall:
       let jumped =
@@ -142,6 +147,21 @@ struct ReportBuilder {
       if let lr = regs.lr, !generic(lr) { return (lr, true) }
     }
     return powerTraceFrame(generic).map { ($0, false) }
+  }
+
+  /// A trace entry marked "(unreliable)": powerpc's unwinder prints one (stacks without a
+  /// register dump: sleep in atomic, hung tasks, lockdep).
+  private func hasUnreliableEntry() -> Bool {
+    for (index, line) in lines.prefix(Self.analysisLines).enumerated()
+    where index > 0 && line.count > unreliableMark.count && line[line.count - 1] != 0x20 {
+      if hasPrefix(line, line.count - unreliableMark.count, unreliableMark) { return true }
+    }
+    // Lines may keep trailing blanks: the slower look.
+    for line in lines.prefix(Self.analysisLines).dropFirst()
+    where classifyTraceLine(line).questionable {
+      if indexOf(line, unreliableMark, from: 0) != nil { return true }
+    }
+    return false
   }
 
   /// The first trace entry that is not generic; powerpc's "(unreliable)" first entry (the LR
@@ -252,10 +272,13 @@ struct ReportBuilder {
     lines.indices.prefix(Self.analysisLines).first { flags[$0] & ReportKeyword.stack != 0 }
   }
 
-  func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [Line]) -> String? {
+  func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [Line], powerpc: Bool = false)
+    -> String?
+  {
     let extraSkips = recipe.skipSet
     func skipped(_ name: Line) -> Bool {
       genericSkipSet.matches(name) || extraSkips.matches(name)
+        || (powerpc && powerSkipSet.matches(name))
     }
     func skipped(_ name: String) -> Bool {
       var name = name
@@ -482,6 +505,7 @@ private func parseCommAndTaint(_ rest: String, into result: inout ReportMetadata
 
 private let shouldFail = Array("should_fail".utf8)
 private let instructionFetch = Array("instruction fetch".utf8)
+private let unreliableMark = Array("(unreliable)".utf8)
 private let shouldFailSlab = Array("should_failslab".utf8)
 
 /// "should_fail+0x", "should_failslab.cold+0x": a fault-injection stack, not the crash's.

@@ -170,7 +170,9 @@ public struct StreamingCrashScanner: Sendable {
     if current != nil {
       let caller = current!.caller
       let sameCaller = caller == split.caller || caller.kind == .none || split.caller.kind == .none
-      if let started, !detector.table[started.pattern].followsReport || !sameCaller {
+      if let started, !detector.table[started.pattern].followsReport || !sameCaller,
+        !(sameCaller && current!.repeatsHeader(buf, split))
+      {
         // Another crash begins: the report in progress ends before this line.
         completed.append(finishCurrent(buf))
       } else {
@@ -308,6 +310,21 @@ struct ReportInProgress: Sendable {
     lines.append(ReportLine(start: split.textStart, end: split.textEnd, flags: flags | prefixed))
     if !deferred { materialize(buf) }
     self.end = end
+  }
+
+  /// The line repeats the report's header before any stack was printed: the console printed
+  /// the same message twice (a replayed console buffer, a second console interleaved), not a
+  /// second crash.
+  func repeatsHeader(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine) -> Bool {
+    guard let first = lines.first, lines.count < 80,
+      !lines.contains(where: { $0.flags & ReportKeyword.stack != 0 })
+    else { return false }
+    let line = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
+    return text.withUnsafeBufferPointer { copiedText in
+      let source = copied > 0 ? copiedText : buf
+      let header = UnsafeBufferPointer(rebasing: source[first.start..<first.end])
+      return header.count == line.count && header.elementsEqual(line)
+    }
   }
 
   /// Copies the lines still in `buf` (before it goes away).
