@@ -340,6 +340,11 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "bug-empty", "BUG:{$}", title: "BUG: corrupted", kind: .bug, type: bugType, frame: .none,
         corrupted: true),
+      // Never miss what grep sees: a header line no format above takes apart is still a crash,
+      // titled by its own text.
+      OopsFormat(
+        "bug-catchall", "BUG: {R}", title: "BUG: $1", kind: .bug, type: bugType, frame: .none,
+        corrupted: true),
     ]),
   OopsPattern(
     "warning", header: "WARNING:",
@@ -761,6 +766,9 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "ubsan-wrapped", "UBSAN: {W} in{$}", title: "UBSAN: $1 in $F", kind: .ubsan,
         type: .fixed("UBSAN"), frame: stack(ip: false, skip: ["ubsan", "__ubsan", "handle_"])),
+      OopsFormat(
+        "ubsan-catchall", "UBSAN: {R}", title: "UBSAN: $1", kind: .ubsan, type: .fixed("UBSAN"),
+        frame: .none, corrupted: true),
     ]),
   OopsPattern(
     "soft-lockup-ppc", header: "soft lockup - CPU#",
@@ -884,6 +892,9 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "oops-system-reset", "Oops: System Reset", title: "system reset in $F",
         kind: .internalError, type: dos),
+      OopsFormat(
+        "oops-catchall", "Oops: {R}", title: "Oops: $1 in $F", kind: .other, type: dos,
+        corrupted: true),
     ]),
   // syzkaller's executor reports its own failures this way (a userspace failure, not a kernel
   // crash, but the run is over).

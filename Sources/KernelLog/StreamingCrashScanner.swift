@@ -157,16 +157,24 @@ public struct StreamingCrashScanner: Sendable {
     var started: (pattern: Int, format: Int, captures: [String])?
     // A line may hold several headers ("Oops: general protection fault"); the first one with a
     // matching format wins.
+    // A catch-all format ("Oops: {R}") yields to a later header of the line that a specific
+    // format takes apart ("Oops: general protection fault ...").
     var searchFrom = split.textStart
+    var fallback: (pattern: Int, format: Int, captures: [String])?
     while needlePossible, started == nil,
       let (pattern, at) = detector.findHeader(buf, split.textStart, split.textEnd, from: searchFrom)
     {
       let text = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
       if let (format, captures) = detector.matchFormat(pattern, text) {
-        started = (pattern, format, captures)
+        if detector.catchAll[pattern][format] {
+          fallback = fallback ?? (pattern, format, captures)
+        } else {
+          started = (pattern, format, captures)
+        }
       }
       searchFrom = at + 1
     }
+    if started == nil { started = fallback }
     if current != nil {
       let caller = current!.caller
       let sameCaller = caller == split.caller || caller.kind == .none || split.caller.kind == .none
