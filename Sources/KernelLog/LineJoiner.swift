@@ -70,6 +70,84 @@ enum LineJoiner {
     return cuts
   }
 
+  /// `lines` with each line a console or mail client wrapped joined again: in a log whose
+  /// lines carry a console prefix, a line without one continues the prefixed line before it
+  /// (directly when that line was as wide as a console, which cuts mid-word; after a blank
+  /// otherwise, as mail clients wrap at blanks). The joined lines live in `arena`, which the
+  /// caller deallocates. Nil when nothing was joined (the usual case).
+  static func joinWrapped(_ lines: [Line], _ flags: [UInt8], limit: Int) -> (
+    lines: [Line], flags: [UInt8], arena: UnsafeMutableBufferPointer<UInt8>
+  )? {
+    let count = min(lines.count, flags.count, limit)
+    // Which lines start a joined run, and how many continuations each takes.
+    var runs: [(first: Int, extra: Int)] = []
+    var bytes = 0
+    var i = 0
+    while i + 1 < count {
+      guard flags[i] & ReportKeyword.prefixed != 0 else {
+        i += 1
+        continue
+      }
+      var extra = 0
+      var size = lines[i].count
+      while i + extra + 1 < count, flags[i + extra + 1] & ReportKeyword.prefixed == 0,
+        !lines[i + extra + 1].allSatisfy({ $0 == 0x20 || $0 == 0x09 }),
+        extra == 0 || flags[i + extra] & ReportKeyword.fullWidth != 0, extra < 3
+      {
+        extra += 1
+        size += 1 + lines[i + extra].count
+      }
+      if extra > 0 {
+        runs.append((i, extra))
+        bytes += size
+      }
+      i += extra + 1
+    }
+    guard !runs.isEmpty else { return nil }
+    let arena = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: bytes)
+    var at = 0
+    var out: [Line] = []
+    var outFlags: [UInt8] = []
+    out.reserveCapacity(lines.count)
+    outFlags.reserveCapacity(lines.count)
+    var next = 0
+    for run in runs {
+      for k in next..<run.first {
+        out.append(lines[k])
+        outFlags.append(flags[k])
+      }
+      let start = at
+      var merged = flags[run.first]
+      for k in run.first...(run.first + run.extra) {
+        var piece = lines[k]
+        if k > run.first {
+          // Mid-word after a full-width line; else the blank the wrap took.
+          if flags[k - 1] & ReportKeyword.fullWidth == 0 {
+            while at > start, arena[at - 1] == 0x20 || arena[at - 1] == 0x09 { at -= 1 }
+            arena[at] = 0x20
+            at += 1
+            var p = 0
+            while p < piece.count, piece[p] == 0x20 || piece[p] == 0x09 { p += 1 }
+            piece = UnsafeBufferPointer(rebasing: piece[p...])
+          }
+          merged |= flags[k] & ~(ReportKeyword.prefixed | ReportKeyword.fullWidth)
+        }
+        if let source = piece.baseAddress, let target = arena.baseAddress, !piece.isEmpty {
+          (target + at).update(from: source, count: piece.count)
+        }
+        at += piece.count
+      }
+      out.append(UnsafeBufferPointer(rebasing: arena[start..<at]))
+      outFlags.append(merged)
+      next = run.first + run.extra + 1
+    }
+    for k in next..<lines.count {
+      out.append(lines[k])
+      outFlags.append(k < flags.count ? flags[k] : 0)
+    }
+    return (out, outFlags, arena)
+  }
+
   /// Line 1 continues line 0: it lost the prefix the header had (a timestamped log wrapped
   /// by a mail client), or it is the lone "function+0xOFF/0xLEN" of a cut header or entry.
   static func continues(_ lines: [Line], _ flags: [UInt8], at index: Int) -> Bool {

@@ -24,6 +24,8 @@ struct SplitLine {
   var hasTimestamp: Bool
   /// A console prefix was removed before the text (a timestamp, level, syslog header).
   var prefixed: Bool
+  /// Where the line began (before any prefix).
+  var lineStart: Int
 }
 
 /// Removes what is not the kernel's message: a trailing CR, "<6>" syslog priorities, journal
@@ -111,7 +113,8 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
     break
   }
   return SplitLine(
-    textStart: p, textEnd: end, caller: caller, hasTimestamp: stamped, prefixed: prefixed)
+    textStart: p, textEnd: end, caller: caller, hasTimestamp: stamped, prefixed: prefixed,
+    lineStart: lo)
 }
 
 /// Past spaces, and the no-break spaces (U+00A0, C2 A0) that logs pasted from HTML mail carry

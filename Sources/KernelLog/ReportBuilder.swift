@@ -33,16 +33,23 @@ struct ReportBuilder {
       }
       extraMissing = true
     }
-    // A header cut by a console or mail client: matched again joined with its continuation.
+    // A header cut by a console or mail client: matched again as `LineJoiner` joined it, or
+    // joined here with its continuation (a log without console prefixes).
     var headerLine = Array(lines[0])
-    if format.id.hasSuffix("-wrapped"), let joined = LineJoiner.joinedHeader(lines, flags) {
-      headerLine = joined
-      if let (index, joinedCaptures) = joined.withUnsafeBufferPointer({
-        detector.matchFormat(report.pattern, $0)
-      }), !oops.formats[index].id.hasSuffix("-wrapped"), oops.formats[index].extra.isEmpty {
+    if format.id.hasSuffix("-wrapped") {
+      let candidates = [headerLine] + (LineJoiner.joinedHeader(lines, flags).map { [$0] } ?? [])
+      for candidate in candidates {
+        guard
+          let (index, joinedCaptures) = candidate.withUnsafeBufferPointer({
+            detector.matchFormat(report.pattern, $0)
+          }), !oops.formats[index].id.hasSuffix("-wrapped"), oops.formats[index].extra.isEmpty,
+          !detector.catchAll[report.pattern][index]
+        else { continue }
+        headerLine = candidate
         format = oops.formats[index]
         formatIndex = index
         captures = joinedCaptures
+        break
       }
     }
     let patternID = detector.patternIDs[report.pattern][formatIndex]
@@ -560,6 +567,9 @@ enum ReportKeyword {
   /// Not a keyword: the line had a prefix (timestamp, caller id, syslog header) before its
   /// text, so an unprefixed line after it is a wrapped continuation (`LineJoiner`).
   static let prefixed: UInt8 = 1 << 5
+  /// Not a keyword: the whole line, prefix included, is as wide as a console (80, 100, 120,
+  /// 132 or 160 columns): a line after it without a prefix continues it mid-word.
+  static let fullWidth: UInt8 = 1 << 6
 }
 
 /// The needles of each `ReportKeyword` bit, in bit order.

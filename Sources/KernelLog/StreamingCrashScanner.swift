@@ -314,8 +314,12 @@ struct ReportInProgress: Sendable {
     _ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, end: Int, flags: UInt8, deferred: Bool
   ) {
     byteCount += (lines.isEmpty ? 0 : 1) + split.textEnd - split.textStart
-    let prefixed = split.prefixed ? ReportKeyword.prefixed : 0
-    lines.append(ReportLine(start: split.textStart, end: split.textEnd, flags: flags | prefixed))
+    var layout = split.prefixed ? ReportKeyword.prefixed : 0
+    switch split.textEnd - split.lineStart {
+    case 80, 100, 120, 132, 160: layout |= ReportKeyword.fullWidth
+    default: break
+    }
+    lines.append(ReportLine(start: split.textStart, end: split.textEnd, flags: flags | layout))
     if !deferred { materialize(buf) }
     self.end = end
   }
@@ -403,12 +407,26 @@ struct ReportInProgress: Sendable {
       {
         lines.removeSubrange(cut...)
       }
-      // Console lines a mail client ran together are split again for the analysis.
+      // Console lines a mail client ran together are split again, wrapped ones joined, for
+      // the analysis (the report's text stays as read).
+      var analysed = (lines: lines, flags: lineFlags)
       if let split = LineJoiner.splitRunTogether(
         lines, lineFlags, detector: detector, limit: ReportBuilder.analysisLines)
       {
+        analysed = split
+      }
+      if let joined = LineJoiner.joinWrapped(
+        analysed.lines, analysed.flags, limit: ReportBuilder.analysisLines)
+      {
+        defer { joined.arena.deallocate() }
         return ReportBuilder(
-          detector: detector, report: self, lines: split.lines, flags: split.flags
+          detector: detector, report: self, lines: joined.lines, flags: joined.flags
+        )
+        .build(origin: origin, text: bodyText)
+      }
+      if analysed.lines.count != lines.count {
+        return ReportBuilder(
+          detector: detector, report: self, lines: analysed.lines, flags: analysed.flags
         )
         .build(origin: origin, text: bodyText)
       }
