@@ -126,6 +126,7 @@ struct PowerRegisters {
     for i in lines.indices {
       let line = lines[i]
       guard let (kind, from) = registerLine(line) else { continue }
+      if kind == .otherArchitecture { return nil }
       let wrapped = i + 1 < lines.endIndex ? continuedSymbol(lines[i + 1]) : nil
       let symbol = firstSymbolWithOffset(line, from: from)
       let name = symbol.map { string(line, $0.lowerBound, $0.upperBound) } ?? wrapped
@@ -146,6 +147,8 @@ struct PowerRegisters {
         } else {
           regs!.nipUnsymbolized = true
         }
+      case .otherArchitecture:
+        return nil
       case .lr:
         guard regs != nil, regs!.nip != nil || regs!.nipUnsymbolized else { continue }
         if regs!.lr == nil { regs!.lr = name }
@@ -155,7 +158,8 @@ struct PowerRegisters {
     return regs
   }
 
-  enum LineKind { case dump, nip, lr }
+  /// `otherArchitecture`: an x86 "RIP: " or arm64 "pc : " line, so the report is not powerpc's.
+  enum LineKind { case dump, nip, lr, otherArchitecture }
   private static let nipDump = Array("NIP:".utf8)
   private static let mceNIP = Array("NIP: [".utf8)
   private static let mce = Array("MCE: CPU".utf8)
@@ -191,6 +195,16 @@ struct PowerRegisters {
       line[p + 2] == UInt8(ascii: ":"), line[p + 3] == 0x20
     {
       return (b == UInt8(ascii: "p") ? .nip : .lr, p + 4)
+    }
+    if b == UInt8(ascii: "R"), line[p + 1] == UInt8(ascii: "I"), line[p + 2] == UInt8(ascii: "P"),
+      line[p + 3] == UInt8(ascii: ":")
+    {
+      return (.otherArchitecture, p)
+    }
+    if b == UInt8(ascii: "p"), line[p + 1] == UInt8(ascii: "c"), line[p + 2] == 0x20,
+      line[p + 3] == UInt8(ascii: ":")
+    {
+      return (.otherArchitecture, p)
     }
     if b == UInt8(ascii: "M"), hasPrefix(line, p, mce), let at = indexOf(line, mceNIP, from: p) {
       return (.nip, at + 5)

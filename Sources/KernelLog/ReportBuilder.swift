@@ -159,14 +159,14 @@ struct ReportBuilder {
   /// A trace entry marked "(unreliable)": powerpc's unwinder prints one (stacks without a
   /// register dump: sleep in atomic, hung tasks, lockdep).
   private func hasUnreliableEntry() -> Bool {
-    for (index, line) in lines.prefix(Self.analysisLines).enumerated()
-    where index > 0 && line.count > unreliableMark.count && line[line.count - 1] != 0x20 {
-      if hasPrefix(line, line.count - unreliableMark.count, unreliableMark) { return true }
-    }
-    // Lines may keep trailing blanks: the slower look.
-    for line in lines.prefix(Self.analysisLines).dropFirst()
-    where classifyTraceLine(line).questionable {
-      if indexOf(line, unreliableMark, from: 0) != nil { return true }
+    for line in lines.prefix(Self.analysisLines).dropFirst() {
+      var e = line.count
+      while e > 0, line[e - 1] == 0x20 || line[e - 1] == 0x09 { e -= 1 }
+      if e > unreliableMark.count, line[e - 1] == UInt8(ascii: ")"),
+        hasPrefix(line, e - unreliableMark.count, unreliableMark)
+      {
+        return true
+      }
     }
     return false
   }
