@@ -879,6 +879,12 @@ let defaultOopsTable: [OopsPattern] = [
         "oops-unrecoverable", "Oops: Unrecoverable exception",
         title: "unrecoverable exception in $F",
         kind: .internalError, type: dos),
+      // die()'s other unrecoverable forms (arch/powerpc/kernel/traps.c): "Unrecoverable FP
+      // Unavailable Exception", "... VMX/Altivec ...", "... TM ...", "Unrecoverable nested
+      // System Reset", "Unrecoverable Machine check".
+      OopsFormat(
+        "oops-unrecoverable-any", "Oops: Unrecoverable {R}", title: "unrecoverable exception in $F",
+        kind: .internalError, type: dos),
       OopsFormat(
         "oops-bad-stack", "Oops: Bad kernel stack pointer", title: "bad kernel stack pointer in $F",
         kind: .stackCorruption, type: dos),

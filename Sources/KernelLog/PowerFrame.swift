@@ -11,8 +11,9 @@ enum PowerFrameRule: Sendable {
   /// it is (the BUG_ON's or the trap's own function).
   case instruction
   /// Faults and machine checks: the NIP unless it is a generic helper (copy, string, slab,
-  /// lock...), then the LR, then the first non-generic trace entry. An instruction fetch at
-  /// a symbol's first byte (or at no symbol) is a jump there: the caller in LR is the culprit.
+  /// lock...), then the LR, then the first non-generic trace entry. An NIP at no symbol, or
+  /// at the start of a data object (an instruction fetch from a variable), is a jump there:
+  /// the caller in LR is the culprit.
   case fault
   /// Lockups: where the CPU is stuck (the NIP) unless generic (a spinlock, the idle loop).
   case stall
@@ -29,7 +30,8 @@ let powerFrameRules: [String: PowerFrameRule] = {
   }
   for id in [
     "kernel-bug/kernel-bug", "kernel-bug/usercopy", "kernel-bug-x86/kernel-bug-addr",
-    "oops/oops-unrecoverable", "oops/oops-bad-stack", "oops/oops-exception",
+    "oops/oops-unrecoverable", "oops/oops-unrecoverable-any", "oops/oops-bad-stack",
+    "oops/oops-exception",
     "oops/oops-system-reset", "ppc-unrecoverable/unrecoverable",
   ] {
     rules[id] = .instruction
@@ -64,9 +66,8 @@ let powerFrameRules: [String: PowerFrameRule] = {
 /// powerpc's generic helpers, on top of `genericSkips`: a fault or a lockup inside one of
 /// these is its caller's. Copy and page primitives, allocator internals, bitmap/cpumask and
 /// per-CPU helpers, notifier and CPU-hotplug callback walkers, JIT-compiled BPF programs, the
-/// exception entry and exit paths, the workqueue worker and the KVM-HV vCPU
-/// run loop (the hcall handler or fault path it called is the culprit), and data symbols a
-/// stray pointer lands in.
+/// exception entry and exit paths, the workqueue worker, and data symbols a stray pointer
+/// lands in.
 let powerSkips: [String] = [
   // Copy, string and page primitives (arch/powerpc/lib).
   "copy_4K_page", "copy_page", "copy_tofrom_user", "__copy_tofrom_user", "copy_mc_",
@@ -93,11 +94,6 @@ let powerSkips: [String] = [
   // fires in do_idle is stuck there.)
   "worker_thread", "process_one_work", "ret_from_kernel_thread", "ret_from_kernel_user_thread",
   "start_kernel_thread",
-  // The KVM-HV and KVM-PR vCPU run loops and hcall dispatchers.
-  "kvmhv_run_single_vcpu", "kvmppc_run_core", "kvmppc_run_vcpu", "kvmppc_vcpu_run_hv",
-  "kvmppc_vcpu_run_pr", "kvmppc_vcpu_run", "kvm_arch_vcpu_ioctl_run", "kvm_vcpu_ioctl",
-  "kvmhv_p9_guest_entry", "kvmhv_vcpu_entry_p9", "__kvmhv_vcpu_entry_p9", "kvmppc_hv_entry",
-  "kvmppc_pseries_do_hcall", "kvmppc_handle_exit_hv", "kvmppc_handle_exit_pr",
   // Data symbols: a pointer into them is not a function.
   "jiffies", "init_task", "init_thread_union", "swapper_pg_dir", "__per_cpu_offset",
 ]
@@ -112,9 +108,10 @@ let powerCheckerSet = SkipSet(powerCheckers)
 
 /// What the report's first register dump says.
 struct PowerRegisters {
-  /// The NIP's function, and whether the address is the symbol's first byte.
+  /// The NIP's function, and whether the address is the first byte of a symbol too small to
+  /// be a function (a data object: "sysctl_net_busy_read+0x0/0x4").
   var nip: String?
-  var nipAtSymbolStart = false
+  var nipInDataSymbol = false
   /// An NIP line was found but named no kernel function (user address, 0, unknown).
   var nipUnsymbolized = false
   var lr: String?
@@ -140,9 +137,10 @@ struct PowerRegisters {
         if let name {
           regs!.nip = name
           if let symbol {
-            regs!.nipAtSymbolStart =
-              hasPrefix(line, symbol.upperBound, plusZeroSlash)
-              || hasPrefix(line, skipSuffix(line, symbol.upperBound), plusZeroSlash)
+            let offset = skipSuffix(line, symbol.upperBound)
+            regs!.nipInDataSymbol =
+              hasPrefix(line, offset, plusZeroSlash)
+              && (symbolSize(line, offset + plusZeroSlash.count).map { $0 <= 8 } ?? false)
           }
         } else {
           regs!.nipUnsymbolized = true
@@ -164,6 +162,29 @@ struct PowerRegisters {
   private static let mceNIP = Array("NIP: [".utf8)
   private static let mce = Array("MCE: CPU".utf8)
   private static let plusZeroSlash = Array("+0x0/".utf8)
+
+  /// The "0xLEN" at `from`, if any.
+  private static func symbolSize(_ line: Line, _ from: Int) -> Int? {
+    guard from + 2 < line.count, line[from] == UInt8(ascii: "0"),
+      line[from + 1] == UInt8(ascii: "x")
+    else { return nil }
+    var p = from + 2
+    var value = 0
+    while p < line.count, p < from + 18, let digit = hexValue(line[p]) {
+      value = value << 4 | digit
+      p += 1
+    }
+    return p > from + 2 ? value : nil
+  }
+
+  private static func hexValue(_ b: UInt8) -> Int? {
+    switch b {
+    case 0x30...0x39: return Int(b - 0x30)
+    case 0x61...0x66: return Int(b - 0x61 + 10)
+    case 0x41...0x46: return Int(b - 0x41 + 10)
+    default: return nil
+    }
+  }
 
   /// ".name.isra.0+0x0/": past the suffixes to the offset.
   private static func skipSuffix(_ line: Line, _ from: Int) -> Int {

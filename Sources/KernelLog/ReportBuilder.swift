@@ -147,10 +147,9 @@ struct ReportBuilder {
       if let nip = regs.nip, !generic(nip) { return (nip, true) }
       if let lr = regs.lr, !generic(lr) { return (lr, true) }
     case .fault, .stall:
-      let jumped =
-        rule == .fault && regs.nipAtSymbolStart
-        && header.withUnsafeBufferPointer { indexOf($0, instructionFetch, from: 0) != nil }
-      if let nip = regs.nip, !jumped, !generic(nip) { return (nip, true) }
+      if let nip = regs.nip, !(rule == .fault && regs.nipInDataSymbol), !generic(nip) {
+        return (nip, true)
+      }
       if let lr = regs.lr, !generic(lr) { return (lr, true) }
     }
     return powerTraceFrame(generic).map { ($0, false) }
@@ -511,7 +510,6 @@ private func parseCommAndTaint(_ rest: String, into result: inout ReportMetadata
 }
 
 private let shouldFail = Array("should_fail".utf8)
-private let instructionFetch = Array("instruction fetch".utf8)
 private let unreliableMark = Array("(unreliable)".utf8)
 private let shouldFailSlab = Array("should_failslab".utf8)
 

@@ -417,11 +417,11 @@ struct ReportInProgress: Sendable {
     self.end = end
   }
 
-  /// The line repeats the report's header before any stack was printed: the console printed
-  /// the same message twice (a replayed console buffer, a second console interleaved), not a
+  /// The line repeats the report's header after some of the report (a register dump) but
+  /// before any stack was printed: the console printed the same message twice (a replayed console buffer, a second console interleaved), not a
   /// second crash.
   func repeatsHeader(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine) -> Bool {
-    guard let first = lines.first, lines.count < 80,
+    guard let first = lines.first, lines.count >= 3, lines.count < 80,
       !lines.contains(where: { $0.flags & ReportKeyword.stack != 0 })
     else { return false }
     let line = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
