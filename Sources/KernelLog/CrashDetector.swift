@@ -8,6 +8,10 @@ public struct CrashDetector: Sendable {
   let suppressionPatterns: [[LinePattern]]
   /// "pattern/format" ids, made once rather than per report.
   let patternIDs: [[String]]
+  /// Formats that take any header line no other format takes apart ("BUG: {R}"): a line
+  /// grep would count is still a crash, titled by its own text, but a later header of the
+  /// same line with a specific format wins.
+  let catchAll: [[Bool]]
 
   /// A report is cut after this many lines or bytes: bounded memory on endless output.
   public var maxReportLines = 800
@@ -33,6 +37,7 @@ public struct CrashDetector: Sendable {
     formatLines = table.map { $0.formats.map(\.line) }
     suppressionPatterns = table.map(\.suppressions)
     patternIDs = table.map { oops in oops.formats.map { oops.id + "/" + $0.id } }
+    catchAll = table.map { oops in oops.formats.map { $0.id.hasSuffix("-catchall") } }
   }
 
   /// The crash header patterns as plain strings (for comparing with grep).

@@ -59,6 +59,14 @@ public struct CrashReport: Sendable, Codable, Hashable {
     metadataOverride = m
   }
 
+  /// The metadata from one parse (see `CrashContext`).
+  public var context: CrashContext {
+    let m = metadata
+    return CrashContext(
+      cpu: m.cpu, pid: m.pid, comm: m.comm, taint: m.taint, kernelVersion: m.kernelVersion,
+      modules: m.modules)
+  }
+
   public var cpu: Int? {
     get { metadata.cpu }
     set { setMetadata { $0.cpu = newValue } }
@@ -287,4 +295,16 @@ enum TitleNormalizer {
 
 @inline(__always) func isHexDigit(_ b: UInt8) -> Bool {
   (b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x66) || (b >= 0x41 && b <= 0x46)
+}
+
+/// Where a crash happened, from one parse of the report (each of `CrashReport`'s `cpu`, `pid`,
+/// `comm`, `taint`, `kernelVersion` and `modules` parses the report on its own: a consumer
+/// that needs several, like `scan`'s output, asks for this once).
+public struct CrashContext: Sendable, Hashable {
+  public var cpu: Int?
+  public var pid: Int?
+  public var comm: String?
+  public var taint: String?
+  public var kernelVersion: String?
+  public var modules: [String]
 }

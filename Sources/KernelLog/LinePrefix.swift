@@ -22,6 +22,10 @@ struct SplitLine {
   var textEnd: Int
   var caller: CallerContext
   var hasTimestamp: Bool
+  /// A console prefix was removed before the text (a timestamp, level, syslog header).
+  var prefixed: Bool
+  /// Where the line began (before any prefix).
+  var lineStart: Int
 }
 
 /// Removes what is not the kernel's message: a trailing CR, "<6>" syslog priorities, journal
@@ -33,6 +37,20 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
   var p = lo
   var caller = CallerContext.none
   var stamped = false
+  var prefixed = false
+  // Mail quoting ("> ", ">> ", "> > ") and indentation before a prefix (logs pasted into mail
+  // or bug trackers); plain indentation before text is kept.
+  if p < end, buf[p] == UInt8(ascii: ">") || buf[p] == 0x20 || buf[p] == 0x09 {
+    var q = p
+    var quoted = false
+    while q < end, q < p + 24, buf[q] == UInt8(ascii: ">") || buf[q] == 0x20 || buf[q] == 0x09 {
+      if buf[q] == UInt8(ascii: ">") { quoted = true }
+      q += 1
+    }
+    if quoted || (q < end && (buf[q] == UInt8(ascii: "[") || buf[q] == UInt8(ascii: "<"))) {
+      p = q
+    }
+  }
   // A few rounds: prefixes stack ("<4>[  12.3][T1] ", "Nov 25 ... kernel: [  12.3] ").
   var round = 0
   while round < 4, p < end {
@@ -43,6 +61,7 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
       while q < end, q < p + 5, isDecimal(buf[q]) { q += 1 }
       if q > p + 1, q < end, buf[q] == UInt8(ascii: ">") {
         p = q + 1
+        prefixed = true
         continue
       }
       break
@@ -61,11 +80,12 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
     if b == UInt8(ascii: "[") {
       if let close = timestampEnd(buf, p, end) {
         stamped = true
+        prefixed = true
         p = close
         // Optional caller "[T123]" or "[  C1]" right after the stamp.
         if p < end, buf[p] == UInt8(ascii: "[") {
-          var q = p + 1
-          while q < end, buf[q] == 0x20 { q += 1 }
+          // (Blanks may be no-break spaces in logs pasted from HTML mail.)
+          let q = skipBlanks(buf, p + 1, end)
           if q < end, buf[q] == UInt8(ascii: "T") || buf[q] == UInt8(ascii: "C") {
             let kind: CallerContext.Kind = buf[q] == UInt8(ascii: "T") ? .task : .cpu
             var r = q + 1
@@ -87,11 +107,14 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
     }
     if let after = journalPrefixEnd(buf, p, end) {
       p = after
+      prefixed = true
       continue
     }
     break
   }
-  return SplitLine(textStart: p, textEnd: end, caller: caller, hasTimestamp: stamped)
+  return SplitLine(
+    textStart: p, textEnd: end, caller: caller, hasTimestamp: stamped, prefixed: prefixed,
+    lineStart: lo)
 }
 
 /// Past spaces, and the no-break spaces (U+00A0, C2 A0) that logs pasted from HTML mail carry

@@ -43,6 +43,12 @@ private let lockupStarts = [
   "RIP: ", "NIP [", "pc : ", "PC is at ", "EIP: ", "Call Trace:", "Call trace:",
 ]
 
+/// panic() and what calls it on a report's behalf: the panic's caller is the frame.
+private let panicHelpers = [
+  "panic", "vpanic", "nmi_panic", "dump_stack", "show_stack", "do_exit", "make_task_dead",
+  "oops_end", "die", "check_panic_on_warn",
+]
+
 /// Helpers whose BUG_ON() checks the caller's arguments: the caller is the bug.
 private let bugHelpers = [
   "skb_put", "skb_push", "skb_pull", "skb_over_panic", "skb_under_panic", "__phys_addr",
@@ -300,7 +306,12 @@ let defaultOopsTable: [OopsPattern] = [
         "smp-processor-id", "BUG: using smp_processor_id() in preemptible",
         title: "BUG: using smp_processor_id() in preemptible code in $F", kind: .preemptible,
         type: lockdepType,
-        frame: stack(ip: false, skip: ["preempt", "preemption", "debug_smp_processor_id"])),
+        frame: stack(
+          ip: false,
+          skip: [
+            "preempt_count", "preempt_schedule", "check_preemption", "debug_smp_processor_id",
+            "__this_cpu_preempt_check",
+          ])),
       OopsFormat(
         "wq-leak", "BUG: workqueue leaked lock or atomic",
         title: "BUG: workqueue leaked lock or atomic in $F",
@@ -328,6 +339,11 @@ let defaultOopsTable: [OopsPattern] = [
         noStack: true),
       OopsFormat(
         "bug-empty", "BUG:{$}", title: "BUG: corrupted", kind: .bug, type: bugType, frame: .none,
+        corrupted: true),
+      // Never miss what grep sees: a header line no format above takes apart is still a crash,
+      // titled by its own text.
+      OopsFormat(
+        "bug-catchall", "BUG: {R}", title: "BUG: $1", kind: .bug, type: bugType, frame: .none,
         corrupted: true),
     ]),
   OopsPattern(
@@ -642,7 +658,7 @@ let defaultOopsTable: [OopsPattern] = [
         ])),
       OopsFormat(
         "panic", "Kernel panic - not syncing: {R}", title: "kernel panic: $1", kind: .panic,
-        type: dos, frame: .none,
+        type: dos, frame: stack(ip: false, skip: panicHelpers),
         noStack: true),
       // The message wrapped to the next line: the stack says where it panicked.
       OopsFormat(
@@ -685,7 +701,12 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "object-free", "BUG {*}: Object already free", title: "BUG: Object already free",
         kind: .kasan, type: dos,
-        frame: .none, noStack: true)
+        frame: stack(
+          ip: false,
+          skip: [
+            "print_trailer", "object_err", "free_debug_processing", "free_consistency_checks",
+            "on_freelist", "slab_", "__slab_free", "do_slab_free", "kfree", "kmem_cache_free",
+          ]), noStack: true)
     ]),
   OopsPattern(
     "divide-error", header: "divide error: ",
@@ -745,6 +766,9 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "ubsan-wrapped", "UBSAN: {W} in{$}", title: "UBSAN: $1 in $F", kind: .ubsan,
         type: .fixed("UBSAN"), frame: stack(ip: false, skip: ["ubsan", "__ubsan", "handle_"])),
+      OopsFormat(
+        "ubsan-catchall", "UBSAN: {R}", title: "UBSAN: $1", kind: .ubsan, type: .fixed("UBSAN"),
+        frame: .none, corrupted: true),
     ]),
   OopsPattern(
     "soft-lockup-ppc", header: "soft lockup - CPU#",
@@ -855,6 +879,12 @@ let defaultOopsTable: [OopsPattern] = [
         "oops-unrecoverable", "Oops: Unrecoverable exception",
         title: "unrecoverable exception in $F",
         kind: .internalError, type: dos),
+      // die()'s other unrecoverable forms (arch/powerpc/kernel/traps.c): "Unrecoverable FP
+      // Unavailable Exception", "... VMX/Altivec ...", "... TM ...", "Unrecoverable nested
+      // System Reset", "Unrecoverable Machine check".
+      OopsFormat(
+        "oops-unrecoverable-any", "Oops: Unrecoverable {R}", title: "unrecoverable exception in $F",
+        kind: .internalError, type: dos),
       OopsFormat(
         "oops-bad-stack", "Oops: Bad kernel stack pointer", title: "bad kernel stack pointer in $F",
         kind: .stackCorruption, type: dos),
@@ -868,6 +898,9 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "oops-system-reset", "Oops: System Reset", title: "system reset in $F",
         kind: .internalError, type: dos),
+      OopsFormat(
+        "oops-catchall", "Oops: {R}", title: "Oops: $1 in $F", kind: .other, type: dos,
+        corrupted: true),
     ]),
   // syzkaller's executor reports its own failures this way (a userspace failure, not a kernel
   // crash, but the run is over).

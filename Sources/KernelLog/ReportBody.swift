@@ -33,18 +33,20 @@ final class ReportBody: Sendable {
 /// Frames of the first stack in a report's text, innermost first (at most 24).
 func stackFrames(_ buf: UnsafeBufferPointer<UInt8>) -> [String] {
   var frames: [String] = []
-  var inStack = false
-  var start = 0
+  // The first stack keyword, each searched once over the whole text (not per line).
+  var first: Int?
+  for keyword in stackKeywordList {
+    if let at = indexOf(buf, keyword, from: 0), at < (first ?? Int.max) { first = at }
+  }
+  guard let first, let base = buf.baseAddress else { return frames }
+  // The lines after the keyword's line.
+  guard let newline = memchrNewline(base + first, buf.count - first) else { return frames }
+  var start = first + newline + 1
   while start <= buf.count, frames.count < 24 {
-    var end = start
-    while end < buf.count, buf[end] != 0x0a { end += 1 }
+    let end = memchrNewline(base + start, buf.count - start).map { start + $0 } ?? buf.count
     let line = UnsafeBufferPointer(rebasing: buf[start..<end])
-    if !inStack {
-      inStack = stackKeywordList.contains { indexOf(line, $0, from: 0) != nil }
-    } else {
-      let t = classifyTraceLine(line)
-      if t.role == .frame, !t.questionable, let f = t.function(in: line) { frames.append(f) }
-    }
+    let t = classifyTraceLine(line)
+    if t.role == .frame, !t.questionable, let f = t.function(in: line) { frames.append(f) }
     start = end + 1
   }
   return frames

@@ -33,11 +33,34 @@ struct ReportBuilder {
       }
       extraMissing = true
     }
+    // A header cut by a console or mail client: matched again as `LineJoiner` joined it, or
+    // joined here with its continuation (a log without console prefixes).
+    var headerLine = Array(lines[0])
+    if format.id.hasSuffix("-wrapped") {
+      let candidates = [headerLine] + (LineJoiner.joinedHeader(lines, flags).map { [$0] } ?? [])
+      for candidate in candidates {
+        guard
+          let (index, joinedCaptures) = candidate.withUnsafeBufferPointer({
+            detector.matchFormat(report.pattern, $0)
+          }), !oops.formats[index].id.hasSuffix("-wrapped"), oops.formats[index].extra.isEmpty,
+          !detector.catchAll[report.pattern][index]
+        else { continue }
+        headerLine = candidate
+        format = oops.formats[index]
+        formatIndex = index
+        captures = joinedCaptures
+        break
+      }
+    }
+    let patternID = detector.patternIDs[report.pattern][formatIndex]
     let stack = stackStart(lines)
+    let registers = PowerRegisters.find(lines.prefix(Self.analysisLines))
+    let powerpc = registers != nil || hasUnreliableEntry()
     var frame: String?
     switch format.frame {
     case .none: frame = nil
-    case .stack(let recipe): frame = guiltyFrame(recipe, captures: captures, lines: lines)
+    case .stack(let recipe):
+      frame = guiltyFrame(recipe, captures: captures, lines: lines, powerpc: powerpc)
     case .line(let after, let patterns):
       // Lockdep names the function; a generic one (a lock helper, a workqueue dispatcher) is
       // replaced by the first real frame of the stack.
@@ -45,7 +68,18 @@ struct ReportBuilder {
       if var f = frame,
         f.withUTF8({ genericSkipSet.matches($0) || stallAnchorSegmentSet.matches($0) })
       {
-        frame = guiltyFrame(Self.firstFrameRecipe, captures: [], lines: lines) ?? f
+        frame =
+          guiltyFrame(Self.firstFrameRecipe, captures: [], lines: lines, powerpc: powerpc) ?? f
+      }
+    }
+    // powerpc: the register dump names the function (NIP, LR), as a powerpc developer reads it.
+    var namedByRegisters = false
+    if let rule = powerFrameRules[patternID], let regs = registers {
+      var recipeSkips: SkipSet?
+      if case .stack(let recipe) = format.frame { recipeSkips = recipe.skipSet }
+      if let named = powerFrame(rule, regs, header: headerLine, skips: recipeSkips) {
+        frame = named.frame
+        namedByRegisters = named.fromRegisters
       }
     }
     frame = frame.map(stripFramePrefix)
@@ -63,11 +97,13 @@ struct ReportBuilder {
     if byteRange(titleTemplate, "$F") != nil, frame == nil {
       corruptedReason = corruptedReason ?? "no guilty frame found"
     }
-    if corruptedReason == nil, !format.noStackTrace, stack == nil {
+    if corruptedReason == nil, !format.noStackTrace, stack == nil, !namedByRegisters {
       corruptedReason = "no stack trace in report"
     }
     // A "Call Trace:" followed by no frame: the console lost the stack.
-    if corruptedReason == nil, !format.noStackTrace, let stack, !hasFrames(after: stack) {
+    if corruptedReason == nil, !format.noStackTrace, let stack, !hasFrames(after: stack),
+      !namedByRegisters
+    {
       corruptedReason = "no frames in a stack trace"
     }
     let title = expand(titleTemplate, captures: captures, frame: frame ?? "corrupted")
@@ -84,7 +120,78 @@ struct ReportBuilder {
       corruptedReason: corruptedReason,
       body: ReportBody(text: text, metadataLines: metadataLines),
       start: report.start, end: report.end, origin: origin,
-      patternID: detector.patternIDs[report.pattern][formatIndex])
+      patternID: patternID)
+  }
+
+  /// The frame by a powerpc rule; `fromRegisters`: named by the NIP, LR or header line.
+  private func powerFrame(
+    _ rule: PowerFrameRule, _ regs: PowerRegisters, header: [UInt8], skips: SkipSet?
+  ) -> (frame: String, fromRegisters: Bool)? {
+    func generic(_ name: String) -> Bool {
+      var name = name
+      return name.withUTF8 { n in
+        genericSkipSet.matches(n) || powerSkipSet.matches(n) || (skips?.matches(n) ?? false)
+      }
+    }
+    switch rule {
+    case .site:
+      let site = header.withUnsafeBufferPointer { h in
+        firstSymbolWithOffset(h, from: 0).map { string(h, $0.lowerBound, $0.upperBound) }
+      }
+      if let site { return (site, true) }
+      if let nip = regs.nip { return (nip, true) }
+    case .instruction:
+      // A list-debug check that BUGs on its caller's list (the "kernel BUG at
+      // lib/list_debug.c" line may be lost): the caller is the culprit, as for a fault.
+      if var nip = regs.nip, !nip.withUTF8({ powerCheckerSet.matches($0) }) { return (nip, true) }
+      if let nip = regs.nip, !generic(nip) { return (nip, true) }
+      if let lr = regs.lr, !generic(lr) { return (lr, true) }
+    case .fault, .stall:
+      if let nip = regs.nip, !(rule == .fault && regs.nipInDataSymbol), !generic(nip) {
+        return (nip, true)
+      }
+      if let lr = regs.lr, !generic(lr) { return (lr, true) }
+    }
+    return powerTraceFrame(generic).map { ($0, false) }
+  }
+
+  /// A trace entry marked "(unreliable)": powerpc's unwinder prints one (stacks without a
+  /// register dump: sleep in atomic, hung tasks, lockdep).
+  private func hasUnreliableEntry() -> Bool {
+    for line in lines.prefix(Self.analysisLines).dropFirst() {
+      var e = line.count
+      while e > 0, line[e - 1] == 0x20 || line[e - 1] == 0x09 { e -= 1 }
+      if e > unreliableMark.count, line[e - 1] == UInt8(ascii: ")"),
+        hasPrefix(line, e - unreliableMark.count, unreliableMark)
+      {
+        return true
+      }
+    }
+    return false
+  }
+
+  /// The first trace entry that is not generic; powerpc's "(unreliable)" first entry (the LR
+  /// save slot of the faulting frame) counts.
+  private func powerTraceFrame(_ generic: (String) -> Bool) -> String? {
+    let analysed = lines.prefix(Self.analysisLines)
+    guard
+      let start = analysed.indices.first(where: {
+        flags[$0] & (ReportKeyword.stack | ReportKeyword.startMarker) != 0
+      })
+    else { return nil }
+    var seen = 0
+    for index in analysed.indices.dropFirst(start + 1) {
+      let line = analysed[index]
+      let t = classifyTraceLine(line)
+      guard let name = t.function(in: line), t.role == .frame else {
+        if seen > 0, flags[index] & ReportKeyword.terminator != 0 { break }
+        continue
+      }
+      seen += 1
+      if seen > 64 { break }
+      if !generic(name) { return name }
+    }
+    return nil
   }
 
   private func matchExtras(_ extras: [LinePattern], _ lines: [Line]) -> [String]? {
@@ -171,10 +278,13 @@ struct ReportBuilder {
     lines.indices.prefix(Self.analysisLines).first { flags[$0] & ReportKeyword.stack != 0 }
   }
 
-  func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [Line]) -> String? {
+  func guiltyFrame(_ recipe: StackRecipe, captures: [String], lines: [Line], powerpc: Bool = false)
+    -> String?
+  {
     let extraSkips = recipe.skipSet
     func skipped(_ name: Line) -> Bool {
       genericSkipSet.matches(name) || extraSkips.matches(name)
+        || (powerpc && powerSkipSet.matches(name))
     }
     func skipped(_ name: String) -> Bool {
       var name = name
@@ -400,6 +510,7 @@ private func parseCommAndTaint(_ rest: String, into result: inout ReportMetadata
 }
 
 private let shouldFail = Array("should_fail".utf8)
+private let unreliableMark = Array("(unreliable)".utf8)
 private let shouldFailSlab = Array("should_failslab".utf8)
 
 /// "should_fail+0x", "should_failslab.cold+0x": a fault-injection stack, not the crash's.
@@ -451,6 +562,12 @@ enum ReportKeyword {
   static let terminator: UInt8 = 1 << 3
   /// "(stack is not available)".
   static let noStack: UInt8 = 1 << 4
+  /// Not a keyword: the line had a prefix (timestamp, caller id, syslog header) before its
+  /// text, so an unprefixed line after it is a wrapped continuation (`LineJoiner`).
+  static let prefixed: UInt8 = 1 << 5
+  /// Not a keyword: the whole line, prefix included, is as wide as a console (80, 100, 120,
+  /// 132 or 160 columns): a line after it without a prefix continues it mid-word.
+  static let fullWidth: UInt8 = 1 << 6
 }
 
 /// The needles of each `ReportKeyword` bit, in bit order.

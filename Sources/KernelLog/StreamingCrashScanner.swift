@@ -12,6 +12,9 @@ public struct StreamingCrashScanner: Sendable {
   var spareLines: [ReportLine] = []
   /// A report's "Kernel panic - not syncing" or "Oops:" may follow its end marker.
   static let followUpWindow = 40
+  /// A line holding a crash header that no format took apart, kept for one line: a console
+  /// or mail client may have cut it ("INFO: task x:1 blocked for more th" / "an 122 seconds.").
+  var cutHeader: CutHeader?
 
   public init(detector: CrashDetector = CrashDetector(), origin: LogOrigin = .host("localhost")) {
     self.detector = detector
@@ -81,7 +84,7 @@ public struct StreamingCrashScanner: Sendable {
     // Report lines are kept as ranges of `buf` until then.
     defer { if current != nil { current!.materialize(buf) } }
     while pos < to {
-      if current == nil, linesSinceReport >= Self.followUpWindow {
+      if current == nil, linesSinceReport >= Self.followUpWindow, cutHeader == nil {
         if nextHeader < pos { nextHeader = detector.nextHeaderBytes(base, pos, to)?.position ?? to }
         guard nextHeader < to else {
           offset += to - pos
@@ -154,23 +157,42 @@ public struct StreamingCrashScanner: Sendable {
     let lineOffset = offset
     offset += next - lo
     let split = splitLine(buf, lo, hi)
+    if let cut = cutHeader {
+      cutHeader = nil
+      if current == nil, startJoined(cut, buf, split, deferred: deferred) {
+        if current!.ended(buf, split) { completed.append(finishCurrent(buf)) }
+        return
+      }
+    }
     var started: (pattern: Int, format: Int, captures: [String])?
     // A line may hold several headers ("Oops: general protection fault"); the first one with a
     // matching format wins.
+    // A catch-all format ("Oops: {R}") yields to a later header of the line that a specific
+    // format takes apart ("Oops: general protection fault ...").
     var searchFrom = split.textStart
+    var fallback: (pattern: Int, format: Int, captures: [String])?
+    var sawHeader = false
     while needlePossible, started == nil,
       let (pattern, at) = detector.findHeader(buf, split.textStart, split.textEnd, from: searchFrom)
     {
+      sawHeader = true
       let text = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
       if let (format, captures) = detector.matchFormat(pattern, text) {
-        started = (pattern, format, captures)
+        if detector.catchAll[pattern][format] {
+          fallback = fallback ?? (pattern, format, captures)
+        } else {
+          started = (pattern, format, captures)
+        }
       }
       searchFrom = at + 1
     }
+    if started == nil { started = fallback }
     if current != nil {
       let caller = current!.caller
       let sameCaller = caller == split.caller || caller.kind == .none || split.caller.kind == .none
-      if let started, !detector.table[started.pattern].followsReport || !sameCaller {
+      if let started, !detector.table[started.pattern].followsReport || !sameCaller,
+        !(sameCaller && current!.repeatsHeader(buf, split))
+      {
         // Another crash begins: the report in progress ends before this line.
         completed.append(finishCurrent(buf))
       } else {
@@ -189,6 +211,9 @@ public struct StreamingCrashScanner: Sendable {
     }
     guard let started else {
       if linesSinceReport < Int.max { linesSinceReport += 1 }
+      if sawHeader, split.textEnd - split.textStart >= CutHeader.minimumLength {
+        cutHeader = CutHeader(buf, split, offset: lineOffset, end: offset)
+      }
       return
     }
     if detector.table[started.pattern].followsReport, linesSinceReport < Self.followUpWindow {
@@ -207,6 +232,60 @@ public struct StreamingCrashScanner: Sendable {
       buf, split, end: offset, flags: flags(buf, split, needlePossible), deferred: deferred)
     if current!.ended(buf, split) { completed.append(finishCurrent(buf)) }
     return
+  }
+
+  /// The cut header joined with this line, if it continues it and the two read as a crash
+  /// header: the report starts at the cut line.
+  private mutating func startJoined(
+    _ cut: CutHeader, _ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, deferred: Bool
+  ) -> Bool {
+    let continued = cut.prefixed ? !split.prefixed : cut.fullWidth
+    guard continued, split.textEnd > split.textStart, split.caller == cut.caller else {
+      return false
+    }
+    var joined = cut.text
+    let next = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
+    var p = 0
+    if !cut.fullWidth {
+      while let last = joined.last, last == 0x20 || last == 0x09 { joined.removeLast() }
+      joined.append(0x20)
+      while p < next.count, next[p] == 0x20 || next[p] == 0x09 { p += 1 }
+    }
+    joined += next[p...]
+    let match: (Int, Int, [String])? = joined.withUnsafeBufferPointer { text in
+      var from = 0
+      while let (pattern, at) = detector.findHeader(text, 0, text.count, from: from) {
+        if let (format, captures) = detector.matchFormat(pattern, text),
+          !detector.catchAll[pattern][format]
+        {
+          return (pattern, format, captures)
+        }
+        from = at + 1
+      }
+      return nil
+    }
+    guard let (pattern, format, captures) = match else { return false }
+    if detector.table[pattern].followsReport, linesSinceReport < Self.followUpWindow {
+      return false
+    }
+    current = ReportInProgress(
+      pattern: pattern, format: format, captures: captures, start: cut.offset,
+      caller: split.caller)
+    swap(&current!.text, &spareText)
+    swap(&current!.lines, &spareLines)
+    current!.endsAtRule = detector.table[pattern].formats[format].endsAtRule
+    cut.text.withUnsafeBufferPointer { text in
+      let piece = SplitLine(
+        textStart: 0, textEnd: text.count, caller: cut.caller, hasTimestamp: cut.prefixed,
+        prefixed: cut.prefixed, lineStart: 0)
+      current!.append(
+        text, piece, end: cut.end, flags: detector.keywordFlags(text, 0, text.count),
+        deferred: false)
+    }
+    current!.append(
+      buf, split, end: offset, flags: detector.keywordFlags(buf, split.textStart, split.textEnd),
+      deferred: deferred)
+    return true
   }
 
   /// What `feed` does with a line of `feedLines`'s buffer that holds no header or keyword
@@ -260,6 +339,30 @@ private let endMarkers: [[UInt8]] = ["---[ end trace", "---[ end Kernel panic"].
   Array($0.utf8)
 }
 
+/// A header line no format took apart, with what is needed to start a report at it.
+struct CutHeader: Sendable {
+  /// Shorter header lines are whole lines, not cut ones.
+  static let minimumLength = 24
+  var text: [UInt8]
+  var offset: Int
+  var end: Int
+  var caller: CallerContext
+  var prefixed: Bool
+  var fullWidth: Bool
+
+  init(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, offset: Int, end: Int) {
+    text = Array(buf[split.textStart..<split.textEnd])
+    self.offset = offset
+    self.end = end
+    caller = split.caller
+    prefixed = split.prefixed
+    switch split.textEnd - split.lineStart {
+    case 80, 100, 120, 132, 160: fullWidth = true
+    default: fullWidth = false
+    }
+  }
+}
+
 /// One line of a report in progress: its text's range (in the report's copied text or in the
 /// buffer being scanned) and its `ReportKeyword` bits.
 struct ReportLine: Sendable {
@@ -304,9 +407,29 @@ struct ReportInProgress: Sendable {
     _ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, end: Int, flags: UInt8, deferred: Bool
   ) {
     byteCount += (lines.isEmpty ? 0 : 1) + split.textEnd - split.textStart
-    lines.append(ReportLine(start: split.textStart, end: split.textEnd, flags: flags))
+    var layout = split.prefixed ? ReportKeyword.prefixed : 0
+    switch split.textEnd - split.lineStart {
+    case 80, 100, 120, 132, 160: layout |= ReportKeyword.fullWidth
+    default: break
+    }
+    lines.append(ReportLine(start: split.textStart, end: split.textEnd, flags: flags | layout))
     if !deferred { materialize(buf) }
     self.end = end
+  }
+
+  /// The line repeats the report's header after some of the report (a register dump) but
+  /// before any stack was printed: the console printed the same message twice (a replayed console buffer, a second console interleaved), not a
+  /// second crash.
+  func repeatsHeader(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine) -> Bool {
+    guard let first = lines.first, lines.count >= 3, lines.count < 80,
+      !lines.contains(where: { $0.flags & ReportKeyword.stack != 0 })
+    else { return false }
+    let line = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
+    return text.withUnsafeBufferPointer { copiedText in
+      let source = copied > 0 ? copiedText : buf
+      let header = UnsafeBufferPointer(rebasing: source[first.start..<first.end])
+      return header.count == line.count && header.elementsEqual(line)
+    }
   }
 
   /// Copies the lines still in `buf` (before it goes away).
@@ -376,6 +499,29 @@ struct ReportInProgress: Sendable {
         })
       {
         lines.removeSubrange(cut...)
+      }
+      // Console lines a mail client ran together are split again, wrapped ones joined, for
+      // the analysis (the report's text stays as read).
+      var analysed = (lines: lines, flags: lineFlags)
+      if let split = LineJoiner.splitRunTogether(
+        lines, lineFlags, detector: detector, limit: ReportBuilder.analysisLines)
+      {
+        analysed = split
+      }
+      if let joined = LineJoiner.joinWrapped(
+        analysed.lines, analysed.flags, limit: ReportBuilder.analysisLines)
+      {
+        defer { joined.arena.deallocate() }
+        return ReportBuilder(
+          detector: detector, report: self, lines: joined.lines, flags: joined.flags
+        )
+        .build(origin: origin, text: bodyText)
+      }
+      if analysed.lines.count != lines.count {
+        return ReportBuilder(
+          detector: detector, report: self, lines: analysed.lines, flags: analysed.flags
+        )
+        .build(origin: origin, text: bodyText)
       }
       return ReportBuilder(detector: detector, report: self, lines: lines, flags: lineFlags).build(
         origin: origin, text: bodyText)

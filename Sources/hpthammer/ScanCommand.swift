@@ -70,10 +70,13 @@ struct Scan: ParsableCommand {
       origin.hasPrefix("guest:")
       ? .guest(String(origin.dropFirst(6))) : .host(String(origin.drop { $0 != ":" }.dropFirst()))
     var found = 0
+    var output = OutputBuffer()
+    defer { output.flush() }
     for file in files.isEmpty ? ["-"] : files {
       let fd: Int32 = file == "-" ? 0 : open(file, O_RDONLY)
       guard fd >= 0 else {
         let reason = String(cString: strerror(errno))
+        output.flush()
         printError("hpthammer scan: cannot read \(file): \(reason)")
         throw ExitCode(2)
       }
@@ -85,6 +88,7 @@ struct Scan: ParsableCommand {
         if n < 0 {
           if errno == EINTR { continue }
           let reason = String(cString: strerror(errno))
+          output.flush()
           printError("hpthammer scan: cannot read \(file): \(reason)")
           throw ExitCode(2)
         }
@@ -92,32 +96,41 @@ struct Scan: ParsableCommand {
         let reports = buffer.withUnsafeBufferPointer {
           scanner.feed(chunk: UnsafeBufferPointer(rebasing: $0[0..<n]))
         }
-        for report in reports { emit(report, file: file) }
+        for report in reports { emit(report, file: file, into: &output) }
         found += reports.count
       }
       let reports = scanner.finish()
-      for report in reports { emit(report, file: file) }
+      for report in reports { emit(report, file: file, into: &output) }
       found += reports.count
     }
+    output.flush()
     if found > 0 { throw ExitCode(1) }
   }
 
-  private func emit(_ crash: CrashReport, file: String) {
-    var text = crash.report
-    if report || json, let symbolizer, let symbolized = try? symbolizer.symbolize(crash) {
-      text = symbolized.text
-    }
-    if json {
-      print(
-        ScanOutput.jsonLine(crash, file: file, report: report || symbolizer != nil ? text : nil))
-    } else {
-      print(ScanOutput.humanLine(crash, file: file))
-      if report {
-        print(
-          text.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(
-            separator: "\n"))
+  private func emit(_ crash: CrashReport, file: String, into output: inout OutputBuffer) {
+    var text: String?
+    if report || vmlinux != nil {
+      text = crash.report
+      if report || json, let symbolizer, let symbolized = try? symbolizer.symbolize(crash) {
+        text = symbolized.text
       }
     }
+    if json {
+      ScanOutput.appendJSON(
+        crash, file: file, report: report || vmlinux != nil ? text : nil, to: &output.bytes)
+      output.bytes.append(0x0a)
+    } else {
+      ScanOutput.appendHuman(crash, file: file, to: &output.bytes)
+      output.bytes.append(0x0a)
+      if report, let text {
+        output.bytes +=
+          text.split(separator: "\n", omittingEmptySubsequences: false).map {
+            "    " + $0
+          }.joined(separator: "\n").utf8
+        output.bytes.append(0x0a)
+      }
+    }
+    if output.bytes.count >= OutputBuffer.flushSize { output.flush() }
   }
 
   private func printError(_ message: String) {
@@ -126,58 +139,209 @@ struct Scan: ParsableCommand {
   }
 }
 
-/// Output formats of `scan`, kept apart from I/O so tests can check them.
+/// Standard output in large writes (a report line each through `print` cost more than the scan).
+struct OutputBuffer {
+  static let flushSize = 1 << 16
+  var bytes: [UInt8] = []
+
+  init() { bytes.reserveCapacity(Self.flushSize + 4096) }
+
+  mutating func flush() {
+    var at = 0
+    while at < bytes.count {
+      let n = bytes[at...].withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+      if n < 0 {
+        if errno == EINTR { continue }
+        break
+      }
+      at += n
+    }
+    bytes.removeAll(keepingCapacity: true)
+  }
+}
+
+/// Output formats of `scan`, kept apart from I/O so tests can check them. Written as bytes,
+/// with the report's metadata parsed once.
 enum ScanOutput {
   static func humanLine(_ r: CrashReport, file: String) -> String {
-    var line = "\(file):\(r.start)-\(r.end): \(r.title) [\(r.type)]"
-    if r.corrupted { line += " (corrupted: \(r.corruptedReason ?? "yes"))" }
-    var context: [String] = []
-    if let cpu = r.cpu { context.append("cpu=\(cpu)") }
-    if let pid = r.pid { context.append("pid=\(pid)") }
-    if let comm = r.comm { context.append("comm=\(comm)") }
-    if let version = r.kernelVersion { context.append("kernel=\(version)") }
-    context.append("sig=\(r.signature)")
-    return line + " " + context.joined(separator: " ")
+    var out: [UInt8] = []
+    appendHuman(r, file: file, to: &out)
+    return String(decoding: out, as: UTF8.self)
+  }
+
+  static func appendHuman(_ r: CrashReport, file: String, to out: inout [UInt8]) {
+    out += file.utf8
+    out.append(UInt8(ascii: ":"))
+    appendNumber(r.start, to: &out)
+    out.append(UInt8(ascii: "-"))
+    appendNumber(r.end, to: &out)
+    out += ": ".utf8
+    out += r.title.utf8
+    out += " [".utf8
+    out += r.type.utf8
+    out.append(UInt8(ascii: "]"))
+    if r.corrupted {
+      out += " (corrupted: ".utf8
+      out += (r.corruptedReason ?? "yes").utf8
+      out.append(UInt8(ascii: ")"))
+    }
+    let context = r.context
+    if let cpu = context.cpu {
+      out += " cpu=".utf8
+      appendNumber(cpu, to: &out)
+    }
+    if let pid = context.pid {
+      out += " pid=".utf8
+      appendNumber(pid, to: &out)
+    }
+    if let comm = context.comm {
+      out += " comm=".utf8
+      out += comm.utf8
+    }
+    if let version = context.kernelVersion {
+      out += " kernel=".utf8
+      out += version.utf8
+    }
+    out += " sig=".utf8
+    out += r.signature.utf8
   }
 
   static func jsonLine(_ r: CrashReport, file: String, report: String? = nil) -> String {
-    var fields: [(String, String)] = [
-      ("file", quote(file)), ("title", quote(r.title)), ("type", quote(r.type)),
-      ("kind", quote(r.kind.rawValue)),
-      ("frame", r.frame.map(quote) ?? "null"), ("corrupted", r.corrupted ? "true" : "false"),
-      ("corruptedReason", r.corruptedReason.map(quote) ?? "null"), ("start", String(r.start)),
-      ("end", String(r.end)), ("signature", quote(r.signature)),
-      ("origin", quote(r.origin.description)),
-    ]
-    if let cpu = r.cpu { fields.append(("cpu", String(cpu))) }
-    if let pid = r.pid { fields.append(("pid", String(pid))) }
-    if let comm = r.comm { fields.append(("comm", quote(comm))) }
-    if let taint = r.taint { fields.append(("taint", quote(taint))) }
-    if let version = r.kernelVersion { fields.append(("kernelVersion", quote(version))) }
-    fields.append(("modules", "[" + r.modules.map(quote).joined(separator: ",") + "]"))
-    fields.append(("frames", "[" + r.frames.map(quote).joined(separator: ",") + "]"))
-    if let report { fields.append(("report", quote(report))) }
-    return "{" + fields.map { "\(quote($0.0)):\($0.1)" }.joined(separator: ",") + "}"
+    var out: [UInt8] = []
+    appendJSON(r, file: file, report: report, to: &out)
+    return String(decoding: out, as: UTF8.self)
+  }
+
+  /// One JSON object; the field order and spelling are `scan --json`'s interface.
+  static func appendJSON(_ r: CrashReport, file: String, report: String?, to out: inout [UInt8]) {
+    func key(_ name: StaticString, first: Bool = false) {
+      if !first { out.append(UInt8(ascii: ",")) }
+      out.append(UInt8(ascii: "\""))
+      out.append(
+        contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+      out += "\":".utf8
+    }
+    func string(_ s: String?) {
+      if let s { appendQuoted(s, to: &out) } else { out += "null".utf8 }
+    }
+    func strings(_ list: [String]) {
+      out.append(UInt8(ascii: "["))
+      for (i, s) in list.enumerated() {
+        if i > 0 { out.append(UInt8(ascii: ",")) }
+        appendQuoted(s, to: &out)
+      }
+      out.append(UInt8(ascii: "]"))
+    }
+    out.append(UInt8(ascii: "{"))
+    key("file", first: true)
+    string(file)
+    key("title")
+    string(r.title)
+    key("type")
+    string(r.type)
+    key("kind")
+    string(r.kind.rawValue)
+    key("frame")
+    string(r.frame)
+    key("corrupted")
+    out += (r.corrupted ? "true" : "false").utf8
+    key("corruptedReason")
+    string(r.corruptedReason)
+    key("start")
+    appendNumber(r.start, to: &out)
+    key("end")
+    appendNumber(r.end, to: &out)
+    key("signature")
+    string(r.signature)
+    key("origin")
+    string(r.origin.description)
+    let context = r.context
+    if let cpu = context.cpu {
+      key("cpu")
+      appendNumber(cpu, to: &out)
+    }
+    if let pid = context.pid {
+      key("pid")
+      appendNumber(pid, to: &out)
+    }
+    if let comm = context.comm {
+      key("comm")
+      string(comm)
+    }
+    if let taint = context.taint {
+      key("taint")
+      string(taint)
+    }
+    if let version = context.kernelVersion {
+      key("kernelVersion")
+      string(version)
+    }
+    key("modules")
+    strings(context.modules)
+    key("frames")
+    strings(r.frames)
+    if let report {
+      key("report")
+      string(report)
+    }
+    out.append(UInt8(ascii: "}"))
+  }
+
+  static func appendNumber(_ n: Int, to out: inout [UInt8]) {
+    if n < 0 {
+      out += String(n).utf8
+      return
+    }
+    var digits:
+      (
+        UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+        UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8
+      ) =
+        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    var count = 0
+    var v = n
+    withUnsafeMutableBytes(of: &digits) { d in
+      repeat {
+        d[19 - count] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
+        v /= 10
+        count += 1
+      } while v > 0
+      out.append(contentsOf: d[(20 - count)...])
+    }
   }
 
   static func quote(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-      switch scalar {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\r": out += "\\r"
-      case "\t": out += "\\t"
-      default:
-        if scalar.value < 0x20 {
-          let hex = String(scalar.value, radix: 16)
-          out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        } else {
-          out.unicodeScalars.append(scalar)
+    var out: [UInt8] = []
+    appendQuoted(s, to: &out)
+    return String(decoding: out, as: UTF8.self)
+  }
+
+  private static let hex = Array("0123456789abcdef".utf8)
+
+  /// A JSON string: '"', '\\' and control characters escaped, other bytes (valid UTF-8, as
+  /// Swift strings are) copied.
+  static func appendQuoted(_ s: String, to out: inout [UInt8]) {
+    out.append(UInt8(ascii: "\""))
+    var s = s
+    s.withUTF8 { bytes in
+      var run = 0
+      for (i, b) in bytes.enumerated() where b < 0x20 || b == 0x22 || b == 0x5c {
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i]))
+        run = i + 1
+        switch b {
+        case 0x22: out += "\\\"".utf8
+        case 0x5c: out += "\\\\".utf8
+        case 0x0a: out += "\\n".utf8
+        case 0x0d: out += "\\r".utf8
+        case 0x09: out += "\\t".utf8
+        default:
+          out += "\\u00".utf8
+          out.append(hex[Int(b >> 4)])
+          out.append(hex[Int(b & 15)])
         }
       }
+      out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...]))
     }
-    return out + "\""
+    out.append(UInt8(ascii: "\""))
   }
 }
