@@ -121,13 +121,13 @@ struct Results: ParsableCommand {
       if let st = status, !["running", "ended", "interrupted"].contains(st) {
         throw usageError("--status: '\(st)'; allowed: running, ended, interrupted")
       }
+      let sinceT = try parseSince(since)
       let s = try store.open()
       defer { s.backend.close() }
       let studies: [StudyRecord]
       do {
         studies = try s.studies(
-          ResultsStore.StudyFilter(
-            kind: k, since: try parseSince(since), status: status, limit: limit))
+          ResultsStore.StudyFilter(kind: k, since: sinceT, status: status, limit: limit))
       } catch { throw storeExit(error) }
       if json {
         print(StudyRecord.json(studies))

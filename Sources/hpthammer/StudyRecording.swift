@@ -76,7 +76,7 @@ final class StudyRecorder: @unchecked Sendable {
   private var location = ""
 
   /// nil when written; else why not.
-  private func write(_ body: (ResultsStore) throws(StoreError) -> Void) -> String? {
+  private func write(_ body: (ResultsStore) throws -> Void) -> String? {
     do {
       let store = try ResultsStore.open(db)
       defer { store.backend.close() }

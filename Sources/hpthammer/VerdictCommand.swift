@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HPTBisect
+import HPTResults
 
 /// `hpthammer verdict JOB --base K1 --patched K2`: does the patch fix the job's crash?
 struct Verdict: ParsableCommand {
