@@ -176,6 +176,7 @@ public enum HTMLReport {
     }
     body += historyPlots(runs, groups: groups).map { "<figure>\($0.render())</figure>\n" }.joined()
     body += crashTable(groups)
+    body += studyTable(try store.studies(ResultsStore.StudyFilter(since: since, limit: 100)))
     body += runTable(Array(runs.prefix(maxRuns)), total: runs.count)
     return page(title: "HPTHammer results", body: body)
   }
@@ -259,6 +260,23 @@ public enum HTMLReport {
         "<tr id=\"crash-\(i + 1)\"\(g.isNew ? " class=\"new\"" : "")><td>\(g.isNew ? "<span class=\"tag new\">new</span>" : g.known ? "<span class=\"tag\">known</span>" : "")</td><td>\(HTML.escape(g.title))</td><td><code>\(HTML.escape(g.frame ?? "-"))</code></td><td>\(g.count)</td><td>\(g.runs)</td><td>\(HTML.escape(Format.time(g.firstSeen)))</td><td>\(HTML.escape(Format.time(g.lastSeen)))</td><td>\(HTML.escape(g.kernels.joined(separator: ", ")))</td><td>\(HTML.escape(g.hosts.joined(separator: ", ")))</td><td>\(HTML.escape(repro))\(r.command.map { "<br><code>\(HTML.escape($0))</code>" } ?? "")</td></tr>\n"
       s +=
         "<tr class=\"report\"><td></td><td colspan=\"9\"><details><summary>report text</summary>\(reportText(g.report))</details></td></tr>\n"
+    }
+    return s + "</tbody></table>\n"
+  }
+
+  /// Bisections and verdicts (none: no section).
+  static func studyTable(_ studies: [StudyRecord]) -> String {
+    guard !studies.isEmpty else { return "" }
+    var s =
+      "<h2>Bisections and verdicts</h2>\n<table class=\"runs\"><thead><tr><th>started</th><th>kind</th><th>status</th><th>inputs</th><th>answer</th><th>confidence</th><th>runs</th><th>directory</th></tr></thead><tbody>\n"
+    for r in studies {
+      let inputs =
+        r.kind == .bisection
+        ? "\(r.good.map { String($0.prefix(12)) } ?? "?")..\(r.bad.map { String($0.prefix(12)) } ?? "?")"
+        : "\(r.base ?? "?") vs \(r.patched ?? "?")"
+      let answer = r.outcome ?? r.error.map { "error: \($0)" } ?? "-"
+      s +=
+        "<tr><td>\(HTML.escape(Format.time(r.startedAt)))</td><td>\(r.kind.rawValue)</td><td>\(HTML.escape(r.status))</td><td>\(HTML.escape(inputs))</td><td><code>\(HTML.escape(answer))</code></td><td>\(r.confidence.map { String(format: "%.4f", $0) } ?? "-")</td><td>\(r.runs.map(String.init) ?? "-")</td><td><code>\(HTML.escape(r.dir))</code></td></tr>\n"
     }
     return s + "</tbody></table>\n"
   }

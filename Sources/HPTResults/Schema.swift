@@ -86,7 +86,48 @@ public enum Schema {
           recorded_at DOUBLE PRECISION NOT NULL
         )
         """,
-      ])
+      ]),
+    // Bisections and verdicts: one row per study, keyed by its kind and directory (a bisection
+    // resumed updates its row). `status` is running or ended; a running row whose process
+    // (host, pid, pid_start) is gone reads as interrupted. The arguments and the result are
+    // also kept whole as JSON text.
+    Migration(
+      id: "v2-studies",
+      statements: [
+        """
+        CREATE TABLE studies (
+          study_id TEXT PRIMARY KEY,
+          kind TEXT NOT NULL,
+          dir TEXT NOT NULL,
+          started_at DOUBLE PRECISION NOT NULL,
+          updated_at DOUBLE PRECISION NOT NULL,
+          ended_at DOUBLE PRECISION,
+          status TEXT NOT NULL,
+          host TEXT NOT NULL,
+          pid BIGINT,
+          pid_start TEXT,
+          resumes BIGINT NOT NULL,
+          command TEXT NOT NULL,
+          repo TEXT,
+          good TEXT,
+          bad TEXT,
+          job TEXT,
+          base TEXT,
+          patched TEXT,
+          confidence_asked DOUBLE PRECISION,
+          arguments TEXT NOT NULL,
+          outcome TEXT,
+          confidence DOUBLE PRECISION,
+          runs BIGINT,
+          exit_code BIGINT,
+          error TEXT,
+          result TEXT,
+          run_dirs TEXT
+        )
+        """,
+        "CREATE INDEX studies_started_at ON studies (started_at)",
+        "CREATE INDEX studies_kind ON studies (kind)",
+      ]),
   ]
 
   /// Run columns in insert order (all but crashes, which have their own table).

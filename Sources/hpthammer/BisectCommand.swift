@@ -33,6 +33,7 @@ struct Bisect: ParsableCommand {
     @Option(help: "The bisection directory (journal). Default: runs/bisect-TIMESTAMP.")
     var dir: String?
     @Flag(help: "One JSON object on stdout at the end.") var json = false
+    @OptionGroup var store: StudyStoreOptions
     @Argument(parsing: .postTerminator, help: "TEST [ARGS...]") var test: [String] = []
 
     func run() throws {
@@ -57,7 +58,11 @@ struct Bisect: ParsableCommand {
         Data(
           "hpthammer bisect: \(start.commits.count) commits between \(good) and \(bad); journal \(d)/journal.jsonl\n"
             .utf8))
-      try BisectDriver(start: start, journal: journal, json: json).drive()
+      store.exportToChildren()
+      try BisectDriver(
+        start: start, journal: journal, json: json,
+        recorder: store.recorder(start.studyRecord(dir: d))
+      ).drive()
     }
   }
 
@@ -91,6 +96,7 @@ struct Bisect: ParsableCommand {
     @Option(help: "The bisection directory. Default: runs/bisect-kernel-TIMESTAMP.")
     var dir: String?
     @Flag(help: "One JSON object on stdout at the end.") var json = false
+    @OptionGroup var store: StudyStoreOptions
 
     func run() throws {
       guard confidence > 0.5 && confidence < 1 else {
@@ -131,7 +137,11 @@ struct Bisect: ParsableCommand {
         Data(
           "hpthammer bisect kernel: \(start.commits.count) commits between \(good) and \(bad); journal \(d)/journal.jsonl, run directories \(d)/runs\n"
             .utf8))
-      try BisectDriver(start: start, journal: journal, json: json).drive()
+      store.exportToChildren()
+      try BisectDriver(
+        start: start, journal: journal, json: json,
+        recorder: store.recorder(start.studyRecord(dir: d))
+      ).drive()
     }
   }
 
@@ -164,10 +174,15 @@ struct Bisect: ParsableCommand {
       abstract: "Go on with a bisection that was stopped (SIGKILL, reboot), from its journal.")
     @Argument var dir: String
     @Flag var json = false
+    @OptionGroup var store: StudyStoreOptions
     func run() throws {
       let (start, events) = try BisectJournal.read(dir: dir)
       let journal = try BisectJournal.append(dir: dir)
-      try BisectDriver(start: start, journal: journal, json: json, replay: events).drive()
+      store.exportToChildren()
+      try BisectDriver(
+        start: start, journal: journal, json: json, replay: events,
+        recorder: store.recorder(start.studyRecord(dir: dir)), resumed: true
+      ).drive()
     }
   }
 }
@@ -341,8 +356,12 @@ struct BisectDriver {
   let journal: BisectJournal
   let json: Bool
   var replay: [BisectEvent] = []
+  /// The results store's record of it, when it records.
+  var recorder: StudyRecorder?
+  var resumed = false
 
   func drive() throws {
+    recorder?.begin(resumed: resumed)
     let git = Git(repo: start.repo)
     var b = start.bisection()
     var buildFailed: Set<Int> = []
@@ -374,6 +393,7 @@ struct BisectDriver {
           restore()
           FileHandle.standardError.write(
             Data("hpthammer bisect: git checkout \(start.commits[i]) failed\n".utf8))
+          recordAbort("git checkout \(start.commits[i]) failed", b)
           throw ExitCode(Exit.couldNotTest)
         }
         current = i
@@ -402,6 +422,7 @@ struct BisectDriver {
           Data(
             "hpthammer bisect: TEST exited \(rc) on \(start.commits[i]): aborting (0, 1 and 125 are answers)\n"
               .utf8))
+        recordAbort("TEST exited \(rc) on \(start.commits[i])", b)
         throw ExitCode(Exit.couldNotTest)
       }
       try journal.write(
@@ -413,7 +434,35 @@ struct BisectDriver {
     try journal.write(
       BisectEvent(event: "end", culprit: start.commits[a.culprit], confidence: a.confidence))
     report(a, b, wallS: Date().timeIntervalSince(t0))
+    recorder?.end(
+      outcome: start.commits[a.culprit], confidence: a.confidence, runs: b.runs,
+      exit: a.confident ? Exit.pass : Exit.bug,
+      result: answer(a, b, wallS: Date().timeIntervalSince(t0)),
+      runDirs: StudyRecorder.runDirs(under: recorder?.record.dir ?? ""))
     if !a.confident { throw ExitCode(Exit.bug) }
+  }
+
+  /// A bisection that stopped without an answer (exit 125): the store says why.
+  func recordAbort(_ why: String, _ b: Bisection) {
+    recorder?.end(
+      outcome: nil, confidence: nil, runs: b.runs, exit: Exit.couldNotTest, error: why,
+      result: nil, runDirs: StudyRecorder.runDirs(under: recorder?.record.dir ?? ""))
+  }
+
+  /// The answer as --json prints it (and the store keeps it).
+  func answer(_ a: BisectAnswer, _ b: Bisection, wallS: Double) -> [String: Any] {
+    let range =
+      a.lower == a.upper
+      ? nil : (start.commits[a.lower], start.commits[a.upper])
+    return [
+      "culprit": start.commits[a.culprit], "confidence": a.confidence,
+      "range": range.map { [$0.0, $0.1] } as Any,
+      "candidates": a.candidates.map {
+        ["commit": start.commits[$0.index], "probability": $0.probability]
+      },
+      "runs": b.runs, "builds": b.builds, "skipped": b.skips, "p_estimate": a.pEstimate,
+      "wall_s": (wallS * 10).rounded() / 10, "confident": a.confident,
+    ]
   }
 
   /// Runs argv in the repository (its stdout to our stderr) and waits for it with waitpid:
@@ -441,15 +490,7 @@ struct BisectDriver {
       a.lower == a.upper
       ? nil : (start.commits[a.lower], start.commits[a.upper])
     if json {
-      let obj: [String: Any] = [
-        "culprit": sha, "confidence": a.confidence,
-        "range": range.map { [$0.0, $0.1] } as Any,
-        "candidates": a.candidates.map {
-          ["commit": start.commits[$0.index], "probability": $0.probability]
-        },
-        "runs": b.runs, "builds": b.builds, "skipped": b.skips, "p_estimate": a.pEstimate,
-        "wall_s": (wallS * 10).rounded() / 10, "confident": a.confident,
-      ]
+      let obj = answer(a, b, wallS: wallS)
       if let d = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) {
         print(String(decoding: d, as: UTF8.self))
       }

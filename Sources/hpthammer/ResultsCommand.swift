@@ -43,7 +43,8 @@ struct Results: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "The results history: runs, crashes deduplicated across runs, exports.",
     subcommands: [
-      List.self, Import.self, Crashes.self, Show.self, KCIDBExport.self, JUnitExport.self,
+      List.self, Import.self, Crashes.self, Show.self, Studies.self, KCIDBExport.self,
+      JUnitExport.self,
     ],
     defaultSubcommand: List.self)
 
@@ -91,6 +92,68 @@ struct Results: ParsableCommand {
       }
       print(Format.table(rows))
       if runs.contains(where: \.interrupted) { print("* interrupted: the run never ended") }
+    }
+  }
+
+  /// Bisections and verdicts, as they recorded themselves.
+  struct Studies: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Bisections and verdicts, newest first: their arguments, status and result.",
+      discussion: """
+        A study still marked running whose process is gone (killed, a reboot) shows as \
+        interrupted; `hpthammer bisect resume DIR` goes on with a bisection and updates its row.
+        """)
+    @OptionGroup var store: StoreOptions
+    @Option(help: "Only bisections or only verdicts: bisection, verdict.") var kind: String?
+    @Option(help: "Only those with this status: running, ended, interrupted.") var status: String?
+    @Option(help: "Only those started since: 30d, 12h, or a date (2026-11-01).") var since: String?
+    @Option(help: "At most this many.") var limit: Int = 100
+    @Flag(help: "JSON instead of a table.") var json = false
+
+    func run() throws {
+      var k: StudyRecord.Kind?
+      if let kind {
+        guard let v = StudyRecord.Kind(rawValue: kind) else {
+          throw usageError("--kind: '\(kind)'; allowed: bisection, verdict")
+        }
+        k = v
+      }
+      if let st = status, !["running", "ended", "interrupted"].contains(st) {
+        throw usageError("--status: '\(st)'; allowed: running, ended, interrupted")
+      }
+      let sinceT = try parseSince(since)
+      let s = try store.open()
+      defer { s.backend.close() }
+      let studies: [StudyRecord]
+      do {
+        studies = try s.studies(
+          ResultsStore.StudyFilter(kind: k, since: sinceT, status: status, limit: limit))
+      } catch { throw storeExit(error) }
+      if json {
+        print(StudyRecord.json(studies))
+        return
+      }
+      guard !studies.isEmpty else {
+        print(
+          "No bisections or verdicts in \(s.backend.location) match; `hpthammer bisect` and `hpthammer verdict` record themselves."
+        )
+        return
+      }
+      var rows = [["STARTED", "KIND", "STATUS", "RUNS", "ANSWER", "CONFIDENCE", "INPUTS", "DIR"]]
+      for r in studies {
+        let inputs =
+          r.kind == .bisection
+          ? "\(r.good.map { String($0.prefix(12)) } ?? "?")..\(r.bad.map { String($0.prefix(12)) } ?? "?")"
+          : "\(r.base ?? "?") vs \(r.patched ?? "?")"
+        let answer =
+          r.outcome.map { r.kind == .bisection ? String($0.prefix(12)) : $0 } ?? r.error
+          .map { "error: \($0)" } ?? "-"
+        rows.append([
+          Format.time(r.startedAt), r.kind.rawValue, r.status, r.runs.map(String.init) ?? "-",
+          answer, r.confidence.map { String(format: "%.4f", $0) } ?? "-", inputs, r.dir,
+        ])
+      }
+      print(Format.table(rows))
     }
   }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HPTBisect
+import HPTResults
 
 /// `hpthammer verdict JOB --base K1 --patched K2`: does the patch fix the job's crash?
 struct Verdict: ParsableCommand {
@@ -31,6 +32,7 @@ struct Verdict: ParsableCommand {
   var block: Int = 1
   @Option(help: "Where the runs go (one directory each).") var dir: String?
   @Flag(help: "One JSON object on stdout.") var json = false
+  @OptionGroup var store: StudyStoreOptions
 
   func kernelArgs(_ k: String) -> [String] {
     let parts = k.split(separator: ",", maxSplits: 1).map(String.init)
@@ -50,6 +52,12 @@ struct Verdict: ParsableCommand {
     let d = dir ?? "runs/verdict-\(Int(Date().timeIntervalSince1970))"
     try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
     var v = PatchVerdict(confidence: confidence, fraction: fraction, maxRuns: maxRuns)
+    // The store learns of it as it starts (interrupted if it never ends); its runs record
+    // themselves in the same store.
+    store.exportToChildren()
+    let recorder = store.recorder(studyRecord(dir: d))
+    recorder?.begin()
+    var runDirs: [String] = []
     let t0 = Date()
     var n = 0
     var isBase = true
@@ -70,15 +78,30 @@ struct Verdict: ParsableCommand {
       if let duration { args += ["--duration", duration] }
       if let resizes { args += ["--resizes", "\(resizes)"] }
       let rc = try runSelf(args)
+      runDirs.append(out)
       guard rc == 0 || rc == 1 else {
         FileHandle.standardError.write(
           Data("hpthammer verdict: a run could not test (exit \(rc), \(out)); stopping\n".utf8))
-        throw ExitCode(rc == 2 ? Exit.usage : Exit.couldNotTest)
+        let exit = rc == 2 ? Exit.usage : Exit.couldNotTest
+        recorder?.end(
+          outcome: nil, confidence: nil, runs: n, exit: exit,
+          error: "a run could not test (exit \(rc), \(out))", result: nil, runDirs: runDirs)
+        throw ExitCode(exit)
       }
       v.record(base: isBase, titles: rc == 1 ? Self.titles(in: out) : [])
       n += 1
     }
-    report(v, answer: v.answer!, wallS: Date().timeIntervalSince(t0))
+    let wallS = Date().timeIntervalSince(t0)
+    report(v, answer: v.answer!, wallS: wallS)
+    let exit: Int32 =
+      switch v.answer! {
+      case .fixes: Exit.pass
+      case .doesNotFix, .regresses: Exit.bug
+      case .cannotTell: Exit.couldNotTest
+      }
+    recorder?.end(
+      outcome: v.answer!.rawValue, confidence: v.fixProbability, runs: n, exit: exit,
+      result: answer(v, answer: v.answer!, wallS: wallS), runDirs: runDirs)
     switch v.answer! {
     case .fixes: return
     case .doesNotFix, .regresses: throw ExitCode(Exit.bug)
@@ -114,18 +137,49 @@ struct Verdict: ParsableCommand {
     return t.isEmpty ? ["(a bug without a crash: unexpected answers)"] : t
   }
 
-  func report(_ v: PatchVerdict, answer: PatchVerdict.Answer, wallS: Double) {
-    let bound = String(
+  /// The verdict's row at its start: the job and both kernels, every setting.
+  func studyRecord(dir: String) -> StudyRecord {
+    let cwd = FileManager.default.currentDirectoryPath
+    let jobPath = job.hasPrefix("/") ? job : cwd + "/" + job
+    var args: [String: Any] = [
+      "job": jobPath, "base": base, "patched": patched, "confidence": confidence,
+      "fraction": fraction, "max_runs": maxRuns, "block": block,
+    ]
+    for (k, v) in [("backend", backend), ("target", target), ("duration", duration)] {
+      if let v { args[k] = v }
+    }
+    if let resizes { args["resizes"] = resizes }
+    var r = StudyRecord(
+      kind: .verdict, dir: dir, command: StudyRecorder.commandLine,
+      arguments: StudyRecorder.json(args))
+    r.job = jobPath
+    r.base = base
+    r.patched = patched
+    r.confidenceAsked = confidence
+    return r
+  }
+
+  func bound(_ v: PatchVerdict) -> String {
+    String(
       format: "patched rate < %.0f%% of the base rate with %.1f%% probability", fraction * 100,
       v.fixProbability * 100)
+  }
+
+  /// The answer as --json prints it (and the store keeps it).
+  func answer(_ v: PatchVerdict, answer: PatchVerdict.Answer, wallS: Double) -> [String: Any] {
+    let side = { (s: PatchVerdict.Side) -> [String: Any] in
+      ["runs": s.runs, "reproduced": s.reproduced, "titles": s.titles.sorted()]
+    }
+    return [
+      "verdict": answer.rawValue, "confidence": confidence, "base": side(v.base),
+      "patched": side(v.patched), "bound": bound(v), "wall_s": (wallS * 10).rounded() / 10,
+    ]
+  }
+
+  func report(_ v: PatchVerdict, answer: PatchVerdict.Answer, wallS: Double) {
+    let bound = self.bound(v)
     if json {
-      let side = { (s: PatchVerdict.Side) -> [String: Any] in
-        ["runs": s.runs, "reproduced": s.reproduced, "titles": s.titles.sorted()]
-      }
-      let obj: [String: Any] = [
-        "verdict": answer.rawValue, "confidence": confidence, "base": side(v.base),
-        "patched": side(v.patched), "bound": bound, "wall_s": (wallS * 10).rounded() / 10,
-      ]
+      let obj = self.answer(v, answer: answer, wallS: wallS)
       if let d = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) {
         print(String(decoding: d, as: UTF8.self))
       }
