@@ -252,18 +252,14 @@ struct Nightly: ParsableCommand {
     return row
   }
 
-  /// A kernel's boot command: nil when it succeeded, else why not.
+  /// A kernel's boot command: nil when it succeeded, else why not. Through HostCommand, not
+  /// Foundation's Process: a boot that starts a daemon (the lab's QEMU) would never end for it.
   func runBoot(_ argv: [String]) -> String? {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = argv
-    do {
-      try p.run()
-    } catch {
-      return "could not start (\(error))"
-    }
-    p.waitUntilExit()
-    return p.terminationStatus == 0 ? nil : "exited \(p.terminationStatus)"
+    let r = HostCommand.run(["/usr/bin/env"] + argv, timeoutS: 4 * 3600)
+    if !r.stdout.isEmpty { FileHandle.standardError.write(Data(r.stdout.utf8)) }
+    if !r.stderr.isEmpty { FileHandle.standardError.write(Data(r.stderr.utf8)) }
+    guard let status = r.status else { return "did not end in 4 hours" }
+    return status == 0 ? nil : "exited \(status)"
   }
 
   /// With a target: section in the plan, each job's copy in NIGHT_DIR/jobs/ carries it (a

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HPTBisect
+import HPTEngine
 import HPTResults
 
 /// `hpthammer verdict JOB --base K1 --patched K2`: does the patch fix the job's crash?
@@ -110,20 +111,14 @@ struct Verdict: ParsableCommand {
   }
 
   /// This binary, as a child: each run is a whole `hpthammer run` with its own directory.
+  /// Through HostCommand (posix_spawn, waitpid), not Foundation's Process, which waits for a
+  /// descriptor the child's daemons inherit: a lab run that booted the lab's QEMU never ended
+  /// for it.
   func runSelf(_ args: [String]) throws -> Int32 {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-    if !FileManager.default.isExecutableFile(atPath: p.executableURL!.path),
-      let w = which("hpthammer")
-    {
-      p.executableURL = URL(fileURLWithPath: w)
-    }
-    p.arguments = args
-    p.standardOutput = FileHandle.nullDevice
-    p.standardError = FileHandle.nullDevice
-    try p.run()
-    p.waitUntilExit()
-    return p.terminationStatus
+    var exe = ownExecutable()
+    if !FileManager.default.isExecutableFile(atPath: exe), let w = which("hpthammer") { exe = w }
+    let r = HostCommand.run([exe] + args, timeoutS: 7 * 24 * 3600)
+    return r.status ?? Exit.couldNotTest
   }
 
   static func titles(in dir: String) -> [String] {
