@@ -80,6 +80,12 @@ rc = int(open(os.path.join(out, "interrupt.rc")).read().strip())
 left = int((open(os.path.join(out, "interrupt.left")).read().strip() or "0"))
 check("Ctrl-C: exit 125 and no domain left behind", rc == 125 and left == 0, f"exit {rc}, {left} domains left")
 
+# 6b. A guest's QEMU killed mid-run: the host let a guest die, a finding (exit 1).
+rc, r = load("qemu-killed")
+check("QEMU killed mid-run: exit 1, a QEMU death finding",
+      rc == 1 and any(c.get("type") == "QEMU_DEATH" for c in r.get("crashes", [])),
+      f"exit {rc}, verdict {r.get('verdict')}, findings {[c.get('title') for c in r.get('crashes', [])]}")
+
 # 7. libvirtd killed mid-run: infrastructure, exit 125 naming it, never a guest finding.
 rc, r = load("libvirtd-killed")
 check("libvirtd killed mid-run: exit 125, run.json's error names libvirtd",

@@ -38,6 +38,14 @@ kill -INT "$pid"
 wait "$pid"
 echo $? >"$out/interrupt.rc"
 virsh -c qemu:///system list --all --name | grep -c '^hpthammer-' >"$out/interrupt.left" || true
+echo "== QEMU killed: hpthammer run Jobs/tcg-smoke.yaml, guest0's QEMU SIGKILLed after 35 s"
+$bin run Jobs/tcg-smoke.yaml --out "$out/qemu-killed" --no-progress >/dev/null 2>&1 &
+pid=$!
+sleep 35
+f=$(ls /run/libvirt/qemu/hpthammer-*-g0.pid 2>/dev/null | head -n 1)
+[ -n "$f" ] && kill -KILL "$(cat "$f")"
+wait "$pid"
+echo $? >"$out/qemu-killed.rc"
 echo "== libvirtd killed: hpthammer run Jobs/tcg-smoke.yaml, libvirtd SIGKILLed after 30 s"
 $bin run Jobs/tcg-smoke.yaml --out "$out/libvirtd-killed" --no-progress >/dev/null 2>&1 &
 pid=$!

@@ -395,6 +395,13 @@ public final class LibvirtRunner: @unchecked Sendable {
     recorder.guestsStartedNs.withLock { $0 = exec.nowNs }
     exec.run(agents)
     progress.end()
+    // A console that ended stopped the run; the lifecycle event saying why (QEMU died) comes
+    // from libvirt's event loop a moment later.
+    if links.contains(where: \.consoleEnded) {
+      for _ in 0..<30 where recorder.allFindings.isEmpty && infraError.withLock({ $0 }) == nil {
+        Thread.sleep(forTimeInterval: 0.1)
+      }
+    }
     if !exec.abandoned.isEmpty {
       progress.note(
         "left behind after the stop (blocked on the host): \(exec.abandoned.joined(separator: ", "))"
@@ -528,8 +535,10 @@ public final class LibvirtRunner: @unchecked Sendable {
   }
 
   func lifecycle(_ e: LifecycleEvent) {
+    // After a host crash its guests' deaths are its consequence, not findings of their own.
+    // (Our own destroy at the end is not a crash: its detail is "destroyed".)
     guard e.domain.hasPrefix("hpthammer-\(runID)-"), e.isCrash,
-      !exec.stopRequested || e.kind == .crashed
+      lock.locked({ hostDown }) == nil || e.kind == .crashed
     else { return }
     let guest = "guest" + (e.domain.split(separator: "g").last.map(String.init) ?? "?")
     let what = e.kind == .crashed ? "guest crash" : "QEMU death"
