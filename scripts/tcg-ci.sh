@@ -42,8 +42,7 @@ echo "== QEMU killed: hpthammer run Jobs/tcg-smoke.yaml, guest0's QEMU SIGKILLed
 $bin run Jobs/tcg-smoke.yaml --out "$out/qemu-killed" --no-progress >/dev/null 2>&1 &
 pid=$!
 sleep 35
-f=$(ls /run/libvirt/qemu/hpthammer-*-g0.pid 2>/dev/null | head -n 1)
-[ -n "$f" ] && kill -KILL "$(cat "$f")"
+for f in /run/libvirt/qemu/hpthammer-*-g0.pid; do [ -e "$f" ] && kill -KILL "$(cat "$f")"; done
 wait "$pid"
 echo $? >"$out/qemu-killed.rc"
 echo "== libvirtd killed: hpthammer run Jobs/tcg-smoke.yaml, libvirtd SIGKILLed after 30 s"
