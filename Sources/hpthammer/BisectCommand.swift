@@ -53,16 +53,9 @@ struct Bisect: ParsableCommand {
         maxRuns: maxRuns, costs: BisectCosts(buildS: buildCost, runS: runCost))
       let d =
         dir ?? "runs/bisect-\(Int(Date().timeIntervalSince1970))"
-      let journal = try BisectJournal.create(dir: d, start: start)
-      FileHandle.standardError.write(
-        Data(
-          "hpthammer bisect: \(start.commits.count) commits between \(good) and \(bad); journal \(d)/journal.jsonl\n"
-            .utf8))
-      store.exportToChildren()
-      try BisectDriver(
-        start: start, journal: journal, json: json,
-        recorder: store.recorder(start.studyRecord(dir: d))
-      ).drive()
+      try driveNewBisection(
+        start, dir: d, json: json, store: store,
+        banner: "hpthammer bisect: \(start.commits.count) commits between \(good) and \(bad)")
     }
   }
 
@@ -132,16 +125,11 @@ struct Bisect: ParsableCommand {
         git: Git(repo: tree), good: good, bad: bad, build: nil, test: test,
         confidence: confidence, maxRuns: maxRuns,
         costs: BisectCosts(buildS: buildCost, runS: runCost))
-      let journal = try BisectJournal.create(dir: d, start: start)
-      FileHandle.standardError.write(
-        Data(
-          "hpthammer bisect kernel: \(start.commits.count) commits between \(good) and \(bad); journal \(d)/journal.jsonl, run directories \(d)/runs\n"
-            .utf8))
-      store.exportToChildren()
-      try BisectDriver(
-        start: start, journal: journal, json: json,
-        recorder: store.recorder(start.studyRecord(dir: d))
-      ).drive()
+      try driveNewBisection(
+        start, dir: d, json: json, store: store,
+        banner:
+          "hpthammer bisect kernel: \(start.commits.count) commits between \(good) and \(bad); run directories \(d)/runs"
+      )
     }
   }
 
@@ -185,6 +173,19 @@ struct Bisect: ParsableCommand {
       ).drive()
     }
   }
+}
+
+/// A new bisection: its journal, a line saying where it is, the results store told, and the
+/// search itself.
+func driveNewBisection(
+  _ start: BisectStart, dir d: String, json: Bool, store: StudyStoreOptions, banner: String
+) throws {
+  let journal = try BisectJournal.create(dir: d, start: start)
+  FileHandle.standardError.write(Data("\(banner); journal \(d)/journal.jsonl\n".utf8))
+  store.exportToChildren()
+  try BisectDriver(
+    start: start, journal: journal, json: json, recorder: store.recorder(start.studyRecord(dir: d))
+  ).drive()
 }
 
 /// This process's binary (/proc/self/exe), so that TEST scripts run the same hpthammer.
