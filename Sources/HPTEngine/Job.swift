@@ -270,7 +270,8 @@ public struct Job: Sendable {
     return try parse(text, file: path)
   }
 
-  static func yamlLine(_ e: YamlError, text: String) -> Int? {
+  /// The line a YAML error is at (for a key given twice: the key's second use).
+  public static func yamlLine(_ e: YamlError, text: String) -> Int? {
     switch e {
     case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
       return mark.line
@@ -290,13 +291,16 @@ public struct Job: Sendable {
     }
   }
 
-  static func yamlMessage(_ e: YamlError) -> String {
+  /// A YAML error in words; `oneDocument` says what a file of this kind holds.
+  public static func yamlMessage(
+    _ e: YamlError, oneDocument: String = "a job file holds one job"
+  ) -> String {
     switch e {
     case .scanner(_, let problem, _, _), .parser(_, let problem, _, _):
       return problem
     case .composer(_, let problem, _, _):
       return problem.contains("single document")
-        ? "more than one YAML document (a '---' line); a job file holds one job" : problem
+        ? "more than one YAML document (a '---' line); \(oneDocument)" : problem
     case .duplicatedKeysInMapping(let keys, _):
       return "key \(keys.map { "'\($0)'" }.joined(separator: ", ")) given twice; keep one"
     default: return "\(e)"

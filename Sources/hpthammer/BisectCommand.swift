@@ -38,10 +38,7 @@ struct Bisect: ParsableCommand {
 
     func run() throws {
       guard !test.isEmpty else { throw usageError("bisect run: give the TEST after '--'") }
-      guard confidence > 0.5 && confidence < 1 else {
-        throw usageError("--confidence \(confidence): give a probability between 0.5 and 1")
-      }
-      guard maxRuns >= 1 else { throw usageError("--max-runs: at least 1") }
+      try checkBisectBudget(confidence: confidence, maxRuns: maxRuns)
       let exe = test[0].contains("/") ? test[0] : (which(test[0]) ?? test[0])
       guard
         FileManager.default.isExecutableFile(atPath: exe)
@@ -92,10 +89,7 @@ struct Bisect: ParsableCommand {
     @OptionGroup var store: StudyStoreOptions
 
     func run() throws {
-      guard confidence > 0.5 && confidence < 1 else {
-        throw usageError("--confidence \(confidence): give a probability between 0.5 and 1")
-      }
-      guard maxRuns >= 1 else { throw usageError("--max-runs: at least 1") }
+      try checkBisectBudget(confidence: confidence, maxRuns: maxRuns)
       let cwd = FileManager.default.currentDirectoryPath
       func absolute(_ p: String) -> String { p.hasPrefix("/") ? p : "\(cwd)/\(p)" }
       guard FileManager.default.fileExists(atPath: absolute(job)) else {
@@ -173,6 +167,14 @@ struct Bisect: ParsableCommand {
       ).drive()
     }
   }
+}
+
+/// The budget options of `bisect run` and `bisect kernel`, checked alike (exit 2).
+func checkBisectBudget(confidence: Double, maxRuns: Int) throws {
+  guard confidence > 0.5 && confidence < 1 else {
+    throw usageError("--confidence \(confidence): give a probability between 0.5 and 1")
+  }
+  guard maxRuns >= 1 else { throw usageError("--max-runs: at least 1") }
 }
 
 /// A new bisection: its journal, a line saying where it is, the results store told, and the

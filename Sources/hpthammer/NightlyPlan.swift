@@ -98,14 +98,9 @@ struct NightlyPlan {
     } catch let e as PlanError {
       throw e
     } catch let e as YamlError {
-      var line: Int?
-      switch e {
-      case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
-        line = mark.line
-      case .duplicatedKeysInMapping(_, let context): line = context.mark.line
-      default: break
-      }
-      throw PlanError(file: path, line: line, key: nil, message: "malformed YAML: \(e)")
+      throw PlanError(
+        file: path, line: Job.yamlLine(e, text: text), key: nil,
+        message: "malformed YAML: \(Job.yamlMessage(e, oneDocument: "a plan file holds one plan"))")
     } catch {
       throw PlanError(file: path, line: nil, key: nil, message: "malformed YAML: \(error)")
     }

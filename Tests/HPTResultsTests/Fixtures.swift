@@ -7,6 +7,20 @@ import Testing
 enum Fixtures {
   /// Reads a child's stdout and stderr to their ends at once: a full stderr pipe must not
   /// stall the child while stdout is read.
+  /// Runs `p` to its end; its exit status, stdout and stderr.
+  static func capture(_ p: Process) throws -> (Int32, String, String) {
+    let out = Pipe()
+    let err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let (o, e) = drain(out, err)
+    p.waitUntilExit()
+    return (
+      p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self)
+    )
+  }
+
   static func drain(_ out: Pipe, _ err: Pipe) -> (Data, Data) {
     let group = DispatchGroup()
     nonisolated(unsafe) var e = Data()
@@ -62,16 +76,7 @@ enum Fixtures {
     p.arguments = args
     p.currentDirectoryURL = repo
     p.environment = env ?? environment()
-    let out = Pipe()
-    let err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let (o, e) = Fixtures.drain(out, err)
-    p.waitUntilExit()
-    return (
-      p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self)
-    )
+    return try Fixtures.capture(p)
   }
 
   /// Runs any program (cwd: the repository); its exit status, stdout and stderr.
@@ -83,16 +88,7 @@ enum Fixtures {
     p.arguments = args
     p.currentDirectoryURL = repo
     if let env { p.environment = env }
-    let out = Pipe()
-    let err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let (o, e) = Fixtures.drain(out, err)
-    p.waitUntilExit()
-    return (
-      p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self)
-    )
+    return try Fixtures.capture(p)
   }
 
   /// A run of Jobs/dry-run.yaml (the pre-fix kernel: the seed's oops, exit 1; `kernel` "6.1"

@@ -168,15 +168,6 @@ import Testing
         "--enable-logging=stderr", "--v=0", "--user-data-dir=" + dir + "/chrome-profile",
       ] + args
     p.currentDirectoryURL = URL(fileURLWithPath: dir)
-    let out = Pipe()
-    let err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let (o, e) = Fixtures.drain(out, err)
-    p.waitUntilExit()
-    return (
-      p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self)
-    )
+    return try Fixtures.capture(p)
   }
 }
