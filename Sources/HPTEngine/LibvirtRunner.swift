@@ -420,12 +420,10 @@ public final class LibvirtRunner: @unchecked Sendable {
         contentsOfFile: "/run/libvirt/qemu/\(l.domain.name).pid", encoding: .utf8
       )
       .trimmingCharacters(in: .whitespacesAndNewlines),
-        let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-        let close = stat.lastIndex(of: ")")
+        let stat = ProcStat(pid: pid)
       {
-        // Fields after "(comm)": state is field 3; utime and stime are fields 14 and 15.
-        let f = stat[stat.index(after: close)...].split(separator: " ")
-        if f.count > 13 { qemuTicks += (Int(f[11]) ?? 0) + (Int(f[12]) ?? 0) }
+        qemuTicks +=
+          (stat.field(14).flatMap { Int($0) } ?? 0) + (stat.field(15).flatMap { Int($0) } ?? 0)
       }
     }
     let hz = Int(sysconf(Int32(_SC_CLK_TCK)))

@@ -71,6 +71,16 @@ import Testing
     #expect(lines.count == 3)
   }
 
+  @Test func procStatNumbersFieldsAsProcDoes() throws {
+    let me = try #require(ProcStat(pid: getpid()))
+    #expect(me.isLive)
+    #expect(["R", "S"].contains(me.field(3)))  // running, or asleep in a read
+    #expect(me.field(14).flatMap { Int($0) } != nil)  // utime
+    #expect(me.field(22).flatMap { UInt64($0) } == Leftovers.me(runID: "x").startTicks)
+    #expect(me.field(2) == nil && me.field(99) == nil)
+    #expect(ProcStat(pid: try deadPID()) == nil)
+  }
+
   @Test func theOwnerElementRoundTrips() {
     let o = DomainOwner(runID: "r'1&<", controller: "h\"x", bootID: "b", pid: 42, startTicks: 7)
     #expect(DomainOwner(element: o.element) == o)

@@ -98,13 +98,7 @@ public final class LabMachine: @unchecked Sendable {
     else { return nil }
     // A process that no longer runs may linger as a zombie until reaped (a container's init
     // may never reap it): only a /proc entry in a live state counts.
-    if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-      let close = stat.lastIndex(of: ")"),
-      let state = stat[stat.index(after: close)...].dropFirst().first,
-      state != "Z" && state != "X"
-    {
-      return nil
-    }
+    if ProcStat(pid: pid)?.isLive == true { return nil }
     return
       "the lab's QEMU (L0, PID \(pid)) is gone: the lab host vanished with its emulator, not by a kernel crash; Guests/lab/run.sh boot starts it again, then rerun"
   }

@@ -51,13 +51,9 @@ enum Leftovers {
       .trimmingCharacters(in: .whitespacesAndNewlines)
   }
 
-  /// Field 22 of /proc/PID/stat (starttime), counted after the comm's closing parenthesis
-  /// because a comm may hold spaces and parentheses.
+  /// The process's start time (clock ticks since boot): with the boot id, it tells the owner
+  /// from another process that got the same PID.
   static func startTicks(of pid: Int32) -> UInt64? {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-      let close = stat.lastIndex(of: ")")
-    else { return nil }
-    let fields = stat[stat.index(after: close)...].split(separator: " ")
-    return fields.count > 19 ? UInt64(fields[19]) : nil
+    ProcStat(pid: pid)?.field(22).flatMap { UInt64($0) }
   }
 }
