@@ -200,12 +200,6 @@ public final class LibvirtRunner: @unchecked Sendable {
       failure = nil
       recoverHost(after: down)
     }
-    // The watcher may have stopped before it saw libvirtd go (a hammer stopped the run first).
-    if let c = lock.locked({ connection }), !c.answers,
-      target.spec.kind == .local || target.answers(timeoutS: 10)
-    {
-      noteLibvirtGone()
-    }
     var error = failure
     cleanUp()
     if let mm = hostMM {
@@ -251,7 +245,6 @@ public final class LibvirtRunner: @unchecked Sendable {
         uri: uri, timeoutS: 120, ready: { DomainType.best(forPPC64LEIn: $0) != nil },
         note: { [progress] in progress.note($0) })
     hostMM = try HostMMSession(job.hostMM, target: target)
-    lock.locked { connection = conn }
     let owner = Leftovers.me(runID: runID)
     let cleaned = Leftovers.reap(conn, me: owner)
     for line in cleaned { progress.note(line, always: true) }
@@ -395,8 +388,14 @@ public final class LibvirtRunner: @unchecked Sendable {
     recorder.guestsStartedNs.withLock { $0 = exec.nowNs }
     exec.run(agents)
     progress.end()
-    // A console that ended stopped the run; the lifecycle event saying why (QEMU died) comes
-    // from libvirt's event loop a moment later.
+    // A console that ended stopped the run, maybe before the watcher saw libvirtd go: ask it
+    // once more. Else the lifecycle event saying why (QEMU died) comes from libvirt's event
+    // loop a moment later.
+    if links.contains(where: \.consoleEnded), lock.locked({ hostDown }) == nil, !conn.answers,
+      target.spec.kind == .local || target.answers(timeoutS: 10)
+    {
+      noteLibvirtGone()
+    }
     if links.contains(where: \.consoleEnded) {
       for _ in 0..<30 where recorder.allFindings.isEmpty && infraError.withLock({ $0 }) == nil {
         Thread.sleep(forTimeInterval: 0.1)
@@ -562,8 +561,6 @@ public final class LibvirtRunner: @unchecked Sendable {
     }
   }
   let infraError = Mutex<String?>(nil)
-  /// The run's libvirt connection, asked once more at the end whether libvirtd still answers.
-  private var connection: LibvirtConnection?
 
   func noteLibvirtGone() {
     infraError.withLock {
