@@ -70,7 +70,7 @@ rc, r = load("host-mm")
 fig = r.get("figures") or {}
 restored = open(os.path.join(out, "host-mm.restored")).read().strip()
 check("host_mm: KSM shared and THP collapsed or split guest pages, the run passes, the host's settings restored",
-      rc in (0, 1) and fig.get("host_mm_ksm_pages_sharing", 0) > 0
+      rc in (0, 1) and fig.get("host_mm_ksm_pages_sharing_peak", 0) > 0
       and fig.get("host_mm_thp_collapse_alloc", 0) + fig.get("host_mm_thp_split_pmd", 0) > 0
       and restored == "same" and not [c for c in r.get("crashes", []) if c.get("type") != "MEMORY_CORRUPTION"],
       f"exit {rc}, figures { {k: v for k, v in fig.items() if k.startswith('host_mm')} }, {restored}")

@@ -201,6 +201,7 @@ public final class LibvirtRunner: @unchecked Sendable {
       recoverHost(after: down)
     }
     var error = failure
+    if lock.locked({ hostDown }) == nil { hostMM?.sample() }  // the guests' pages, once more
     cleanUp()
     if let mm = hostMM {
       let f = mm.end(hostDown: lock.locked { hostDown } != nil)

@@ -108,13 +108,22 @@ import Testing
     #expect(script.split(separator: "\n").count == 5)
   }
 
-  @Test func countersAreDeltasAndGaugesAreAsAtTheEnd() {
+  @Test func countersAreDeltasAndGaugesTheirPeakWhileTheGuestsRan() {
+    // At the end the guests are gone and KSM is dropping their pages: the peak is the figure.
+    var peak = HostMM.peak([:], ["ksm_pages_sharing": 25, "ksm_full_scans": 4])
+    peak = HostMM.peak(peak, ["ksm_pages_sharing": 300, "ksm_pages_shared": 9])
+    peak = HostMM.peak(peak, ["ksm_pages_sharing": 120, "ksm_pages_shared": 2])
+    #expect(peak == ["ksm_pages_sharing": 300, "ksm_pages_shared": 9])
     let f = HostMM.figures(
       start: ["ksm_pages_sharing": 10, "ksm_full_scans": 3, "thp_split_pmd": 7],
-      end: ["ksm_pages_sharing": 40, "ksm_full_scans": 9, "thp_split_pmd": 8])
+      end: [
+        "ksm_pages_sharing": 0, "ksm_pages_shared": 0, "ksm_full_scans": 9, "thp_split_pmd": 8,
+      ],
+      peak: peak)
     #expect(
       f == [
-        "host_mm_ksm_pages_sharing": 40, "host_mm_ksm_full_scans": 6, "host_mm_thp_split_pmd": 1,
+        "host_mm_ksm_pages_sharing_peak": 300, "host_mm_ksm_pages_shared_peak": 9,
+        "host_mm_ksm_full_scans": 6, "host_mm_thp_split_pmd": 1,
       ])
   }
 

@@ -92,35 +92,76 @@ enum HostMM {
     return parse(r.stdout).compactMapValues { Int($0) }
   }
 
-  /// run.json figures: the gauges as at the end (KSM pages shared), the counters as deltas.
-  static func figures(start: [String: Int], end: [String: Int]) -> [String: Int] {
+  /// The KSM gauges: pages merged now, not a count of merges.
+  static let gauges: Set<String> = ["ksm_pages_shared", "ksm_pages_sharing"]
+
+  /// run.json figures: the gauges at their peak while the guests ran (`_peak`; at the end the
+  /// guests are gone and KSM drops their pages as it next scans), the counters as deltas.
+  static func figures(start: [String: Int], end: [String: Int], peak: [String: Int])
+    -> [String: Int]
+  {
     var out: [String: Int] = [:]
-    for (k, v) in end {
-      let gauge = k == "ksm_pages_shared" || k == "ksm_pages_sharing"
-      out["host_mm_" + k] = gauge ? v : v - (start[k] ?? 0)
+    for (k, v) in end where !gauges.contains(k) { out["host_mm_" + k] = v - (start[k] ?? 0) }
+    for k in gauges where peak[k] != nil || end[k] != nil {
+      out["host_mm_\(k)_peak"] = max(peak[k] ?? 0, end[k] ?? 0)
     }
+    return out
+  }
+
+  /// The larger of each gauge.
+  static func peak(_ a: [String: Int], _ b: [String: Int]) -> [String: Int] {
+    var out = a
+    for k in gauges { if let v = b[k] { out[k] = max(v, a[k] ?? 0) } }
     return out
   }
 }
 
-/// One run's use of HostMM: on at the start, the counters read and the knobs put back at the
-/// end (also when the run fails).
+/// One run's use of HostMM: on at the start, the gauges sampled while the guests run, the
+/// counters read and the knobs put back at the end (also when the run fails).
 final class HostMMSession: @unchecked Sendable {
   let target: Target
   let saved: [String: String]
   let start: [String: Int]
+  /// Seconds between samples of the KSM gauges.
+  static let sampleS: UInt32 = 5
+  private let state = NSLock()
+  private var peakSeen: [String: Int] = [:]
+  private var stopped = false
+  private var sampler: Thread?
 
   init?(_ s: HostMMSettings, target: Target) throws(TargetError) {
     guard s.any else { return nil }
     self.target = target
     saved = try HostMM.apply(s, on: target)
     start = HostMM.counters(on: target)
+    if s.ksm { startSampling() }
+  }
+
+  private func startSampling() {
+    let t = Thread { [self] in
+      while !state.withLock({ stopped }) {
+        sample()
+        for _ in 0..<(Self.sampleS * 10) where !state.withLock({ stopped }) { usleep(100_000) }
+      }
+    }
+    t.name = "host-mm-sampler"
+    sampler = t
+    t.start()
+  }
+
+  /// Reads the gauges now and keeps their peak; the runner calls it once more just before it
+  /// destroys the guests.
+  func sample() {
+    let now = HostMM.counters(on: target)
+    state.withLock { peakSeen = HostMM.peak(peakSeen, now) }
   }
 
   /// run.json's figures; the host's settings are as before after it.
   func end(hostDown: Bool) -> [String: Int] {
+    state.withLock { stopped = true }
     guard !hostDown else { return [:] }  // a rebooted host has its defaults back
-    let f = HostMM.figures(start: start, end: HostMM.counters(on: target))
+    let f = HostMM.figures(
+      start: start, end: HostMM.counters(on: target), peak: state.withLock { peakSeen })
     HostMM.restore(saved, on: target)
     return f
   }
