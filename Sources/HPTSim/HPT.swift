@@ -44,6 +44,9 @@ public final class HashPageTable: @unchecked Sendable {
   /// addresses an oops prints.
   public let virt: UInt64
   public let revBase: UInt64
+  /// kvmppc_free_hpt() has run: the table and its revmap went back to the allocators. A
+  /// caller that still holds them (a stale pointer) faults on its next access.
+  public var freed = false
 
   public init(order: Int, virt: UInt64, revBase: UInt64) {
     self.order = order

@@ -14,6 +14,11 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
   case b4 = "B4"
   /// Wrong hash for bolted HPTEs in a secondary group during rehash: BUG_ON fires in COMMIT.
   case b5 = "B5"
+  /// Not in the list, found by HPTHammer on Debian's 6.1.187 in the lab: a guest reset
+  /// (ALLOCATE_HTAB) frees or clears the HPT before it empties the rmap chains, and the MMU
+  /// notifier follows them into the freed revmap. Upstream's kvmppc_alloc_reset_hpt() has the
+  /// same order.
+  case r1 = "R1"
 
   public var summary: String {
     switch self {
@@ -24,6 +29,8 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
     case .b4:
       return "HPT reallocated at another order without a TLB flush (silent guest memory corruption)"
     case .b5: return "wrong secondary-HPTEG hash when rehashing bolted HPTEs"
+    case .r1:
+      return "a guest reset frees the HPT before emptying the rmap chains the MMU notifier follows"
     }
   }
 
@@ -40,6 +47,8 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
       return "\"KVM: PPC: Book3S HV: Always flush TLB in kvmppc_alloc_reset_hpt()\" (v4.15)"
     case .b5:
       return "\"KVM: PPC: Book3S HV: Fix handling of secondary HPTEG in HPT resizing code\" (v4.16)"
+    case .r1:
+      return "nothing upstream yet (proposed: Guests/lab/fixes/reset-rmap-before-free.patch)"
     }
   }
 
@@ -50,6 +59,7 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
     case .b1: return "v4.11 - v4.14-rc"
     case .b4: return "v4.11 - v4.14"
     case .b5: return "v4.11 - v4.15"
+    case .r1: return "6.1 (Debian's 6.1.187) and upstream since; modelled for the 6.1 kernels only"
     }
   }
 }
@@ -85,10 +95,10 @@ public struct KernelModel: Sendable, Hashable {
   /// Debian's 6.1 as the emulated lab builds it (Guests/lab/kernel.sh: no slub_debug, gcc 12
   /// inlines the rehash into COMMIT but not resize_hpt_release), with one bug brought back by
   /// Guests/lab/bugs/ID.patch: the simulator's twin of each bug-benchmark kernel, checked
-  /// against it (the same crash titles).
+  /// against it (the same crash titles). Like every 6.1 it also carries R1.
   static func lab(_ bug: ResizeBug) -> KernelModel {
     KernelModel(
-      name: "6.1-\(bug.rawValue)", release: "6.1.187-lab-\(bug.rawValue)+", bugs: [bug],
+      name: "6.1-\(bug.rawValue)", release: "6.1.187-lab-\(bug.rawValue)+", bugs: [bug, .r1],
       description:
         "Debian's 6.1 in the lab with Guests/lab/bugs/\(bug.rawValue).patch: \(bug.summary)",
       modernOopsFormat: true, mmuLockName: "kvm->arch.mmu_setup_lock", mmuReadyName: "mmu_ready",
@@ -114,10 +124,18 @@ public struct KernelModel: Sendable, Hashable {
         modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "mmu_ready",
         moduleBase: 0xd000_0000_0c20_0000),
       KernelModel(
-        name: "6.1", release: "6.1.0-50-powerpc64le", bugs: [],
-        description: "Debian 12's kernel: none of the modelled resize bugs",
+        name: "6.1", release: "6.1.0-50-powerpc64le", bugs: [.r1],
+        description:
+          "Debian 12's kernel: none of the listed resize bugs; R1, the reset race, HPTHammer found",
         modernOopsFormat: true, mmuLockName: "kvm->arch.mmu_setup_lock", mmuReadyName: "mmu_ready",
         moduleBase: 0xc008_0000_0c20_0000),
+      KernelModel(
+        name: "6.1-reset-fix", release: "6.1.187-lab-reset-fix+", bugs: [],
+        description:
+          "Debian's 6.1 in the lab with Guests/lab/fixes/reset-rmap-before-free.patch: R1 fixed",
+        modernOopsFormat: true, mmuLockName: "kvm->arch.mmu_setup_lock", mmuReadyName: "mmu_ready",
+        moduleBase: 0xc008_0000_0243_0000, slubPoison: false, inlinesRelease: false,
+        inlinesRehash: true),
     ] + [ResizeBug.b0a, .b1, .b3, .b4, .b5].map(lab)
 
   /// Aliases a job may use for the two kernels every developer asks for first.

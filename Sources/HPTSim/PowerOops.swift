@@ -55,6 +55,9 @@ public enum KernelSymbols {
       .init(name: "kvm_unmap_rmapp", module: "kvm_hv", offset: 0x16e5c0, size: 0x1c0),
       .init(name: "kvm_handle_hva_range", module: "kvm_hv", offset: 0x16e380, size: 0x160),
       .init(name: "kvm_unmap_hva_range_hv", module: "kvm_hv", offset: 0x16e9c0, size: 0x60),
+      // 6.1's MMU-notifier path (R1, the reset race).
+      .init(name: "kvmppc_unmap_hpte", module: "kvm_hv", offset: 0x1c08, size: 0x2d0),
+      .init(name: "kvm_unmap_gfn_range_hv", module: "kvm_hv", offset: 0x1f40, size: 0x1a0),
     ]
     return Dictionary(uniqueKeysWithValues: list.map { ($0.name, $0) })
   }()

@@ -83,6 +83,11 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
       vrmaMapped = false
       nextContext = 0
     }
+    if model.has(.r1), let old = hpt {
+      do { try freeBeforeRmapReset(old, sameOrder: sameOrder) } catch {
+        throw KVMError("KVM_PPC_ALLOCATE_HTAB", .hostDown)
+      }
+    }
     setHPT(newHPT(order: Int(order)))
     for i in rmap.indices { rmap[i] = 0 }
     // need_tlb_flush for every vCPU. Before 4.15 only the same-order path asked for it (B4).
@@ -90,6 +95,25 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
       for c in kernel.tlbs.indices { kernel.tlbs[c].flush(lpid: lpid) }
     }
     return order
+  }
+
+  /// R1, kvmppc_alloc_reset_hpt() as 6.1 and upstream have it: the old HPT is cleared (same
+  /// order) or freed with its revmap (another order) first, and only then does
+  /// kvmppc_rmap_reset() empty the chains, under kvm->mmu_lock. The MMU notifier holds only
+  /// mmu_lock and the rmap lock, so in between it follows the chains: into the freed revmap
+  /// (the oops), or into cleared HPTEs. The freeing costs time; so does the wait for mmu_lock.
+  func freeBeforeRmapReset(_ old: HashPageTable, sameOrder: Bool) throws(SimHalted) {
+    if sameOrder {
+      for i in old.v.indices {
+        old.v[i] = 0
+        old.r[i] = 0
+      }
+    } else {
+      old.freed = true
+      hpt = nil  // kvm->arch.hpt.virt = 0, .rev = NULL
+    }
+    try sched.yield(costNs: UInt64(old.hpteCount) / 8)  // memset or vfree of 16 bytes an HPTE
+    try sched.wait { [unowned self] in self.mmuNotifierCount == 0 }
   }
 
   public func createVCPU(id: UInt32) throws(KVMError) -> any KVMVCPU {
@@ -271,21 +295,58 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
     Frame("ret_from_kernel_thread", 0x5c),
   ]
 
+  /// 6.1's notifier path (kvm_unmap_gfn_range_hv inlines kvm_unmap_rmapp), from the same
+  /// page migration as the older kernels' path.
+  static let unmapTraceModern =
+    [
+      Frame("kvm_unmap_gfn_range_hv", 0x9c), Frame("kvm_mmu_notifier_invalidate_range_start", 0xd8),
+    ] + unmapTrace.drop { $0.function != "__mmu_notifier_invalidate_range_start" }
+
   func unmapRmapp(gfn: Int) throws(SimHalted) {
     let nip = Self.unmapNIP
     let lr = Self.unmapLR
-    let trace = Self.unmapTrace
-    guard let t = hpt else { return }
+    let trace = model.modernOopsFormat ? Self.unmapTraceModern : Self.unmapTrace
+    guard let t = hpt else {
+      if rmap[gfn] & RMAP.present != 0 { try staleRmapFault(gfn: gfn, trace: trace) }
+      return
+    }
     var guardCount = 0
     while rmap[gfn] & RMAP.present != 0 {
       let i = try checkHPTE(t, rmap[gfn] & RMAP.indexMask, nip: nip, lr: lr, trace: trace)
+      let mapped = t.v[i] & HPTEV.valid != 0
       try unmapHPTE(i, gfn: gfn, nip: nip, lr: lr, trace: trace)
+      if model.has(.r1) && mapped { try harvestAfterTLBIE(t, i, trace: trace) }
       guardCount += 1
       // A chain that loops (corrupted links) would spin here with the rmap lock held.
       if guardCount > t.hpteCount {
         throw softLockup(in: nip, lr: lr, trace: trace)
       }
     }
+  }
+
+  /// R1: a chain still present while kvm->arch.hpt is freed: hptep = virt (0) + (i << 4).
+  func staleRmapFault(gfn: Int, trace: [Frame]) throws(SimHalted) {
+    var w = kernel.writer()
+    throw kernel.die(
+      w.dataFault(
+        address: (rmap[gfn] & RMAP.indexMask) << 4, write: false, cpu: kernel.currentCPU,
+        pid: kernel.currentPID, comm: kernel.currentComm,
+        nip: Frame("kvm_unmap_gfn_range_hv", 0x88),
+        lr: trace[1], trace: trace, r3: 0))
+  }
+
+  /// R1: kvmppc_unmap_hpte()'s tail harvests R and C after the tlbie (slow: it waits for every
+  /// core) and reads rev[i].guest_rpte again, through the revmap pointer it loaded at its
+  /// start. A reset that freed the revmap meanwhile makes that a read of freed vmalloc memory.
+  func harvestAfterTLBIE(_ t: HashPageTable, _ i: Int, trace: [Frame]) throws(SimHalted) {
+    try sched.yield(costNs: 1_000)
+    guard t.freed else { return }
+    var w = kernel.writer()
+    throw kernel.die(
+      w.dataFault(
+        address: t.revBase &+ UInt64(i) &* 16, write: false, cpu: kernel.currentCPU,
+        pid: kernel.currentPID, comm: kernel.currentComm, nip: Frame("kvmppc_unmap_hpte", 0x220),
+        lr: Frame("kvm_unmap_gfn_range_hv", 0x9c), trace: trace, r3: t.revBase))
   }
 
   func softLockup(in nip: Frame, lr: Frame, trace: [Frame]) -> SimHalted {

@@ -428,10 +428,12 @@ struct Sim: ParsableCommand {
 
     func run() throws {
       print("Kernel models (hpthammer run JOB --kernel NAME):")
+      let width = KernelModel.all.map(\.name.count).max() ?? 0
       for m in KernelModel.all {
         let bugs = ResizeBug.allCases.filter { m.has($0) }.map(\.rawValue)
         print(
-          "  \(m.name.padding(toLength: 12, withPad: " ", startingAt: 0)) uname -r \(m.release)")
+          "  \(m.name.padding(toLength: width, withPad: " ", startingAt: 0))  uname -r \(m.release)"
+        )
         print(
           "      bugs: \(bugs.isEmpty ? "none" : bugs.joined(separator: ", ")) - \(m.description)")
       }

@@ -101,6 +101,46 @@ import Testing
     #expect(checked >= 4, "only \(checked) bugs have a lab title")
   }
 
+  /// R1, the reset race found in the lab on Debian's unmodified 6.1.187, has a simulator twin
+  /// too: Jobs/reset-vs-mmu-notifier.yaml on raw-sim gives the lab's title on Debian's 6.1
+  /// model and no crash on the model of the proposed fix, seeds 1-3.
+  @Test func theResetRaceTwinGivesTheLabsTitleAndTheFixPasses() throws {
+    let labTitle = "BUG: unable to handle kernel paging request in kvmppc_unmap_hpte"
+    let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("r1twin-\(getpid())")
+    try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: tmp) }
+    let job = try String(
+      contentsOf: CLITests.repo.appendingPathComponent("Jobs/reset-vs-mmu-notifier.yaml"),
+      encoding: .utf8)
+    for (model, crashes) in [("6.1", true), ("6.1-reset-fix", false)] {
+      let file = tmp.appendingPathComponent("\(model).yaml")
+      try Self.simulated(job, kernel: model).write(to: file, atomically: true, encoding: .utf8)
+      for seed in 1...3 {
+        let out = tmp.appendingPathComponent("\(model)-\(seed)")
+        let (rc, stdout, stderr) = try CLITests.exec(
+          [
+            CLITests().binary.path, "run", file.path, "--seed", "\(seed)", "--out", out.path,
+            "--duration", "60s",
+          ], in: CLITests.repo.path)
+        let run =
+          try JSONSerialization.jsonObject(
+            with: Data(contentsOf: out.appendingPathComponent("run.json"))) as? [String: Any]
+        let titles = (run?["crashes"] as? [[String: Any]] ?? []).compactMap {
+          $0["title"] as? String
+        }
+        if crashes {
+          #expect(
+            rc == 1 && titles == [labTitle],
+            "\(model) seed \(seed): exit \(rc), \(titles)\n\(stderr)")
+        } else {
+          #expect(
+            rc == 0 && titles.isEmpty,
+            "\(model) seed \(seed): exit \(rc), \(titles)\n\(stdout)\(stderr)")
+        }
+      }
+    }
+  }
+
   /// A lab job made a simulator job: backend raw-sim on this machine (no target block), the
   /// given kernel model.
   static func simulated(_ yaml: String, kernel: String) -> String {
