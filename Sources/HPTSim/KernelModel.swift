@@ -14,6 +14,9 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
   case b4 = "B4"
   /// Wrong hash for bolted HPTEs in a secondary group during rehash: BUG_ON fires in COMMIT.
   case b5 = "B5"
+  /// KVM_RUN, holding the vCPU's mutex, takes kvm->lock for the MMU setup, against the order
+  /// an interrupt controller's release takes them in: lockdep reports a possible deadlock.
+  case b8 = "B8"
   /// Not in the list, found by HPTHammer on Debian's 6.1.187 in the lab: a guest reset
   /// (ALLOCATE_HTAB) frees or clears the HPT before it empties the rmap chains, and the MMU
   /// notifier follows them into the freed revmap. Upstream's kvmppc_alloc_reset_hpt() has the
@@ -29,6 +32,9 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
     case .b4:
       return "HPT reallocated at another order without a TLB flush (silent guest memory corruption)"
     case .b5: return "wrong secondary-HPTEG hash when rehashing bolted HPTEs"
+    case .b8:
+      return
+        "KVM_RUN takes kvm->lock inside vcpu->mutex for the MMU setup (lockdep: possible deadlock)"
     case .r1:
       return "a guest reset frees the HPT before emptying the rmap chains the MMU notifier follows"
     }
@@ -47,6 +53,8 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
       return "\"KVM: PPC: Book3S HV: Always flush TLB in kvmppc_alloc_reset_hpt()\" (v4.15)"
     case .b5:
       return "\"KVM: PPC: Book3S HV: Fix handling of secondary HPTEG in HPT resizing code\" (v4.16)"
+    case .b8:
+      return "0d4ee88d9288 \"KVM: PPC: Book3S HV: Use new mutex to synchronize MMU setup\" (v5.2)"
     case .r1:
       return "nothing upstream yet (proposed: Guests/lab/fixes/reset-rmap-before-free.patch)"
     }
@@ -59,6 +67,7 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
     case .b1: return "v4.11 - v4.14-rc"
     case .b4: return "v4.11 - v4.14"
     case .b5: return "v4.11 - v4.15"
+    case .b8: return "v4.11 - v5.1 (reported only by a kernel built with lockdep)"
     case .r1: return "6.1 (Debian's 6.1.187) and upstream since; modelled for the 6.1 kernels only"
     }
   }
@@ -89,6 +98,8 @@ public struct KernelModel: Sendable, Hashable {
   public var inlinesRelease = true
   /// resize_hpt_rehash_hpte() inlined into COMMIT (B5's BUG_ON shows there).
   public var inlinesRehash = false
+  /// Built with PROVE_LOCKING (Guests/lab/lockdep.config): lock-order inversions are reported.
+  public var lockdep = false
 
   public func has(_ bug: ResizeBug) -> Bool { bugs.contains(bug) }
 
@@ -97,29 +108,31 @@ public struct KernelModel: Sendable, Hashable {
   /// Guests/lab/bugs/ID.patch: the simulator's twin of each bug-benchmark kernel, checked
   /// against it (the same crash titles). Like every 6.1 it also carries R1.
   static func lab(_ bug: ResizeBug) -> KernelModel {
+    // B8's kernel is built with lockdep (Guests/lab/lockdep.config), which reports it.
     KernelModel(
       name: "6.1-\(bug.rawValue)", release: "6.1.187-lab-\(bug.rawValue)+", bugs: [bug, .r1],
       description:
         "Debian's 6.1 in the lab with Guests/lab/bugs/\(bug.rawValue).patch: \(bug.summary)",
-      modernOopsFormat: true, mmuLockName: "kvm->arch.mmu_setup_lock", mmuReadyName: "mmu_ready",
+      modernOopsFormat: true,
+      mmuLockName: bug == .b8 ? "kvm->lock" : "kvm->arch.mmu_setup_lock", mmuReadyName: "mmu_ready",
       moduleBase: 0xc008_0000_0243_0000, slubPoison: false, inlinesRelease: false,
-      inlinesRehash: true)
+      inlinesRehash: true, lockdep: bug == .b8)
   }
 
   public static let all: [KernelModel] =
     [
       KernelModel(
-        name: "4.14.0-rc4", release: "4.14.0-rc4", bugs: [.b1, .b0a, .b3, .b4, .b5],
+        name: "4.14.0-rc4", release: "4.14.0-rc4", bugs: [.b1, .b0a, .b3, .b4, .b5, .b8],
         description: "the seed report's kernel: before 38c53af85306 (B1), with B0a, B3, B4 and B5",
         modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "hpte_setup_done",
         moduleBase: 0xd000_0000_0c20_0000),
       KernelModel(
-        name: "4.14", release: "4.14.0", bugs: [.b0a, .b3, .b4, .b5],
+        name: "4.14", release: "4.14.0", bugs: [.b0a, .b3, .b4, .b5, .b8],
         description: "v4.14: the seed's fix (38c53af85306) applied; B0a, B3, B4 and B5 remain",
         modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "hpte_setup_done",
         moduleBase: 0xd000_0000_0c20_0000),
       KernelModel(
-        name: "4.15", release: "4.15.0", bugs: [.b5],
+        name: "4.15", release: "4.15.0", bugs: [.b5, .b8],
         description: "v4.15: B0a, B3 and B4 fixed; B5 remains",
         modernOopsFormat: false, mmuLockName: "kvm->lock", mmuReadyName: "mmu_ready",
         moduleBase: 0xd000_0000_0c20_0000),
@@ -136,7 +149,14 @@ public struct KernelModel: Sendable, Hashable {
         modernOopsFormat: true, mmuLockName: "kvm->arch.mmu_setup_lock", mmuReadyName: "mmu_ready",
         moduleBase: 0xc008_0000_0243_0000, slubPoison: false, inlinesRelease: false,
         inlinesRehash: true),
-    ] + [ResizeBug.b0a, .b1, .b3, .b4, .b5].map(lab)
+      KernelModel(
+        name: "6.1-lockdep", release: "6.1.187-lab-lockdep+", bugs: [.r1],
+        description:
+          "Debian's 6.1 in the lab built with Guests/lab/lockdep.config: the control for B8",
+        modernOopsFormat: true, mmuLockName: "kvm->arch.mmu_setup_lock", mmuReadyName: "mmu_ready",
+        moduleBase: 0xc008_0000_0243_0000, slubPoison: false, inlinesRelease: false,
+        inlinesRehash: true, lockdep: true),
+    ] + [ResizeBug.b0a, .b1, .b3, .b4, .b5, .b8].map(lab)
 
   /// Aliases a job may use for the two kernels every developer asks for first.
   public static let aliases: [String: String] = ["pre-fix": "4.14.0-rc4", "fixed": "6.1"]

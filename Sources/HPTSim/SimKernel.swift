@@ -83,6 +83,7 @@ public final class SimKernel: @unchecked Sendable {
   public let log: SimKernelLog
   var rng: SplitMix64
   var identity: HostIdentity
+  var lockdep: SimLockdep
   /// The host died (oops with panic_on_oops, or a hang): every ioctl answers hostDown.
   public private(set) var dead = false
 
@@ -130,6 +131,7 @@ public final class SimKernel: @unchecked Sendable {
     sched = SimScheduler(seed: root.next(), bootUptimeNs: bootUptimeNs)
     rng = root.split()
     log = SimKernelLog(hostName: hostName)
+    lockdep = SimLockdep(on: model.lockdep)
     identity = HostIdentity(
       model: model,
       modules: [
@@ -169,6 +171,16 @@ public final class SimKernel: @unchecked Sendable {
     sched.halt()
     log.finish()
     return SimHalted()
+  }
+
+  /// lockdep's check of `inner` taken while `outer` is held: its report on an inversion.
+  func lockdepAcquire(_ inner: String, holding outer: String, site: SimLockdep.Site) {
+    guard let earlier = lockdep.acquire(inner, holding: outer, site: site) else { return }
+    var w = writer()
+    let lines = w.circularLocking(
+      inner: inner, outer: outer, site: site, earlier: earlier, cpu: currentCPU, pid: currentPID,
+      comm: currentComm)
+    for l in lines { printk(4, l) }
   }
 
   func warn(file: String, line: Int, nip: Frame, lr: Frame, trace: [Frame]) {

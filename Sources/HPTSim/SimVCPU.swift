@@ -108,9 +108,20 @@ public final class SimVCPU: KVMVCPU, @unchecked Sendable {
     }
   }
 
+  static let setupSite = SimLockdep.Site(
+    stack: [
+      Frame("kvmhv_setup_mmu", 0x68), Frame("kvmhv_run_single_vcpu", 0x970),
+      Frame("kvmppc_vcpu_run_hv", 0x190), Frame("kvmppc_vcpu_run", 0x34),
+      Frame("kvm_arch_vcpu_ioctl_run", 0x114), Frame("kvm_vcpu_ioctl", 0x35c),
+      Frame("sys_ioctl", 0x31c), Frame("system_call_exception", 0x128),
+      Frame("system_call_vectored_common", 0xf0),
+    ], outerAt: Frame("kvm_vcpu_ioctl", 0x9c))
+
   /// kvmppc_hv_setup_htab_rma(): under the MMU lock; maps the VRMA and lets the guest boot the
   /// first time, then sets mmu_ready.
   func setupHTABRMA() throws(SimHalted) {
+    // kvmhv_setup_mmu(), inside KVM_RUN, which holds the vCPU's mutex.
+    kernel.lockdepAcquire("&" + vm.model.mmuLockName, holding: "&vcpu->mutex", site: Self.setupSite)
     try vm.lockMMU()
     defer { vm.unlockMMU() }
     if vm.mmuReady { return }

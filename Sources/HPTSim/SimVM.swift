@@ -155,7 +155,34 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
     }
   }
 
-  public func close() { closed = true }
+  public func close() {
+    releaseInterruptController()
+    closed = true
+  }
+
+  /// KVM_CREATE_DEVICE of the XICS (XICS-on-XIVE on POWER9): only its release is modelled.
+  var hasInterruptController = false
+  public func createInterruptController() throws(KVMError) {
+    guard !kernel.dead else { throw KVMError("KVM_CREATE_DEVICE", .hostDown) }
+    hasInterruptController = true
+  }
+
+  /// The device fd's release: kvm_device_release() holds kvm->lock, and
+  /// kvmppc_xive_release() takes each vCPU's mutex inside it.
+  public func releaseInterruptController() {
+    guard hasInterruptController, !kernel.dead else { return }
+    hasInterruptController = false
+    guard !vcpuIDs.isEmpty else { return }
+    kernel.lockdepAcquire("&vcpu->mutex", holding: "&kvm->lock", site: Self.xiveReleaseSite)
+  }
+
+  static let xiveReleaseSite = SimLockdep.Site(
+    stack: [
+      Frame("kvmppc_xive_release", 0xa8), Frame("kvm_device_release", 0xac), Frame("__fput", 0xac),
+      Frame("task_work_run", 0xa4), Frame("do_notify_resume", 0x434),
+      Frame("interrupt_exit_user_prepare_main", 0x204), Frame("syscall_exit_prepare", 0xa4),
+      Frame("system_call_vectored_common", 0xfc),
+    ], outerAt: Frame("kvm_device_release", 0x50))
 
   func newHPT(order: Int) -> HashPageTable {
     htabVirtCounter += 1

@@ -66,8 +66,8 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
     case system
     case vm(VMState)
     case vcpu(VCPUState)
-    /// An in-kernel device (KVM_CREATE_DEVICE): the simulator models none, but gives it an fd.
-    case device
+    /// An in-kernel interrupt controller (KVM_CREATE_DEVICE): its release is modelled.
+    case device(VMState)
   }
 
   private let lock = NSLock()
@@ -105,6 +105,7 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
     let f = lock.withLock { fds.removeValue(forKey: fd) }
     guard let f else { return .failure(.EBADF) }
     if case .vm(let s) = f { s.vm.close() }
+    if case .device(let s) = f { (s.vm as? SimVM)?.releaseInterruptController() }
     return .success(0)
   }
 
@@ -162,10 +163,11 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
           s.memslots.append(r)
         }
         return .success(0)
-      case (.vm, .KVM_CREATE_DEVICE):
+      case (.vm(let s), .KVM_CREATE_DEVICE):
         var d = arg.load(as: KVMCreateDevice.self)
         guard d.type == KVMCreateDevice.KVM_DEV_TYPE_XICS else { return .failure(.ENODEV) }
-        d.fd = UInt32(add(.device))
+        try s.vm.createInterruptController()
+        d.fd = UInt32(add(.device(s)))
         arg.storeBytes(of: d, as: KVMCreateDevice.self)
         return .success(0)
       case (.vm(let s), .KVM_PPC_ALLOCATE_HTAB):
