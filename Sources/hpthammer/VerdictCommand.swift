@@ -31,6 +31,11 @@ struct Verdict: ParsableCommand {
       "Runs in a row on one kernel before switching (on the lab a switch is a reboot: 4 saves 3 of 4)."
   )
   var block: Int = 1
+  @Option(
+    help:
+      "Runs in a row that could not test (exit 125: a lab that did not boot, ssh down) before the verdict gives up; each is skipped and run again."
+  )
+  var maxSkips: Int = 3
   @Option(help: "Where the runs go (one directory each).") var dir: String?
   @Flag(help: "One JSON object on stdout.") var json = false
   @OptionGroup var store: StudyStoreOptions
@@ -47,6 +52,7 @@ struct Verdict: ParsableCommand {
     }
     guard fraction > 0 && fraction < 1 else { throw usageError("--fraction: between 0 and 1") }
     guard block >= 1 else { throw usageError("--block: at least 1") }
+    guard maxSkips >= 1 else { throw usageError("--max-skips: at least 1") }
     guard FileManager.default.fileExists(atPath: job) else {
       throw usageError("\(job): no such job file")
     }
@@ -59,10 +65,12 @@ struct Verdict: ParsableCommand {
     let recorder = store.recorder(studyRecord(dir: d))
     recorder?.begin()
     var runDirs: [String] = []
+    var skipped = 0
     let t0 = Date()
     var n = 0
     var isBase = true
     var inBlock = 0
+    var skipsInARow = 0
     while v.answer == nil {
       // Blocks of --block runs per kernel, the two sides kept level (the test does not care
       // about order; a kernel switch on the lab costs a boot).
@@ -80,20 +88,31 @@ struct Verdict: ParsableCommand {
       if let resizes { args += ["--resizes", "\(resizes)"] }
       let rc = try runSelf(args)
       runDirs.append(out)
+      n += 1
       guard rc == 0 || rc == 1 else {
+        // As git bisect skips: the run says nothing about the kernel; run it again, unless
+        // the infrastructure keeps failing (or the job itself is wrong: exit 2).
+        skipsInARow += 1
+        skipped += 1
+        inBlock -= 1
+        let stop = rc == 2 || skipsInARow >= maxSkips
+        let why =
+          "\(skipsInARow == 1 ? "a run" : "\(skipsInARow) runs in a row") could not test (exit \(rc), \(out))"
         FileHandle.standardError.write(
-          Data("hpthammer verdict: a run could not test (exit \(rc), \(out)); stopping\n".utf8))
+          Data(
+            "hpthammer verdict: \(why); \(stop ? "stopping" : "skipped, running it again")\n".utf8))
+        guard stop else { continue }
         let exit = rc == 2 ? Exit.usage : Exit.couldNotTest
         recorder?.end(
-          outcome: nil, confidence: nil, runs: n, exit: exit,
-          error: "a run could not test (exit \(rc), \(out))", result: nil, runDirs: runDirs)
+          outcome: nil, confidence: nil, runs: n, exit: exit, error: why, result: nil,
+          runDirs: runDirs)
         throw ExitCode(exit)
       }
+      skipsInARow = 0
       v.record(base: isBase, titles: rc == 1 ? Self.titles(in: out) : [])
-      n += 1
     }
     let wallS = Date().timeIntervalSince(t0)
-    report(v, answer: v.answer!, wallS: wallS)
+    report(v, answer: v.answer!, wallS: wallS, skipped: skipped)
     let exit: Int32 =
       switch v.answer! {
       case .fixes: Exit.pass
@@ -102,7 +121,7 @@ struct Verdict: ParsableCommand {
       }
     recorder?.end(
       outcome: v.answer!.rawValue, confidence: v.fixProbability, runs: n, exit: exit,
-      result: answer(v, answer: v.answer!, wallS: wallS), runDirs: runDirs)
+      result: answer(v, answer: v.answer!, wallS: wallS, skipped: skipped), runDirs: runDirs)
     switch v.answer! {
     case .fixes: return
     case .doesNotFix, .regresses: throw ExitCode(Exit.bug)
@@ -161,20 +180,23 @@ struct Verdict: ParsableCommand {
   }
 
   /// The answer as --json prints it (and the store keeps it).
-  func answer(_ v: PatchVerdict, answer: PatchVerdict.Answer, wallS: Double) -> [String: Any] {
+  func answer(_ v: PatchVerdict, answer: PatchVerdict.Answer, wallS: Double, skipped: Int)
+    -> [String: Any]
+  {
     let side = { (s: PatchVerdict.Side) -> [String: Any] in
       ["runs": s.runs, "reproduced": s.reproduced, "titles": s.titles.sorted()]
     }
     return [
       "verdict": answer.rawValue, "confidence": confidence, "base": side(v.base),
       "patched": side(v.patched), "bound": bound(v), "wall_s": (wallS * 10).rounded() / 10,
+      "skipped": skipped,
     ]
   }
 
-  func report(_ v: PatchVerdict, answer: PatchVerdict.Answer, wallS: Double) {
+  func report(_ v: PatchVerdict, answer: PatchVerdict.Answer, wallS: Double, skipped: Int) {
     let bound = self.bound(v)
     if json {
-      let obj = self.answer(v, answer: answer, wallS: wallS)
+      let obj = self.answer(v, answer: answer, wallS: wallS, skipped: skipped)
       if let d = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) {
         print(String(decoding: d, as: UTF8.self))
       }
@@ -187,6 +209,8 @@ struct Verdict: ParsableCommand {
     print(
       "  patched (\(patched)): \(v.patched.reproduced) of \(v.patched.runs) runs \(v.patched.titles.sorted())"
     )
-    print("  \(bound); \(Int(wallS)) s")
+    print(
+      "  \(bound); \(Int(wallS)) s\(skipped > 0 ? "; \(skipped) runs could not test and were run again" : "")"
+    )
   }
 }

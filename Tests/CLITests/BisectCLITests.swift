@@ -189,4 +189,34 @@ import Testing
     ])
     #expect(rc2 == 1 && out2.contains("does-not-fix"), "\(out2)")
   }
+
+  /// A run that could not test (exit 125: here its --out leads nowhere writable, as on a
+  /// broken disk) is skipped
+  /// and run again, as git bisect skips; --max-skips in a row end the verdict with 125.
+  @Test func runsThatCannotTestAreSkippedThenItGivesUp() throws {
+    let cli = CLITests()
+    let dir = cli.tmp()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let job = CLITests.repo.appendingPathComponent("Jobs/dry-run.yaml").path
+    func verdict(_ blocked: [String], _ extra: [String]) throws -> (Int32, String, String) {
+      let d = dir + "/\(blocked.count)"
+      try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+      for b in blocked {
+        try FileManager.default.createSymbolicLink(
+          atPath: d + "/" + b, withDestinationPath: "/proc/version/x")
+      }
+      return try cli.hpthammer(
+        [
+          "verdict", job, "--base", "4.14.0-rc4", "--patched", "6.1", "--resizes", "40",
+          "--fraction", "0.2", "--max-runs", "300", "--max-skips", "2", "--dir", d, "--no-db",
+        ] + extra)
+    }
+    let (rc, out, err) = try verdict(["base-0"], ["--json"])
+    #expect(rc == 0 && err.contains("skipped, running it again"), "\(out) \(err)")
+    let j = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]
+    #expect(j?["verdict"] as? String == "fixes" && j?["skipped"] as? Int == 1, "\(out)")
+    let (rc2, out2, err2) = try verdict(["base-0", "base-1"], [])
+    #expect(rc2 == 125, "\(out2) \(err2)")
+    #expect(err2.contains("2 runs in a row could not test (exit 125"), "\(err2)")
+  }
 }
