@@ -249,6 +249,7 @@ public final class Runner: @unchecked Sendable {
     recorder.guestsStartedNs.withLock { $0 = exec.nowNs }
     exec.run(agents)
     progress.end()
+    if !job.backend.usesKernelModel && !hostCrashed.value { closeGuests(guests) }
     drainLog()
     gatherEvidence()
     if let mm { recoveryFigures.merge(mm.end(hostDown: hostCrashed.value)) { _, new in new } }
@@ -517,9 +518,19 @@ public final class Runner: @unchecked Sendable {
   }
 
   /// After the run: everything the host printed to the end (the rest of an oops, the panic).
+  /// The guests' VMs closed inside the run, not after its report: closing unmaps guest RAM, and
+  /// a kernel that still holds stale translations oopses there (the MMU notifier in munmap).
+  /// As an agent, so that the executor's stall handling cuts a call that never returns (a
+  /// hostd thread that died in that oops), and the log drained after it holds the oops.
+  func closeGuests(_ guests: [GuestContext]) {
+    host.executor.run([Agent(name: "hpthammer-teardown") { for g in guests { g.vm.close() } }])
+  }
+
   func drainLog() {
+    // A remote host's console lags its kernel: a report may still be on its way.
+    let quiet = remoteTarget == nil ? 20 : 100
     var idle = 0
-    while idle < 20 {
+    while idle < quiet {
       if let r = host.kernelLog.next(timeoutMs: 10) {
         consume(r, exec: nil)
         idle = 0
