@@ -392,8 +392,8 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
 
   // MARK: - host memory load: page migration under the MMU notifier
 
-  /// Both ways of taking pages (`how`) are modelled as a migration: the contents survive, so a
-  /// stale translation shows as the old page, reused by then.
+  /// Every way of taking pages (`how`: zap, hole punch, reclaim) is modelled as a migration:
+  /// the contents survive, so a stale translation shows as the old page, reused by then.
   public func invalidateGuestMemory(guestPhysAddr: UInt64, size: UInt64, how: HostInvalidation)
     throws(KVMError)
   {

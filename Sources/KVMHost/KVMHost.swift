@@ -74,6 +74,9 @@ public enum HostInvalidation: String, Sendable, Hashable, CaseIterable, Codable 
   /// back zeroed; a stale translation now reaches a freed page. The payload is told which
   /// pages went (its taken table).
   case remove
+  /// madvise(MADV_PAGEOUT): reclaim takes the pages (unmapped through the rmap, written to
+  /// swap where there is swap) and gives them back, contents intact, at the next access.
+  case pageout
 }
 
 public protocol KVMVCPU: AnyObject, Sendable {

@@ -40,6 +40,10 @@ public enum MemoryAdvice: Int32, Sendable, Hashable {
   /// MADV_REMOVE (9): free the pages of a shared mapping (punch a hole in the shmem object);
   /// the MMU notifier runs as for MADV_DONTNEED, and the pages come back zeroed.
   case remove = 9
+  /// MADV_PAGEOUT (21, Linux 5.4): reclaim the pages now. Reclaim unmaps them through the rmap
+  /// (try_to_unmap: the MMU notifier from another path than madvise's own zap) and writes them
+  /// to swap where the host has swap; a later access faults in a new page, same contents.
+  case pageout = 21
 }
 
 /// What an mmap maps: a file (a vCPU fd's kvm_run, shared) or anonymous memory (guest RAM).

@@ -177,7 +177,7 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
     try vmfd("KVM_PPC_RESIZE_HPT_COMMIT").resizeHPTCommit(flags: flags, shift: shift)
   }
 
-  /// MADV_DONTNEED or MADV_REMOVE of the guest RAM behind [gpa, gpa+size), clipped to the
+  /// MADV_DONTNEED, MADV_REMOVE or MADV_PAGEOUT of the guest RAM behind [gpa, gpa+size), clipped to the
   /// memslots and widened to whole 64 KiB pages. Before MADV_REMOVE frees a page that a
   /// payload walks, its dword in that payload's taken table is set, so that the 0 the page
   /// reads back is not taken for corruption.
@@ -189,7 +189,11 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
     let end = (guestPhysAddr + size + page - 1) / page * page
     if how == .remove { try markTaken(start..<end) }
     let (advice, name): (MemoryAdvice, String) =
-      how == .remove ? (.remove, "MADV_REMOVE") : (.dontNeed, "MADV_DONTNEED")
+      switch how {
+      case .dontneed: (.dontNeed, "MADV_DONTNEED")
+      case .remove: (.remove, "MADV_REMOVE")
+      case .pageout: (.pageout, "MADV_PAGEOUT")
+      }
     let slots = lock.withLock { memslots }
     for m in slots {
       let lo = max(start, m.guestPhysAddr)

@@ -401,8 +401,13 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
     }
     guard let (s, gpa) = target else { return .success(0) }  // plain memory: nothing to model
     do {
-      try s.vm.invalidateGuestMemory(
-        guestPhysAddr: gpa, size: UInt64(length), how: advice == .remove ? .remove : .dontneed)
+      let how: HostInvalidation =
+        switch advice {
+        case .dontNeed: .dontneed
+        case .remove: .remove
+        case .pageout: .pageout
+        }
+      try s.vm.invalidateGuestMemory(guestPhysAddr: gpa, size: UInt64(length), how: how)
       return .success(0)
     } catch {
       return .failure(error.errno)

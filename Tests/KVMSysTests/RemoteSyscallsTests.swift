@@ -91,6 +91,11 @@ import Testing
     vcpu.immediateExit = true
     #expect(vcpu.immediateExit)
     #expect(try remote.madvise(ram, length: size, .dontNeed).get() == 0)
+    // MADV_PAGEOUT: reclaim takes the pages and gives the same contents back.
+    let word = Array("hpthammer".utf8)
+    try remote.poke(ram, word).get()
+    #expect(try remote.madvise(ram, length: size, .pageout).get() == 0)
+    #expect(try remote.peek(ram, count: word.count).get() == word)
     #expect(throws: Errno.EFAULT) {
       try remote.madvise(UnsafeMutableRawPointer(bitPattern: 0x1000)!, length: 4096, .dontNeed)
         .get()
