@@ -111,13 +111,23 @@ envlines() {
 }
 
 wait_ssh() { # wait_ssh START: until ssh answers; prints the seconds since START
-  local start=$1 limit=${HPTHAMMER_LAB_BOOT_TIMEOUT:-900}
+  local start=$1 limit=${HPTHAMMER_LAB_BOOT_TIMEOUT:-900} stall=${HPTHAMMER_LAB_BOOT_STALL:-180}
+  local size=0 grew=$start
   while :; do
     running || die "L0 QEMU exited during boot; see $run/console.log and $run/qemu.err"
     if timeout 20 "${sshcmd[@]}" true 2>/dev/null; then break; fi
     grep -q 'Kernel panic' "$run/console.log" 2>/dev/null && die "the lab kernel panicked; see $run/console.log"
     [ "$(since "$start" | cut -d. -f1)" -lt "$limit" ] ||
       die "no ssh answer within $limit s; see $run/console.log (HPTHAMMER_LAB_BOOT_TIMEOUT)"
+    # A boot whose console says nothing for $stall s has hung (seen: TCG's powernv9 stopping
+    # after usb-storage, QEMU idle): stop it rather than wait out the whole limit.
+    local now_size
+    now_size=$(stat -c %s "$run/console.log" 2>/dev/null || echo 0)
+    if [ "$now_size" != "$size" ]; then size=$now_size; grew=$(now); fi
+    if [ "$(since "$grew" | cut -d. -f1)" -ge "$stall" ]; then
+      log "the boot stalled (no console output for $stall s) at: $(tail -1 "$run/console.log" | tr -d '\r')"
+      die "the lab's boot stalled for $stall s (HPTHAMMER_LAB_BOOT_STALL); run.sh boot again"
+    fi
     sleep 2
   done
   since "$start"
