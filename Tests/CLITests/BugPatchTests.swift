@@ -65,26 +65,12 @@ import Testing
         let job = (bug["jobs"] as? [String])?.first
       else { continue }
       let id = try #require(bug["id"] as? String)
-      let yaml = try Self.simulated(
-        String(contentsOf: CLITests.repo.appendingPathComponent(job), encoding: .utf8),
-        kernel: model)
-      let file = tmp.appendingPathComponent("\(id).yaml")
-      try yaml.write(to: file, atomically: true, encoding: .utf8)
       var titles: [String] = []
       for seed in 1...3 {
-        let out = tmp.appendingPathComponent("\(id)-\(seed)")
-        let (rc, stdout, stderr) = try CLITests.exec(
-          [
-            CLITests().binary.path, "run", file.path, "--seed", "\(seed)", "--out", out.path,
-            "--duration", "60s",
-          ], in: CLITests.repo.path)
-        #expect(rc == 0 || rc == 1, "\(id) seed \(seed): exit \(rc)\n\(stdout)\(stderr)")
-        let run =
-          try JSONSerialization.jsonObject(
-            with: Data(contentsOf: out.appendingPathComponent("run.json"))) as? [String: Any]
-        for c in run?["crashes"] as? [[String: Any]] ?? [] {
-          if let t = c["title"] as? String { titles.append(t) }
-        }
+        let r = try Self.runSimulated(
+          job, kernel: model, seed: seed, in: tmp.appendingPathComponent(id))
+        #expect(r.rc == 0 || r.rc == 1, "\(id) seed \(seed): exit \(r.rc)\n\(r.output)")
+        titles += r.titles
       }
       #expect(titles.contains(title), "\(id): the lab gave '\(title)', the simulator \(titles)")
       // Any other title must be one the bug is known to give (the registry's "titles";
@@ -116,29 +102,37 @@ import Testing
     try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: tmp) }
     for (n, c) in cases.enumerated() {
-      let job = try String(
-        contentsOf: CLITests.repo.appendingPathComponent(c.job), encoding: .utf8)
-      let file = tmp.appendingPathComponent("\(n).yaml")
-      try Self.simulated(job, kernel: c.model).write(to: file, atomically: true, encoding: .utf8)
       for seed in 1...3 {
-        let out = tmp.appendingPathComponent("\(n)-\(seed)")
-        let (rc, stdout, stderr) = try CLITests.exec(
-          [
-            CLITests().binary.path, "run", file.path, "--seed", "\(seed)", "--out", out.path,
-            "--duration", "60s",
-          ], in: CLITests.repo.path)
-        let run =
-          try JSONSerialization.jsonObject(
-            with: Data(contentsOf: out.appendingPathComponent("run.json"))) as? [String: Any]
-        let titles = (run?["crashes"] as? [[String: Any]] ?? []).compactMap {
-          $0["title"] as? String
-        }
+        let r = try Self.runSimulated(
+          c.job, kernel: c.model, seed: seed, in: tmp.appendingPathComponent("\(n)"))
         let want: (Int32, [String]) = c.title.map { (1, [$0]) } ?? (0, [])
         #expect(
-          rc == want.0 && titles == want.1,
-          "\(c.job) on \(c.model), seed \(seed): exit \(rc), \(titles)\n\(stdout)\(stderr)")
+          r.rc == want.0 && r.titles == want.1,
+          "\(c.job) on \(c.model), seed \(seed): exit \(r.rc), \(r.titles)\n\(r.output)")
       }
     }
+  }
+
+  /// Runs lab job `job` as a simulator job on `kernel` for 60 s (under `dir`): its exit, its
+  /// crash titles, and its output for a failure's message.
+  static func runSimulated(_ job: String, kernel: String, seed: Int, in dir: URL) throws -> (
+    rc: Int32, titles: [String], output: String
+  ) {
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let file = dir.appendingPathComponent("job.yaml")
+    let yaml = try String(contentsOf: CLITests.repo.appendingPathComponent(job), encoding: .utf8)
+    try simulated(yaml, kernel: kernel).write(to: file, atomically: true, encoding: .utf8)
+    let out = dir.appendingPathComponent("seed-\(seed)")
+    let (rc, stdout, stderr) = try CLITests.exec(
+      [
+        CLITests().binary.path, "run", file.path, "--seed", "\(seed)", "--out", out.path,
+        "--duration", "60s",
+      ], in: CLITests.repo.path)
+    let run =
+      try JSONSerialization.jsonObject(
+        with: Data(contentsOf: out.appendingPathComponent("run.json"))) as? [String: Any]
+    let titles = (run?["crashes"] as? [[String: Any]] ?? []).compactMap { $0["title"] as? String }
+    return (rc, titles, stdout + stderr)
   }
 
   /// A lab job made a simulator job: backend raw-sim on this machine (no target block), the
