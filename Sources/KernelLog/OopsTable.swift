@@ -902,6 +902,32 @@ let defaultOopsTable: [OopsPattern] = [
         "oops-catchall", "Oops: {R}", title: "Oops: $1 in $F", kind: .other, type: dos,
         corrupted: true),
     ]),
+  // Trusty (the secure-world OS beside Android kernels) panics, printed by the kernel's trusty
+  // driver: syzkaller's "trusty: panic" forms, titled by the assertion or the panic message.
+  OopsPattern(
+    "trusty", header: "trusty: panic",
+    [
+      OopsFormat(
+        "trusty-assert", "trusty: panic ({*}){*} ASSERT FAILED at ({*}): {R}",
+        title: "trusty: ASSERT FAILED: $1", kind: .panic, type: dos, frame: .none, noStack: true),
+      OopsFormat(
+        "trusty-assert-cut", "trusty: panic{*} ASSERT FAILED{*}: {R}",
+        title: "trusty: ASSERT FAILED: $1", kind: .panic, type: dos, frame: .none, corrupted: true,
+        noStack: true),
+      OopsFormat(
+        "trusty-panic", "trusty: panic ({*}): {R}", title: "trusty: panic: $1", kind: .panic,
+        type: dos, frame: .none, noStack: true),
+    ]),
+  // The Go runtime's fatal errors at the start of a line (syzkaller's own tools dying on the
+  // console: "go runtime error", as syzkaller titles them); ALSA's "seq fatal error" is not one.
+  OopsPattern(
+    "go-runtime", header: "fatal error:",
+    suppress: ["ALSA", "fatal error: cannot create timer"],
+    [
+      OopsFormat(
+        "go-runtime", "^fatal error:{R}", title: "go runtime error", kind: .userspaceFailure,
+        type: dos, frame: .none, noStack: true)
+    ]),
   // syzkaller's executor reports its own failures this way (a userspace failure, not a kernel
   // crash, but the run is over).
   OopsPattern(
