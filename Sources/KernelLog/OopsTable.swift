@@ -165,7 +165,15 @@ let defaultOopsTable: [OopsPattern] = [
         )),
       OopsFormat(
         "kmsan", "BUG: KMSAN: {W} in {F}", title: "KMSAN: $1 in $F", kind: .kmsan,
-        type: .sanitizer(prefix: "KMSAN", bug: 0, access: nil), frame: stack(header: 1, after: [])),
+        type: .sanitizer(prefix: "KMSAN", bug: 0, access: nil),
+        // syzkaller's KMSAN skips: generic crypto (where uninit keys and data are used, not
+        // where they come from) and netlink/skb plumbing.
+        frame: stack(
+          header: 1,
+          skip: [
+            "alloc_skb", "netlink_ack", "netlink_rcv_skb", "_encrypt$", "crypto_", "cipher_",
+            "drbg_", "rng_",
+          ], after: [])),
       OopsFormat(
         "kfence-access", "BUG: KFENCE: {W} {W} in {F}", title: "KFENCE: $1 $2 in $F", kind: .kfence,
         type: .sanitizer(prefix: "KFENCE", bug: 0, access: 1), frame: stack(header: 2)),

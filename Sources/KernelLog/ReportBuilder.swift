@@ -282,9 +282,11 @@ struct ReportBuilder {
     -> String?
   {
     let extraSkips = recipe.skipSet
+    let suffixes = recipe.skipSuffixes
     func skipped(_ name: Line) -> Bool {
       genericSkipSet.matches(name) || extraSkips.matches(name)
         || (powerpc && powerSkipSet.matches(name))
+        || (!suffixes.isEmpty && suffixes.contains { hasSuffix(name, $0) })
     }
     func skipped(_ name: String) -> Bool {
       var name = name

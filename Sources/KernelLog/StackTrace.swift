@@ -229,6 +229,8 @@ struct StackRecipe: Sendable, Hashable {
   /// Precomputed forms, so analysing a report allocates nothing for them.
   let startMarkerBytes: [[UInt8]]
   let skipSet: SkipSet
+  /// Entries of `skip` written "name$": names ending with that text are skipped.
+  let skipSuffixes: [[UInt8]]
   /// Extra names to skip for this format, on top of the generic helpers.
   let skip: [String]
   let extractor: Extractor
@@ -248,8 +250,17 @@ struct StackRecipe: Sendable, Hashable {
     self.useTrace = useTrace
     startMarkerBytes = startMarkers.map { Array($0.utf8) }
     defaultMarkers = startMarkers == defaultStartMarkers
-    skipSet = SkipSet(skip)
+    skipSet = SkipSet(skip.filter { !$0.hasSuffix("$") })
+    skipSuffixes = skip.filter { $0.hasSuffix("$") }.map { Array($0.dropLast().utf8) }
   }
+}
+
+/// `name` ends with `suffix`.
+func hasSuffix(_ name: UnsafeBufferPointer<UInt8>, _ suffix: [UInt8]) -> Bool {
+  guard name.count >= suffix.count else { return false }
+  let start = name.count - suffix.count
+  for k in 0..<suffix.count where name[start + k] != suffix[k] { return false }
+  return true
 }
 
 /// Generic helpers that are never the bug: sanitizer and report plumbing, locking, string and
