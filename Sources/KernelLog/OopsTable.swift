@@ -274,8 +274,12 @@ let defaultOopsTable: [OopsPattern] = [
             "check_new_page", "prep_new_page", "get_page_from_freelist", "alloc_page",
             "alloc_pages", "folio_alloc", "__put_page", "free_tail_page", "check_free_page",
             "free_the_page", "destroy_large_folio", "__page_cache_release", "folios_put", "rmqueue",
-            "__alloc_pages",
-          ])),
+            "__alloc_pages", "post_alloc_hook", "filemap_alloc_folio", "__filemap_get_folio",
+            "pagecache_get_page",
+          ],
+          // With page_owner the page's allocation stack names who got the page (as syzkaller
+          // reads it); without it, the stack of whoever freed or checked it.
+          after: ["page last allocated via", "Call Trace:", "Call trace:"])),
       OopsFormat(
         "bad-page-map", "BUG: Bad page map", title: "BUG: Bad page map", kind: .badPageState,
         type: memorySafety,
