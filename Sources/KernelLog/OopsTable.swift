@@ -620,7 +620,7 @@ let defaultOopsTable: [OopsPattern] = [
         type: dos)
     ]),
   OopsPattern(
-    "kernel-panic", header: "Kernel panic - not syncing", followsReport: true,
+    "kernel-panic", header: "Kernel panic - not syncing", followsReport: true, neverEndsReport: true,
     [
       OopsFormat(
         "stack-protector",
@@ -678,7 +678,7 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .panic, type: dos, frame: stack(ip: false, skip: ["panic", "dump_stack"])),
     ]),
   OopsPattern(
-    "double-fault", header: "PANIC: double fault", followsReport: true,
+    "double-fault", header: "PANIC: double fault", followsReport: true, neverEndsReport: true,
     [
       OopsFormat(
         "double-fault", "PANIC: double fault", title: "PANIC: double fault in $F",
@@ -728,7 +728,7 @@ let defaultOopsTable: [OopsPattern] = [
         type: dos, frame: ipOnly)
     ]),
   OopsPattern(
-    "invalid-opcode", header: "invalid opcode: ", followsReport: true,
+    "invalid-opcode", header: "invalid opcode: ", followsReport: true, neverEndsReport: true,
     [
       OopsFormat(
         "invalid-opcode", "invalid opcode: ", title: "invalid opcode in $F", kind: .invalidOpcode,
@@ -868,7 +868,7 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .internalError, type: dos)
     ]),
   OopsPattern(
-    "netdev-leak", header: "unregister_netdevice: waiting for ", followsReport: true,
+    "netdev-leak", header: "unregister_netdevice: waiting for ", followsReport: true, neverEndsReport: true,
     [
       OopsFormat(
         "netdev-leak", "unregister_netdevice: waiting for {W} to become free",

@@ -268,7 +268,9 @@ func hasSuffix(_ name: UnsafeBufferPointer<UInt8>, _ suffix: [UInt8]) -> Bool {
 /// that starts with it, or has it right after an '_' ("_raw_spin_lock" matches "spin_lock",
 /// "vhci_shutdown_connection" does not match "down").
 let genericSkips: [String] = [
-  // syzkaller's newer page-cache, timer, I/O-port and iterator helpers.
+  // syzkaller's newer page-cache, timer, I/O-port and iterator helpers, and the workqueue's
+  // own queueing (KASAN records an aux stack there on the caller's behalf).
+  "insert_work", "__queue_delayed_work", "queue_delayed_work_on", "ida_free",
   "do_read_cache_folio", "read_cache_page", "find_lock_entries", "truncate_inode_pages_range",
   "sk_stop_timer_sync", "__timer_delete_sync", "logic_in", "logic_out", "copy_from_iter",
   "copy_to_iter", "copy_page_to_iter", "copy_page_from_iter", "copy_folio_to_iter",
