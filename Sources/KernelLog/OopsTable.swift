@@ -923,10 +923,6 @@ let defaultOopsTable: [OopsPattern] = [
         "trusty-assert", "trusty: panic ({*}){*} ASSERT FAILED at ({*}): {R}",
         title: "trusty: ASSERT FAILED: $1", kind: .panic, type: dos, frame: .none, noStack: true),
       OopsFormat(
-        "trusty-assert-cut", "trusty: panic{*} ASSERT FAILED{*}: {R}",
-        title: "trusty: ASSERT FAILED: $1", kind: .panic, type: dos, frame: .none, corrupted: true,
-        noStack: true),
-      OopsFormat(
         "trusty-panic", "trusty: panic ({*}): {R}", title: "trusty: panic: $1", kind: .panic,
         type: dos, frame: .none, noStack: true),
     ]),
