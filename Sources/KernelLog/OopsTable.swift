@@ -620,7 +620,8 @@ let defaultOopsTable: [OopsPattern] = [
         type: dos)
     ]),
   OopsPattern(
-    "kernel-panic", header: "Kernel panic - not syncing", followsReport: true, neverEndsReport: true,
+    "kernel-panic", header: "Kernel panic - not syncing", followsReport: true,
+    neverEndsReport: true,
     [
       OopsFormat(
         "stack-protector",
@@ -868,7 +869,8 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .internalError, type: dos)
     ]),
   OopsPattern(
-    "netdev-leak", header: "unregister_netdevice: waiting for ", followsReport: true, neverEndsReport: true,
+    "netdev-leak", header: "unregister_netdevice: waiting for ", followsReport: true,
+    neverEndsReport: true,
     [
       OopsFormat(
         "netdev-leak", "unregister_netdevice: waiting for {W} to become free",
