@@ -83,11 +83,16 @@ struct OopsPattern: Sendable, Hashable {
   /// A line a crash prints after its own header ("Oops: ...", "Kernel panic - not syncing"):
   /// while a report is in progress it continues that report instead of starting one.
   var followsReport: Bool
+  /// A consequence of whatever crash is in progress, whichever CPU or task prints it (a panic,
+  /// a double fault while handling a fault): it never ends a report in progress (syzkaller's
+  /// `reportStartIgnores`).
+  var neverEndsReport: Bool
 
   init(
     _ id: String, header: String? = nil, headers: [String] = [], followsReport: Bool = false,
-    suppress: [String] = [], _ formats: [OopsFormat]
+    neverEndsReport: Bool = false, suppress: [String] = [], _ formats: [OopsFormat]
   ) {
+    self.neverEndsReport = neverEndsReport
     self.id = id
     self.headers = (headers + (header.map { [$0] } ?? [])).map { Array($0.utf8) }
     self.formats = formats

@@ -165,7 +165,15 @@ let defaultOopsTable: [OopsPattern] = [
         )),
       OopsFormat(
         "kmsan", "BUG: KMSAN: {W} in {F}", title: "KMSAN: $1 in $F", kind: .kmsan,
-        type: .sanitizer(prefix: "KMSAN", bug: 0, access: nil), frame: stack(header: 1, after: [])),
+        type: .sanitizer(prefix: "KMSAN", bug: 0, access: nil),
+        // syzkaller's KMSAN skips: generic crypto (where uninit keys and data are used, not
+        // where they come from) and netlink/skb plumbing.
+        frame: stack(
+          header: 1,
+          skip: [
+            "alloc_skb", "netlink_ack", "netlink_rcv_skb", "_encrypt$", "crypto_", "cipher_",
+            "drbg_", "rng_",
+          ], after: [])),
       OopsFormat(
         "kfence-access", "BUG: KFENCE: {W} {W} in {F}", title: "KFENCE: $1 $2 in $F", kind: .kfence,
         type: .sanitizer(prefix: "KFENCE", bug: 0, access: 1), frame: stack(header: 2)),
@@ -266,8 +274,12 @@ let defaultOopsTable: [OopsPattern] = [
             "check_new_page", "prep_new_page", "get_page_from_freelist", "alloc_page",
             "alloc_pages", "folio_alloc", "__put_page", "free_tail_page", "check_free_page",
             "free_the_page", "destroy_large_folio", "__page_cache_release", "folios_put", "rmqueue",
-            "__alloc_pages",
-          ])),
+            "__alloc_pages", "post_alloc_hook", "filemap_alloc_folio", "__filemap_get_folio",
+            "pagecache_get_page",
+          ],
+          // With page_owner the page's allocation stack names who got the page (as syzkaller
+          // reads it); without it, the stack of whoever freed or checked it.
+          after: ["page last allocated via", "Call Trace:", "Call trace:"])),
       OopsFormat(
         "bad-page-map", "BUG: Bad page map", title: "BUG: Bad page map", kind: .badPageState,
         type: memorySafety,
@@ -609,6 +621,7 @@ let defaultOopsTable: [OopsPattern] = [
     ]),
   OopsPattern(
     "kernel-panic", header: "Kernel panic - not syncing", followsReport: true,
+    neverEndsReport: true,
     [
       OopsFormat(
         "stack-protector",
@@ -666,7 +679,7 @@ let defaultOopsTable: [OopsPattern] = [
         kind: .panic, type: dos, frame: stack(ip: false, skip: ["panic", "dump_stack"])),
     ]),
   OopsPattern(
-    "double-fault", header: "PANIC: double fault", followsReport: true,
+    "double-fault", header: "PANIC: double fault", followsReport: true, neverEndsReport: true,
     [
       OopsFormat(
         "double-fault", "PANIC: double fault", title: "PANIC: double fault in $F",
@@ -716,7 +729,7 @@ let defaultOopsTable: [OopsPattern] = [
         type: dos, frame: ipOnly)
     ]),
   OopsPattern(
-    "invalid-opcode", header: "invalid opcode: ", followsReport: true,
+    "invalid-opcode", header: "invalid opcode: ", followsReport: true, neverEndsReport: true,
     [
       OopsFormat(
         "invalid-opcode", "invalid opcode: ", title: "invalid opcode in $F", kind: .invalidOpcode,
@@ -857,6 +870,7 @@ let defaultOopsTable: [OopsPattern] = [
     ]),
   OopsPattern(
     "netdev-leak", header: "unregister_netdevice: waiting for ", followsReport: true,
+    neverEndsReport: true,
     [
       OopsFormat(
         "netdev-leak", "unregister_netdevice: waiting for {W} to become free",
@@ -901,6 +915,28 @@ let defaultOopsTable: [OopsPattern] = [
       OopsFormat(
         "oops-catchall", "Oops: {R}", title: "Oops: $1 in $F", kind: .other, type: dos,
         corrupted: true),
+    ]),
+  // Trusty (the secure-world OS beside Android kernels) panics, printed by the kernel's trusty
+  // driver: syzkaller's "trusty: panic" forms, titled by the assertion or the panic message.
+  OopsPattern(
+    "trusty", header: "trusty: panic",
+    [
+      OopsFormat(
+        "trusty-assert", "trusty: panic ({*}){*} ASSERT FAILED at ({*}): {R}",
+        title: "trusty: ASSERT FAILED: $1", kind: .panic, type: dos, frame: .none, noStack: true),
+      OopsFormat(
+        "trusty-panic", "trusty: panic ({*}): {R}", title: "trusty: panic: $1", kind: .panic,
+        type: dos, frame: .none, noStack: true),
+    ]),
+  // The Go runtime's fatal errors at the start of a line (syzkaller's own tools dying on the
+  // console: "go runtime error", as syzkaller titles them); ALSA's "seq fatal error" is not one.
+  OopsPattern(
+    "go-runtime", header: "fatal error:",
+    suppress: ["ALSA", "fatal error: cannot create timer"],
+    [
+      OopsFormat(
+        "go-runtime", "^fatal error:{R}", title: "go runtime error", kind: .userspaceFailure,
+        type: dos, frame: .none, noStack: true)
     ]),
   // syzkaller's executor reports its own failures this way (a userspace failure, not a kernel
   // crash, but the run is over).

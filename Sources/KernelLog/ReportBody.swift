@@ -36,7 +36,13 @@ func stackFrames(_ buf: UnsafeBufferPointer<UInt8>) -> [String] {
   // The first stack keyword, each searched once over the whole text (not per line).
   var first: Int?
   for keyword in stackKeywordList {
-    if let at = indexOf(buf, keyword, from: 0), at < (first ?? Int.max) { first = at }
+    // Only where it would come before the earliest keyword found so far.
+    let limit = min(buf.count, first.map { $0 + keyword.count } ?? buf.count)
+    if let at = indexOf(UnsafeBufferPointer(rebasing: buf[0..<limit]), keyword, from: 0),
+      at < (first ?? Int.max)
+    {
+      first = at
+    }
   }
   guard let first, let base = buf.baseAddress else { return frames }
   // The lines after the keyword's line.

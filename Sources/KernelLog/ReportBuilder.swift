@@ -282,9 +282,11 @@ struct ReportBuilder {
     -> String?
   {
     let extraSkips = recipe.skipSet
+    let suffixes = recipe.skipSuffixes
     func skipped(_ name: Line) -> Bool {
       genericSkipSet.matches(name) || extraSkips.matches(name)
         || (powerpc && powerSkipSet.matches(name))
+        || (!suffixes.isEmpty && suffixes.contains { hasSuffix(name, $0) })
     }
     func skipped(_ name: String) -> Bool {
       var name = name
@@ -465,7 +467,9 @@ func parseMetadata(_ text: UnsafeBufferPointer<UInt8>, lineLimit: Int) -> Report
       if let bracket = byteRange(list, " [last unloaded") {
         list = String(list[..<bracket.lowerBound])
       }
-      result.modules = list.split(separator: " ").map(String.init)
+      // Split as bytes: a Character split of a long module list cost more than the rest of
+      // the metadata.
+      result.modules = list.utf8.split(separator: 0x20).map { String(Substring($0)) }
       needModules = false
     }
     if result.kernelVersion != nil { needVersion = false }
@@ -485,10 +489,10 @@ private func parseCommAndTaint(_ rest: String, into result: inout ReportMetadata
   if let r = byteRange(rest, " Tainted: ") {
     comm = String(rest[..<r.lowerBound])
     tail = String(rest[r.upperBound...])
-    let words = tail.split(separator: " ")
     var flags: [Substring] = []
-    for word in words {
-      if let first = word.first, first.isNumber, word.contains(".") {
+    for bytes in tail.utf8.split(separator: 0x20) {
+      let word = Substring(bytes)
+      if startsWithNumber(word), bytes.contains(0x2e) {
         result.kernelVersion = result.kernelVersion ?? String(word)
         break
       }
@@ -498,8 +502,8 @@ private func parseCommAndTaint(_ rest: String, into result: inout ReportMetadata
   } else if let r = byteRange(rest, " Not tainted ") ?? byteRange(rest, "Not tainted ") {
     comm = String(rest[..<r.lowerBound])
     tail = String(rest[r.upperBound...])
-    if let word = tail.split(separator: " ").first {
-      result.kernelVersion = result.kernelVersion ?? String(word)
+    if let word = tail.utf8.split(separator: 0x20, maxSplits: 1).first {
+      result.kernelVersion = result.kernelVersion ?? String(Substring(word))
     }
   }
   if result.comm == nil, byteRange(rest, "Comm:") == nil, !comm.isEmpty,
@@ -507,6 +511,13 @@ private func parseCommAndTaint(_ rest: String, into result: inout ReportMetadata
   {
     result.comm = comm.trimmingSpaces()
   }
+}
+
+/// The word starts with a digit (an ASCII one without decoding a Character).
+private func startsWithNumber(_ word: Substring) -> Bool {
+  guard let first = word.utf8.first else { return false }
+  if first < 0x80 { return first >= 0x30 && first <= 0x39 }
+  return word.first?.isNumber ?? false
 }
 
 private let shouldFail = Array("should_fail".utf8)

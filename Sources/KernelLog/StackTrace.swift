@@ -229,6 +229,8 @@ struct StackRecipe: Sendable, Hashable {
   /// Precomputed forms, so analysing a report allocates nothing for them.
   let startMarkerBytes: [[UInt8]]
   let skipSet: SkipSet
+  /// Entries of `skip` written "name$": names ending with that text are skipped.
+  let skipSuffixes: [[UInt8]]
   /// Extra names to skip for this format, on top of the generic helpers.
   let skip: [String]
   let extractor: Extractor
@@ -248,8 +250,17 @@ struct StackRecipe: Sendable, Hashable {
     self.useTrace = useTrace
     startMarkerBytes = startMarkers.map { Array($0.utf8) }
     defaultMarkers = startMarkers == defaultStartMarkers
-    skipSet = SkipSet(skip)
+    skipSet = SkipSet(skip.filter { !$0.hasSuffix("$") })
+    skipSuffixes = skip.filter { $0.hasSuffix("$") }.map { Array($0.dropLast().utf8) }
   }
+}
+
+/// `name` ends with `suffix`.
+func hasSuffix(_ name: UnsafeBufferPointer<UInt8>, _ suffix: [UInt8]) -> Bool {
+  guard name.count >= suffix.count else { return false }
+  let start = name.count - suffix.count
+  for k in 0..<suffix.count where name[start + k] != suffix[k] { return false }
+  return true
 }
 
 /// Generic helpers that are never the bug: sanitizer and report plumbing, locking, string and
@@ -257,7 +268,9 @@ struct StackRecipe: Sendable, Hashable {
 /// that starts with it, or has it right after an '_' ("_raw_spin_lock" matches "spin_lock",
 /// "vhci_shutdown_connection" does not match "down").
 let genericSkips: [String] = [
-  // syzkaller's newer page-cache, timer, I/O-port and iterator helpers.
+  // syzkaller's newer page-cache, timer, I/O-port and iterator helpers, and the workqueue's
+  // own queueing (KASAN records an aux stack there on the caller's behalf).
+  "insert_work", "__queue_delayed_work", "queue_delayed_work_on", "ida_free",
   "do_read_cache_folio", "read_cache_page", "find_lock_entries", "truncate_inode_pages_range",
   "sk_stop_timer_sync", "__timer_delete_sync", "logic_in", "logic_out", "copy_from_iter",
   "copy_to_iter", "copy_page_to_iter", "copy_page_from_iter", "copy_folio_to_iter",
@@ -323,7 +336,7 @@ let stallAnchors: [String] = [
   "call_read_iter", "call_write_iter", "do_iter_readv_writev", "mmap_region", "do_mmap",
   "do_dentry_open", "vfs_open", "sock_sendmsg", "sock_recvmsg", "sock_release", "sock_ioctl",
   "sock_do_ioctl", "__sys_setsockopt", "__sys_connect", "__sys_accept", "nfnetlink_rcv_msg",
-  "handle_mm_fault", "__do_fault", "do_page_fault", "task_work_run", "exit_to_user",
+  "__do_fault", "do_page_fault", "task_work_run", "exit_to_user",
   "exit_to_usermode", "__fput", "tasklet_action", "__run_timers", "expire_timers",
   "ksys_ioctl", "el0_svc", "invoke_syscall", "el0_svc_common", "sys_ioctl", "SyS_ioctl",
   "SYSC_ioctl", "sys_connect", "SyS_connect", "SYSC_connect", "sys_socketpair", "rtnetlink_rcv_msg",
@@ -333,6 +346,17 @@ let stallAnchors: [String] = [
 /// Anchors compared without their leading underscores, like the names.
 let stallAnchorSet = SkipSet(stallAnchors.map { String($0.drop { $0 == "_" }) })
 
+/// Dispatchers that syzkaller's stall extractor finds anywhere in a name (its unanchored
+/// `linuxStallAnchorFrames`): a driver's "..._compat_ioctl" is the compat ioctl dispatch, so
+/// the stall is in the ioctl handler it called.
+let stallSegmentAnchors: [String] = [
+  "compat_ioctl", "compat_sys_ioctl", "vfs_iter_read", "vfs_iter_write", "do_iter_read",
+  "do_iter_write", "new_sync_read", "new_sync_write", "blkdev_driver_ioctl", "hrtimer_run",
+  "tasklet_hi_action", "run_timers", "el0_svc_handler", "tracesys_phase2", "ret_fast_syscall",
+  "kernel_listen", "kernel_accept", "sk_common_release",
+]
+let stallSegmentAnchorSet = SkipSet(stallSegmentAnchors)
+
 /// Syscall wrapper prefixes an anchor may follow ("__x64_sys_ioctl" is "sys_ioctl").
 private let wrapperPrefixes: [[UInt8]] = ["x64_", "ia32_", "arm64_", "se_", "do_", "compat_"].map {
   Array($0.utf8)
@@ -341,6 +365,7 @@ private let wrapperPrefixes: [[UInt8]] = ["x64_", "ia32_", "arm64_", "se_", "do_
 /// Anchors match a name's start (after underscores and a syscall wrapper prefix), not any
 /// segment: "llcp_sock_sendmsg" is not the dispatcher "sock_sendmsg".
 func isStallAnchor(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+  if stallSegmentAnchorSet.matches(name) { return true }
   var p = 0
   while true {
     while p < name.count, name[p] == UInt8(ascii: "_") { p += 1 }

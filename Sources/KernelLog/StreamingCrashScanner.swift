@@ -190,7 +190,8 @@ public struct StreamingCrashScanner: Sendable {
     if current != nil {
       let caller = current!.caller
       let sameCaller = caller == split.caller || caller.kind == .none || split.caller.kind == .none
-      if let started, !detector.table[started.pattern].followsReport || !sameCaller,
+      if let started, !detector.table[started.pattern].neverEndsReport,
+        !detector.table[started.pattern].followsReport || !sameCaller,
         !(sameCaller && current!.repeatsHeader(buf, split))
       {
         // Another crash begins: the report in progress ends before this line.

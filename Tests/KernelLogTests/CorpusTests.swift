@@ -151,9 +151,9 @@ func expectedFrame(_ c: CorpusCase) -> String? {
       try mismatches.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
     }
     // Thresholds from measured agreement; raise them as the detector improves.
-    #expect(crash.rate >= 0.99)
-    #expect(title.rate >= 0.924)
-    #expect(frame.rate >= 0.919)
+    #expect(crash.rate >= 0.995)
+    #expect(title.rate >= 0.95)
+    #expect(frame.rate >= 0.939)
     #expect(type.rate >= 0.97)
     #expect(corrupted.rate >= 0.90)
   }
