@@ -68,6 +68,11 @@ public struct Bisection: Sendable {
   public let budget: BisectBudget
   /// What a run is worth (GainMeasure): the information about the culprit unless told.
   public var measure: GainMeasure = .culprit
+  /// The stopping rule's other priors: it stops only when the same culprit range holds the
+  /// asked confidence under the bisection's prior and under each of these (the same runs
+  /// weighed with another belief about p; docs/bisection.md, "Stopping"). Empty: the
+  /// bisection's own posterior alone.
+  public var stopPriors: [BisectPrior] = [.lowRate]
   public private(set) var built: Set<Int> = []
   public private(set) var skipped: Set<Int> = []
   public private(set) var runs = 0
@@ -143,7 +148,15 @@ public struct Bisection: Sendable {
     while lower > 0, untestable(lower - 1) { lower -= 1 }
     var upper = best
     while upper < count - 1, untestable(upper) { upper += 1 }
-    let mass = pi[lower...upper].reduce(0, +)
+    // The confidence claimed: the range's mass under the bisection's prior, or under one
+    // of stopPriors if that is lower (only worth computing once the first is high).
+    var mass = pi[lower...upper].reduce(0, +)
+    if mass >= budget.confidence {
+      for prior in stopPriors {
+        let other = posterior.with(prior: prior).summary().culprit(count: count)
+        mass = min(mass, other[lower...upper].reduce(0, +))
+      }
+    }
     let top = pi.indices.sorted { pi[$0] > pi[$1] }.prefix(5).map { ($0, pi[$0]) }
     return BisectAnswer(
       culprit: best, lower: lower, upper: upper, confidence: mass, candidates: top,

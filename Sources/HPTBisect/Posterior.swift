@@ -31,6 +31,21 @@ public struct BisectPrior: Sendable, Hashable {
       falseAlarmWeight: [1, 1, 1, 1])
   }()
 
+  /// The same grids, with p's weight proportional to 1/p below 1 (log-uniform: a rare
+  /// reproducer as likely as a frequent one) and the same fifth of the mass on p = 1. The
+  /// stopping rule asks it too (Bisection.stopPriors): under the flat prior a few lucky
+  /// reproductions after the best culprit make p look higher than it is, and then the misses
+  /// on commits before it look like proof that they are good; this prior does not believe
+  /// that as readily.
+  public static let lowRate: BisectPrior = {
+    let std = BisectPrior.standard
+    var w = std.p.map { $0 < 1 ? 1 / $0 : 0 }
+    let rest = w.reduce(0, +)
+    w[w.count - 1] = rest / 4
+    return BisectPrior(
+      p: std.p, pWeight: w, falseAlarm: std.falseAlarm, falseAlarmWeight: std.falseAlarmWeight)
+  }()
+
   /// One cell per (p, e) pair: index j * falseAlarm.count + f.
   var cellCount: Int { p.count * falseAlarm.count }
 }

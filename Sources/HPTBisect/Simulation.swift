@@ -98,14 +98,15 @@ public enum BaselineRule: Sendable, Hashable {
 extension Bisection {
   /// Runs this bisection to its end against a simulated history. `choiceCosts`, if given, is
   /// what the choice of runs believes they cost (`.runsOnly`: choosing by runs alone); the
-  /// result's cost is always counted with `costs`.
+  /// result's cost is always counted with `costs`; `stopPriors` is Bisection.stopPriors.
   public static func trial(
     _ h: inout FlakyHistory, costs: BisectCosts, budget: BisectBudget,
     prior: BisectPrior = .standard, measure: GainMeasure = .culprit,
-    choiceCosts: BisectCosts? = nil
+    choiceCosts: BisectCosts? = nil, stopPriors: [BisectPrior] = [.lowRate]
   ) -> TrialResult {
     var b = Bisection(count: h.count, costs: choiceCosts ?? costs, budget: budget, prior: prior)
     b.measure = measure
+    b.stopPriors = stopPriors
     while true {
       switch b.next() {
       case .run(let i):

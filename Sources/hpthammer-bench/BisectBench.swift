@@ -87,19 +87,21 @@ func bisectBench(trials: Int, count: Int, ps: [Double]) {
 }
 
 /// `hpthammer-bench bisect-engine TRIALS N P,... [expensive|cheap] [FALSE_ALARM] [MEASURE]
-/// [runs-only] [known-p] [wrong]`: the engine alone on the same histories as `bisect`, in one
+/// [runs-only] [known-p] [wrong] [flat-stop]`: the engine alone on the same histories as `bisect`, in one
 /// cost model (`expensive`: build 30 min + run 5 min; `cheap`: build 30 s + run 100 s), to
 /// compare variants quickly: the gain measure (GainMeasure), choosing by runs alone, or p
-/// (and e) known to it; `wrong` lists the wrong answers.
+/// (and e) known to it; `wrong` lists the wrong answers; `flat-stop` stops on the flat prior's
+/// posterior alone (no Bisection.stopPriors: the rule before the low-rate prior's check).
 func bisectEngineBench(
   trials: Int, count: Int, ps: [Double], model: String, falseAlarm: Double,
-  measure: GainMeasure, runsOnly: Bool, knownP: Bool, listWrong: Bool
+  measure: GainMeasure, runsOnly: Bool, knownP: Bool, listWrong: Bool, flatStop: Bool = false
 ) {
   let costs =
     model == "cheap" ? BisectCosts(buildS: 30, runS: 100) : BisectCosts(buildS: 1800, runS: 300)
   print(
     "engine: model \(model), false alarms \(falseAlarm), measure \(measure.rawValue)"
       + (runsOnly ? ", choosing by runs alone" : "") + (knownP ? ", p known" : "")
+      + (flatStop ? ", stop on the flat prior alone" : "")
       + "; N = \(count), \(trials) trials")
   let t0 = Date()
   for p in ps {
@@ -121,7 +123,8 @@ func bisectEngineBench(
       rs.append(
         Bisection.trial(
           &h, costs: costs, budget: BisectBudget(confidence: 0.99, maxRuns: 3000), prior: prior,
-          measure: measure, choiceCosts: runsOnly ? .runsOnly : nil))
+          measure: measure, choiceCosts: runsOnly ? .runsOnly : nil,
+          stopPriors: flatStop || knownP ? [] : [.lowRate]))
     }
     let correct = zip(rs, truth).filter { $0.0.answer == $0.1 }.count
     let runs = Double(rs.map(\.runs).reduce(0, +)) / Double(rs.count)

@@ -9,7 +9,7 @@ import KVMHost
 //   hpthammer-bench fp [SEEDS] [HOST_S] false positives of the fixed kernel on the default job
 //   hpthammer-bench speed              order-24 rehash and a resize/fault rate on an order-24 guest
 //   hpthammer-bench bisect [TRIALS] [N] [P,...]  the statistical bisection against today's rules
-//   hpthammer-bench bisect-engine TRIALS N P,... [expensive|cheap] [FALSE_ALARM] [MEASURE] [runs-only] [known-p] [wrong]
+//   hpthammer-bench bisect-engine TRIALS N P,... [expensive|cheap] [FALSE_ALARM] [MEASURE] [runs-only] [known-p] [wrong] [flat-stop]
 //                                     the engine alone, to compare variants
 // Build with -c release for meaningful numbers.
 
@@ -172,10 +172,10 @@ case "bisect-engine":
     falseAlarm: a.dropFirst(4).first.flatMap { Double($0) } ?? 0,
     measure: a.dropFirst(5).first.flatMap { GainMeasure(rawValue: $0) } ?? .culprit,
     runsOnly: a.contains("runs-only"), knownP: a.contains("known-p"),
-    listWrong: a.contains("wrong"))
+    listWrong: a.contains("wrong"), flatStop: a.contains("flat-stop"))
 default:
   print(
-    "usage: hpthammer-bench detect [SEEDS] | fp [SEEDS] [HOST_S] [FIRST_SEED] | speed | bisect [TRIALS] [N] [P,P,...] | bisect-engine TRIALS N P,P,... [MODEL] [FALSE_ALARM] [MEASURE] [runs-only] [known-p] [wrong]"
+    "usage: hpthammer-bench detect [SEEDS] | fp [SEEDS] [HOST_S] [FIRST_SEED] | speed | bisect [TRIALS] [N] [P,P,...] | bisect-engine TRIALS N P,P,... [MODEL] [FALSE_ALARM] [MEASURE] [runs-only] [known-p] [wrong] [flat-stop]"
   )
   exit(2)
 }

@@ -31,6 +31,30 @@ import Testing
     #expect(right >= 19)
   }
 
+  /// It stops only when the culprit also holds the confidence under the low-rate prior, and
+  /// the confidence it claims is the lower of the two; without stopPriors it is the flat
+  /// prior's alone.
+  @Test func theStopAsksTheLowRatePriorToo() {
+    for seed in 0..<6 {
+      var h = FlakyHistory(
+        count: 100, culprit: (seed * 41) % 100, p: 0.15, falseAlarm: 0.005, seed: UInt64(seed))
+      var b = Bisection(
+        count: 100, costs: Self.cheap, budget: BisectBudget(confidence: 0.99, maxRuns: 3000))
+      while case .run(let i) = b.next() { b.record(commit: i, h.run(i) ? .reproduced : .clean) }
+      guard case .done(let a) = b.next() else { continue }
+      #expect(a.confident)
+      let flat = b.posterior.summary().culprit(count: 100)[a.lower...a.upper].reduce(0, +)
+      let low = b.posterior.with(prior: .lowRate).summary().culprit(count: 100)[
+        a.lower...a.upper
+      ].reduce(0, +)
+      #expect(low >= 0.99 && flat >= 0.99, "seed \(seed): flat \(flat), low-rate \(low)")
+      #expect(abs(a.confidence - min(flat, low)) < 1e-12)
+      var alone = b
+      alone.stopPriors = []
+      #expect(abs(alone.answer().confidence - flat) < 1e-12)
+    }
+  }
+
   /// One stray crash before the culprit does not wreck the answer.
   @Test func oneFalseAlarmIsAbsorbed() {
     var b = Bisection(count: 50, costs: Self.cheap, budget: BisectBudget())
