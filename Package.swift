@@ -16,8 +16,8 @@ import PackageDescription
 //                RawKVM's code runs unchanged against the simulated kernel
 //   Libvirt    - libvirt's C API (CLibvirt, libvirt-dev): connections, domains, consoles, events
 //   HPTEngine  - jobs, the one resize hammer over ResizeDrivers, memory load, log watcher, run
-//                output, targets; it still imports HPTSim (kernel model names), Libvirt and
-//                KVMSys (the libvirt runner, hostd) until those move out (issue 12)
+//                output, targets; it still imports Libvirt and KVMSys (the libvirt runner,
+//                hostd) until those move out (issue 12); the host reports its kernel (HostKernel)
 //   HPTBisect  - the statistical bisection and patch verdicts (pure math, no I/O, no dependencies)
 //   HPTResults - the results history: run directories imported into SQLite (GRDB) or PostgreSQL
 //                (postgres-nio), crashes deduplicated across runs, the HTML report, KCIDB,
@@ -63,7 +63,7 @@ let package = Package(
     .target(
       name: "HPTEngine",
       dependencies: [
-        "KVMHost", "KVMSys", "KernelLog", "HPTSim", "HPTRandom", "Libvirt", "PPC64",
+        "KVMHost", "KVMSys", "KernelLog", "HPTRandom", "Libvirt", "PPC64",
         .product(name: "Yams", package: "Yams"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
       ]),

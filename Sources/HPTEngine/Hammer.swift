@@ -1,6 +1,5 @@
 import Foundation
 import HPTRandom
-import HPTSim
 import KVMHost
 
 /// The resize hammer of one guest, the same for every backend: it walks the job's policies

@@ -1,6 +1,5 @@
 import Foundation
 import HPTRandom
-import HPTSim
 import KVMHost
 import KernelLog
 import Libvirt
@@ -385,7 +384,7 @@ public final class LibvirtRunner: @unchecked Sendable {
           if !exec.stopRequested { try? first.send("crash") }
         })
     }
-    progress.begin(job: job, stats: recorder.stats, executor: exec, host: NoHost())
+    progress.begin(job: job, stats: recorder.stats, executor: exec) { [:] }
     recorder.guestsStartedNs.withLock { $0 = exec.nowNs }
     exec.run(agents)
     progress.end()
@@ -745,19 +744,6 @@ public final class LibvirtRunner: @unchecked Sendable {
     }
     lock.locked { created = [] }
   }
-}
-
-/// Nothing to count on the host side yet (the progress line's fault rate reads this).
-final class NoHost: KVMSystem, @unchecked Sendable {
-  var hostName: String { "libvirt" }
-  func apiVersion() throws(KVMError) -> Int { throw KVMError("KVM_GET_API_VERSION", .ENOSYS) }
-  func checkExtension(_ cap: KVMCapability) throws(KVMError) -> Int { 0 }
-  func createVM(type: VMType) throws(KVMError) -> any KVMVirtualMachine {
-    throw KVMError("KVM_CREATE_VM", .ENOSYS)
-  }
-  var kernelLog: any KernelLogSource { fatalError("no kernel log") }
-  var executor: any AgentExecutor { ThreadExecutor() }
-  var statistics: [String: Int] { [:] }
 }
 
 /// Resizes from inside the guest: the agent writes the order to

@@ -1,5 +1,4 @@
 import Foundation
-import HPTSim
 import Synchronization
 
 /// What every backend's run shares: the counters, the findings written to the run directory as
@@ -33,6 +32,9 @@ final class RunRecorder: @unchecked Sendable {
   /// machine, or the simulator).
   let runID = UUID().uuidString.lowercased()
   var guestKernel: String?
+  /// The kernel under test as the host reported it (nil: not known, as when its backend could
+  /// not be opened).
+  var kernel: HostKernel?
   var probeTarget: Target?
   /// Called once run.json says "running" (the results store marks the run interrupted until
   /// its end replaces the record).
@@ -57,8 +59,7 @@ final class RunRecorder: @unchecked Sendable {
     self.clock = clock
     // The simulator's kernel by its model's name ("pre-fix" is 4.14.0-rc4), as run.json's end
     // names it: a run killed before its end is filed under the same kernel.
-    let kernel =
-      job.backend.usesKernelModel ? KernelModel.named(job.kernel)?.name ?? job.kernel : job.kernel
+    let kernel = job.backend.usesKernelModel ? self.kernel?.name ?? job.kernel : job.kernel
     let interim: [String: Any] = [
       "verdict": "running", "job": job.name, "kernel": kernel, "seed": String(job.seed),
       "reproduce": reproduce, "backend": job.backend.rawValue, "pid": Int(getpid()),
@@ -205,7 +206,8 @@ final class RunRecorder: @unchecked Sendable {
     }
     return RunProvenance.collect(
       job: job, runID: runID, started: wallStart, kernelRelease: kernelRelease,
-      guestKernel: guestKernel, hostName: probeTarget?.name, vmlinux: probeTarget?.lab?.vmlinux,
+      simModel: self.kernel, guestKernel: guestKernel, hostName: probeTarget?.name,
+      vmlinux: probeTarget?.lab?.vmlinux,
       probe: probe)
   }
 }
@@ -214,9 +216,12 @@ final class RunRecorder: @unchecked Sendable {
 /// directory still gets run.json and junit.xml, verdict error with the reason, like any run
 /// the infrastructure failed.
 public enum SetupFailedRun {
-  public static func report(job: Job, outDir: URL, reproduce: String, error: String) -> RunReport {
+  public static func report(
+    job: Job, kernel: HostKernel?, outDir: URL, reproduce: String, error: String
+  ) -> RunReport {
     try? FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
     let recorder = RunRecorder(job: job, outDir: outDir, reproduce: reproduce)
+    recorder.kernel = kernel
     recorder.begin(clock: { 0 })
     return recorder.report(
       error: error, hostTimeS: 0, hostStats: [:],

@@ -1,6 +1,5 @@
 import Foundation
 import HPTRandom
-import HPTSim
 import KVMHost
 import KernelLog
 import PPC64
@@ -169,11 +168,16 @@ public final class Runner: @unchecked Sendable {
   /// is its first line's, not the time the scanner saw its end.
   var lineTimes = LineTimes()
 
+  /// The kernel under test, as its host reported it.
+  let kernel: HostKernel
+
   public init(
-    job: Job, host: any KVMSystem, outDir: URL, progress: Bool, reproduce: String
+    job: Job, host: any KVMSystem, kernel: HostKernel, outDir: URL, progress: Bool,
+    reproduce: String
   ) {
     self.job = job
     self.host = host
+    self.kernel = kernel
     self.outDir = outDir
     // Stats lines go to progress.log always, and to the terminal when asked.
     self.progress = ProgressPrinter(
@@ -181,6 +185,7 @@ public final class Runner: @unchecked Sendable {
       logURL: outDir.appendingPathComponent("progress.log"))
     self.reproduce = reproduce
     recorder = RunRecorder(job: job, outDir: outDir, reproduce: reproduce)
+    recorder.kernel = kernel
   }
 
   /// Runs the job; the report is also in outDir/run.json.
@@ -244,7 +249,7 @@ public final class Runner: @unchecked Sendable {
     }
     agents.append(Agent(name: "hpthammer-log") { [self] in watchLog(exec) })
     recorder.begin(clock: { [exec] in exec.nowNs })
-    progress.begin(job: job, stats: stats, executor: exec, host: host)
+    progress.begin(job: job, stats: stats, executor: exec) { [host] in host.statistics }
     if job.target.traceResizes { evidence?.startTrace() }
     recorder.guestsStartedNs.withLock { $0 = exec.nowNs }
     exec.run(agents)
@@ -586,8 +591,6 @@ public final class Runner: @unchecked Sendable {
   }
   var infraError: String?
 
-  /// The release of a host that is not this machine (a remote or lab target), for run.json.
-  public var hostKernelRelease: String?
   /// That host, for the evidence a run gathers from it besides its log.
   public var remoteTarget: Target? {
     didSet {
@@ -637,23 +640,12 @@ public final class Runner: @unchecked Sendable {
     // On a real host the kernel under test is the host's own, named by its release (the
     // verdict line and dedup say which kernel broke); the host's name goes to `target`.
     // A simulated model is named by the model.
-    let model = job.backend.usesKernelModel ? KernelModel.named(job.kernel) : nil
     let real = !job.backend.usesKernelModel
-    let release = model?.release ?? (real ? (hostKernelRelease ?? Runner.hostRelease()) : "")
     return recorder.report(
       error: error, hostTimeS: Double(host.executor.nowNs - hostTimeStart) / 1e9,
       hostStats: host.statistics.merging(recoveryFigures) { _, new in new },
-      kernel: model?.name ?? (real ? (release.isEmpty ? host.hostName : release) : job.kernel),
-      kernelRelease: release, target: real ? host.hostName : nil, hostTrace: evidence?.result)
-  }
-
-  /// uname -r of the machine the harness runs on.
-  static func hostRelease() -> String {
-    var u = utsname()
-    guard uname(&u) == 0 else { return "" }
-    return withUnsafeBytes(of: &u.release) { b in
-      String(decoding: b.prefix { $0 != 0 }, as: UTF8.self)
-    }
+      kernel: kernel.name, kernelRelease: kernel.release, target: real ? host.hostName : nil,
+      hostTrace: evidence?.result)
   }
 }
 
