@@ -52,6 +52,7 @@ public enum BackendKind: String, CaseIterable, Sendable, Codable {
 
 /// What only the libvirt backend uses.
 public struct LibvirtJob: Sendable, Equatable {
+  public init() {}
   public var uri = "qemu:///system"
   /// Guest kernel and initramfs; nil: built by Guests/build.sh (cached).
   public var kernelImage: String?
@@ -160,7 +161,7 @@ public struct Job: Sendable {
   public func checkBackendLimits(file: String) throws(JobError) {
     try checkOrders(file: file)
     // What the backend's resize driver can do (ResizeDriver.policies).
-    let can = backend == .libvirt ? AgentResizeDriver.policies : IoctlResizeDriver.policies
+    let can = backend.resizePolicies
     if let p = policies.first(where: { !can.contains($0) }) {
       let allowed = ResizePolicy.allCases.filter(can.contains).map(\.rawValue)
       throw JobError(

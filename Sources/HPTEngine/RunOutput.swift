@@ -151,7 +151,7 @@ public final class ProgressPrinter: @unchecked Sendable {
   }
 
   /// `hostStatistics`: what the host counts (the fault rate reads hypervisor_faults).
-  func begin(
+  public func begin(
     job: Job, stats: RunStats, executor: any AgentExecutor,
     hostStatistics: @escaping @Sendable () -> [String: Int]
   ) {
@@ -195,7 +195,7 @@ public final class ProgressPrinter: @unchecked Sendable {
     t.start()
   }
 
-  func end() { lock.locked { running = false } }
+  public func end() { lock.locked { running = false } }
 
   /// One event line ("hpthammer: lab: ssh ready after 41 s") on the console and in progress.log.
   /// `always`: on standard error even without a progress console (what the run did to the

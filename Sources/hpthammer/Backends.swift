@@ -1,6 +1,8 @@
 import Foundation
 import HPTEngine
+import HPTLibvirt
 import HPTSim
+import HPTTarget
 import KVMHost
 import KVMSys
 import RawKVM
@@ -79,7 +81,10 @@ enum Backends {
       let runner = Runner(
         job: job, host: opened.host, kernel: opened.kernel, outDir: dir, progress: progress,
         reproduce: reproduce)
-      runner.remoteTarget = opened.target
+      runner.machine = opened.target.map(TargetMachine.init)
+      if job.backend == .raw {
+        runner.memoryHost = runner.machine ?? TargetMachine(Target(spec: TargetSpec()))
+      }
       return run(runner, current: current, onBegin: onBegin)
     case .libvirt:
       let runner = LibvirtRunner(job: job, outDir: dir, progress: progress, reproduce: reproduce)

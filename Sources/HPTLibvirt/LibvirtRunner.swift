@@ -1,5 +1,7 @@
 import Foundation
+import HPTEngine
 import HPTRandom
+import HPTTarget
 import KVMHost
 import KernelLog
 import Libvirt
@@ -181,7 +183,7 @@ public final class LibvirtRunner: @unchecked Sendable {
       uri =
         job.libvirt.uri == LibvirtJob().uri && target.spec.kind != .local
         ? target.libvirtURI : job.libvirt.uri
-      recorder.probeTarget = target
+      recorder.machine = TargetMachine(target)
       guestKernel = try runGuests()
       recorder.guestKernel = guestKernel
     } catch let e as LibvirtError {
@@ -750,7 +752,7 @@ public final class LibvirtRunner: @unchecked Sendable {
 /// /sys/kernel/debug/powerpc/hpt_order and answers with the errno and its PREPARE and COMMIT
 /// times (the guest's kernel asks the host for both, through H_RESIZE_HPT_PREPARE/_COMMIT).
 final class AgentResizeDriver: ResizeDriver, @unchecked Sendable {
-  static let policies: Set<ResizePolicy> = [.grow, .shrink, .sameOrder, .randomWalk]
+  static let policies = ResizePolicy.orderChanges
   /// How long after a dimm attach/detach a refused resize is put down to it.
   static let hotplugWindowS = 30.0
   let link: GuestLink
