@@ -15,15 +15,23 @@ import PackageDescription
 //   SimKVMSys  - a KVMSys `Syscalls` backed by HPTSim: fake /dev/kvm, VM and vCPU fds, so
 //                RawKVM's code runs unchanged against the simulated kernel
 //   Libvirt    - libvirt's C API (CLibvirt, libvirt-dev): connections, domains, consoles, events
-//   HPTEngine  - jobs, the one resize hammer over ResizeDrivers, memory load, log watcher, run
-//                output, targets; it still imports HPTSim (kernel model names), Libvirt and
-//                KVMSys (the libvirt runner, hostd) until those move out (issue 12)
+//   HPTEngine  - jobs, the one resize hammer over ResizeDrivers, the Runner, memory load, log
+//                watcher, run output. It imports only the kernel-facing interface (KVMHost), the
+//                log library (KernelLog), HPTRandom and the guest payload's pattern (PPC64): no
+//                backend (HPTSim, KVMSys, RawKVM, SimKVMSys, Libvirt; EngineLayerTests checks).
+//                A host reports its own kernel (HostKernel); a host that is a machine of its own
+//                is a HostMachine
+//   HPTTarget  - the hosts under test: local, remote over ssh, the lab (QMP), hostd, the host
+//                log streams, kprobes (HostTrace), KSM/THP (HostMM), last words; HostMachine
+//   HPTLibvirt - the libvirt backend: LibvirtRunner, its guest agents and AgentResizeDriver,
+//                leftover domains
 //   HPTBisect  - the statistical bisection and patch verdicts (pure math, no I/O, no dependencies)
 //   HPTResults - the results history: run directories imported into SQLite (GRDB) or PostgreSQL
 //                (postgres-nio), crashes deduplicated across runs, the HTML report, KCIDB,
 //                junit and Prometheus exports (reads run directories; no dependency on the
 //                engine)
-//   hpthammer  - the command line
+//   hpthammer  - the command line; its Backends.swift opens each backend and target for the
+//                engine
 let package = Package(
   name: "HPTHammer",
   platforms: [.macOS(.v13)],
@@ -63,15 +71,20 @@ let package = Package(
     .target(
       name: "HPTEngine",
       dependencies: [
-        "KVMHost", "KVMSys", "KernelLog", "HPTSim", "HPTRandom", "Libvirt", "PPC64",
+        "KVMHost", "KernelLog", "HPTRandom", "PPC64",
         .product(name: "Yams", package: "Yams"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
       ]),
+    .target(
+      name: "HPTTarget", dependencies: ["HPTEngine", "KVMHost", "KernelLog", "KVMSys", "Libvirt"]),
+    .target(
+      name: "HPTLibvirt",
+      dependencies: ["HPTEngine", "HPTTarget", "HPTRandom", "KVMHost", "KernelLog", "Libvirt"]),
     .executableTarget(
       name: "hpthammer",
       dependencies: [
-        "HPTEngine", "HPTSim", "KernelLog", "KVMHost", "KVMSys", "Libvirt", "RawKVM", "SimKVMSys",
-        "HPTBisect", "HPTResults",
+        "HPTEngine", "HPTTarget", "HPTLibvirt", "HPTSim", "KernelLog", "KVMHost", "KVMSys",
+        "Libvirt", "RawKVM", "SimKVMSys", "HPTBisect", "HPTResults",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Yams", package: "Yams"),
       ]),
@@ -87,8 +100,11 @@ let package = Package(
     .testTarget(name: "KVMSysTests", dependencies: ["KVMSys", "KVMHost"]),
     .testTarget(name: "HPTSimTests", dependencies: ["HPTSim", "KVMHost", "KernelLog"]),
     .testTarget(
-      name: "HPTEngineTests",
-      dependencies: ["HPTEngine", "HPTSim", "KVMHost", "KernelLog", "Libvirt"]),
+      name: "HPTEngineTests", dependencies: ["HPTEngine", "HPTSim", "KVMHost", "KernelLog"]),
+    .testTarget(
+      name: "HPTTargetTests", dependencies: ["HPTTarget", "HPTEngine", "KVMHost", "KernelLog"]),
+    .testTarget(
+      name: "HPTLibvirtTests", dependencies: ["HPTLibvirt", "HPTTarget", "HPTEngine", "Libvirt"]),
     .testTarget(name: "CLITests", dependencies: ["hpthammer"]),
     .testTarget(name: "HPTResultsTests", dependencies: ["HPTResults", "hpthammer"]),
     .testTarget(name: "PPC64Tests", dependencies: ["PPC64"], exclude: ["Harness"]),

@@ -1,12 +1,11 @@
 import Foundation
 import HPTRandom
-import HPTSim
 import KVMHost
 
 /// The resize hammer of one guest, the same for every backend: it walks the job's policies
 /// (or its fixed order sequence), keeps the budget and the counters, and sorts every answer
 /// of its ResizeDriver into expected (ExpectedAnswers) or a finding.
-final class Hammer: @unchecked Sendable {
+public final class Hammer: @unchecked Sendable {
   let driver: any ResizeDriver
   let job: Job
   let stats: RunStats
@@ -15,9 +14,9 @@ final class Hammer: @unchecked Sendable {
   var order: UInt32 = 0
   let budget: Budget
   /// Set when the job cannot run on this guest (the run ends with it as its error).
-  private(set) var configError: String?
+  public private(set) var configError: String?
 
-  init(
+  public init(
     driver: any ResizeDriver, job: Job, stats: RunStats, executor: any AgentExecutor,
     rng: SplitMix64, budget: Budget
   ) {
@@ -31,7 +30,7 @@ final class Hammer: @unchecked Sendable {
 
   var nowMs: Double { Double(executor.nowNs) / 1e6 }
 
-  func run() {
+  public func run() {
     order = driver.startOrder(boot: job.bootOrder)
     if job.commitBeforeRun {
       stats.with { $0.attempted += 1 }
@@ -189,20 +188,20 @@ final class Hammer: @unchecked Sendable {
 }
 
 /// The run's budget: host time and/or a number of resize cycles.
-final class Budget: @unchecked Sendable {
+public final class Budget: @unchecked Sendable {
   let deadlineNs: UInt64?
   let resizes: Int?
   private var done = 0
   private let lock = NSLock()
 
-  init(startNs: UInt64, durationS: Double?, resizes: Int?) {
+  public init(startNs: UInt64, durationS: Double?, resizes: Int?) {
     deadlineNs = durationS.map { startNs + UInt64($0 * 1e9) }
     self.resizes = resizes
   }
 
-  func count() { lock.locked { done += 1 } }
+  public func count() { lock.locked { done += 1 } }
 
-  func exhausted(now: UInt64) -> Bool {
+  public func exhausted(now: UInt64) -> Bool {
     if let d = deadlineNs, now >= d { return true }
     if let r = resizes { return lock.locked { done >= r } }
     return false

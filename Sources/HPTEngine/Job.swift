@@ -1,5 +1,4 @@
 import Foundation
-import HPTSim
 import KVMHost
 import Yams
 
@@ -9,6 +8,14 @@ public struct JobError: Error, CustomStringConvertible, Sendable {
   public var line: Int?
   public var key: String?
   public var message: String
+
+  public init(file: String, line: Int?, key: String?, message: String) {
+    self.file = file
+    self.line = line
+    self.key = key
+    self.message = message
+  }
+
   public var description: String {
     var s = file
     if let line { s += ":\(line)" }
@@ -45,6 +52,7 @@ public enum BackendKind: String, CaseIterable, Sendable, Codable {
 
 /// What only the libvirt backend uses.
 public struct LibvirtJob: Sendable, Equatable {
+  public init() {}
   public var uri = "qemu:///system"
   /// Guest kernel and initramfs; nil: built by Guests/build.sh (cached).
   public var kernelImage: String?
@@ -74,6 +82,8 @@ public struct Job: Sendable {
   public var name: String
   public var backend: BackendKind = .sim
   public var kernel: String = "fixed"
+  /// Where host.kernel was given (file, line), for an error naming a kernel no host has.
+  var kernelMark: (file: String, line: Int?)?
   public var hostUptimeS: UInt64 = 120
   public var guestCount = 2
   public var guestMemoryMiB = 256
@@ -140,34 +150,6 @@ public struct Job: Sendable {
         : "boot order \(bootOrder) is outside resize.orders \(orderMin)...\(orderMax)")
   }
 
-  /// Bytes the simulated kernel holds for one HPT of `order`: per 16-byte HPTE, its two
-  /// doublewords, its revmap entry and the VPN the simulator keeps beside it.
-  public static func simulatedHPTBytes(order: UInt32) -> UInt64 {
-    (UInt64(1) << UInt64(order - 4)) * UInt64(3 * 8 + MemoryLayout<RevmapEntry>.stride)
-  }
-
-  /// The simulator's HPTs, known before it starts: each guest's largest, twice while a resize
-  /// holds the old and the new. A job that cannot fit in half this machine's available memory
-  /// is refused rather than left to the OOM killer.
-  func checkSimulatorMemory(file: String) throws(JobError) {
-    let need = UInt64(guestCount) * 2 * Job.simulatedHPTBytes(order: max(orderMax, bootOrder))
-    guard let avail = Job.availableMemoryBytes(), need > avail / 2 else { return }
-    throw JobError(
-      file: file, line: nil, key: "resize.orders, guests.count",
-      message:
-        "the simulator would need \(need >> 20) MiB for \(guestCount) guest(s) at order \(max(orderMax, bootOrder)), more than half of the \(avail >> 20) MiB available here: lower resize.orders or guests.count"
-    )
-  }
-
-  /// MemAvailable from /proc/meminfo; nil where there is none.
-  static func availableMemoryBytes() -> UInt64? {
-    guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
-      let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
-      let kb = UInt64(line.split(separator: " ").dropFirst().first ?? "")
-    else { return nil }
-    return kb * 1024
-  }
-
   /// The smallest order whose VRMA (one 64 KiB page per HPTE group) covers `memoryMiB`.
   public static func vrmaOrder(memoryMiB: Int) -> UInt32 {
     var order: UInt32 = 18
@@ -179,7 +161,7 @@ public struct Job: Sendable {
   public func checkBackendLimits(file: String) throws(JobError) {
     try checkOrders(file: file)
     // What the backend's resize driver can do (ResizeDriver.policies).
-    let can = backend == .libvirt ? AgentResizeDriver.policies : IoctlResizeDriver.policies
+    let can = backend.resizePolicies
     if let p = policies.first(where: { !can.contains($0) }) {
       let allowed = ResizePolicy.allCases.filter(can.contains).map(\.rawValue)
       throw JobError(
@@ -193,7 +175,6 @@ public struct Job: Sendable {
         file: file, line: nil, key: "resize.commit_before_run",
         message: "COMMIT before run needs the VM fd (backends sim, raw, raw-sim), not libvirt")
     }
-    if backend.usesKernelModel || backend == .rawSim { try checkSimulatorMemory(file: file) }
     if hostMM.any && backend.usesKernelModel {
       throw JobError(
         file: file, line: nil, key: "memory_load.host_mm",
@@ -235,6 +216,15 @@ public struct Job: Sendable {
     "name", "backend", "host", "guests", "budget", "seed", "resize", "memory_load",
     "fail_on_unexpected", "lifecycle",
   ]
+
+  /// host.kernel must name one of `models` (the simulator's kernels, which the command line
+  /// registers): the error names the file and line it was given at.
+  public func checkKernel(models: [String], known: (String) -> Bool) throws(JobError) {
+    guard !known(kernel) else { return }
+    throw JobError(
+      file: kernelMark?.file ?? "", line: kernelMark?.line, key: "host.kernel",
+      message: "unknown kernel model '\(kernel)'; allowed: \(models.joined(separator: ", "))")
+  }
 
   /// Parses a job file's text. `file` names it in errors.
   public static func parse(_ text: String, file: String) throws(JobError) -> Job {
@@ -458,14 +448,8 @@ struct Parser {
           let key = "host.\(hk)"
           switch hk {
           case "kernel":
-            let s = try string(hv, key)
-            guard KernelModel.named(s) != nil else {
-              throw fail(
-                hv, key,
-                "unknown kernel model '\(s)'; allowed: \(KernelModel.allNames.joined(separator: ", "))"
-              )
-            }
-            job.kernel = s
+            job.kernel = try string(hv, key)
+            job.kernelMark = (file, hv.mark?.line)
           default: job.hostUptimeS = UInt64(try int(hv, key, 0...100_000_000))
           }
         }

@@ -5,7 +5,7 @@ import KVMHost
 /// expected answer. The ioctl driver (IoctlResizeDriver: PREPARE/COMMIT on the VM fd) and the
 /// agent driver (AgentResizeDriver: the guest's own hpt_order) implement it. A driver does
 /// only the policies it lists; a job asking another is refused when it loads (Job.swift).
-protocol ResizeDriver: AnyObject {
+public protocol ResizeDriver: AnyObject {
   /// The policies this driver can do.
   static var policies: Set<ResizePolicy> { get }
   var guestName: String { get }
@@ -30,31 +30,37 @@ protocol ResizeDriver: AnyObject {
 
 extension ResizeDriver {
   // The policies a driver does not list never reach it: the job was refused at load.
-  func cancelDuringPrepare(to: UInt32, other: UInt32, choose: () -> Int) -> ResizeOutcome {
+  public func cancelDuringPrepare(to: UInt32, other: UInt32, choose: () -> Int) -> ResizeOutcome {
     preconditionFailure("\(Self.self) cannot cancel during PREPARE (refused at job load)")
   }
-  func commitWithoutPrepare(to: UInt32) -> ResizeOutcome {
+  public func commitWithoutPrepare(to: UInt32) -> ResizeOutcome {
     preconditionFailure("\(Self.self) cannot COMMIT without PREPARE (refused at job load)")
   }
-  func commitBeforeRun(at: UInt32) -> ResizeOutcome {
+  public func commitBeforeRun(at: UInt32) -> ResizeOutcome {
     preconditionFailure("\(Self.self) cannot COMMIT before run (refused at job load)")
   }
-  func reboot(to boot: UInt32, budgetSpent: () -> Bool) -> ResizeOutcome {
+  public func reboot(to boot: UInt32, budgetSpent: () -> Bool) -> ResizeOutcome {
     preconditionFailure("\(Self.self) cannot reboot the guest (refused at job load)")
   }
 }
 
 /// When a resize's steps happened (host clock), for the latency histograms and the timeline.
-struct ResizeTimings: Sendable, Equatable {
+public struct ResizeTimings: Sendable, Equatable {
   /// PREPARE to ready, COMMIT (nil: not measured).
-  var prepareNs: UInt64?
-  var commitNs: UInt64?
+  public var prepareNs: UInt64?
+  public var commitNs: UInt64?
   /// When the resize ended.
-  var atNs: UInt64
+  public var atNs: UInt64
+
+  public init(prepareNs: UInt64?, commitNs: UInt64?, atNs: UInt64) {
+    self.prepareNs = prepareNs
+    self.commitNs = commitNs
+    self.atNs = atNs
+  }
 }
 
 /// What one driver step came to; the Hammer counts and classifies it.
-enum ResizeOutcome: Sendable, Equatable {
+public enum ResizeOutcome: Sendable, Equatable {
   /// The HPT is at the new order (timings nil: a step that is not a timed resize).
   case committed(ResizeTimings?)
   /// The kernel (or the guest) refused at `op`; ExpectedAnswers says whether it had to.
@@ -126,5 +132,19 @@ enum ExpectedAnswers {
       $0.op == op && $0.errno == errno && ($0.policy == nil || $0.policy == policy)
         && $0.when(from, to)
     }
+  }
+}
+
+extension ResizePolicy {
+  /// What a guest resizing itself can do (it writes the order to hpt_order; its kernel asks
+  /// for PREPARE and COMMIT together): the libvirt backend's AgentResizeDriver.
+  public static let orderChanges: Set<ResizePolicy> = [.grow, .shrink, .sameOrder, .randomWalk]
+}
+
+extension BackendKind {
+  /// What this backend's resize driver can do (its `policies`): the VM fd's ioctls every policy,
+  /// a guest resizing itself only order changes.
+  public var resizePolicies: Set<ResizePolicy> {
+    self == .libvirt ? ResizePolicy.orderChanges : IoctlResizeDriver.policies
   }
 }

@@ -150,7 +150,11 @@ public final class ProgressPrinter: @unchecked Sendable {
     self.logURL = logURL
   }
 
-  func begin(job: Job, stats: RunStats, executor: any AgentExecutor, host: any KVMSystem) {
+  /// `hostStatistics`: what the host counts (the fault rate reads hypervisor_faults).
+  public func begin(
+    job: Job, stats: RunStats, executor: any AgentExecutor,
+    hostStatistics: @escaping @Sendable () -> [String: Int]
+  ) {
     lock.locked { running = true }
     if !FileManager.default.fileExists(atPath: logURL.path) {
       FileManager.default.createFile(atPath: logURL.path, contents: nil)
@@ -171,7 +175,7 @@ public final class ProgressPrinter: @unchecked Sendable {
           ($0.succeeded, $0.failedExpected, $0.failedUnexpected, $0.pagesVerified)
         }
         let rate = Double(ok - lastResizes) / max(0.001, t - lastT)
-        let faults = host.statistics["hypervisor_faults"] ?? 0
+        let faults = hostStatistics()["hypervisor_faults"] ?? 0
         let faultRate = Double(faults - lastFaults) / max(0.001, t - lastT)
         lastResizes = ok
         lastFaults = faults
@@ -191,7 +195,7 @@ public final class ProgressPrinter: @unchecked Sendable {
     t.start()
   }
 
-  func end() { lock.locked { running = false } }
+  public func end() { lock.locked { running = false } }
 
   /// One event line ("hpthammer: lab: ssh ready after 41 s") on the console and in progress.log.
   /// `always`: on standard error even without a progress console (what the run did to the

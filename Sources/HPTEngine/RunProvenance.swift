@@ -1,5 +1,4 @@
 import Foundation
-import HPTSim
 
 /// run.json's `provenance`: exactly what ran where, so a results store can say which kernel
 /// broke on which host. On libvirt and lab runs `kernel` names the guest's kernel; the kernel
@@ -51,7 +50,8 @@ extension RunProvenance {
   /// the simulator, nothing to ask); a host that died answers nothing and the fields stay
   /// empty but the release the run already had.
   static func collect(
-    job: Job, runID: String, started: Date, kernelRelease: String, guestKernel: String?,
+    job: Job, runID: String, started: Date, kernelRelease: String, simModel: HostKernel?,
+    guestKernel: String?,
     hostName: String?, vmlinux: String?, probe: ((String) -> String?)?
   ) -> RunProvenance {
     let (version, commit) = (hpthammerVersion, HarnessCommit.current)
@@ -62,7 +62,7 @@ extension RunProvenance {
       hpthammer_commit: commit)
     guard let probe else {
       // The simulator: the kernel under test is the model, the host a simulated POWER9.
-      let model = KernelModel.named(job.kernel)
+      let model = simModel
       p.host_kernel = Kernel(
         release: model?.release ?? kernelRelease,
         version: "HPTSim model \(model?.name ?? job.kernel)", sim_model: model?.name ?? job.kernel

@@ -1,23 +1,22 @@
 import Foundation
-import HPTSim
 import Synchronization
 
 /// What every backend's run shares: the counters, the findings written to the run directory as
 /// they come, and the final report (run.json, junit.xml).
-final class RunRecorder: @unchecked Sendable {
+public final class RunRecorder: @unchecked Sendable {
   let job: Job
   let outDir: URL
   let reproduce: String
-  let stats = RunStats()
-  let interrupted = LockedFlag()
+  public let stats = RunStats()
+  public let interrupted = LockedFlag()
   /// The signal that stopped the run (SIGINT, SIGTERM, SIGHUP), for run.json's error.
-  let interruptedBy = Mutex("SIGINT")
+  public let interruptedBy = Mutex("SIGINT")
   /// On the host's clock: when the guests started, and when the first unexpected crash's
   /// first line reached the host log (`time_to_crash_s` is the difference).
-  let guestsStartedNs = Mutex<UInt64?>(nil)
+  public let guestsStartedNs = Mutex<UInt64?>(nil)
   private let firstCrashNs = Mutex<UInt64?>(nil)
 
-  func crashSeen(atNs ns: UInt64?) {
+  public func crashSeen(atNs ns: UInt64?) {
     guard let ns else { return }
     firstCrashNs.withLock { if $0 == nil { $0 = ns } }
   }
@@ -32,16 +31,19 @@ final class RunRecorder: @unchecked Sendable {
   /// guest kernel (libvirt), and the host to ask for its kernel, CPU and versions (nil: this
   /// machine, or the simulator).
   let runID = UUID().uuidString.lowercased()
-  var guestKernel: String?
-  var probeTarget: Target?
+  public var guestKernel: String?
+  /// The kernel under test as the host reported it (nil: not known, as when its backend could
+  /// not be opened).
+  var kernel: HostKernel?
+  public var machine: (any HostMachine)?
   /// Called once run.json says "running" (the results store marks the run interrupted until
   /// its end replaces the record).
-  var onBegin: (@Sendable (URL) -> Void)?
+  public var onBegin: (@Sendable (URL) -> Void)?
   private let lock = NSLock()
   private var findings: [Finding] = []
   private var count = 0
 
-  init(job: Job, outDir: URL, reproduce: String) {
+  public init(job: Job, outDir: URL, reproduce: String) {
     self.job = job
     self.outDir = outDir
     self.reproduce = reproduce
@@ -53,12 +55,11 @@ final class RunRecorder: @unchecked Sendable {
 
   /// The run has its directory: run.json says "running" (with this process's PID, so a later
   /// run can tell a dead harness's directory from a live one's) and the timeline starts.
-  func begin(clock: @escaping @Sendable () -> UInt64) {
+  public func begin(clock: @escaping @Sendable () -> UInt64) {
     self.clock = clock
     // The simulator's kernel by its model's name ("pre-fix" is 4.14.0-rc4), as run.json's end
     // names it: a run killed before its end is filed under the same kernel.
-    let kernel =
-      job.backend.usesKernelModel ? KernelModel.named(job.kernel)?.name ?? job.kernel : job.kernel
+    let kernel = job.backend.usesKernelModel ? self.kernel?.name ?? job.kernel : job.kernel
     let interim: [String: Any] = [
       "verdict": "running", "job": job.name, "kernel": kernel, "seed": String(job.seed),
       "reproduce": reproduce, "backend": job.backend.rawValue, "pid": Int(getpid()),
@@ -89,7 +90,7 @@ final class RunRecorder: @unchecked Sendable {
   var nowNs: UInt64 { clock() }
 
   /// Keeps a finding and writes its report to crash-N.txt at once.
-  func addFinding(_ f: Finding, report: String) {
+  public func addFinding(_ f: Finding, report: String) {
     lock.locked {
       count += 1
       var f = f
@@ -121,14 +122,14 @@ final class RunRecorder: @unchecked Sendable {
   }
 
   /// Appends to one of the run directory's logs; a failure is noted, not fatal.
-  func append(_ data: Data, to handle: FileHandle?, file: String) {
+  public func append(_ data: Data, to handle: FileHandle?, file: String) {
     guard let handle else { return }
     do { try handle.write(contentsOf: data) } catch { noteWriteFailure(file, error) }
   }
 
-  var allFindings: [Finding] { lock.locked { findings } }
+  public var allFindings: [Finding] { lock.locked { findings } }
 
-  func report(
+  public func report(
     error: String?, hostTimeS: Double, hostStats: [String: Int], kernel: String,
     kernelRelease: String,
     detail: String? = nil, target: String? = nil, hostTrace: HostTrace.Result? = nil
@@ -195,17 +196,17 @@ final class RunRecorder: @unchecked Sendable {
   private func provenance(kernelRelease: String) -> RunProvenance {
     var probe: ((String) -> String?)?
     if !job.backend.usesKernelModel {
-      let t = probeTarget
+      let m = machine
       probe = { script in
-        let r =
-          t?.run(["sh", "-c", script], timeoutS: 15)
-          ?? HostCommand.run(["sh", "-c", script], timeoutS: 15)
+        if let m { return m.probe(script) }
+        let r = HostCommand.run(["sh", "-c", script], timeoutS: 15)
         return r.ok ? r.stdout : nil
       }
     }
     return RunProvenance.collect(
       job: job, runID: runID, started: wallStart, kernelRelease: kernelRelease,
-      guestKernel: guestKernel, hostName: probeTarget?.name, vmlinux: probeTarget?.lab?.vmlinux,
+      simModel: self.kernel, guestKernel: guestKernel, hostName: machine?.name,
+      vmlinux: machine?.vmlinux,
       probe: probe)
   }
 }
@@ -214,9 +215,12 @@ final class RunRecorder: @unchecked Sendable {
 /// directory still gets run.json and junit.xml, verdict error with the reason, like any run
 /// the infrastructure failed.
 public enum SetupFailedRun {
-  public static func report(job: Job, outDir: URL, reproduce: String, error: String) -> RunReport {
+  public static func report(
+    job: Job, kernel: HostKernel?, outDir: URL, reproduce: String, error: String
+  ) -> RunReport {
     try? FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
     let recorder = RunRecorder(job: job, outDir: outDir, reproduce: reproduce)
+    recorder.kernel = kernel
     recorder.begin(clock: { 0 })
     return recorder.report(
       error: error, hostTimeS: 0, hostStats: [:],

@@ -1,6 +1,5 @@
 import Foundation
 import HPTRandom
-import HPTSim
 import KVMHost
 import KernelLog
 import PPC64
@@ -51,11 +50,24 @@ public struct Finding: Codable, Sendable, Equatable {
   /// The report file in the run directory.
   public var file: String?
   public var corrupted: Bool
+
+  public init(
+    title: String, type: String, frame: String?, source: String, expected: Bool, file: String?,
+    corrupted: Bool
+  ) {
+    self.title = title
+    self.type = type
+    self.frame = frame
+    self.source = source
+    self.expected = expected
+    self.file = file
+    self.corrupted = corrupted
+  }
 }
 
 extension Finding {
   /// A crash report from a kernel log (host or guest).
-  init(_ r: CrashReport, source: String, expected: Bool = false) {
+  public init(_ r: CrashReport, source: String, expected: Bool = false) {
     self.init(
       title: r.title, type: r.type, frame: r.frame, source: source, expected: expected, file: nil,
       corrupted: r.corrupted)
@@ -169,11 +181,16 @@ public final class Runner: @unchecked Sendable {
   /// is its first line's, not the time the scanner saw its end.
   var lineTimes = LineTimes()
 
+  /// The kernel under test, as its host reported it.
+  let kernel: HostKernel
+
   public init(
-    job: Job, host: any KVMSystem, outDir: URL, progress: Bool, reproduce: String
+    job: Job, host: any KVMSystem, kernel: HostKernel, outDir: URL, progress: Bool,
+    reproduce: String
   ) {
     self.job = job
     self.host = host
+    self.kernel = kernel
     self.outDir = outDir
     // Stats lines go to progress.log always, and to the terminal when asked.
     self.progress = ProgressPrinter(
@@ -181,6 +198,7 @@ public final class Runner: @unchecked Sendable {
       logURL: outDir.appendingPathComponent("progress.log"))
     self.reproduce = reproduce
     recorder = RunRecorder(job: job, outDir: outDir, reproduce: reproduce)
+    recorder.kernel = kernel
   }
 
   /// Runs the job; the report is also in outDir/run.json.
@@ -206,9 +224,9 @@ public final class Runner: @unchecked Sendable {
     } catch {
       return finish(error: "setting up the guests failed: \(error)", hostTimeStart: start)
     }
-    let mm: HostMMSession?
+    let mm: (any HostMMRun)?
     do {
-      mm = try HostMMSession(job.hostMM, target: remoteTarget ?? Target(spec: TargetSpec()))
+      mm = try memoryHost?.startMemoryManagement(job.hostMM)
     } catch {
       return finish(error: "\(error)", hostTimeStart: start)
     }
@@ -244,8 +262,8 @@ public final class Runner: @unchecked Sendable {
     }
     agents.append(Agent(name: "hpthammer-log") { [self] in watchLog(exec) })
     recorder.begin(clock: { [exec] in exec.nowNs })
-    progress.begin(job: job, stats: stats, executor: exec, host: host)
-    if job.target.traceResizes { evidence?.startTrace() }
+    progress.begin(job: job, stats: stats, executor: exec) { [host] in host.statistics }
+    if job.target.traceResizes { machine?.startTrace() }
     recorder.guestsStartedNs.withLock { $0 = exec.nowNs }
     exec.run(agents)
     progress.end()
@@ -528,7 +546,7 @@ public final class Runner: @unchecked Sendable {
 
   func drainLog() {
     // A remote host's console lags its kernel: a report may still be on its way.
-    let quiet = remoteTarget == nil ? 20 : 100
+    let quiet = machine == nil ? 20 : 100
     var idle = 0
     while idle < quiet {
       if let r = host.kernelLog.next(timeoutMs: 10) {
@@ -548,14 +566,14 @@ public final class Runner: @unchecked Sendable {
   /// unanswering, its registers, a power cycle and what the kernel left (pstore, journal,
   /// vmcore-dmesg). A lab whose own QEMU died is not reset: run.json says so instead.
   func gatherEvidence() {
-    guard let evidence else { return }
-    if !hostCrashed.value, host.statistics["hostd_gone"] != nil { hostdWentAway(evidence.target) }
-    let down = hostCrashed.value && !evidence.target.answers(timeoutS: 10)
-    if job.target.traceResizes { evidence.collectTrace(hostDown: down) }
-    if down, evidence.target.lab?.emulatorGone == nil {
-      recoveryFigures = evidence.recover(
+    guard let machine else { return }
+    if !hostCrashed.value, host.statistics["hostd_gone"] != nil { hostdWentAway(machine) }
+    let down = hostCrashed.value && !machine.answers(timeoutS: 10)
+    if job.target.traceResizes { machine.collectTrace(hostDown: down) }
+    if down, machine.emulatorGone == nil {
+      recoveryFigures = machine.recover(
         after: "host crash", outDir: outDir, progress: progress, recorder: recorder)
-    } else if hostCrashed.value, let dump = evidence.saveRegisters(in: outDir) {
+    } else if hostCrashed.value, let dump = machine.saveRegisters(in: outDir) {
       progress.note("host crash: \(dump.split(separator: "\n").prefix(4).joined(separator: "; "))")
     }
   }
@@ -564,9 +582,9 @@ public final class Runner: @unchecked Sendable {
   /// hostd's channel closed with no crash on the host's log: either the host went down without
   /// a word (a hang: a finding, as on libvirt) or only hostd or the way to the host died (the
   /// infrastructure: the run's error). The lab's own QEMU dying is the latter (finish says so).
-  func hostdWentAway(_ target: Target) {
-    guard target.lab?.emulatorGone == nil else { return }
-    let deadline = Date().addingTimeInterval(target.spec.hungAfterS)
+  func hostdWentAway(_ target: any HostMachine) {
+    guard target.emulatorGone == nil else { return }
+    let deadline = Date().addingTimeInterval(target.hungAfterS)
     while Date() < deadline {
       if target.answers(timeoutS: 10) {
         infraError =
@@ -576,7 +594,7 @@ public final class Runner: @unchecked Sendable {
       Thread.sleep(forTimeInterval: 2)
     }
     let title =
-      "host hang: \(target.name) answered no ssh and printed nothing for \(Int(target.spec.hungAfterS)) s"
+      "host hang: \(target.name) answered no ssh and printed nothing for \(Int(target.hungAfterS)) s"
     addFinding(
       Finding(
         title: title, type: "HOST_HANG", frame: nil, source: "host", expected: false, file: nil,
@@ -586,16 +604,13 @@ public final class Runner: @unchecked Sendable {
   }
   var infraError: String?
 
-  /// The release of a host that is not this machine (a remote or lab target), for run.json.
-  public var hostKernelRelease: String?
-  /// That host, for the evidence a run gathers from it besides its log.
-  public var remoteTarget: Target? {
-    didSet {
-      evidence = remoteTarget.map { HostEvidence(target: $0) }
-      recorder.probeTarget = remoteTarget
-    }
+  /// The host under test when it is not this machine (a remote or lab target), for the
+  /// evidence a run gathers from it besides its log.
+  public var machine: (any HostMachine)? {
+    didSet { recorder.machine = machine }
   }
-  var evidence: HostEvidence?
+  /// Where KSM and THP are turned on (the host under test: this machine or `machine`).
+  public var memoryHost: (any HostMachine)?
   let hostCrashed = LockedFlag()
 
   /// Records a crash report; returns whether it was expected.
@@ -633,27 +648,16 @@ public final class Runner: @unchecked Sendable {
     // Whatever the run saw after the lab's emulator died (a silent host, a cut channel) is
     // the infrastructure's doing.
     if error == nil { error = infraError }
-    if let gone = remoteTarget?.lab?.emulatorGone { error = gone }
+    if let gone = machine?.emulatorGone { error = gone }
     // On a real host the kernel under test is the host's own, named by its release (the
     // verdict line and dedup say which kernel broke); the host's name goes to `target`.
     // A simulated model is named by the model.
-    let model = job.backend.usesKernelModel ? KernelModel.named(job.kernel) : nil
     let real = !job.backend.usesKernelModel
-    let release = model?.release ?? (real ? (hostKernelRelease ?? Runner.hostRelease()) : "")
     return recorder.report(
       error: error, hostTimeS: Double(host.executor.nowNs - hostTimeStart) / 1e9,
       hostStats: host.statistics.merging(recoveryFigures) { _, new in new },
-      kernel: model?.name ?? (real ? (release.isEmpty ? host.hostName : release) : job.kernel),
-      kernelRelease: release, target: real ? host.hostName : nil, hostTrace: evidence?.result)
-  }
-
-  /// uname -r of the machine the harness runs on.
-  static func hostRelease() -> String {
-    var u = utsname()
-    guard uname(&u) == 0 else { return "" }
-    return withUnsafeBytes(of: &u.release) { b in
-      String(decoding: b.prefix { $0 != 0 }, as: UTF8.self)
-    }
+      kernel: kernel.name, kernelRelease: kernel.release, target: real ? host.hostName : nil,
+      hostTrace: machine?.trace)
   }
 }
 
@@ -679,12 +683,13 @@ func hostMemoryLoad(
 
 /// Arrival times of the last lines of a log, by byte offset (bounded: a report spans far fewer
 /// lines than are kept).
-struct LineTimes {
+public struct LineTimes {
+  public init() {}
   private var offsets: [Int] = []
   private var times: [UInt64] = []
   static let kept = 16384
 
-  mutating func add(offset: Int, ns: UInt64) {
+  public mutating func add(offset: Int, ns: UInt64) {
     if offsets.count >= Self.kept * 2 {
       offsets.removeFirst(Self.kept)
       times.removeFirst(Self.kept)
@@ -695,7 +700,7 @@ struct LineTimes {
 
   /// The arrival time of the line holding `offset` (the latest line starting at or before it);
   /// nil when that line is no longer kept.
-  func ns(at offset: Int) -> UInt64? {
+  public func ns(at offset: Int) -> UInt64? {
     var lo = 0
     var hi = offsets.count
     while lo < hi {

@@ -14,32 +14,32 @@ public struct LatencySummary: Codable, Sendable, Equatable {
 /// Counters and histograms of a run, shared by the agents (always under its lock).
 public final class RunStats: @unchecked Sendable {
   private let lock = NSLock()
-  var attempted = 0
-  var succeeded = 0
-  var failedExpected = 0
-  var failedUnexpected = 0
+  public var attempted = 0
+  public var succeeded = 0
+  public var failedExpected = 0
+  public var failedUnexpected = 0
   /// "PREPARE" / "COMMIT" -> answer ("0", "100", "ENOSPC") -> count.
-  var answers: [String: [String: Int]] = [:]
-  var unexpected: [UnexpectedAnswer] = []
+  public var answers: [String: [String: Int]] = [:]
+  public var unexpected: [UnexpectedAnswer] = []
   /// Where each resize is written as it happens (nil before the run has its directory).
   var timeline: RunTimeline?
   var prepareToReadyUs = Histogram<UInt64>(
     highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
   var commitUs = Histogram<UInt64>(
     highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
-  var pagesVerified: UInt64 = 0
-  var pagesTaken: UInt64 = 0
-  var mismatches: UInt64 = 0
-  var vcpuExits = 0
-  var reboots = 0
+  public var pagesVerified: UInt64 = 0
+  public var pagesTaken: UInt64 = 0
+  public var mismatches: UInt64 = 0
+  public var vcpuExits = 0
+  public var reboots = 0
 
-  func with<T>(_ body: (RunStats) -> T) -> T {
+  public func with<T>(_ body: (RunStats) -> T) -> T {
     lock.lock()
     defer { lock.unlock() }
     return body(self)
   }
 
-  func answer(_ op: String, _ a: String) {
+  public func answer(_ op: String, _ a: String) {
     with { $0.answers[op, default: [:]][a, default: 0] += 1 }
   }
 
@@ -74,7 +74,7 @@ public struct UnexpectedAnswer: Codable, Sendable, Equatable {
 }
 
 extension NSLock {
-  func locked<T>(_ body: () -> T) -> T {
+  public func locked<T>(_ body: () -> T) -> T {
     lock()
     defer { unlock() }
     return body()
@@ -82,10 +82,11 @@ extension NSLock {
 }
 
 /// A Bool shared between agents.
-final class LockedFlag: @unchecked Sendable {
+public final class LockedFlag: @unchecked Sendable {
+  public init() {}
   private let lock = NSLock()
   private var _value = false
-  var value: Bool {
+  public var value: Bool {
     get { lock.locked { _value } }
     set { lock.locked { _value = newValue } }
   }

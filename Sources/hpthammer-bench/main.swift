@@ -14,7 +14,11 @@ import KVMHost
 // Build with -c release for meaningful numbers.
 
 func loadJob(_ path: String) -> Job {
-  do { return try Job.load(path: path) } catch {
+  do {
+    let job = try Job.load(path: path)
+    try job.checkKernel(models: KernelModel.allNames) { KernelModel.named($0) != nil }
+    return job
+  } catch {
     FileHandle.standardError.write(Data("\(error)\n".utf8))
     exit(2)
   }
@@ -23,10 +27,13 @@ func loadJob(_ path: String) -> Job {
 func runOnce(_ job: Job) -> (RunReport, Double) {
   let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
     "hpthammer-bench-\(UUID().uuidString)")
-  let host = SimHost(
-    model: KernelModel.named(job.kernel)!, seed: job.seed, bootUptimeS: job.hostUptimeS)
+  let model = KernelModel.named(job.kernel)!
+  let host = SimHost(model: model, seed: job.seed, bootUptimeS: job.hostUptimeS)
   let t0 = Date()
-  let r = Runner(job: job, host: host, outDir: dir, progress: false, reproduce: "").run()
+  let r = Runner(
+    job: job, host: host, kernel: HostKernel(name: model.name, release: model.release),
+    outDir: dir, progress: false, reproduce: ""
+  ).run()
   let wall = Date().timeIntervalSince(t0)
   try? FileManager.default.removeItem(at: dir)
   return (r, wall)

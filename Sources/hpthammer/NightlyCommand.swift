@@ -291,7 +291,7 @@ struct Nightly: ParsableCommand {
         try Yams.serialize(node: doc).write(toFile: copy, atomically: true, encoding: .utf8)
         // The copy must still be a valid job: the target section is checked as a job's.
         do {
-          _ = try Job.load(path: copy)
+          _ = try Backends.loadJob(path: copy)
         } catch {
           throw usageError("\(plan.file): target: \(error.description)")
         }

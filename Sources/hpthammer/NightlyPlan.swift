@@ -185,7 +185,7 @@ struct PlanParser {
         for (i, path) in try strings(v, k).enumerated() {
           let n = v.sequence?[i] ?? v
           do {
-            plan.jobs.append((path, try Job.load(path: path)))
+            plan.jobs.append((path, try Backends.loadJob(path: path)))
           } catch {
             throw fail(n, "jobs[\(i)]", error.description)
           }

@@ -4,9 +4,6 @@ import HPTEngine
 import HPTResults
 import HPTSim
 import KVMHost
-import KVMSys
-import RawKVM
-import SimKVMSys
 
 struct Run: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -67,7 +64,7 @@ struct Run: ParsableCommand {
   func run() throws {
     var job: Job
     do {
-      job = try Job.load(path: self.job)
+      job = try Backends.loadJob(path: self.job)
     } catch {
       throw usageError(error.description)
     }
@@ -126,6 +123,7 @@ struct Run: ParsableCommand {
     }
     do {
       try job.checkBackendLimits(file: self.job)
+      try Backends.checkSimulatorMemory(job, file: self.job)
     } catch {
       throw usageError(error.description)
     }
@@ -224,46 +222,9 @@ struct Run: ParsableCommand {
       if recording {
         recordStart = { (dir: URL) in recordInHistory(runDir: dir.path, db: store, atStart: true) }
       }
-      let report: RunReport
-      switch j.backend {
-      case .sim:
-        let host = SimHost(model: model, seed: j.seed, bootUptimeS: j.hostUptimeS)
-        let runner = Runner(
-          job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress,
-          reproduce: repro)
-        current.set { runner.interrupt(by: $0) }
-        runner.onBegin = recordStart
-        report = runner.run()
-      case .raw, .rawSim:
-        let host: RawKVMSystem
-        var remoteRelease: String?
-        var remote: Target?
-        do {
-          (host, remoteRelease, remote) = try rawHost(j, model: model)
-        } catch {
-          // Infrastructure, never a kernel bug: the directory says why, the exit is 125.
-          let why = "cannot use the \(j.backend.rawValue) backend: \(error)"
-          FileHandle.standardError.write(Data("hpthammer: \(why)\n".utf8))
-          report = SetupFailedRun.report(
-            job: j, outDir: URL(fileURLWithPath: dir), reproduce: repro,
-            error: why + SetupFailedRun.hint(for: "\(error)"))
-          break
-        }
-        let runner = Runner(
-          job: j, host: host, outDir: URL(fileURLWithPath: dir), progress: progress,
-          reproduce: repro)
-        runner.hostKernelRelease = remoteRelease
-        runner.remoteTarget = remote
-        current.set { runner.interrupt(by: $0) }
-        runner.onBegin = recordStart
-        report = runner.run()
-      case .libvirt:
-        let runner = LibvirtRunner(
-          job: j, outDir: URL(fileURLWithPath: dir), progress: progress, reproduce: repro)
-        current.set { runner.interrupt(by: $0) }
-        runner.onBegin = recordStart
-        report = runner.run()
-      }
+      let report = Backends.run(
+        j, model: model, dir: URL(fileURLWithPath: dir), progress: progress, reproduce: repro,
+        current: current, onBegin: recordStart)
       if !RunOutput.isWritten(report, in: URL(fileURLWithPath: dir)) {
         FileHandle.standardError.write(
           Data(
@@ -302,46 +263,6 @@ struct Run: ParsableCommand {
     if writeFailed { throw ExitCode(Exit.couldNotTest) }
     if worst != Exit.pass { throw ExitCode(worst) }
   }
-}
-
-/// The raw VMM on this host's /dev/kvm (real threads, /dev/kmsg), or over the simulated
-/// kernel (its scheduler and log, so a seed reproduces the run).
-func rawHost(_ job: Job, model: KernelModel) throws -> (RawKVMSystem, String?, Target?) {
-  if job.backend == .rawSim {
-    let sys = SimSyscalls(host: SimHost(model: model, seed: job.seed, bootUptimeS: job.hostUptimeS))
-    return (
-      try RawKVMSystem(
-        syscalls: sys, executor: sys.executor, kernelLog: sys.kernelLog,
-        hostName: sys.host.hostName, statistics: { sys.statistics }), nil, nil
-    )
-  }
-  if job.target.spec.kind != .local {
-    // The host under test is another machine (or the lab): the VMM and the hammer stay here,
-    // the syscalls go to hpthammer-hostd on the host over ssh, the host log is its console.
-    let progress = ProgressPrinter(
-      console: .standardError, logURL: URL(fileURLWithPath: "/dev/null"))
-    let target = try TargetSetup.open(job.target, progress: progress)
-    let hostd = try Hostd.start(on: target)
-    progress.note("raw backend on \(target.name) through \(hostd.syscalls.hello)")
-    let log = try target.openHostLog()
-    let executor = ThreadExecutor()
-    executor.onStalled = { [hostd] in hostd.syscalls.abandon() }
-    return (
-      try RawKVMSystem(
-        syscalls: hostd.syscalls, executor: executor, kernelLog: log,
-        hostName: target.name, kicker: RemoteKicker(hostd.syscalls),
-        statistics: { [hostd] in hostd.syscalls.closedByHost ? ["hostd_gone": 1] : [:] }),
-      target.kernelRelease(), target
-    )
-  }
-  let name = ProcessInfo.processInfo.hostName
-  let log = try KmsgLogSource(path: "/dev/kmsg", hostName: name)
-  return (
-    try RawKVMSystem(
-      syscalls: LinuxSyscalls(), executor: ThreadExecutor(), kernelLog: log, hostName: name,
-      kicker: SignalKicker(), statistics: { ["kmsg_records_lost": Int(log.lostRecords)] }), nil,
-    nil
-  )
 }
 
 /// The run Ctrl-C stops.

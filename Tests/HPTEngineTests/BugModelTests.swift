@@ -28,9 +28,12 @@ import Testing
   func run(_ j: Job) -> (RunReport, URL) {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
       "hpthammer-test-\(UUID().uuidString)")
-    let host = SimHost(
-      model: KernelModel.named(j.kernel)!, seed: j.seed, bootUptimeS: j.hostUptimeS)
-    return (Runner(job: j, host: host, outDir: dir, progress: false, reproduce: "test").run(), dir)
+    let model = KernelModel.named(j.kernel)!
+    let host = SimHost(model: model, seed: j.seed, bootUptimeS: j.hostUptimeS)
+    let kernel = HostKernel(name: model.name, release: model.release)
+    let runner = Runner(
+      job: j, host: host, kernel: kernel, outDir: dir, progress: false, reproduce: "test")
+    return (runner.run(), dir)
   }
 
   /// With only the guests faulting, the stale rmap index is met by the next fault on the page:

@@ -1,3 +1,4 @@
+import HPTSim
 import Testing
 
 @testable import HPTEngine
@@ -23,9 +24,12 @@ import Testing
     #expect(j.bootOrder == 22)  // QEMU: log2(512 MiB) - 7
   }
 
+  /// A job as the command line loads it: parsed, its host.kernel checked against the
+  /// simulator's models (which the command line registers; the engine knows none).
   func error(_ yaml: String) -> JobError? {
     do {
-      _ = try Job.parse(yaml, file: "bad.yaml")
+      let job = try Job.parse(yaml, file: "bad.yaml")
+      try job.checkKernel(models: KernelModel.allNames) { KernelModel.named($0) != nil }
       return nil
     } catch {
       return error
@@ -48,7 +52,8 @@ import Testing
       """
     let sim = error(base + "\nbackend: sim\nmemory_load: {host_mm: {ksm: true}}")
     #expect(sim?.key == "memory_load.host_mm")
-    #expect(error(base + "\nbackend: libvirt\nmemory_load: {host_mm: {ksm: true, thp: true}}") == nil)
+    #expect(
+      error(base + "\nbackend: libvirt\nmemory_load: {host_mm: {ksm: true, thp: true}}") == nil)
     #expect(error(base + "\nbackend: raw\nmemory_load: {host_mm: {kms: true}}") != nil)
     let policy = error(
       base.replacingOccurrences(of: "random-walk", with: "[grow, reboot]") + "\nbackend: libvirt")

@@ -25,12 +25,16 @@ import Testing
   func run(_ j: Job) throws -> (RunReport, URL, SimSyscalls) {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
       "hpthammer-rawsim-\(UUID().uuidString)")
+    let model = KernelModel.named(j.kernel)!
     let sys = SimSyscalls(
-      host: SimHost(model: KernelModel.named(j.kernel)!, seed: j.seed, bootUptimeS: j.hostUptimeS))
+      host: SimHost(model: model, seed: j.seed, bootUptimeS: j.hostUptimeS))
     let host = try RawKVMSystem(
       syscalls: sys, executor: sys.executor, kernelLog: sys.kernelLog,
       hostName: sys.host.hostName, statistics: { sys.statistics })
-    let r = Runner(job: j, host: host, outDir: dir, progress: false, reproduce: "test").run()
+    let kernel = HostKernel(name: model.name, release: model.release)
+    let r = Runner(
+      job: j, host: host, kernel: kernel, outDir: dir, progress: false, reproduce: "test"
+    ).run()
     return (r, dir, sys)
   }
 
@@ -80,9 +84,12 @@ import Testing
     j.backend = .sim
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
       "hpthammer-sim-\(UUID().uuidString)")
-    let host = SimHost(
-      model: KernelModel.named(j.kernel)!, seed: j.seed, bootUptimeS: j.hostUptimeS)
-    var sim = Runner(job: j, host: host, outDir: dir, progress: false, reproduce: "test").run()
+    let model = KernelModel.named(j.kernel)!
+    let host = SimHost(model: model, seed: j.seed, bootUptimeS: j.hostUptimeS)
+    let kernel = HostKernel(name: model.name, release: model.release)
+    var sim = Runner(
+      job: j, host: host, kernel: kernel, outDir: dir, progress: false, reproduce: "test"
+    ).run()
     let a = try Data(contentsOf: rawDir.appendingPathComponent("host.log"))
     let b = try Data(contentsOf: dir.appendingPathComponent("host.log"))
     #expect(!a.isEmpty && a == b)

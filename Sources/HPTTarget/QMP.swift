@@ -1,4 +1,5 @@
 import Foundation
+import HPTEngine
 
 #if canImport(Glibc)
   import Glibc

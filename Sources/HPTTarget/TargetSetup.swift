@@ -1,4 +1,5 @@
 import Foundation
+import HPTEngine
 
 /// Makes a job's target ready to use: a remote host must answer ssh; the lab is built (cached),
 /// started unless it already runs the same kernel, and waited for until ssh and libvirtd answer.

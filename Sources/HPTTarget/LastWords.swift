@@ -1,4 +1,5 @@
 import Foundation
+import HPTEngine
 import KernelLog
 
 /// What a crashed kernel left for after the reboot, read once the target answers again:

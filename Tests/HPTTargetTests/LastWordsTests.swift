@@ -3,6 +3,7 @@ import KernelLog
 import Testing
 
 @testable import HPTEngine
+@testable import HPTTarget
 
 /// The last words of a crashed host: the collection script's sections, and the detector on
 /// each source (a pstore dump in parts, a journal, a vmcore-dmesg).

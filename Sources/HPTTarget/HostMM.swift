@@ -1,17 +1,7 @@
 import Foundation
+import HPTEngine
 
-/// The target host's own memory management turned against the guests for a run: KSM merging
-/// and unmerging their pages, THP collapsing and splitting them (anonymous and shmem RAM). Each
-/// moves or write-protects a guest page on the host, so the MMU notifier invalidates the HPTEs
-/// that map it while resizes go on. Set when the run starts, put back as it was at its end;
-/// run.json's figures say how much happened (KSM pages shared, THP collapses and splits).
-public struct HostMMSettings: Sendable, Equatable {
-  public var ksm = false
-  public var thp = false
-  public init() {}
-  public var any: Bool { ksm || thp }
-}
-
+/// KSM and THP on the target (HostMMSettings): the scripts that turn them on and back.
 enum HostMM {
   /// Prints the settings it replaces as KEY=VALUE lines (for `restore`); fails when a knob is
   /// not there (no CONFIG_KSM, no THP) or cannot be written (not root).
@@ -118,7 +108,7 @@ enum HostMM {
 
 /// One run's use of HostMM: on at the start, the gauges sampled while the guests run, the
 /// counters read and the knobs put back at the end (also when the run fails).
-final class HostMMSession: @unchecked Sendable {
+public final class HostMMSession: @unchecked Sendable {
   let target: Target
   let saved: [String: String]
   let start: [String: Int]
@@ -129,7 +119,7 @@ final class HostMMSession: @unchecked Sendable {
   private var stopped = false
   private var sampler: Thread?
 
-  init?(_ s: HostMMSettings, target: Target) throws(TargetError) {
+  public init?(_ s: HostMMSettings, target: Target) throws(TargetError) {
     guard s.any else { return nil }
     self.target = target
     saved = try HostMM.apply(s, on: target)
@@ -151,13 +141,13 @@ final class HostMMSession: @unchecked Sendable {
 
   /// Reads the gauges now and keeps their peak; the runner calls it once more just before it
   /// destroys the guests.
-  func sample() {
+  public func sample() {
     let now = HostMM.counters(on: target)
     state.withLock { peakSeen = HostMM.peak(peakSeen, now) }
   }
 
   /// run.json's figures; the host's settings are as before after it.
-  func end(hostDown: Bool) -> [String: Int] {
+  public func end(hostDown: Bool) -> [String: Int] {
     state.withLock { stopped = true }
     guard !hostDown else { return [:] }  // a rebooted host has its defaults back
     let f = HostMM.figures(

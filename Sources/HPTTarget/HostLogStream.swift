@@ -1,4 +1,5 @@
 import Foundation
+import HPTEngine
 import KVMHost
 import KernelLog
 

@@ -1,19 +1,20 @@
 import Foundation
+import HPTEngine
 
 /// What a run gathers from a target host besides its log, the same way on every backend: the
 /// kernel's own count of the resize ioctls (kretprobes, `host_trace` in run.json) and, after a
 /// lab host crashed or hung, where its CPUs were (host-registers.txt), before a reset wipes it.
-final class HostEvidence: @unchecked Sendable {
+public final class HostEvidence: @unchecked Sendable {
   let target: Target
   private let lock = NSLock()
   private var trace: HostTrace.Result?
 
-  init(target: Target) { self.target = target }
+  public init(target: Target) { self.target = target }
 
   /// run.json's host_trace: nil when tracing was not asked for.
-  var result: HostTrace.Result? { lock.locked { trace } }
+  public var result: HostTrace.Result? { lock.locked { trace } }
 
-  func startTrace() {
+  public func startTrace() {
     let t = HostTrace()
     do {
       let method = try t.setUp(on: target)
@@ -24,7 +25,7 @@ final class HostEvidence: @unchecked Sendable {
   }
 
   /// Reads the counts, unless the host went down (then says so).
-  func collectTrace(hostDown: Bool) {
+  public func collectTrace(hostDown: Bool) {
     guard lock.locked({ trace?.method }) != nil else { return }
     guard !hostDown else {
       lock.locked { trace?.unavailable = "the host went down before the counts were read" }
@@ -42,7 +43,7 @@ final class HostEvidence: @unchecked Sendable {
 
   /// A lab host's registers (QMP), symbolized, into host-registers.txt; returns the dump.
   @discardableResult
-  func saveRegisters(in outDir: URL) -> String? {
+  public func saveRegisters(in outDir: URL) -> String? {
     guard let lab = target.lab, let dump = try? lab.registerDump(vmlinux: lab.vmlinux) else {
       return nil
     }
@@ -55,7 +56,9 @@ final class HostEvidence: @unchecked Sendable {
   /// be reset), then the kernel's last words once it answers again (LastWords). A report
   /// read there whose title the run already has is the same crash seen twice and is only
   /// noted. Returns run.json's figures (host_recovered, host_recovery_ms, last_words_reports).
-  func recover(after what: String, outDir: URL, progress: ProgressPrinter, recorder: RunRecorder)
+  public func recover(
+    after what: String, outDir: URL, progress: ProgressPrinter, recorder: RunRecorder
+  )
     -> [String: Int]
   {
     guard target.spec.recover || target.lab != nil, target.canPowerCycle else {

@@ -1,4 +1,6 @@
 import Foundation
+import HPTEngine
+import HPTTarget
 import Libvirt
 
 /// Domains a dead run left behind. Each domain the harness defines carries its owner (run,

@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import HPTEngine
+@testable import HPTLibvirt
+@testable import HPTTarget
 @testable import Libvirt
 
 /// A dead run's domains are cleaned up; a live run's, another controller's and domains

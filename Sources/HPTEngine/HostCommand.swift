@@ -10,6 +10,13 @@ public struct CommandResult: Sendable, Equatable {
   public var status: Int32?
   public var stdout: String
   public var stderr: String
+
+  public init(status: Int32?, stdout: String, stderr: String) {
+    self.status = status
+    self.stdout = stdout
+    self.stderr = stderr
+  }
+
   public var ok: Bool { status == 0 }
   public var timedOut: Bool { status == nil }
   /// The last non-empty line of stderr (or stdout), for error messages.

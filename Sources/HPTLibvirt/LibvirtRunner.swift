@@ -1,6 +1,7 @@
 import Foundation
+import HPTEngine
 import HPTRandom
-import HPTSim
+import HPTTarget
 import KVMHost
 import KernelLog
 import Libvirt
@@ -182,7 +183,7 @@ public final class LibvirtRunner: @unchecked Sendable {
       uri =
         job.libvirt.uri == LibvirtJob().uri && target.spec.kind != .local
         ? target.libvirtURI : job.libvirt.uri
-      recorder.probeTarget = target
+      recorder.machine = TargetMachine(target)
       guestKernel = try runGuests()
       recorder.guestKernel = guestKernel
     } catch let e as LibvirtError {
@@ -385,7 +386,7 @@ public final class LibvirtRunner: @unchecked Sendable {
           if !exec.stopRequested { try? first.send("crash") }
         })
     }
-    progress.begin(job: job, stats: recorder.stats, executor: exec, host: NoHost())
+    progress.begin(job: job, stats: recorder.stats, executor: exec) { [:] }
     recorder.guestsStartedNs.withLock { $0 = exec.nowNs }
     exec.run(agents)
     progress.end()
@@ -747,24 +748,11 @@ public final class LibvirtRunner: @unchecked Sendable {
   }
 }
 
-/// Nothing to count on the host side yet (the progress line's fault rate reads this).
-final class NoHost: KVMSystem, @unchecked Sendable {
-  var hostName: String { "libvirt" }
-  func apiVersion() throws(KVMError) -> Int { throw KVMError("KVM_GET_API_VERSION", .ENOSYS) }
-  func checkExtension(_ cap: KVMCapability) throws(KVMError) -> Int { 0 }
-  func createVM(type: VMType) throws(KVMError) -> any KVMVirtualMachine {
-    throw KVMError("KVM_CREATE_VM", .ENOSYS)
-  }
-  var kernelLog: any KernelLogSource { fatalError("no kernel log") }
-  var executor: any AgentExecutor { ThreadExecutor() }
-  var statistics: [String: Int] { [:] }
-}
-
 /// Resizes from inside the guest: the agent writes the order to
 /// /sys/kernel/debug/powerpc/hpt_order and answers with the errno and its PREPARE and COMMIT
 /// times (the guest's kernel asks the host for both, through H_RESIZE_HPT_PREPARE/_COMMIT).
 final class AgentResizeDriver: ResizeDriver, @unchecked Sendable {
-  static let policies: Set<ResizePolicy> = [.grow, .shrink, .sameOrder, .randomWalk]
+  static let policies = ResizePolicy.orderChanges
   /// How long after a dimm attach/detach a refused resize is put down to it.
   static let hotplugWindowS = 30.0
   let link: GuestLink

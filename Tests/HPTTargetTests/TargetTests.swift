@@ -3,6 +3,7 @@ import KernelLog
 import Testing
 
 @testable import HPTEngine
+@testable import HPTTarget
 
 /// The target-host layer: job parsing, argv-only commands, ssh command lines, QMP against a
 /// real QEMU, host log streams from files and commands, the resize trace.

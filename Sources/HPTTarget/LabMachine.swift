@@ -1,4 +1,5 @@
 import Foundation
+import HPTEngine
 
 /// The emulated POWER lab host (Guests/lab/): QEMU >= 8.1 emulating a PowerNV POWER9/10 (TCG)
 /// that boots Debian's ppc64el kernel, or the developer's, with kvm_hv, dropbear and libvirtd.

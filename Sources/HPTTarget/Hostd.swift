@@ -1,4 +1,5 @@
 import Foundation
+import HPTEngine
 import KVMSys
 
 /// hpthammer-hostd (Guests/hostd/) on a target host: built here for the host's architecture

@@ -1,6 +1,7 @@
 import Testing
 
 @testable import HPTEngine
+@testable import HPTLibvirt
 
 @Suite struct GuestAgentTests {
   @Test func commandsCarryTheirChecksumAndParseBack() throws {
