@@ -219,25 +219,30 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
     trace: [Frame]
   ) throws(SimHalted) -> Int {
     if index < UInt64(table.hpteCount) { return Int(index) }
-    let address = table.revBase &+ index &* 16 &+ fieldOffset
-    var w = kernel.writer()
-    throw kernel.die(
-      w.dataFault(
-        address: address, write: false, cpu: kernel.currentCPU, pid: kernel.currentPID,
-        comm: kernel.currentComm, nip: nip, lr: lr, trace: trace, r3: table.revBase,
-        instructions: nip.function == "kvmppc_add_revmap_chain" ? Self.addRevmapChainCode : []))
+    throw readFault(
+      at: table.revBase &+ index &* 16 &+ fieldOffset, nip: nip, lr: lr, trace: trace,
+      r3: table.revBase,
+      instructions: nip.function == "kvmppc_add_revmap_chain" ? Self.addRevmapChainCode : [])
   }
 
   func checkHPTE(
     _ table: HashPageTable, _ index: UInt64, nip: Frame, lr: Frame, trace: [Frame]
   ) throws(SimHalted) -> Int {
     if index < UInt64(table.hpteCount) { return Int(index) }
+    throw readFault(at: table.virt &+ index &* 16, nip: nip, lr: lr, trace: trace, r3: table.virt)
+  }
+
+  /// The host oops of a kernel load from `address` by the current simulated thread.
+  func readFault(
+    at address: UInt64, nip: Frame, lr: Frame, trace: [Frame], r3: UInt64,
+    instructions: [UInt32] = []
+  ) -> SimHalted {
     var w = kernel.writer()
-    throw kernel.die(
+    return kernel.die(
       w.dataFault(
-        address: table.virt &+ index &* 16, write: false, cpu: kernel.currentCPU,
-        pid: kernel.currentPID, comm: kernel.currentComm, nip: nip, lr: lr, trace: trace,
-        r3: table.virt))
+        address: address, write: false, cpu: kernel.currentCPU, pid: kernel.currentPID,
+        comm: kernel.currentComm, nip: nip, lr: lr, trace: trace, r3: r3,
+        instructions: instructions))
   }
 
   /// The instruction words around the faulting load in kvmppc_add_revmap_chain, from the
@@ -353,13 +358,9 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
 
   /// R1: a chain still present while kvm->arch.hpt is freed: hptep = virt (0) + (i << 4).
   func staleRmapFault(gfn: Int, trace: [Frame]) throws(SimHalted) {
-    var w = kernel.writer()
-    throw kernel.die(
-      w.dataFault(
-        address: (rmap[gfn] & RMAP.indexMask) << 4, write: false, cpu: kernel.currentCPU,
-        pid: kernel.currentPID, comm: kernel.currentComm,
-        nip: Frame("kvm_unmap_gfn_range_hv", 0x88),
-        lr: trace[1], trace: trace, r3: 0))
+    throw readFault(
+      at: (rmap[gfn] & RMAP.indexMask) << 4, nip: Frame("kvm_unmap_gfn_range_hv", 0x88),
+      lr: trace[1], trace: trace, r3: 0)
   }
 
   /// R1: kvmppc_unmap_hpte()'s tail harvests R and C after the tlbie (slow: it waits for every
@@ -368,12 +369,9 @@ public final class SimVM: KVMVirtualMachine, @unchecked Sendable {
   func harvestAfterTLBIE(_ t: HashPageTable, _ i: Int, trace: [Frame]) throws(SimHalted) {
     try sched.yield(costNs: 1_000)
     guard t.freed else { return }
-    var w = kernel.writer()
-    throw kernel.die(
-      w.dataFault(
-        address: t.revBase &+ UInt64(i) &* 16, write: false, cpu: kernel.currentCPU,
-        pid: kernel.currentPID, comm: kernel.currentComm, nip: Frame("kvmppc_unmap_hpte", 0x220),
-        lr: Frame("kvm_unmap_gfn_range_hv", 0x9c), trace: trace, r3: t.revBase))
+    throw readFault(
+      at: t.revBase &+ UInt64(i) &* 16, nip: Frame("kvmppc_unmap_hpte", 0x220),
+      lr: Frame("kvm_unmap_gfn_range_hv", 0x9c), trace: trace, r3: t.revBase)
   }
 
   func softLockup(in nip: Frame, lr: Frame, trace: [Frame]) -> SimHalted {

@@ -117,7 +117,6 @@ public final class HostMMSession: @unchecked Sendable {
   private let state = NSLock()
   private var peakSeen: [String: Int] = [:]
   private var stopped = false
-  private var sampler: Thread?
 
   public init?(_ s: HostMMSettings, target: Target) throws(TargetError) {
     guard s.any else { return nil }
@@ -135,7 +134,6 @@ public final class HostMMSession: @unchecked Sendable {
       }
     }
     t.name = "host-mm-sampler"
-    sampler = t
     t.start()
   }
 
