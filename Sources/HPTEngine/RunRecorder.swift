@@ -188,8 +188,13 @@ public final class RunRecorder: @unchecked Sendable {
         resizes_per_s: wall > 0 ? (Double(resizes.succeeded) / wall * 10).rounded() / 10 : 0,
         faults_per_s: wall > 0 ? (Double(faults) / wall).rounded() : 0),
       provenance: provenance(kernelRelease: kernelRelease))
+    // run.json, junit.xml and the summary come from the journal's end line; written directly
+    // only when the journal could not take it (a full disk: the run's error says so).
+    if timeline?.end(atNs: clock(), report: report) == true, let derived = RunJournal.derive(outDir)
+    {
+      return derived
+    }
     RunOutput.write(report, to: outDir)
-    timeline?.end(atNs: clock(), verdict: report.verdict.rawValue, error: report.error)
     return report
   }
 

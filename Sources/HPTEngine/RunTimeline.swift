@@ -3,7 +3,8 @@ import Foundation
 /// timeline.jsonl in the run directory: what happened, as it happened, one JSON object a line,
 /// append-only. Every line has "t" (host seconds since the run started) and "event":
 ///   start {job, seed, backend, kernel, reproduce, pid}; resize {guest, from, to, prepare_ms,
-///   commit_ms, answer}; crash {title, frame, report, expected}; end {verdict, error}.
+///   commit_ms, answer}; crash {title, frame, report, expected}; end {verdict, error, report:
+///   the whole run.json, from which run.json, junit.xml and the summary are derived}.
 /// It is fsync'd at the start, at each crash and at the end, so after a SIGKILL or a power loss
 /// `hpthammer runs repair` can still say what the run found. Resize lines stop after
 /// `maxResizeEvents` (the run.json counters keep counting): a night's run stays bounded.
@@ -49,29 +50,79 @@ public final class RunTimeline: @unchecked Sendable {
     write(ns, "crash", f, sync: true)
   }
 
-  func end(atNs ns: UInt64, verdict: String, error: String?) {
-    var f: [String: Any] = ["verdict": verdict]
-    if let error { f["error"] = error }
-    write(ns, "end", f, sync: true)
+  /// The run's end, with the whole report: run.json, junit.xml and the summary are derived from
+  /// this line (`RunJournal.derive`). Whether it reached the disk.
+  @discardableResult
+  func end(atNs ns: UInt64, report: RunReport) -> Bool {
+    var f: [String: Any] = ["verdict": report.verdict.rawValue]
+    if let error = report.error { f["error"] = error }
+    // The report goes in as RunOutput encodes it (not through JSONSerialization), so that
+    // decoding it gives back the same run.json byte for byte.
+    return write(ns, "end", f, sync: true, raw: ("report", RunOutput.encodeLine(report)))
   }
 
-  private func write(_ ns: UInt64, _ event: String, _ fields: [String: Any], sync: Bool) {
-    guard let handle else { return }
-    lock.locked {
+  @discardableResult
+  private func write(
+    _ ns: UInt64, _ event: String, _ fields: [String: Any], sync: Bool,
+    raw: (key: String, json: Data)? = nil
+  ) -> Bool {
+    guard let handle else { return false }
+    return lock.locked {
       var f = fields
       f["event"] = event
       f["t"] = (Double(ns &- baseNs) / 1e6).rounded() / 1000
       guard
-        let data = try? JSONSerialization.data(
+        var data = try? JSONSerialization.data(
           withJSONObject: f, options: [.sortedKeys, .withoutEscapingSlashes])
-      else { return }
+      else { return false }
+      if let raw, data.last == UInt8(ascii: "}") {
+        data.removeLast()
+        data += Data(",\"\(raw.key)\":".utf8) + raw.json + Data("}".utf8)
+      }
       do {
         try handle.write(contentsOf: data + Data("\n".utf8))
         if sync { try handle.synchronize() }
+        return true
       } catch {
         onWriteFailure(error)
+        return false
       }
     }
+  }
+}
+
+/// The journal is the run's record: its `end` line holds the report, and run.json, junit.xml
+/// and the printed summary are derived from it, as `runs repair` derives them for a run that
+/// never reached its end.
+public enum RunJournal {
+  private struct EndLine: Decodable {
+    let event: String
+    let report: RunReport?
+  }
+
+  /// The report in the journal's last `end` line, if the run got that far.
+  public static func endReport(_ dir: URL) -> RunReport? {
+    guard
+      let data = FileManager.default.contents(
+        atPath: dir.appendingPathComponent(RunTimeline.fileName).path)
+    else { return nil }
+    let dec = JSONDecoder()
+    for line in data.split(separator: UInt8(ascii: "\n")).reversed() {
+      guard let end = try? dec.decode(EndLine.self, from: Data(line)), end.event == "end" else {
+        continue
+      }
+      return end.report
+    }
+    return nil
+  }
+
+  /// run.json and junit.xml written from the journal's end; the report they hold (nil: the
+  /// journal has no end, so nothing was derived).
+  @discardableResult
+  public static func derive(_ dir: URL) -> RunReport? {
+    guard let report = endReport(dir) else { return nil }
+    RunOutput.write(report, to: dir)
+    return report
   }
 }
 
@@ -98,6 +149,8 @@ public enum RunRepair {
     }
     guard interim["verdict"] as? String == "running" else { return .notNeeded }
     let events = timeline(dir)
+    // Killed after its end reached the journal but before run.json: the end is the record.
+    if RunJournal.derive(dir) != nil { return .repaired(events: events.count) }
     let crashes = events.filter { $0["event"] as? String == "crash" }
     let resizes = events.filter { $0["event"] as? String == "resize" }
     let last = events.last?["t"] as? Double ?? 0

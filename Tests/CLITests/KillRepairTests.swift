@@ -80,4 +80,36 @@ import Testing
     #expect(dead.contains("\"error\"") && dead.contains("interrupted"))
     #expect(live.contains("running"))
   }
+
+  /// run.json and junit.xml are derived from the journal's end line: a run killed after its end
+  /// reached the journal, but before run.json did, is repaired to what it found (here a bug),
+  /// byte for byte, not to "interrupted".
+  @Test func runJSONAndJunitAreDerivedFromTheJournalsEnd() throws {
+    let root = cli.tmp()
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let dir = "\(root)/r"
+    let job = CLITests.repo.appendingPathComponent("Jobs/dry-run.yaml").path
+    let (rc, out, err) = try cli.hpthammer(["run", job, "--out", dir, "--no-progress", "--no-db"])
+    #expect(rc == 1, "\(out) \(err)")
+    let runJSON = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/run.json"))
+    let junit = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/junit.xml"))
+    let timeline = try String(contentsOfFile: "\(dir)/timeline.jsonl", encoding: .utf8)
+    let endLine = try #require(
+      timeline.split(separator: "\n").last { $0.contains("\"event\":\"end\"") })
+    let end = try #require(
+      try JSONSerialization.jsonObject(with: Data(endLine.utf8)) as? [String: Any])
+    let fromJournal = try JSONSerialization.data(
+      withJSONObject: try #require(end["report"]), options: [.sortedKeys])
+    let fromFile = try JSONSerialization.data(
+      withJSONObject: try JSONSerialization.jsonObject(with: runJSON), options: [.sortedKeys])
+    #expect(fromJournal == fromFile)
+    // The kill's window: the journal has its end, run.json still says running, no junit.xml.
+    try #"{"verdict": "running", "job": "dry-run", "pid": 1}"#.write(
+      toFile: "\(dir)/run.json", atomically: true, encoding: .utf8)
+    try FileManager.default.removeItem(atPath: "\(dir)/junit.xml")
+    let (rc2, out2, err2) = try cli.hpthammer(["runs", "repair", dir])
+    #expect(rc2 == 0, "\(out2) \(err2)")
+    #expect(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/run.json")) == runJSON)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/junit.xml")) == junit)
+  }
 }
