@@ -167,6 +167,8 @@ public final class ProgressPrinter: @unchecked Sendable {
       var lastResizes = 0
       var lastFaults = 0
       var lastT = 0.0
+      // The timeline's rates lines, over host time (the simulator's runs faster than the wall).
+      var window = (ns: hostStart, resizes: 0, faults: 0, pages: UInt64(0))
       while lock.locked({ running }) {
         Thread.sleep(forTimeInterval: intervalS)
         guard lock.locked({ running }) else { break }
@@ -180,7 +182,16 @@ public final class ProgressPrinter: @unchecked Sendable {
         lastResizes = ok
         lastFaults = faults
         lastT = t
-        let hostT = Double(executor.nowNs - hostStart) / 1e9
+        let nowNs = executor.nowNs
+        let hostT = Double(nowNs - hostStart) / 1e9
+        let span = Double(nowNs &- window.ns) / 1e9
+        if span >= RunTimeline.ratesEveryS, let timeline = stats.timeline {
+          timeline.rates(
+            atNs: nowNs, resizesPerS: Double(ok - window.resizes) / span,
+            faultsPerS: Double(faults - window.faults) / span,
+            pagesVerifiedPerS: Double(verified &- window.pages) / span)
+          window = (nowNs, ok, faults, verified)
+        }
         let flag = unexp > 0 ? " !!!" : ""
         let line = String(
           format:

@@ -3,14 +3,17 @@ import Foundation
 /// timeline.jsonl in the run directory: what happened, as it happened, one JSON object a line,
 /// append-only. Every line has "t" (host seconds since the run started) and "event":
 ///   start {job, seed, backend, kernel, reproduce, pid}; resize {guest, from, to, prepare_ms,
-///   commit_ms, answer}; crash {title, frame, report, expected}; end {verdict, error, report:
+///   commit_ms, answer}; rates {resizes_per_s, faults_per_s, pages_verified_per_s} every
+///   `ratesEveryS` of host time while the stats line runs; crash {title, frame, report, expected}; end {verdict, error, report:
 ///   the whole run.json, from which run.json, junit.xml and the summary are derived}.
 /// It is fsync'd at the start, at each crash and at the end, so after a SIGKILL or a power loss
 /// `hpthammer runs repair` can still say what the run found. Resize lines stop after
-/// `maxResizeEvents` (the run.json counters keep counting): a night's run stays bounded.
+/// `maxResizeEvents` (the run.json counters and the rates lines keep counting): a day's run
+/// stays under about 20 MB (100,000 resize lines of ~130 bytes, 8,640 rates lines).
 public final class RunTimeline: @unchecked Sendable {
   public static let fileName = "timeline.jsonl"
   public static let maxResizeEvents = 100_000
+  public static let ratesEveryS = 10.0
   private let handle: FileHandle?
   private let lock = NSLock()
   private var resizes = 0
@@ -48,6 +51,18 @@ public final class RunTimeline: @unchecked Sendable {
     var f: [String: Any] = ["title": title, "report": report, "expected": expected]
     if let frame { f["frame"] = frame }
     write(ns, "crash", f, sync: true)
+  }
+
+  /// The rates over the last `ratesEveryS` of the run (written by the stats line's thread):
+  /// what a long run's resizes are aggregated into once their own lines stop.
+  func rates(atNs ns: UInt64, resizesPerS: Double, faultsPerS: Double, pagesVerifiedPerS: Double) {
+    let r = { (x: Double) in (x * 10).rounded() / 10 }
+    write(
+      ns, "rates",
+      [
+        "resizes_per_s": r(resizesPerS), "faults_per_s": r(faultsPerS),
+        "pages_verified_per_s": r(pagesVerifiedPerS),
+      ], sync: false)
   }
 
   /// The run's end, with the whole report: run.json, junit.xml and the summary are derived from

@@ -121,7 +121,29 @@ public enum HTMLReport {
           name: "resizes/s", color: SVGPlot.palette[2], style: .step,
           points: counts.enumerated().map { (Double($0) * width, Double($1) / width) })
       ], markers: markers)
-    return [latency, order, rate]
+    return [latency, order, rate] + hostRates(events, markers: markers)
+  }
+
+  /// The timeline's rates lines (every 10 s of host time): hypervisor faults and pages the
+  /// guests verified per second, beside the resizes (which stay counted there after a long
+  /// run's resize lines stop).
+  static func hostRates(_ events: [TimelineEvent], markers: [SVGPlot.Marker]) -> [SVGPlot] {
+    let rates = events.filter { $0.event == "rates" }
+    guard !rates.isEmpty else { return [] }
+    let series = [
+      ("faults_per_s", "hypervisor faults/s"), ("pages_verified_per_s", "pages verified/s"),
+      ("resizes_per_s", "resizes/s"),
+    ].enumerated().map { i, k in
+      SVGPlot.Series(
+        name: k.1, color: SVGPlot.palette[(i + 3) % SVGPlot.palette.count], style: .step,
+        points: rates.compactMap { e in e[k.0]?.double.map { (e.t, $0) } })
+    }
+    return [
+      SVGPlot(
+        id: "host-rates", title: "Fault, verification and resize rates",
+        xLabel: "host seconds since the run started", yLabel: "per second", series: series,
+        markers: markers)
+    ]
   }
 
   // MARK: the history

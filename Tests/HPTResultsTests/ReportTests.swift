@@ -96,6 +96,27 @@ import Testing
     #expect(rc3 == 2 && out3.isEmpty && err3.contains(empty), "\(err3)")
   }
 
+  /// A run longer than 10 s of host time writes rates lines (faults, pages verified and resizes
+  /// per second) as it goes, and its report plots them.
+  @Test func aLongerRunsTimelineHasRatesAndItsReportPlotsThem() throws {
+    let dir = F.scratch("rates")
+    let job = F.repo.appendingPathComponent("Jobs/dry-run-fixed.yaml").path
+    let (rc, out, err) = try F.hpthammer([
+      "run", job, "--duration", "25s", "--out", dir, "--no-progress", "--no-db",
+    ])
+    #expect(rc == 0, "\(out) \(err)")
+    let rates = Timeline.read(URL(fileURLWithPath: dir)).filter { $0.event == "rates" }
+    #expect(!rates.isEmpty)
+    for r in rates {
+      #expect((r["faults_per_s"]?.double ?? 0) > 0)
+      #expect((r["pages_verified_per_s"]?.double ?? 0) > 0)
+      #expect((r["resizes_per_s"]?.double ?? 0) > 0)
+    }
+    let (rc2, html, err2) = try F.hpthammer(["report", dir, "--out", "-"])
+    #expect(rc2 == 0, "\(err2)")
+    #expect(Self.plots(html)["host-rates"] == true)
+  }
+
   @Test func theHistoryReportHasNightsTrendsAndTheCrashTableNewFirst() throws {
     let db = F.scratch("reportdb") + "/results.sqlite"
     let old = try F.variant(
