@@ -22,14 +22,22 @@ struct LastWords {
   static let script = #"""
     echo "@@source pstore"
     d=/sys/fs/pstore
-    if ! grep -q " $d pstore " /proc/mounts 2>/dev/null; then
-      mount -t pstore pstore $d 2>/dev/null || { echo "@@absent pstore cannot be mounted (no CONFIG_PSTORE?)"; d=; }
+    grep -qw pstore /proc/filesystems 2>/dev/null || modprobe pstore 2>/dev/null
+    if ! grep -qw pstore /proc/filesystems 2>/dev/null; then
+      echo "@@absent pstore is not in this kernel (no pstore in /proc/filesystems: CONFIG_PSTORE off, or its module not loadable)"; d=
+    elif ! grep -q " $d pstore " /proc/mounts 2>/dev/null; then
+      mount -t pstore pstore $d 2>/dev/null || { echo "@@absent pstore cannot be mounted on $d"; d=; }
     fi
     if [ -n "$d" ]; then
       backend=$(cat /sys/module/pstore/parameters/backend 2>/dev/null)
+      case "$backend" in "(null)") backend=;; esac
       set -- $d/dmesg-*
       if [ -e "$1" ]; then
         for f in "$@"; do echo "@@file ${f##*/}"; cat "$f"; rm -f "$f"; done
+      elif [ -z "$backend" ]; then
+        # Why none registered, in the kernel's words (powerpc's NVRAM, ramoops).
+        why=$(dmesg 2>/dev/null | grep -E 'nvram: |ramoops|pstore: ' | head -n 1 | sed 's/^\(\[[^]]*\] *\)*//')
+        echo "@@absent no pstore backend registered${why:+ (the kernel said: $why)}"
       else
         echo "@@absent no dumps in $d (pstore backend: ${backend:-none registered})"
       fi
