@@ -11,6 +11,11 @@ source scripts/ensure-toolchain.sh
 source scripts/ensure-cross.sh
 # A throwaway PostgreSQL server: the results store's tests run against SQLite and PostgreSQL.
 source scripts/ensure-postgres.sh
+# Debian's chromium: the results report is rendered in a real browser.
+source scripts/ensure-chromium.sh
+# As root the script installs every tool above, so a test that lacks one fails rather than
+# skips (ToolsTests): CI cannot go green without the real PostgreSQL, browser and PyPI tools.
+if [ "$(id -u)" = 0 ]; then export HPTHAMMER_REQUIRE_TOOLS=${HPTHAMMER_REQUIRE_TOOLS:-1}; fi
 # The PyPI tools the exports and ci/'s pipelines are checked with (kcidb-io's schema,
 # junitparser, check-jsonschema), in a venv under ~/.cache/hpthammer. Without them those tests
 # skip and say why.
