@@ -183,15 +183,27 @@ enum BuildID {
   }
 }
 
-/// The harness's own git commit, when it runs from a checkout (`swift build` in this
-/// repository): found from the executable's path upwards.
+/// HPTHammer's own commit: $HPTHAMMER_COMMIT if set; else the git work tree the executable was
+/// built in (with -dirty for uncommitted changes); else, for an installed binary
+/// (PREFIX/bin/hpthammer), the commit its install step wrote to PREFIX/share/hpthammer/commit.
 enum HarnessCommit {
   static let current: String? = {
-    var dir = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
+    if let c = ProcessInfo.processInfo.environment["HPTHAMMER_COMMIT"], !c.isEmpty { return c }
+    var exeDir = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
       .deletingLastPathComponent()
     if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-      dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+      exeDir = URL(fileURLWithPath: exe).deletingLastPathComponent()
     }
+    if let c = fromWorkTree(above: exeDir) { return c }
+    let installed = exeDir.deletingLastPathComponent().appendingPathComponent(
+      "share/hpthammer/commit")
+    guard let text = try? String(contentsOf: installed, encoding: .utf8) else { return nil }
+    let c = text.trimmingCharacters(in: .whitespacesAndNewlines)
+    return c.isEmpty ? nil : c
+  }()
+
+  private static func fromWorkTree(above start: URL) -> String? {
+    var dir = start
     while dir.path != "/" {
       if FileManager.default.fileExists(atPath: dir.appendingPathComponent(".git").path) {
         let head = HostCommand.run(["git", "-C", dir.path, "rev-parse", "HEAD"], timeoutS: 10)
@@ -204,5 +216,5 @@ enum HarnessCommit {
       dir = dir.deletingLastPathComponent()
     }
     return nil
-  }()
+  }
 }
