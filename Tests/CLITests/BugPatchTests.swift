@@ -173,7 +173,7 @@ import Testing
     let (rc, out, err) = try run([])
     #expect(rc == 0, "\(err)")
     let all = try parse(out)
-    #expect(all["bugs"] == ["B0a", "B1", "B3", "B4", "B5", "B8"])
+    #expect(all["bugs"] == ["B0a", "B1", "B3", "B4", "B5", "B7", "B8"])
     let (_, pout, _) = try run(["--patch", "Guests/lab/mutants/M1-unmap-rmapp-keeps-hptes.patch"])
     let patch = try parse(pout)
     #expect(patch["bugs"] == ["M1-unmap-rmapp-keeps-hptes"])
