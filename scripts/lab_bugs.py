@@ -19,7 +19,9 @@ import time
 
 REPO = os.getcwd()
 REGISTRY = os.path.join(REPO, "Guests/lab/bugs/registry.json")
-HAMMER = os.path.join(REPO, ".build/release/hpthammer")
+# HPTHAMMER_BIN: a binary of your own (a copy, so that a rebuild during a long benchmark does
+# not change the harness under it); else this checkout's release build, built first.
+HAMMER = os.environ.get("HPTHAMMER_BIN") or os.path.join(REPO, ".build/release/hpthammer")
 
 
 def die(msg, code):
@@ -289,8 +291,9 @@ def main():
     if os.environ.get("HPTHAMMER_LAB_BUGS_CHECK_ONLY") == "1":  # the arguments only (tests)
         print(json.dumps({"bugs": [b["id"] for b in bugs], "jobs": sorted({j for b in bugs for j in b["jobs"]})}))
         sys.exit(0)
-    if subprocess.run(["swift", "build", "-c", "release", "--product", "hpthammer"],
-                      stdout=subprocess.DEVNULL).returncode != 0:
+    if not os.environ.get("HPTHAMMER_BIN") and subprocess.run(
+            ["swift", "build", "-c", "release", "--product", "hpthammer"],
+            stdout=subprocess.DEVNULL).returncode != 0:
         die("swift build -c release failed", 125)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     out_json = a["json"] or os.path.join(REPO, "runs", f"lab-bugs-{stamp}", "bugs.json")

@@ -62,9 +62,9 @@ public final class RunRecorder: @unchecked Sendable {
     let kernel = job.backend.usesKernelModel ? self.kernel?.name ?? job.kernel : job.kernel
     let interim: [String: Any] = [
       "verdict": "running", "job": job.name, "kernel": kernel, "seed": String(job.seed),
-      "reproduce": reproduce, "backend": job.backend.rawValue, "pid": Int(getpid()),
+      "reproduce": reproduce, "backend": job.backend.rawValue,
       "run_id": runID, "started_at": RunProvenance.timestamp(wallStart),
-    ]
+    ].merging(HarnessProcess.me) { a, _ in a }
     if let data = try? JSONSerialization.data(
       withJSONObject: interim, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     {
@@ -88,6 +88,11 @@ public final class RunRecorder: @unchecked Sendable {
   }
 
   var nowNs: UInt64 { clock() }
+
+  /// A phase of the run begins: a journal line, fsync'd.
+  public func phase(_ name: String, _ fields: [String: Any] = [:]) {
+    timeline?.phase(atNs: clock(), name, fields)
+  }
 
   /// Keeps a finding and writes its report to crash-N.txt at once.
   public func addFinding(_ f: Finding, report: String) {

@@ -2,11 +2,11 @@ import Foundation
 
 /// timeline.jsonl in the run directory: what happened, as it happened, one JSON object a line,
 /// append-only. Every line has "t" (host seconds since the run started) and "event":
-///   start {job, seed, backend, kernel, reproduce, pid}; resize {guest, from, to, prepare_ms,
+///   start {job, seed, backend, kernel, reproduce, pid}; phase {phase}; resize {guest, from, to, prepare_ms,
 ///   commit_ms, answer}; rates {resizes_per_s, faults_per_s, pages_verified_per_s} every
 ///   `ratesEveryS` of host time while the stats line runs; crash {title, frame, report, expected}; end {verdict, error, report:
 ///   the whole run.json, from which run.json, junit.xml and the summary are derived}.
-/// It is fsync'd at the start, at each crash and at the end, so after a SIGKILL or a power loss
+/// It is fsync'd at the start, at each phase, at each crash and at the end, so after a SIGKILL or a power loss
 /// `hpthammer runs repair` can still say what the run found. Resize lines stop after
 /// `maxResizeEvents` (the run.json counters and the rates lines keep counting): a day's run
 /// stays under about 20 MB (100,000 resize lines of ~130 bytes, 8,640 rates lines).
@@ -51,6 +51,12 @@ public final class RunTimeline: @unchecked Sendable {
     var f: [String: Any] = ["title": title, "report": report, "expected": expected]
     if let frame { f["frame"] = frame }
     write(ns, "crash", f, sync: true)
+  }
+
+  /// A phase of the run begins (guests started, stopping, guests closed, log drained, host down,
+  /// recovered); fsync'd, so a kill shows how far the run got.
+  func phase(atNs ns: UInt64, _ name: String, _ fields: [String: Any] = [:]) {
+    write(ns, "phase", fields.merging(["phase": name]) { a, _ in a }, sync: true)
   }
 
   /// The rates over the last `ratesEveryS` of the run (written by the stats line's thread):
@@ -146,15 +152,26 @@ public enum RunJournal {
 /// verdict error, marked interrupted, with the crashes it had found.
 public enum RunRepair {
   public enum Outcome: Equatable, Sendable {
-    case repaired(events: Int), notNeeded, notARunDirectory(String)
+    /// `verdict` as run.json now says: the run's own when its end reached the journal, else
+    /// error (interrupted).
+    case repaired(events: Int, verdict: String, interrupted: Bool)
+    case notNeeded, notARunDirectory(String)
   }
 
   /// A run directory left "running" by a harness process that no longer exists.
   public static func isAbandoned(_ dir: URL) -> Bool {
     guard let j = json(dir.appendingPathComponent("run.json")), j["verdict"] as? String == "running"
     else { return false }
-    guard let pid = j["pid"] as? Int else { return true }
-    return kill(pid_t(pid), 0) != 0 && errno == ESRCH
+    return HarnessProcess.isAlive(owner: j) == false
+  }
+
+  /// The PID of the harness still writing `dir` (nil: none, or not a run left running).
+  public static func liveOwner(_ dir: URL) -> Int? {
+    guard let j = json(dir.appendingPathComponent("run.json")),
+      j["verdict"] as? String == "running",
+      HarnessProcess.isAlive(owner: j) == true
+    else { return nil }
+    return j["pid"] as? Int
   }
 
   public static func repair(_ dir: URL) -> Outcome {
@@ -165,7 +182,9 @@ public enum RunRepair {
     guard interim["verdict"] as? String == "running" else { return .notNeeded }
     let events = timeline(dir)
     // Killed after its end reached the journal but before run.json: the end is the record.
-    if RunJournal.derive(dir) != nil { return .repaired(events: events.count) }
+    if let r = RunJournal.derive(dir) {
+      return .repaired(events: events.count, verdict: r.verdict.rawValue, interrupted: false)
+    }
     let crashes = events.filter { $0["event"] as? String == "crash" }
     let resizes = events.filter { $0["event"] as? String == "resize" }
     let last = events.last?["t"] as? Double ?? 0
@@ -197,7 +216,7 @@ public enum RunRepair {
 
       """
     try? Data(junit.utf8).write(to: dir.appendingPathComponent("junit.xml"), options: .atomic)
-    return .repaired(events: events.count)
+    return .repaired(events: events.count, verdict: "error", interrupted: true)
   }
 
   /// The timeline's lines; a line cut by the kill is dropped.
@@ -214,5 +233,46 @@ public enum RunRepair {
   static func json(_ url: URL) -> [String: Any]? {
     guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
     return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+  }
+}
+
+/// The harness process that owns a run directory: its PID, the boot it ran in and its start
+/// time, so that a PID reused after a controller's reboot or by another process is not taken
+/// for the harness.
+public enum HarnessProcess {
+  public static var bootID: String? {
+    (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?
+      .trimmingCharacters(in: .whitespacesAndNewlines)
+  }
+
+  /// Field 22 of /proc/PID/stat: the start time in clock ticks since boot.
+  public static func startTicks(of pid: Int32) -> UInt64? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+      let close = stat.lastIndex(of: ")")
+    else { return nil }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    // A zombie (killed, not yet reaped) runs no more.
+    guard fields.count > 19, fields[0] != "Z", fields[0] != "X" else { return nil }
+    return UInt64(fields[19])
+  }
+
+  /// What the interim run.json records of this process.
+  static var me: [String: Any] {
+    let pid = getpid()
+    var o: [String: Any] = ["pid": Int(pid), "controller": ProcessInfo.processInfo.hostName]
+    if let b = bootID { o["boot_id"] = b }
+    if let t = startTicks(of: pid) { o["pid_start_ticks"] = Int(t) }
+    return o
+  }
+
+  /// Whether the owner recorded in `j` (controller, pid, boot_id, pid_start_ticks) still runs;
+  /// nil when that cannot be told from here (another controller's run, on a shared disk).
+  static func isAlive(owner j: [String: Any]) -> Bool? {
+    if let c = j["controller"] as? String, c != ProcessInfo.processInfo.hostName { return nil }
+    guard let pid = j["pid"] as? Int else { return false }
+    if let b = j["boot_id"] as? String, b != bootID { return false }
+    guard let ticks = startTicks(of: pid_t(pid)) else { return false }
+    if let t = j["pid_start_ticks"] as? Int, UInt64(t) != ticks { return false }
+    return true
   }
 }

@@ -265,10 +265,16 @@ public final class Runner: @unchecked Sendable {
     progress.begin(job: job, stats: stats, executor: exec) { [host] in host.statistics }
     if job.target.traceResizes { machine?.startTrace() }
     recorder.guestsStartedNs.withLock { $0 = exec.nowNs }
+    recorder.phase("hammering", ["guests": guests.count, "agents": agents.count])
     exec.run(agents)
     progress.end()
-    if !job.backend.usesKernelModel && !hostCrashed.value { closeGuests(guests) }
+    recorder.phase("stopping", ["host_crashed": hostCrashed.value])
+    if !job.backend.usesKernelModel && !hostCrashed.value {
+      closeGuests(guests)
+      recorder.phase("guests-closed")
+    }
     drainLog()
+    recorder.phase("log-drained")
     gatherEvidence()
     if let mm { recoveryFigures.merge(mm.end(hostDown: hostCrashed.value)) { _, new in new } }
     return finish(error: nil, hostTimeStart: start)
@@ -571,6 +577,7 @@ public final class Runner: @unchecked Sendable {
     let down = hostCrashed.value && !machine.answers(timeoutS: 10)
     if job.target.traceResizes { machine.collectTrace(hostDown: down) }
     if down, machine.emulatorGone == nil {
+      recorder.phase("host-down", ["next": "registers, power cycle, last words"])
       recoveryFigures = machine.recover(
         after: "host crash", outDir: outDir, progress: progress, recorder: recorder)
     } else if hostCrashed.value, let dump = machine.saveRegisters(in: outDir) {

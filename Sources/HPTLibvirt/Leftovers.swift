@@ -48,14 +48,9 @@ enum Leftovers {
     return lines
   }
 
-  static func bootID() -> String? {
-    (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?
-      .trimmingCharacters(in: .whitespacesAndNewlines)
-  }
+  static func bootID() -> String? { HarnessProcess.bootID }
 
   /// The process's start time (clock ticks since boot): with the boot id, it tells the owner
   /// from another process that got the same PID.
-  static func startTicks(of pid: Int32) -> UInt64? {
-    ProcStat(pid: pid)?.field(22).flatMap { UInt64($0) }
-  }
+  static func startTicks(of pid: Int32) -> UInt64? { HarnessProcess.startTicks(of: pid) }
 }

@@ -388,8 +388,10 @@ public final class LibvirtRunner: @unchecked Sendable {
     }
     progress.begin(job: job, stats: recorder.stats, executor: exec) { [:] }
     recorder.guestsStartedNs.withLock { $0 = exec.nowNs }
+    recorder.phase("hammering", ["guests": links.count, "agents": agents.count])
     exec.run(agents)
     progress.end()
+    recorder.phase("stopping")
     // A console that ended stopped the run, maybe before the watcher saw libvirtd go: ask it
     // once more. Else the lifecycle event saying why (QEMU died) comes from libvirt's event
     // loop a moment later.
@@ -675,6 +677,7 @@ public final class LibvirtRunner: @unchecked Sendable {
   /// Power-cycles a crashed or hung host and waits until ssh and libvirtd answer, so the next
   /// job can run on it; reads what the kernel left (pstore, journal, vmcore-dmesg).
   func recoverHost(after what: String) {
+    recorder.phase("host-down", ["after": what, "next": "registers, power cycle, last words"])
     let f = evidence.recover(after: what, outDir: outDir, progress: progress, recorder: recorder)
     lock.locked { figures.merge(f) { _, new in new } }
   }

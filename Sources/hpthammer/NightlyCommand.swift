@@ -77,6 +77,8 @@ struct Nightly: ParsableCommand {
       from: Date(), timeZone: .current, formatOptions: [.withYear, .withMonth, .withDay, .withTime]
     ).replacingOccurrences(of: ":", with: "")
     let night = out ?? "\(plan.out)/\(plan.name)-\(stamp)"
+    // Earlier nights' runs whose harness died (a reboot, a SIGKILL): finished before this one.
+    Runs.repairAbandoned(under: plan.out, depth: 4)
     let fm = FileManager.default
     var isDir: ObjCBool = false
     if fm.fileExists(atPath: night, isDirectory: &isDir) {

@@ -161,7 +161,10 @@ struct Run: ParsableCommand {
     let kernelName = job.backend == .raw ? "host" : model.name
     var base =
       out ?? "runs/\(RunDirectory.component(job.name))-\(kernelName)-seed\(job.seed)-\(stamp)"
-    if out != nil {
+    if let out {
+      // The runs beside this one that a dead harness left running (a night's, a script's).
+      Runs.repairAbandoned(
+        under: URL(fileURLWithPath: out).deletingLastPathComponent().path, depth: 1)
       var isDir: ObjCBool = false
       if FileManager.default.fileExists(atPath: base, isDirectory: &isDir), !isDir.boolValue {
         throw usageError("--out \(base): a file of that name exists; give a new or empty directory")

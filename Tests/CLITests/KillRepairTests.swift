@@ -72,13 +72,65 @@ import Testing
       toFile: "\(root)/runs/dead/run.json", atomically: true, encoding: .utf8)
     try #"{"verdict": "running", "job": "live", "pid": \#(getpid())}"#.write(
       toFile: "\(root)/runs/live/run.json", atomically: true, encoding: .utf8)
+    // This test's own PID, but recorded in another boot (the controller rebooted) or with
+    // another start time (the PID was reused): dead harnesses. Another controller's run (a
+    // shared disk) cannot be told from here: left alone.
+    let me = getpid()
+    let boot = try String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)
+      .trimmingCharacters(in: .whitespacesAndNewlines)
+    let owners = [
+      "rebooted": #""pid": \#(me), "boot_id": "00000000-0000-0000-0000-000000000000""#,
+      "reused": #""pid": \#(me), "boot_id": "\#(boot)", "pid_start_ticks": 1"#,
+      "elsewhere": #""pid": 1, "controller": "another-controller.example""#,
+    ]
+    for (name, owner) in owners {
+      try FileManager.default.createDirectory(
+        atPath: "\(root)/runs/\(name)", withIntermediateDirectories: true)
+      try #"{"verdict": "running", "job": "\#(name)", \#(owner)}"#.write(
+        toFile: "\(root)/runs/\(name)/run.json", atomically: true, encoding: .utf8)
+    }
     let job = CLITests.repo.appendingPathComponent("Jobs/dry-run.yaml").path
     let (_, _, err) = try CLITests.exec([cli.binary.path, "run", job, "--no-progress"], in: root)
-    #expect(err.contains("repaired") && err.contains("runs/dead"), "\(err)")
-    let dead = try String(contentsOfFile: "\(root)/runs/dead/run.json", encoding: .utf8)
-    let live = try String(contentsOfFile: "\(root)/runs/live/run.json", encoding: .utf8)
-    #expect(dead.contains("\"error\"") && dead.contains("interrupted"))
-    #expect(live.contains("running"))
+    for name in ["dead", "rebooted", "reused"] {
+      #expect(err.contains("repaired") && err.contains("runs/\(name)"), "\(name): \(err)")
+      let j = try String(contentsOfFile: "\(root)/runs/\(name)/run.json", encoding: .utf8)
+      #expect(j.contains("\"error\"") && j.contains("interrupted"), "\(name)")
+    }
+    for name in ["live", "elsewhere"] {
+      let j = try String(contentsOfFile: "\(root)/runs/\(name)/run.json", encoding: .utf8)
+      #expect(j.contains("running"), "\(name)")
+    }
+    // Asked by name, a live run's directory is refused; another controller's is the user's call.
+    let (rc, _, err2) = try cli.hpthammer(["runs", "repair", "\(root)/runs/live"])
+    #expect(rc == 2 && err2.contains("still going"), "\(err2)")
+    let (rc3, out3, _) = try cli.hpthammer(["runs", "repair", "\(root)/runs/elsewhere"])
+    #expect(rc3 == 0 && out3.contains("verdict error, interrupted"), "\(out3)")
+  }
+
+  /// A run given --out repairs its siblings a dead harness left running (a night's runs, a
+  /// script's), and its journal says how far each phase got.
+  @Test func aRunWithOutRepairsItsSiblingsAndJournalsItsPhases() throws {
+    let root = cli.tmp()
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    try FileManager.default.createDirectory(
+      atPath: "\(root)/dead", withIntermediateDirectories: true)
+    try #"{"verdict": "running", "job": "dead", "pid": 1, "boot_id": "gone"}"#.write(
+      toFile: "\(root)/dead/run.json", atomically: true, encoding: .utf8)
+    let job = CLITests.repo.appendingPathComponent("Jobs/dry-run-fixed.yaml").path
+    let (rc, out, err) = try cli.hpthammer([
+      "run", job, "--duration", "2s", "--out", "\(root)/new", "--no-progress", "--no-db",
+    ])
+    #expect(rc == 0, "\(out) \(err)")
+    #expect(err.contains("repaired \(root)/dead"), "\(err)")
+    let timeline = try String(contentsOfFile: "\(root)/new/timeline.jsonl", encoding: .utf8)
+    let phases = timeline.split(separator: "\n").compactMap { line -> String? in
+      guard
+        let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        o["event"] as? String == "phase"
+      else { return nil }
+      return o["phase"] as? String
+    }
+    #expect(phases == ["hammering", "stopping", "log-drained"])
   }
 
   /// run.json and junit.xml are derived from the journal's end line: a run killed after its end
@@ -104,11 +156,11 @@ import Testing
       withJSONObject: try JSONSerialization.jsonObject(with: runJSON), options: [.sortedKeys])
     #expect(fromJournal == fromFile)
     // The kill's window: the journal has its end, run.json still says running, no junit.xml.
-    try #"{"verdict": "running", "job": "dry-run", "pid": 1}"#.write(
+    try #"{"verdict": "running", "job": "dry-run", "pid": 1, "boot_id": "before-the-kill"}"#.write(
       toFile: "\(dir)/run.json", atomically: true, encoding: .utf8)
     try FileManager.default.removeItem(atPath: "\(dir)/junit.xml")
     let (rc2, out2, err2) = try cli.hpthammer(["runs", "repair", dir])
-    #expect(rc2 == 0, "\(out2) \(err2)")
+    #expect(rc2 == 0 && out2.contains("verdict bug: the run had ended"), "\(out2) \(err2)")
     #expect(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/run.json")) == runJSON)
     #expect(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/junit.xml")) == junit)
   }
