@@ -257,7 +257,7 @@ public enum HarnessProcess {
   }
 
   /// What the interim run.json records of this process.
-  static var me: [String: Any] {
+  public static var me: [String: Any] {
     let pid = getpid()
     var o: [String: Any] = ["pid": Int(pid), "controller": ProcessInfo.processInfo.hostName]
     if let b = bootID { o["boot_id"] = b }
@@ -267,7 +267,7 @@ public enum HarnessProcess {
 
   /// Whether the owner recorded in `j` (controller, pid, boot_id, pid_start_ticks) still runs;
   /// nil when that cannot be told from here (another controller's run, on a shared disk).
-  static func isAlive(owner j: [String: Any]) -> Bool? {
+  public static func isAlive(owner j: [String: Any]) -> Bool? {
     if let c = j["controller"] as? String, c != ProcessInfo.processInfo.hostName { return nil }
     guard let pid = j["pid"] as? Int else { return false }
     if let b = j["boot_id"] as? String, b != bootID { return false }

@@ -55,7 +55,8 @@ public final class Hostd: @unchecked Sendable {
     let remote = try target.stage(binary, directory: "/var/lib/hpthammer")
     let chmod = target.run(["chmod", "755", remote], timeoutS: 30)
     guard chmod.ok else { throw TargetError("\(target.name): chmod \(remote): \(chmod.lastLine)") }
-    let argv = ssh.argv([remote])
+    let cleaned = HostdLeftovers.reap(target)
+    let argv = ssh.argv(HostdLeftovers.launch(remote))
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     p.arguments = argv
@@ -70,7 +71,9 @@ public final class Hostd: @unchecked Sendable {
         readFD: fromHost.fileHandleForReading.fileDescriptor,
         writeFD: toHost.fileHandleForWriting.fileDescriptor,
         arch: machine.hasPrefix("ppc64") ? .powerpc : .generic)
-      return Hostd(syscalls: sys, process: p, pipes: [toHost, fromHost])
+      let h = Hostd(syscalls: sys, process: p, pipes: [toHost, fromHost])
+      h.cleaned = cleaned
+      return h
     } catch {
       p.terminate()
       throw TargetError("hostd on \(target.name) did not answer: \(error)")
@@ -78,6 +81,8 @@ public final class Hostd: @unchecked Sendable {
   }
 
   private let pipes: [Pipe]
+  /// What the start cleaned up on the target first (HostdLeftovers), one line each.
+  public internal(set) var cleaned: [String] = []
   init(syscalls: RemoteSyscalls, process: Process, pipes: [Pipe]) {
     self.syscalls = syscalls
     self.process = process

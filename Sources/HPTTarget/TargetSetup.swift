@@ -12,6 +12,7 @@ public enum TargetSetup {
       return Target(spec: spec)
     case .remote:
       let t = Target(spec: spec)
+      try TargetLock.acquire(t.name)
       if spec.ssh != nil {
         let r = t.run(["true"], timeoutS: 30)
         guard r.ok else {
@@ -22,6 +23,7 @@ public enum TargetSetup {
       }
       return t
     case .lab:
+      try TargetLock.acquire(spec.name ?? "lab-\(spec.lab.machine)")
       progress.note("lab: building or reusing the lab (Guests/lab/run.sh boot)")
       let start = Date()
       let lab = try LabMachine.boot(spec.lab, timeoutS: spec.bootTimeoutS + 1800)

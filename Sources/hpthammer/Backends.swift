@@ -139,6 +139,7 @@ enum Backends {
       console: .standardError, logURL: URL(fileURLWithPath: "/dev/null"))
     let target = try TargetSetup.open(job.target, progress: progress)
     let hostd = try Hostd.start(on: target)
+    for line in hostd.cleaned { progress.note(line, always: true) }
     progress.note("raw backend on \(target.name) through \(hostd.syscalls.hello)")
     let log = try target.openHostLog()
     let executor = ThreadExecutor()
