@@ -14,6 +14,10 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
   case b4 = "B4"
   /// Wrong hash for bolted HPTEs in a secondary group during rehash: BUG_ON fires in COMMIT.
   case b5 = "B5"
+  /// On a radix host the rehash sizes a guest's large HPTEs from the host's own HPTE page-size
+  /// table, which a radix host never fills: size 0, every HPTE hashes to one group, and growing
+  /// the HPT hits the collision BUG_ON in COMMIT.
+  case b7 = "B7"
   /// KVM_RUN, holding the vCPU's mutex, takes kvm->lock for the MMU setup, against the order
   /// an interrupt controller's release takes them in: lockdep reports a possible deadlock.
   case b8 = "B8"
@@ -32,6 +36,9 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
     case .b4:
       return "HPT reallocated at another order without a TLB flush (silent guest memory corruption)"
     case .b5: return "wrong secondary-HPTEG hash when rehashing bolted HPTEs"
+    case .b7:
+      return
+        "on a radix host, large HPTEs rehashed with page size 0 (the host's empty page-size table)"
     case .b8:
       return
         "KVM_RUN takes kvm->lock inside vcpu->mutex for the MMU setup (lockdep: possible deadlock)"
@@ -53,6 +60,9 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
       return "\"KVM: PPC: Book3S HV: Always flush TLB in kvmppc_alloc_reset_hpt()\" (v4.15)"
     case .b5:
       return "\"KVM: PPC: Book3S HV: Fix handling of secondary HPTEG in HPT resizing code\" (v4.16)"
+    case .b7:
+      return
+        "ded13fc11b71 \"KVM: PPC: Book3S HV: Fix migration and HPT resizing of HPT guests on radix hosts\" (v4.16)"
     case .b8:
       return "0d4ee88d9288 \"KVM: PPC: Book3S HV: Use new mutex to synchronize MMU setup\" (v5.2)"
     case .r1:
@@ -67,6 +77,7 @@ public enum ResizeBug: String, Sendable, CaseIterable, Codable, Hashable {
     case .b1: return "v4.11 - v4.14-rc"
     case .b4: return "v4.11 - v4.14"
     case .b5: return "v4.11 - v4.15"
+    case .b7: return "v4.15 (radix hosts: POWER9 and later); modelled for the lab's 6.1 twin only"
     case .b8: return "v4.11 - v5.1 (reported only by a kernel built with lockdep)"
     case .r1: return "6.1 (Debian's 6.1.187) and upstream since; modelled for the 6.1 kernels only"
     }
@@ -156,7 +167,7 @@ public struct KernelModel: Sendable, Hashable {
         modernOopsFormat: true, mmuLockName: "kvm->arch.mmu_setup_lock", mmuReadyName: "mmu_ready",
         moduleBase: 0xc008_0000_0243_0000, slubPoison: false, inlinesRelease: false,
         inlinesRehash: true, lockdep: true),
-    ] + [ResizeBug.b0a, .b1, .b3, .b4, .b5, .b8].map(lab)
+    ] + [ResizeBug.b0a, .b1, .b3, .b4, .b5, .b7, .b8].map(lab)
 
   /// Aliases a job may use for the two kernels every developer asks for first.
   public static let aliases: [String: String] = ["pre-fix": "4.14.0-rc4", "fixed": "6.1"]

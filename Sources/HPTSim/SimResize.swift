@@ -296,10 +296,11 @@ extension SimVM {
     if vpte & HPTEV.bolted == 0 { return 0 }  // non-bolted HPTEs are dropped
 
     let rpte = old.r[idx]
-    let psize: UInt64 = HPTHash.pageSize
+    // Every simulated HPTE is a large (64K) one; B7's radix host sizes it from an empty table.
+    let psize: UInt64 = model.has(.b7) ? 0 : HPTHash.pageSize
     let oldHashMask = old.hashMask
     let newHashMask = new.hashMask
-    let avpn = HPTEV.avpn(vpte) & ~((psize - 1) >> 23)
+    let avpn = HPTEV.avpn(vpte) & ~((psize &- 1) >> 23)
     var pteg = UInt64(idx / 8)
     // The B5 kernels forgot this inversion (and compared ~pteg below instead).
     if vpte & HPTEV.secondary != 0 && !model.has(.b5) { pteg = ~pteg }
@@ -308,12 +309,12 @@ extension SimVM {
       var offset = (avpn & 0x1f) << 23
       let vsid = avpn >> 5
       if psize < (1 << 23) { offset |= ((vsid ^ pteg) & oldHashMask) &* psize }
-      hash = vsid ^ (offset / psize)
+      hash = vsid ^ (psize == 0 ? 0 : offset / psize)  // divdu by 0: no trap on POWER
     } else {
       var offset = (avpn & 0x1ffff) << 23
       let vsid = avpn >> 17
       if psize < (1 << 23) { offset |= ((vsid ^ (vsid << 25) ^ pteg) & oldHashMask) &* psize }
-      hash = vsid ^ (vsid << 25) ^ (offset / psize)
+      hash = vsid ^ (vsid << 25) ^ (psize == 0 ? 0 : offset / psize)
     }
     var newPteg = hash & newHashMask
     if vpte & HPTEV.secondary != 0 {
