@@ -52,6 +52,16 @@ fig = r.get("figures") or {}
 check("lab-host-crash: power-cycled and back", fig.get("host_recovered") == 1,
       f"host_recovery_ms {fig.get('host_recovery_ms')}")
 
+# After the power cycle the harness asks the lab for the kernel's last words: each source says
+# what it found, or why it has none (the lab has none of the three: README's fault table).
+try:
+    words = [l for l in (out / "crash" / "progress.log").read_text().splitlines() if "last words, " in l]
+except Exception:
+    words = []
+check("lab-host-crash: last words asked of pstore, the journal and vmcore-dmesg, each answered",
+      all(any(f"last words, {s}:" in l for l in words) for s in ("pstore", "journal", "vmcore-dmesg")),
+      "; ".join(words) or "no 'last words' lines in progress.log")
+
 rc, r = load("hang")
 check("lab-host-hang: exit 1, verdict host hang", rc == 1 and r.get("verdict_detail") == "host hang",
       f"exit {rc}, detail {r.get('verdict_detail')}")

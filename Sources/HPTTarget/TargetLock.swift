@@ -24,6 +24,7 @@ public enum TargetLock {
       throw TargetError("cannot open the target lock \(p): \(String(cString: strerror(errno)))")
     }
     guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+      usleep(100_000)  // a holder that has just taken the lock writes its name next
       let owner =
         (try? String(contentsOfFile: p, encoding: .utf8))?
         .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"

@@ -17,7 +17,8 @@ public enum TargetSetup {
         let r = t.run(["true"], timeoutS: 30)
         guard r.ok else {
           throw TargetError(
-            "\(t.name) does not answer ssh: \(r.lastLine.isEmpty ? "timeout" : r.lastLine)")
+            "\(t.name) does not answer ssh: \(r.lastLine.isEmpty ? "timeout" : r.lastLine) (is it up, does sshd run there, and does it take the key of target.ssh for its user?)"
+          )
         }
         try powerCycleIfDamaged(t, answers: true, progress: progress)
       }

@@ -144,6 +144,16 @@ import Testing
     let (rc, out, err) = try run(["run", job, "--out", "\(dir)/taken", "--no-progress"], in: dir)
     #expect(
       rc == 2 && err.contains("a file of that name exists") && out.isEmpty, "\(rc) \(out) \(err)")
+    // A directory that holds files: refused the same way (nothing in it touched, no NSError).
+    try FileManager.default.createDirectory(
+      atPath: "\(dir)/full", withIntermediateDirectories: true)
+    try "kept".write(toFile: "\(dir)/full/notes.txt", atomically: true, encoding: .utf8)
+    let (rc2, out2, err2) = try run(["run", job, "--out", "\(dir)/full", "--no-progress"], in: dir)
+    #expect(
+      rc2 == 2 && err2.contains("already holds files") && out2.isEmpty
+        && !err2.contains("NSError") && !err2.contains("Domain="), "\(rc2) \(out2) \(err2)")
+    #expect(try String(contentsOfFile: "\(dir)/full/notes.txt", encoding: .utf8) == "kept")
+    #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/full") == ["notes.txt"])
   }
 
   // MARK: options and job values

@@ -61,7 +61,7 @@ import Testing
       backend: \(backend)
       target:
         kind: remote
-        name: nowhere
+        name: nowhere-\(backend)
         ssh: {host: 127.0.0.1, port: 1, user: root}
       guests: {count: 1, memory_mib: 256, vcpus: 1}
       budget: {duration_s: 10}
@@ -71,6 +71,7 @@ import Testing
     let (rc, out, err) = try hostile.run(
       ["run", "refused.yaml", "--out", "\(dir)/r", "--no-progress", "--no-db"], in: dir)
     try expectInfraError(
-      rc, out, err, dir: "\(dir)/r", naming: ["nowhere does not answer ssh", "Connection refused"])
+      rc, out, err, dir: "\(dir)/r",
+      naming: ["nowhere-\(backend) does not answer ssh", "Connection refused", "is it up"])
   }
 }
