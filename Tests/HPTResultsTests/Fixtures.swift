@@ -156,6 +156,17 @@ enum Fixtures {
     return (try ResultsStore.open(path), path)
   }
 
+  /// A fresh store of either backend (PostgreSQL: a database of its own on the test server,
+  /// dropped when the test is done).
+  static func store(_ kind: StoreKind) throws -> (ResultsStore, String) {
+    switch kind {
+    case .sqlite: return try store()
+    case .postgres:
+      let url = try BackendTests.postgresDatabase()
+      return (try ResultsStore.open(url), url)
+    }
+  }
+
   static let cache = RunCache()
 }
 
@@ -202,4 +213,12 @@ final class RunCache: @unchecked Sendable {
     making[key] = l
     return l
   }
+}
+
+/// The store's backends its tests run on: SQLite always, PostgreSQL when the test command
+/// started a server (scripts/ensure-postgres.sh; ToolsTests fails in CI when it did not).
+enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
+  case sqlite, postgres
+  static var available: [StoreKind] { BackendTests.postgres == nil ? [.sqlite] : allCases }
+  var testDescription: String { rawValue }
 }

@@ -2,13 +2,20 @@ import Foundation
 import HPTResults
 import Testing
 
-/// The SQLite store, on real files and real run directories.
+/// The store on real run directories, on SQLite and on PostgreSQL (a real server).
 @Suite struct StoreTests {
   static let signature =
     "BUG: unable to handle kernel paging request in kvmppc_add_revmap_chain | kvmppc_add_revmap_chain"
 
-  @Test func importingTheSameRunTwiceStoresItOnce() throws {
-    let (store, _) = try Fixtures.store()
+  @Test(arguments: StoreKind.available)
+  func importingTheSameRunTwiceStoresItOnce(_ kind: StoreKind) throws {
+    let (store, url) = try Fixtures.store(kind)
+    defer {
+      if kind == .postgres {
+        store.backend.close()
+        BackendTests.drop(url)
+      }
+    }
     let dir = try Fixtures.run(seed: 1)
     #expect(try store.record(runDir: dir) == .stored(newSignatures: [Self.signature]))
     #expect(try store.record(runDir: dir) == .alreadyStored)
@@ -25,8 +32,15 @@ import Testing
   /// Three seeds hitting the same oops, one of them also on another host days earlier: one
   /// signature, counted four times, first seen on the other host, the shortest reproducer the
   /// seed with the smallest time to crash; "new" only on the first import.
-  @Test func crashesAreDeduplicatedBySignature() throws {
-    let (store, _) = try Fixtures.store()
+  @Test(arguments: StoreKind.available)
+  func crashesAreDeduplicatedBySignature(_ kind: StoreKind) throws {
+    let (store, url) = try Fixtures.store(kind)
+    defer {
+      if kind == .postgres {
+        store.backend.close()
+        BackendTests.drop(url)
+      }
+    }
     let seed2 = try Fixtures.run(seed: 2)
     let seed1 = try Fixtures.run(seed: 1)
     let seed4 = try Fixtures.run(seed: 4)
@@ -64,8 +78,15 @@ import Testing
 
   /// Another guilty frame is another signature: new when first stored, and in the table as
   /// new when first seen in the newest night; an old signature is not.
-  @Test func aSignatureFirstSeenTonightIsNew() throws {
-    let (store, _) = try Fixtures.store()
+  @Test(arguments: StoreKind.available)
+  func aSignatureFirstSeenTonightIsNew(_ kind: StoreKind) throws {
+    let (store, url) = try Fixtures.store(kind)
+    defer {
+      if kind == .postgres {
+        store.backend.close()
+        BackendTests.drop(url)
+      }
+    }
     let old = try Fixtures.variant(
       of: try Fixtures.run(seed: 1), startedAt: Date().addingTimeInterval(-10 * 86_400))
     #expect(try store.record(runDir: old) == .stored(newSignatures: [Self.signature]))
@@ -81,8 +102,15 @@ import Testing
 
   /// A run whose harness died (run.json still says running) is kept as interrupted, and
   /// replaced when its finished record comes; the finished one is never replaced.
-  @Test func anInterruptedRunIsReplacedByItsFinishedRecord() throws {
-    let (store, _) = try Fixtures.store()
+  @Test(arguments: StoreKind.available)
+  func anInterruptedRunIsReplacedByItsFinishedRecord(_ kind: StoreKind) throws {
+    let (store, url) = try Fixtures.store(kind)
+    defer {
+      if kind == .postgres {
+        store.backend.close()
+        BackendTests.drop(url)
+      }
+    }
     let done = try Fixtures.run(seed: 1)
     let running = Fixtures.scratch("running") + "/r"
     try FileManager.default.copyItem(atPath: done, toPath: running)
@@ -110,8 +138,15 @@ import Testing
     #expect(try store.count().crashes == 1)
   }
 
-  @Test func runsAreFilteredByKernelHostJobVerdictAndAge() throws {
-    let (store, _) = try Fixtures.store()
+  @Test(arguments: StoreKind.available)
+  func runsAreFilteredByKernelHostJobVerdictAndAge(_ kind: StoreKind) throws {
+    let (store, url) = try Fixtures.store(kind)
+    defer {
+      if kind == .postgres {
+        store.backend.close()
+        BackendTests.drop(url)
+      }
+    }
     let bug = try Fixtures.run(seed: 1)
     let pass = try Fixtures.run(seed: 1, kernel: "6.1")
     let old = try Fixtures.variant(
