@@ -163,7 +163,16 @@ import Testing
     #expect(try F.hpthammer(["report", "--out", html, "--db", db]).0 == 0)
     let runHTML = dir + "/run.html"
     #expect(try F.hpthammer(["report", dirs[3], "--out", runHTML]).0 == 0)
-    for (page, plotCount) in [(html, 4), (runHTML, 3)] {
+    // A run longer than 10 s of host time: its rates lines make a fourth plot.
+    let long = F.scratch("chrome-long")
+    let fixed = F.repo.appendingPathComponent("Jobs/dry-run-fixed.yaml").path
+    #expect(
+      try F.hpthammer([
+        "run", fixed, "--duration", "25s", "--out", long, "--no-progress", "--no-db",
+      ]).0 == 0)
+    let longHTML = dir + "/long.html"
+    #expect(try F.hpthammer(["report", long, "--out", longHTML]).0 == 0)
+    for (page, plotCount) in [(html, 4), (runHTML, 3), (longHTML, 4)] {
       let (rc, dom, log) = try Self.chromium(["--dump-dom", "file://" + page], in: dir)
       #expect(rc == 0, "\(log)")
       #expect(!log.contains("CONSOLE"), "\(log)")
