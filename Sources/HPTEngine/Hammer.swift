@@ -86,6 +86,7 @@ public final class Hammer: @unchecked Sendable {
     case .grow: return step(policy, to: min(job.orderMax, order + 1))
     case .shrink: return step(policy, to: max(job.orderMin, order - 1))
     case .sameOrder: return step(policy, to: order)
+    case .jump: return step(policy, to: anyOrder())
     case .randomWalk:
       let s = rng.below(3)
       return step(

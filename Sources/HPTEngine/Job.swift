@@ -33,6 +33,9 @@ public enum ResizePolicy: String, CaseIterable, Sendable, Codable {
   case commitWithoutPrepare = "commit-without-prepare"
   /// Reboot the guest: QEMU's reset reallocates the HPT at the boot order (ALLOCATE_HTAB).
   case reboot
+  /// Straight to any order of the range in one PREPARE/COMMIT: a rehash into a table several
+  /// orders larger or smaller (the guest's own resizes on hotplug jump so).
+  case jump
 }
 
 public enum BackendKind: String, CaseIterable, Sendable, Codable {

@@ -15,7 +15,7 @@ public protocol ResizeDriver: AnyObject {
   /// finding).
   var guestRunning: Bool { get }
 
-  /// grow, shrink, same-order, random-walk: PREPARE until ready, then COMMIT.
+  /// grow, shrink, same-order, random-walk, jump: PREPARE until ready, then COMMIT.
   func resize(from: UInt32, to: UInt32) -> ResizeOutcome
   /// PREPARE `to`, then (by `choose()` in 0..<3) cancel it, switch to `other` and cancel, or
   /// COMMIT before the worker is done.
@@ -138,7 +138,9 @@ enum ExpectedAnswers {
 extension ResizePolicy {
   /// What a guest resizing itself can do (it writes the order to hpt_order; its kernel asks
   /// for PREPARE and COMMIT together): the libvirt backend's AgentResizeDriver.
-  public static let orderChanges: Set<ResizePolicy> = [.grow, .shrink, .sameOrder, .randomWalk]
+  public static let orderChanges: Set<ResizePolicy> = [
+    .grow, .shrink, .sameOrder, .randomWalk, .jump,
+  ]
 }
 
 extension BackendKind {

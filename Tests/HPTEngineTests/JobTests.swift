@@ -64,6 +64,20 @@ import Testing
     #expect(before?.key == "resize.commit_before_run")
   }
 
+  /// The design's test: `jump` is one enum case and one line of Hammer.walk (it needs no new
+  /// driver method), and every backend whose driver changes orders takes it.
+  @Test func aNewPolicyLoadsOnEveryBackendThatCanDoIt() {
+    let base = """
+      name: t
+      guests: {count: 1, memory_mib: 512, vcpus: 1}
+      resize: {orders: [19, 23], policy: [jump, grow]}
+      """
+    for backend in BackendKind.allCases {
+      #expect(error(base + "\nbackend: \(backend.rawValue)") == nil, "\(backend)")
+      #expect(backend.resizePolicies.contains(.jump))
+    }
+  }
+
   @Test func orderOutOfRange() {
     let e = error("resize:\n  orders: [17, 30]\n")
     #expect(e?.key == "resize.orders")
