@@ -137,6 +137,39 @@ import Testing
       (out + err).contains("No space left") || (out + err).contains("disk full"), "\(out)\n\(err)")
   }
 
+  /// The disk fills in the middle of a run (the journal's resize lines outgrow a 128 KiB
+  /// tmpfs a few seconds in): still exit 125 naming the file, and what is on disk is valid
+  /// (run.json, where it could be written, is JSON and never says pass or bug).
+  @Test(.enabled(if: geteuid() == 0, "mounting a small tmpfs needs root"))
+  func aDiskThatFillsMidRunIsAnInfrastructureError() throws {
+    let mnt = try scratch()
+    defer { try? FileManager.default.removeItem(atPath: mnt) }
+    let (mounted, _, why) = try exec(
+      ["/bin/mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", mnt], in: "/")
+    try #require(mounted == 0, "cannot mount a tmpfs here: \(why)")
+    defer { _ = try? exec(["/bin/umount", mnt], in: "/") }
+    let (rc, out, err) = try run(
+      [
+        "run", CLITests.repo.appendingPathComponent("Jobs/dry-run-fixed.yaml").path, "--out",
+        "\(mnt)/r", "--no-progress", "--no-db",
+      ],
+      in: mnt)
+    #expect(rc == 125, "exit \(rc)\n\(out)\n\(err)")
+    #expect((out + err).contains("No space left"), "\(out)\n\(err)")
+    // The timeline holds whole lines up to the fill (a cut last line at most).
+    let timeline = (try? String(contentsOfFile: "\(mnt)/r/timeline.jsonl", encoding: .utf8)) ?? ""
+    let lines = timeline.split(separator: "\n")
+    #expect(lines.count > 100, "\(lines.count) lines")
+    #expect(
+      lines.dropLast().allSatisfy {
+        (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil
+      })
+    if let data = FileManager.default.contents(atPath: "\(mnt)/r/run.json") {
+      let j = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+      #expect(!["pass", "bug"].contains(j?["verdict"] as? String ?? ""), "\(j ?? [:])")
+    }
+  }
+
   @Test func outIsAFileOrANonEmptyDirectory() throws {
     let dir = try scratch(["taken": "x"])
     defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -34,6 +34,8 @@ import Testing
         }
       }
       Thread.sleep(forTimeInterval: Double((seed >> 33) % 400) / 1000)
+      // What the journal held a moment before the kill: nothing of it may be lost or rewritten.
+      let journaled = FileManager.default.contents(atPath: "\(dir)/timeline.jsonl") ?? Data()
       kill(p.processIdentifier, SIGKILL)
       p.waitUntilExit()
       // Killed before the directory had its run.json: nothing to say, nothing claimed.
@@ -47,6 +49,7 @@ import Testing
       let timeline = (try? String(contentsOfFile: "\(dir)/timeline.jsonl", encoding: .utf8)) ?? ""
       let crashes = timeline.split(separator: "\n").filter { $0.contains("\"event\":\"crash\"") }
       #expect((j["crashes"] as? [Any])?.count == crashes.count)
+      #expect(Data(timeline.utf8).starts(with: journaled), "\(dir): the journal lost lines")
       #expect(FileManager.default.fileExists(atPath: "\(dir)/junit.xml"))
       checked += 1
     }
