@@ -177,7 +177,8 @@ public final class ProgressPrinter: @unchecked Sendable {
           ($0.succeeded, $0.failedExpected, $0.failedUnexpected, $0.pagesVerified)
         }
         let rate = Double(ok - lastResizes) / max(0.001, t - lastT)
-        let faults = hostStatistics()["hypervisor_faults"] ?? 0
+        let counted = hostStatistics()["hypervisor_faults"]
+        let faults = counted ?? 0
         let faultRate = Double(faults - lastFaults) / max(0.001, t - lastT)
         lastResizes = ok
         lastFaults = faults
@@ -188,7 +189,7 @@ public final class ProgressPrinter: @unchecked Sendable {
         if span >= RunTimeline.ratesEveryS, let timeline = stats.timeline {
           timeline.rates(
             atNs: nowNs, resizesPerS: Double(ok - window.resizes) / span,
-            faultsPerS: Double(faults - window.faults) / span,
+            faultsPerS: counted.map { _ in Double(faults - window.faults) / span },
             pagesVerifiedPerS: Double(verified &- window.pages) / span)
           window = (nowNs, ok, faults, verified)
         }

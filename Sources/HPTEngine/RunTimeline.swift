@@ -61,14 +61,15 @@ public final class RunTimeline: @unchecked Sendable {
 
   /// The rates over the last `ratesEveryS` of the run (written by the stats line's thread):
   /// what a long run's resizes are aggregated into once their own lines stop.
-  func rates(atNs ns: UInt64, resizesPerS: Double, faultsPerS: Double, pagesVerifiedPerS: Double) {
+  /// faultsPerS nil: the host counts no hypervisor faults (a libvirt guest's host), so the
+  /// line has no faults_per_s rather than a false 0.
+  func rates(atNs ns: UInt64, resizesPerS: Double, faultsPerS: Double?, pagesVerifiedPerS: Double) {
     let r = { (x: Double) in (x * 10).rounded() / 10 }
-    write(
-      ns, "rates",
-      [
-        "resizes_per_s": r(resizesPerS), "faults_per_s": r(faultsPerS),
-        "pages_verified_per_s": r(pagesVerifiedPerS),
-      ], sync: false)
+    var f: [String: Any] = [
+      "resizes_per_s": r(resizesPerS), "pages_verified_per_s": r(pagesVerifiedPerS),
+    ]
+    if let faultsPerS { f["faults_per_s"] = r(faultsPerS) }
+    write(ns, "rates", f, sync: false)
   }
 
   /// The run's end, with the whole report: run.json, junit.xml and the summary are derived from
