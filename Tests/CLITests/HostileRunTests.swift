@@ -113,15 +113,25 @@ import Testing
     }
   }
 
+  /// A tmpfs of `size` (root only): a disk that fills.
+  func smallDisk(_ size: String) throws -> String {
+    let mnt = try scratch()
+    let (mounted, _, why) = try exec(
+      ["/bin/mount", "-t", "tmpfs", "-o", "size=\(size)", "tmpfs", mnt], in: "/")
+    try #require(mounted == 0, "cannot mount a tmpfs here: \(why)")
+    return mnt
+  }
+
+  func unmount(_ mnt: String) {
+    _ = try? exec(["/bin/umount", mnt], in: "/")
+    try? FileManager.default.removeItem(atPath: mnt)
+  }
+
   /// A full disk under --out: exit 125, a message naming the file, never a trap or a "bug".
   @Test(.enabled(if: geteuid() == 0, "mounting a small tmpfs needs root"))
   func aFullDiskIsAnInfrastructureError() throws {
-    let mnt = try scratch()
-    defer { try? FileManager.default.removeItem(atPath: mnt) }
-    let (mounted, _, why) = try exec(
-      ["/bin/mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt], in: "/")
-    try #require(mounted == 0, "cannot mount a tmpfs here: \(why)")
-    defer { _ = try? exec(["/bin/umount", mnt], in: "/") }
+    let mnt = try smallDisk("64k")
+    defer { unmount(mnt) }
     // Fill it but for a few KiB, then run the dry run (which finds a bug) into it.
     let fill = FileManager.default.createFile(
       atPath: "\(mnt)/fill", contents: Data(count: 56 << 10))
@@ -142,12 +152,8 @@ import Testing
   /// (run.json, where it could be written, is JSON and never says pass or bug).
   @Test(.enabled(if: geteuid() == 0, "mounting a small tmpfs needs root"))
   func aDiskThatFillsMidRunIsAnInfrastructureError() throws {
-    let mnt = try scratch()
-    defer { try? FileManager.default.removeItem(atPath: mnt) }
-    let (mounted, _, why) = try exec(
-      ["/bin/mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", mnt], in: "/")
-    try #require(mounted == 0, "cannot mount a tmpfs here: \(why)")
-    defer { _ = try? exec(["/bin/umount", mnt], in: "/") }
+    let mnt = try smallDisk("128k")
+    defer { unmount(mnt) }
     let (rc, out, err) = try run(
       [
         "run", CLITests.repo.appendingPathComponent("Jobs/dry-run-fixed.yaml").path, "--out",
