@@ -246,15 +246,11 @@ public enum HarnessProcess {
       .trimmingCharacters(in: .whitespacesAndNewlines)
   }
 
-  /// Field 22 of /proc/PID/stat: the start time in clock ticks since boot.
+  /// The start time (clock ticks since boot) of a process that runs; nil for one that is gone
+  /// or a zombie (killed, not yet reaped).
   public static func startTicks(of pid: Int32) -> UInt64? {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-      let close = stat.lastIndex(of: ")")
-    else { return nil }
-    let fields = stat[stat.index(after: close)...].split(separator: " ")
-    // A zombie (killed, not yet reaped) runs no more.
-    guard fields.count > 19, fields[0] != "Z", fields[0] != "X" else { return nil }
-    return UInt64(fields[19])
+    guard let stat = ProcStat(pid: pid), stat.isLive else { return nil }
+    return stat.field(22).flatMap { UInt64($0) }
   }
 
   /// What the interim run.json records of this process.
@@ -269,11 +265,27 @@ public enum HarnessProcess {
   /// Whether the owner recorded in `j` (controller, pid, boot_id, pid_start_ticks) still runs;
   /// nil when that cannot be told from here (another controller's run, on a shared disk).
   public static func isAlive(owner j: [String: Any]) -> Bool? {
-    if let c = j["controller"] as? String, c != ProcessInfo.processInfo.hostName { return nil }
-    guard let pid = j["pid"] as? Int else { return false }
-    if let b = j["boot_id"] as? String, b != bootID { return false }
+    guard let pid = j["pid"] as? Int else {
+      return isAlive(controller: j["controller"] as? String, bootID: nil, pid: nil, startTicks: nil)
+    }
+    return isAlive(
+      controller: j["controller"] as? String, bootID: j["boot_id"] as? String, pid: pid,
+      startTicks: (j["pid_start_ticks"] as? Int).map(UInt64.init))
+  }
+
+  /// The same for an owner's fields (nil: not recorded, not checked; no PID: gone), seen from
+  /// `here` (this controller and its boot unless told).
+  public static func isAlive(
+    controller: String?, bootID: String?, pid: Int?, startTicks recorded: UInt64?,
+    seenFrom here: (controller: String, bootID: String?) = (
+      ProcessInfo.processInfo.hostName, HarnessProcess.bootID
+    )
+  ) -> Bool? {
+    if let controller, controller != here.controller { return nil }
+    guard let pid else { return false }
+    if let bootID, bootID != here.bootID { return false }
     guard let ticks = startTicks(of: pid_t(pid)) else { return false }
-    if let t = j["pid_start_ticks"] as? Int, UInt64(t) != ticks { return false }
+    if let recorded, recorded != ticks { return false }
     return true
   }
 }

@@ -1,6 +1,5 @@
 import Foundation
 import HPTEngine
-import HPTTarget
 import Libvirt
 
 /// Domains a dead run left behind. Each domain the harness defines carries its owner (run,
@@ -13,16 +12,16 @@ enum Leftovers {
   static func me(runID: String) -> DomainOwner {
     let pid = getpid()
     return DomainOwner(
-      runID: runID, controller: ProcessInfo.processInfo.hostName, bootID: bootID() ?? "?",
-      pid: pid, startTicks: startTicks(of: pid) ?? 0)
+      runID: runID, controller: ProcessInfo.processInfo.hostName,
+      bootID: HarnessProcess.bootID ?? "?", pid: pid,
+      startTicks: HarnessProcess.startTicks(of: pid) ?? 0)
   }
 
   /// Whether the owner's process still runs: nil when it cannot be told from here.
   static func alive(_ o: DomainOwner, seenFrom here: DomainOwner) -> Bool? {
-    guard o.controller == here.controller else { return nil }
-    guard o.bootID == here.bootID else { return false }
-    guard let ticks = startTicks(of: o.pid) else { return false }
-    return ticks == o.startTicks
+    HarnessProcess.isAlive(
+      controller: o.controller, bootID: o.bootID, pid: Int(o.pid), startTicks: o.startTicks,
+      seenFrom: (here.controller, here.bootID))
   }
 
   /// Destroys and undefines the dead runs' domains; one line per domain cleaned (or that
@@ -47,10 +46,4 @@ enum Leftovers {
     }
     return lines
   }
-
-  static func bootID() -> String? { HarnessProcess.bootID }
-
-  /// The process's start time (clock ticks since boot): with the boot id, it tells the owner
-  /// from another process that got the same PID.
-  static func startTicks(of pid: Int32) -> UInt64? { HarnessProcess.startTicks(of: pid) }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import HPTEngine
 
 /// One process's /proc/PID/stat on this machine, split after the comm's closing parenthesis
 /// (a comm may hold spaces and parentheses), so `field(n)` is stat's field n as proc(5)
@@ -17,5 +16,5 @@ public struct ProcStat {
   public func field(_ n: Int) -> Substring? { n - 3 < fields.count && n >= 3 ? fields[n - 3] : nil }
 
   /// Running or sleeping: not a zombie waiting to be reaped, not dead.
-  var isLive: Bool { field(3).map { $0 != "Z" && $0 != "X" } ?? false }
+  public var isLive: Bool { field(3).map { $0 != "Z" && $0 != "X" } ?? false }
 }
