@@ -11,20 +11,14 @@ import HPTEngine
 enum HostdLeftovers {
   static let dir = "/var/lib/hpthammer"
 
+  /// The tag's content: this harness as the interim run.json records it, one JSON line.
   static var ownerLine: String {
-    HarnessProcess.me.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-      .joined(separator: " ")
+    let data = try? JSONSerialization.data(withJSONObject: HarnessProcess.me, options: .sortedKeys)
+    return data.map { String(decoding: $0, as: UTF8.self) } ?? "{}"
   }
 
   static func owner(_ line: Substring) -> [String: Any] {
-    var o: [String: Any] = [:]
-    for kv in line.split(separator: " ") {
-      guard let eq = kv.firstIndex(of: "=") else { continue }
-      let k = String(kv[..<eq])
-      let v = String(kv[kv.index(after: eq)...])
-      o[k] = ["pid", "pid_start_ticks"].contains(k) ? Int(v) as Any : v
-    }
-    return o
+    (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] ?? [:]
   }
 
   /// The remote command that tags, then becomes, hostd (`exec` keeps the tag's PID).

@@ -34,12 +34,16 @@ import Testing
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let dead = try fakeHostd(
-      in: dir, owner: "boot_id=another-boot controller=\(ProcessInfo.processInfo.hostName) pid=1")
+      in: dir,
+      owner:
+        #"{"boot_id": "another-boot", "controller": "\#(ProcessInfo.processInfo.hostName)", "pid": 1}"#
+    )
     let live = try fakeHostd(in: dir, owner: HostdLeftovers.ownerLine)
-    let other = try fakeHostd(in: dir, owner: "controller=another-controller.example pid=1")
+    let other = try fakeHostd(
+      in: dir, owner: #"{"controller": "another-controller.example", "pid": 1}"#)
     defer { [live, other].forEach { if $0.isRunning { $0.terminate() } } }
     // A tag whose hostd ended by itself: removed quietly.
-    try "boot_id=x pid=1".write(
+    try #"{"boot_id": "x", "pid": 1}"#.write(
       toFile: "\(dir)/hostd-999999.owner", atomically: true, encoding: .utf8)
     let lines = HostdLeftovers.reap(Target(spec: TargetSpec()), dir: dir)
     #expect(lines.count == 1, "\(lines)")
