@@ -48,7 +48,8 @@ check("resizing disabled: exit 125 naming the cause",
 rc, r = load("invalid")
 a = r.get("answers", {}).get("hpt_order", {})
 check("order 17 is EINVAL, 25 is EPERM, the run passes",
-      rc == 0 and a.get("EINVAL", 0) >= 1 and a.get("EPERM", 0) >= 1, f"exit {rc}, answers {a}")
+      rc == 0 and a.get("EINVAL", 0) >= 1 and a.get("EPERM", 0) >= 1,
+      f"exit {rc}, answers {a}, findings {[c.get('title') for c in r.get('crashes', [])]}, error {r.get('error')}")
 
 # 4. guest crash: verdict guest crash with the guest's oops extracted.
 rc, r = load("crash")
