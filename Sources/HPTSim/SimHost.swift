@@ -76,6 +76,9 @@ extension SimKernel {
     switch cap {
     case .ppcAllocHTAB, .ppcHTABFD, .spaprResizeHPT, .ppcMMUHashV3: return 1
     case .ppcMMURadix: return 0  // booted with disable_radix
+    // kvm_vm_ioctl_check_extension(): generic and book3s answers; PVINFO is PR's only.
+    case .userMemory, .oneReg, .immediateExit, .ppcPAPR: return 1
+    case .ppcGetPVInfo: return 0
     }
   }
 }

@@ -1,18 +1,32 @@
-/// KVM capabilities the harness asks about (include/uapi/linux/kvm.h, KVM_CAP_*).
+/// The KVM capabilities the harness asks about or enables, the one list for every layer
+/// (include/uapi/linux/kvm.h, KVM_CAP_*): KVM_CHECK_EXTENSION on the system or VM fd,
+/// KVM_ENABLE_CAP on a vCPU.
 public enum KVMCapability: UInt32, Sendable, CaseIterable, CustomStringConvertible {
+  case userMemory = 3  // KVM_CAP_USER_MEMORY
+  /// KVM-PR only: QEMU's way of telling PR from HV.
+  case ppcGetPVInfo = 57  // KVM_CAP_PPC_GET_PVINFO
+  /// Enabled on each vCPU: KVM-HV runs PAPR (pseries) guests only.
+  case ppcPAPR = 68  // KVM_CAP_PPC_PAPR
+  case oneReg = 70  // KVM_CAP_ONE_REG
   case ppcAllocHTAB = 80  // KVM_CAP_PPC_ALLOC_HTAB
   case ppcHTABFD = 84  // KVM_CAP_PPC_HTAB_FD
   case spaprResizeHPT = 133  // KVM_CAP_SPAPR_RESIZE_HPT
   case ppcMMURadix = 134  // KVM_CAP_PPC_MMU_RADIX
   case ppcMMUHashV3 = 135  // KVM_CAP_PPC_MMU_HASH_V3
+  case immediateExit = 136  // KVM_CAP_IMMEDIATE_EXIT
 
   public var description: String {
     switch self {
+    case .userMemory: return "KVM_CAP_USER_MEMORY"
+    case .ppcGetPVInfo: return "KVM_CAP_PPC_GET_PVINFO"
+    case .ppcPAPR: return "KVM_CAP_PPC_PAPR"
+    case .oneReg: return "KVM_CAP_ONE_REG"
     case .ppcAllocHTAB: return "KVM_CAP_PPC_ALLOC_HTAB"
     case .ppcHTABFD: return "KVM_CAP_PPC_HTAB_FD"
     case .spaprResizeHPT: return "KVM_CAP_SPAPR_RESIZE_HPT"
     case .ppcMMURadix: return "KVM_CAP_PPC_MMU_RADIX"
     case .ppcMMUHashV3: return "KVM_CAP_PPC_MMU_HASH_V3"
+    case .immediateExit: return "KVM_CAP_IMMEDIATE_EXIT"
     }
   }
 }

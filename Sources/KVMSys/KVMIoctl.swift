@@ -107,23 +107,6 @@ public struct KVMIoctl: Hashable, Sendable, CustomStringConvertible {
   }
 }
 
-/// KVM_CAP_* values the raw backend and `doctor` ask about beyond KVMHost's `KVMCapability`
-/// (include/uapi/linux/kvm.h).
-public enum KVMCap {
-  public static let KVM_CAP_USER_MEMORY: UInt32 = 3
-  public static let KVM_CAP_PPC_GET_PVINFO: UInt32 = 57  // KVM-PR only: QEMU's PR test
-  /// Enabled on each vCPU: KVM-HV runs PAPR (pseries) guests only.
-  public static let KVM_CAP_PPC_PAPR: UInt32 = 68
-  public static let KVM_CAP_ONE_REG: UInt32 = 70
-  public static let KVM_CAP_PPC_GET_SMMU_INFO: UInt32 = 78
-  public static let KVM_CAP_PPC_ALLOC_HTAB: UInt32 = 80
-  public static let KVM_CAP_PPC_HTAB_FD: UInt32 = 84
-  public static let KVM_CAP_SPAPR_RESIZE_HPT: UInt32 = 133
-  public static let KVM_CAP_PPC_MMU_RADIX: UInt32 = 134
-  public static let KVM_CAP_PPC_MMU_HASH_V3: UInt32 = 135
-  public static let KVM_CAP_IMMEDIATE_EXIT: UInt32 = 136
-}
-
 /// ONE_REG ids (include/uapi/linux/kvm.h, arch/powerpc/include/uapi/asm/kvm.h).
 public enum KVMReg {
   public static let KVM_REG_PPC: UInt64 = 0x1000_0000_0000_0000

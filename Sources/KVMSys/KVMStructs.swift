@@ -3,6 +3,8 @@
 // uapi's, so a reader can hold the header next to this file. Fixed C arrays are tuples, which
 // Swift lays out contiguously like C arrays. Sizes are checked in KVMSysTests.
 
+import KVMHost
+
 /// struct kvm_create_device (12 bytes): argument of KVM_CREATE_DEVICE; the kernel fills `fd`.
 public struct KVMCreateDevice: Sendable, Hashable {
   public var type: UInt32
@@ -72,6 +74,9 @@ public struct KVMEnableCap: Sendable {
     self.flags = flags
     self.args = (a[0], a[1], a[2], a[3])
     self.pad = (0, 0, 0, 0, 0, 0, 0, 0)
+  }
+  public init(_ cap: KVMCapability, flags: UInt32 = 0, args: [UInt64] = []) {
+    self.init(cap: cap.rawValue, flags: flags, args: args)
   }
 }
 

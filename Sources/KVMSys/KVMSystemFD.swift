@@ -30,7 +30,7 @@ public final class KVMSystemFD: KVMExtensionCheck, Sendable {
     Int(try ioctl(.KVM_GET_API_VERSION, retryOnInterrupt: retryOnInterrupt).get())
   }
 
-  /// KVM_CHECK_EXTENSION with a KVM_CAP_* number KVMCapability does not name (see `KVMCap`).
+  /// KVM_CHECK_EXTENSION with a KVM_CAP_* number KVMCapability does not name.
   public func checkExtension(raw cap: UInt32, retryOnInterrupt: Bool = true) throws(KVMError)
     -> Int
   {
@@ -54,7 +54,7 @@ public final class KVMSystemFD: KVMExtensionCheck, Sendable {
 
 /// The fds KVM_CHECK_EXTENSION works on (system and VM): the typed form over the raw one.
 public protocol KVMExtensionCheck {
-  /// KVM_CHECK_EXTENSION with a KVM_CAP_* number (see `KVMCap`): 0 when absent, else a
+  /// KVM_CHECK_EXTENSION with a KVM_CAP_* number (`KVMCapability` names them): 0 when absent, else a
   /// capability-specific value.
   func checkExtension(raw cap: UInt32, retryOnInterrupt: Bool) throws(KVMError) -> Int
 }

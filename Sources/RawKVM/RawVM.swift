@@ -100,7 +100,7 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
   /// with EINVAL on HV); it is read back for the record.
   public func createVCPU(id: UInt32) throws(KVMError) -> any KVMVCPU {
     let handle = try vmfd("KVM_CREATE_VCPU").createVCPU(id: id)
-    try handle.enableCap(KVMEnableCap(cap: KVMCap.KVM_CAP_PPC_PAPR))
+    try handle.enableCap(KVMEnableCap(.ppcPAPR))
     let pvr = try handle.getSregs().pvr
     let lpcr = try handle.getOneReg(id: KVMReg.KVM_REG_PPC_LPCR_64)
     try handle.setOneReg(id: KVMReg.KVM_REG_PPC_LPCR_64, value: lpcr | Self.LPCR_ILE)

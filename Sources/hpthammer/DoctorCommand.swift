@@ -251,7 +251,7 @@ struct DoctorReport: Codable {
     let fm = FileManager.default
     let hv = fm.fileExists(atPath: "/sys/module/kvm_hv")
     let pr = fm.fileExists(atPath: "/sys/module/kvm_pr")
-    let pvinfo = (try? kvm.checkExtension(raw: KVMCap.KVM_CAP_PPC_GET_PVINFO)) ?? 0
+    let pvinfo = (try? kvm.checkExtension(.ppcGetPVInfo)) ?? 0
     let modules = [hv ? "kvm_hv" : nil, pr ? "kvm_pr" : nil].compactMap { $0 }
     let detail =
       "modules loaded: \(modules.isEmpty ? "neither kvm_hv nor kvm_pr" : modules.joined(separator: ", "))"

@@ -33,7 +33,7 @@ struct RealKVMTests {
     @Test func hptResizingIsNotAvailableOffPOWER() throws {
       let kvm = try KVMSystemFD.open()
       #expect(try kvm.checkExtension(.spaprResizeHPT) == 0)
-      #expect(try kvm.checkExtension(raw: KVMCap.KVM_CAP_USER_MEMORY) == 1)
+      #expect(try kvm.checkExtension(.userMemory) == 1)
       let vm = try kvm.createVM(type: .default)
       #expect(try vm.checkExtension(.spaprResizeHPT) == 0)
       #expect(throws: KVMError("KVM_PPC_RESIZE_HPT_PREPARE", .ENOTTY)) {

@@ -63,7 +63,7 @@ import Testing
 
     let kvm = try KVMSystemFD.open(syscalls: remote)
     #expect(try kvm.apiVersion() == 12)
-    #expect(try kvm.checkExtension(raw: KVMCap.KVM_CAP_USER_MEMORY) == 1)
+    #expect(try kvm.checkExtension(.userMemory) == 1)
     #if !arch(powerpc64le)
       #expect(try kvm.checkExtension(.spaprResizeHPT) == 0)
     #endif

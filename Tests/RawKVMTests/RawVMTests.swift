@@ -127,7 +127,7 @@ final class NoExecutor: AgentExecutor, @unchecked Sendable {
   @Test func vcpuIsAPAPRVCPU() throws {
     let (_, _, s, _) = try guest()
     let cap = try #require(ioctls(s).first { $0.0 == 5 && $0.1 == Self.number(.KVM_ENABLE_CAP) })
-    #expect(cap.2.withUnsafeBytes { $0.load(as: UInt32.self) } == KVMCap.KVM_CAP_PPC_PAPR)
+    #expect(cap.2.withUnsafeBytes { $0.load(as: UInt32.self) } == KVMCapability.ppcPAPR.rawValue)
   }
 
   @Test func vcpuGetsLPCRILEAndKeepsTheHostPVR() throws {

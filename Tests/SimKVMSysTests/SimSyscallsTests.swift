@@ -23,6 +23,11 @@ import Testing
     #expect(try host.apiVersion() == 12)
     #expect(try host.checkExtension(.spaprResizeHPT) == 1)
     #expect(try host.checkExtension(.ppcMMURadix) == 0)
+    // As kvm_vm_ioctl_check_extension() answers on HV; a number the harness does not name is 0.
+    #expect(try host.checkExtension(.ppcPAPR) == 1)
+    #expect(try host.checkExtension(.immediateExit) == 1)
+    #expect(try host.checkExtension(.ppcGetPVInfo) == 0)
+    #expect(try KVMSystemFD.open(syscalls: sys).checkExtension(raw: 9999) == 0)
     #expect(sys.open("/dev/kvm.typo") == .failure(.ENOENT))
     #expect(sys.ioctl(9999, 0, value: 0) == .failure(.EBADF))
     // CONFIGURE_V3_MMU: hash only (radix is EINVAL on a hash host).
@@ -65,7 +70,7 @@ import Testing
     let v = try vm.createVCPU(id: 0)
     // kvmppc_sanity_check(): HV runs PAPR vCPUs only.
     #expect(throws: KVMError("KVM_RUN", .EINVAL)) { _ = try v.run() }
-    try v.enableCap(KVMEnableCap(cap: KVMCap.KVM_CAP_PPC_PAPR))
+    try v.enableCap(KVMEnableCap(.ppcPAPR))
     var regs = KVMRegs.zero
     regs.pc = 0x1_0000 + Payload.parameterBlockSize
     regs.msr = RawVM.payloadMSR
