@@ -149,7 +149,7 @@ struct Nightly: ParsableCommand {
       // The same command as `hpthammer run`, parsed from the same words.
       var rc = Exit.pass
       do {
-        var command = try Run.parse(args)
+        let command = try Run.parse(args)
         try command.run()
       } catch let e as ExitCode {
         rc = e.rawValue
