@@ -73,6 +73,11 @@ public final class Hammer: @unchecked Sendable {
       } else {
         ok = walk(job.policies[rng.below(job.policies.count)])
       }
+      if executor.clockIsSimulated {
+        let (done, verified) = stats.with { ($0.succeeded, $0.pagesVerified) }
+        stats.with { $0.timeline }?.sampleRates(
+          atNs: executor.nowNs, resizes: done, pagesVerified: verified)
+      }
       if !ok { break }
       budget.count()
       if job.pauseMs > 0 { executor.sleep(ms: job.pauseMs) }

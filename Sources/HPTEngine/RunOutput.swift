@@ -163,12 +163,11 @@ public final class ProgressPrinter: @unchecked Sendable {
     _ = try? log?.seekToEnd()
     let start = Date()
     let hostStart = executor.nowNs
+    stats.timeline?.hostFaults = { hostStatistics()["hypervisor_faults"] }
     let t = Thread { [self] in
       var lastResizes = 0
       var lastFaults = 0
       var lastT = 0.0
-      // The timeline's rates lines, over host time (the simulator's runs faster than the wall).
-      var window = (ns: hostStart, resizes: 0, faults: 0, pages: UInt64(0))
       while lock.locked({ running }) {
         Thread.sleep(forTimeInterval: intervalS)
         guard lock.locked({ running }) else { break }
@@ -185,13 +184,9 @@ public final class ProgressPrinter: @unchecked Sendable {
         lastT = t
         let nowNs = executor.nowNs
         let hostT = Double(nowNs - hostStart) / 1e9
-        let span = Double(nowNs &- window.ns) / 1e9
-        if span >= RunTimeline.ratesEveryS, let timeline = stats.timeline {
-          timeline.rates(
-            atNs: nowNs, resizesPerS: Double(ok - window.resizes) / span,
-            faultsPerS: counted.map { _ in Double(faults - window.faults) / span },
-            pagesVerifiedPerS: Double(verified &- window.pages) / span)
-          window = (nowNs, ok, faults, verified)
+        // The timeline's rates, over host time; on the simulator the hammer samples them.
+        if !executor.clockIsSimulated {
+          stats.timeline?.sampleRates(atNs: nowNs, resizes: ok, pagesVerified: verified)
         }
         let flag = unexp > 0 ? " !!!" : ""
         let line = String(

@@ -18,6 +18,10 @@ public final class RunTimeline: @unchecked Sendable {
   private let lock = NSLock()
   private var resizes = 0
   private var baseNs: UInt64 = 0
+  /// The counters at the last rates line (or the start).
+  private var window = (ns: UInt64(0), resizes: 0, faults: 0, pages: UInt64(0))
+  /// The host's count of hypervisor faults, when it keeps one.
+  var hostFaults: @Sendable () -> Int? = { nil }
   /// Called with the error when a line cannot be written (a full disk).
   var onWriteFailure: (any Error) -> Void = { _ in }
 
@@ -28,7 +32,10 @@ public final class RunTimeline: @unchecked Sendable {
   }
 
   func start(atNs ns: UInt64, _ fields: [String: Any]) {
-    lock.locked { baseNs = ns }
+    lock.locked {
+      baseNs = ns
+      window.ns = ns
+    }
     write(ns, "start", fields.merging(["pid": Int(getpid())]) { a, _ in a }, sync: true)
   }
 
@@ -59,11 +66,29 @@ public final class RunTimeline: @unchecked Sendable {
     write(ns, "phase", fields.merging(["phase": name]) { a, _ in a }, sync: true)
   }
 
-  /// The rates over the last `ratesEveryS` of the run (written by the stats line's thread):
-  /// what a long run's resizes are aggregated into once their own lines stop.
+  /// A rates line when `ratesEveryS` of host time have passed since the last: what a long
+  /// run's resizes are aggregated into once their own lines stop. Sampled by the stats line's
+  /// thread on a real clock, by the hammer on the simulator's (`clockIsSimulated`).
+  func sampleRates(atNs ns: UInt64, resizes: Int, pagesVerified: UInt64) {
+    let faults = hostFaults()
+    let last = lock.locked { () -> (ns: UInt64, resizes: Int, faults: Int, pages: UInt64)? in
+      guard ns >= window.ns, Double(ns - window.ns) / 1e9 >= Self.ratesEveryS else { return nil }
+      defer { window = (ns, resizes, faults ?? 0, pagesVerified) }
+      return window
+    }
+    guard let last else { return }
+    let span = Double(ns - last.ns) / 1e9
+    rates(
+      atNs: ns, resizesPerS: Double(resizes - last.resizes) / span,
+      faultsPerS: faults.map { Double($0 - last.faults) / span },
+      pagesVerifiedPerS: Double(pagesVerified &- last.pages) / span)
+  }
+
   /// faultsPerS nil: the host counts no hypervisor faults (a libvirt guest's host), so the
   /// line has no faults_per_s rather than a false 0.
-  func rates(atNs ns: UInt64, resizesPerS: Double, faultsPerS: Double?, pagesVerifiedPerS: Double) {
+  private func rates(
+    atNs ns: UInt64, resizesPerS: Double, faultsPerS: Double?, pagesVerifiedPerS: Double
+  ) {
     let r = { (x: Double) in (x * 10).rounded() / 10 }
     var f: [String: Any] = [
       "resizes_per_s": r(resizesPerS), "pages_verified_per_s": r(pagesVerifiedPerS),

@@ -67,6 +67,7 @@ public final class SimHost: KVMSystem, AgentExecutor, @unchecked Sendable {
 
   public func requestStop() { kernel.sched.requestStop() }
   public var stopRequested: Bool { kernel.sched.stopRequested }
+  public var clockIsSimulated: Bool { true }
 }
 
 extension SimKernel {

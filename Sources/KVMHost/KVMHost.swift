@@ -120,8 +120,13 @@ public protocol AgentExecutor: AnyObject, Sendable {
   /// The host's kernel has crashed: agents blocked in calls to it may never return, so the
   /// executor need not wait long for them once stopped.
   func hostCrashed()
+  /// The clock is the simulator's: it moves only as the agents run, so anything sampled by
+  /// the wall clock (the timeline's rates) is sampled by the agents instead, to keep one seed
+  /// one run.
+  var clockIsSimulated: Bool { get }
 }
 
 extension AgentExecutor {
   public func hostCrashed() {}
+  public var clockIsSimulated: Bool { false }
 }

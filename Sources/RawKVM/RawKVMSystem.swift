@@ -96,4 +96,5 @@ final class KickingExecutor: AgentExecutor, @unchecked Sendable {
   }
   var stopRequested: Bool { base.stopRequested }
   func hostCrashed() { base.hostCrashed() }
+  var clockIsSimulated: Bool { base.clockIsSimulated }
 }

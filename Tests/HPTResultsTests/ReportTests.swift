@@ -115,6 +115,21 @@ import Testing
     let (rc2, html, err2) = try F.hpthammer(["report", dir, "--out", "-"])
     #expect(rc2 == 0, "\(err2)")
     #expect(Self.plots(html)["host-rates"] == true)
+    // On the simulator the rates are sampled on its clock, not the wall's: the same seed writes
+    // the same timeline (the start line's PID and the end line's wall times aside).
+    let again = F.scratch("rates-again")
+    let (rc4, _, _) = try F.hpthammer([
+      "run", job, "--duration", "25s", "--out", again, "--no-progress", "--no-db",
+    ])
+    #expect(rc4 == 0)
+    let lines = { (d: String) -> [Substring] in
+      let text = (try? String(contentsOfFile: d + "/timeline.jsonl", encoding: .utf8)) ?? ""
+      return text.split(separator: "\n").filter {
+        !$0.contains("\"event\":\"start\"") && !$0.contains("\"event\":\"end\"")
+      }
+    }
+    #expect(lines(dir).count > rates.count)
+    #expect(lines(dir) == lines(again))
   }
 
   @Test func theHistoryReportHasNightsTrendsAndTheCrashTableNewFirst() throws {
