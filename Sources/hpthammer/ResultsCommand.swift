@@ -55,7 +55,8 @@ struct Results: ParsableCommand {
     @Option(help: "Only runs of this kernel under test (name or release).") var kernel: String?
     @Option(help: "Only runs on this host.") var host: String?
     @Option(help: "Only runs of this job.") var job: String?
-    @Option(help: "Only runs with this verdict: pass, bug, error.") var verdict: String?
+    @Option(help: "Only runs with this verdict: pass, bug, error.", transform: VerdictChoice.parse)
+    var verdict: VerdictChoice?
     @Option(help: "Only runs started since: 30d, 12h, or a date (2026-11-01).") var since: String?
     @Option(help: "At most this many runs.") var limit: Int = 100
     @Option(help: "Also write Prometheus text-format metrics of each host's last run here.")
@@ -63,12 +64,10 @@ struct Results: ParsableCommand {
     @Flag(help: "JSON instead of a table.") var json = false
 
     func run() throws {
-      if let v = verdict, !["pass", "bug", "error"].contains(v) {
-        throw usageError("--verdict: '\(v)'; allowed: pass, bug, error")
-      }
       let s = try store.open()
       let filter = ResultsStore.RunFilter(
-        kernel: kernel, host: host, job: job, verdict: verdict, since: try parseSince(since),
+        kernel: kernel, host: host, job: job, verdict: verdict?.rawValue,
+        since: try parseSince(since),
         limit: limit)
       let runs: [RunRecord]
       do { runs = try s.runs(filter) } catch { throw storeExit(error) }
@@ -104,30 +103,27 @@ struct Results: ParsableCommand {
         interrupted; `hpthammer bisect resume DIR` goes on with a bisection and updates its row.
         """)
     @OptionGroup var store: StoreOptions
-    @Option(help: "Only bisections or only verdicts: bisection, verdict.") var kind: String?
-    @Option(help: "Only those with this status: running, ended, interrupted.") var status: String?
+    @Option(
+      help: "Only bisections or only verdicts: bisection, verdict.",
+      transform: StudyRecord.Kind.parse)
+    var kind: StudyRecord.Kind?
+    @Option(
+      help: "Only those with this status: running, ended, interrupted.",
+      transform: StudyStatusChoice.parse)
+    var status: StudyStatusChoice?
     @Option(help: "Only those started since: 30d, 12h, or a date (2026-11-01).") var since: String?
     @Option(help: "At most this many.") var limit: Int = 100
     @Flag(help: "JSON instead of a table.") var json = false
 
     func run() throws {
-      var k: StudyRecord.Kind?
-      if let kind {
-        guard let v = StudyRecord.Kind(rawValue: kind) else {
-          throw usageError("--kind: '\(kind)'; allowed: bisection, verdict")
-        }
-        k = v
-      }
-      if let st = status, !["running", "ended", "interrupted"].contains(st) {
-        throw usageError("--status: '\(st)'; allowed: running, ended, interrupted")
-      }
       let sinceT = try parseSince(since)
       let s = try store.open()
       defer { s.backend.close() }
       let studies: [StudyRecord]
       do {
         studies = try s.studies(
-          ResultsStore.StudyFilter(kind: k, since: sinceT, status: status, limit: limit))
+          ResultsStore.StudyFilter(
+            kind: kind, since: sinceT, status: status?.rawValue, limit: limit))
       } catch { throw storeExit(error) }
       if json {
         print(StudyRecord.json(studies))

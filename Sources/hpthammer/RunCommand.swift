@@ -14,9 +14,9 @@ struct Run: ParsableCommand {
 
   @Option(
     help:
-      "Backend: sim (the simulated POWER9 KVM-HV host), raw (this host's /dev/kvm, POWER KVM-HV), raw-sim (the raw VMM over the simulated kernel), libvirt."
-  )
-  var backend: String?
+      "Backend: sim (the simulated POWER9 KVM-HV host), raw (this host's /dev/kvm, POWER KVM-HV), raw-sim (the raw VMM over the simulated kernel), libvirt.",
+    transform: BackendKind.parse)
+  var backend: BackendKind?
 
   @Option(help: "Simulated kernel model (see `hpthammer sim kernels`).")
   var kernel: String?
@@ -44,9 +44,9 @@ struct Run: ParsableCommand {
 
   @Option(
     help:
-      "Where KVM runs: local, or lab (the emulated POWER host of Guests/lab/); overrides the job's target.kind."
-  )
-  var target: String?
+      "Where KVM runs: local, or lab (the emulated POWER host of Guests/lab/); overrides the job's target.kind.",
+    transform: RunTargetChoice.parse)
+  var target: RunTargetChoice?
 
   @Option(help: "Lab: boot this kernel (vmlinux, PowerNV-capable) instead of Debian's.")
   var hostKernel: String?
@@ -68,14 +68,7 @@ struct Run: ParsableCommand {
     } catch {
       throw usageError(error.description)
     }
-    if let backend {
-      guard let b = BackendKind(rawValue: backend) else {
-        throw usageError(
-          "--backend: unknown backend '\(backend)'; allowed: \(BackendKind.allCases.map(\.rawValue).joined(separator: ", "))"
-        )
-      }
-      job.backend = b
-    }
+    if let backend { job.backend = backend }
     if let kernel {
       guard KernelModel.named(kernel) != nil else {
         throw usageError(
@@ -93,11 +86,7 @@ struct Run: ParsableCommand {
       job.seed = s
     }
     if let target {
-      guard let kind = TargetKind(rawValue: target), kind != .remote else {
-        throw usageError(
-          "--target: '\(target)'; allowed: local, lab (a remote host is described in the job's target: section)"
-        )
-      }
+      let kind = target.kind
       job.target.spec.kind = kind
       if kind == .lab && ![.libvirt, .raw].contains(job.backend) {
         throw usageError(
@@ -212,7 +201,7 @@ struct Run: ParsableCommand {
       if j.backend.usesKernelModel { words += ["--kernel", model.name] }
       if let duration { words += ["--duration", duration] }
       if let resizes { words += ["--resizes", "\(resizes)"] }
-      if let target { words += ["--target", target] }
+      if let target { words += ["--target", target.rawValue] }
       if let hostKernel, let hostModules {
         words += ["--host-kernel", hostKernel, "--host-modules", hostModules]
       }

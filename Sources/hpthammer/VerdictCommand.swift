@@ -18,8 +18,10 @@ struct Verdict: ParsableCommand {
   @Argument(help: "The job file.") var job: String
   @Option(help: "The kernel without the patch.") var base: String
   @Option(help: "The kernel with it.") var patched: String
-  @Option(help: "Passed to hpthammer run (sim, raw, libvirt).") var backend: String?
-  @Option(help: "Passed to hpthammer run (local, lab).") var target: String?
+  @Option(help: "Passed to hpthammer run (sim, raw, libvirt).", transform: BackendKind.parse)
+  var backend: BackendKind?
+  @Option(help: "Passed to hpthammer run (local, lab).", transform: RunTargetChoice.parse)
+  var target: RunTargetChoice?
   @Option(help: "Each run's budget, passed to hpthammer run (e.g. 45s).") var duration: String?
   @Option(help: "Each run's budget in resize cycles.") var resizes: Int?
   @Option(help: "How sure the answer must be.") var confidence: Double = 0.99
@@ -82,8 +84,8 @@ struct Verdict: ParsableCommand {
       let out = "\(d)/\(isBase ? "base" : "patched")-\(n)"
       var args = ["run", job, "--seed", "\(n / 2 + 1)", "--out", out, "--no-progress"]
       args += kernelArgs(isBase ? base : patched)
-      if let backend { args += ["--backend", backend] }
-      if let target { args += ["--target", target] }
+      if let backend { args += ["--backend", backend.rawValue] }
+      if let target { args += ["--target", target.rawValue] }
       if let duration { args += ["--duration", duration] }
       if let resizes { args += ["--resizes", "\(resizes)"] }
       let rc = try runSelf(args)
@@ -159,7 +161,9 @@ struct Verdict: ParsableCommand {
       "job": jobPath, "base": base, "patched": patched, "confidence": confidence,
       "fraction": fraction, "max_runs": maxRuns, "block": block,
     ]
-    for (k, v) in [("backend", backend), ("target", target), ("duration", duration)] {
+    for (k, v) in [
+      ("backend", backend?.rawValue), ("target", target?.rawValue), ("duration", duration),
+    ] {
       if let v { args[k] = v }
     }
     if let resizes { args["resizes"] = resizes }

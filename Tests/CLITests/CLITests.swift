@@ -219,6 +219,23 @@ import Testing
     #expect(err.contains("allowed: sim, libvirt, raw, raw-sim"), "\(err)")
   }
 
+  /// Every option with a fixed set of values (CLIChoice) refuses another one the same way:
+  /// exit 2, the option named, the allowed values listed.
+  @Test func choiceOptionsNameTheOptionAndTheAllowedValues() throws {
+    for (args, option, allowed) in [
+      (["run", "Jobs/dry-run.yaml", "--target", "remote"], "--target", "allowed: local, lab"),
+      (
+        ["verdict", "Jobs/dry-run.yaml", "--base", "6.1", "--patched", "6.1", "--backend", "kvm"],
+        "--backend", "allowed: sim, libvirt, raw, raw-sim"
+      ),
+      (["results", "--verdict", "maybe"], "--verdict", "allowed: pass, bug, error"),
+    ] {
+      let (code, out, err) = try hpthammer(args)
+      #expect(code == 2 && out.isEmpty, "\(args)")
+      #expect(err.contains(option) && err.contains(allowed), "\(err)")
+    }
+  }
+
   @Test func simKernelsListsModelsAndFixes() throws {
     let (code, out, _) = try hpthammer(["sim", "kernels"])
     #expect(code == 0)
