@@ -11,7 +11,8 @@ public final class Hammer: @unchecked Sendable {
   let stats: RunStats
   let executor: any AgentExecutor
   var rng: SplitMix64
-  var order: UInt32 = 0
+  /// The guest's HPT order now: a valid order always, so growing and shrinking cannot wrap.
+  var order: HPTOrder = 18
   let budget: Budget
   /// Set when the job cannot run on this guest (the run ends with it as its error).
   public private(set) var configError: String?
@@ -31,10 +32,11 @@ public final class Hammer: @unchecked Sendable {
   var nowMs: Double { Double(executor.nowNs) / 1e6 }
 
   public func run() {
-    order = driver.startOrder(boot: job.bootOrder)
+    // A driver reads the guest's order back; one it cannot read is the boot order.
+    order = HPTOrder(rawValue: driver.startOrder(boot: job.bootOrder.rawValue)) ?? job.bootOrder
     if job.commitBeforeRun {
       stats.with { $0.attempted += 1 }
-      let target = order
+      let target = order.rawValue
       guard count(driver.commitBeforeRun(at: target), target, beforeRun: true) else { return }
     }
     var waitingSince: Double?
@@ -55,7 +57,7 @@ public final class Hammer: @unchecked Sendable {
         let limitMs = job.target.spec.hungAfterS * 1000
         if nowMs - since > limitMs {
           unexpected(
-            "KVM_RUN", order,
+            "KVM_RUN", order.rawValue,
             "the guest did not run for \(Int(limitMs / 1000)) s after it was (re)started")
           executor.requestStop()
           break
@@ -88,43 +90,52 @@ public final class Hammer: @unchecked Sendable {
   /// is one line here and one driver method. Returns false when the hammer must stop.
   func walk(_ policy: ResizePolicy) -> Bool {
     switch policy {
-    case .grow: return step(policy, to: min(job.orderMax, order + 1))
-    case .shrink: return step(policy, to: max(job.orderMin, order - 1))
+    case .grow: return step(policy, to: order.grown(upTo: job.orderMax))
+    case .shrink: return step(policy, to: order.shrunk(downTo: job.orderMin))
     case .sameOrder: return step(policy, to: order)
     case .jump: return step(policy, to: anyOrder())
     case .randomWalk:
       let s = rng.below(3)
       return step(
         policy,
-        to: s == 0 ? max(job.orderMin, order - 1) : s == 1 ? order : min(job.orderMax, order + 1))
+        to: s == 0
+          ? order.shrunk(downTo: job.orderMin) : s == 1 ? order : order.grown(upTo: job.orderMax))
     case .cancelDuringPrepare:
       let target = anyOrder()
-      let other = target == job.orderMax ? job.orderMin : target + 1
+      let other = target == job.orderMax ? job.orderMin : target.grown(upTo: job.orderMax)
       stats.with { $0.attempted += 1 }
       return count(
-        driver.cancelDuringPrepare(to: target, other: other, choose: { self.rng.below(3) }),
-        target, policy: policy)
+        driver.cancelDuringPrepare(
+          to: target.rawValue, other: other.rawValue, choose: { self.rng.below(3) }),
+        target.rawValue, policy: policy)
     case .commitWithoutPrepare:
-      let target = anyOrder()
+      let target = anyOrder().rawValue
       stats.with { $0.attempted += 1 }
       return count(driver.commitWithoutPrepare(to: target), target, policy: policy)
     case .reboot:
       // Not a resize: not counted as an attempt.
       let boot = job.bootOrder
       return count(
-        driver.reboot(to: boot, budgetSpent: { self.budget.exhausted(now: self.executor.nowNs) }),
-        boot, policy: policy)
+        driver.reboot(
+          to: boot.rawValue, budgetSpent: { self.budget.exhausted(now: self.executor.nowNs) }),
+        boot.rawValue, policy: policy)
     }
   }
 
-  func anyOrder() -> UInt32 {
-    UInt32(Int(job.orderMin) + rng.below(Int(job.orderMax - job.orderMin) + 1))
+  func anyOrder() -> HPTOrder {
+    let (lo, hi) = (job.orderMin.rawValue, job.orderMax.rawValue)
+    return HPTOrder(rawValue: lo + UInt32(rng.below(Int(hi - lo) + 1)))!
   }
 
-  /// A resize to `target` by the driver's PREPARE-then-COMMIT.
+  func step(_ policy: ResizePolicy, to target: HPTOrder) -> Bool {
+    step(policy, to: target.rawValue)
+  }
+
+  /// A resize to `target` by the driver's PREPARE-then-COMMIT; a raw shift, as an order
+  /// sequence may ask for one the kernel must refuse.
   func step(_ policy: ResizePolicy, to target: UInt32) -> Bool {
     stats.with { $0.attempted += 1 }
-    return count(driver.resize(from: order, to: target), target, policy: policy)
+    return count(driver.resize(from: order.rawValue, to: target), target, policy: policy)
   }
 
   /// Counts one outcome; returns false when the hammer must stop.
@@ -140,14 +151,16 @@ public final class Hammer: @unchecked Sendable {
         if let c = t?.commitNs { $0.commitUs.record(c / 1000) }
       }
       if let t { timeline(t, to: target, answer: "0") }
-      order = target
+      // The kernel commits only orders it accepts (18...46).
+      order = HPTOrder(rawValue: target) ?? order
     case .refused(let op, let errno, let t):
       if let t {
         if let p = t.prepareNs { stats.with { $0.prepareToReadyUs.record(p / 1000) } }
         timeline(t, to: target, answer: errno.name)
       }
       let expected = ExpectedAnswers.expected(
-        op: op, errno: errno, policy: policy, from: order, to: target, beforeRun: beforeRun)
+        op: op, errno: errno, policy: policy, from: order.rawValue, to: target, beforeRun: beforeRun
+      )
       if expected {
         stats.with { $0.failedExpected += 1 }
       } else {
@@ -180,7 +193,7 @@ public final class Hammer: @unchecked Sendable {
 
   func timeline(_ t: ResizeTimings, to target: UInt32, answer: String) {
     stats.with { $0.timeline }?.resize(
-      atNs: t.atNs, guest: driver.guestName, from: order, to: target,
+      atNs: t.atNs, guest: driver.guestName, from: order.rawValue, to: target,
       prepareMs: t.prepareNs.map { Double($0) / 1e6 },
       commitMs: t.commitNs.map { Double($0) / 1e6 }, answer: answer)
   }
@@ -188,7 +201,7 @@ public final class Hammer: @unchecked Sendable {
   func unexpected(_ op: String, _ target: UInt32, _ answer: String) {
     stats.unexpected(
       UnexpectedAnswer(
-        guest: driver.guestName, op: op, order: target, fromOrder: order, answer: answer,
+        guest: driver.guestName, op: op, order: target, fromOrder: order.rawValue, answer: answer,
         hostTimeS: nowMs / 1000))
   }
 }

@@ -95,12 +95,13 @@ public struct Job: Sendable {
   /// raw payload, H_ENTER): what resizing must rehash with the secondary hash (bug B5).
   public var boltedSecondaryHPTEs = 0
   /// The guests' HPT order at boot; nil: QEMU's rule (RAM/128).
-  public var hptOrder: UInt32?
+  public var hptOrder: HPTOrder?
   public var durationS: Double? = 60
   public var resizeBudget: Int?
   public var seed: UInt64 = 1
-  public var orderMin: UInt32 = 18
-  public var orderMax: UInt32 = 24
+  /// resize.orders: every resize the hammer chooses stays within them.
+  public var orderMin: HPTOrder = 18
+  public var orderMax: HPTOrder = 24
   public var policies: [ResizePolicy] = [.randomWalk]
   public var prepareTimeoutMs = 10_000
   public var pauseMs = 0
@@ -131,12 +132,12 @@ public struct Job: Sendable {
   public init(name: String) { self.name = name }
 
   /// QEMU's initial order: log2(pow2ceil(RAM)) - 7, clamped to 18...46.
-  public var bootOrder: UInt32 {
+  public var bootOrder: HPTOrder {
     if let hptOrder { return hptOrder }
     let bytes = UInt64(guestMemoryMiB) << 20
     var log2 = 0
     while (UInt64(1) << UInt64(log2)) < bytes { log2 += 1 }
-    return UInt32(min(46, max(18, log2 - 7)))
+    return HPTOrder(rawValue: UInt32(min(46, max(18, log2 - 7))))!
   }
 
   /// Longest budget a job may ask for (a year of host time): a longer one is a typo.
@@ -202,7 +203,7 @@ public struct Job: Sendable {
     // The raw VMM's payload runs in real mode, through the VRMA, which KVM maps with one
     // bolted HPTE per HPTE group (kvmppc_map_vrma: "Can't use more than 1 HPTE per HPTEG"):
     // at order N it covers 2^(N-7) pages of 64 KiB. Guest RAM past that is unreachable.
-    let coveredMiB = (1 << (Int(bootOrder) - 7)) * 64 / 1024
+    let coveredMiB = bootOrder.groupCount * 64 / 1024
     if guestMemoryMiB > coveredMiB {
       throw JobError(
         file: file, line: nil, key: "guests.memory_mib",

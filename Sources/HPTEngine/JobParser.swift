@@ -59,9 +59,9 @@ struct Parser {
     return s
   }
 
-  func order(_ node: Node, _ key: String) throws(JobError) -> UInt32 {
+  func order(_ node: Node, _ key: String) throws(JobError) -> HPTOrder {
     let r = HPTOrder.validRange
-    return UInt32(try int(node, key, Int(r.lowerBound)...Int(r.upperBound)))
+    return HPTOrder(rawValue: UInt32(try int(node, key, Int(r.lowerBound)...Int(r.upperBound))))!
   }
 
   /// The whole job: each top-level key to its section's parser, then the checks across them.
@@ -247,7 +247,7 @@ struct Parser {
     }
   }
 
-  func orderRange(_ v: Node, _ key: String) throws(JobError) -> (UInt32, UInt32) {
+  func orderRange(_ v: Node, _ key: String) throws(JobError) -> (HPTOrder, HPTOrder) {
     let items = v.array()
     guard items.count == 2 else { throw fail(v, key, "expected [min, max], orders within 18...46") }
     let (lo, hi) = (try order(items[0], key), try order(items[1], key))

@@ -183,7 +183,7 @@ public final class RunRecorder: @unchecked Sendable {
       answers: answers, unexpected: unexpected, latency_ms: lat,
       guests: RunReport.Guests(
         count: job.guestCount, memory_mib: job.guestMemoryMiB, vcpus: job.vcpus,
-        boot_order: job.bootOrder,
+        boot_order: job.bootOrder.rawValue,
         pages_verified: pv, mismatches: mm,
         pages_taken: job.invalidateAdvice == .remove ? taken : nil),
       crashes: crashes, figures: hostStats.isEmpty ? nil : hostStats, target: target,

@@ -295,7 +295,7 @@ public final class Runner: @unchecked Sendable {
     for gi in 0..<job.guestCount {
       let vm = try host.createVM(type: .hv)
       try vm.setUserMemoryRegion(slot: 0, guestPhysAddr: 0, size: memory)
-      _ = try vm.allocateHTAB(order: job.bootOrder)
+      _ = try vm.allocateHTAB(order: job.bootOrder.rawValue)
       var vcpus: [any KVMVCPU] = []
       // The guest kernel keeps the first 1/16 of RAM; the payload walks the rest, split per vCPU.
       let reserved = memory / 16

@@ -48,6 +48,26 @@ public struct HPTOrder: RawRepresentable, Hashable, Comparable, Sendable, Codabl
   public var hpteCount: Int { 1 << (Int(rawValue) - 4) }
   /// Number of HPTE groups (8 HPTEs each).
   public var groupCount: Int { 1 << (Int(rawValue) - 7) }
+
+  /// One order up, but not above `limit` (an order already above it comes down to it).
+  public func grown(upTo limit: HPTOrder) -> HPTOrder {
+    HPTOrder(rawValue: Swift.min(limit.rawValue, rawValue + 1))!
+  }
+
+  /// One order down, but not below `limit` (never below 18: no wrap-around).
+  public func shrunk(downTo limit: HPTOrder) -> HPTOrder {
+    HPTOrder(rawValue: Swift.max(limit.rawValue, rawValue - 1))!
+  }
+}
+
+/// A literal order in code (`job.orderMax = 24`); one outside 18...46 is a programming error.
+extension HPTOrder: ExpressibleByIntegerLiteral {
+  public init(integerLiteral value: UInt32) {
+    guard let order = HPTOrder(rawValue: value) else {
+      preconditionFailure("HPT order \(value) is outside \(HPTOrder.validRange)")
+    }
+    self = order
+  }
 }
 
 /// KVM_PPC_RESIZE_HPT_PREPARE's positive answers: 0 (the new HPT is ready) or a number of

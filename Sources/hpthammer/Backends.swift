@@ -31,7 +31,7 @@ enum Backends {
   static func checkSimulatorMemory(_ job: Job, file: String) throws(JobError) {
     guard job.backend.usesKernelModel else { return }
     let order = max(job.orderMax, job.bootOrder)
-    let need = UInt64(job.guestCount) * 2 * simulatedHPTBytes(order: order)
+    let need = UInt64(job.guestCount) * 2 * simulatedHPTBytes(order: order.rawValue)
     guard let avail = availableMemoryBytes(), need > avail / 2 else { return }
     throw JobError(
       file: file, line: nil, key: "resize.orders, guests.count",

@@ -1,5 +1,6 @@
 import Foundation
 import HPTSim
+import KVMHost
 import Testing
 
 @testable import HPTEngine
@@ -8,8 +9,8 @@ import Testing
 /// without it passes the same job.
 @Suite struct BugModelTests {
   func job(
-    kernel: String, policy: [ResizePolicy], memory: Int = 256, order: UInt32? = nil,
-    orders: ClosedRange<UInt32> = 18...22, resizes: Int = 40, seed: UInt64 = 1
+    kernel: String, policy: [ResizePolicy], memory: Int = 256, order: HPTOrder? = nil,
+    orders: ClosedRange<HPTOrder> = 18...22, resizes: Int = 40, seed: UInt64 = 1
   ) -> Job {
     var j = Job(name: "test")
     j.kernel = kernel
