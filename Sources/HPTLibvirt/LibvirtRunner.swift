@@ -262,7 +262,11 @@ public final class LibvirtRunner: @unchecked Sendable {
       // The lab carries the guest image of Guests/build.sh.
       (kernel, initrd) = inLab
     } else {
-      let (builtKernel, builtInitrd) = try guestImage()
+      let image: (kernel: String, initrd: String)
+      do {
+        image = try GuestImage.resolve(kernel: job.libvirt.kernelImage, initrd: job.libvirt.initrd)
+      } catch { throw SetupError(description: error.description) }
+      let (builtKernel, builtInitrd) = image
       kernel = try stageForQEMU(builtKernel)
       initrd = try stageForQEMU(builtInitrd)
     }
@@ -451,42 +455,6 @@ public final class LibvirtRunner: @unchecked Sendable {
       }
     }
     return release
-  }
-
-  /// The guest kernel and initramfs: from the job, or built (and cached) by Guests/build.sh.
-  func guestImage() throws -> (String, String) {
-    if let k = job.libvirt.kernelImage, let i = job.libvirt.initrd { return (k, i) }
-    let env = ProcessInfo.processInfo.environment
-    if let k = env["HPTHAMMER_GUEST_KERNEL"], let i = env["HPTHAMMER_GUEST_INITRD"] {
-      return (k, i)
-    }
-    let script = URL(fileURLWithPath: "Guests/build.sh")
-    guard FileManager.default.fileExists(atPath: script.path) else {
-      throw SetupError(
-        description:
-          "no guest image: set libvirt.kernel and libvirt.initrd, or run from the HPTHammer checkout (Guests/build.sh)"
-      )
-    }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/bash")
-    p.arguments = [script.path]
-    let out = Pipe()
-    p.standardOutput = out
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    var kernel: String?
-    var initrd: String?
-    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
-      if line.hasPrefix("HPTHAMMER_GUEST_KERNEL=") { kernel = String(line.dropFirst(23)) }
-      if line.hasPrefix("HPTHAMMER_GUEST_INITRD=") { initrd = String(line.dropFirst(23)) }
-    }
-    guard p.terminationStatus == 0, let kernel, let initrd else {
-      throw SetupError(
-        description:
-          "Guests/build.sh failed (exit \(p.terminationStatus)); run it by hand to see why")
-    }
-    return (kernel, initrd)
   }
 
   /// QEMU under qemu:///system runs as its own user, which cannot read a file below a private
