@@ -76,9 +76,10 @@ public final class Hammer: @unchecked Sendable {
         ok = walk(job.policies[rng.below(job.policies.count)])
       }
       if executor.clockIsSimulated {
-        let (done, verified) = stats.with { ($0.succeeded, $0.pagesVerified) }
-        stats.with { $0.timeline }?.sampleRates(
-          atNs: executor.nowNs, resizes: done, pagesVerified: verified)
+        let (timeline, done, verified) = stats.with {
+          ($0.timeline, $0.succeeded, $0.pagesVerified)
+        }
+        timeline?.sampleRates(atNs: executor.nowNs, resizes: done, pagesVerified: verified)
       }
       if !ok { break }
       budget.count()

@@ -137,7 +137,8 @@ public struct Job: Sendable {
     let bytes = UInt64(guestMemoryMiB) << 20
     var log2 = 0
     while (UInt64(1) << UInt64(log2)) < bytes { log2 += 1 }
-    return HPTOrder(rawValue: UInt32(min(46, max(18, log2 - 7))))!
+    let r = HPTOrder.validRange
+    return HPTOrder(rawValue: UInt32(min(Int(r.upperBound), max(Int(r.lowerBound), log2 - 7))))!
   }
 
   /// Longest budget a job may ask for (a year of host time): a longer one is a typo.

@@ -113,14 +113,7 @@ struct Parser {
   }
 
   func backend(_ v: Node) throws(JobError) -> BackendKind {
-    let s = try string(v, "backend")
-    guard let b = BackendKind(rawValue: s) else {
-      throw fail(
-        v, "backend",
-        "unknown backend '\(s)'; allowed: \(BackendKind.allCases.map(\.rawValue).joined(separator: ", "))"
-      )
-    }
-    return b
+    try choice(v, "backend", what: "unknown backend ")
   }
 
   func seed(_ v: Node) throws(JobError) -> UInt64 {
@@ -191,6 +184,13 @@ struct Parser {
       throw fail(v, key, "\(what)'\(s)'; allowed: \(allowed.joined(separator: ", "))")
     }
     return s
+  }
+
+  /// One of an enum's raw values, refused as `oneOf` refuses.
+  func choice<E: RawRepresentable & CaseIterable>(_ v: Node, _ key: String, what: String)
+    throws(JobError) -> E where E.RawValue == String
+  {
+    E(rawValue: try oneOf(v, key, E.allCases.map(\.rawValue), what: what))!
   }
 
   func host(_ v: Node, into job: inout Job) throws(JobError) {
@@ -265,15 +265,7 @@ struct Parser {
     }
     guard !names.isEmpty else { throw fail(v, key, "give at least one policy") }
     var policies: [ResizePolicy] = []
-    for (s, n) in names {
-      guard let p = ResizePolicy(rawValue: s) else {
-        throw fail(
-          n, key,
-          "unknown policy '\(s)'; allowed: \(ResizePolicy.allCases.map(\.rawValue).joined(separator: ", "))"
-        )
-      }
-      policies.append(p)
-    }
+    for (_, n) in names { policies.append(try choice(n, key, what: "unknown policy ")) }
     return policies
   }
 

@@ -69,10 +69,15 @@ public final class RunTimeline: @unchecked Sendable {
   /// A rates line when `ratesEveryS` of host time have passed since the last: what a long
   /// run's resizes are aggregated into once their own lines stop. Sampled by the stats line's
   /// thread on a real clock, by the hammer on the simulator's (`clockIsSimulated`).
+  /// Called at every resize on the simulator: the host's counters are read only when a line
+  /// is due.
   func sampleRates(atNs ns: UInt64, resizes: Int, pagesVerified: UInt64) {
+    let due = { (w: UInt64) in ns >= w && Double(ns - w) / 1e9 >= Self.ratesEveryS }
+    guard due(lock.locked { window.ns }) else { return }
     let faults = hostFaults()
+    // Another hammer may have written the line meanwhile.
     let last = lock.locked { () -> (ns: UInt64, resizes: Int, faults: Int, pages: UInt64)? in
-      guard ns >= window.ns, Double(ns - window.ns) / 1e9 >= Self.ratesEveryS else { return nil }
+      guard due(window.ns) else { return nil }
       defer { window = (ns, resizes, faults ?? 0, pagesVerified) }
       return window
     }

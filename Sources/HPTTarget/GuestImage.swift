@@ -40,17 +40,23 @@ public enum GuestImage {
     }
     let data = out.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    var kernel: String?
-    var initrd: String?
-    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
-      if line.hasPrefix("HPTHAMMER_GUEST_KERNEL=") { kernel = String(line.dropFirst(23)) }
-      if line.hasPrefix("HPTHAMMER_GUEST_INITRD=") { initrd = String(line.dropFirst(23)) }
-    }
-    guard p.terminationStatus == 0, let kernel, let initrd else {
+    let lines = scriptLines(String(decoding: data, as: UTF8.self), prefix: "HPTHAMMER_GUEST_")
+    guard p.terminationStatus == 0, let kernel = lines["KERNEL"], let initrd = lines["INITRD"]
+    else {
       throw Unavailable(
         description:
           "Guests/build.sh failed (exit \(p.terminationStatus)); run it by hand to see why")
     }
     return (kernel, initrd)
   }
+}
+
+/// A script's `PREFIX_KEY=value` lines (Guests/build.sh's, Guests/lab/run.sh's), by KEY.
+func scriptLines(_ text: String, prefix: String) -> [String: String] {
+  var v: [String: String] = [:]
+  for line in text.split(separator: "\n") where line.hasPrefix(prefix) {
+    let kv = line.split(separator: "=", maxSplits: 1)
+    if kv.count == 2 { v[String(kv[0].dropFirst(prefix.count))] = String(kv[1]) }
+  }
+  return v
 }

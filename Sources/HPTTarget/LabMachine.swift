@@ -41,12 +41,7 @@ public final class LabMachine: @unchecked Sendable {
   }
 
   static func parseAccess(_ text: String) -> [String: String] {
-    var v: [String: String] = [:]
-    for line in text.split(separator: "\n") where line.hasPrefix("HPTHAMMER_LAB_") {
-      let kv = line.split(separator: "=", maxSplits: 1)
-      if kv.count == 2 { v[String(kv[0].dropFirst("HPTHAMMER_LAB_".count))] = String(kv[1]) }
-    }
-    return v
+    scriptLines(text, prefix: "HPTHAMMER_LAB_")
   }
 
   /// The environment run.sh reads: machine, size, kernel under test.

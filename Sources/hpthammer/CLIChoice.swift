@@ -2,9 +2,11 @@ import ArgumentParser
 import HPTEngine
 import HPTResults
 
-/// An option whose values are an enum's raw values. A value it does not know is a usage error
-/// (exit 2) that names the option and lists the allowed values; the help lists them too.
-protocol CLIChoice: RawRepresentable<String>, CaseIterable, ExpressibleByArgument {
+/// An option whose values are an enum's raw values, read by `parse` as the option's
+/// `transform:` (so the message is ours, not ArgumentParser's own for ExpressibleByArgument). A
+/// value it does not know is a usage error (exit 2) that names the option and lists the allowed
+/// values; each option's help text lists them too.
+protocol CLIChoice: RawRepresentable<String>, CaseIterable {
   /// Said after the allowed values when a value is refused.
   static var hint: String { get }
 }
@@ -33,5 +35,5 @@ enum RunTargetChoice: String, CLIChoice {
   static let hint = " (a remote host is described in the job's target: section)"
   var kind: TargetKind { self == .lab ? .lab : .local }
 }
-extension StudyRecord.Kind: ExpressibleByArgument, CLIChoice {}
-extension BackendKind: ExpressibleByArgument, CLIChoice {}
+extension StudyRecord.Kind: CLIChoice {}
+extension BackendKind: CLIChoice {}
