@@ -195,6 +195,28 @@ import Testing
     #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/full") == ["notes.txt"])
   }
 
+  /// Guests that never reported a page over the whole time budget (a host too slow for the
+  /// load) tested nothing of memory: could not test (125), not pass. Without writers, or
+  /// bounded by a resize count, the same run passes.
+  @Test func aRunThatVerifiedNoPageCouldNotTest() throws {
+    let silent = job(extra: "memory_load: {pages_per_report: 1000000}")
+    let dir = try scratch([
+      "silent.yaml": silent,
+      "idle.yaml": job(extra: "memory_load: {guest_writers: false}"),
+    ])
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let (rc, _, err) = try run(["run", "silent.yaml", "--no-progress", "--out", "r1"], in: dir)
+    #expect(rc == 125, "\(err)")
+    let report = try runJSON("\(dir)/r1/run.json")
+    #expect(report["verdict"] as? String == "error")
+    #expect((report["error"] as? String ?? "").contains("verified no page"), "\(report)")
+    let (rc2, _, err2) = try run(["run", "idle.yaml", "--no-progress", "--out", "r2"], in: dir)
+    #expect(rc2 == 0, "\(err2)")
+    let (rc3, _, err3) = try run(
+      ["run", "silent.yaml", "--resizes", "3", "--no-progress", "--out", "r3"], in: dir)
+    #expect(rc3 == 0, "\(err3)")
+  }
+
   // MARK: options and job values
 
   @Test func hugeDurationsAreUsageErrors() throws {
