@@ -3,8 +3,9 @@
  *
  * Swift has no ppc64le toolchain, so the raw /dev/kvm backend runs on a controller machine
  * and sends its syscalls here (over ssh: stdin/stdout). This program does only what the
- * backend's Syscalls seam does: open, close, ioctl, mmap, munmap, madvise, plus memory reads
- * and writes and KVM_RUN with the kvm_run page carried both ways. Everything else (the VMM,
+ * backend's Syscalls seam does: open, close, ioctl, mmap, munmap, madvise, move_pages, plus
+ * memory reads and writes, the host's memory nodes and KVM_RUN with the kvm_run page carried
+ * both ways. Everything else (the VMM,
  * the payload, the hammer) stays in Swift. Static, no dependencies: built with
  * powerpc64le-linux-gnu-gcc -static (or gcc here, for tests against this machine's /dev/kvm).
  *
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -49,6 +51,8 @@ enum op {
 	OP_ONE_REG = 12,   /* fd, a=request, b=register id, data: value in -> value out */
 	OP_MMAP_SHARED_ANON = 13, /* a=length -> ret=address (guest RAM: shmem, survives DONTNEED) */
 	OP_KICK = 14,      /* fd: a vCPU; its KVM_RUN now (or its next one) returns EINTR */
+	OP_MOVE_PAGES = 15,   /* a=address, b=length, fd=node -> ret=pages on node after */
+	OP_MEMORY_NODES = 16, /* -> data: /sys/devices/system/node/has_memory ("0-1") */
 };
 
 struct request {
@@ -163,6 +167,68 @@ static void respond(uint32_t tag, int64_t ret, int32_t err, const void *data, ui
 	pthread_mutex_unlock(&out_lock);
 }
 
+#ifndef MPOL_MF_MOVE
+#define MPOL_MF_MOVE (1 << 1) /* numaif.h: pages mapped by this process only */
+#endif
+
+/* move_pages(2) of every page of [addr, addr+len) to node; the pages on node afterwards. */
+static int64_t move_to_node(void *addr, uint64_t len, int node)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned long n = (len + page - 1) / page, i;
+	void **pages = calloc(n, sizeof *pages);
+	int *nodes = calloc(n, sizeof *nodes), *status = calloc(n, sizeof *status);
+	int64_t ret = -1;
+	int err = ENOMEM;
+
+	if (pages && nodes && status) {
+		for (i = 0; i < n; i++) {
+			pages[i] = (char *)addr + i * page;
+			nodes[i] = node;
+			status[i] = -1;
+		}
+		if (syscall(SYS_move_pages, 0, n, pages, nodes, status, MPOL_MF_MOVE) >= 0) {
+			for (ret = 0, i = 0; i < n; i++)
+				ret += status[i] == node;
+		}
+		err = errno;
+	}
+	free(pages);
+	free(nodes);
+	free(status);
+	errno = err;
+	return ret;
+}
+
+/* The node list into *out (malloc'd), its length in ret. */
+static int64_t memory_nodes(uint8_t **out)
+{
+	int fd = open("/sys/devices/system/node/has_memory", O_RDONLY | O_CLOEXEC);
+	uint8_t *buf = calloc(1, 4096);
+	ssize_t n;
+
+	if (!buf)
+		return -1;
+	if (fd < 0) {
+		/* No node directory (no CONFIG_NUMA): one node, 0. */
+		if (errno != ENOENT) {
+			free(buf);
+			return -1;
+		}
+		memcpy(buf, "0\n", 2);
+		n = 2;
+	} else {
+		n = read(fd, buf, 4095);
+		close(fd);
+	}
+	if (n < 0) {
+		free(buf);
+		return -1;
+	}
+	*out = buf;
+	return n;
+}
+
 static void *serve(void *arg)
 {
 	struct request *rq = arg;
@@ -255,6 +321,16 @@ static void *serve(void *arg)
 	}
 	case OP_KICK:
 		ret = kick(rq->fd);
+		break;
+	case OP_MOVE_PAGES:
+		ret = move_to_node((void *)(uintptr_t)rq->a, rq->b, rq->fd);
+		break;
+	case OP_MEMORY_NODES:
+		free(rq->data);
+		rq->data = NULL;
+		ret = memory_nodes(&rq->data);
+		out = rq->data;
+		out_len = ret > 0 ? (uint32_t)ret : 0;
 		break;
 	default:
 		ret = -1;

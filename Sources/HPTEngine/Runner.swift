@@ -252,7 +252,8 @@ public final class Runner: @unchecked Sendable {
           Agent(name: "kcompactd0") {
             var r = rng
             hostMemoryLoad(
-              g, exec: exec, everyMs: every, pages: pages, memory: memory, how: how, rng: &r)
+              g, exec: exec, everyMs: every, pages: pages, memory: memory, how: how, rng: &r
+            ) { [self] e in memoryLoadRefused(e, how: how, guest: g.name) }
           })
       }
     }
@@ -609,7 +610,21 @@ public final class Runner: @unchecked Sendable {
       report: title + "\n")
     hostCrashed.value = true
   }
-  var infraError: String?
+  var infraError: String? {
+    get { infraErrorLock.withLock { infraErrorText } }
+    set { infraErrorLock.withLock { if infraErrorText == nil { infraErrorText = newValue } } }
+  }
+  private var infraErrorText: String?
+  private let infraErrorLock = NSLock()
+
+  /// The host refused to take a guest's pages as the job asked: the host or its setup cannot
+  /// do this load (not a kernel bug), so the run stops as one that could not test.
+  func memoryLoadRefused(_ e: KVMError, how: HostInvalidation, guest: String) {
+    guard e.errno != .hostDown else { return }
+    infraError =
+      "memory_load.host_invalidate (advice \(how.rawValue)) for \(guest): the host refused it: \(e)"
+    host.executor.requestStop()
+  }
 
   /// The host under test when it is not this machine (a remote or lab target), for the
   /// evidence a run gathers from it besides its log.
@@ -668,11 +683,12 @@ public final class Runner: @unchecked Sendable {
   }
 }
 
-/// Host-side memory load: migrate a random range of guest pages every `everyMs`, as
-/// compaction does, forcing HPTE invalidations through the MMU notifier and re-faults.
+/// Host-side memory load: take a random range of guest pages every `everyMs` (`how`: zap, hole
+/// punch, reclaim, migration), forcing HPTE invalidations through the MMU notifier and
+/// re-faults. A refusal (anything but the host going down) is handed to `refused`.
 func hostMemoryLoad(
   _ g: GuestContext, exec: any AgentExecutor, everyMs: Double, pages: Int, memory: UInt64,
-  how: HostInvalidation, rng: inout SplitMix64
+  how: HostInvalidation, rng: inout SplitMix64, refused: (KVMError) -> Void
 ) {
   let totalPages = Int(memory >> 16)
   while !exec.stopRequested {
@@ -683,6 +699,7 @@ func hostMemoryLoad(
       try g.vm.invalidateGuestMemory(
         guestPhysAddr: UInt64(first) << 16, size: UInt64(pages) << 16, how: how)
     } catch {
+      refused(error)
       return
     }
   }

@@ -116,7 +116,8 @@ extension Parser {
       case "inject_host_hang_after_s": t.injectHostHangAfterS = try double(v, key, min: 0)
       default:
         for (lk, lv) in try mapping(
-          v, key, allowed: ["machine", "cpus", "memory_mib", "host_kernel", "host_modules"])
+          v, key,
+          allowed: ["machine", "cpus", "sockets", "memory_mib", "host_kernel", "host_modules"])
         {
           let lkey = "\(key).\(lk)"
           switch lk {
@@ -127,12 +128,19 @@ extension Parser {
             }
             t.spec.lab.machine = m
           case "cpus": t.spec.lab.cpus = try int(lv, lkey, 1...16)
+          case "sockets": t.spec.lab.sockets = try int(lv, lkey, 1...4)
           case "memory_mib": t.spec.lab.memoryMiB = try int(lv, lkey, 1024...65536)
           case "host_kernel": t.spec.lab.hostKernel = try string(lv, lkey)
           default: t.spec.lab.hostModules = try string(lv, lkey)
           }
         }
       }
+    }
+    if t.spec.lab.cpus % t.spec.lab.sockets != 0 {
+      throw fail(
+        node, "target.lab.sockets",
+        "\(t.spec.lab.sockets) sockets do not divide \(t.spec.lab.cpus) cpus (each chip gets as many)"
+      )
     }
     if t.injectHostHangAfterS != nil && t.spec.kind != .lab {
       throw fail(node, "target.inject_host_hang_after_s", "only the lab can be frozen (QMP stop)")

@@ -161,6 +161,9 @@ public struct LabSpec: Sendable, Equatable {
   /// powernv9 or powernv10.
   public var machine = "powernv9"
   public var cpus = 2
+  /// POWER chips; each is a NUMA node with its share of the memory (QEMU's powernv gives each
+  /// chip a memory range). Two let the host migrate pages between nodes.
+  public var sockets = 1
   public var memoryMiB = 4096
   /// A kernel the developer built (vmlinux, PowerNV-capable) and its modules directory
   /// (lib/modules/VERSION with kvm.ko and kvm-hv.ko); nil: Debian's.

@@ -47,7 +47,8 @@ public final class LabMachine: @unchecked Sendable {
   /// The environment run.sh reads: machine, size, kernel under test.
   static func environment(_ spec: LabSpec) -> [String] {
     var env = [
-      "HPTHAMMER_LAB_MACHINE=\(spec.machine)", "HPTHAMMER_LAB_SMP=\(spec.cpus)",
+      "HPTHAMMER_LAB_MACHINE=\(spec.machine)",
+      "HPTHAMMER_LAB_SMP=\(spec.cpus)" + (spec.sockets > 1 ? ",sockets=\(spec.sockets)" : ""),
       "HPTHAMMER_LAB_MEM=\(spec.memoryMiB)M",
     ]
     if let k = spec.hostKernel { env.append("HPTHAMMER_LAB_HOST_KERNEL=\(k)") }

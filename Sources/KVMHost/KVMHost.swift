@@ -77,6 +77,10 @@ public enum HostInvalidation: String, Sendable, Hashable, CaseIterable, Codable 
   /// madvise(MADV_PAGEOUT): reclaim takes the pages (unmapped through the rmap, written to
   /// swap where there is swap) and gives them back, contents intact, at the next access.
   case pageout
+  /// move_pages(2) to another NUMA node (as NUMA balancing and memory offlining do): the
+  /// MMU notifier, then a new page with the same contents; a stale translation reaches the
+  /// old page, freed and reused. The host needs two nodes with memory.
+  case migrate
 }
 
 public protocol KVMVCPU: AnyObject, Sendable {

@@ -54,6 +54,37 @@ public struct LinuxSyscalls: Syscalls {
     check(Glibc.madvise(address, length, advice.rawValue))
   }
 
+  public func memoryNodes() -> Result<[Int32], Errno> {
+    let path = "/sys/devices/system/node/has_memory"
+    let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+    // A kernel without CONFIG_NUMA has no node directory: one node, 0.
+    if fd < 0 {
+      return Glibc.errno == ENOENT ? .success([0]) : .failure(Errno(rawValue: Glibc.errno))
+    }
+    defer { _ = Glibc.close(fd) }
+    var buf = [UInt8](repeating: 0, count: 4096)
+    let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+    guard n >= 0 else { return .failure(Errno(rawValue: Glibc.errno)) }
+    guard let nodes = parseNodeList(String(decoding: buf[..<n], as: UTF8.self)) else {
+      return .failure(.EINVAL)
+    }
+    return .success(nodes)
+  }
+
+  public func movePages(_ address: UnsafeMutableRawPointer, length: Int, toNode node: Int32)
+    -> Result<Int, Errno>
+  {
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let count = (length + page - 1) / page
+    var pages: [UnsafeMutableRawPointer?] = (0..<count).map { address + $0 * page }
+    let nodes = [Int32](repeating: node, count: count)
+    var status = [Int32](repeating: -1, count: count)
+    let mpolMFMove: Int32 = 1 << 1  // MPOL_MF_MOVE: pages mapped by this process only
+    let r = ckvmsys_move_pages(UInt(count), &pages, nodes, &status, mpolMFMove)
+    guard r >= 0 else { return .failure(Errno(rawValue: Glibc.errno)) }
+    return .success(status.count { $0 == node })
+  }
+
   /// -1 means failure with errno set by that very call.
   private func check(_ r: Int32) -> Result<Int32, Errno> {
     r == -1 ? .failure(Errno(rawValue: Glibc.errno)) : .success(r)

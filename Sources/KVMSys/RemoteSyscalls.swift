@@ -51,7 +51,7 @@ public final class RemoteSyscalls: Syscalls, @unchecked Sendable {
   enum Op: UInt32 {
     case hello = 0
     case open, close, ioctlPtr, ioctlVal, mmapAnon, mmapShared, munmap, madvise,
-      writeMem, readMem, kvmRun, oneReg, mmapSharedAnon, kick
+      writeMem, readMem, kvmRun, oneReg, mmapSharedAnon, kick, movePages, memoryNodes
   }
 
   /// `readFD`/`writeFD`: the channel to hostd (its stdout, its stdin). `arch`: the host's.
@@ -154,6 +154,26 @@ public final class RemoteSyscalls: Syscalls, @unchecked Sendable {
     guard let remote = remoteAddress(UInt(bitPattern: address)) else { return .failure(.EFAULT) }
     return result(call(.madvise, fd: advice.rawValue, a: remote, b: UInt64(length), data: [])).map {
       Int32($0)
+    }
+  }
+
+  /// The host's memory nodes, read there (hostd's OP_MEMORY_NODES).
+  public func memoryNodes() -> Result<[Int32], Errno> {
+    let r = call(.memoryNodes, fd: -1, a: 0, b: 0, data: [])
+    guard r.ret >= 0 else { return .failure(Errno(rawValue: r.err)) }
+    guard let nodes = parseNodeList(String(decoding: r.data, as: UTF8.self)) else {
+      return .failure(.EINVAL)
+    }
+    return .success(nodes)
+  }
+
+  /// move_pages(2) of the host's pages behind a local shadow range (hostd's OP_MOVE_PAGES).
+  public func movePages(_ address: UnsafeMutableRawPointer, length: Int, toNode node: Int32)
+    -> Result<Int, Errno>
+  {
+    guard let remote = remoteAddress(UInt(bitPattern: address)) else { return .failure(.EFAULT) }
+    return result(call(.movePages, fd: node, a: remote, b: UInt64(length), data: [])).map {
+      Int($0)
     }
   }
 

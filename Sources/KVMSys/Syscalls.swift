@@ -22,6 +22,14 @@ public protocol Syscalls: Sendable {
   func madvise(_ address: UnsafeMutableRawPointer, length: Int, _ advice: MemoryAdvice) -> Result<
     Int32, Errno
   >
+  /// The NUMA nodes that have memory (/sys/devices/system/node/has_memory), in order.
+  func memoryNodes() -> Result<[Int32], Errno>
+  /// move_pages(2) with MPOL_MF_MOVE: every page of [address, address+length) that is present
+  /// moves to `node` (page migration: the MMU notifier, then a new page with the same
+  /// contents). Returns how many of the range's pages are on `node` afterwards.
+  func movePages(_ address: UnsafeMutableRawPointer, length: Int, toNode node: Int32) -> Result<
+    Int, Errno
+  >
   /// The architecture of the kernel the calls reach, which decides the ioctl numbers: this
   /// host's (the default), or a remote POWER host's for `RemoteSyscalls`.
   var arch: Arch { get }
@@ -61,6 +69,12 @@ public enum MemoryMapping: Sendable, Hashable {
 extension Syscalls {
   public var arch: Arch { .host }
 
+  /// A seam that models no NUMA (the scripted and recording test seams).
+  public func memoryNodes() -> Result<[Int32], Errno> { .failure(.ENOSYS) }
+  public func movePages(_ address: UnsafeMutableRawPointer, length: Int, toNode node: Int32)
+    -> Result<Int, Errno>
+  { .failure(.ENOSYS) }
+
   /// Reads `count` bytes of a mapping this process made (on a remote host: of the mapping
   /// there, not of the local shadow).
   public func peek(_ address: UnsafeMutableRawPointer, count: Int) -> Result<[UInt8], Errno> {
@@ -80,4 +94,25 @@ extension Syscalls {
       return r
     }
   }
+}
+
+/// The kernel's node list format (cpulist_parse: "0", "0-1", "0,8", "0-3,8-11"), as in
+/// /sys/devices/system/node/has_memory; nil for anything else.
+public func parseNodeList(_ text: String) -> [Int32]? {
+  let t = text.filter { !$0.isWhitespace }
+  guard !t.isEmpty else { return [] }
+  var out: [Int32] = []
+  for part in t.split(separator: ",", omittingEmptySubsequences: false) {
+    let ends = part.split(separator: "-", omittingEmptySubsequences: false).map { Int32($0) }
+    switch ends.count {
+    case 1:
+      guard let a = ends[0] else { return nil }
+      out.append(a)
+    case 2:
+      guard let a = ends[0], let b = ends[1], a <= b, b - a < 4096 else { return nil }
+      out += Array(a...b)
+    default: return nil
+    }
+  }
+  return out
 }

@@ -40,6 +40,9 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
   private var devices: [KVMDeviceFD] = []
   /// What each vCPU's payload walks, for the taken tables.
   private var payloads: [GuestPayload] = []
+  /// The host's NUMA nodes with memory (advice migrate), and how many migrations were asked.
+  private var memoryNodes: [Int32]?
+  private var migrations = 0
 
   let kicker: (any VCPUKicker)?
 
@@ -188,11 +191,13 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
     let start = guestPhysAddr / page * page
     let end = (guestPhysAddr + size + page - 1) / page * page
     if how == .remove { try markTaken(start..<end) }
+    if how == .migrate { return try migrate(start..<end) }
     let (advice, name): (MemoryAdvice, String) =
       switch how {
       case .dontneed: (.dontNeed, "MADV_DONTNEED")
       case .remove: (.remove, "MADV_REMOVE")
       case .pageout: (.pageout, "MADV_PAGEOUT")
+      case .migrate: preconditionFailure("handled above")
       }
     let slots = lock.withLock { memslots }
     for m in slots {
@@ -202,6 +207,40 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
       let r = syscalls.madvise(m.host + Int(lo - m.guestPhysAddr), length: Int(hi - lo), advice)
       if case .failure(let e) = r { throw KVMError("madvise \(name)", e) }
     }
+  }
+
+  /// Moves the guest RAM behind `range` to the next of the host's memory nodes, in turn.
+  func migrate(_ range: Range<UInt64>) throws(KVMError) {
+    let nodes = try hostMemoryNodes()
+    let node = lock.withLock { () -> Int32 in
+      migrations += 1
+      return nodes[migrations % nodes.count]
+    }
+    for m in lock.withLock({ memslots }) {
+      let lo = max(range.lowerBound, m.guestPhysAddr)
+      let hi = min(range.upperBound, m.guestPhysAddr + m.size)
+      guard lo < hi else { continue }
+      let r = syscalls.movePages(
+        m.host + Int(lo - m.guestPhysAddr), length: Int(hi - lo), toNode: node)
+      if case .failure(let e) = r { throw KVMError("move_pages to node \(node)", e) }
+    }
+  }
+
+  /// The host's NUMA nodes with memory, asked once; two at least, or migration has nowhere to go.
+  func hostMemoryNodes() throws(KVMError) -> [Int32] {
+    if let n = lock.withLock({ memoryNodes }) { return n }
+    let nodes: [Int32]
+    switch syscalls.memoryNodes() {
+    case .success(let n): nodes = n
+    case .failure(let e): throw KVMError("reading the host's memory nodes", e)
+    }
+    guard nodes.count >= 2 else {
+      throw KVMError(
+        "memory_load.host_invalidate.advice migrate: the host has one NUMA node with memory (\(nodes.map(String.init).joined(separator: ","))); page migration needs two (the lab: boot it with HPTHAMMER_LAB_SMP=2,sockets=2)",
+        .ENODEV)
+    }
+    lock.withLock { memoryNodes = nodes }
+    return nodes
   }
 
   /// Sets the taken-table dword of every walked page in `range`.

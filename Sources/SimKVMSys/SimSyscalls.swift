@@ -386,6 +386,30 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
   public func madvise(_ address: UnsafeMutableRawPointer, length: Int, _ advice: MemoryAdvice)
     -> Result<Int32, Errno>
   {
+    let how: HostInvalidation =
+      switch advice {
+      case .dontNeed: .dontneed
+      case .remove: .remove
+      case .pageout: .pageout
+      }
+    return invalidate(address, length: length, how: how).map { _ in 0 }
+  }
+
+  /// The simulated POWER9 has two chips, each a node with memory.
+  public func memoryNodes() -> Result<[Int32], Errno> { .success([0, 1]) }
+
+  /// move_pages of a memslot's memory: a page migration, as the simulator models every way of
+  /// taking pages; every page of the range is then on `node`.
+  public func movePages(_ address: UnsafeMutableRawPointer, length: Int, toNode node: Int32)
+    -> Result<Int, Errno>
+  {
+    invalidate(address, length: length, how: .migrate).map { length / 65536 }
+  }
+
+  /// The simulated MMU notifier over the memslot memory at `address`.
+  func invalidate(_ address: UnsafeMutableRawPointer, length: Int, how: HostInvalidation)
+    -> Result<Void, Errno>
+  {
     let a = UInt64(UInt(bitPattern: address))
     let target = lock.withLock { () -> (VMState, UInt64)? in
       for case .vm(let s) in fds.values {
@@ -396,16 +420,10 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
       }
       return nil
     }
-    guard let (s, gpa) = target else { return .success(0) }  // plain memory: nothing to model
+    guard let (s, gpa) = target else { return .success(()) }  // plain memory: nothing to model
     do {
-      let how: HostInvalidation =
-        switch advice {
-        case .dontNeed: .dontneed
-        case .remove: .remove
-        case .pageout: .pageout
-        }
       try s.vm.invalidateGuestMemory(guestPhysAddr: gpa, size: UInt64(length), how: how)
-      return .success(0)
+      return .success(())
     } catch {
       return .failure(error.errno)
     }

@@ -131,6 +131,49 @@ import Testing
 }
 
 extension RemoteSyscallsTests {
+  /// Page migration here (LinuxSyscalls) and through hostd: the same node list, every touched
+  /// page of a shmem range moved to the first node and its contents kept; a node that does not
+  /// exist is the kernel's refusal, not a count.
+  @Test(.enabled(if: which("cc") != nil, "no C compiler"))
+  func pageMigrationHereAndThroughHostd() throws {
+    let local = LinuxSyscalls()
+    let nodes = try local.memoryNodes().get()
+    #expect(!nodes.isEmpty)
+    let bin = try Self.build(Self.which("cc")!)
+    defer { try? FileManager.default.removeItem(atPath: bin) }
+    let (remote, p, _) = try Self.connect([bin], arch: .host)
+    defer { if p.isRunning { p.terminate() } }
+    #expect(try remote.memoryNodes().get() == nodes)
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let word = Array("hpthammer".utf8)
+    for sys in [local, remote] as [any Syscalls] {
+      let ram = try sys.mmap(length: 16 * page, .sharedAnonymous).get()
+      for i in 0..<4 { try sys.poke(ram + i * page, word).get() }
+      #expect(try sys.movePages(ram, length: 16 * page, toNode: nodes[0]).get() == 4)
+      #expect(try sys.peek(ram + 3 * page, count: word.count).get() == word)
+      #expect(throws: Errno.ENODEV) {
+        try sys.movePages(ram, length: page, toNode: (nodes.max() ?? 0) + 1).get()
+      }
+      _ = sys.munmap(ram, length: 16 * page)
+    }
+    #expect(throws: Errno.EFAULT) {
+      try remote.movePages(UnsafeMutableRawPointer(bitPattern: 0x1000)!, length: 4096, toNode: 0)
+        .get()
+    }
+  }
+
+  /// The kernel's node list format.
+  @Test func nodeListsParseAsTheKernelWritesThem() {
+    #expect(parseNodeList("0\n") == [0])
+    #expect(parseNodeList("0-1\n") == [0, 1])
+    #expect(parseNodeList("0,8\n") == [0, 8])
+    #expect(parseNodeList("0-2,8-9") == [0, 1, 2, 8, 9])
+    #expect(parseNodeList("") == [])
+    #expect(parseNodeList("0-") == nil)
+    #expect(parseNodeList("a") == nil)
+    #expect(parseNodeList("3-1") == nil)
+  }
+
   /// Something that is not hostd at the other end (here `cat`, echoing the HELLO frame back):
   /// a clear error, not a hang.
   @Test func aChannelThatIsNotHostdIsRefused() throws {

@@ -41,6 +41,16 @@ final class RecordingSyscalls: Syscalls {
   {
     scripted.madvise(address, length: length, advice)
   }
+  /// The host's memory nodes as a test sets them; each move_pages as (address, length, node).
+  let nodes = Mutex<Result<[Int32], Errno>>(.failure(.ENOSYS))
+  let moves = Mutex<[(UInt, Int, Int32)]>([])
+  func memoryNodes() -> Result<[Int32], Errno> { nodes.withLock { $0 } }
+  func movePages(_ address: UnsafeMutableRawPointer, length: Int, toNode node: Int32)
+    -> Result<Int, Errno>
+  {
+    moves.withLock { $0.append((UInt(bitPattern: address), length, node)) }
+    return .success(length >> 16)
+  }
 }
 
 final class NoLog: KernelLogSource, @unchecked Sendable {
@@ -189,6 +199,37 @@ final class NoExecutor: AgentExecutor, @unchecked Sendable {
     #expect(throws: KVMError("madvise MADV_DONTNEED", .EINVAL)) {
       try vm.invalidateGuestMemory(guestPhysAddr: 0, size: 0x1_0000, how: .dontneed)
     }
+  }
+
+  /// Migration moves whole 64 KiB pages within RAM to the host's memory nodes in turn
+  /// (nodes 0 and 8, as a two-chip POWER9 numbers them), asking for the nodes once.
+  @Test func migrateMovesWholePagesToEachNodeInTurn() throws {
+    let (vm, _, _, rec) = try guest()
+    rec.nodes.withLock { $0 = .success([0, 8]) }
+    let ram0 = try #require(vm.hostAddress(0, length: 8))
+    let base = UInt(bitPattern: ram0)
+    for _ in 0..<3 {
+      try vm.invalidateGuestMemory(guestPhysAddr: 0x2_0100, size: 0x1_0000, how: .migrate)
+    }
+    let moves = rec.moves.withLock { $0 }
+    #expect(moves.map(\.0) == Array(repeating: base + 0x2_0000, count: 3))
+    #expect(moves.map(\.1) == [0x2_0000, 0x2_0000, 0x2_0000])
+    #expect(moves.map(\.2) == [8, 0, 8])
+  }
+
+  /// A host with one memory node cannot migrate: the error says so and how to get two.
+  @Test func migrationOnAOneNodeHostIsRefusedWithTheReason() throws {
+    let (vm, _, _, rec) = try guest()
+    rec.nodes.withLock { $0 = .success([0]) }
+    do {
+      try vm.invalidateGuestMemory(guestPhysAddr: 0, size: 0x1_0000, how: .migrate)
+      Issue.record("a one-node host migrated")
+    } catch {
+      #expect(error.errno == .ENODEV)
+      #expect(error.ioctl.contains("one NUMA node with memory (0)"))
+      #expect(error.ioctl.contains("sockets=2"))
+    }
+    #expect(rec.moves.withLock { $0.isEmpty })
   }
 
   /// MADV_REMOVE frees pages: first the payload's taken table gets a 1 for every walked page
