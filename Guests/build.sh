@@ -113,12 +113,39 @@ if [ ! -x "$agent" ]; then
   mv "$agent.tmp" "$agent"
 fi
 
+# --- modules -------------------------------------------------------------------------------
+# The virtio balloon (libvirt.balloon_every_s) needs virtio_pci and virtio_balloon, which
+# Debian builds as modules: they go into the initramfs with their dependencies, in load order
+# (modules.dep lists a module's dependencies; each is loaded before what needs it).
+kmods="virtio_pci virtio_balloon"
+moddir=$(ls -d "$kroot"/lib/modules/*/ 2>/dev/null | sed -n 1p || true)
+[ -n "$moddir" ] && [ -f "$moddir/modules.dep" ] || die "$kpkg has no lib/modules/*/modules.dep"
+modorder=$(python3 - "$moddir/modules.dep" $kmods <<'PY'
+import os, sys
+deps = {}
+for line in open(sys.argv[1]):
+    path, _, rest = line.partition(":")
+    deps[os.path.basename(path).split(".ko")[0]] = (path, [os.path.basename(d).split(".ko")[0] for d in rest.split()])
+order = []
+def add(m):
+    if m not in deps:
+        sys.exit(f"module {m} is not in modules.dep")
+    for d in reversed(deps[m][1]):
+        add(d)
+    if deps[m][0] not in order:
+        order.append(deps[m][0])
+for m in sys.argv[2:]:
+    add(m)
+print("\n".join(order))
+PY
+) || die "resolving the guest's modules ($kmods) in $moddir/modules.dep failed"
 # --- initramfs -----------------------------------------------------------------------------
 bb="$bbroot/bin/busybox"
 [ -x "$bb" ] || die "busybox-static has no bin/busybox"
 # The applets /init and a debugging shell use.
-applets="sh mount umount mkdir mknod cat echo ls sleep sync poweroff reboot halt dmesg grep ps kill free uname"
-ihash=$( (sha256sum "$bb" "$agent" "$here/init" "$here/mkcpio.py" | cut -d' ' -f1; echo "$applets") |
+applets="sh mount umount mkdir mknod cat echo ls sleep sync poweroff reboot halt dmesg grep ps kill free uname insmod"
+ihash=$( (sha256sum "$bb" "$agent" "$here/init" "$here/mkcpio.py" | cut -d' ' -f1; echo "$applets";
+  for m in $modorder; do sha256sum "$moddir/$m" | cut -d' ' -f1; done) |
   sha256sum | cut -c1-16)
 initrd="$cache/initrd-$ihash.cpio.gz"
 if [ ! -s "$initrd" ]; then
@@ -129,6 +156,11 @@ if [ ! -s "$initrd" ]; then
   for a in $applets; do ln -s busybox "$stage/bin/$a"; done
   cp "$agent" "$stage/bin/hpthammer-agent"
   cp "$here/init" "$stage/init" && chmod 755 "$stage/init"
+  mkdir -p "$stage/lib/modules"
+  for m in $modorder; do
+    cp "$moddir/$m" "$stage/lib/modules/" || die "copying the module $m failed"
+    echo "${m##*/}" >>"$stage/lib/modules/order"
+  done
   python3 "$here/mkcpio.py" "$stage" "$initrd.tmp" && mv "$initrd.tmp" "$initrd"
   rm -rf "$stage"
 fi

@@ -65,6 +65,14 @@ grew = any(k.startswith("order 24 with") for k in h)
 check("hotplug: the guest grows its HPT with the dimm, the run passes", rc == 0 and grew and h.get("attached", 0) >= 1,
       f"exit {rc}, hotplug answers {h}, unexpected {r.get('unexpected')}")
 
+# 5a. The balloon from outside: libvirt inflated and deflated it, the guest's driver followed
+# (a balloon that does not move stops the run with 125), the run passes.
+rc, r = load("balloon")
+b = r.get("answers", {}).get("BALLOON", {})
+check("balloon: inflated and deflated with the guest's driver following, the run passes",
+      rc == 0 and b.get("inflate", 0) >= 2 and b.get("deflate", 0) >= 2 and "error" not in b,
+      f"exit {rc}, balloon answers {b}, error {r.get('error')}")
+
 # 5b. The host's KSM and THP against the guests: they merged, collapsed and split guest pages
 # during the run, the run passes, and the host's settings are as before after it.
 rc, r = load("host-mm")

@@ -25,6 +25,7 @@ run disabled Jobs/ci/tcg-resizing-disabled.yaml
 run invalid Jobs/ci/tcg-invalid-orders.yaml
 run crash Jobs/ci/tcg-guest-crash.yaml
 run hotplug Jobs/ci/tcg-hotplug.yaml
+run balloon Jobs/ci/tcg-balloon.yaml
 mm_before="$(cat /sys/kernel/mm/ksm/run /sys/kernel/mm/ksm/pages_to_scan /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null | tr '\n' ' ')"
 run host-mm Jobs/ci/tcg-host-mm.yaml
 mm_after="$(cat /sys/kernel/mm/ksm/run /sys/kernel/mm/ksm/pages_to_scan /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null | tr '\n' ' ')"

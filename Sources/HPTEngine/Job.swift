@@ -73,6 +73,11 @@ public struct LibvirtJob: Sendable, Equatable {
   /// Memory hotplug: a dimm of this size attached, then detached, every `hotplugEveryS`.
   public var hotplugEveryS: Double?
   public var hotplugMiB = 256
+  /// The balloon (virtio-balloon): inflated by `balloonMiB`, then deflated, every
+  /// `balloonEveryS`. The guest hands the pages to QEMU, which gives them back to the host
+  /// (MADV_DONTNEED): the MMU notifier drops their HPTEs; deflated, the guest faults them in.
+  public var balloonEveryS: Double?
+  public var balloonMiB = 64
   /// Explicit orders to try, in turn, instead of the policy (negative tests: 17, 25...).
   public var orderSequence: [UInt32]?
   /// Make guest0 crash (echo c > /proc/sysrq-trigger) this long after the start: checks that a
@@ -192,6 +197,20 @@ public struct Job: Sendable {
         file: file, line: nil, key: "lifecycle",
         message:
           "VM lifecycle churn is done by the raw VMM (backends sim, raw, raw-sim), not libvirt")
+    }
+    if libvirt.balloonEveryS != nil && backend != .libvirt {
+      throw JobError(
+        file: file, line: nil, key: "libvirt.balloon_every_s",
+        message:
+          "the balloon is a libvirt guest's device (backend libvirt); the raw VMM takes pages with memory_load.host_invalidate"
+      )
+    }
+    if libvirt.balloonEveryS != nil && libvirt.balloonMiB * 2 > guestMemoryMiB {
+      throw JobError(
+        file: file, line: nil, key: "libvirt.balloon_mib",
+        message:
+          "\(libvirt.balloonMiB) MiB is more than half of guests.memory_mib (\(guestMemoryMiB)): the guest's agent and load need the rest"
+      )
     }
     if boltedSecondaryHPTEs > 0 && backend != .raw && backend != .rawSim {
       throw JobError(

@@ -140,7 +140,7 @@ struct Parser {
   static let libvirtKeys = [
     "uri", "kernel", "initrd", "cpu_model", "resizing", "boot_timeout_s", "heartbeat_timeout_s",
     "load_threads", "load_mib_per_thread", "hotplug_every_s", "hotplug_mib", "order_sequence",
-    "inject_guest_crash_after_s", "churn",
+    "inject_guest_crash_after_s", "churn", "balloon_every_s", "balloon_mib",
   ]
 
   func libvirt(_ v: Node, into lv: inout LibvirtJob) throws(JobError) {
@@ -161,6 +161,8 @@ struct Parser {
       case "load_mib_per_thread": lv.loadMiBPerThread = try int(n, key, 1...65536)
       case "hotplug_every_s": lv.hotplugEveryS = try double(n, key, min: 0.1)
       case "hotplug_mib": lv.hotplugMiB = try int(n, key, 256...65536)
+      case "balloon_every_s": lv.balloonEveryS = try double(n, key, min: 0.5)
+      case "balloon_mib": lv.balloonMiB = try int(n, key, 16...65536)
       case "inject_guest_crash_after_s": lv.injectGuestCrashAfterS = try double(n, key, min: 0)
       default: lv.orderSequence = try orderSequence(n, key)
       }

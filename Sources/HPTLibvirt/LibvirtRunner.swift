@@ -290,7 +290,7 @@ public final class LibvirtRunner: @unchecked Sendable {
         throw SetupError(
           description: "a domain named \(name) already exists; it is not ours, so it is left alone")
       }
-      let spec = HPTDomainSpec(
+      var spec = HPTDomainSpec(
         name: name, type: type, memoryMiB: job.guestMemoryMiB,
         // Room for the hotplugged dimm (pseries hotplugs in 256 MiB LMBs).
         maxMemoryMiB: max(job.guestMemoryMiB * 4, job.guestMemoryMiB + 2 * job.libvirt.hotplugMiB),
@@ -299,6 +299,7 @@ public final class LibvirtRunner: @unchecked Sendable {
         consoleLog: target.spec.kind == .local
           ? consoleDir + "/guest\(i).libvirt-console.log" : consoleDir + "/\(name).console.log",
         owner: owner)
+      spec.balloon = job.libvirt.balloonEveryS != nil
       let d = try conn.defineDomain(xml: spec.xml)
       lock.locked { created.append(d) }
       try d.start()
@@ -351,6 +352,9 @@ public final class LibvirtRunner: @unchecked Sendable {
         })
       if let every = job.libvirt.hotplugEveryS {
         agents.append(Agent(name: "hotplug-\(l.name)") { [self] in hotplug(l, everyS: every) })
+      }
+      if let every = job.libvirt.balloonEveryS {
+        agents.append(Agent(name: "balloon-\(l.name)") { [self] in balloon(l, everyS: every) })
       }
     }
     let all = links
@@ -705,6 +709,48 @@ public final class LibvirtRunner: @unchecked Sendable {
         recorder.stats.answer("HOTPLUG", "error")
       }
     }
+  }
+
+  /// The balloon from outside: inflated by balloon_mib, then deflated, in turn. The first
+  /// inflation must show in the guest driver's count within 30 s; a balloon that does not move
+  /// (no virtio_balloon in the guest) would make a run that takes no page, so it stops the run.
+  func balloon(_ l: GuestLink, everyS: Double) {
+    let full = UInt(job.guestMemoryMiB) << 10
+    let small = full - (UInt(job.libvirt.balloonMiB) << 10)
+    var moved = false
+    while !exec.stopRequested {
+      for target in [small, full] {
+        exec.sleep(ms: Int(everyS * 1000))
+        if exec.stopRequested { return }
+        do {
+          try l.domain.setMemory(kib: target)
+          recorder.stats.answer("BALLOON", target == small ? "inflate" : "deflate")
+        } catch {
+          recorder.stats.answer("BALLOON", "error")
+          continue
+        }
+        if !moved {
+          moved = balloonReaches(l, kib: small, timeoutS: 30)
+          if !moved, !exec.stopRequested {
+            let now = (try? l.domain.balloonKiB()).flatMap { $0 }.map { "\($0 >> 10) MiB" } ?? "?"
+            configurationError(
+              "\(l.name)'s balloon did not move in 30 s (asked for \(small >> 10) MiB, the guest has \(now)): the guest has no virtio_balloon driver; use the guest image of Guests/build.sh, whose initramfs loads virtio_pci and virtio_balloon"
+            )
+            return
+          }
+        }
+      }
+    }
+  }
+
+  /// Whether the guest's balloon driver brings it to `kib` (or below) within `timeoutS`.
+  func balloonReaches(_ l: GuestLink, kib: UInt, timeoutS: Double) -> Bool {
+    let deadline = Date().addingTimeInterval(timeoutS)
+    while Date() < deadline && !exec.stopRequested {
+      if let now = try? l.domain.balloonKiB(), now <= UInt64(kib) { return true }
+      exec.sleep(ms: 500)
+    }
+    return false
   }
 
   /// Domains the harness created are destroyed and undefined on every exit path; domains it did

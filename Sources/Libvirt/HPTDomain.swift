@@ -41,6 +41,8 @@ public struct HPTDomainSpec: Sendable, Equatable {
   public var vof: Bool
   /// The run that made it (domain metadata), so that a dead run's domains can be found.
   public var owner: DomainOwner?
+  /// A virtio balloon (the guest needs the virtio_pci and virtio_balloon drivers).
+  public var balloon = false
 
   public init(
     name: String, type: DomainType, memoryMiB: Int, maxMemoryMiB: Int? = nil, hotplugSlots: Int = 4,
@@ -118,7 +120,7 @@ public struct HPTDomainSpec: Sendable, Equatable {
       "      <target type='spapr-vio-serial' port='0'>\n        <model name='spapr-vty'/>\n      </target>\n"
     x += "    </serial>\n"
     x += "    <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>\n"
-    x += "    <memballoon model='none'/>\n"
+    x += balloon ? "    <memballoon model='virtio'/>\n" : "    <memballoon model='none'/>\n"
     x += "  </devices>\n"
     if vof {
       // SLOF takes ~10 s under TCG (and in the lab); QEMU's VOF (>= 6.0) boots the kernel directly.

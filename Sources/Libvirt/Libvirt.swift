@@ -219,6 +219,24 @@ public final class LibvirtDomain: @unchecked Sendable {
     }
   }
 
+  /// virDomainSetMemoryFlags(LIVE): the balloon's target, the memory the guest may keep.
+  public func setMemory(kib: UInt) throws(LibvirtError) {
+    guard virDomainSetMemoryFlags(ptr, kib, VIR_DOMAIN_AFFECT_LIVE.rawValue) == 0 else {
+      throw LibvirtError.last("setting the balloon of \(name) to \(kib) KiB")
+    }
+  }
+
+  /// The memory the guest has now, by the balloon driver's own count (virDomainMemoryStats'
+  /// ACTUAL_BALLOON, KiB); nil when the domain reports none.
+  public func balloonKiB() throws(LibvirtError) -> UInt64? {
+    var stats = [virDomainMemoryStatStruct](
+      repeating: virDomainMemoryStatStruct(), count: Int(VIR_DOMAIN_MEMORY_STAT_NR.rawValue))
+    let n = virDomainMemoryStats(ptr, &stats, UInt32(stats.count), 0)
+    guard n >= 0 else { throw LibvirtError.last("memory stats of \(name)") }
+    let tag = Int32(VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON.rawValue)
+    return stats.prefix(Int(n)).first { $0.tag == tag }.map { UInt64($0.val) }
+  }
+
   /// The domain's console as a byte stream (virDomainOpenConsole). `read` blocks.
   public func openConsole() throws(LibvirtError) -> ConsoleStream {
     guard let st = virStreamNew(connection.ptr, 0) else {
