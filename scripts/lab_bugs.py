@@ -118,6 +118,15 @@ def run(job, kernel, seed, budget, out):
     return r
 
 
+def job_path(job):
+    """raw or libvirt: the route the job's resizes and host invalidations take."""
+    with open(os.path.join(REPO, job)) as f:
+        for line in f:
+            if line.startswith("backend:"):
+                return line.split(":", 1)[1].split("#")[0].strip()
+    return "raw"
+
+
 def titles(r):
     return [c["title"] for c in r.get("crashes", []) if not c.get("expected")]
 
@@ -308,7 +317,7 @@ def main():
         if config not in stocks:
             stocks[config] = build(None, "the control", config or None)
         stock = stocks[config]
-        c = {"kernel": stock[2], "path": "raw", "job": job, "runs": 0, "crashes": 0,
+        c = {"kernel": stock[2], "path": job_path(job), "job": job, "runs": 0, "crashes": 0,
              "canaries": 0, "titles": []}
         for seed in range(1, a["control_runs"] + 1):
             r = run(job, stock, seed, a["budget"], os.path.join(
@@ -323,7 +332,7 @@ def main():
         kernel = build(os.path.join(REPO, "Guests/lab/bugs", bug["patch"]) if not
                        os.path.isabs(bug["patch"]) else bug["patch"], bug["id"], bug.get("config"))
         for job in bug["jobs"]:
-            e = {"id": bug["id"], "fix": bug.get("fix", "(given with --patch)"), "path": "raw",
+            e = {"id": bug["id"], "fix": bug.get("fix", "(given with --patch)"), "path": job_path(job),
                  "kernel": kernel[2], "job": job, "runs": 0, "reached": 0, "triggered": 0,
                  "detected": 0, "false_positives": 0, "errors": 0, "time_to_detect_s": [],
                  "titles": [], "mismatches": 0}
