@@ -115,6 +115,27 @@ import Testing
         "allowed: required, enabled, disabled") == true)
   }
 
+  /// The balloon is a libvirt guest's device and leaves the guest at least half its memory;
+  /// advice migrate and the lab's sockets parse.
+  @Test func balloonAndMigrationKeys() throws {
+    let base = "name: t\nguests: {count: 1, memory_mib: 512, vcpus: 1}\n"
+    let j = try Job.parse(
+      base + "backend: libvirt\nlibvirt: {balloon_every_s: 5, balloon_mib: 128}", file: "b.yaml")
+    #expect(j.libvirt.balloonEveryS == 5 && j.libvirt.balloonMiB == 128)
+    #expect(
+      error(base + "backend: raw\nlibvirt: {balloon_every_s: 5}")?.key == "libvirt.balloon_every_s")
+    let big = error(base + "backend: libvirt\nlibvirt: {balloon_every_s: 5, balloon_mib: 300}")
+    #expect(big?.key == "libvirt.balloon_mib" && big?.message.contains("more than half") == true)
+    let m = try Job.parse(
+      base
+        + "backend: raw\nmemory_load: {host_invalidate: {every_ms: 20, pages: 4, advice: migrate}}\n"
+        + "target: {kind: lab, lab: {cpus: 4, sockets: 2}}", file: "m.yaml")
+    #expect(m.invalidateAdvice == .migrate && m.target.spec.lab.sockets == 2)
+    #expect(
+      error(base + "backend: raw\ntarget: {kind: lab, lab: {cpus: 3, sockets: 2}}")?.key
+        == "target.lab.sockets")
+  }
+
   @Test func durationsParseAndEmptyBudgetFails() {
     #expect(error("budget: {}")?.key == "budget")
   }
