@@ -48,9 +48,21 @@ for f in "${patches[@]}" "${fragments[@]}"; do
   [ -f "$f" ] && [ -r "$f" ] || die "$f: no such file (given to --patch or --config)" 2
 done
 
+# The kernel build tools: installed when missing and this is root with apt (a fresh machine);
+# otherwise the message says what to install.
+tools="gcc-powerpc64le-linux-gnu flex bison bc libssl-dev libelf-dev make git dpkg-dev"
+need=0
+for t in make flex bison bc gcc powerpc64le-linux-gnu-gcc git; do command -v "$t" >/dev/null || need=1; done
+[ -e /usr/include/openssl/ssl.h ] && [ -e /usr/include/libelf.h ] || need=1
+if [ $need = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  log "installing the kernel build tools ($tools)"
+  # shellcheck disable=SC2086
+  { apt-get update -qq || true; } && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends $tools >/dev/null || log "apt-get install failed"
+fi
 for t in make flex bison bc gcc powerpc64le-linux-gnu-gcc git; do
   command -v "$t" >/dev/null || die "$t not found. Install the kernel build tools:
-  apt-get install -y --no-install-recommends gcc-powerpc64le-linux-gnu flex bison bc libssl-dev libelf-dev make git dpkg-dev" 125
+  apt-get install -y --no-install-recommends $tools" 125
 done
 [ -e /usr/include/openssl/ssl.h ] && [ -e /usr/include/libelf.h ] ||
   die "the kernel build needs libssl-dev and libelf-dev: apt-get install -y libssl-dev libelf-dev" 125
