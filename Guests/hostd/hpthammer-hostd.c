@@ -171,31 +171,36 @@ static void respond(uint32_t tag, int64_t ret, int32_t err, const void *data, ui
 #define MPOL_MF_MOVE (1 << 1) /* numaif.h: pages mapped by this process only */
 #endif
 
-/* move_pages(2) of every page of [addr, addr+len) to node; the pages on node afterwards. */
+/* move_pages(2) of every page of [addr, addr+len) to node; how many moved (present on
+ * another node before, on node after). */
 static int64_t move_to_node(void *addr, uint64_t len, int node)
 {
 	long page = sysconf(_SC_PAGESIZE);
 	unsigned long n = (len + page - 1) / page, i;
 	void **pages = calloc(n, sizeof *pages);
 	int *nodes = calloc(n, sizeof *nodes), *status = calloc(n, sizeof *status);
+	int *before = calloc(n, sizeof *before);
 	int64_t ret = -1;
 	int err = ENOMEM;
 
-	if (pages && nodes && status) {
+	if (pages && nodes && status && before) {
 		for (i = 0; i < n; i++) {
 			pages[i] = (char *)addr + i * page;
 			nodes[i] = node;
 			status[i] = -1;
 		}
-		if (syscall(SYS_move_pages, 0, n, pages, nodes, status, MPOL_MF_MOVE) >= 0) {
+		/* nodes NULL: where each page is now (a negative errno if it is not present). */
+		if (syscall(SYS_move_pages, 0, n, pages, NULL, before, 0) >= 0 &&
+		    syscall(SYS_move_pages, 0, n, pages, nodes, status, MPOL_MF_MOVE) >= 0) {
 			for (ret = 0, i = 0; i < n; i++)
-				ret += status[i] == node;
+				ret += before[i] >= 0 && before[i] != node && status[i] == node;
 		}
 		err = errno;
 	}
 	free(pages);
 	free(nodes);
 	free(status);
+	free(before);
 	errno = err;
 	return ret;
 }

@@ -78,11 +78,14 @@ public struct LinuxSyscalls: Syscalls {
     let count = (length + page - 1) / page
     var pages: [UnsafeMutableRawPointer?] = (0..<count).map { address + $0 * page }
     let nodes = [Int32](repeating: node, count: count)
+    var before = [Int32](repeating: -1, count: count)
     var status = [Int32](repeating: -1, count: count)
     let mpolMFMove: Int32 = 1 << 1  // MPOL_MF_MOVE: pages mapped by this process only
-    let r = ckvmsys_move_pages(UInt(count), &pages, nodes, &status, mpolMFMove)
-    guard r >= 0 else { return .failure(Errno(rawValue: Glibc.errno)) }
-    return .success(status.count { $0 == node })
+    // Nodes nil: where each page is now (a negative errno where it is not present).
+    guard ckvmsys_move_pages(UInt(count), &pages, nil, &before, 0) >= 0,
+      ckvmsys_move_pages(UInt(count), &pages, nodes, &status, mpolMFMove) >= 0
+    else { return .failure(Errno(rawValue: Glibc.errno)) }
+    return .success(zip(before, status).count { $0 >= 0 && $0 != node && $1 == node })
   }
 
   /// -1 means failure with errno set by that very call.

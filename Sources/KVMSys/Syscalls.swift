@@ -26,7 +26,7 @@ public protocol Syscalls: Sendable {
   func memoryNodes() -> Result<[Int32], Errno>
   /// move_pages(2) with MPOL_MF_MOVE: every page of [address, address+length) that is present
   /// moves to `node` (page migration: the MMU notifier, then a new page with the same
-  /// contents). Returns how many of the range's pages are on `node` afterwards.
+  /// contents). Returns how many pages moved (present on another node before, on `node` now).
   func movePages(_ address: UnsafeMutableRawPointer, length: Int, toNode node: Int32) -> Result<
     Int, Errno
   >

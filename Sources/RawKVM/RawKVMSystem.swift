@@ -23,6 +23,15 @@ public final class RawKVMSystem: KVMSystem, @unchecked Sendable {
   private let kicker: (any VCPUKicker)?
   private let lock = NSLock()
   private var vms: [Weak] = []
+  /// Guest pages the host moved to another NUMA node (advice migrate), over every VM.
+  private let migrated = Counter()
+
+  final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func add(_ k: Int) { lock.withLock { n += k } }
+    var value: Int { lock.withLock { n } }
+  }
 
   struct Weak {
     weak var vm: RawVM?
@@ -66,7 +75,7 @@ public final class RawKVMSystem: KVMSystem, @unchecked Sendable {
     if try vm.checkExtension(.ppcMMUHashV3) > 0 {
       try vm.configureV3MMU(KVMPPCMMUv3Cfg(flags: 0, process_table: 0))
     }
-    let r = RawVM(fd: vm, syscalls: syscalls, kicker: kicker)
+    let r = RawVM(fd: vm, syscalls: syscalls, kicker: kicker, migrated: migrated)
     lock.withLock { vms.append(Weak(vm: r)) }
     return r
   }
@@ -76,7 +85,12 @@ public final class RawKVMSystem: KVMSystem, @unchecked Sendable {
     for vm in lock.withLock({ vms.compactMap(\.vm) }) { vm.kickAll() }
   }
 
-  public var statistics: [String: Int] { counters() }
+  /// The counters given (the simulated kernel's), and the pages migrated when there were any.
+  public var statistics: [String: Int] {
+    var s = counters()
+    if migrated.value > 0 { s["pages_migrated"] = migrated.value }
+    return s
+  }
 }
 
 /// The executor given to RawKVMSystem, with a stop request that also kicks the vCPUs.

@@ -46,10 +46,17 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
 
   let kicker: (any VCPUKicker)?
 
-  init(fd: KVMVMFD, syscalls: any Syscalls, kicker: (any VCPUKicker)?) {
+  /// Where the pages this VM's memory load moved are counted (the system's figure).
+  let migrated: RawKVMSystem.Counter
+
+  init(
+    fd: KVMVMFD, syscalls: any Syscalls, kicker: (any VCPUKicker)?,
+    migrated: RawKVMSystem.Counter = .init()
+  ) {
     self.fd = fd
     self.syscalls = syscalls
     self.kicker = kicker
+    self.migrated = migrated
   }
 
   deinit { close() }
@@ -222,7 +229,10 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
       guard lo < hi else { continue }
       let r = syscalls.movePages(
         m.host + Int(lo - m.guestPhysAddr), length: Int(hi - lo), toNode: node)
-      if case .failure(let e) = r { throw KVMError("move_pages to node \(node)", e) }
+      switch r {
+      case .success(let moved): migrated.add(moved)
+      case .failure(let e): throw KVMError("move_pages to node \(node)", e)
+      }
     }
   }
 

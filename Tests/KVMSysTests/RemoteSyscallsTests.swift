@@ -131,9 +131,9 @@ import Testing
 }
 
 extension RemoteSyscallsTests {
-  /// Page migration here (LinuxSyscalls) and through hostd: the same node list, every touched
-  /// page of a shmem range moved to the first node and its contents kept; a node that does not
-  /// exist is the kernel's refusal, not a count.
+  /// Page migration here (LinuxSyscalls) and through hostd: the same node list; moving the
+  /// pages of a shmem range to the node they are on moves none and keeps their contents; a node
+  /// that does not exist is the kernel's refusal, not a count.
   @Test(.enabled(if: which("cc") != nil, "no C compiler"))
   func pageMigrationHereAndThroughHostd() throws {
     let local = LinuxSyscalls()
@@ -149,7 +149,11 @@ extension RemoteSyscallsTests {
     for sys in [local, remote] as [any Syscalls] {
       let ram = try sys.mmap(length: 16 * page, .sharedAnonymous).get()
       for i in 0..<4 { try sys.poke(ram + i * page, word).get() }
-      #expect(try sys.movePages(ram, length: 16 * page, toNode: nodes[0]).get() == 4)
+      let here =
+        nodes.count == 1 ? 0 : try sys.movePages(ram, length: 16 * page, toNode: nodes[1]).get()
+      #expect(here <= 4)
+      let back = try sys.movePages(ram, length: 16 * page, toNode: nodes[0]).get()
+      #expect(nodes.count == 1 ? back == 0 : back == here, "\(here) \(back)")
       #expect(try sys.peek(ram + 3 * page, count: word.count).get() == word)
       #expect(throws: Errno.ENODEV) {
         try sys.movePages(ram, length: page, toNode: (nodes.max() ?? 0) + 1).get()
