@@ -175,11 +175,8 @@ public final class Runner: @unchecked Sendable {
   }
   var stats: RunStats { recorder.stats }
   let commitBeforeRunIssued = LockedFlag()
-  var hostLog: FileHandle?
-  var scanner = StreamingCrashScanner()
-  /// When each host log line arrived, by its offset in the scanner's input: a report's time
-  /// is its first line's, not the time the scanner saw its end.
-  var lineTimes = LineTimes()
+  /// host.log and the detector over it (nil only when the run directory could not be made).
+  var hostLog: HostLogMonitor?
 
   /// The kernel under test, as its host reported it.
   let kernel: HostKernel
@@ -205,14 +202,12 @@ public final class Runner: @unchecked Sendable {
   public func run() -> RunReport {
     do {
       try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
-      FileManager.default.createFile(
-        atPath: outDir.appendingPathComponent("host.log").path, contents: nil)
-      hostLog = try FileHandle(forWritingTo: outDir.appendingPathComponent("host.log"))
+      hostLog = try HostLogMonitor(
+        outDir: outDir, origin: .host(host.hostName), recorder: recorder)
     } catch {
       return finish(
         error: "cannot create the run directory \(outDir.path): \(error)", hostTimeStart: 0)
     }
-    scanner = StreamingCrashScanner(origin: .host(host.hostName))
     let exec = host.executor
     let start = exec.nowNs
     let guests: [GuestContext]
@@ -526,10 +521,7 @@ public final class Runner: @unchecked Sendable {
   }
 
   func consume(_ r: KernelLogRecord, exec: (any AgentExecutor)?) {
-    let line = r.dmesgLine
-    recorder.append(Data((line + "\n").utf8), to: hostLog, file: "host.log")
-    lineTimes.add(offset: scanner.offset, ns: host.executor.nowNs)
-    for report in scanner.feed(line: line) {
+    for report in hostLog?.consume(r, atNs: host.executor.nowNs) ?? [] {
       // The first crash that is not a splat provoked on purpose ends the run; drainLog()
       // collects whatever the host prints after it.
       if !addCrash(report) {
@@ -565,8 +557,7 @@ public final class Runner: @unchecked Sendable {
         idle += 1
       }
     }
-    for report in scanner.finish() { addCrash(report) }
-    try? hostLog?.synchronize()
+    for report in hostLog?.finish() ?? [] { addCrash(report) }
   }
 
   /// After the run, from a remote host: the resize counts, and after a crash that left it
@@ -647,7 +638,7 @@ public final class Runner: @unchecked Sendable {
       && (r.frame == "kvm_vm_ioctl_resize_hpt_commit"
         || header.contains(" kvm_vm_ioctl_resize_hpt_commit+"))
     addFinding(Finding(r, source: "\(r.origin)", expected: expected), report: r.report)
-    if !expected { recorder.crashSeen(atNs: lineTimes.ns(at: r.start)) }
+    if !expected { recorder.crashSeen(atNs: hostLog?.arrivalNs(of: r)) }
     return expected
   }
 

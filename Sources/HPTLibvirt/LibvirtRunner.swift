@@ -560,14 +560,10 @@ public final class LibvirtRunner: @unchecked Sendable {
 
   /// The host's kernel log: host.log gets every record, the scanner looks for a host oops.
   func watchHostLog(_ log: HostLogStream) {
-    FileManager.default.createFile(
-      atPath: outDir.appendingPathComponent("host.log").path, contents: nil)
-    let out = try? FileHandle(forWritingTo: outDir.appendingPathComponent("host.log"))
-    var scanner = StreamingCrashScanner(origin: log.origin)
-    var lineTimes = LineTimes()
+    let monitor = try? HostLogMonitor(outDir: outDir, origin: log.origin, recorder: recorder)
     func hostOops(_ report: CrashReport) {
       recorder.addFinding(Finding(report, source: "host"), report: report.report)
-      recorder.crashSeen(atNs: lineTimes.ns(at: report.start))
+      recorder.crashSeen(atNs: monitor?.arrivalNs(of: report))
       if target.spec.kind != .local && !target.answers(timeoutS: 10) {
         hostIsDown("host crash")
       } else {
@@ -576,27 +572,24 @@ public final class LibvirtRunner: @unchecked Sendable {
       exec.requestStop()
     }
     func consume(_ r: KernelLogRecord) {
-      let line = r.dmesgLine
-      recorder.append(Data((line + "\n").utf8), to: out, file: "host.log")
-      lineTimes.add(offset: scanner.offset, ns: exec.nowNs)
-      scanner.feed(line: line).forEach(hostOops)
+      (monitor?.consume(r, atNs: exec.nowNs) ?? []).forEach(hostOops)
     }
     var lastRecord = Date()
     while !exec.stopRequested {
       if let r = log.next(timeoutMs: 200) {
         consume(r)
         lastRecord = Date()
-      } else if scanner.crashInProgress && -lastRecord.timeIntervalSinceNow > 5 {
+      } else if monitor?.crashInProgress == true && -lastRecord.timeIntervalSinceNow > 5 {
         // A report with no end marker (a panic that stops the machine): quiet for 5 s means
         // the kernel has said all it will.
-        scanner.finish().forEach(hostOops)
+        (monitor?.finish() ?? []).forEach(hostOops)
       }
     }
     // What the host printed up to now (a dying kernel's last lines), then the rest of a report.
     let tail = Date().addingTimeInterval(target.spec.kind == .local ? 0.2 : 3)
     while Date() < tail, let r = log.next(timeoutMs: 200) { consume(r) }
     log.stop()
-    scanner.finish().forEach(hostOops)
+    (monitor?.finish() ?? []).forEach(hostOops)
   }
 
   /// A remote host that prints nothing on its log and answers no ssh for hung_after_s is hung.
