@@ -66,6 +66,19 @@ import Testing
     #expect((sys.statistics["pages_invalidated"] ?? 0) > 0)
   }
 
+  /// Page migration through the raw VMM: move_pages of guest RAM to the simulated POWER9's
+  /// two nodes in turn, each a migration under the MMU notifier; the fixed kernel passes and
+  /// run.json counts the pages moved.
+  @Test func migrationMovesPagesAndTheFixedKernelPasses() throws {
+    var j = job(kernel: "6.1", durationS: 5)
+    j.invalidateAdvice = .migrate
+    let (r, _, _) = try run(j)
+    #expect(r.verdict == .pass, "\(r.crashes) \(r.error ?? "")")
+    #expect(r.guests.pages_verified > 0 && r.guests.mismatches == 0)
+    #expect((r.figures?["pages_migrated"] ?? 0) > 0, "\(r.figures ?? [:])")
+    #expect(r.figures?["pages_migrated"] == r.figures?["pages_invalidated"])
+  }
+
   @Test func sameSeedSameRun() throws {
     let j = job(kernel: "pre-fix", seed: 3)
     let (a, da, _) = try run(j)
