@@ -54,9 +54,10 @@ check("order 17 is EINVAL, 25 is EPERM, the run passes",
 # 4. guest crash: verdict guest crash with the guest's oops extracted.
 rc, r = load("crash")
 titles = [c.get("title", "") for c in r.get("crashes", [])]
-check("guest crash: exit 1, detail 'guest crash', the guest's report kept",
-      rc == 1 and r.get("verdict_detail") == "guest crash" and any("sysrq" in t.lower() or "panic" in t.lower() for t in titles),
-      f"exit {rc}, detail {r.get('verdict_detail')}, titles {titles}")
+check("guest crash: exit 1, detail 'guest crash', the guest's report kept, its time to crash",
+      rc == 1 and r.get("verdict_detail") == "guest crash" and any("sysrq" in t.lower() or "panic" in t.lower() for t in titles)
+      and (r.get("time_to_crash_s") or 0) > 0,
+      f"exit {rc}, detail {r.get('verdict_detail')}, titles {titles}, time_to_crash_s {r.get('time_to_crash_s')}")
 
 # 5. hotplug from outside: the guest grows its HPT for the dimm and shrinks it after unplug.
 rc, r = load("hotplug")

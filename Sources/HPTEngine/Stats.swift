@@ -28,6 +28,9 @@ public final class RunStats: @unchecked Sendable {
   var commitUs = Histogram<UInt64>(
     highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
   public var pagesVerified: UInt64 = 0
+  /// A guest whose count of verified pages never came (its agent did not answer at the end):
+  /// the run's count is then a floor, not a measurement.
+  public var pagesVerifiedUnknown = false
   public var pagesTaken: UInt64 = 0
   public var mismatches: UInt64 = 0
   public var vcpuExits = 0

@@ -445,9 +445,13 @@ public final class LibvirtRunner: @unchecked Sendable {
       Int(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 + Int(
         ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000
     // The agents' own counters: pages verified and mismatches.
-    for l in links where !l.consoleEnded {
-      try? l.send("stats")
-      guard let c = l.await(["counters"], timeoutS: 10) else { continue }
+    for l in links {
+      guard !l.consoleEnded, (try? l.send("stats")) != nil,
+        let c = l.await(["counters"], timeoutS: 10)
+      else {
+        recorder.stats.with { $0.pagesVerifiedUnknown = true }
+        continue
+      }
       var fields: [String: UInt64] = [:]
       for a in c.args {
         let kv = a.split(separator: "=", maxSplits: 1)
@@ -489,6 +493,7 @@ public final class LibvirtRunner: @unchecked Sendable {
 
   func guestCrash(_ r: CrashReport, guest: String) {
     recorder.addFinding(Finding(r, source: guest), report: r.report)
+    recorder.crashSeen(atNs: exec.nowNs)
     setDetail("guest crash")
     exec.requestStop()
   }
@@ -503,6 +508,7 @@ public final class LibvirtRunner: @unchecked Sendable {
         title: title, type: "MEMORY_CORRUPTION", frame: nil,
         source: "\(guest) agent integrity check", expected: false, file: nil, corrupted: false),
       report: "\(title)\nagent: corrupt \(l.args.joined(separator: " "))\n")
+    recorder.crashSeen(atNs: exec.nowNs)
     setDetail("guest memory corruption")
     exec.requestStop()
   }
@@ -521,6 +527,7 @@ public final class LibvirtRunner: @unchecked Sendable {
         type: e.kind == .crashed ? "GUEST_CRASH" : "QEMU_DEATH",
         frame: nil, source: guest, expected: false, file: nil, corrupted: false),
       report: "libvirt lifecycle event: \(e)\n")
+    recorder.crashSeen(atNs: exec.nowNs)
     setDetail(what)
     exec.requestStop()
   }
