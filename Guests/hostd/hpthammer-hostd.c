@@ -5,9 +5,9 @@
  * and sends its syscalls here (over ssh: stdin/stdout). This program does only what the
  * backend's Syscalls seam does: open, close, ioctl, mmap, munmap, madvise, move_pages, plus
  * memory reads and writes, the host's memory nodes and KVM_RUN with the kvm_run page carried
- * both ways. Everything else (the VMM,
- * the payload, the hammer) stays in Swift. Static, no dependencies: built with
- * powerpc64le-linux-gnu-gcc -static (or gcc here, for tests against this machine's /dev/kvm).
+ * both ways. Everything else (the VMM, the payload, the hammer) stays in Swift. Static, no
+ * dependencies: built with powerpc64le-linux-gnu-gcc -static (or gcc here, for tests against
+ * this machine's /dev/kvm).
  *
  * Frames, little-endian (both ends are LE: x86_64/aarch64 controllers, ppc64le hosts):
  *   request:  u32 magic 'HHRQ' | u32 tag | u32 op | i32 fd | u64 a | u64 b | u32 len | len bytes
@@ -51,7 +51,7 @@ enum op {
 	OP_ONE_REG = 12,   /* fd, a=request, b=register id, data: value in -> value out */
 	OP_MMAP_SHARED_ANON = 13, /* a=length -> ret=address (guest RAM: shmem, survives DONTNEED) */
 	OP_KICK = 14,      /* fd: a vCPU; its KVM_RUN now (or its next one) returns EINTR */
-	OP_MOVE_PAGES = 15,   /* a=address, b=length, fd=node -> ret=pages on node after */
+	OP_MOVE_PAGES = 15,   /* a=address, b=length, fd=node -> ret=pages moved there */
 	OP_MEMORY_NODES = 16, /* -> data: /sys/devices/system/node/has_memory ("0-1") */
 };
 

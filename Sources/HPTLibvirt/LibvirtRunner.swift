@@ -729,7 +729,7 @@ public final class LibvirtRunner: @unchecked Sendable {
           recorder.stats.answer("BALLOON", "error")
           continue
         }
-        if !moved {
+        if !moved && target == small {
           moved = balloonReaches(l, kib: small, timeoutS: 30)
           if !moved, !exec.stopRequested {
             let now = (try? l.domain.balloonKiB()).flatMap { $0 }.map { "\($0 >> 10) MiB" } ?? "?"

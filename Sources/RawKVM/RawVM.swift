@@ -197,22 +197,28 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
     let page = Self.guestPageBytes
     let start = guestPhysAddr / page * page
     let end = (guestPhysAddr + size + page - 1) / page * page
-    if how == .remove { try markTaken(start..<end) }
-    if how == .migrate { return try migrate(start..<end) }
-    let (advice, name): (MemoryAdvice, String) =
-      switch how {
-      case .dontneed: (.dontNeed, "MADV_DONTNEED")
-      case .remove: (.remove, "MADV_REMOVE")
-      case .pageout: (.pageout, "MADV_PAGEOUT")
-      case .migrate: preconditionFailure("handled above")
+    let (advice, name): (MemoryAdvice, String)
+    switch how {
+    case .dontneed: (advice, name) = (.dontNeed, "MADV_DONTNEED")
+    case .remove:
+      try markTaken(start..<end)
+      (advice, name) = (.remove, "MADV_REMOVE")
+    case .pageout: (advice, name) = (.pageout, "MADV_PAGEOUT")
+    case .migrate: return try migrate(start..<end)
+    }
+    for (host, length) in hostRanges(start..<end) {
+      if case .failure(let e) = syscalls.madvise(host, length: length, advice) {
+        throw KVMError("madvise \(name)", e)
       }
-    let slots = lock.withLock { memslots }
-    for m in slots {
-      let lo = max(start, m.guestPhysAddr)
-      let hi = min(end, m.guestPhysAddr + m.size)
-      guard lo < hi else { continue }
-      let r = syscalls.madvise(m.host + Int(lo - m.guestPhysAddr), length: Int(hi - lo), advice)
-      if case .failure(let e) = r { throw KVMError("madvise \(name)", e) }
+    }
+  }
+
+  /// The host memory behind guest-physical `range`, one piece per memslot it touches.
+  func hostRanges(_ range: Range<UInt64>) -> [(UnsafeMutableRawPointer, Int)] {
+    lock.withLock { memslots }.compactMap { m in
+      let lo = max(range.lowerBound, m.guestPhysAddr)
+      let hi = min(range.upperBound, m.guestPhysAddr + m.size)
+      return lo < hi ? (m.host + Int(lo - m.guestPhysAddr), Int(hi - lo)) : nil
     }
   }
 
@@ -223,13 +229,8 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
       migrations += 1
       return nodes[migrations % nodes.count]
     }
-    for m in lock.withLock({ memslots }) {
-      let lo = max(range.lowerBound, m.guestPhysAddr)
-      let hi = min(range.upperBound, m.guestPhysAddr + m.size)
-      guard lo < hi else { continue }
-      let r = syscalls.movePages(
-        m.host + Int(lo - m.guestPhysAddr), length: Int(hi - lo), toNode: node)
-      switch r {
+    for (host, length) in hostRanges(range) {
+      switch syscalls.movePages(host, length: length, toNode: node) {
       case .success(let moved): migrated.add(moved)
       case .failure(let e): throw KVMError("move_pages to node \(node)", e)
       }
@@ -246,7 +247,7 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
     }
     guard nodes.count >= 2 else {
       throw KVMError(
-        "memory_load.host_invalidate.advice migrate: the host has one NUMA node with memory (\(nodes.map(String.init).joined(separator: ","))); page migration needs two (the lab: boot it with HPTHAMMER_LAB_SMP=2,sockets=2)",
+        "memory_load.host_invalidate.advice migrate: the host has one NUMA node with memory (\(nodes.map(String.init).joined(separator: ","))); page migration needs two (the lab: target.lab.sockets: 2 in the job, which boots it with HPTHAMMER_LAB_SMP=2,sockets=2)",
         .ENODEV)
     }
     lock.withLock { memoryNodes = nodes }

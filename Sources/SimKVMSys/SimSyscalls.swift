@@ -403,7 +403,7 @@ public final class SimSyscalls: Syscalls, @unchecked Sendable {
   public func movePages(_ address: UnsafeMutableRawPointer, length: Int, toNode node: Int32)
     -> Result<Int, Errno>
   {
-    invalidate(address, length: length, how: .migrate).map { length / 65536 }
+    invalidate(address, length: length, how: .migrate).map { length / Int(HPTHash.pageSize) }
   }
 
   /// The simulated MMU notifier over the memslot memory at `address`.
