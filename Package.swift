@@ -15,16 +15,17 @@ import PackageDescription
 //   SimKVMSys  - a KVMSys `Syscalls` backed by HPTSim: fake /dev/kvm, VM and vCPU fds, so
 //                RawKVM's code runs unchanged against the simulated kernel
 //   Libvirt    - libvirt's C API (CLibvirt, libvirt-dev): connections, domains, consoles, events
-//   HPTEngine  - jobs, the one resize hammer over ResizeDrivers, the Runner, memory load, log
-//                watcher, run output. It imports only the kernel-facing interface (KVMHost), the
+//   HPTEngine  - jobs, the one resize hammer over ResizeDrivers, the one Runner over a
+//                GuestFleet (IoctlFleet: the ioctl backends' VMs and memory load), the host's
+//                log and host monitor, run output. It imports only the kernel-facing interface (KVMHost), the
 //                log library (KernelLog), HPTRandom and the guest payload's pattern (PPC64): no
 //                backend (HPTSim, KVMSys, RawKVM, SimKVMSys, Libvirt; EngineLayerTests checks).
 //                A host reports its own kernel (HostKernel); a host that is a machine of its own
 //                is a HostMachine
 //   HPTTarget  - the hosts under test: local, remote over ssh, the lab (QMP), hostd, the host
 //                log streams, kprobes (HostTrace), KSM/THP (HostMM), last words; HostMachine
-//   HPTLibvirt - the libvirt backend: LibvirtRunner, its guest agents and AgentResizeDriver,
-//                leftover domains
+//   HPTLibvirt - the libvirt backend: LibvirtFleet (domains, consoles, hotplug, balloon), its
+//                guest agents and AgentResizeDriver, leftover domains
 //   HPTBisect  - the statistical bisection and patch verdicts (pure math, no I/O, no dependencies)
 //   HPTResults - the results history: run directories imported into SQLite (GRDB) or PostgreSQL
 //                (postgres-nio), crashes deduplicated across runs, the HTML report, KCIDB,

@@ -40,3 +40,33 @@ public final class HostLogMonitor: @unchecked Sendable {
   /// When the first line of `report` arrived (nil when that line is no longer kept).
   public func arrivalNs(of report: CrashReport) -> UInt64? { lineTimes.ns(at: report.start) }
 }
+
+/// Arrival times of the last lines of a log, by byte offset (bounded: a report spans far fewer
+/// lines than are kept).
+public struct LineTimes {
+  public init() {}
+  private var offsets: [Int] = []
+  private var times: [UInt64] = []
+  static let kept = 16384
+
+  public mutating func add(offset: Int, ns: UInt64) {
+    if offsets.count >= Self.kept * 2 {
+      offsets.removeFirst(Self.kept)
+      times.removeFirst(Self.kept)
+    }
+    offsets.append(offset)
+    times.append(ns)
+  }
+
+  /// The arrival time of the line holding `offset` (the latest line starting at or before it);
+  /// nil when that line is no longer kept.
+  public func ns(at offset: Int) -> UInt64? {
+    var lo = 0
+    var hi = offsets.count
+    while lo < hi {
+      let mid = (lo + hi) / 2
+      if offsets[mid] <= offset { lo = mid + 1 } else { hi = mid }
+    }
+    return lo == 0 ? nil : times[lo - 1]
+  }
+}

@@ -34,5 +34,7 @@ public protocol HostMachine: AnyObject, Sendable {
 
 /// KSM and THP on for one run; `end` puts the host's settings back and returns the figures.
 public protocol HostMMRun: AnyObject, Sendable {
+  /// Reads the counters once more (the guests' pages while they still exist).
+  func sample()
   func end(hostDown: Bool) -> [String: Int]
 }

@@ -78,19 +78,17 @@ enum Backends {
           job: job, kernel: job.backend.usesKernelModel ? kernel(of: model) : nil, outDir: dir,
           reproduce: reproduce, error: why + SetupFailedRun.hint(for: "\(error)"))
       }
+      let machine = opened.target.map(TargetMachine.init)
       let runner = Runner(
         job: job, host: opened.host, kernel: opened.kernel, outDir: dir, progress: progress,
-        reproduce: reproduce)
-      runner.machine = opened.target.map(TargetMachine.init)
-      if job.backend == .raw {
-        runner.memoryHost = runner.machine ?? TargetMachine(Target(spec: TargetSpec()))
-      }
+        reproduce: reproduce, machine: machine,
+        memoryHost: job.backend == .raw
+          ? machine ?? TargetMachine(Target(spec: TargetSpec())) : nil)
       return run(runner, current: current, onBegin: onBegin)
     case .libvirt:
-      let runner = LibvirtRunner(job: job, outDir: dir, progress: progress, reproduce: reproduce)
-      current.set { runner.interrupt(by: $0) }
-      runner.onBegin = onBegin
-      return runner.run()
+      let runner = Runner(
+        job: job, fleet: LibvirtFleet(), outDir: dir, progress: progress, reproduce: reproduce)
+      return run(runner, current: current, onBegin: onBegin)
     }
   }
 
