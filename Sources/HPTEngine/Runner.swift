@@ -25,7 +25,9 @@ public final class Runner: @unchecked Sendable {
   private let traceStarted = LockedFlag()
   /// The host printed a crash the run did not provoke.
   public let hostCrashed = LockedFlag()
-  /// host.log and the detector over it (nil when the host's log cannot be read).
+  /// The host's log as the fleet gives it, and host.log with the detector over it (both nil
+  /// when the host's log cannot be read).
+  var logSource: (any KernelLogSource)?
   var hostLog: HostLogMonitor?
   private let lock = NSLock()
   private var down: String?
@@ -97,6 +99,7 @@ public final class Runner: @unchecked Sendable {
     if let log = fleet.hostLog {
       do {
         hostLog = try HostLogMonitor(outDir: outDir, origin: log.origin, recorder: recorder)
+        logSource = log.source
       } catch {
         return "cannot create the run directory \(outDir.path): \(error)"
       }
@@ -138,8 +141,8 @@ public final class Runner: @unchecked Sendable {
       agents += g.after
     }
     agents += fleet.agents(self)
-    if let log = fleet.hostLog, hostLog != nil {
-      agents.append(Agent(name: "hpthammer-log") { [self] in watchLog(log.source) })
+    if let source = logSource {
+      agents.append(Agent(name: "hpthammer-log") { [self] in watchLog(source) })
     }
     if fleet.watchesHostForHang, let machine = fleet.machine {
       agents.append(Agent(name: "host-watch") { [self] in watchHost(machine) })
@@ -252,7 +255,7 @@ public final class Runner: @unchecked Sendable {
 
   /// After the run: everything the host printed to the end (the rest of an oops, the panic).
   func drainLog() {
-    guard let source = fleet.hostLog?.source, hostLog != nil else { return }
+    guard let source = logSource else { return }
     // A remote host's console lags its kernel: a report may still be on its way.
     let quiet = fleet.machine == nil ? 20 : 100
     var idle = 0
