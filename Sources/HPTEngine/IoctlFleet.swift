@@ -31,10 +31,54 @@ final class GuestContext: @unchecked Sendable {
   func ran(since generation: Int) {
     lock.locked { if _generation == generation { _started = true } }
   }
-  init(name: String, vm: any KVMVirtualMachine, vcpus: [any KVMVCPU]) {
+  /// When the host last freed each page of this guest's RAM (memory_load advice remove).
+  let freeLog: FreeLog
+  init(name: String, vm: any KVMVirtualMachine, vcpus: [any KVMVCPU], memory: UInt64) {
     self.name = name
     self.vm = vm
     self.vcpus = vcpus
+    freeLog = FreeLog(pages: Int(memory >> 16))
+  }
+}
+
+/// When the host last freed each 64 KiB page of a guest's RAM, on one clock with the payload's
+/// reports. The host-view check needs it to tell a page freed *before* the guest wrote it
+/// (then the VMM's mapping must hold the write: a new page was faulted in, and a write that
+/// went elsewhere went through a translation KVM failed to drop) from one freed after (its 0
+/// is the free's doing). A mark that only says "freed once" blinds the check: under a steady
+/// load every page is freed within seconds, and a stale translation's writes then pass.
+final class FreeLog: @unchecked Sendable {
+  private let lock = NSLock()
+  private var clock: UInt64 = 0
+  /// Per page: the clock when its last free ended; 0 never freed, .max while being freed.
+  private var freedAt: [UInt64]
+  init(pages: Int) { freedAt = Array(repeating: 0, count: pages) }
+
+  /// Frees `pages` (page indexes) with `body`: marked before it starts, stamped when it ends,
+  /// whether it succeeded or not.
+  func freeing<E: Error>(_ pages: Range<Int>, _ body: () throws(E) -> Void) throws(E) {
+    let r = pages.clamped(to: 0..<freedAt.count)
+    lock.withLock { for i in r { freedAt[i] = .max } }
+    defer {
+      lock.withLock {
+        clock += 1
+        for i in r { freedAt[i] = clock }
+      }
+    }
+    try body()
+  }
+
+  /// A payload report: its time on the clock.
+  func tick() -> UInt64 {
+    lock.withLock {
+      clock += 1
+      return clock
+    }
+  }
+
+  /// Whether `page` was being freed, or was freed, after clock time `time`.
+  func freed(page: Int, after time: UInt64) -> Bool {
+    lock.withLock { page >= 0 && page < freedAt.count && freedAt[page] > time }
   }
 }
 
@@ -170,7 +214,7 @@ final class IoctlFleet: GuestFleet, @unchecked Sendable {
         payloads[UInt32(ci)] = p
         vcpus.append(v)
       }
-      let g = GuestContext(name: "guest\(gi)", vm: vm, vcpus: vcpus)
+      let g = GuestContext(name: "guest\(gi)", vm: vm, vcpus: vcpus, memory: memory)
       g.payloads = payloads
       g.mayRun.value = !job.commitBeforeRun
       out.append(g)
@@ -183,6 +227,7 @@ final class IoctlFleet: GuestFleet, @unchecked Sendable {
   func vcpuLoop(_ g: GuestContext, _ v: any KVMVCPU) {
     let exec = host.executor
     var reported = false
+    var lastReport: UInt64 = 0  // on g.freeLog's clock
     while !exec.stopRequested {
       // Held back while the hammer reboots the guest or provokes COMMIT-before-run.
       if !g.mayRun.value {
@@ -209,8 +254,10 @@ final class IoctlFleet: GuestFleet, @unchecked Sendable {
       case .paprHcall(let nr, let args) where nr == HPTHammerHcall.report && args.count >= 5:
         v.setHcallReturn(0)
         stats.with { $0.vcpuExits += 1 }
+        let now = g.freeLog.tick()
+        defer { lastReport = now }
         if !reported, args.count >= 7, let p = g.payloads[v.id],
-          let bad = hostViewDiffers(g, p, pass: args[5], offset: args[6])
+          let bad = hostViewDiffers(g, p, pass: args[5], offset: args[6], since: lastReport)
         {
           reported = true
           guestCorrupted(
@@ -306,14 +353,17 @@ final class IoctlFleet: GuestFleet, @unchecked Sendable {
   }
 
   /// The host-view check: the last `hostViewPages` pages the payload wrote before this report
-  /// (its pass and offset say which, and with what), read through the VMM's own mapping. A
-  /// page the host freed since (its taken dword set) is skipped. Returns the first difference.
-  func hostViewDiffers(_ g: GuestContext, _ p: GuestPayload, pass: UInt64, offset: UInt64) -> (
-    gpa: UInt64, wrote: UInt64, host: UInt64, pass: UInt64
-  )? {
+  /// (its pass and offset say which, and with what; no more than it wrote since its previous
+  /// report, at clock time `since`), read through the VMM's own mapping. A page the host began
+  /// to free after `since` is skipped: it may have been freed after the write. One freed
+  /// before must hold what the guest wrote. Returns the first difference.
+  func hostViewDiffers(
+    _ g: GuestContext, _ p: GuestPayload, pass: UInt64, offset: UInt64, since: UInt64
+  ) -> (gpa: UInt64, wrote: UInt64, host: UInt64, pass: UInt64)? {
     let step: UInt64 = 1 << 16
-    guard job.hostViewPages > 0 else { return nil }
-    for k in 1...job.hostViewPages {
+    let pages = min(job.hostViewPages, Int(p.pagesPerReport))
+    guard pages > 0 else { return nil }
+    for k in 1...pages {
       var off = Int64(offset) - Int64(k) * Int64(step)
       var q = pass
       if off < 0 {
@@ -324,10 +374,7 @@ final class IoctlFleet: GuestFleet, @unchecked Sendable {
       let gpa = p.base + UInt64(off)
       guard let host = g.vm.readGuestDword(gpa) else { return nil }
       let wrote = Payload.pattern(seed: p.patternSeed, gpa: gpa, pass: q)
-      if host == wrote { continue }
-      if p.takenTable != 0, g.vm.readGuestDword(p.takenTable + UInt64(off) / step * 8) != 0 {
-        continue  // freed by the host after the write
-      }
+      if host == wrote || g.freeLog.freed(page: Int(gpa / step), after: since) { continue }
       return (gpa, wrote, host, q)
     }
     return nil
@@ -377,17 +424,35 @@ func hostMemoryLoad(
   _ g: GuestContext, exec: any AgentExecutor, everyMs: Double, pages: Int, memory: UInt64,
   how: HostInvalidation, rng: inout SplitMix64, refused: (KVMError) -> Void
 ) {
-  let totalPages = Int(memory >> 16)
+  let spans = hostMemoryLoadSpans(g, memory: memory, how: how)
   while !exec.stopRequested {
     exec.sleep(ms: max(1, Int(everyMs)))
     if exec.stopRequested { break }
-    let first = rng.below(max(1, totalPages - pages))
+    let span = spans.count == 1 ? spans[0] : spans[rng.below(spans.count)]
+    let first = span.lowerBound + rng.below(max(1, span.count - pages))
     do {
-      try g.vm.invalidateGuestMemory(
-        guestPhysAddr: UInt64(first) << 16, size: UInt64(pages) << 16, how: how)
+      let free = { () throws(KVMError) in
+        try g.vm.invalidateGuestMemory(
+          guestPhysAddr: UInt64(first) << 16, size: UInt64(pages) << 16, how: how)
+      }
+      // Only a hole punch frees the data; the other advices keep it (reclaim, migration).
+      if how == .remove { try g.freeLog.freeing(first..<first + pages, free) } else { try free() }
     } catch {
       refused(error)
       return
     }
   }
+}
+
+/// Where the memory load's ranges start, in 64 KiB pages: anywhere in guest RAM for an advice
+/// that keeps the data; for a hole punch only the pages the payloads walk, which their taken
+/// tables cover. Punched elsewhere it would wipe the payload's own code, parameter block or
+/// taken tables, and the guest would then "corrupt" pages the host never told it about.
+func hostMemoryLoadSpans(_ g: GuestContext, memory: UInt64, how: HostInvalidation) -> [Range<Int>] {
+  let all = [0..<Int(memory >> 16)]
+  guard how == .remove else { return all }
+  let walked = g.payloads.sorted { $0.key < $1.key }.map { _, p in
+    Int(p.base >> 16)..<Int((p.base + p.size) >> 16)
+  }
+  return walked.isEmpty ? all : walked
 }

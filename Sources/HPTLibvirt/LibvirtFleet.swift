@@ -34,7 +34,7 @@ final class GuestLink: @unchecked Sendable {
     self.domain = domain
     self.console = console
     scanner = StreamingCrashScanner(origin: .guest(name))
-    FileManager.default.createFile(atPath: logURL.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)  // nil log: not kept
     log = try? FileHandle(forWritingTo: logURL)
     self.onCrash = onCrash
     self.onCorrupt = onCorrupt
