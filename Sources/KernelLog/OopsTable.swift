@@ -360,9 +360,14 @@ let defaultOopsTable: [OopsPattern] = [
     ]),
   OopsPattern(
     "warning", header: "WARNING:",
+    // Informational "WARNING:" lines of pr_warn() and of user space, not WARN() (syzkaller's
+    // list): every other WARNING line is a crash, as grep would say.
     suppress: [
       "WARNING: /etc/ssh/moduli does not exist", "WARNING: workqueue cpumask: online intersect",
-      "WARNING: The mand mount option",
+      "WARNING: The mand mount option", "WARNING: the mand mount option",
+      "WARNING: Unsupported flag value(s) of 0x%x in DT_FLAGS_1",
+      "WARNING: Unprivileged eBPF is enabled with eIBRS", "WARNING: fbcon: Driver '",
+      "WARNING: See https", "WARNING: kernel not compiled with CPU_SRSO", "XFS ({W}): WARNING",
     ],
     [
       OopsFormat(
@@ -518,6 +523,12 @@ let defaultOopsTable: [OopsPattern] = [
         "warn-empty", "WARNING:{$}", title: "WARNING: corrupted", kind: .warning, type: warningType,
         frame: .none,
         corrupted: true),
+      // Never miss what grep sees: a WARNING line no format above takes apart, titled by its
+      // own text (syzkaller's rule; the informational ones are suppressed above). Only at the
+      // start of a message: mid-line it is a mail subject or a test's expected-output line.
+      OopsFormat(
+        "warn-catchall", "^WARNING: {R}", title: "WARNING: $1", kind: .warning, type: warningType,
+        frame: .none, noStack: true),
     ]),
   OopsPattern(
     "info", header: "INFO:",

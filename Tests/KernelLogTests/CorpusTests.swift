@@ -104,11 +104,15 @@ func expectedFrame(_ c: CorpusCase) -> String? {
     var type = Agreement()
     var corrupted = Agreement()
     var mismatches: [String] = []
+    var worseThanGrep: [String] = []
     for c in cases {
       let reports = detector.scan(c.log)
       // An empty TITLE is a log without a crash (as syzkaller's report tests read it).
       let expected = c.value("TITLE").flatMap { $0.isEmpty ? nil : $0 }
       crash.count((expected != nil) == !reports.isEmpty)
+      if expected != nil && reports.isEmpty && PowerCorpusTests.grepFinds(c.log) {
+        worseThanGrep.append(c.name)
+      }
       guard let expected else {
         if let r = reports.first {
           mismatches.append("\(c.name): expected no crash, got '\(r.title)'")
@@ -147,14 +151,17 @@ func expectedFrame(_ c: CorpusCase) -> String? {
     print("frame agreement: \(frame.text)")
     print("type agreement: \(type.text)")
     print("corrupted flag agreement: \(corrupted.text)")
+    print("crashes grep sees and the detector misses: \(worseThanGrep.count) \(worseThanGrep)")
     if let path = ProcessInfo.processInfo.environment["KERNELLOG_MISMATCHES"] {
       try mismatches.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
     }
     // Thresholds from measured agreement; raise them as the detector improves.
-    #expect(crash.rate >= 0.995)
-    #expect(title.rate >= 0.95)
+    #expect(crash.rate >= 0.998)
+    #expect(title.rate >= 0.954)
     #expect(frame.rate >= 0.939)
     #expect(type.rate >= 0.97)
     #expect(corrupted.rate >= 0.90)
+    // Never worse than grep: every crash a plain grep sees, the detector reports.
+    #expect(worseThanGrep.isEmpty)
   }
 }
