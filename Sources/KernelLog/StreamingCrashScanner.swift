@@ -21,6 +21,28 @@ public struct StreamingCrashScanner: Sendable {
     self.origin = origin
   }
 
+  /// A scanner starting at a line start `offset` bytes into the input (a chunk of a file).
+  init(detector: CrashDetector, origin: LogOrigin, offset: Int) {
+    self.detector = detector
+    self.origin = origin
+    self.offset = offset
+  }
+
+  /// The input bytes fed so far (the offset of the next line, and the start of a line not
+  /// yet ended).
+  public var consumed: Int { offset + carry.count + carryDropped }
+
+  /// The two scanners turn the same further input into the same reports: everything they
+  /// carry from line to line is equal (the input's offset, a line begun, the report in
+  /// progress, a cut header, the lines since the last report where they still matter). The
+  /// spare buffers are only capacity.
+  func sameState(as other: StreamingCrashScanner) -> Bool {
+    offset == other.offset && carryDropped == other.carryDropped
+      && min(linesSinceReport, Self.followUpWindow)
+        == min(other.linesSinceReport, Self.followUpWindow)
+      && cutHeader == other.cutHeader && current == other.current && carry == other.carry
+  }
+
   /// A crash header has been seen and its report is not finished.
   public var crashInProgress: Bool { current != nil }
 
@@ -341,7 +363,7 @@ private let endMarkers: [[UInt8]] = ["---[ end trace", "---[ end Kernel panic"].
 }
 
 /// A header line no format took apart, with what is needed to start a report at it.
-struct CutHeader: Sendable {
+struct CutHeader: Sendable, Equatable {
   /// Shorter header lines are whole lines, not cut ones.
   static let minimumLength = 24
   var text: [UInt8]
@@ -366,7 +388,7 @@ struct CutHeader: Sendable {
 
 /// One line of a report in progress: its text's range (in the report's copied text or in the
 /// buffer being scanned) and its `ReportKeyword` bits.
-struct ReportLine: Sendable {
+struct ReportLine: Sendable, Equatable {
   var start: Int
   var end: Int
   var flags: UInt8
@@ -374,7 +396,7 @@ struct ReportLine: Sendable {
 
 /// A crash report being collected: its prefix-free lines in one buffer, bounded by the
 /// detector's limits.
-struct ReportInProgress: Sendable {
+struct ReportInProgress: Sendable, Equatable {
   var pattern: Int
   var format: Int
   var captures: [String]
