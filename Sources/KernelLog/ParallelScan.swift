@@ -55,7 +55,7 @@ public struct ParallelScan: Sendable {
 
   public init(
     detector: CrashDetector = CrashDetector(), origin: LogOrigin = .host("localhost"),
-    workers: Int, chunkSize: Int = 2 << 20, readSize: Int = 1 << 20
+    workers: Int, chunkSize: Int = 1 << 20, readSize: Int = 1 << 20
   ) {
     self.detector = detector
     self.origin = origin

@@ -40,7 +40,24 @@ public struct StreamingCrashScanner: Sendable {
     offset == other.offset && carryDropped == other.carryDropped
       && min(linesSinceReport, Self.followUpWindow)
         == min(other.linesSinceReport, Self.followUpWindow)
-      && cutHeader == other.cutHeader && current == other.current && carry == other.carry
+      && Self.same(cutHeader, other.cutHeader) && Self.same(current, other.current)
+      && carry == other.carry
+  }
+
+  // (Not Equatable conformances: with them `current != nil` compiles to an Optional
+  // comparison that copies the report in progress, on every line.)
+  private static func same(_ a: CutHeader?, _ b: CutHeader?) -> Bool {
+    guard let a, let b else { return a == nil && b == nil }
+    return a.offset == b.offset && a.end == b.end && a.caller == b.caller
+      && a.prefixed == b.prefixed && a.fullWidth == b.fullWidth && a.text == b.text
+  }
+
+  private static func same(_ a: ReportInProgress?, _ b: ReportInProgress?) -> Bool {
+    guard let a, let b else { return a == nil && b == nil }
+    return a.start == b.start && a.end == b.end && a.pattern == b.pattern
+      && a.format == b.format && a.caller == b.caller && a.endsAtRule == b.endsAtRule
+      && a.copied == b.copied && a.byteCount == b.byteCount && a.captures == b.captures
+      && a.lines == b.lines && a.text == b.text
   }
 
   /// A crash header has been seen and its report is not finished.
@@ -363,7 +380,7 @@ private let endMarkers: [[UInt8]] = ["---[ end trace", "---[ end Kernel panic"].
 }
 
 /// A header line no format took apart, with what is needed to start a report at it.
-struct CutHeader: Sendable, Equatable {
+struct CutHeader: Sendable {
   /// Shorter header lines are whole lines, not cut ones.
   static let minimumLength = 24
   var text: [UInt8]
@@ -396,7 +413,7 @@ struct ReportLine: Sendable, Equatable {
 
 /// A crash report being collected: its prefix-free lines in one buffer, bounded by the
 /// detector's limits.
-struct ReportInProgress: Sendable, Equatable {
+struct ReportInProgress: Sendable {
   var pattern: Int
   var format: Int
   var captures: [String]

@@ -160,7 +160,7 @@ struct Scan: ParsableCommand {
     if let value = getenv("HPTHAMMER_SCAN_CHUNK").flatMap({ Int(String(cString: $0)) }) {
       return max(1, value)
     }
-    return 2 << 20
+    return 1 << 20
   }()
 
   private func emit(_ crash: CrashReport, file: String, into output: inout OutputBuffer) {
