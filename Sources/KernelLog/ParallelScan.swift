@@ -27,7 +27,8 @@ import Dispatch
 /// number of threads.
 ///
 /// Memory: at most `workers + 2` chunks are scanned or waiting to be joined, each holding its
-/// formatted reports; a worker's buffer is one chunk.
+/// formatted reports; a worker reads its chunk in pieces of 128 KiB (a line crossing a
+/// multiple of `readSize` whole up to it).
 public struct ParallelScan: Sendable {
   public var detector: CrashDetector
   public var origin: LogOrigin
@@ -77,7 +78,7 @@ public struct ParallelScan: Sendable {
       let scan = self
       threads.append(
         startThread {
-          var buffers = Buffers(chunk: scan.chunkSize + 1, readSize: scan.readSize)
+          var buffers = Buffers(readSize: scan.readSize)
           defer { buffers.deallocate() }
           while let index = pipeline.claim(count: count) {
             var result = ChunkResult<Item>()
@@ -90,7 +91,7 @@ public struct ParallelScan: Sendable {
         })
     }
     defer { for thread in threads { pthread_join(thread, nil) } }
-    var buffers = Buffers(chunk: 0, readSize: readSize)
+    var buffers = Buffers(readSize: readSize)
     defer { buffers.deallocate() }
     var truth = StreamingCrashScanner(detector: detector, origin: origin)
     var failure: Int32?
@@ -134,21 +135,20 @@ public struct ParallelScan: Sendable {
     var short = false
   }
 
-  /// A thread's read buffers: a chunk, and the pieces read past it.
+  /// A thread's read buffers: pieces small enough to stay in the processor's cache while
+  /// scanned, and a whole read for a long line.
   struct Buffers {
-    let chunk: UnsafeMutableBufferPointer<UInt8>
+    static let pieceSize = 128 << 10
     let small: UnsafeMutableBufferPointer<UInt8>
     let readSize: Int
     var large: UnsafeMutableBufferPointer<UInt8>?
 
-    init(chunk: Int, readSize: Int) {
-      self.chunk = .allocate(capacity: chunk)
-      small = .allocate(capacity: min(readSize, 1 << 16))
+    init(readSize: Int) {
+      small = .allocate(capacity: min(readSize, Self.pieceSize))
       self.readSize = readSize
     }
 
     func deallocate() {
-      chunk.deallocate()
       small.deallocate()
       large?.deallocate()
     }
@@ -161,69 +161,58 @@ public struct ParallelScan: Sendable {
   ) -> ChunkResult<Item> {
     let lo = index * chunkSize
     let hi = min(size, lo + chunkSize)
-    let from = max(lo - 1, 0)
     var result = ChunkResult<Item>()
-    let buffer = UnsafeMutableBufferPointer(rebasing: buffers.chunk[0..<(hi - from)])
-    let n = read(from, buffer)
-    if n < 0 {
-      result.error = Int32(-n)
-      return result
-    }
-    let got = from + n
-    result.short = got < hi
     var start = 0
     if index > 0 {
-      // The first line starting at or after `lo`: after a newline at lo - 1 or later.
-      guard let newline = memchrNewline(UnsafePointer(buffer.baseAddress!), n),
-        from + newline + 1 < got
-      else { return result }
-      start = from + newline + 1
+      // The first line starting at or after `lo`: after the first newline at lo - 1 or later.
+      var at = lo - 1
+      var newline: Int?
+      let probe = UnsafeMutableBufferPointer(
+        rebasing: buffers.small[0..<min(4096, buffers.small.count)])
+      while at < hi, newline == nil {
+        let want = min(probe.count, hi - at)
+        let m = read(at, UnsafeMutableBufferPointer(rebasing: probe[0..<want]))
+        if m < 0 {
+          result.error = Int32(-m)
+          return result
+        }
+        newline = memchrNewline(UnsafePointer(probe.baseAddress!), m).map { at + $0 }
+        if newline == nil, m < want {
+          result.short = true
+          return result
+        }
+        at += m
+      }
+      guard let newline, newline + 1 < hi else { return result }
+      start = newline + 1
     }
     var scanner = StreamingCrashScanner(detector: detector, origin: origin, offset: start)
     var items: [Item] = []
-    // The lines ending in the chunk, cut at multiples of `readSize` as read from the start;
-    // the line going on past the chunk is read with what follows it.
-    var feedEnd = n
-    if !result.short, hi < size {
-      let begin = start - from
-      feedEnd =
-        lastNewline(UnsafePointer(buffer.baseAddress! + begin), n - begin).map {
-          begin + $0 + 1
-        } ?? begin
+    let read = forEachPart(
+      from: start, to: size, endingAfter: hi, read: read, buffers: &buffers
+    ) { part in
+      for report in scanner.feed(chunk: part) { items.append(transform(report)) }
+      return true
     }
-    var p = start - from
-    while p < feedEnd {
-      let cut = min(feedEnd, p + readSize - (from + p) % readSize)
-      for report in scanner.feed(chunk: UnsafeBufferPointer(rebasing: buffer[p..<cut])) {
-        items.append(transform(report))
-      }
-      p = cut
+    if let error = read.error {
+      result.error = error
+      return result
     }
-    var end = from + feedEnd
-    if end < hi {
-      let read = forEachLine(from: end, to: size, read: read, buffers: &buffers) { part in
-        for report in scanner.feed(chunk: part) { items.append(transform(report)) }
-        return part.last != 0x0a
-      }
-      if let error = read.error {
-        result.error = error
-        return result
-      }
-      end = read.at
-      result.short = read.short
-    }
+    result.short = read.short
     result.start = start
-    result.end = end
+    result.end = read.at
     result.items = items
     result.scanner = scanner
     return result
   }
 
-  /// Reads the input from `from` up to `end`, passing each line to `body` (a line crossing a
-  /// multiple of `readSize`, in its parts on either side), until `body` returns false. Returns
-  /// where it stopped, a read's errno, and whether the input ended before `end`.
-  private func forEachLine(
-    from: Int, to end: Int, read: Reader, buffers: inout Buffers,
+  /// Reads the input from the line start `from` towards `end` and passes it to `body` in
+  /// parts of whole lines (a line crossing a multiple of `readSize` in its two parts, as reads
+  /// from the start cut it), until `body` returns false or the line holding byte `limit - 1`
+  /// has been passed. Returns where it stopped, a read's errno, and whether the input ended
+  /// before `end`.
+  private func forEachPart(
+    from: Int, to end: Int, endingAfter limit: Int, read: Reader, buffers: inout Buffers,
     _ body: (UnsafeBufferPointer<UInt8>) -> Bool
   ) -> (at: Int, error: Int32?, short: Bool) {
     var at = from
@@ -243,17 +232,21 @@ public struct ParallelScan: Sendable {
         if m < 0 { return (at, Int32(-m), false) }
         last = lastNewline(UnsafePointer(buffer.baseAddress!), m)
       }
-      let usable = m < want || at + m == blockEnd ? m : last! + 1
-      var p = 0
-      while p < usable {
-        let lineEnd =
-          memchrNewline(UnsafePointer(buffer.baseAddress! + p), usable - p).map { p + $0 + 1 }
-          ?? usable
-        let more = body(UnsafeBufferPointer(rebasing: buffer[p..<lineEnd]))
-        p = lineEnd
-        if !more { return (at + p, nil, false) }
+      var usable = m < want || at + m == blockEnd ? m : last! + 1
+      var done = false
+      if at + usable >= limit {
+        // Up to the first newline at limit - 1 or later.
+        let from = max(0, limit - 1 - at)
+        if from < usable,
+          let newline = memchrNewline(UnsafePointer(buffer.baseAddress! + from), usable - from)
+        {
+          usable = from + newline + 1
+          done = true
+        }
       }
+      let more = body(UnsafeBufferPointer(rebasing: buffer[0..<usable]))
       at += usable
+      if done || !more { return (at, nil, false) }
       if m < want { return (at, nil, true) }
     }
     return (at, nil, false)
@@ -276,12 +269,23 @@ public struct ParallelScan: Sendable {
     // Line by line until they agree.
     var skipped = 0
     var agreed = false
-    let read = forEachLine(from: result.start, to: result.end, read: read, buffers: &buffers) {
-      line in
-      for report in truth.feed(chunk: line) { emit(transform(report)) }
-      skipped += fresh.feed(chunk: line).count
-      agreed = truth.sameState(as: fresh)
-      return !agreed
+    let read = forEachPart(
+      from: result.start, to: result.end, endingAfter: result.end, read: read, buffers: &buffers
+    ) { part in
+      var p = 0
+      while p < part.count {
+        let lineEnd =
+          memchrNewline(part.baseAddress! + p, part.count - p).map { p + $0 + 1 } ?? part.count
+        let line = UnsafeBufferPointer(rebasing: part[p..<lineEnd])
+        for report in truth.feed(chunk: line) { emit(transform(report)) }
+        skipped += fresh.feed(chunk: line).count
+        p = lineEnd
+        if truth.sameState(as: fresh) {
+          agreed = true
+          return false
+        }
+      }
+      return true
     }
     if let error = read.error { return error }
     if agreed {

@@ -145,8 +145,8 @@ struct Scan: ParsableCommand {
     if found > 0 { throw ExitCode(1) }
   }
 
-  /// Threads for a file's chunks: one per processor, at most 8 (memory: each holds a chunk
-  /// and its formatted reports). HPTHAMMER_SCAN_THREADS sets it (1: one streaming scan).
+  /// Threads for a file's chunks: one per processor, at most 8 (memory: each chunk waiting
+  /// to be joined holds its formatted reports). HPTHAMMER_SCAN_THREADS sets it (1: one streaming scan).
   static let threads: Int = {
     if let value = getenv("HPTHAMMER_SCAN_THREADS").flatMap({ Int(String(cString: $0)) }) {
       return max(1, value)
@@ -160,7 +160,7 @@ struct Scan: ParsableCommand {
     if let value = getenv("HPTHAMMER_SCAN_CHUNK").flatMap({ Int(String(cString: $0)) }) {
       return max(1, value)
     }
-    return 1 << 20
+    return 2 << 20
   }()
 
   private func emit(_ crash: CrashReport, file: String, into output: inout OutputBuffer) {
