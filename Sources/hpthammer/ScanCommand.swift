@@ -10,7 +10,8 @@ import KernelLog
 #endif
 
 /// `hpthammer scan [--json] FILE...|-`: finds kernel crashes in logs, streaming, in constant
-/// memory. Exit status 1 when a crash is found, 0 when none, 2 when a file cannot be read.
+/// memory (a regular file in parallel chunks, with the same output: see `ParallelScan`). Exit
+/// status 1 when a crash is found, 0 when none, 2 when a file cannot be read.
 struct Scan: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Scan kernel logs (dmesg, console, journal, pstore) for crashes.")
