@@ -447,8 +447,12 @@ func parseMetadata(_ text: UnsafeBufferPointer<UInt8>, lineLimit: Int) -> Report
   var index = 0
   while start <= text.count, index < lineLimit {
     if !needCPU && !needModules && !needVersion { break }
-    var end = start
-    while end < text.count, text[end] != 0x0a { end += 1 }
+    var end = text.count
+    if start < text.count, let base = text.baseAddress,
+      let newline = memchrNewline(base + start, text.count - start)
+    {
+      end = start + newline
+    }
     let line = UnsafeBufferPointer(rebasing: text[start..<end])
     start = end + 1
     index += 1

@@ -21,6 +21,45 @@ public struct StreamingCrashScanner: Sendable {
     self.origin = origin
   }
 
+  /// A scanner starting at a line start `offset` bytes into the input (a chunk of a file).
+  init(detector: CrashDetector, origin: LogOrigin, offset: Int) {
+    self.detector = detector
+    self.origin = origin
+    self.offset = offset
+  }
+
+  /// The input bytes fed so far (the offset of the next line, and the start of a line not
+  /// yet ended).
+  public var consumed: Int { offset + carry.count + carryDropped }
+
+  /// The two scanners turn the same further input into the same reports: everything they
+  /// carry from line to line is equal (the input's offset, a line begun, the report in
+  /// progress, a cut header, the lines since the last report where they still matter). The
+  /// spare buffers are only capacity.
+  func sameState(as other: StreamingCrashScanner) -> Bool {
+    offset == other.offset && carryDropped == other.carryDropped
+      && min(linesSinceReport, Self.followUpWindow)
+        == min(other.linesSinceReport, Self.followUpWindow)
+      && Self.same(cutHeader, other.cutHeader) && Self.same(current, other.current)
+      && carry == other.carry
+  }
+
+  // (Not Equatable conformances: with them `current != nil` compiles to an Optional
+  // comparison that copies the report in progress, on every line.)
+  private static func same(_ a: CutHeader?, _ b: CutHeader?) -> Bool {
+    guard let a, let b else { return a == nil && b == nil }
+    return a.offset == b.offset && a.end == b.end && a.caller == b.caller
+      && a.prefixed == b.prefixed && a.fullWidth == b.fullWidth && a.text == b.text
+  }
+
+  private static func same(_ a: ReportInProgress?, _ b: ReportInProgress?) -> Bool {
+    guard let a, let b else { return a == nil && b == nil }
+    return a.start == b.start && a.end == b.end && a.pattern == b.pattern
+      && a.format == b.format && a.caller == b.caller && a.endsAtRule == b.endsAtRule
+      && a.copied == b.copied && a.byteCount == b.byteCount && a.captures == b.captures
+      && a.lines == b.lines && a.text == b.text
+  }
+
   /// A crash header has been seen and its report is not finished.
   public var crashInProgress: Bool { current != nil }
 
@@ -366,7 +405,7 @@ struct CutHeader: Sendable {
 
 /// One line of a report in progress: its text's range (in the report's copied text or in the
 /// buffer being scanned) and its `ReportKeyword` bits.
-struct ReportLine: Sendable {
+struct ReportLine: Sendable, Equatable {
   var start: Int
   var end: Int
   var flags: UInt8

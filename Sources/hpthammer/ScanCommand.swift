@@ -10,7 +10,8 @@ import KernelLog
 #endif
 
 /// `hpthammer scan [--json] FILE...|-`: finds kernel crashes in logs, streaming, in constant
-/// memory. Exit status 1 when a crash is found, 0 when none, 2 when a file cannot be read.
+/// memory (a regular file in parallel chunks, with the same output: see `ParallelScan`). Exit
+/// status 1 when a crash is found, 0 when none, 2 when a file cannot be read.
 struct Scan: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Scan kernel logs (dmesg, console, journal, pstore) for crashes.")
@@ -82,6 +83,44 @@ struct Scan: ParsableCommand {
       }
       defer { if fd != 0 { close(fd) } }
       var scanner = StreamingCrashScanner(origin: logOrigin)
+      var status = stat()
+      if file != "-", !report, vmlinux == nil, fstat(fd, &status) == 0,
+        status.st_mode & S_IFMT == S_IFREG, Int(status.st_size) >= 2 * Self.chunkSize,
+        Self.threads > 1
+      {
+        // A file: scanned in chunks on several threads, with the output of one scan (see
+        // ParallelScan); what it gained since its size was taken is read as below.
+        let json = self.json
+        let outcome = ParallelScan(
+          origin: logOrigin, workers: Self.threads, chunkSize: Self.chunkSize
+        ).run(
+          size: Int(status.st_size),
+          read: { offset, buffer in readFully(fd, buffer, at: offset) },
+          transform: { crash in
+            var line: [UInt8] = []
+            if json {
+              ScanOutput.appendJSON(crash, file: file, report: nil, to: &line)
+            } else {
+              ScanOutput.appendHuman(crash, file: file, to: &line)
+            }
+            line.append(0x0a)
+            return line
+          },
+          emit: { line in
+            output.bytes += line
+            found += 1
+            if output.bytes.count >= OutputBuffer.flushSize { output.flush() }
+          })
+        switch outcome {
+        case .failed(let error):
+          output.flush()
+          printError("hpthammer scan: cannot read \(file): \(String(cString: strerror(error)))")
+          throw ExitCode(2)
+        case .scanned(let scanned):
+          scanner = scanned
+          lseek(fd, off_t(scanned.consumed), SEEK_SET)
+        }
+      }
       var buffer = [UInt8](repeating: 0, count: 1 << 20)
       while true {
         let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
@@ -106,6 +145,24 @@ struct Scan: ParsableCommand {
     output.flush()
     if found > 0 { throw ExitCode(1) }
   }
+
+  /// Threads for a file's chunks: one per processor, at most 8 (memory: each chunk waiting
+  /// to be joined holds its formatted reports). HPTHAMMER_SCAN_THREADS sets it (1: one streaming scan).
+  static let threads: Int = {
+    if let value = getenv("HPTHAMMER_SCAN_THREADS").flatMap({ Int(String(cString: $0)) }) {
+      return max(1, value)
+    }
+    return min(8, max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+  }()
+
+  /// A chunk's nominal size: a multiple of the 1 MiB reads. HPTHAMMER_SCAN_CHUNK sets it in
+  /// bytes (the tests' tiny chunks).
+  static let chunkSize: Int = {
+    if let value = getenv("HPTHAMMER_SCAN_CHUNK").flatMap({ Int(String(cString: $0)) }) {
+      return max(1, value)
+    }
+    return 2 << 20
+  }()
 
   private func emit(_ crash: CrashReport, file: String, into output: inout OutputBuffer) {
     var text: String?
@@ -137,6 +194,23 @@ struct Scan: ParsableCommand {
     var line = message + "\n"
     line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
   }
+}
+
+/// `buffer.count` bytes at `offset` (fewer at the end of the file), or -errno.
+private func readFully(_ fd: Int32, _ buffer: UnsafeMutableBufferPointer<UInt8>, at offset: Int)
+  -> Int
+{
+  var done = 0
+  while done < buffer.count {
+    let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+    if n < 0 {
+      if errno == EINTR { continue }
+      return -Int(errno)
+    }
+    if n == 0 { break }
+    done += n
+  }
+  return done
 }
 
 /// Standard output in large writes (a report line each through `print` cost more than the scan).
