@@ -25,17 +25,10 @@ public func scanFuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
   precondition(streamed.map(\.title) == whole.map(\.title), "chunked scan differs")
   precondition(streamed.map(\.start) == whole.map(\.start), "chunked offsets differ")
   // Scanned in parallel chunks (cut anywhere, reads cut at 64 bytes), the same reports too.
-  var chunked: [CrashReport] = []
   let parallel = ParallelScan(
     detector: detector, workers: 2, chunkSize: 1 + bytes.count / 5, readSize: 64)
-  let outcome = parallel.run(
-    size: bytes.count,
-    read: { offset, buffer in
-      let n = min(buffer.count, bytes.count - offset)
-      for i in 0..<n { buffer[i] = bytes[offset + i] }
-      return n
-    }, transform: { $0 }, emit: { chunked.append($0) })
-  guard case .scanned(var rest) = outcome else { preconditionFailure("read failed") }
+  var (chunked, rest) = parallel.scan(bytes)
+  guard var rest else { preconditionFailure("read failed") }
   chunked += rest.finish()
   precondition(chunked.map(\.title) == whole.map(\.title), "parallel scan differs")
   precondition(chunked.map(\.start) == whole.map(\.start), "parallel offsets differ")

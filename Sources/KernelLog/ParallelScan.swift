@@ -65,6 +65,21 @@ public struct ParallelScan: Sendable {
     self.readSize = max(1, readSize)
   }
 
+  /// A log already in memory, scanned in chunks: its reports and the one scan's scanner after
+  /// the last byte (nil when a read failed), for tests and the fuzz target.
+  public func scan(_ log: [UInt8]) -> (reports: [CrashReport], rest: StreamingCrashScanner?) {
+    var reports: [CrashReport] = []
+    let outcome = run(
+      size: log.count,
+      read: { offset, buffer in
+        let n = min(buffer.count, log.count - offset)
+        for i in 0..<n { buffer[i] = log[offset + i] }
+        return n
+      }, transform: { $0 }, emit: { reports.append($0) })
+    guard case .scanned(let rest) = outcome else { return (reports, nil) }
+    return (reports, rest)
+  }
+
   /// Scans the first `size` bytes that `read` gives. `transform` runs on the worker threads
   /// (and the caller's), `emit` on the caller's thread, once per report, in the one scan's order.
   public func run<Item: Sendable>(

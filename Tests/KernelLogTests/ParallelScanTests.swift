@@ -45,16 +45,8 @@ import Testing
     -> [CrashReport]
   {
     let scan = ParallelScan(workers: workers, chunkSize: chunkSize, readSize: readSize)
-    var reports: [CrashReport] = []
-    let outcome = scan.run(
-      size: log.count,
-      read: { offset, buffer in
-        let n = min(buffer.count, log.count - offset)
-        for i in 0..<n { buffer[i] = log[offset + i] }
-        return n
-      },
-      transform: { $0 }, emit: { reports.append($0) })
-    guard case .scanned(var scanner) = outcome else {
+    let (reports, rest) = scan.scan(log)
+    guard var scanner = rest else {
       Issue.record("read failed")
       return reports
     }
