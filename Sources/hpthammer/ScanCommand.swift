@@ -98,12 +98,7 @@ struct Scan: ParsableCommand {
           read: { offset, buffer in readFully(fd, buffer, at: offset) },
           transform: { crash in
             var line: [UInt8] = []
-            if json {
-              ScanOutput.appendJSON(crash, file: file, report: nil, to: &line)
-            } else {
-              ScanOutput.appendHuman(crash, file: file, to: &line)
-            }
-            line.append(0x0a)
+            Self.appendLine(crash, file: file, json: json, reportText: nil, to: &line)
             return line
           },
           emit: { line in
@@ -164,6 +159,19 @@ struct Scan: ParsableCommand {
     return 2 << 20
   }()
 
+  /// A report's line: its JSON object (with `reportText` as its report, if any) or its human
+  /// line, and the newline.
+  static func appendLine(
+    _ crash: CrashReport, file: String, json: Bool, reportText: String?, to bytes: inout [UInt8]
+  ) {
+    if json {
+      ScanOutput.appendJSON(crash, file: file, report: reportText, to: &bytes)
+    } else {
+      ScanOutput.appendHuman(crash, file: file, to: &bytes)
+    }
+    bytes.append(0x0a)
+  }
+
   private func emit(_ crash: CrashReport, file: String, into output: inout OutputBuffer) {
     var text: String?
     if report || vmlinux != nil {
@@ -172,20 +180,15 @@ struct Scan: ParsableCommand {
         text = symbolized.text
       }
     }
-    if json {
-      ScanOutput.appendJSON(
-        crash, file: file, report: report || vmlinux != nil ? text : nil, to: &output.bytes)
+    Self.appendLine(
+      crash, file: file, json: json, reportText: report || vmlinux != nil ? text : nil,
+      to: &output.bytes)
+    if !json, report, let text {
+      output.bytes +=
+        text.split(separator: "\n", omittingEmptySubsequences: false).map {
+          "    " + $0
+        }.joined(separator: "\n").utf8
       output.bytes.append(0x0a)
-    } else {
-      ScanOutput.appendHuman(crash, file: file, to: &output.bytes)
-      output.bytes.append(0x0a)
-      if report, let text {
-        output.bytes +=
-          text.split(separator: "\n", omittingEmptySubsequences: false).map {
-            "    " + $0
-          }.joined(separator: "\n").utf8
-        output.bytes.append(0x0a)
-      }
     }
     if output.bytes.count >= OutputBuffer.flushSize { output.flush() }
   }
