@@ -38,6 +38,28 @@ private let warnHelpers = [
   "put_device", "__unregister_client", "alloc_page", "device_for_each_child",
 ]
 
+/// Messages a powerpc kernel prints with pr_warn() and a literal "WARNING: " prefix, not WARN():
+/// boot-time firmware, NVRAM and command-line notes that come with no report (taken from the
+/// printk formats of arch/powerpc, init and fs in Debian's 6.1 tree, up to the first
+/// conversion). A pseries guest under QEMU prints the NVRAM one on every boot.
+private let informationalPowerWarnings = [
+  "WARNING: nvram corruption detected", "WARNING: nvram partition checksum",
+  "WARNING: Can't find string index for", "WARNING: Ignoring cmdline option",
+  "WARNING: ibm,arch-vec-5-platform-support longer than expected",
+  "WARNING: Estimating decrementer frequency", "WARNING: Estimating processor frequency",
+  "WARNING: ignoring large property", "WARNING: F/W using newer",
+  "WARNING: Failed to read OPAL base & entry values", "WARNING: OPAL regions count",
+  "WARNING: If the unsaved regions contain kernel pages",
+  "WARNING: Kernel metadata format mismatch identified",
+  "WARNING: appending only crashing CPU's register data", "WARNING: DTL deregistration for cpu",
+  "WARNING: SLB shadow buffer deregistration", "WARNING: VPA deregistration for cpu",
+  "WARNING: DTL registration of cpu", "WARNING: SLB shadow buffer registration for",
+  "WARNING: VPA registration for cpu", "WARNING: 'bootconfig' found on the kernel command line",
+  "WARNING: the dlm DLM_LSFL_TIMEWARN flag is being deprecated",
+  "WARNING: the lkb timeout feature is being deprecated",
+  "WARNING: memory leak will occur if overlay removed",
+]
+
 /// A locked-up CPU's frames start at its instruction pointer.
 private let lockupStarts = [
   "RIP: ", "NIP [", "pc : ", "PC is at ", "EIP: ", "Call Trace:", "Call trace:",
@@ -368,7 +390,7 @@ let defaultOopsTable: [OopsPattern] = [
       "WARNING: Unsupported flag value(s) of 0x%x in DT_FLAGS_1",
       "WARNING: Unprivileged eBPF is enabled with eIBRS", "WARNING: fbcon: Driver '",
       "WARNING: See https", "WARNING: kernel not compiled with CPU_SRSO", "XFS ({W}): WARNING",
-    ],
+    ] + informationalPowerWarnings,
     [
       OopsFormat(
         "odebug", "WARNING: {*}lib/debugobjects.c{*} debug_{W}", title: "WARNING: ODEBUG bug in $F",
