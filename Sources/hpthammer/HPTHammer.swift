@@ -23,6 +23,10 @@ struct HPTHammer: ParsableCommand {
     ])
 
   static func main() {
+    // A peer that dies (libvirtd, ssh to a host, hostd, a child's pipe) must come back as a
+    // write error the backend can name, not kill the harness by SIGPIPE before it writes
+    // run.json (libvirt asks its clients to ignore SIGPIPE).
+    signal(SIGPIPE, SIG_IGN)
     do {
       var command = try parseAsRoot()
       try command.run()

@@ -229,11 +229,20 @@ struct OutputBuffer {
       let n = bytes[at...].withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
       if n < 0 {
         if errno == EINTR { continue }
+        // The reader is gone (`scan ... | head`): end as a pipe's writer does by default.
+        if errno == EPIPE { Self.dieOfSIGPIPE() }
         break
       }
       at += n
     }
     bytes.removeAll(keepingCapacity: true)
+  }
+
+  /// main() ignores SIGPIPE; standard output's reader closing still ends a scan quietly.
+  static func dieOfSIGPIPE() -> Never {
+    signal(SIGPIPE, SIG_DFL)
+    raise(SIGPIPE)
+    _exit(128 + SIGPIPE)
   }
 }
 
