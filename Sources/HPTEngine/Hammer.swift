@@ -58,7 +58,8 @@ public final class Hammer: @unchecked Sendable {
         if nowMs - since > limitMs {
           unexpected(
             "KVM_RUN", order.rawValue,
-            "the guest did not run for \(Int(limitMs / 1000)) s after it was (re)started")
+            "the guest did not run for \(Int(limitMs / 1000)) s after it was (re)started",
+            evidence: driver.stuckGuestEvidence())
           executor.requestStop()
           break
         }
@@ -199,11 +200,11 @@ public final class Hammer: @unchecked Sendable {
       commitMs: t.commitNs.map { Double($0) / 1e6 }, answer: answer)
   }
 
-  func unexpected(_ op: String, _ target: UInt32, _ answer: String) {
+  func unexpected(_ op: String, _ target: UInt32, _ answer: String, evidence: String? = nil) {
     stats.unexpected(
       UnexpectedAnswer(
         guest: driver.guestName, op: op, order: target, fromOrder: order.rawValue, answer: answer,
-        hostTimeS: nowMs / 1000))
+        hostTimeS: nowMs / 1000, evidence: evidence))
   }
 }
 

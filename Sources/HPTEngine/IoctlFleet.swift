@@ -31,6 +31,15 @@ final class GuestContext: @unchecked Sendable {
   func ran(since generation: Int) {
     lock.locked { if _generation == generation { _started = true } }
   }
+  private var _inRun = 0
+  /// How many of its vCPU threads are inside KVM_RUN now.
+  var inRun: Int { lock.locked { _inRun } }
+  /// `body` (a KVM_RUN), counted in `inRun`.
+  func running<T>(_ body: () throws(KVMError) -> T) throws(KVMError) -> T {
+    lock.locked { _inRun += 1 }
+    defer { lock.locked { _inRun -= 1 } }
+    return try body()
+  }
   /// When the host last freed each page of this guest's RAM (memory_load advice remove).
   let freeLog: FreeLog
   init(name: String, vm: any KVMVirtualMachine, vcpus: [any KVMVCPU], memory: UInt64) {
@@ -132,6 +141,9 @@ final class IoctlFleet: GuestFleet, @unchecked Sendable {
       let driver = IoctlResizeDriver(
         guest: g, stats: stats, executor: exec, prepareTimeoutMs: job.prepareTimeoutMs)
       driver.willCommitBeforeRun = { [flag = run.commitBeforeRunIssued] in flag.value = true }
+      if let machine {
+        driver.hostThreads = { machine.probe(Self.hostdThreadsScript) }
+      }
       var guest = FleetGuest(driver: driver, rng: seeds.split(), before: vcpus)
       if let every = job.invalidateEveryMs {
         let rng = seeds.split()
@@ -222,6 +234,17 @@ final class IoctlFleet: GuestFleet, @unchecked Sendable {
     return out
   }
 
+  /// Every hostd thread on the host: state, wait channel, the syscall it is in (54 with
+  /// 0xae80 is ioctl KVM_RUN on ppc64) and its kernel stack.
+  static let hostdThreadsScript = #"""
+    for p in $(pgrep -x hpthammer-hostd); do
+      for t in /proc/$p/task/*; do
+        echo "hostd $p thread ${t##*/}: state $(cut -d' ' -f3 $t/stat) wchan $(cat $t/wchan 2>/dev/null) syscall $(cat $t/syscall 2>/dev/null | cut -d' ' -f1-3)"
+        sed 's/^/    /' $t/stack 2>/dev/null
+      done
+    done
+    """#
+
   // MARK: agents
 
   func vcpuLoop(_ g: GuestContext, _ v: any KVMVCPU) {
@@ -237,7 +260,7 @@ final class IoctlFleet: GuestFleet, @unchecked Sendable {
       let exit: VCPUExit
       let generation = g.generation
       do {
-        exit = try v.run()
+        exit = try g.running { () throws(KVMError) in try v.run() }
       } catch {
         // Host down (the log tells why), or the kernel refused to run the vCPU: say which.
         stats.answer("KVM_RUN", error.errno.name)

@@ -13,6 +13,9 @@ final class IoctlResizeDriver: ResizeDriver, @unchecked Sendable {
   let prepareTimeoutMs: Int
   /// Called just before COMMIT-before-run (the WARNING it provokes is then expected).
   var willCommitBeforeRun: @Sendable () -> Void = {}
+  /// The host's view of the VMM's threads (their kernel stacks), when the host is a machine
+  /// the harness can ask.
+  var hostThreads: @Sendable () -> String? = { nil }
 
   init(guest: GuestContext, stats: RunStats, executor: any AgentExecutor, prepareTimeoutMs: Int) {
     self.guest = guest
@@ -167,5 +170,50 @@ final class IoctlResizeDriver: ResizeDriver, @unchecked Sendable {
       }
     }
     return .stopping
+  }
+
+  /// How long kicked vCPU threads get to leave KVM_RUN.
+  var kickWaitMs = 5_000.0
+
+  /// A guest that has not run since its reset: whether its vCPU threads leave KVM_RUN when
+  /// kicked (one the host's kernel holds does not), and where the guest is, twice, 1 s of
+  /// running apart (a PC that stays on an interrupt vector is a guest that cannot go on: in
+  /// real mode nothing is there to handle it).
+  func stuckGuestEvidence() -> String? {
+    var lines = ["\(guest.inRun) of \(guest.vcpus.count) vCPU threads inside KVM_RUN"]
+    defer { guest.mayRun.value = true }
+    for sample in 1...2 {
+      guest.mayRun.value = false
+      guard leaveRun() else {
+        lines.append(
+          "sample \(sample): \(guest.inRun) vCPU thread(s) still inside KVM_RUN \(String(format: "%.1f", kickWaitMs / 1000)) s after a kick (EINTR): held in the host's kernel"
+        )
+        break
+      }
+      for v in guest.vcpus {
+        let described: String
+        do throws(KVMError) {
+          described = try v.registers()?.description ?? "no registers on this backend"
+        } catch {
+          described = "registers unreadable: \(error)"
+        }
+        lines.append("sample \(sample): vCPU \(v.id): \(described)")
+      }
+      guest.mayRun.value = true
+      if sample == 1 { executor.sleep(ms: 1000) }
+    }
+    if let threads = hostThreads() { lines.append(threads) }
+    return lines.joined(separator: "\n")
+  }
+
+  /// Kicks the vCPUs until no thread is inside KVM_RUN, for at most kickWaitMs.
+  private func leaveRun() -> Bool {
+    let since = Double(executor.nowNs) / 1e6
+    while guest.inRun > 0 {
+      if Double(executor.nowNs) / 1e6 - since > kickWaitMs { return false }
+      guest.vm.kickVCPUs()
+      executor.sleep(ms: 10)
+    }
+    return true
   }
 }

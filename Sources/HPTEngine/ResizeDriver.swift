@@ -26,9 +26,13 @@ public protocol ResizeDriver: AnyObject {
   func commitBeforeRun(at: UInt32) -> ResizeOutcome
   /// Reset the guest as QEMU does (the HPT back at `boot`).
   func reboot(to boot: UInt32, budgetSpent: () -> Bool) -> ResizeOutcome
+  /// What can be seen of a guest that stopped running (where its vCPUs are, whether they
+  /// leave KVM_RUN when kicked), to tell the host's kernel from the guest; nil if nothing.
+  func stuckGuestEvidence() -> String?
 }
 
 extension ResizeDriver {
+  public func stuckGuestEvidence() -> String? { nil }
   // The policies a driver does not list never reach it: the job was refused at load.
   public func cancelDuringPrepare(to: UInt32, other: UInt32, choose: () -> Int) -> ResizeOutcome {
     preconditionFailure("\(Self.self) cannot cancel during PREPARE (refused at job load)")

@@ -119,6 +119,7 @@ public enum RunOutput {
       lines.append(
         "  !!! unexpected: \(u.guest) \(u.op) order \(u.fromOrder)->\(u.order): \(u.answer) at host t=\(u.hostTimeS)s"
       )
+      for line in (u.evidence ?? "").split(separator: "\n") { lines.append("      \(line)") }
     }
     let p = r.latency_ms.prepare_to_ready
     let c = r.latency_ms.commit

@@ -74,6 +74,8 @@ public struct UnexpectedAnswer: Codable, Sendable, Equatable {
   public var fromOrder: UInt32
   public var answer: String
   public var hostTimeS: Double
+  /// What the driver could see of the guest then (a stuck guest's registers), if anything.
+  public var evidence: String? = nil
 }
 
 extension NSLock {

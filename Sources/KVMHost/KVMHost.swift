@@ -89,6 +89,59 @@ public protocol KVMVCPU: AnyObject, Sendable {
   func run() throws(KVMError) -> VCPUExit
   /// Set the return value of the hcall that caused the last `.paprHcall` exit.
   func setHcallReturn(_ value: UInt64)
+  /// The guest's registers that say where it is (PC, MSR, LR, SRR0/1, DAR, DSISR), for a
+  /// guest that stopped making progress; nil where the backend has none (the simulator).
+  /// Only while no thread is inside KVM_RUN: the ioctl waits for the vCPU's mutex.
+  func registers() throws(KVMError) -> VCPURegisters?
+}
+
+extension KVMVCPU {
+  public func registers() throws(KVMError) -> VCPURegisters? { nil }
+}
+
+/// Where a vCPU's guest is: enough to tell a payload that loops from one that took an
+/// interrupt it has no handler for (real mode: the vectors at 0x100-0xf00 hold nothing).
+public struct VCPURegisters: Sendable, Equatable, Codable {
+  public var pc: UInt64
+  public var msr: UInt64
+  public var lr: UInt64
+  public var srr0: UInt64
+  public var srr1: UInt64
+  public var dar: UInt64
+  public var dsisr: UInt64
+
+  public init(
+    pc: UInt64, msr: UInt64, lr: UInt64, srr0: UInt64, srr1: UInt64, dar: UInt64, dsisr: UInt64
+  ) {
+    self.pc = pc
+    self.msr = msr
+    self.lr = lr
+    self.srr0 = srr0
+    self.srr1 = srr1
+    self.dar = dar
+    self.dsisr = dsisr
+  }
+
+  /// The Book3S interrupt vectors a real-mode guest lands on (Power ISA, Book III).
+  static let vectors: [UInt64: String] = [
+    0x100: "system reset", 0x200: "machine check", 0x300: "data storage",
+    0x380: "data segment", 0x400: "instruction storage", 0x480: "instruction segment",
+    0x500: "external", 0x600: "alignment", 0x700: "program", 0x800: "FP unavailable",
+    0x900: "decrementer", 0x980: "hypervisor decrementer", 0xc00: "system call",
+    0xd00: "trace", 0xe00: "hypervisor data storage", 0xf00: "performance monitor",
+  ]
+
+  /// One line: the registers, and the interrupt vector the PC is in, if it is in one.
+  public var description: String {
+    func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+    var s =
+      "pc \(hex(pc)) msr \(hex(msr)) lr \(hex(lr)) srr0 \(hex(srr0)) srr1 \(hex(srr1)) dar \(hex(dar)) dsisr \(hex(dsisr))"
+    if pc < 0x1000, let name = Self.vectors[pc & ~0x7f] {
+      s +=
+        " (in the \(name) interrupt vector \(hex(pc & ~0x7f)): the guest took an interrupt at \(hex(srr0)))"
+    }
+    return s
+  }
 }
 
 /// A source of kernel log records. `next(timeoutMs:)` returns nil when none arrived in time;

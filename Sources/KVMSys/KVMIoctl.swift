@@ -114,6 +114,10 @@ public enum KVMReg {
   public static let KVM_REG_SIZE_MASK: UInt64 = 0x00f0_0000_0000_0000
   public static let KVM_REG_SIZE_U32: UInt64 = 0x0020_0000_0000_0000
   public static let KVM_REG_SIZE_U64: UInt64 = 0x0030_0000_0000_0000
+  /// KVM_REG_PPC_DAR and _DSISR: the guest's data address and status of its last storage
+  /// interrupt.
+  public static let KVM_REG_PPC_DAR = KVM_REG_PPC | KVM_REG_SIZE_U64 | 0xc
+  public static let KVM_REG_PPC_DSISR = KVM_REG_PPC | KVM_REG_SIZE_U32 | 0xd
   /// KVM_REG_PPC_LPCR_64: the guest's LPCR (HV sets the parts a guest may choose).
   public static let KVM_REG_PPC_LPCR_64 = KVM_REG_PPC | KVM_REG_SIZE_U64 | 0xb5
   /// KVM_REG_PPC_ARCH_COMPAT: the compatibility PVR the guest runs as.

@@ -345,6 +345,15 @@ public final class RawVCPU: KVMVCPU, @unchecked Sendable {
 
   public func setHcallReturn(_ value: UInt64) { handle.setHcallReturn(value) }
 
+  /// KVM_GET_REGS, and DAR and DSISR through ONE_REG.
+  public func registers() throws(KVMError) -> VCPURegisters? {
+    let r = try handle.getRegs()
+    return VCPURegisters(
+      pc: r.pc, msr: r.msr, lr: r.lr, srr0: r.srr0, srr1: r.srr1,
+      dar: try handle.getOneReg(id: KVMReg.KVM_REG_PPC_DAR),
+      dsisr: try handle.getOneReg(id: KVMReg.KVM_REG_PPC_DSISR))
+  }
+
   /// Makes KVM_RUN return: kvm_run.immediate_exit for the next entry (KVM answers EINTR at
   /// once), and `signal` for a thread inside it now (a guest that never exits to userspace:
   /// a payload gone astray, a host bug). Once set, immediate_exit stays: this is for the end.
