@@ -235,10 +235,13 @@ final class IoctlFleet: GuestFleet, @unchecked Sendable {
   }
 
   /// Every hostd thread on the host: state, wait channel, the syscall it is in (54 with
-  /// 0xae80 is ioctl KVM_RUN on ppc64) and its kernel stack.
+  /// 0xae80 is ioctl KVM_RUN on ppc64) and its kernel stack. By /proc alone: the lab has no
+  /// pgrep.
   static let hostdThreadsScript = #"""
-    for p in $(pgrep -x hpthammer-hostd); do
-      for t in /proc/$p/task/*; do
+    for d in /proc/[0-9]*; do
+      [ "$(cat $d/comm 2>/dev/null)" = hpthammer-hostd ] || continue
+      p=${d#/proc/}
+      for t in $d/task/*; do
         echo "hostd $p thread ${t##*/}: state $(cut -d' ' -f3 $t/stat) wchan $(cat $t/wchan 2>/dev/null) syscall $(cat $t/syscall 2>/dev/null | cut -d' ' -f1-3)"
         sed 's/^/    /' $t/stack 2>/dev/null
       done

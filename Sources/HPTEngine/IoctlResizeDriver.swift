@@ -202,7 +202,7 @@ final class IoctlResizeDriver: ResizeDriver, @unchecked Sendable {
       guest.mayRun.value = true
       if sample == 1 { executor.sleep(ms: 1000) }
     }
-    if let threads = hostThreads() { lines.append(threads) }
+    if let threads = hostThreads(), !threads.isEmpty { lines.append(threads) }
     return lines.joined(separator: "\n")
   }
 
