@@ -235,14 +235,15 @@ final class IoctlFleet: GuestFleet, @unchecked Sendable {
   }
 
   /// Every hostd thread on the host: state, wait channel, the syscall it is in (54 with
-  /// 0xae80 is ioctl KVM_RUN on ppc64) and its kernel stack. By /proc alone: the lab has no
-  /// pgrep.
+  /// 0xae80 is ioctl KVM_RUN on ppc64) and its kernel stack. By /proc and the executable's
+  /// name (staged as ...-hpthammer-hostd-ARCH-HASH, its comm is a hash): the lab has no pgrep.
   static let hostdThreadsScript = #"""
     for d in /proc/[0-9]*; do
-      [ "$(cat $d/comm 2>/dev/null)" = hpthammer-hostd ] || continue
+      case "$(readlink $d/exe 2>/dev/null)" in *hpthammer-hostd*) ;; *) continue ;; esac
       p=${d#/proc/}
       for t in $d/task/*; do
-        echo "hostd $p thread ${t##*/}: state $(cut -d' ' -f3 $t/stat) wchan $(cat $t/wchan 2>/dev/null) syscall $(cat $t/syscall 2>/dev/null | cut -d' ' -f1-3)"
+        s=$(cut -d' ' -f3 $t/stat 2>/dev/null) || continue
+        echo "hostd $p thread ${t##*/}: state $s wchan $(cat $t/wchan 2>/dev/null) syscall $(cat $t/syscall 2>/dev/null | cut -d' ' -f1-3)"
         sed 's/^/    /' $t/stack 2>/dev/null
       done
     done
