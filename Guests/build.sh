@@ -119,7 +119,14 @@ fi
 # (modules.dep lists a module's dependencies; each is loaded before what needs it).
 kmods="virtio_pci virtio_balloon"
 moddir=$(ls -d "$kroot"/lib/modules/*/ 2>/dev/null | sed -n 1p || true)
-[ -n "$moddir" ] && [ -f "$moddir/modules.dep" ] || die "$kpkg has no lib/modules/*/modules.dep"
+[ -n "$moddir" ] || die "$kpkg has no lib/modules/*/"
+# Debian's packages leave modules.dep to depmod at install time: make it in the unpacked tree.
+if [ ! -f "$moddir/modules.dep" ]; then
+  depmod=$(command -v depmod || echo /sbin/depmod)
+  [ -x "$depmod" ] || die "depmod not found (it makes the guest kernel's modules.dep). Install it: apt-get install -y kmod" 125
+  "$depmod" -b "$kroot" "$(basename "$moddir")" || die "depmod -b $kroot failed"
+fi
+[ -f "$moddir/modules.dep" ] || die "$kpkg has no lib/modules/*/modules.dep, and depmod made none"
 modorder=$(python3 - "$moddir/modules.dep" $kmods <<'PY'
 import os, sys
 deps = {}

@@ -10,6 +10,8 @@ command -v powerpc64le-linux-gnu-gcc >/dev/null 2>&1 || cross_need+=(gcc-powerpc
 [ -e /usr/powerpc64le-linux-gnu/include/linux/kvm.h ] || cross_need+=(linux-libc-dev-ppc64el-cross)
 command -v qemu-ppc64le-static >/dev/null 2>&1 || cross_need+=(qemu-user-static)
 command -v dpkg-architecture >/dev/null 2>&1 || cross_need+=(dpkg-dev)
+# depmod: the guest kernel package's modules.dep is made at build time (Debian ships none).
+command -v depmod >/dev/null 2>&1 || [ -x /sbin/depmod ] || cross_need+=(kmod)
 if [ ${#cross_need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     ({ apt-get update -qq || true; } && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
