@@ -306,6 +306,10 @@ final class IoctlFleet: GuestFleet, @unchecked Sendable {
         }
         recordGuest(
           v, verified: args[0], mismatches: args[1], taken: args.count >= 8 ? args[7] : 0)
+      case .paprHcall(let nr, let args) where nr == HPTHammerHcall.interrupt && args.count >= 5:
+        // The guest stays in its vector's handler: this vCPU is done.
+        guestInterrupted(g, v, GuestInterrupt(args))
+        return
       case .interrupted:
         continue
       case .shutdown(let reason):
@@ -414,6 +418,18 @@ final class IoctlFleet: GuestFleet, @unchecked Sendable {
         title: title, type: "MEMORY_CORRUPTION", frame: nil, source: source, expected: false,
         file: nil, corrupted: false),
       report: "\(title)\n\(detail)\n", detail: "guest memory corruption")
+  }
+
+  /// The payload took an interrupt (its vectors reported it): the host lost or broke a
+  /// translation of the guest's real-mode memory, a finding like a corrupted page. The title
+  /// names the interrupt only, so that runs dedup; the addresses go in the report.
+  func guestInterrupted(_ g: GuestContext, _ v: any KVMVCPU, _ i: GuestInterrupt) {
+    runner.guestFailed(
+      Finding(
+        title: "guest took an unexpected \(i.name) interrupt in real mode",
+        type: "GUEST_INTERRUPT", frame: nil, source: "\(g.name) interrupt vectors",
+        expected: false, file: nil, corrupted: false),
+      report: "\(g.name) vCPU \(v.id): \(i)\n", detail: "unexpected guest interrupt")
   }
 
   /// A payload report's running totals (since the vCPU started) into the run's counters.

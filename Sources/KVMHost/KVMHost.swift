@@ -144,6 +144,55 @@ public struct VCPURegisters: Sendable, Equatable, Codable {
   }
 }
 
+/// An interrupt the payload's vectors reported (HPTHammerHcall.interrupt): which vector, and
+/// SRR0, SRR1, DAR, DSISR as the handler found them.
+public struct GuestInterrupt: Sendable, Equatable, CustomStringConvertible {
+  public var vector: UInt64
+  public var srr0: UInt64
+  public var srr1: UInt64
+  public var dar: UInt64
+  public var dsisr: UInt64
+
+  /// From the hcall's arguments r4...r8.
+  public init(_ args: [UInt64]) {
+    precondition(args.count >= 5)
+    (vector, srr0, srr1, dar, dsisr) = (args[0], args[1], args[2], args[3], args[4])
+  }
+
+  /// "data storage", "program", ... (Power ISA, Book III), or the vector's address.
+  public var name: String {
+    VCPURegisters.vectors[vector] ?? "0x" + String(vector, radix: 16)
+  }
+
+  /// What SRR1 (program, instruction storage) or DSISR (data storage) says caused it.
+  public var cause: [String] {
+    let bits: [(UInt64, UInt64, String)]
+    switch vector {
+    case 0x300:
+      bits = [
+        (dsisr, 0x4000_0000, "no HPTE"), (dsisr, 0x0800_0000, "protection"),
+        (dsisr, 0x0200_0000, "store"),
+      ]
+    case 0x400:
+      bits = [(srr1, 0x4000_0000, "no HPTE"), (srr1, 0x0800_0000, "protection or no-execute")]
+    case 0x700:
+      bits = [
+        (srr1, 0x10_0000, "floating-point enabled"), (srr1, 0x8_0000, "illegal instruction"),
+        (srr1, 0x4_0000, "privileged instruction"), (srr1, 0x2_0000, "trap"),
+      ]
+    default: bits = []
+    }
+    return bits.filter { $0.0 & $0.1 != 0 }.map(\.2)
+  }
+
+  public var description: String {
+    func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+    let why = cause.isEmpty ? "" : " (\(cause.joined(separator: ", ")))"
+    return
+      "\(name) interrupt (\(hex(vector)))\(why) at \(hex(srr0)): srr1 \(hex(srr1)) dar \(hex(dar)) dsisr \(hex(dsisr))"
+  }
+}
+
 /// A source of kernel log records. `next(timeoutMs:)` returns nil when none arrived in time;
 /// `isFinished` is true once the source can produce nothing more (the host died, EOF).
 public protocol KernelLogSource: AnyObject, Sendable {

@@ -129,4 +129,7 @@ public struct GuestPayload: Hashable, Sendable {
 public enum HPTHammerHcall {
   /// args: pages verified, mismatches, first bad guest-physical address, expected, found.
   public static let report: UInt64 = 0xF100
+  /// From the interrupt vectors (PPC64.InterruptVectors): the guest took an interrupt.
+  /// args: the vector, SRR0, SRR1, DAR, DSISR.
+  public static let interrupt: UInt64 = 0xF101
 }

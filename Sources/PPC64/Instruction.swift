@@ -115,6 +115,8 @@ public enum Instruction: Hashable, Sendable {
   case cmpldi(GPR, UInt16)
   /// mtctr RS (mtspr 9,RS).
   case mtctr(GPR)
+  /// mfspr RT,SPR: a special-purpose register (SRR0, SRR1, DAR, DSISR: `SPR`) into RT.
+  case mfspr(GPR, UInt32)
   /// b target: displacement in bytes, multiple of 4, within +-32 MiB.
   case b(Int32)
   /// bc on CR0: displacement in bytes, multiple of 4, within +-32 KiB.
@@ -179,6 +181,12 @@ public enum Instruction: Hashable, Sendable {
     case .cmpdi(let ra, let si): return Self.dForm(11, 1, ra.number, UInt16(bitPattern: si))
     case .cmpldi(let ra, let ui): return Self.dForm(10, 1, ra.number, ui)
     case .mtctr(let rs): return Self.xForm(rs.number, 9, 0, 467)
+    case .mfspr(let rt, let spr):
+      guard spr < 1024 else {
+        throw PPC64Error(instruction: "mfspr", message: "SPR \(spr) does not fit 10 bits")
+      }
+      // The SPR field holds the number's two 5-bit halves swapped.
+      return Self.xForm(rt.number, spr & 0x1f, spr >> 5, 339)
     case .b(let d):
       guard d % 4 == 0, d >= -(1 << 25), d < (1 << 25) else {
         throw PPC64Error(
@@ -249,6 +257,9 @@ public enum Instruction: Hashable, Sendable {
     case .cmpdi(let a, let si): return op("cmpdi", ["\(a)", "\(si)"])
     case .cmpldi(let a, let ui): return op("cmpldi", ["\(a)", "\(ui)"])
     case .mtctr(let rs): return op("mtctr", ["\(rs)"])
+    case .mfspr(let rt, let spr):
+      if let name = SPR.names[spr] { return op("mf\(name)", ["\(rt)"]) }
+      return op("mfspr", ["\(rt)", "\(spr)"])
     case .b(let d): return op("b", [target(d)])
     case .bc(let c, let d): return op(c.mnemonic, [target(d)])
     case .bdnz(let d): return op("bdnz", [target(d)])
@@ -270,4 +281,14 @@ public enum Instruction: Hashable, Sendable {
   /// `mr RA,RS` = or RA,RS,RS.
   public static func mr(_ ra: GPR, _ rs: GPR) -> Instruction { .or(ra, rs, rs) }
   public static let nop = Instruction.ori(.r0, .r0, 0)
+}
+
+/// Special-purpose register numbers (Power ISA, Book III) the payload reads.
+public enum SPR {
+  public static let dsisr: UInt32 = 18
+  public static let dar: UInt32 = 19
+  public static let srr0: UInt32 = 26
+  public static let srr1: UInt32 = 27
+  /// objdump's extended mnemonics (mfsrr0 ...).
+  static let names: [UInt32: String] = [18: "dsisr", 19: "dar", 26: "srr0", 27: "srr1"]
 }

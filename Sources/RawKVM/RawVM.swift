@@ -119,8 +119,8 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
     return v
   }
 
-  /// Writes the payload's image for `vcpu` into guest RAM and points the vCPU at it
-  /// (KVM_SET_REGS: PC = entry, MSR = payloadMSR, GPRs zero).
+  /// Writes the payload's image for `vcpu` and the interrupt vectors (at 0x100) into guest RAM
+  /// and points the vCPU at the image (KVM_SET_REGS: PC = entry, MSR = payloadMSR, GPRs zero).
   public func loadPayload(_ payload: GuestPayload, vcpu: UInt32) throws(KVMError) {
     guard let v = lock.withLock({ vcpus[vcpu] }) else {
       throw KVMError("loadPayload: no vCPU \(vcpu)", .ENOENT)
@@ -160,6 +160,15 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
           .EINVAL)
       }
     }
+    let vectors = try Self.interruptVectors()
+    guard let vectorsAt = hostAddress(InterruptVectors.address, length: UInt64(vectors.count)),
+      payload.base >= InterruptVectors.address + UInt64(vectors.count)
+    else {
+      throw KVMError(
+        "loadPayload: the interrupt vectors at 0x100 are outside guest RAM or inside the walked range",
+        .EINVAL)
+    }
+    vectors.withUnsafeBytes { vectorsAt.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
     built.image.withUnsafeBytes { image.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
     lock.withLock { payloads.append(payload) }
     var regs = try v.handle.getRegs()
@@ -167,6 +176,16 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
     regs.msr = Self.payloadMSR
     for i in 0..<32 { regs[gpr: i] = 0 }
     try v.handle.setRegs(regs)
+  }
+
+  /// The payload's interrupt vectors (the same for every vCPU): an interrupt the payload
+  /// does not expect is reported by hcall (HPTHammerHcall.interrupt), not spun on.
+  static func interruptVectors() throws(KVMError) -> [UInt8] {
+    do {
+      return try InterruptVectors(hcallNumber: HPTHammerHcall.interrupt).image
+    } catch {
+      throw KVMError("loadPayload: \(error)", .EINVAL)
+    }
   }
 
   /// The host address of guest-physical [gpa, gpa+length) when one memslot holds all of it.

@@ -1,5 +1,6 @@
 import Foundation
 import KVMHost
+import KernelLog
 import PPC64
 import Synchronization
 import Testing
@@ -113,5 +114,95 @@ import Testing
     #expect(
       atDSI.description.hasSuffix(
         "(in the data storage interrupt vector 0x300: the guest took an interrupt at 0x10040)"))
+  }
+
+  /// A vCPU whose payload reports once, then takes a data storage interrupt (as its vectors
+  /// report it), on a host that answers every resize at once.
+  final class InterruptedVCPU: KVMVCPU, @unchecked Sendable {
+    let id: UInt32
+    let runs = Atomic<Int>(0)
+    init(id: UInt32) { self.id = id }
+    func run() throws(KVMError) -> VCPUExit {
+      if runs.add(1, ordering: .relaxed).newValue == 1 {
+        return .paprHcall(nr: HPTHammerHcall.report, args: [64, 0, 0, 0, 0, 0, 0, 0])
+      }
+      Thread.sleep(forTimeInterval: 0.01)
+      return .paprHcall(
+        nr: HPTHammerHcall.interrupt,
+        args: [0x300, 0x10_0a4, 0x8000_0000_0000_1001, 0x42_0000, 0x4200_0000])
+    }
+    func setHcallReturn(_ value: UInt64) {}
+  }
+
+  final class AnsweringVM: KVMVirtualMachine, @unchecked Sendable {
+    func checkExtension(_ cap: KVMCapability) throws(KVMError) -> Int { 1 }
+    func setUserMemoryRegion(slot: UInt32, guestPhysAddr: UInt64, size: UInt64) throws(KVMError) {}
+    func allocateHTAB(order: UInt32) throws(KVMError) -> UInt32 { order }
+    func createVCPU(id: UInt32) throws(KVMError) -> any KVMVCPU { InterruptedVCPU(id: id) }
+    func resizeHPTPrepare(flags: UInt64, shift: UInt32) throws(KVMError) -> PrepareStatus { .ready }
+    func resizeHPTCommit(flags: UInt64, shift: UInt32) throws(KVMError) {}
+    func loadPayload(_ payload: GuestPayload, vcpu: UInt32) throws(KVMError) {}
+    func invalidateGuestMemory(guestPhysAddr: UInt64, size: UInt64, how: HostInvalidation)
+      throws(KVMError)
+    {}
+    func close() {}
+  }
+
+  final class QuietLog: KernelLogSource, @unchecked Sendable {
+    func next(timeoutMs: Int) -> KernelLogRecord? {
+      Thread.sleep(forTimeInterval: Double(min(timeoutMs, 10)) / 1000)
+      return nil
+    }
+    var isFinished: Bool { false }
+  }
+
+  final class AnsweringHost: KVMSystem, @unchecked Sendable {
+    let log = QuietLog()
+    let exec = ThreadExecutor()
+    var hostName: String { "fake-p9" }
+    func apiVersion() throws(KVMError) -> Int { 12 }
+    func checkExtension(_ cap: KVMCapability) throws(KVMError) -> Int { 1 }
+    func createVM(type: VMType) throws(KVMError) -> any KVMVirtualMachine { AnsweringVM() }
+    var kernelLog: any KernelLogSource { log }
+    var executor: any AgentExecutor { exec }
+    var statistics: [String: Int] { [:] }
+  }
+
+  /// The interrupt the vectors report ends the run as a bug: one finding, titled by the
+  /// interrupt alone (runs dedup on it), its report naming the guest, where and why.
+  @Test func anInterruptTheVectorsReportIsAFinding() throws {
+    var j = Job(name: "interrupt-test")
+    j.backend = .raw
+    j.durationS = 20
+    j.guestCount = 1
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "hpthammer-interrupt-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let r = Runner(
+      job: j, host: AnsweringHost(), kernel: HostKernel(name: "fake", release: "6.1.0-fake"),
+      outDir: dir, progress: false, reproduce: "test"
+    ).run()
+    #expect(r.verdict == .bug, "\(r.error ?? "")")
+    #expect(r.verdict.exitCode == 1)
+    #expect(r.host_time_s < 15, "the run ends at the finding, not at its budget")
+    let f = try #require(r.crashes.first)
+    #expect(f.title == "guest took an unexpected data storage interrupt in real mode")
+    #expect(f.type == "GUEST_INTERRUPT")
+    let files = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+    let report = try files.filter { $0.hasPrefix("crash-") }.map {
+      try String(contentsOf: dir.appendingPathComponent($0), encoding: .utf8)
+    }.joined()
+    #expect(
+      report.contains(
+        "vCPU 0: data storage interrupt (0x300) (no HPTE, store) at 0x100a4: srr1 0x8000000000001001 dar 0x420000 dsisr 0x42000000"
+      ), "\(report)")
+  }
+
+  @Test func interruptCausesAreDecoded() {
+    let program = GuestInterrupt([0x700, 0x700, 0x8000_0000_0008_1001, 0, 0])
+    #expect(program.name == "program" && program.cause == ["illegal instruction"])
+    let isi = GuestInterrupt([0x400, 0x1_0080, 0x4000_0000, 0, 0])
+    #expect(isi.cause == ["no HPTE"])
+    #expect(GuestInterrupt([0xa00, 0, 0, 0, 0]).name == "0xa00")
   }
 }

@@ -76,7 +76,8 @@ func squeeze(_ s: String) -> String {
     .sldi(.r1, .r2, 1), .rldicl(.r4, .r3, sh: 5, mb: 0), .rldicl(.r4, .r3, sh: 5, mb: 7),
     .rldicr(.r4, .r3, sh: 5, me: 7), .rldicr(.r4, .r3, sh: 40, me: 60),
     .cmpd(.r3, .r4), .cmpld(.r18, .r22), .cmpdi(.r26, 0), .cmpdi(.r3, -1), .cmpldi(.r3, 65535),
-    .mtctr(.r3), .b(-16), .b(0x1fffffc), .b(-0x2000000),
+    .mtctr(.r3), .mfspr(.r5, SPR.srr0), .mfspr(.r6, SPR.srr1), .mfspr(.r7, SPR.dar),
+    .mfspr(.r8, SPR.dsisr), .mfspr(.r9, 1000), .b(-16), .b(0x1fffffc), .b(-0x2000000),
     .bc(.lt, 8), .bc(.ge, 8), .bc(.gt, -8), .bc(.le, 12), .bc(.eq, 32764), .bc(.ne, -32768),
     .bdnz(-8), .sc(lev: 0), .sc(lev: 1), .trap,
   ]
@@ -89,7 +90,8 @@ func squeeze(_ s: String) -> String {
     let covered = Set(Self.every.map(Self.caseName))
     let all: Set<String> = [
       "addi", "addis", "ori", "oris", "add", "subf", "mulld", "xor", "and", "or", "ld", "std",
-      "ldx", "stdx", "rldicl", "rldicr", "cmpd", "cmpld", "cmpdi", "cmpldi", "mtctr", "b", "bc",
+      "ldx", "stdx", "rldicl", "rldicr", "cmpd", "cmpld", "cmpdi", "cmpldi", "mtctr", "mfspr", "b",
+      "bc",
       "bdnz", "sc", "trap",
     ]
     #expect(covered == all)
@@ -118,6 +120,7 @@ func squeeze(_ s: String) -> String {
     #expect(try Instruction.addi(.r3, .r3, -1).encode() == 0x3863_ffff)
     #expect(try Instruction.cmpd(.r3, .r4).encode() == 0x7c23_2000)
     #expect(try Instruction.mtctr(.r3).encode() == 0x7c69_03a6)
+    #expect(try Instruction.mfspr(.r4, SPR.srr0).encode() == 0x7c9a_02a6)
   }
 
   @Test func badOperandsAreErrorsNamingThem() {
@@ -127,6 +130,7 @@ func squeeze(_ s: String) -> String {
     #expect(throws: PPC64Error.self) { try Instruction.bc(.eq, 1 << 15).encode() }
     #expect(throws: PPC64Error.self) { try Instruction.rldicl(.r3, .r3, sh: 64, mb: 0).encode() }
     #expect(throws: PPC64Error.self) { try Instruction.sc(lev: 128).encode() }
+    #expect(throws: PPC64Error.self) { try Instruction.mfspr(.r3, 1024).encode() }
     #expect(GPR(32) == nil)
     #expect(GPR(31) == .r31)
     do {

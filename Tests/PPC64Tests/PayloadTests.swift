@@ -81,6 +81,31 @@ import Testing
     #expect(diff.count == 1 && diff[0].0 == .trap && diff[0].1 == .sc(lev: 1))
   }
 
+  /// The interrupt vectors, as objdump reads them at their guest address: every 32-byte slot
+  /// from 0x100 names itself in r4 and branches to 0x1000, which reads SRR0, SRR1, DAR and
+  /// DSISR into r5-r8 before the hcall and goes back to itself after it.
+  @Test(.enabled(if: Tools.objdump != nil, "powerpc64le-linux-gnu-objdump is not installed"))
+  func interruptVectorsReportWhichAndWhere() throws {
+    let v = try InterruptVectors(hcallNumber: 0xF101)
+    let texts = try Tools.disassemble(v.image, .littleEndian).map(squeeze)
+    try #require(texts.count == v.instructions.count)
+    for (i, inst) in v.instructions.enumerated() {
+      #expect(texts[i] == squeeze(inst.objdumpText(at: UInt64(i * 4))), "at +\(i * 4)")
+    }
+    for vector in [0x100, 0x300, 0x380, 0x400, 0x700, 0xe00, 0xfe0] {
+      let i = (vector - 0x100) / 4
+      #expect(texts[i] == "li r4,\(vector)")
+      // objdump's target is relative to the start of what it was given (0x100).
+      #expect(texts[i + 1] == "b 0xf00", "\(texts[i + 1]) at \(vector)")
+    }
+    let common = Array(texts[((0x1000 - 0x100) / 4)...])
+    #expect(
+      Array(common.prefix(4)) == ["mfsrr0 r5", "mfsrr1 r6", "mfdar r7", "mfdsisr r8"])
+    #expect(common.filter { $0 == "sc 1" }.count == 1)
+    #expect(common.last == "b 0xf00")
+    #expect(v.end == 0x1000 + UInt64(common.count * 4))
+  }
+
   /// Runs the payload's loop for real, as a ppc64le user program under qemu-user: reports come
   /// with the counts the design says, a dword changed behind its back is reported with its
   /// address, expected and found values, and memory ends up holding the patterns.

@@ -170,6 +170,13 @@ final class NoExecutor: AgentExecutor, @unchecked Sendable {
     // The code follows the block: its first instruction is lis r20 (the block's address).
     let word = UInt32(littleEndian: (host + block).loadUnaligned(as: UInt32.self))
     #expect(word == (try Instruction.addis(.r20, .r0, 0).encode()))
+    // The interrupt vectors: the data storage vector (0x300) says which it is and branches
+    // to the common handler at 0x1000.
+    let dsi = try #require(vm.hostAddress(0x300, length: 8))
+    let li = UInt32(littleEndian: dsi.loadUnaligned(as: UInt32.self))
+    let b = UInt32(littleEndian: (dsi + 4).loadUnaligned(as: UInt32.self))
+    #expect(li == (try Instruction.li(.r4, 0x300).encode()))
+    #expect(b == (try Instruction.b(Int32(0x1000 - 0x304)).encode()))
   }
 
   @Test func loadPayloadOutsideRAMIsAClearError() throws {
