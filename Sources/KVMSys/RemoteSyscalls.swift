@@ -24,6 +24,9 @@ public final class RemoteSyscalls: Syscalls, @unchecked Sendable {
   private let writeFD: Int32
   private let state = Mutex(State())
   private let writeLock = Mutex(())
+  /// Held while guest RAM is pushed (pushGuestMemory): a vCPU of one guest must not enter
+  /// KVM_RUN while another thread is still writing that guest's payload into its RAM.
+  private let pushLock = Mutex(())
   private let kvmRunSync = 2048
 
   struct Mapping {
@@ -244,8 +247,16 @@ public final class RemoteSyscalls: Syscalls, @unchecked Sendable {
   }
 
   /// Copies the non-zero pages of anonymous mappings (guest RAM) not sent yet: what the VMM
-  /// wrote before the guest ran (the payload and its parameters).
+  /// wrote before the guest ran (the payload and its parameters). The first KVM_RUN pushes
+  /// every guest's RAM; the others wait until it is all there. (Marked pushed and written
+  /// outside one lock, a second guest's vCPU ran before its payload arrived: it executed
+  /// zeroes at the entry point, took a program interrupt at an empty vector and spun there,
+  /// seen on the lab as "the guest did not run for 120 s after it was (re)started".)
   private func pushGuestMemory() {
+    pushLock.withLock { _ in pushUnsentGuestMemory() }
+  }
+
+  private func pushUnsentGuestMemory() {
     let todo = state.withLock { s -> [(UInt, Mapping)] in
       var out: [(UInt, Mapping)] = []
       for (k, m) in s.mappings where m.vcpuFD == nil && !m.pushed {

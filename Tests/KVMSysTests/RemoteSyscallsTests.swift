@@ -131,6 +131,31 @@ import Testing
 }
 
 extension RemoteSyscallsTests {
+  /// Guest RAM written here reaches hostd before any vCPU runs, whichever thread's KVM_RUN
+  /// pushes it: a second thread's KVM_RUN waits for the first one's push (two guests whose
+  /// vCPUs started together: one ran before its payload arrived, on the lab).
+  @Test(.enabled(if: which("cc") != nil, "no C compiler"))
+  func aSecondKVMRunWaitsForThePushOfGuestRAM() throws {
+    let bin = try Self.build(Self.which("cc")!)
+    defer { try? FileManager.default.removeItem(atPath: bin) }
+    let (remote, p, _) = try Self.connect([bin], arch: .host)
+    defer { if p.isRunning { p.terminate() } }
+    // Two guests' RAM, every page non-zero, so the push takes thousands of round trips.
+    let size = 8 << 20
+    let rams = try (0..<2).map { _ in try remote.mmap(length: size, .sharedAnonymous).get() }
+    for (g, ram) in rams.enumerated() { memset(ram, 0x41 + Int32(g), size) }
+    let run = KVMIoctl.KVM_RUN.number(for: .host)
+    // Not a vCPU: hostd answers EBADF, after the push that comes first.
+    let first = Thread { _ = remote.ioctl(-1, run, value: 0) }
+    first.start()
+    Thread.sleep(forTimeInterval: 0.005)
+    _ = remote.ioctl(-1, run, value: 0)
+    for (g, ram) in rams.enumerated() {
+      let last = try remote.peek(ram + size - 4096, count: 4096).get()
+      #expect(last.allSatisfy { $0 == 0x41 + UInt8(g) }, "guest \(g)'s last page not there yet")
+    }
+  }
+
   /// Page migration here (LinuxSyscalls) and through hostd: the same node list; moving the
   /// pages of a shmem range to the node they are on moves none and keeps their contents; a node
   /// that does not exist is the kernel's refusal, not a count.
