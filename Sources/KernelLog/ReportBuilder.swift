@@ -11,8 +11,9 @@ struct ReportBuilder {
   /// `ReportKeyword` bits of each line (at least as many as `lines`).
   let flags: [UInt8]
 
-  /// The report; `text` is its lines joined by newlines (kept by the report).
-  func build(origin: LogOrigin, text: [UInt8]) -> CrashReport {
+  /// The report; `text` is its lines joined by newlines (kept by the report), its first
+  /// stack's frame lines from `framesFrom` on (nil: no stack keyword, or none after it).
+  func build(origin: LogOrigin, text: [UInt8], framesFrom: Int?) -> CrashReport {
     let oops = detector.table[report.pattern]
     // The header chose a format; a later one may fit better when this one's extra lines are
     // missing (KASAN without "Read of size").
@@ -118,7 +119,7 @@ struct ReportBuilder {
     return CrashReport(
       kind: kind, type: crashType(typeRule, captures), title: title, frame: frame,
       corruptedReason: corruptedReason,
-      body: ReportBody(text: text, metadataLines: metadataLines),
+      body: ReportBody(text: text, metadataLines: metadataLines, framesFrom: framesFrom),
       start: report.start, end: report.end, origin: origin,
       patternID: patternID)
   }
@@ -471,9 +472,9 @@ func parseMetadata(_ text: UnsafeBufferPointer<UInt8>, lineLimit: Int) -> Report
       if let bracket = byteRange(list, " [last unloaded") {
         list = String(list[..<bracket.lowerBound])
       }
-      // Split as bytes: a Character split of a long module list cost more than the rest of
-      // the metadata.
-      result.modules = list.utf8.split(separator: 0x20).map { String(Substring($0)) }
+      // Split when the names are asked for (as bytes: a Character split of a long module
+      // list cost more than the rest of the metadata).
+      result.moduleList = ModuleList(printed: list)
       needModules = false
     }
     if result.kernelVersion != nil { needVersion = false }

@@ -515,6 +515,9 @@ struct ReportInProgress: Sendable {
         lines.append(UnsafeBufferPointer(rebasing: source[line.start..<line.end]))
       }
       let lineFlags = self.lines.map(\.flags)
+      // The first stack's frames follow the first line holding a stack keyword.
+      let stackLine = lineFlags.firstIndex { $0 & ReportKeyword.stack != 0 }
+      var framesFrom: Int?
       // The one copy of the text that the report keeps.
       let bodyText = [UInt8](unsafeUninitializedCapacity: byteCount) { out, count in
         var at = 0
@@ -523,6 +526,7 @@ struct ReportInProgress: Sendable {
             out[at] = 0x0a
             at += 1
           }
+          if let stackLine, i == stackLine + 1 { framesFrom = at }
           if let source = line.baseAddress, let target = out.baseAddress {
             (target + at).update(from: source, count: line.count)
           }
@@ -555,16 +559,16 @@ struct ReportInProgress: Sendable {
         return ReportBuilder(
           detector: detector, report: self, lines: joined.lines, flags: joined.flags
         )
-        .build(origin: origin, text: bodyText)
+        .build(origin: origin, text: bodyText, framesFrom: framesFrom)
       }
       if analysed.lines.count != lines.count {
         return ReportBuilder(
           detector: detector, report: self, lines: analysed.lines, flags: analysed.flags
         )
-        .build(origin: origin, text: bodyText)
+        .build(origin: origin, text: bodyText, framesFrom: framesFrom)
       }
       return ReportBuilder(detector: detector, report: self, lines: lines, flags: lineFlags).build(
-        origin: origin, text: bodyText)
+        origin: origin, text: bodyText, framesFrom: framesFrom)
     }
   }
 }

@@ -310,11 +310,13 @@ enum ScanOutput {
     func string(_ s: String?) {
       if let s { appendQuoted(s, to: &out) } else { out += "null".utf8 }
     }
-    func strings(_ list: [String]) {
+    func byteStrings(_ forEach: ((UnsafeBufferPointer<UInt8>) -> Void) -> Void) {
       out.append(UInt8(ascii: "["))
-      for (i, s) in list.enumerated() {
-        if i > 0 { out.append(UInt8(ascii: ",")) }
-        appendQuoted(s, to: &out)
+      var first = true
+      forEach { bytes in
+        if !first { out.append(UInt8(ascii: ",")) }
+        first = false
+        appendQuoted(bytes, to: &out)
       }
       out.append(UInt8(ascii: "]"))
     }
@@ -362,10 +364,11 @@ enum ScanOutput {
       key("kernelVersion")
       string(version)
     }
+    // Module and frame names are copied out as bytes: a String each cost more than the scan.
     key("modules")
-    strings(context.modules)
+    byteStrings(context.moduleList.forEach)
     key("frames")
-    strings(r.frames)
+    byteStrings(r.forEachFrame)
     if let report {
       key("report")
       string(report)
@@ -407,27 +410,30 @@ enum ScanOutput {
   /// A JSON string: '"', '\\' and control characters escaped, other bytes (valid UTF-8, as
   /// Swift strings are) copied.
   static func appendQuoted(_ s: String, to out: inout [UInt8]) {
-    out.append(UInt8(ascii: "\""))
     var s = s
-    s.withUTF8 { bytes in
-      var run = 0
-      for (i, b) in bytes.enumerated() where b < 0x20 || b == 0x22 || b == 0x5c {
-        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i]))
-        run = i + 1
-        switch b {
-        case 0x22: out += "\\\"".utf8
-        case 0x5c: out += "\\\\".utf8
-        case 0x0a: out += "\\n".utf8
-        case 0x0d: out += "\\r".utf8
-        case 0x09: out += "\\t".utf8
-        default:
-          out += "\\u00".utf8
-          out.append(hex[Int(b >> 4)])
-          out.append(hex[Int(b & 15)])
-        }
+    s.withUTF8 { appendQuoted($0, to: &out) }
+  }
+
+  /// `bytes` (valid UTF-8) as a JSON string.
+  static func appendQuoted(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+    out.append(UInt8(ascii: "\""))
+    var run = 0
+    for (i, b) in bytes.enumerated() where b < 0x20 || b == 0x22 || b == 0x5c {
+      out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i]))
+      run = i + 1
+      switch b {
+      case 0x22: out += "\\\"".utf8
+      case 0x5c: out += "\\\\".utf8
+      case 0x0a: out += "\\n".utf8
+      case 0x0d: out += "\\r".utf8
+      case 0x09: out += "\\t".utf8
+      default:
+        out += "\\u00".utf8
+        out.append(hex[Int(b >> 4)])
+        out.append(hex[Int(b & 15)])
       }
-      out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...]))
     }
+    out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...]))
     out.append(UInt8(ascii: "\""))
   }
 }
