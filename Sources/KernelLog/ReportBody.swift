@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// What a report says about where it happened: parsed from its first lines on first access.
 struct ReportMetadata: Sendable, Hashable {
   var cpu: Int?
@@ -57,23 +65,23 @@ public struct ModuleList: Sendable, Hashable {
 final class ReportBody: Sendable {
   /// The report's lines joined by newlines, log prefixes removed.
   let text: [UInt8]
-  /// How many leading lines may hold the CPU/Comm, Modules and Tainted lines (they come
-  /// before the stack).
-  let metadataLines: Int
+  /// Where the leading lines that may hold the CPU/Comm, Modules and Tainted lines end in
+  /// `text` (they come before the stack).
+  let metadataEnd: Int
   /// Where the lines after the first stack keyword's line start in `text` (-1: none), found
   /// from the scanner's keyword flags rather than by searching the text again.
   let framesFrom: Int
 
-  init(text: [UInt8], metadataLines: Int, framesFrom: Int?) {
+  init(text: [UInt8], metadataEnd: Int, framesFrom: Int?) {
     self.text = text
-    self.metadataLines = metadataLines
+    self.metadataEnd = metadataEnd
     self.framesFrom = framesFrom ?? -1
   }
 
   var reportString: String { String(decoding: text, as: UTF8.self) }
 
   var metadata: ReportMetadata {
-    text.withUnsafeBufferPointer { parseMetadata($0, lineLimit: metadataLines) }
+    text.withUnsafeBufferPointer { parseMetadata(UnsafeBufferPointer(rebasing: $0[..<metadataEnd])) }
   }
 
   func forEachFrame(_ body: (UnsafeBufferPointer<UInt8>) -> Void) {
@@ -108,16 +116,45 @@ func forEachStackFrame(
   _ buf: UnsafeBufferPointer<UInt8>, from start: Int, _ body: (UnsafeBufferPointer<UInt8>) -> Void
 ) {
   guard let base = buf.baseAddress else { return }
-  var start = start
+  // Only a line holding "+0x<hex>" or ") from [" can be a frame (`classifyTraceLine`): the
+  // text is searched for those once, not line by line (a report's tail can be hundreds of
+  // lines after its stack).
+  var pos = start
+  var nextOffset = -1
+  var nextArm = -1
   var count = 0
-  while start <= buf.count, count < 24 {
-    let end = memchrNewline(base + start, buf.count - start).map { start + $0 } ?? buf.count
-    let line = UnsafeBufferPointer(rebasing: buf[start..<end])
+  while count < 24, pos < buf.count {
+    if nextOffset < pos { nextOffset = nextSymbolOffset(buf, from: pos) ?? buf.count }
+    if nextArm < pos { nextArm = indexOf(buf, armFromBytes, from: pos) ?? buf.count }
+    let hit = min(nextOffset, nextArm)
+    guard hit < buf.count else { return }
+    let lineStart = lastNewline(base + pos, hit - pos).map { pos + $0 + 1 } ?? pos
+    let lineEnd = memchrNewline(base + hit, buf.count - hit).map { hit + $0 } ?? buf.count
+    let line = UnsafeBufferPointer(rebasing: buf[lineStart..<lineEnd])
     let t = classifyTraceLine(line)
     if t.role == .frame, !t.questionable, let name = t.nameBytes(in: line) {
       body(name)
       count += 1
     }
-    start = end + 1
+    pos = lineEnd + 1
   }
+}
+
+private let armFromBytes = Array(") from [".utf8)
+
+/// The next "+0x" followed by a hex digit at or after `from`.
+private func nextSymbolOffset(_ buf: UnsafeBufferPointer<UInt8>, from: Int) -> Int? {
+  guard let base = buf.baseAddress else { return nil }
+  var i = from
+  while i + 3 < buf.count {
+    guard let hit = memchr(base + i, Int32(UInt8(ascii: "+")), buf.count - 3 - i) else {
+      return nil
+    }
+    i = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
+    if buf[i + 1] == UInt8(ascii: "0"), buf[i + 2] == UInt8(ascii: "x"), isHexDigit(buf[i + 3]) {
+      return i
+    }
+    i += 1
+  }
+  return nil
 }

@@ -116,10 +116,16 @@ struct ReportBuilder {
     }
     // The CPU/Comm and Modules lines come before the stack; they are parsed on first access.
     let metadataLines = min(lines.count, min(60, max(stack ?? 60, 8)))
+    // (A line count of the analysed lines, applied to the text's lines, as it always was.)
+    var metadataEnd = text.count
+    if metadataLines < report.lines.count {
+      metadataEnd = metadataLines - 1
+      for line in report.lines.prefix(metadataLines) { metadataEnd += line.end - line.start }
+    }
     return CrashReport(
       kind: kind, type: crashType(typeRule, captures), title: title, frame: frame,
       corruptedReason: corruptedReason,
-      body: ReportBody(text: text, metadataLines: metadataLines, framesFrom: framesFrom),
+      body: ReportBody(text: text, metadataEnd: metadataEnd, framesFrom: framesFrom),
       start: report.start, end: report.end, origin: origin,
       patternID: patternID)
   }
@@ -437,55 +443,77 @@ struct ReportBuilder {
 
 }
 
-/// The CPU, PID, comm, taint, kernel version and modules from a report's first `lineLimit`
-/// lines.
-func parseMetadata(_ text: UnsafeBufferPointer<UInt8>, lineLimit: Int) -> ReportMetadata {
+/// The CPU, PID, comm, taint, kernel version and modules from a report's first lines (`text`
+/// ends with the last line that may hold them). Only the lines holding a tag are looked at:
+/// each tag is searched once over the text, not line by line.
+func parseMetadata(_ text: UnsafeBufferPointer<UInt8>) -> ReportMetadata {
   var result = ReportMetadata()
+  guard let base = text.baseAddress else { return result }
   var needCPU = true
   var needModules = true
   var needVersion = true
+  // The next position of each tag, searched again once passed.
+  var next = (cpu: -1, modules: -1, taint: -1, notTainted: -1)
+  func find(_ tag: [UInt8], _ from: Int) -> Int { indexOf(text, tag, from: from) ?? text.count }
   var start = 0
-  var index = 0
-  while start <= text.count, index < lineLimit {
-    if !needCPU && !needModules && !needVersion { break }
-    var end = text.count
-    if start < text.count, let base = text.baseAddress,
-      let newline = memchrNewline(base + start, text.count - start)
-    {
-      end = start + newline
+  while start < text.count, needCPU || needModules || needVersion {
+    var hit = text.count
+    if needCPU {
+      if next.cpu < start { next.cpu = find(cpuTag, start) }
+      hit = next.cpu
     }
-    let line = UnsafeBufferPointer(rebasing: text[start..<end])
+    if needModules {
+      if next.modules < start { next.modules = find(modulesTag, start) }
+      hit = min(hit, next.modules)
+    }
+    if needVersion {
+      if next.taint < start { next.taint = find(taintTag, start) }
+      if next.notTainted < start { next.notTainted = find(notTaintedTag, start) }
+      hit = min(hit, next.taint, next.notTainted)
+    }
+    guard hit < text.count else { break }
+    let lineStart = lastNewline(base + start, hit - start).map { start + $0 + 1 } ?? start
+    let end = memchrNewline(base + hit, text.count - hit).map { hit + $0 } ?? text.count
+    parseMetadataLine(
+      UnsafeBufferPointer(rebasing: text[lineStart..<end]), &result,
+      needCPU: &needCPU, needModules: &needModules, needVersion: &needVersion)
     start = end + 1
-    index += 1
-    if needCPU, indexOf(line, cpuTag, from: 0) != nil,
-      let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil)
-    {
-      result.cpu = Int(c[0])
-      result.pid = Int(c[1])
-      if c.count > 2 {
-        parseCommAndTaint(c[2], into: &result)
-        needCPU = false
-      }
-    }
-    if needModules, indexOf(line, modulesTag, from: 0) != nil, let m = modulesLine.match(line) {
-      var list = m[0]
-      if let bracket = byteRange(list, " [last unloaded") {
-        list = String(list[..<bracket.lowerBound])
-      }
-      // Split when the names are asked for (as bytes: a Character split of a long module
-      // list cost more than the rest of the metadata).
-      result.moduleList = ModuleList(printed: list)
-      needModules = false
-    }
-    if result.kernelVersion != nil { needVersion = false }
-    if needVersion,
-      indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
-    {
-      parseCommAndTaint(String(decoding: line, as: UTF8.self), into: &result)
-      needVersion = result.kernelVersion == nil
-    }
   }
   return result
+}
+
+/// What one of the report's first lines says (a line without a tag says nothing).
+private func parseMetadataLine(
+  _ line: UnsafeBufferPointer<UInt8>, _ result: inout ReportMetadata, needCPU: inout Bool,
+  needModules: inout Bool, needVersion: inout Bool
+) {
+  if needCPU, indexOf(line, cpuTag, from: 0) != nil,
+    let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil)
+  {
+    result.cpu = Int(c[0])
+    result.pid = Int(c[1])
+    if c.count > 2 {
+      parseCommAndTaint(c[2], into: &result)
+      needCPU = false
+    }
+  }
+  if needModules, indexOf(line, modulesTag, from: 0) != nil, let m = modulesLine.match(line) {
+    var list = m[0]
+    if let bracket = byteRange(list, " [last unloaded") {
+      list = String(list[..<bracket.lowerBound])
+    }
+    // Split when the names are asked for (as bytes: a Character split of a long module
+    // list cost more than the rest of the metadata).
+    result.moduleList = ModuleList(printed: list)
+    needModules = false
+  }
+  if result.kernelVersion != nil { needVersion = false }
+  if needVersion,
+    indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
+  {
+    parseCommAndTaint(String(decoding: line, as: UTF8.self), into: &result)
+    needVersion = result.kernelVersion == nil
+  }
 }
 
 private func parseCommAndTaint(_ rest: String, into result: inout ReportMetadata) {
