@@ -81,7 +81,9 @@ final class ReportBody: Sendable {
   var reportString: String { String(decoding: text, as: UTF8.self) }
 
   var metadata: ReportMetadata {
-    text.withUnsafeBufferPointer { parseMetadata(UnsafeBufferPointer(rebasing: $0[..<metadataEnd])) }
+    text.withUnsafeBufferPointer {
+      parseMetadata(UnsafeBufferPointer(rebasing: $0[..<metadataEnd]))
+    }
   }
 
   func forEachFrame(_ body: (UnsafeBufferPointer<UInt8>) -> Void) {

@@ -511,12 +511,20 @@ private func parseMetadataLine(
   if needVersion,
     indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
   {
-    parseCommAndTaint(String(decoding: line, as: UTF8.self), into: &result)
+    if isASCII(line) {
+      parseCommAndTaintASCII(line, into: &result)
+    } else {
+      parseCommAndTaint(String(decoding: line, as: UTF8.self), into: &result)
+    }
     needVersion = result.kernelVersion == nil
   }
 }
 
 private func parseCommAndTaint(_ rest: String, into result: inout ReportMetadata) {
+  var bytes = rest
+  if bytes.withUTF8({ isASCII($0) }) {
+    return bytes.withUTF8 { parseCommAndTaintASCII($0, into: &result) }
+  }
   var comm = rest
   var tail = ""
   if let r = byteRange(rest, " Tainted: ") {
@@ -545,6 +553,69 @@ private func parseCommAndTaint(_ rest: String, into result: inout ReportMetadata
     result.comm = comm.trimmingSpaces()
   }
 }
+
+/// `parseCommAndTaint` on ASCII text, as bytes: a String per piece cost more than finding the
+/// lines (on ASCII, Characters are bytes, so the results are the same).
+private func parseCommAndTaintASCII(
+  _ rest: UnsafeBufferPointer<UInt8>, into result: inout ReportMetadata
+) {
+  var commEnd: Int?
+  if let at = indexOf(rest, taintedTag, from: 0) {
+    commEnd = at
+    var flags: [UInt8] = []
+    forEachWord(rest, from: at + taintedTag.count) { word in
+      if isDecimal(word[0]), word.contains(0x2e) {
+        result.kernelVersion = result.kernelVersion ?? String(decoding: word, as: UTF8.self)
+        return false
+      }
+      if !flags.isEmpty { flags.append(0x20) }
+      flags += word
+      return true
+    }
+    if result.taint == nil, !flags.isEmpty { result.taint = String(decoding: flags, as: UTF8.self) }
+  } else if let (at, count) = indexOf(rest, spacedNotTainted, from: 0).map({
+    ($0, spacedNotTainted.count)
+  }) ?? indexOf(rest, notTaintedWord, from: 0).map({ ($0, notTaintedWord.count) }) {
+    commEnd = at
+    forEachWord(rest, from: at + count) { word in
+      result.kernelVersion = result.kernelVersion ?? String(decoding: word, as: UTF8.self)
+      return false
+    }
+  }
+  guard result.comm == nil, let commEnd, commEnd > 0, indexOf(rest, commTag, from: 0) == nil
+  else { return }
+  var s = 0
+  var e = commEnd
+  while s < e, rest[s] == 0x20 { s += 1 }
+  while e > s, rest[e - 1] == 0x20 { e -= 1 }
+  result.comm = string(rest, s, e)
+}
+
+/// The words (runs of bytes other than spaces) of `text` from `from` on, until `body` returns false.
+private func forEachWord(
+  _ text: UnsafeBufferPointer<UInt8>, from: Int, _ body: (UnsafeBufferPointer<UInt8>) -> Bool
+) {
+  var start = from
+  var i = from
+  while i <= text.count {
+    if i == text.count || text[i] == 0x20 {
+      if i > start, !body(UnsafeBufferPointer(rebasing: text[start..<i])) { return }
+      start = i + 1
+    }
+    i += 1
+  }
+}
+
+@inline(__always) func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+  var any: UInt8 = 0
+  for b in bytes { any |= b }
+  return any < 0x80
+}
+
+private let taintedTag = Array(" Tainted: ".utf8)
+private let spacedNotTainted = Array(" Not tainted ".utf8)
+private let notTaintedWord = Array("Not tainted ".utf8)
+private let commTag = Array("Comm:".utf8)
 
 /// The word starts with a digit (an ASCII one without decoding a Character).
 private func startsWithNumber(_ word: Substring) -> Bool {
