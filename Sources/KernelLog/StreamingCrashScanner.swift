@@ -123,6 +123,13 @@ public struct StreamingCrashScanner: Sendable {
     // Report lines are kept as ranges of `buf` until then.
     defer { if current != nil { current!.materialize(buf) } }
     while pos < to {
+      if current == nil, cutHeader == nil, linesSinceReport < Self.followUpWindow {
+        // After a report: until the next header's line, a line only counts towards the
+        // follow-up window (no report, no cut header, no header to start one).
+        if nextHeader < pos { nextHeader = detector.nextHeaderBytes(base, pos, to)?.position ?? to }
+        let skipped = skipLines(base, &pos, to, before: nextHeader)
+        if skipped { continue }
+      }
       if current == nil, linesSinceReport >= Self.followUpWindow, cutHeader == nil {
         if nextHeader < pos { nextHeader = detector.nextHeaderBytes(base, pos, to)?.position ?? to }
         guard nextHeader < to else {
@@ -151,6 +158,25 @@ public struct StreamingCrashScanner: Sendable {
       }
       pos = next
     }
+  }
+
+  /// Counts the lines from `pos` that end before `limit` (hold no header) as lines since the
+  /// last report, while under the follow-up window, moving `pos` and the offset past them.
+  /// Returns whether it counted any.
+  private mutating func skipLines(
+    _ base: UnsafePointer<UInt8>, _ pos: inout Int, _ to: Int, before limit: Int
+  ) -> Bool {
+    let from = pos
+    while pos < to, linesSinceReport < Self.followUpWindow {
+      let lineEnd = memchrNewline(base + pos, to - pos).map { pos + $0 } ?? to
+      // The line holding `limit`; a header there ends the counting.
+      guard lineEnd < limit || limit >= to else { break }
+      let next = lineEnd < to ? lineEnd + 1 : to
+      offset += next - pos
+      linesSinceReport += 1
+      pos = next
+    }
+    return pos > from
   }
 
   public mutating func feed(chunk: [UInt8]) -> [CrashReport] {
