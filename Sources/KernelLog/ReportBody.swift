@@ -133,7 +133,7 @@ func forEachStackFrame(
     let lineStart = lastNewline(base + pos, hit - pos).map { pos + $0 + 1 } ?? pos
     let lineEnd = memchrNewline(base + hit, buf.count - hit).map { hit + $0 } ?? buf.count
     let line = UnsafeBufferPointer(rebasing: buf[lineStart..<lineEnd])
-    let t = classifyTraceLine(line)
+    let t = classifyTraceLine(line, mayBeArm: nextArm < lineEnd)
     if t.role == .frame, !t.questionable, let name = t.nameBytes(in: line) {
       body(name)
       count += 1

@@ -97,7 +97,9 @@ struct Scan: ParsableCommand {
           size: Int(status.st_size),
           read: { offset, buffer in readFully(fd, buffer, at: offset) },
           transform: { crash in
+            // Room for most lines at once (a JSON line is about 650 bytes), not regrown as built.
             var line: [UInt8] = []
+            line.reserveCapacity(json ? 1024 : 256)
             Self.appendLine(crash, file: file, json: json, reportText: nil, to: &line)
             return line
           },
