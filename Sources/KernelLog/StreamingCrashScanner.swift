@@ -573,8 +573,9 @@ struct ReportInProgress: Sendable {
       // Console lines a mail client ran together are split again, wrapped ones joined, for
       // the analysis (the report's text stays as read).
       var analysed = (lines: lines, flags: lineFlags)
-      if let split = LineJoiner.splitRunTogether(
-        lines, lineFlags, detector: detector, limit: ReportBuilder.analysisLines)
+      if bodyText.withUnsafeBufferPointer({ LineJoiner.mayHoldEmbeddedStamp($0) }),
+        let split = LineJoiner.splitRunTogether(
+          lines, lineFlags, detector: detector, limit: ReportBuilder.analysisLines)
       {
         analysed = split
       }
