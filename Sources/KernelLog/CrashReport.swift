@@ -64,7 +64,7 @@ public struct CrashReport: Sendable, Codable, Hashable {
     let m = metadata
     return CrashContext(
       cpu: m.cpu, pid: m.pid, comm: m.comm, taint: m.taint, kernelVersion: m.kernelVersion,
-      modules: m.modules)
+      moduleList: m.moduleList)
   }
 
   public var cpu: Int? {
@@ -95,11 +95,20 @@ public struct CrashReport: Sendable, Codable, Hashable {
   /// Frames of the report's first stack, innermost first (function names, at most 24).
   /// Computed from the report text on demand: most reports are only titled and deduplicated.
   public var frames: [String] {
+    var frames: [String] = []
+    forEachFrame { frames.append(String(decoding: $0, as: UTF8.self)) }
+    return frames
+  }
+
+  /// The bytes of each of `frames` in order, without a String per frame (for output writers).
+  public func forEachFrame(_ each: (UnsafeBufferPointer<UInt8>) -> Void) {
     if reportOverride == nil, let body {
-      return body.text.withUnsafeBufferPointer { stackFrames($0) }
+      return body.forEachFrame(each)
     }
     var text = report
-    return text.withUTF8 { stackFrames($0) }
+    text.withUTF8 { buf in
+      if let start = stackFramesStart(buf) { forEachStackFrame(buf, from: start, each) }
+    }
   }
 
   public init(
@@ -120,7 +129,8 @@ public struct CrashReport: Sendable, Codable, Hashable {
     self.origin = origin
     reportOverride = report
     metadataOverride = ReportMetadata(
-      cpu: cpu, pid: pid, comm: comm, taint: taint, kernelVersion: kernelVersion, modules: modules)
+      cpu: cpu, pid: pid, comm: comm, taint: taint, kernelVersion: kernelVersion,
+      moduleList: ModuleList(names: modules))
   }
 
   /// A report as found by the scanner: text and metadata stay in `body` until asked for.
@@ -306,5 +316,7 @@ public struct CrashContext: Sendable, Hashable {
   public var comm: String?
   public var taint: String?
   public var kernelVersion: String?
-  public var modules: [String]
+  /// The module names, split from the printed list when asked for.
+  public var moduleList: ModuleList
+  public var modules: [String] { moduleList.names }
 }

@@ -47,6 +47,25 @@ enum LineJoiner {
     return (out, outFlags)
   }
 
+  /// Whether some line of `text` (lines joined by newlines) may hold a console prefix after a
+  /// blank, as `embeddedStamps` first tests it: most reports hold none, and one search of the
+  /// whole text spares a search per line.
+  static func mayHoldEmbeddedStamp(_ text: Line) -> Bool {
+    guard let base = text.baseAddress else { return false }
+    var i = 1
+    while i < text.count {
+      guard let hit = memchr(base + i, Int32(UInt8(ascii: "[")), text.count - i) else { break }
+      let at = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
+      i = at + 1
+      if text[at - 1] == 0x20 || text[at - 1] == 0x09, at + 1 < text.count,
+        text[at + 1] == 0x20 || isDecimal(text[at + 1])
+      {
+        return true
+      }
+    }
+    return false
+  }
+
   /// Positions inside `line` (after a blank) where a console prefix with a timestamp starts,
   /// with where its text starts.
   static func embeddedStamps(_ line: Line) -> [(at: Int, text: Int)] {

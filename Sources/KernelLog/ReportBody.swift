@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// What a report says about where it happened: parsed from its first lines on first access.
 struct ReportMetadata: Sendable, Hashable {
   var cpu: Int?
@@ -5,7 +13,50 @@ struct ReportMetadata: Sendable, Hashable {
   var comm: String?
   var taint: String?
   var kernelVersion: String?
-  var modules: [String] = []
+  /// The "Modules linked in:" list as printed (names between spaces): split only when the
+  /// names are asked for, as most reports' are not (or are copied out as bytes).
+  var moduleList = ModuleList()
+
+  var modules: [String] {
+    get { moduleList.names }
+    set { moduleList = ModuleList(names: newValue) }
+  }
+}
+
+/// A report's module names: the printed list, or names set one by one.
+public struct ModuleList: Sendable, Hashable {
+  private var printed = ""
+  private var list: [String]?
+
+  init() {}
+
+  init(printed: String) { self.printed = printed }
+
+  init(names: [String]) { list = names }
+
+  public var names: [String] {
+    if let list { return list }
+    return printed.utf8.split(separator: 0x20).map { String(Substring($0)) }
+  }
+
+  /// Each name's UTF-8 bytes, in order, without a String per name.
+  public func forEach(_ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+    if let list {
+      for var name in list { name.withUTF8(body) }
+      return
+    }
+    var printed = printed
+    printed.withUTF8 { bytes in
+      var start = 0
+      for i in 0...bytes.count where i == bytes.count || bytes[i] == 0x20 {
+        if i > start { body(UnsafeBufferPointer(rebasing: bytes[start..<i])) }
+        start = i + 1
+      }
+    }
+  }
+
+  public static func == (a: ModuleList, b: ModuleList) -> Bool { a.names == b.names }
+  public func hash(into hasher: inout Hasher) { hasher.combine(names) }
 }
 
 /// A found report's bytes, shared by the copies of its `CrashReport`, immutable. The text and
@@ -14,25 +65,36 @@ struct ReportMetadata: Sendable, Hashable {
 final class ReportBody: Sendable {
   /// The report's lines joined by newlines, log prefixes removed.
   let text: [UInt8]
-  /// How many leading lines may hold the CPU/Comm, Modules and Tainted lines (they come
-  /// before the stack).
-  let metadataLines: Int
+  /// Where the leading lines that may hold the CPU/Comm, Modules and Tainted lines end in
+  /// `text` (they come before the stack).
+  let metadataEnd: Int
+  /// Where the lines after the first stack keyword's line start in `text` (-1: none), found
+  /// from the scanner's keyword flags rather than by searching the text again.
+  let framesFrom: Int
 
-  init(text: [UInt8], metadataLines: Int) {
+  init(text: [UInt8], metadataEnd: Int, framesFrom: Int?) {
     self.text = text
-    self.metadataLines = metadataLines
+    self.metadataEnd = metadataEnd
+    self.framesFrom = framesFrom ?? -1
   }
 
   var reportString: String { String(decoding: text, as: UTF8.self) }
 
   var metadata: ReportMetadata {
-    text.withUnsafeBufferPointer { parseMetadata($0, lineLimit: metadataLines) }
+    text.withUnsafeBufferPointer {
+      parseMetadata(UnsafeBufferPointer(rebasing: $0[..<metadataEnd]))
+    }
+  }
+
+  func forEachFrame(_ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+    guard framesFrom >= 0 else { return }
+    text.withUnsafeBufferPointer { forEachStackFrame($0, from: framesFrom, body) }
   }
 }
 
-/// Frames of the first stack in a report's text, innermost first (at most 24).
-func stackFrames(_ buf: UnsafeBufferPointer<UInt8>) -> [String] {
-  var frames: [String] = []
+/// Where the lines after the first stack keyword's line start in a report's text, by searching
+/// it (a report made from text, without the scanner's flags).
+func stackFramesStart(_ buf: UnsafeBufferPointer<UInt8>) -> Int? {
   // The first stack keyword, each searched once over the whole text (not per line).
   var first: Int?
   for keyword in stackKeywordList {
@@ -44,16 +106,57 @@ func stackFrames(_ buf: UnsafeBufferPointer<UInt8>) -> [String] {
       first = at
     }
   }
-  guard let first, let base = buf.baseAddress else { return frames }
-  // The lines after the keyword's line.
-  guard let newline = memchrNewline(base + first, buf.count - first) else { return frames }
-  var start = first + newline + 1
-  while start <= buf.count, frames.count < 24 {
-    let end = memchrNewline(base + start, buf.count - start).map { start + $0 } ?? buf.count
-    let line = UnsafeBufferPointer(rebasing: buf[start..<end])
-    let t = classifyTraceLine(line)
-    if t.role == .frame, !t.questionable, let f = t.function(in: line) { frames.append(f) }
-    start = end + 1
+  guard let first, let base = buf.baseAddress,
+    let newline = memchrNewline(base + first, buf.count - first)
+  else { return nil }
+  return first + newline + 1
+}
+
+/// The function names of the first stack's frames (at most 24), innermost first: the lines of
+/// `buf` from `start` on that are trace frames, not questionable ones.
+func forEachStackFrame(
+  _ buf: UnsafeBufferPointer<UInt8>, from start: Int, _ body: (UnsafeBufferPointer<UInt8>) -> Void
+) {
+  guard let base = buf.baseAddress else { return }
+  // Only a line holding "+0x<hex>" or ") from [" can be a frame (`classifyTraceLine`): the
+  // text is searched for those once, not line by line (a report's tail can be hundreds of
+  // lines after its stack).
+  var pos = start
+  var nextOffset = -1
+  var nextArm = -1
+  var count = 0
+  while count < 24, pos < buf.count {
+    if nextOffset < pos { nextOffset = nextSymbolOffset(buf, from: pos) ?? buf.count }
+    if nextArm < pos { nextArm = indexOf(buf, armFromBytes, from: pos) ?? buf.count }
+    let hit = min(nextOffset, nextArm)
+    guard hit < buf.count else { return }
+    let lineStart = lastNewline(base + pos, hit - pos).map { pos + $0 + 1 } ?? pos
+    let lineEnd = memchrNewline(base + hit, buf.count - hit).map { hit + $0 } ?? buf.count
+    let line = UnsafeBufferPointer(rebasing: buf[lineStart..<lineEnd])
+    let t = classifyTraceLine(line, mayBeArm: nextArm < lineEnd)
+    if t.role == .frame, !t.questionable, let name = t.nameBytes(in: line) {
+      body(name)
+      count += 1
+    }
+    pos = lineEnd + 1
   }
-  return frames
+}
+
+private let armFromBytes = Array(") from [".utf8)
+
+/// The next "+0x" followed by a hex digit at or after `from`.
+private func nextSymbolOffset(_ buf: UnsafeBufferPointer<UInt8>, from: Int) -> Int? {
+  guard let base = buf.baseAddress else { return nil }
+  var i = from
+  while i + 3 < buf.count {
+    guard let hit = memchr(base + i, Int32(UInt8(ascii: "+")), buf.count - 3 - i) else {
+      return nil
+    }
+    i = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
+    if buf[i + 1] == UInt8(ascii: "0"), buf[i + 2] == UInt8(ascii: "x"), isHexDigit(buf[i + 3]) {
+      return i
+    }
+    i += 1
+  }
+  return nil
 }

@@ -11,8 +11,9 @@ struct ReportBuilder {
   /// `ReportKeyword` bits of each line (at least as many as `lines`).
   let flags: [UInt8]
 
-  /// The report; `text` is its lines joined by newlines (kept by the report).
-  func build(origin: LogOrigin, text: [UInt8]) -> CrashReport {
+  /// The report; `text` is its lines joined by newlines (kept by the report), its first
+  /// stack's frame lines from `framesFrom` on (nil: no stack keyword, or none after it).
+  func build(origin: LogOrigin, text: [UInt8], framesFrom: Int?) -> CrashReport {
     let oops = detector.table[report.pattern]
     // The header chose a format; a later one may fit better when this one's extra lines are
     // missing (KASAN without "Read of size").
@@ -115,10 +116,16 @@ struct ReportBuilder {
     }
     // The CPU/Comm and Modules lines come before the stack; they are parsed on first access.
     let metadataLines = min(lines.count, min(60, max(stack ?? 60, 8)))
+    // (A line count of the analysed lines, applied to the text's lines, as it always was.)
+    var metadataEnd = text.count
+    if metadataLines < report.lines.count {
+      metadataEnd = metadataLines - 1
+      for line in report.lines.prefix(metadataLines) { metadataEnd += line.end - line.start }
+    }
     return CrashReport(
       kind: kind, type: crashType(typeRule, captures), title: title, frame: frame,
       corruptedReason: corruptedReason,
-      body: ReportBody(text: text, metadataLines: metadataLines),
+      body: ReportBody(text: text, metadataEnd: metadataEnd, framesFrom: framesFrom),
       start: report.start, end: report.end, origin: origin,
       patternID: patternID)
   }
@@ -436,58 +443,88 @@ struct ReportBuilder {
 
 }
 
-/// The CPU, PID, comm, taint, kernel version and modules from a report's first `lineLimit`
-/// lines.
-func parseMetadata(_ text: UnsafeBufferPointer<UInt8>, lineLimit: Int) -> ReportMetadata {
+/// The CPU, PID, comm, taint, kernel version and modules from a report's first lines (`text`
+/// ends with the last line that may hold them). Only the lines holding a tag are looked at:
+/// each tag is searched once over the text, not line by line.
+func parseMetadata(_ text: UnsafeBufferPointer<UInt8>) -> ReportMetadata {
   var result = ReportMetadata()
+  guard let base = text.baseAddress else { return result }
   var needCPU = true
   var needModules = true
   var needVersion = true
+  // The next position of each tag, searched again once passed.
+  var next = (cpu: -1, modules: -1, taint: -1, notTainted: -1)
+  func find(_ tag: [UInt8], _ from: Int) -> Int { indexOf(text, tag, from: from) ?? text.count }
   var start = 0
-  var index = 0
-  while start <= text.count, index < lineLimit {
-    if !needCPU && !needModules && !needVersion { break }
-    var end = text.count
-    if start < text.count, let base = text.baseAddress,
-      let newline = memchrNewline(base + start, text.count - start)
-    {
-      end = start + newline
+  while start < text.count, needCPU || needModules || needVersion {
+    var hit = text.count
+    if needCPU {
+      if next.cpu < start { next.cpu = find(cpuTag, start) }
+      hit = next.cpu
     }
-    let line = UnsafeBufferPointer(rebasing: text[start..<end])
+    if needModules {
+      if next.modules < start { next.modules = find(modulesTag, start) }
+      hit = min(hit, next.modules)
+    }
+    if needVersion {
+      if next.taint < start { next.taint = find(taintTag, start) }
+      if next.notTainted < start { next.notTainted = find(notTaintedTag, start) }
+      hit = min(hit, next.taint, next.notTainted)
+    }
+    guard hit < text.count else { break }
+    let lineStart = lastNewline(base + start, hit - start).map { start + $0 + 1 } ?? start
+    let end = memchrNewline(base + hit, text.count - hit).map { hit + $0 } ?? text.count
+    parseMetadataLine(
+      UnsafeBufferPointer(rebasing: text[lineStart..<end]), &result,
+      needCPU: &needCPU, needModules: &needModules, needVersion: &needVersion)
     start = end + 1
-    index += 1
-    if needCPU, indexOf(line, cpuTag, from: 0) != nil,
-      let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil)
-    {
-      result.cpu = Int(c[0])
-      result.pid = Int(c[1])
-      if c.count > 2 {
-        parseCommAndTaint(c[2], into: &result)
-        needCPU = false
-      }
-    }
-    if needModules, indexOf(line, modulesTag, from: 0) != nil, let m = modulesLine.match(line) {
-      var list = m[0]
-      if let bracket = byteRange(list, " [last unloaded") {
-        list = String(list[..<bracket.lowerBound])
-      }
-      // Split as bytes: a Character split of a long module list cost more than the rest of
-      // the metadata.
-      result.modules = list.utf8.split(separator: 0x20).map { String(Substring($0)) }
-      needModules = false
-    }
-    if result.kernelVersion != nil { needVersion = false }
-    if needVersion,
-      indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
-    {
-      parseCommAndTaint(String(decoding: line, as: UTF8.self), into: &result)
-      needVersion = result.kernelVersion == nil
-    }
   }
   return result
 }
 
+/// What one of the report's first lines says (a line without a tag says nothing).
+private func parseMetadataLine(
+  _ line: UnsafeBufferPointer<UInt8>, _ result: inout ReportMetadata, needCPU: inout Bool,
+  needModules: inout Bool, needVersion: inout Bool
+) {
+  if needCPU, indexOf(line, cpuTag, from: 0) != nil,
+    let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil)
+  {
+    result.cpu = Int(c[0])
+    result.pid = Int(c[1])
+    if c.count > 2 {
+      parseCommAndTaint(c[2], into: &result)
+      needCPU = false
+    }
+  }
+  if needModules, indexOf(line, modulesTag, from: 0) != nil, let m = modulesLine.match(line) {
+    var list = m[0]
+    if let bracket = byteRange(list, " [last unloaded") {
+      list = String(list[..<bracket.lowerBound])
+    }
+    // Split when the names are asked for (as bytes: a Character split of a long module
+    // list cost more than the rest of the metadata).
+    result.moduleList = ModuleList(printed: list)
+    needModules = false
+  }
+  if result.kernelVersion != nil { needVersion = false }
+  if needVersion,
+    indexOf(line, taintTag, from: 0) != nil || indexOf(line, notTaintedTag, from: 0) != nil
+  {
+    if isASCII(line) {
+      parseCommAndTaintASCII(line, into: &result)
+    } else {
+      parseCommAndTaint(String(decoding: line, as: UTF8.self), into: &result)
+    }
+    needVersion = result.kernelVersion == nil
+  }
+}
+
 private func parseCommAndTaint(_ rest: String, into result: inout ReportMetadata) {
+  var bytes = rest
+  if bytes.withUTF8({ isASCII($0) }) {
+    return bytes.withUTF8 { parseCommAndTaintASCII($0, into: &result) }
+  }
   var comm = rest
   var tail = ""
   if let r = byteRange(rest, " Tainted: ") {
@@ -516,6 +553,69 @@ private func parseCommAndTaint(_ rest: String, into result: inout ReportMetadata
     result.comm = comm.trimmingSpaces()
   }
 }
+
+/// `parseCommAndTaint` on ASCII text, as bytes: a String per piece cost more than finding the
+/// lines (on ASCII, Characters are bytes, so the results are the same).
+private func parseCommAndTaintASCII(
+  _ rest: UnsafeBufferPointer<UInt8>, into result: inout ReportMetadata
+) {
+  var commEnd: Int?
+  if let at = indexOf(rest, taintedTag, from: 0) {
+    commEnd = at
+    var flags: [UInt8] = []
+    forEachWord(rest, from: at + taintedTag.count) { word in
+      if isDecimal(word[0]), word.contains(0x2e) {
+        result.kernelVersion = result.kernelVersion ?? String(decoding: word, as: UTF8.self)
+        return false
+      }
+      if !flags.isEmpty { flags.append(0x20) }
+      flags += word
+      return true
+    }
+    if result.taint == nil, !flags.isEmpty { result.taint = String(decoding: flags, as: UTF8.self) }
+  } else if let (at, count) = indexOf(rest, spacedNotTainted, from: 0).map({
+    ($0, spacedNotTainted.count)
+  }) ?? indexOf(rest, notTaintedWord, from: 0).map({ ($0, notTaintedWord.count) }) {
+    commEnd = at
+    forEachWord(rest, from: at + count) { word in
+      result.kernelVersion = result.kernelVersion ?? String(decoding: word, as: UTF8.self)
+      return false
+    }
+  }
+  guard result.comm == nil, let commEnd, commEnd > 0, indexOf(rest, commTag, from: 0) == nil
+  else { return }
+  var s = 0
+  var e = commEnd
+  while s < e, rest[s] == 0x20 { s += 1 }
+  while e > s, rest[e - 1] == 0x20 { e -= 1 }
+  result.comm = string(rest, s, e)
+}
+
+/// The words (runs of bytes other than spaces) of `text` from `from` on, until `body` returns false.
+private func forEachWord(
+  _ text: UnsafeBufferPointer<UInt8>, from: Int, _ body: (UnsafeBufferPointer<UInt8>) -> Bool
+) {
+  var start = from
+  var i = from
+  while i <= text.count {
+    if i == text.count || text[i] == 0x20 {
+      if i > start, !body(UnsafeBufferPointer(rebasing: text[start..<i])) { return }
+      start = i + 1
+    }
+    i += 1
+  }
+}
+
+@inline(__always) func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+  var any: UInt8 = 0
+  for b in bytes { any |= b }
+  return any < 0x80
+}
+
+private let taintedTag = Array(" Tainted: ".utf8)
+private let spacedNotTainted = Array(" Not tainted ".utf8)
+private let notTaintedWord = Array("Not tainted ".utf8)
+private let commTag = Array("Comm:".utf8)
 
 /// The word starts with a digit (an ASCII one without decoding a Character).
 private func startsWithNumber(_ word: Substring) -> Bool {

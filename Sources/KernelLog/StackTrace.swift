@@ -107,7 +107,8 @@ func mayBeRegisterLine(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
 
 /// Classifies a prefix-free report line. Frames are found by their "sym+0xoff" shape, which
 /// every architecture's unwinder prints, so x86, arm64 and powerpc traces all parse.
-func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
+/// `mayBeArm`: false when the caller knows the line holds no ") from [" (an arm32 entry).
+func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>, mayBeArm: Bool = true) -> TraceLine {
   var p = 0
   while p < line.count, line[p] == 0x20 || line[p] == 0x09 { p += 1 }
   guard p < line.count else { return TraceLine(role: .text, name: nil, questionable: false) }
@@ -140,7 +141,7 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>) -> TraceLine {
   }
   // arm32: "[<80165504>] (kthread_stop) from [<8163f8d8>] (caller+0x88/0x3a0)": the frame is
   // the first parenthesised name, the one after "from" is its caller.
-  if role == .frame, let from = indexOf(line, armFrom, from: p),
+  if role == .frame, mayBeArm, let from = indexOf(line, armFrom, from: p),
     let open = indexOf(line, [UInt8(ascii: "(")], from: p), open < from
   {
     var e = open + 1

@@ -123,6 +123,13 @@ public struct StreamingCrashScanner: Sendable {
     // Report lines are kept as ranges of `buf` until then.
     defer { if current != nil { current!.materialize(buf) } }
     while pos < to {
+      if current == nil, cutHeader == nil, linesSinceReport < Self.followUpWindow {
+        // After a report: until the next header's line, a line only counts towards the
+        // follow-up window (no report, no cut header, no header to start one).
+        if nextHeader < pos { nextHeader = detector.nextHeaderBytes(base, pos, to)?.position ?? to }
+        let skipped = skipLines(base, &pos, to, before: nextHeader)
+        if skipped { continue }
+      }
       if current == nil, linesSinceReport >= Self.followUpWindow, cutHeader == nil {
         if nextHeader < pos { nextHeader = detector.nextHeaderBytes(base, pos, to)?.position ?? to }
         guard nextHeader < to else {
@@ -151,6 +158,25 @@ public struct StreamingCrashScanner: Sendable {
       }
       pos = next
     }
+  }
+
+  /// Counts the lines from `pos` that end before `limit` (hold no header) as lines since the
+  /// last report, while under the follow-up window, moving `pos` and the offset past them.
+  /// Returns whether it counted any.
+  private mutating func skipLines(
+    _ base: UnsafePointer<UInt8>, _ pos: inout Int, _ to: Int, before limit: Int
+  ) -> Bool {
+    let from = pos
+    while pos < to, linesSinceReport < Self.followUpWindow {
+      let lineEnd = memchrNewline(base + pos, to - pos).map { pos + $0 } ?? to
+      // The line holding `limit`; a header there ends the counting.
+      guard lineEnd < limit || limit >= to else { break }
+      let next = lineEnd < to ? lineEnd + 1 : to
+      offset += next - pos
+      linesSinceReport += 1
+      pos = next
+    }
+    return pos > from
   }
 
   public mutating func feed(chunk: [UInt8]) -> [CrashReport] {
@@ -515,6 +541,9 @@ struct ReportInProgress: Sendable {
         lines.append(UnsafeBufferPointer(rebasing: source[line.start..<line.end]))
       }
       let lineFlags = self.lines.map(\.flags)
+      // The first stack's frames follow the first line holding a stack keyword.
+      let stackLine = lineFlags.firstIndex { $0 & ReportKeyword.stack != 0 }
+      var framesFrom: Int?
       // The one copy of the text that the report keeps.
       let bodyText = [UInt8](unsafeUninitializedCapacity: byteCount) { out, count in
         var at = 0
@@ -523,6 +552,7 @@ struct ReportInProgress: Sendable {
             out[at] = 0x0a
             at += 1
           }
+          if let stackLine, i == stackLine + 1 { framesFrom = at }
           if let source = line.baseAddress, let target = out.baseAddress {
             (target + at).update(from: source, count: line.count)
           }
@@ -543,8 +573,9 @@ struct ReportInProgress: Sendable {
       // Console lines a mail client ran together are split again, wrapped ones joined, for
       // the analysis (the report's text stays as read).
       var analysed = (lines: lines, flags: lineFlags)
-      if let split = LineJoiner.splitRunTogether(
-        lines, lineFlags, detector: detector, limit: ReportBuilder.analysisLines)
+      if bodyText.withUnsafeBufferPointer({ LineJoiner.mayHoldEmbeddedStamp($0) }),
+        let split = LineJoiner.splitRunTogether(
+          lines, lineFlags, detector: detector, limit: ReportBuilder.analysisLines)
       {
         analysed = split
       }
@@ -555,16 +586,16 @@ struct ReportInProgress: Sendable {
         return ReportBuilder(
           detector: detector, report: self, lines: joined.lines, flags: joined.flags
         )
-        .build(origin: origin, text: bodyText)
+        .build(origin: origin, text: bodyText, framesFrom: framesFrom)
       }
       if analysed.lines.count != lines.count {
         return ReportBuilder(
           detector: detector, report: self, lines: analysed.lines, flags: analysed.flags
         )
-        .build(origin: origin, text: bodyText)
+        .build(origin: origin, text: bodyText, framesFrom: framesFrom)
       }
       return ReportBuilder(detector: detector, report: self, lines: lines, flags: lineFlags).build(
-        origin: origin, text: bodyText)
+        origin: origin, text: bodyText, framesFrom: framesFrom)
     }
   }
 }

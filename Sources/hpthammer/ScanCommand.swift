@@ -97,7 +97,9 @@ struct Scan: ParsableCommand {
           size: Int(status.st_size),
           read: { offset, buffer in readFully(fd, buffer, at: offset) },
           transform: { crash in
+            // Room for most lines at once (a JSON line is about 650 bytes), not regrown as built.
             var line: [UInt8] = []
+            line.reserveCapacity(json ? 1024 : 256)
             Self.appendLine(crash, file: file, json: json, reportText: nil, to: &line)
             return line
           },
@@ -300,74 +302,74 @@ enum ScanOutput {
 
   /// One JSON object; the field order and spelling are `scan --json`'s interface.
   static func appendJSON(_ r: CrashReport, file: String, report: String?, to out: inout [UInt8]) {
-    func key(_ name: StaticString, first: Bool = false) {
-      if !first { out.append(UInt8(ascii: ",")) }
-      out.append(UInt8(ascii: "\""))
+    // A key is written with its punctuation as one literal (`,"title":`).
+    func raw(_ text: StaticString) {
       out.append(
-        contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-      out += "\":".utf8
+        contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
     func string(_ s: String?) {
-      if let s { appendQuoted(s, to: &out) } else { out += "null".utf8 }
+      if let s { appendQuoted(s, to: &out) } else { raw("null") }
     }
-    func strings(_ list: [String]) {
+    func byteStrings(_ forEach: ((UnsafeBufferPointer<UInt8>) -> Void) -> Void) {
       out.append(UInt8(ascii: "["))
-      for (i, s) in list.enumerated() {
-        if i > 0 { out.append(UInt8(ascii: ",")) }
-        appendQuoted(s, to: &out)
+      var first = true
+      forEach { bytes in
+        if !first { out.append(UInt8(ascii: ",")) }
+        first = false
+        appendQuoted(bytes, to: &out)
       }
       out.append(UInt8(ascii: "]"))
     }
-    out.append(UInt8(ascii: "{"))
-    key("file", first: true)
+    raw("{\"file\":")
     string(file)
-    key("title")
+    raw(",\"title\":")
     string(r.title)
-    key("type")
+    raw(",\"type\":")
     string(r.type)
-    key("kind")
+    raw(",\"kind\":")
     string(r.kind.rawValue)
-    key("frame")
+    raw(",\"frame\":")
     string(r.frame)
-    key("corrupted")
-    out += (r.corrupted ? "true" : "false").utf8
-    key("corruptedReason")
+    raw(",\"corrupted\":")
+    if r.corrupted { raw("true") } else { raw("false") }
+    raw(",\"corruptedReason\":")
     string(r.corruptedReason)
-    key("start")
+    raw(",\"start\":")
     appendNumber(r.start, to: &out)
-    key("end")
+    raw(",\"end\":")
     appendNumber(r.end, to: &out)
-    key("signature")
+    raw(",\"signature\":")
     string(r.signature)
-    key("origin")
+    raw(",\"origin\":")
     string(r.origin.description)
     let context = r.context
     if let cpu = context.cpu {
-      key("cpu")
+      raw(",\"cpu\":")
       appendNumber(cpu, to: &out)
     }
     if let pid = context.pid {
-      key("pid")
+      raw(",\"pid\":")
       appendNumber(pid, to: &out)
     }
     if let comm = context.comm {
-      key("comm")
+      raw(",\"comm\":")
       string(comm)
     }
     if let taint = context.taint {
-      key("taint")
+      raw(",\"taint\":")
       string(taint)
     }
     if let version = context.kernelVersion {
-      key("kernelVersion")
+      raw(",\"kernelVersion\":")
       string(version)
     }
-    key("modules")
-    strings(context.modules)
-    key("frames")
-    strings(r.frames)
+    // Module and frame names are copied out as bytes: a String each cost more than the scan.
+    raw(",\"modules\":")
+    byteStrings(context.moduleList.forEach)
+    raw(",\"frames\":")
+    byteStrings(r.forEachFrame)
     if let report {
-      key("report")
+      raw(",\"report\":")
       string(report)
     }
     out.append(UInt8(ascii: "}"))
@@ -407,27 +409,55 @@ enum ScanOutput {
   /// A JSON string: '"', '\\' and control characters escaped, other bytes (valid UTF-8, as
   /// Swift strings are) copied.
   static func appendQuoted(_ s: String, to out: inout [UInt8]) {
-    out.append(UInt8(ascii: "\""))
     var s = s
-    s.withUTF8 { bytes in
-      var run = 0
-      for (i, b) in bytes.enumerated() where b < 0x20 || b == 0x22 || b == 0x5c {
-        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i]))
-        run = i + 1
-        switch b {
-        case 0x22: out += "\\\"".utf8
-        case 0x5c: out += "\\\\".utf8
-        case 0x0a: out += "\\n".utf8
-        case 0x0d: out += "\\r".utf8
-        case 0x09: out += "\\t".utf8
-        default:
-          out += "\\u00".utf8
-          out.append(hex[Int(b >> 4)])
-          out.append(hex[Int(b & 15)])
-        }
-      }
-      out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...]))
-    }
+    s.withUTF8 { appendQuoted($0, to: &out) }
+  }
+
+  /// `bytes` (valid UTF-8) as a JSON string.
+  static func appendQuoted(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
     out.append(UInt8(ascii: "\""))
+    // Most strings (names, titles) need no escape: found eight bytes at a time, copied at once.
+    var run = firstEscape(bytes)
+    out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<run]))
+    for i in run..<bytes.count {
+      let b = bytes[i]
+      guard b < 0x20 || b == 0x22 || b == 0x5c else { continue }
+      out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i]))
+      run = i + 1
+      switch b {
+      case 0x22: out += "\\\"".utf8
+      case 0x5c: out += "\\\\".utf8
+      case 0x0a: out += "\\n".utf8
+      case 0x0d: out += "\\r".utf8
+      case 0x09: out += "\\t".utf8
+      default:
+        out += "\\u00".utf8
+        out.append(hex[Int(b >> 4)])
+        out.append(hex[Int(b & 15)])
+      }
+    }
+    out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...]))
+    out.append(UInt8(ascii: "\""))
+  }
+
+  /// The start of the first eight-byte word holding a byte to escape (a control byte, '"' or
+  /// '\\'), or of the tail after the last whole word: no byte before it needs escaping.
+  private static func firstEscape(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+    guard let base = bytes.baseAddress else { return 0 }
+    let ones: UInt64 = 0x0101_0101_0101_0101
+    let highs: UInt64 = 0x8080_8080_8080_8080
+    // Some byte of `x` is below `n` (n <= 128; exact as a test of any byte).
+    @inline(__always) func hasLess(_ x: UInt64, _ n: UInt64) -> Bool {
+      ((x &- ones &* n) & ~x & highs) != 0
+    }
+    var i = 0
+    while i + 8 <= bytes.count {
+      let x = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+      if hasLess(x, 0x20) || hasLess(x ^ (ones &* 0x22), 1) || hasLess(x ^ (ones &* 0x5c), 1) {
+        return i
+      }
+      i += 8
+    }
+    return i
   }
 }
