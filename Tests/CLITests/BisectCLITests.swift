@@ -84,7 +84,9 @@ import Testing
   }
 
   /// SIGKILLed at random points and resumed: the same culprit, and every answered run in the
-  /// journal once.
+  /// journal once. (At 0.999: the kills change which runs come out how, and at the default
+  /// 0.99 about 1 in 100 histories of a flaky test names a wrong culprit; seen once, under
+  /// load. This test is about the journal, not the engine's error rate.)
   @Test func aKilledBisectionResumesToTheSameAnswer() throws {
     let (dir, good, culprit) = try history(count: 300, culprit: 137, before: "good", after: "bad")
     defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -100,7 +102,7 @@ import Testing
         first
         ? [
           "bisect", "run", "--repo", dir + "/repo", "--good", good, "--bad", "HEAD", "--dir", d,
-          "--", test,
+          "--confidence", "0.999", "--", test,
         ]
         : ["bisect", "resume", d]
       p.standardOutput = FileHandle.nullDevice
