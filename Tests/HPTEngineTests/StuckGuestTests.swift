@@ -36,14 +36,19 @@ import Testing
     func release() { kicked.signal() }
   }
 
-  final class OneVCPUVM: KVMVirtualMachine, @unchecked Sendable {
-    let vcpu: SpinningVCPU
-    init(_ vcpu: SpinningVCPU) { self.vcpu = vcpu }
-    func kickVCPUs() { vcpu.kick() }
+  /// A VM that answers every call at once; its vCPUs come from `vcpu`, kicks go to `kick`.
+  final class AnsweringVM: KVMVirtualMachine, @unchecked Sendable {
+    let vcpu: (UInt32) -> any KVMVCPU
+    let kick: () -> Void
+    init(vcpu: @escaping (UInt32) -> any KVMVCPU, kick: @escaping () -> Void = {}) {
+      self.vcpu = vcpu
+      self.kick = kick
+    }
+    func kickVCPUs() { kick() }
     func checkExtension(_ cap: KVMCapability) throws(KVMError) -> Int { 1 }
     func setUserMemoryRegion(slot: UInt32, guestPhysAddr: UInt64, size: UInt64) throws(KVMError) {}
     func allocateHTAB(order: UInt32) throws(KVMError) -> UInt32 { order }
-    func createVCPU(id: UInt32) throws(KVMError) -> any KVMVCPU { vcpu }
+    func createVCPU(id: UInt32) throws(KVMError) -> any KVMVCPU { vcpu(id) }
     func resizeHPTPrepare(flags: UInt64, shift: UInt32) throws(KVMError) -> PrepareStatus { .ready }
     func resizeHPTCommit(flags: UInt64, shift: UInt32) throws(KVMError) {}
     func loadPayload(_ payload: GuestPayload, vcpu: UInt32) throws(KVMError) {}
@@ -57,7 +62,9 @@ import Testing
   /// KVM_RUN (counted), as IoctlFleet.vcpuLoop does.
   func evidence(heldByKernel: Bool) -> (String?, SpinningVCPU) {
     let vcpu = SpinningVCPU(heldByKernel: heldByKernel)
-    let guest = GuestContext(name: "guest0", vm: OneVCPUVM(vcpu), vcpus: [vcpu], memory: 1 << 24)
+    let guest = GuestContext(
+      name: "guest0", vm: AnsweringVM(vcpu: { _ in vcpu }, kick: vcpu.kick), vcpus: [vcpu],
+      memory: 1 << 24)
     guest.mayRun.value = true
     let executor = ThreadExecutor()
     let stop = Atomic<Bool>(false)
@@ -134,20 +141,6 @@ import Testing
     func setHcallReturn(_ value: UInt64) {}
   }
 
-  final class AnsweringVM: KVMVirtualMachine, @unchecked Sendable {
-    func checkExtension(_ cap: KVMCapability) throws(KVMError) -> Int { 1 }
-    func setUserMemoryRegion(slot: UInt32, guestPhysAddr: UInt64, size: UInt64) throws(KVMError) {}
-    func allocateHTAB(order: UInt32) throws(KVMError) -> UInt32 { order }
-    func createVCPU(id: UInt32) throws(KVMError) -> any KVMVCPU { InterruptedVCPU(id: id) }
-    func resizeHPTPrepare(flags: UInt64, shift: UInt32) throws(KVMError) -> PrepareStatus { .ready }
-    func resizeHPTCommit(flags: UInt64, shift: UInt32) throws(KVMError) {}
-    func loadPayload(_ payload: GuestPayload, vcpu: UInt32) throws(KVMError) {}
-    func invalidateGuestMemory(guestPhysAddr: UInt64, size: UInt64, how: HostInvalidation)
-      throws(KVMError)
-    {}
-    func close() {}
-  }
-
   final class QuietLog: KernelLogSource, @unchecked Sendable {
     func next(timeoutMs: Int) -> KernelLogRecord? {
       Thread.sleep(forTimeInterval: Double(min(timeoutMs, 10)) / 1000)
@@ -162,7 +155,9 @@ import Testing
     var hostName: String { "fake-p9" }
     func apiVersion() throws(KVMError) -> Int { 12 }
     func checkExtension(_ cap: KVMCapability) throws(KVMError) -> Int { 1 }
-    func createVM(type: VMType) throws(KVMError) -> any KVMVirtualMachine { AnsweringVM() }
+    func createVM(type: VMType) throws(KVMError) -> any KVMVirtualMachine {
+      AnsweringVM(vcpu: { InterruptedVCPU(id: $0) })
+    }
     var kernelLog: any KernelLogSource { log }
     var executor: any AgentExecutor { exec }
     var statistics: [String: Int] { [:] }
