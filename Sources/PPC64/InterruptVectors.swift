@@ -9,7 +9,9 @@
 /// Layout, at `address` (0x100) in guest memory: one 32-byte slot per possible vector from
 /// 0x100 to 0xfe0 (every Book III vector starts at a multiple of 32), each `li r4,VECTOR` and
 /// `b common`; `common` at 0x1000: r5 = SRR0, r6 = SRR1, r7 = DAR, r8 = DSISR, r3 = the hcall
-/// number, `sc 1` (or `trap`), then back to `common`: a guest that took one stays there.
+/// number, `sc 1`, then back to `common`: a guest that took one stays there. (No `trap`
+/// flavour, unlike Payload: mfspr of SRR0 is privileged, so the handler cannot run as a user
+/// program.)
 public struct InterruptVectors: Sendable {
   /// The first vector (system reset).
   public static let address: UInt64 = 0x100
@@ -21,7 +23,7 @@ public struct InterruptVectors: Sendable {
   public let image: [UInt8]
   public let instructions: [Instruction]
 
-  public init(hcallNumber: UInt64, report: PayloadReport = .hcall) throws(PPC64Error) {
+  public init(hcallNumber: UInt64) throws(PPC64Error) {
     var a = Assembler()
     let common = a.newLabel()
     let perSlot = Int(Self.slotBytes / 4)
@@ -35,7 +37,7 @@ public struct InterruptVectors: Sendable {
       a.emit(.mfspr(r, spr))
     }
     a.load64(.r3, hcallNumber)
-    a.emit(report == .hcall ? .sc(lev: 1) : .trap)
+    a.emit(.sc(lev: 1))
     a.b(common)
     instructions = try a.instructions()
     image = try instructions.encoded(.littleEndian)

@@ -160,15 +160,18 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
           .EINVAL)
       }
     }
-    let vectors = try Self.interruptVectors()
-    guard let vectorsAt = hostAddress(InterruptVectors.address, length: UInt64(vectors.count)),
-      payload.base >= InterruptVectors.address + UInt64(vectors.count)
+    let vectors = try Self.interruptVectors.get()
+    guard
+      let vectorsAt = hostAddress(InterruptVectors.address, length: UInt64(vectors.image.count)),
+      payload.base >= vectors.end
     else {
       throw KVMError(
         "loadPayload: the interrupt vectors at 0x100 are outside guest RAM or inside the walked range",
         .EINVAL)
     }
-    vectors.withUnsafeBytes { vectorsAt.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    vectors.image.withUnsafeBytes {
+      vectorsAt.copyMemory(from: $0.baseAddress!, byteCount: $0.count)
+    }
     built.image.withUnsafeBytes { image.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
     lock.withLock { payloads.append(payload) }
     var regs = try v.handle.getRegs()
@@ -178,11 +181,12 @@ public final class RawVM: KVMVirtualMachine, @unchecked Sendable {
     try v.handle.setRegs(regs)
   }
 
-  /// The payload's interrupt vectors (the same for every vCPU): an interrupt the payload
-  /// does not expect is reported by hcall (HPTHammerHcall.interrupt), not spun on.
-  static func interruptVectors() throws(KVMError) -> [UInt8] {
+  /// The payload's interrupt vectors (the same for every vCPU and VM, assembled once): an
+  /// interrupt the payload does not expect is reported by hcall (HPTHammerHcall.interrupt),
+  /// not spun on.
+  static let interruptVectors = Result { () throws(KVMError) -> InterruptVectors in
     do {
-      return try InterruptVectors(hcallNumber: HPTHammerHcall.interrupt).image
+      return try InterruptVectors(hcallNumber: HPTHammerHcall.interrupt)
     } catch {
       throw KVMError("loadPayload: \(error)", .EINVAL)
     }
