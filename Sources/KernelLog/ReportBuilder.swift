@@ -83,10 +83,20 @@ struct ReportBuilder {
         namedByRegisters = named.fromRegisters
       }
     }
+    // Interleaved with another CPU's report (no caller ids): neither report's register and
+    // stack lines can be told apart; the header's own site ("at file:line func+off/len") can.
+    if report.interleaved, frame != nil || byteRange(format.title, "$F") != nil,
+      let site = headerLine.withUnsafeBufferPointer({ h in
+        firstSymbolWithOffset(h, from: 0).map { string(h, $0.lowerBound, $0.upperBound) }
+      })
+    {
+      frame = site
+    }
     frame = frame.map(stripFramePrefix)
     var corruptedReason: String?
+    if report.interleaved { corruptedReason = "interleaved with another CPU's report" }
     if format.alwaysCorrupted {
-      corruptedReason = "the header alone, the rest of the report is missing"
+      corruptedReason = corruptedReason ?? "the header alone, the rest of the report is missing"
     }
     if extraMissing { corruptedReason = corruptedReason ?? "expected report lines are missing" }
     var titleTemplate = format.title
@@ -488,8 +498,11 @@ private func parseMetadataLine(
   needModules: inout Bool, needVersion: inout Bool
 ) {
   if needCPU, indexOf(line, cpuTag, from: 0) != nil,
-    let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil)
+    let c = cpuLine.match(line) ?? (result.cpu == nil ? warnCPULine.match(line) : nil),
+    result.pid == nil || Int(c[1]) == result.pid
   {
+    // (A CPU line naming another task than the header did is another CPU's report's,
+    // interleaved with this one; the same task may have moved to another CPU.)
     result.cpu = Int(c[0])
     result.pid = Int(c[1])
     if c.count > 2 {

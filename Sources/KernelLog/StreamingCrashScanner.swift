@@ -15,6 +15,14 @@ public struct StreamingCrashScanner: Sendable {
   /// A line holding a crash header that no format took apart, kept for one line: a console
   /// or mail client may have cut it ("INFO: task x:1 blocked for more th" / "an 122 seconds.").
   var cutHeader: CutHeader?
+  /// A report cut short by another CPU's header (`holds`): it goes on beside `current`. With
+  /// printk caller ids each line goes to the report of its caller; without them the two
+  /// reports' lines cannot be told apart, so both get every line and end together.
+  var held: ReportInProgress?
+  /// The next report starts interleaved with the held one (no caller ids).
+  var interleaving = false
+  /// Reports that ended while one begun before them (held, now in progress) goes on.
+  var waiting: [CrashReport] = []
 
   public init(detector: CrashDetector = CrashDetector(), origin: LogOrigin = .host("localhost")) {
     self.detector = detector
@@ -41,6 +49,7 @@ public struct StreamingCrashScanner: Sendable {
       && min(linesSinceReport, Self.followUpWindow)
         == min(other.linesSinceReport, Self.followUpWindow)
       && Self.same(cutHeader, other.cutHeader) && Self.same(current, other.current)
+      && Self.same(held, other.held) && waiting.map(\.start) == other.waiting.map(\.start)
       && carry == other.carry
   }
 
@@ -57,7 +66,7 @@ public struct StreamingCrashScanner: Sendable {
     return a.start == b.start && a.end == b.end && a.pattern == b.pattern
       && a.format == b.format && a.caller == b.caller && a.endsAtRule == b.endsAtRule
       && a.copied == b.copied && a.byteCount == b.byteCount && a.captures == b.captures
-      && a.lines == b.lines && a.text == b.text
+      && a.lines == b.lines && a.text == b.text && a.interleaved == b.interleaved
   }
 
   /// A crash header has been seen and its report is not finished.
@@ -121,7 +130,10 @@ public struct StreamingCrashScanner: Sendable {
     var nextHeader = -1
     var nextNeedle = -1
     // Report lines are kept as ranges of `buf` until then.
-    defer { if current != nil { current!.materialize(buf) } }
+    defer {
+      if current != nil { current!.materialize(buf) }
+      if held != nil { held!.materialize(buf) }
+    }
     while pos < to {
       if current == nil, cutHeader == nil, linesSinceReport < Self.followUpWindow {
         // After a report: until the next header's line, a line only counts towards the
@@ -149,7 +161,7 @@ public struct StreamingCrashScanner: Sendable {
       if nextNeedle < pos { nextNeedle = detector.nextNeedle(base, pos, to) ?? to }
       let lineEnd = memchrNewline(base + pos, to - pos).map { pos + $0 } ?? to
       let next = lineEnd < to ? lineEnd + 1 : to
-      if current != nil, nextNeedle >= next {
+      if current != nil, held == nil, nextNeedle >= next {
         feedPlainReportLine(buf, pos, lineEnd, next: next, into: &reports)
       } else {
         feed(
@@ -211,7 +223,8 @@ public struct StreamingCrashScanner: Sendable {
     if !carry.isEmpty || carryDropped > 0 { flushCarry(newline: false, into: &reports) }
     guard current != nil else { return reports }
     // Nothing is pending outside `feedLines`.
-    return reports + [finishCurrent(UnsafeBufferPointer(start: nil, count: 0))]
+    endCurrent(UnsafeBufferPointer(start: nil, count: 0), into: &reports)
+    return reports
   }
 
   /// Line [lo, hi) of `buf`; `next - lo` is the line's size in the input including its newline.
@@ -225,7 +238,7 @@ public struct StreamingCrashScanner: Sendable {
     if let cut = cutHeader {
       cutHeader = nil
       if current == nil, startJoined(cut, buf, split, deferred: deferred) {
-        if current!.ended(buf, split) { completed.append(finishCurrent(buf)) }
+        if current!.ended(buf, split) { endCurrent(buf, into: &completed) }
         return
       }
     }
@@ -252,6 +265,11 @@ public struct StreamingCrashScanner: Sendable {
       searchFrom = at + 1
     }
     if started == nil { started = fallback }
+    if held != nil,
+      feedHeld(buf, split, started: started != nil, deferred: deferred, into: &completed)
+    {
+      return
+    }
     if current != nil {
       let caller = current!.caller
       let sameCaller = caller == split.caller || caller.kind == .none || split.caller.kind == .none
@@ -259,18 +277,29 @@ public struct StreamingCrashScanner: Sendable {
         !detector.table[started.pattern].followsReport || !sameCaller,
         !(sameCaller && current!.repeatsHeader(buf, split))
       {
-        // Another crash begins: the report in progress ends before this line.
-        completed.append(finishCurrent(buf))
+        // Another crash begins: the report in progress ends before this line, unless
+        // another CPU's report cut it short.
+        if holds(started, buf, split) {
+          held = current
+          current = nil
+          interleaving = held!.caller.kind == .none
+          held!.interleaved = interleaving
+        } else {
+          endCurrent(buf, into: &completed)
+        }
       } else {
+        let lineFlags = flags(buf, split, needlePossible)
         if sameCaller {
-          current!.append(
-            buf, split, end: offset, flags: flags(buf, split, needlePossible), deferred: deferred)
+          current!.append(buf, split, end: offset, flags: lineFlags, deferred: deferred)
+        }
+        if held != nil, held!.caller.kind == .none {  // no caller ids: the lines are shared
+          held!.append(buf, split, end: offset, flags: lineFlags, deferred: deferred)
         }
         if started == nil,
           current!.ended(buf, split) || current!.lineCount >= detector.maxReportLines
             || current!.byteCount >= detector.maxReportBytes
         {
-          completed.append(finishCurrent(buf))
+          endCurrent(buf, into: &completed)
         }
         return
       }
@@ -293,10 +322,12 @@ public struct StreamingCrashScanner: Sendable {
       caller: split.caller)
     swap(&current!.text, &spareText)
     swap(&current!.lines, &spareLines)
+    current!.interleaved = interleaving
+    interleaving = false
     current!.endsAtRule = detector.table[started.pattern].formats[started.format].endsAtRule
     current!.append(
       buf, split, end: offset, flags: flags(buf, split, needlePossible), deferred: deferred)
-    if current!.ended(buf, split) { completed.append(finishCurrent(buf)) }
+    if current!.ended(buf, split) { endCurrent(buf, into: &completed) }
     return
   }
 
@@ -371,7 +402,7 @@ public struct StreamingCrashScanner: Sendable {
     if current!.ended(buf, split) || current!.lineCount >= detector.maxReportLines
       || current!.byteCount >= detector.maxReportBytes
     {
-      completed.append(finishCurrent(buf))
+      endCurrent(buf, into: &completed)
     }
   }
 
@@ -380,6 +411,76 @@ public struct StreamingCrashScanner: Sendable {
     -> UInt8
   {
     needlePossible ? detector.keywordFlags(buf, split.textStart, split.textEnd) : 0
+  }
+
+  /// Whether the report in progress was cut short by another CPU's header, rather than
+  /// ended by a new crash: with caller ids, the header comes from another caller; without
+  /// them, a header of the same format comes before the report printed more than a line
+  /// after its own (two CPUs hitting the same WARN_ON print their lines in turn), and the
+  /// report needs its body for a frame. A header repeated byte for byte is a replayed
+  /// console, not a second CPU.
+  private func holds(
+    _ started: (pattern: Int, format: Int, captures: [String]), _ buf: UnsafeBufferPointer<UInt8>,
+    _ split: SplitLine
+  ) -> Bool {
+    guard held == nil, let report = current, !detector.table[started.pattern].followsReport
+    else { return false }
+    let caller = report.caller
+    if caller.kind != .none, split.caller.kind != .none { return caller != split.caller }
+    guard caller.kind == .none, split.caller.kind == .none, report.lineCount <= 2,
+      started.pattern == report.pattern, started.format == report.format,
+      detector.table[report.pattern].formats[report.format].title.contains("$F")
+    else { return false }
+    return !report.repeatsHeader(buf, split, afterLines: 1)
+  }
+
+  /// A line while a report is held. With caller ids, a line of the held report's caller is
+  /// its alone (a new header from it ends it first); returns whether the line was taken.
+  private mutating func feedHeld(
+    _ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, started: Bool, deferred: Bool,
+    into completed: inout [CrashReport]
+  ) -> Bool {
+    guard held!.caller.kind != .none, split.caller == held!.caller else { return false }
+    if started {
+      completed.append(finishHeld(buf))
+      return false
+    }
+    held!.append(
+      buf, split, end: offset, flags: detector.keywordFlags(buf, split.textStart, split.textEnd),
+      deferred: deferred)
+    if held!.ended(buf, split) || held!.lineCount >= detector.maxReportLines
+      || held!.byteCount >= detector.maxReportBytes
+    {
+      completed.append(finishHeld(buf))
+    }
+    return true
+  }
+
+  /// Ends the report in progress. A held report without caller ids shared its lines and ends
+  /// with it (first: it began first); one with caller ids goes on as the report in progress.
+  /// Reports come out in the order they began: one that ended while a report begun before
+  /// it goes on waits in `waiting`.
+  private mutating func endCurrent(
+    _ buf: UnsafeBufferPointer<UInt8>, into completed: inout [CrashReport]
+  ) {
+    if held != nil, held!.caller.kind == .none { completed.append(finishHeld(buf)) }
+    let report = finishCurrent(buf)
+    if held != nil {
+      held!.materialize(buf)
+      current = held
+      held = nil
+      waiting.append(report)
+      return
+    }
+    completed.append(report)
+    completed += waiting
+    waiting.removeAll()
+  }
+
+  private mutating func finishHeld(_ buf: UnsafeBufferPointer<UInt8>) -> CrashReport {
+    let report = held!
+    held = nil
+    return report.build(detector: detector, origin: origin, buf: buf)
   }
 
   /// Ends the report in progress; `buf` holds its pending lines.
@@ -448,6 +549,8 @@ struct ReportInProgress: Sendable {
   var caller: CallerContext
   /// The format's reports end at a "=====" rule (KASAN, KMSAN, KFENCE, UBSAN).
   var endsAtRule = false
+  /// Its lines are mixed with another CPU's report (no caller ids to tell them apart).
+  var interleaved = false
   /// The lines copied so far, joined by newlines.
   var text: [UInt8] = []
   /// Every line: the first `copied` are ranges of `text`; the rest are ranges of the buffer
@@ -486,8 +589,10 @@ struct ReportInProgress: Sendable {
   /// The line repeats the report's header after some of the report (a register dump) but
   /// before any stack was printed: the console printed the same message twice (a replayed console buffer, a second console interleaved), not a
   /// second crash.
-  func repeatsHeader(_ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine) -> Bool {
-    guard let first = lines.first, lines.count >= 3, lines.count < 80,
+  func repeatsHeader(
+    _ buf: UnsafeBufferPointer<UInt8>, _ split: SplitLine, afterLines minimum: Int = 3
+  ) -> Bool {
+    guard let first = lines.first, lines.count >= minimum, lines.count < 80,
       !lines.contains(where: { $0.flags & ReportKeyword.stack != 0 })
     else { return false }
     let line = UnsafeBufferPointer(rebasing: buf[split.textStart..<split.textEnd])
