@@ -166,13 +166,24 @@ public struct CrashDetector: Sendable {
   return UnsafeRawPointer(hit) - UnsafeRawPointer(p)
 }
 
-/// The last newline in `p[0..<n]` (lines are short: a backward loop; Glibc's memrchr is not
-/// visible to Swift).
+/// The last newline in `p[0..<n]` (Glibc's memrchr is not visible to Swift): eight bytes at
+/// a time from the end (a frame's '+' or a header is usually tens of bytes into its line).
 @inline(__always) func lastNewline(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int? {
-  var i = n - 1
-  while i >= 0 {
+  let raw = UnsafeRawPointer(p)
+  let low7: UInt64 = 0x7f7f_7f7f_7f7f_7f7f
+  var i = n
+  while i >= 8 {
+    let x =
+      UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i &- 8, as: UInt64.self))
+      ^ 0x0a0a_0a0a_0a0a_0a0a
+    // The top bit of each byte that is zero (a newline), exactly: no borrow between bytes.
+    let zero = ~(((x & low7) &+ low7) | x | low7)
+    if zero != 0 { return i &- 8 &+ (63 &- zero.leadingZeroBitCount) &>> 3 }
+    i &-= 8
+  }
+  while i > 0 {
+    i &-= 1
     if p[i] == 0x0a { return i }
-    i -= 1
   }
   return nil
 }

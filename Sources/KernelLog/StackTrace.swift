@@ -46,7 +46,17 @@ private let boundaryPrefixes: [[UInt8]] = [
 private let unreliable = Array("(unreliable)".utf8)
 private let armFrom = Array(") from [".utf8)
 private let irqsLast = Array("irqs last".utf8)
-private let ipFirstBytes: [UInt8] = ipPrefixes.map { $0[0] }
+/// The first bytes of `ipPrefixes` ("RIP: ", "EIP: ", "IP: ", "NIP [", "pc : ", "PC is at ",
+/// "epc : ", "ERA: "), as a bit test: this runs for most report lines (a global array's
+/// `contains` cost a lazy-initialisation check and a loop per line).
+@inline(__always) private func mayStartIPPrefix(_ b: UInt8) -> Bool {
+  let set: UInt64 =
+    1 << (UInt64(UInt8(ascii: "R")) - 64) | 1 << (UInt64(UInt8(ascii: "E")) - 64)
+    | 1 << (UInt64(UInt8(ascii: "I")) - 64) | 1 << (UInt64(UInt8(ascii: "N")) - 64)
+    | 1 << (UInt64(UInt8(ascii: "p")) - 64) | 1 << (UInt64(UInt8(ascii: "P")) - 64)
+    | 1 << (UInt64(UInt8(ascii: "e")) - 64)
+  return b >= 64 && b < 128 && (set &>> UInt64(b &- 64)) & 1 != 0
+}
 
 func hasPrefix(_ line: UnsafeBufferPointer<UInt8>, _ from: Int, _ prefix: [UInt8]) -> Bool {
   guard line.count - from >= prefix.count else { return false }
@@ -96,7 +106,7 @@ func mayBeRegisterLine(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
   while p < line.count, line[p] == 0x20 || line[p] == 0x09 { p += 1 }
   guard p < line.count else { return false }
   let first = line[p]
-  if ipFirstBytes.contains(first) {
+  if mayStartIPPrefix(first) {
     for prefix in ipPrefixes where hasPrefix(line, p, prefix) { return true }
   }
   if first == UInt8(ascii: "L") || first == UInt8(ascii: "l") || first == UInt8(ascii: "r") {
@@ -125,7 +135,7 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>, mayBeArm: Bool = true
     return TraceLine(role: .text, name: nil, questionable: false)
   }
   var role = TraceLine.Role.frame
-  if ipFirstBytes.contains(first) {
+  if mayStartIPPrefix(first) {
     for prefix in ipPrefixes where hasPrefix(line, p, prefix) {
       role = .instructionPointer
       break
@@ -170,6 +180,7 @@ func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Ran
   var i = from
   let count = line.count
   guard let base = line.baseAddress else { return nil }
+  let symbolBytes = symbolByteTable
   while i + 3 < count {
     // Jump to the next '+' with memchr.
     guard let hit = memchr(base + i, Int32(UInt8(ascii: "+")), count - 3 - i) else { return nil }
@@ -179,7 +190,7 @@ func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Ran
       isHexDigit(line[i + 3])
     {
       var s = i
-      while s > from, isSymbolByte(line[s - 1]) { s -= 1 }
+      while s > from, symbolBytes[Int(line[s &- 1])] { s &-= 1 }
       if s < i {
         let before: UInt8 = s > 0 ? line[s - 1] : 0x20
         // Accept names after a space, bracket, paren, colon or at line start.
@@ -203,6 +214,14 @@ func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Ran
   }
   return nil
 }
+
+/// `isSymbolByte` of each byte value: one load per byte where names are scanned byte by byte
+/// (a frame name's start is found backwards from its "+0x"). Written once, then only read.
+nonisolated(unsafe) let symbolByteTable: UnsafePointer<Bool> = {
+  let table = UnsafeMutablePointer<Bool>.allocate(capacity: 256)
+  for b in 0..<256 { table[b] = isSymbolByte(UInt8(b)) }
+  return UnsafePointer(table)
+}()
 
 let defaultStartMarkers = ["Call Trace:", "Call trace:", "Backtrace:", "backtrace:"]
 
