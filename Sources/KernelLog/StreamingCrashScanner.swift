@@ -223,7 +223,7 @@ public struct StreamingCrashScanner: Sendable {
     if !carry.isEmpty || carryDropped > 0 { flushCarry(newline: false, into: &reports) }
     guard current != nil else { return reports }
     // Nothing is pending outside `feedLines`.
-    endCurrent(UnsafeBufferPointer(start: nil, count: 0), into: &reports)
+    endCurrent(UnsafeBufferPointer(start: nil, count: 0), into: &reports, all: true)
     return reports
   }
 
@@ -285,7 +285,7 @@ public struct StreamingCrashScanner: Sendable {
           interleaving = held!.caller.kind == .none
           held!.interleaved = interleaving
         } else {
-          endCurrent(buf, into: &completed)
+          endCurrent(buf, into: &completed, all: true)
         }
       } else {
         let lineFlags = flags(buf, split, needlePossible)
@@ -457,13 +457,18 @@ public struct StreamingCrashScanner: Sendable {
   }
 
   /// Ends the report in progress. A held report without caller ids shared its lines and ends
-  /// with it (first: it began first); one with caller ids goes on as the report in progress.
+  /// with it (first: it began first); one with caller ids goes on as the report in progress,
+  /// unless `all` (a new crash begins, or the input ends) ends it too.
   /// Reports come out in the order they began: one that ended while a report begun before
   /// it goes on waits in `waiting`.
   private mutating func endCurrent(
-    _ buf: UnsafeBufferPointer<UInt8>, into completed: inout [CrashReport]
+    _ buf: UnsafeBufferPointer<UInt8>, into completed: inout [CrashReport], all: Bool = false
   ) {
-    if held != nil, held!.caller.kind == .none { completed.append(finishHeld(buf)) }
+    if held != nil, held!.caller.kind == .none || all {
+      completed.append(finishHeld(buf))
+      completed += waiting
+      waiting.removeAll()
+    }
     let report = finishCurrent(buf)
     if held != nil {
       held!.materialize(buf)

@@ -101,6 +101,37 @@ import Testing
     #expect(streamed.map(\.start) == whole.map(\.start))
   }
 
+  /// With caller ids: a third caller's crash ends both reports in progress, and the end of
+  /// the input ends a held one; none is lost, and they come out in the order they began.
+  @Test func aThirdCrashAndTheEndOfInputEndEveryReport() {
+    func line(_ n: Int, _ task: Int, _ text: String) -> String {
+      "[    1.00000\(n)][  T\(task)] \(text)"
+    }
+    let two = [
+      line(1, 100, "WARNING: CPU: 0 PID: 100 at a.c:1 fa+0x1/0x2"),
+      line(2, 200, "WARNING: CPU: 1 PID: 200 at b.c:2 fb+0x1/0x2"),
+      line(3, 100, "RIP: 0010:fa+0x1/0x2"),
+      line(4, 200, "RIP: 0010:fb+0x1/0x2"),
+    ]
+    let third = [
+      line(5, 300, "WARNING: CPU: 2 PID: 300 at c.c:3 fc+0x1/0x2"),
+      line(6, 300, "RIP: 0010:fc+0x1/0x2"),
+    ]
+    for (lines, titles) in [
+      (two, ["WARNING in fa", "WARNING in fb"]),
+      (two + third, ["WARNING in fa", "WARNING in fb", "WARNING in fc"]),
+    ] {
+      let log = Array((lines.joined(separator: "\n") + "\n").utf8)
+      let reports = CrashDetector().scan(log)
+      #expect(reports.map(\.title) == titles)
+      #expect(reports.map(\.start) == reports.map(\.start).sorted())
+      for readSize in [1, 50] {
+        ParallelScanTests.expectSame(
+          ParallelScanTests.sequential(log, readSize: readSize), reports, "reads of \(readSize)")
+      }
+    }
+  }
+
   /// The same header printed twice in a row is a replayed console, not a second CPU: one
   /// report keeps the body, as before.
   @Test func aRepeatedHeaderIsNotASecondCPU() throws {
