@@ -7,6 +7,49 @@ import Synchronization
 /// One line of the guest agent's protocol (Guests/agent/PROTOCOL.md): "@hpth VERB ARGS *XX",
 /// XX the XOR of every byte before " *XX". Lines without the prefix are the guest's own console
 /// output (kernel messages); lines with a wrong checksum were garbled by an interleaved printk.
+/// Puts back an agent line that a whole kernel printk line split in two: the console then
+/// reads "@hpth resized ... OK [  13.27] hrtimer: interrupt took 24913091 ns" and, on the next
+/// line, the rest ("*20"). The start is kept (for a few lines) and joined with the first line
+/// that is neither a kernel message nor another agent line; the checksum decides.
+public struct AgentLineAssembler: Sendable {
+  /// The start of an agent line, without its end yet, and the lines seen since.
+  private var start: String?
+  private var linesSince = 0
+  static let maxLinesBetween = 4
+
+  public init() {}
+
+  /// The agent line `raw` completes or is, and the kernel text it holds (nil: none).
+  public mutating func feed(_ raw: String) -> (agent: AgentLine?, kernel: String?) {
+    if let line = AgentLine.parse(raw) {
+      start = nil
+      return (line, nil)
+    }
+    let trimmed = raw.trimmingCharacters(in: CharacterSet(charactersIn: "\r\n"))
+    if let kept = start, !trimmed.hasPrefix("["), !trimmed.contains(AgentLine.prefix) {
+      start = nil
+      if let line = AgentLine.parse(kept + trimmed) { return (line, nil) }
+    }
+    if let at = trimmed.range(of: AgentLine.prefix) {
+      // The start, then whatever the printk put after it (a kernel message).
+      let tail = trimmed[at.lowerBound...]
+      if let bracket = tail.range(of: "[") {
+        start = String(tail[..<bracket.lowerBound])
+        linesSince = 0
+        return (nil, String(tail[bracket.lowerBound...]))
+      }
+      start = String(tail)
+      linesSince = 0
+      return (nil, nil)
+    }
+    if start != nil {
+      linesSince += 1
+      if linesSince > Self.maxLinesBetween { start = nil }
+    }
+    return (nil, raw)
+  }
+}
+
 public struct AgentLine: Equatable, Sendable {
   public var verb: String
   public var args: [String]

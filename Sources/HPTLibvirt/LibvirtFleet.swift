@@ -21,6 +21,7 @@ final class GuestLink: @unchecked Sendable {
   /// a resize the harness asks for meanwhile may be refused or superseded.
   private var lastHotplug: UInt64?
   private var scanner: StreamingCrashScanner
+  private var assembler = AgentLineAssembler()
   private let log: FileHandle?
   let onCrash: @Sendable (CrashReport) -> Void
   let onCorrupt: @Sendable (AgentLine) -> Void
@@ -65,7 +66,8 @@ final class GuestLink: @unchecked Sendable {
   }
 
   private func handle(_ raw: String) {
-    if let l = AgentLine.parse(raw) {
+    let (agent, kernel) = cond.withLock { assembler.feed(raw) }
+    if let l = agent {
       switch l.verb {
       case "hb": cond.withLock { lastHeartbeat = DispatchTime.now().uptimeNanoseconds }
       case "corrupt": onCorrupt(l)
@@ -77,7 +79,8 @@ final class GuestLink: @unchecked Sendable {
       }
       return
     }
-    let line = raw.replacingOccurrences(of: "\r", with: "")
+    guard let kernel else { return }
+    let line = kernel.replacingOccurrences(of: "\r", with: "")
     for r in cond.withLock({ scanner.feed(line: line) }) { onCrash(r) }
   }
 

@@ -21,6 +21,28 @@ import Testing
     #expect(AgentLine.parse("@hpth hb 7 1234") == nil)  // no checksum
   }
 
+  /// A whole printk line inside an agent line (seen in CI: the reply lost, "no answer in 60 s").
+  @Test func anAgentLineSplitByAPrintkLineIsPutBack() {
+    let good = String(AgentLine.command("resized 23 0 141 114 25 OK").dropLast())
+    let cut = good.index(good.endIndex, offsetBy: -3)
+    var a = AgentLineAssembler()
+    let first = a.feed(good[..<cut] + "[   13.278053] hrtimer: interrupt took 24913091 ns\r")
+    #expect(first.agent == nil)
+    #expect(first.kernel == "[   13.278053] hrtimer: interrupt took 24913091 ns")
+    let second = a.feed(String(good[cut...]) + "\r")
+    #expect(second.agent?.verb == "resized" && second.agent?.args.last == "OK")
+    #expect(second.kernel == nil)
+    // Kernel lines between the two parts pass through; a wrong end is not an agent line.
+    var b = AgentLineAssembler()
+    _ = b.feed(String(good[..<cut]))
+    #expect(b.feed("[   13.3] another message").kernel == "[   13.3] another message")
+    #expect(b.feed(String(good[cut...])).agent != nil)
+    var c = AgentLineAssembler()
+    _ = c.feed(String(good[..<cut]))
+    #expect(c.feed("*00").agent == nil)
+    #expect(c.feed("[   1.0] lpar: Attempting to resize HPT").kernel != nil)
+  }
+
   @Test func kernelNoiseBeforeThePrefixIsSkipped() throws {
     let l = try #require(
       AgentLine.parse("\u{1b}[0m" + AgentLine.command("ready 6.1.0 hash 23 1024 2 1") + "\r"))
