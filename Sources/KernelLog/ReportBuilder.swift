@@ -86,9 +86,7 @@ struct ReportBuilder {
     // Interleaved with another CPU's report (no caller ids): neither report's register and
     // stack lines can be told apart; the header's own site ("at file:line func+off/len") can.
     if report.interleaved, frame != nil || byteRange(format.title, "$F") != nil,
-      let site = headerLine.withUnsafeBufferPointer({ h in
-        firstSymbolWithOffset(h, from: 0).map { string(h, $0.lowerBound, $0.upperBound) }
-      })
+      let site = headerSite(headerLine)
     {
       frame = site
     }
@@ -152,10 +150,7 @@ struct ReportBuilder {
     }
     switch rule {
     case .site:
-      let site = header.withUnsafeBufferPointer { h in
-        firstSymbolWithOffset(h, from: 0).map { string(h, $0.lowerBound, $0.upperBound) }
-      }
-      if let site { return (site, true) }
+      if let site = headerSite(header) { return (site, true) }
       if let nip = regs.nip { return (nip, true) }
     case .instruction:
       // A list-debug check that BUGs on its caller's list (the "kernel BUG at
@@ -170,6 +165,13 @@ struct ReportBuilder {
       if let lr = regs.lr, !generic(lr) { return (lr, true) }
     }
     return powerTraceFrame(generic).map { ($0, false) }
+  }
+
+  /// The function a header names with its offset ("WARNING: ... at file:line func+off/len").
+  private func headerSite(_ header: [UInt8]) -> String? {
+    header.withUnsafeBufferPointer { h in
+      firstSymbolWithOffset(h, from: 0).map { string(h, $0.lowerBound, $0.upperBound) }
+    }
   }
 
   /// A trace entry marked "(unreliable)": powerpc's unwinder prints one (stacks without a

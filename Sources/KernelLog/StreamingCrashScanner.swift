@@ -19,8 +19,6 @@ public struct StreamingCrashScanner: Sendable {
   /// printk caller ids each line goes to the report of its caller; without them the two
   /// reports' lines cannot be told apart, so both get every line and end together.
   var held: ReportInProgress?
-  /// The next report starts interleaved with the held one (no caller ids).
-  var interleaving = false
   /// Reports that ended while one begun before them (held, now in progress) goes on.
   var waiting: [CrashReport] = []
 
@@ -282,8 +280,7 @@ public struct StreamingCrashScanner: Sendable {
         if holds(started, buf, split) {
           held = current
           current = nil
-          interleaving = held!.caller.kind == .none
-          held!.interleaved = interleaving
+          held!.interleaved = held!.caller.kind == .none
         } else {
           endCurrent(buf, into: &completed, all: true)
         }
@@ -322,8 +319,8 @@ public struct StreamingCrashScanner: Sendable {
       caller: split.caller)
     swap(&current!.text, &spareText)
     swap(&current!.lines, &spareLines)
-    current!.interleaved = interleaving
-    interleaving = false
+    // (A report begun beside a held one without caller ids shares its lines.)
+    current!.interleaved = held?.interleaved ?? false
     current!.endsAtRule = detector.table[started.pattern].formats[started.format].endsAtRule
     current!.append(
       buf, split, end: offset, flags: flags(buf, split, needlePossible), deferred: deferred)

@@ -44,25 +44,21 @@ import Testing
     #expect(reports.first?.corruptedReason == "interleaved with another CPU's report")
   }
 
+  /// The x86 pair, with and without caller ids.
+  static let x86Pair = [
+    Expected(title: "WARNING in netdev_foo", cpu: 1, pid: 300, comm: "syz-executor"),
+    Expected(title: "WARNING in kmem_bar", cpu: 0, pid: 200, comm: "kworker/0:1"),
+  ]
+
   @Test func x86WithoutCallerIDs() throws {
     // The first RIP line is the other CPU's: the header names each report's function.
     let reports = CrashDetector().scan(try Self.log("interleaved-warnings-x86.log"))
-    Self.check(
-      reports,
-      [
-        Expected(title: "WARNING in netdev_foo", cpu: 1, pid: 300, comm: "syz-executor"),
-        Expected(title: "WARNING in kmem_bar", cpu: 0, pid: 200, comm: "kworker/0:1"),
-      ], corrupted: true)
+    Self.check(reports, Self.x86Pair, corrupted: true)
   }
 
   @Test func callerIDsSeparateTheReports() throws {
     let reports = CrashDetector().scan(try Self.log("interleaved-warnings-caller-ids.log"))
-    Self.check(
-      reports,
-      [
-        Expected(title: "WARNING in netdev_foo", cpu: 1, pid: 300, comm: "syz-executor"),
-        Expected(title: "WARNING in kmem_bar", cpu: 0, pid: 200, comm: "kworker/0:1"),
-      ], corrupted: false)
+    Self.check(reports, Self.x86Pair, corrupted: false)
     #expect(
       reports.map(\.frames) == [
         ["dev_ioctl", "sock_ioctl"], ["kmem_cache_alloc", "do_syscall_64"],
