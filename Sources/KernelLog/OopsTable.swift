@@ -961,6 +961,17 @@ let defaultOopsTable: [OopsPattern] = [
         "trusty-panic", "trusty: panic ({*}): {R}", title: "trusty: panic: $1", kind: .panic,
         type: dos, frame: .none, noStack: true),
     ]),
+  // kvm_hv's own word that a guest's hashed page table is not what it must be: the VRMA is
+  // mapped into an HPT that "is empty and no vcpus are using it" (kvmppc_map_vrma), so an
+  // H_ENTER that fails there (H_PTEG_FULL, -6) means an entry survived the HPT's reset. It
+  // prints no stack, and the guest then faults in real mode past the failed page or never runs.
+  OopsPattern(
+    "kvm-hpt", header: "KVM: map_vrma at",
+    [
+      OopsFormat(
+        "kvm-map-vrma", "KVM: map_vrma at {X} failed, ret={*}", title: "KVM: map_vrma failed",
+        kind: .other, type: bugType, frame: .none, noStack: true)
+    ]),
   // The Go runtime's fatal errors at the start of a line (syzkaller's own tools dying on the
   // console: "go runtime error", as syzkaller titles them); ALSA's "seq fatal error" is not one.
   OopsPattern(
