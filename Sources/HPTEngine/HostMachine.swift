@@ -8,6 +8,12 @@ public protocol HostMachine: AnyObject, Sendable {
   /// Why the host's own emulator (the lab's QEMU) is gone; nil while it runs, or on a host
   /// that has none.
   var emulatorGone: String? { get }
+  /// Why the host's emulator could not keep its CPUs running in the last `lastS` seconds
+  /// (the lab's QEMU waiting for this machine's CPUs); nil when it could, or on a host that
+  /// is not emulated. A lockup or stall its kernel reported then is not the kernel's.
+  func emulatorStarved(lastS: Double) -> String?
+  /// The host's own figures for run.json (how much CPU the lab's emulator was denied).
+  var figures: [String: Int] { get }
   /// The host kernel's vmlinux when the harness has it (the lab's), for provenance.
   var vmlinux: String? { get }
   /// How long a host may say nothing before it counts as hung.

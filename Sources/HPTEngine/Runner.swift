@@ -34,6 +34,8 @@ public final class Runner: @unchecked Sendable {
   private var detail: String?
   private var failure: String?
   private var infra: String?
+  /// Why the host's emulator was starved when its watchdog reports came, and how many came.
+  private var starved: (why: String, reports: Int)?
   private var lastRecordNs: UInt64 = 0
   private var extraFigures: [String: Int] = [:]
 
@@ -285,8 +287,21 @@ public final class Runner: @unchecked Sendable {
         || header.contains(" kvm_vm_ioctl_resize_hpt_commit+"))
     recorder.addFinding(Finding(r, source: "\(r.origin)", expected: expected), report: r.report)
     if !expected { recorder.crashSeen(atNs: hostLog?.arrivalNs(of: r)) }
+    if !expected { noteStarvation(r) }
     return expected
   }
+
+  /// A watchdog's report while the host's emulator was starved of CPU: kept as a finding, but
+  /// if nothing else is found the run could not test (finish).
+  func noteStarvation(_ r: CrashReport) {
+    guard r.kind.isWatchdogReport,
+      let why = fleet.machine?.emulatorStarved(lastS: Self.starvationWindowS)
+    else { return }
+    lock.locked { starved = (starved?.why ?? why, (starved?.reports ?? 0) + 1) }
+  }
+
+  /// The watchdogs' thresholds: 10 s (hard lockup), 20-30 s (soft lockup, RCU stall, workqueue).
+  static let starvationWindowS = 30.0
 
   // MARK: the host as a machine
 
@@ -388,10 +403,17 @@ public final class Runner: @unchecked Sendable {
     // Whatever the run saw after the lab's emulator died (a silent host, a cut channel) is
     // the infrastructure's doing.
     if let gone = fleet.machine?.emulatorGone { error = gone }
+    // Only watchdog reports made while the emulator was starved: nothing the kernel did.
+    let unexpected = recorder.allFindings.filter { !$0.expected }.count
+    if error == nil, let starved = lock.locked({ starved }), starved.reports == unexpected {
+      error = starved.why
+    }
     let end = fleet.end(self)
+    let machine = fleet.machine?.figures ?? [:]
     return recorder.report(
       error: error, hostTimeS: Double(executor.nowNs - start) / 1e9,
-      hostStats: end.figures.merging(extra) { _, new in new }, kernel: end.kernel,
+      hostStats: end.figures.merging(extra) { _, new in new }.merging(machine) { _, new in new },
+      kernel: end.kernel,
       kernelRelease: end.kernelRelease, detail: detail, target: end.target,
       hostTrace: fleet.machine?.trace)
   }

@@ -83,16 +83,19 @@ public final class LabMachine: @unchecked Sendable {
     HostCommand.run(["bash", script, "stop"], timeoutS: 60)
   }
 
+  /// The lab's own QEMU (L0), from run.sh's qemu.pid beside the console log.
+  var emulatorPID: Int32? {
+    guard let log = access["CONSOLE_LOG"] else { return nil }
+    let file = (log as NSString).deletingLastPathComponent + "/qemu.pid"
+    return (try? String(contentsOfFile: file, encoding: .utf8)).flatMap {
+      Int32($0.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+  }
+
   /// Set when the lab's own QEMU (L0) no longer runs: the lab host then vanished with its
   /// emulator (killed, out of memory), which is the infrastructure failing, not its kernel.
   public var emulatorGone: String? {
-    guard let log = access["CONSOLE_LOG"] else { return nil }
-    let file = (log as NSString).deletingLastPathComponent + "/qemu.pid"
-    guard
-      let pid = (try? String(contentsOfFile: file, encoding: .utf8)).flatMap({
-        Int32($0.trimmingCharacters(in: .whitespacesAndNewlines))
-      })
-    else { return nil }
+    guard let pid = emulatorPID else { return nil }
     // A process that no longer runs may linger as a zombie until reaped (a container's init
     // may never reap it): only a /proc entry in a live state counts.
     if ProcStat(pid: pid)?.isLive == true { return nil }

@@ -6,14 +6,34 @@ import HPTEngine
 public final class TargetMachine: HostMachine, @unchecked Sendable {
   public let target: Target
   let evidence: HostEvidence
+  /// The lab's emulator's share of this machine's CPUs (nil on a host of its own).
+  let emulatorCPU: EmulatorCPUWatch?
 
   public init(_ target: Target) {
     self.target = target
     evidence = HostEvidence(target: target)
+    emulatorCPU = target.lab.map { lab in EmulatorCPUWatch { lab.emulatorPID } }
+    emulatorCPU?.start()
   }
+
+  deinit { emulatorCPU?.stop() }
 
   public var name: String { target.name }
   public var emulatorGone: String? { target.lab?.emulatorGone }
+
+  public var figures: [String: Int] {
+    emulatorCPU.map { ["lab_cpu_wait_worst_30s_pct": Int(($0.worstShare * 100).rounded())] } ?? [:]
+  }
+
+  public func emulatorStarved(lastS: Double) -> String? {
+    guard let (waited, span) = emulatorCPU?.worstWait(windowS: lastS),
+      span >= min(lastS / 2, 10), waited >= span * EmulatorCPUWatch.starvedFraction
+    else { return nil }
+    return String(
+      format:
+        "the lab's emulator was starved of CPU: a QEMU thread of %@ waited %.1f s of the last %.0f s for one of this machine's CPUs, so its emulated CPUs stood still while their timebase ran on; a lockup or stall the lab's kernel reports then says nothing about that kernel (rerun with this machine less loaded)",
+      name, waited, span)
+  }
   public var vmlinux: String? { target.lab?.vmlinux }
   public var hungAfterS: Double { target.spec.hungAfterS }
 

@@ -7,6 +7,13 @@ public enum CrashKind: String, Sendable, Codable, Hashable, CaseIterable {
   case listCorruption, badPageState, badRSSCounter, sleepInAtomic, preemptible, badUsercopy
   case refcount, debugObjects, memoryLeak, machineCheck, checkstop, netdevLeak, fileCount
   case rustPanic, userspaceFailure, other
+
+  /// A report a watchdog makes when something did not happen in time (lockup detectors, the
+  /// RCU stall detector, khungtaskd, the workqueue watchdog): it measures time, not logic, so
+  /// a machine that did not get to run (an emulator starved of CPU) makes one too.
+  public var isWatchdogReport: Bool {
+    [.softLockup, .hardLockup, .rcuStall, .hungTask, .workqueueLockup].contains(self)
+  }
 }
 
 /// One crash found in a kernel log, shaped after syzkaller's pkg/report `Report`.

@@ -2,6 +2,7 @@ import Foundation
 import HPTRandom
 import KVMHost
 import KernelLog
+import Synchronization
 import Testing
 
 @testable import HPTEngine
@@ -41,7 +42,18 @@ import Testing
     var emulatorGone: String? { nil }
     var vmlinux: String? { nil }
     let hungAfterS: Double
-    init(hungAfterS: Double = 1) { self.hungAfterS = hungAfterS }
+    /// What emulatorStarved says, and the windows it was asked about.
+    let starved: String?
+    let askedWindows = Mutex<[Double]>([])
+    init(hungAfterS: Double = 1, starved: String? = nil) {
+      self.hungAfterS = hungAfterS
+      self.starved = starved
+    }
+    var figures: [String: Int] { ["lab_cpu_wait_worst_30s_pct": starved == nil ? 3 : 70] }
+    func emulatorStarved(lastS: Double) -> String? {
+      askedWindows.withLock { $0.append(lastS) }
+      return starved
+    }
     func answers(timeoutS: Double) -> Bool { !crashed.value }
     func probe(_ script: String) -> String? { nil }
     func startMemoryManagement(_ settings: HostMMSettings) throws -> (any HostMMRun)? { nil }
@@ -184,5 +196,52 @@ import Testing
     #expect(h.verdict == .bug && h.verdict_detail == "host hang", "\(h.error ?? "")")
     #expect(h.error == nil)
     #expect(host.recoveredAfter == "host hang")
+  }
+
+  /// A fixture's log lines as the host's log gives them.
+  func hostRecords(_ fixture: String) throws -> [KernelLogRecord] {
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+      .appendingPathComponent("../KernelLogTests/Fixtures/\(fixture)")
+    let text = try String(contentsOf: url, encoding: .utf8)
+    return DmesgText.parse(text: text, origin: .host("p9-test")).filter {
+      $0.timestampMicros != nil
+    }
+  }
+
+  /// A watchdog's report (a hard lockup) from an emulated host whose emulator was starved of
+  /// CPU is kept as a finding, but the run could not test (125, the reason named); the same
+  /// report from a host that ran is a bug, and so is an oops beside it on a starved one.
+  @Test func aLockupOnAStarvedEmulatorIsNotTheKernels() throws {
+    let lockup = try hostRecords("011-ppc-hard-lockup.log")
+    let oops = try hostRecords("001-ppc-seed-paging.log")
+    func runWith(_ records: [KernelLogRecord], starved: String?) throws -> (RunReport, FakeMachine)
+    {
+      let host = FakeMachine(hungAfterS: 30, starved: starved)
+      let log = ScriptedLog([])
+      let fleet = ScriptedFleet(log: log, host: host) { _ in
+        Thread.sleep(forTimeInterval: 0.2)
+        log.lock.locked { log.records = records }
+      }
+      let (r, dir) = try run(fleet, seconds: 3)
+      try? FileManager.default.removeItem(at: dir)
+      return (r, host)
+    }
+    let why = "the lab's emulator was starved of CPU: a QEMU thread waited 21.0 s of the last 30 s"
+    let (starvedRun, host) = try runWith(lockup, starved: why)
+    #expect(starvedRun.verdict == .error && starvedRun.error == why)
+    #expect(starvedRun.verdict.exitCode == 125)
+    #expect(starvedRun.crashes.map(\.title) == ["BUG: hard lockup in native_hpte_clear"])
+    #expect(host.askedWindows.withLock { $0 } == [Runner.starvationWindowS])
+    #expect(starvedRun.figures?["lab_cpu_wait_worst_30s_pct"] == 70)
+
+    let (ranRun, _) = try runWith(lockup, starved: nil)
+    #expect(ranRun.verdict == .bug && ranRun.error == nil)
+
+    let (both, _) = try runWith(lockup + oops, starved: why)
+    #expect(both.verdict == .bug, "\(both.error ?? "")")
+    #expect(both.crashes.count == 2)
+    // An oops alone does not ask: only watchdogs measure time.
+    let (oopsOnly, oopsHost) = try runWith(oops, starved: why)
+    #expect(oopsOnly.verdict == .bug && oopsHost.askedWindows.withLock { $0 }.isEmpty)
   }
 }
