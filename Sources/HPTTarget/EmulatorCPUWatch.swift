@@ -99,6 +99,15 @@ final class EmulatorCPUWatch: @unchecked Sendable {
     return lock.locked { Self.worstWait(samples, windowS: windowS, nowNs: nowNs) }
   }
 
+  /// The worst wait in the last `windowS` seconds when it is starvation: a thread waited
+  /// `starvedFraction` of a span of at least half the window (10 s for windows over 20 s).
+  func starvedWait(windowS: Double) -> (waitedS: Double, spanS: Double)? {
+    guard let w = worstWait(windowS: windowS), w.spanS >= min(windowS / 2, 10),
+      w.waitedS >= w.spanS * Self.starvedFraction
+    else { return nil }
+    return w
+  }
+
   static func worstWait(_ samples: [Sample], windowS: Double, nowNs: UInt64) -> (
     waitedS: Double, spanS: Double
   )? {

@@ -26,9 +26,7 @@ public final class TargetMachine: HostMachine, @unchecked Sendable {
   }
 
   public func emulatorStarved(lastS: Double) -> String? {
-    guard let (waited, span) = emulatorCPU?.worstWait(windowS: lastS),
-      span >= min(lastS / 2, 10), waited >= span * EmulatorCPUWatch.starvedFraction
-    else { return nil }
+    guard let (waited, span) = emulatorCPU?.starvedWait(windowS: lastS) else { return nil }
     return String(
       format:
         "the lab's emulator was starved of CPU: a QEMU thread of %@ waited %.1f s of the last %.0f s for one of this machine's CPUs, so its emulated CPUs stood still while their timebase ran on; a lockup or stall the lab's kernel reports then says nothing about that kernel (rerun with this machine less loaded)",
