@@ -72,7 +72,7 @@ public struct Bisection: Sendable {
   /// asked confidence under the bisection's prior and under each of these (the same runs
   /// weighed with another belief about p; docs/bisection.md, "Stopping"). Empty: the
   /// bisection's own posterior alone.
-  public var stopPriors: [BisectPrior] = [.lowRate]
+  public var stopPriors: [BisectPrior] = BisectPrior.stopClass
   public private(set) var built: Set<Int> = []
   public private(set) var skipped: Set<Int> = []
   public private(set) var runs = 0
@@ -152,7 +152,7 @@ public struct Bisection: Sendable {
     // of stopPriors if that is lower (only worth computing once the first is high).
     var mass = pi[lower...upper].reduce(0, +)
     if mass >= budget.confidence {
-      for prior in stopPriors {
+      for prior in stopPriors where mass >= budget.confidence {
         let other = posterior.with(prior: prior).summary().culprit(count: count)
         mass = min(mass, other[lower...upper].reduce(0, +))
       }

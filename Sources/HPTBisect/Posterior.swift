@@ -46,6 +46,24 @@ public struct BisectPrior: Sendable, Hashable {
       p: std.p, pWeight: w, falseAlarm: std.falseAlarm, falseAlarmWeight: std.falseAlarmWeight)
   }()
 
+  /// The corner of the low-rate prior: p's weight proportional to 1/p² below 1 (the same
+  /// fifth on p = 1) and e weighted towards its high end (0.5, 2, 5, 10 on 0.05%-1%). At
+  /// p = 0.05 with false alarms the stop's wrong answers were a few commits off: one missed
+  /// reproduction, or one false alarm taken for one; a rarer reproducer and a noisier
+  /// kernel explain both, and this prior is not sure until the runs rule them out.
+  public static let rareAndNoisy: BisectPrior = {
+    let low = BisectPrior.lowRate
+    var w = low.p.map { $0 < 1 ? 1 / ($0 * $0) : 0 }
+    let rest = w.reduce(0, +)
+    w[w.count - 1] = rest / 4
+    return BisectPrior(
+      p: low.p, pWeight: w, falseAlarm: low.falseAlarm, falseAlarmWeight: [0.5, 2, 5, 10])
+  }()
+
+  /// The priors besides the flat one that a bisection must be sure under before it stops
+  /// (Bisection.stopPriors; docs/bisection.md, "Stopping and the answer").
+  public static let stopClass: [BisectPrior] = [.lowRate, .rareAndNoisy]
+
   /// One cell per (p, e) pair: index j * falseAlarm.count + f.
   var cellCount: Int { p.count * falseAlarm.count }
 }

@@ -102,7 +102,7 @@ extension Bisection {
   public static func trial(
     _ h: inout FlakyHistory, costs: BisectCosts, budget: BisectBudget,
     prior: BisectPrior = .standard, measure: GainMeasure = .culprit,
-    choiceCosts: BisectCosts? = nil, stopPriors: [BisectPrior] = [.lowRate]
+    choiceCosts: BisectCosts? = nil, stopPriors: [BisectPrior] = BisectPrior.stopClass
   ) -> TrialResult {
     var b = Bisection(count: h.count, costs: choiceCosts ?? costs, budget: budget, prior: prior)
     b.measure = measure

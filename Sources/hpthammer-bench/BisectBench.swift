@@ -124,7 +124,7 @@ func bisectEngineBench(
         Bisection.trial(
           &h, costs: costs, budget: BisectBudget(confidence: 0.99, maxRuns: 3000), prior: prior,
           measure: measure, choiceCosts: runsOnly ? .runsOnly : nil,
-          stopPriors: flatStop || knownP ? [] : [.lowRate]))
+          stopPriors: flatStop || knownP ? [] : BisectPrior.stopClass))
     }
     let correct = zip(rs, truth).filter { $0.0.answer == $0.1 }.count
     let runs = Double(rs.map(\.runs).reduce(0, +)) / Double(rs.count)

@@ -31,10 +31,11 @@ import Testing
     #expect(right >= 19)
   }
 
-  /// It stops only when the culprit also holds the confidence under the low-rate prior, and
-  /// the confidence it claims is the lower of the two; without stopPriors it is the flat
-  /// prior's alone.
-  @Test func theStopAsksTheLowRatePriorToo() {
+  /// It stops only when the culprit also holds the confidence under every prior of the stop
+  /// class (the low-rate one, the rare-and-noisy one), and the confidence it claims is the
+  /// lowest; without stopPriors it is the flat prior's alone.
+  @Test func theStopAsksEveryPriorOfTheClass() {
+    #expect(BisectPrior.stopClass == [.lowRate, .rareAndNoisy])
     for seed in 0..<6 {
       var h = FlakyHistory(
         count: 100, culprit: (seed * 41) % 100, p: 0.15, falseAlarm: 0.005, seed: UInt64(seed))
@@ -43,15 +44,18 @@ import Testing
       while case .run(let i) = b.next() { b.record(commit: i, h.run(i) ? .reproduced : .clean) }
       guard case .done(let a) = b.next() else { continue }
       #expect(a.confident)
-      let flat = b.posterior.summary().culprit(count: 100)[a.lower...a.upper].reduce(0, +)
-      let low = b.posterior.with(prior: .lowRate).summary().culprit(count: 100)[
-        a.lower...a.upper
-      ].reduce(0, +)
-      #expect(low >= 0.99 && flat >= 0.99, "seed \(seed): flat \(flat), low-rate \(low)")
-      #expect(abs(a.confidence - min(flat, low)) < 1e-12)
+      func mass(_ prior: BisectPrior?) -> Double {
+        let s = prior.map { b.posterior.with(prior: $0).summary() } ?? b.posterior.summary()
+        return s.culprit(count: 100)[a.lower...a.upper].reduce(0, +)
+      }
+      let masses = [mass(nil), mass(.lowRate), mass(.rareAndNoisy)]
+      #expect(masses.allSatisfy { $0 >= 0.99 }, "seed \(seed): \(masses)")
+      #expect(abs(a.confidence - masses.min()!) < 1e-12)
+      // The rare-and-noisy prior believes the answer least: it is the one that binds.
+      #expect(masses[2] <= masses[1] + 1e-12, "seed \(seed): \(masses)")
       var alone = b
       alone.stopPriors = []
-      #expect(abs(alone.answer().confidence - flat) < 1e-12)
+      #expect(abs(alone.answer().confidence - masses[0]) < 1e-12)
     }
   }
 
