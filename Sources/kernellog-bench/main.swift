@@ -1,5 +1,7 @@
-// Benchmark: scan a 256 MiB console log made by repeating corpus logs, side by side with
-// `grep -E -c` over the detector's header patterns, and report peak memory (VmHWM).
+// Benchmark: scan a 256 MiB console log made by repeating corpus logs. First in-process (the
+// scanner alone, no output; its peak memory), beside `grep -E -c` over the detector's header
+// patterns; then as a user runs it (Commands.swift): whole `hpthammer scan --json` and
+// `hpthammer scan` processes against the issue's `grep -E -c`, each writing to a file.
 import Foundation
 import KernelLog
 
@@ -9,6 +11,19 @@ struct Options {
   var keep = false
   /// Only the corpus logs without a crash: the speed of following a healthy kernel's log.
   var quiet = false
+  /// Rounds of the whole-process commands (0: the in-process figures only).
+  var rounds = 5
+  /// The hpthammer binary whose `scan` is timed: by default the one built beside this one.
+  var hpthammer = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    .appendingPathComponent("hpthammer").path
+
+  static func usage() -> Never {
+    FileHandle.standardError.write(
+      Data(
+        "usage: kernellog-bench [--mib N] [--corpus DIR] [--quiet] [--keep] [--rounds N] [--hpthammer PATH]\n"
+          .utf8))
+    exit(2)
+  }
 
   init() {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
@@ -23,10 +38,11 @@ struct Options {
       case "--corpus": corpus = args.popFirst() ?? corpus
       case "--keep": keep = true
       case "--quiet": quiet = true
-      default:
-        FileHandle.standardError.write(
-          Data("usage: kernellog-bench [--mib N] [--corpus DIR] [--quiet] [--keep]\n".utf8))
-        exit(2)
+      case "--rounds":
+        guard let n = args.popFirst().flatMap({ Int($0) }), n >= 0 else { Self.usage() }
+        rounds = n
+      case "--hpthammer": hpthammer = args.popFirst() ?? hpthammer
+      default: Self.usage()
       }
     }
   }
@@ -184,4 +200,22 @@ print(
     grepBest.cpu / scan.cpu,
     grepBest.wall / scan.wall))
 print("peak RSS (VmHWM): \(rssKiB / 1024) MiB (target < 64 MiB)")
+if options.rounds > 0 {
+  guard access(options.hpthammer, X_OK) == 0 else {
+    FileHandle.standardError.write(
+      Data(
+        ("kernellog-bench: no hpthammer binary at \(options.hpthammer) to time; build it "
+          + "(swift build -c release --product hpthammer), pass --hpthammer PATH, or --rounds 0\n")
+          .utf8))
+    if !options.keep { unlink(path) }
+    exit(2)
+  }
+  do {
+    try timeUserCommands(hpthammer: options.hpthammer, log: path, rounds: options.rounds)
+  } catch {
+    FileHandle.standardError.write(Data("kernellog-bench: \(error)\n".utf8))
+    if !options.keep { unlink(path) }
+    exit(1)
+  }
+}
 if !options.keep { unlink(path) }
