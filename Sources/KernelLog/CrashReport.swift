@@ -114,7 +114,10 @@ public struct CrashReport: Sendable, Codable, Hashable {
     }
     var text = report
     text.withUTF8 { buf in
-      if let start = stackFramesStart(buf) { forEachStackFrame(buf, from: start, each) }
+      if let start = stackFramesStart(buf) {
+        forEachStackFrame(
+          buf, from: start, terminatorLines: terminatorLineStarts(buf, from: start), each)
+      }
     }
   }
 

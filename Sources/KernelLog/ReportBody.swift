@@ -71,11 +71,16 @@ final class ReportBody: Sendable {
   /// Where the lines after the first stack keyword's line start in `text` (-1: none), found
   /// from the scanner's keyword flags rather than by searching the text again.
   let framesFrom: Int
+  /// Where the lines holding a frame terminator ("---[ end trace", "Allocated by task", ...)
+  /// after `framesFrom` start in `text`, in order: the first stack ends at the first of them
+  /// after a frame.
+  let terminatorLines: [Int]
 
-  init(text: [UInt8], metadataEnd: Int, framesFrom: Int?) {
+  init(text: [UInt8], metadataEnd: Int, framesFrom: Int?, terminatorLines: [Int] = []) {
     self.text = text
     self.metadataEnd = metadataEnd
     self.framesFrom = framesFrom ?? -1
+    self.terminatorLines = terminatorLines
   }
 
   var reportString: String { String(decoding: text, as: UTF8.self) }
@@ -88,7 +93,9 @@ final class ReportBody: Sendable {
 
   func forEachFrame(_ body: (UnsafeBufferPointer<UInt8>) -> Void) {
     guard framesFrom >= 0 else { return }
-    text.withUnsafeBufferPointer { forEachStackFrame($0, from: framesFrom, body) }
+    text.withUnsafeBufferPointer {
+      forEachStackFrame($0, from: framesFrom, terminatorLines: terminatorLines, body)
+    }
   }
 }
 
@@ -112,10 +119,29 @@ func stackFramesStart(_ buf: UnsafeBufferPointer<UInt8>) -> Int? {
   return first + newline + 1
 }
 
+/// Where the lines of `buf` after `start` that hold a frame terminator start (a report made
+/// from text, without the scanner's keyword flags).
+func terminatorLineStarts(_ buf: UnsafeBufferPointer<UInt8>, from start: Int) -> [Int] {
+  guard let base = buf.baseAddress else { return [] }
+  var starts: [Int] = []
+  var pos = start
+  while pos < buf.count {
+    let end = memchrNewline(base + pos, buf.count - pos).map { pos + $0 } ?? buf.count
+    let line = UnsafeBufferPointer(rebasing: buf[pos..<end])
+    if frameTerminators.contains(where: { indexOf(line, $0, from: 0) != nil }) {
+      starts.append(pos)
+    }
+    pos = end + 1
+  }
+  return starts
+}
+
 /// The function names of the first stack's frames (at most 24), innermost first: the lines of
-/// `buf` from `start` on that are trace frames, not questionable ones.
+/// `buf` from `start` on that are trace frames, not questionable ones, up to the first line in
+/// `terminatorLines` (line starts, in order) after a frame, as `ReportBuilder` reads a stack.
 func forEachStackFrame(
-  _ buf: UnsafeBufferPointer<UInt8>, from start: Int, _ body: (UnsafeBufferPointer<UInt8>) -> Void
+  _ buf: UnsafeBufferPointer<UInt8>, from start: Int, terminatorLines: [Int],
+  _ body: (UnsafeBufferPointer<UInt8>) -> Void
 ) {
   guard let base = buf.baseAddress else { return }
   // Only a line holding "+0x<hex>" or ") from [" can be a frame (`classifyTraceLine`): the
@@ -125,6 +151,8 @@ func forEachStackFrame(
   var nextOffset = -1
   var nextArm = -1
   var count = 0
+  var seen = false
+  var terminator = 0
   while count < 24, pos < buf.count {
     if nextOffset < pos { nextOffset = nextSymbolOffset(buf, from: pos) ?? buf.count }
     if nextArm < pos { nextArm = indexOf(buf, armFromBytes, from: pos) ?? buf.count }
@@ -132,11 +160,19 @@ func forEachStackFrame(
     guard hit < buf.count else { return }
     let lineStart = lastNewline(base + pos, hit - pos).map { pos + $0 + 1 } ?? pos
     let lineEnd = memchrNewline(base + hit, buf.count - hit).map { hit + $0 } ?? buf.count
+    // A terminator line between the last frame and this one ends the stack.
+    while terminator < terminatorLines.count, terminatorLines[terminator] <= lineStart {
+      if seen { return }
+      terminator += 1
+    }
     let line = UnsafeBufferPointer(rebasing: buf[lineStart..<lineEnd])
     let t = classifyTraceLine(line, mayBeArm: nextArm < lineEnd)
-    if t.role == .frame, !t.questionable, let name = t.nameBytes(in: line) {
-      body(name)
-      count += 1
+    if t.role == .frame, let name = t.nameBytes(in: line) {
+      seen = true
+      if !t.questionable {
+        body(name)
+        count += 1
+      }
     }
     pos = lineEnd + 1
   }

@@ -13,7 +13,9 @@ struct ReportBuilder {
 
   /// The report; `text` is its lines joined by newlines (kept by the report), its first
   /// stack's frame lines from `framesFrom` on (nil: no stack keyword, or none after it).
-  func build(origin: LogOrigin, text: [UInt8], framesFrom: Int?) -> CrashReport {
+  func build(origin: LogOrigin, text: [UInt8], framesFrom: Int?, terminatorLines: [Int] = [])
+    -> CrashReport
+  {
     let oops = detector.table[report.pattern]
     // The header chose a format; a later one may fit better when this one's extra lines are
     // missing (KASAN without "Read of size").
@@ -133,7 +135,9 @@ struct ReportBuilder {
     return CrashReport(
       kind: kind, type: crashType(typeRule, captures), title: title, frame: frame,
       corruptedReason: corruptedReason,
-      body: ReportBody(text: text, metadataEnd: metadataEnd, framesFrom: framesFrom),
+      body: ReportBody(
+        text: text, metadataEnd: metadataEnd, framesFrom: framesFrom,
+        terminatorLines: terminatorLines),
       start: report.start, end: report.end, origin: origin,
       patternID: patternID)
   }

@@ -651,6 +651,7 @@ struct ReportInProgress: Sendable {
       // The first stack's frames follow the first line holding a stack keyword.
       let stackLine = lineFlags.firstIndex { $0 & ReportKeyword.stack != 0 }
       var framesFrom: Int?
+      var terminatorLines: [Int] = []
       // The one copy of the text that the report keeps.
       let bodyText = [UInt8](unsafeUninitializedCapacity: byteCount) { out, count in
         var at = 0
@@ -659,7 +660,10 @@ struct ReportInProgress: Sendable {
             out[at] = 0x0a
             at += 1
           }
-          if let stackLine, i == stackLine + 1 { framesFrom = at }
+          if let stackLine, i > stackLine {
+            if i == stackLine + 1 { framesFrom = at }
+            if lineFlags[i] & ReportKeyword.terminator != 0 { terminatorLines.append(at) }
+          }
           if let source = line.baseAddress, let target = out.baseAddress {
             (target + at).update(from: source, count: line.count)
           }
@@ -693,16 +697,18 @@ struct ReportInProgress: Sendable {
         return ReportBuilder(
           detector: detector, report: self, lines: joined.lines, flags: joined.flags
         )
-        .build(origin: origin, text: bodyText, framesFrom: framesFrom)
+        .build(
+          origin: origin, text: bodyText, framesFrom: framesFrom, terminatorLines: terminatorLines)
       }
       if analysed.lines.count != lines.count {
         return ReportBuilder(
           detector: detector, report: self, lines: analysed.lines, flags: analysed.flags
         )
-        .build(origin: origin, text: bodyText, framesFrom: framesFrom)
+        .build(
+          origin: origin, text: bodyText, framesFrom: framesFrom, terminatorLines: terminatorLines)
       }
       return ReportBuilder(detector: detector, report: self, lines: lines, flags: lineFlags).build(
-        origin: origin, text: bodyText, framesFrom: framesFrom)
+        origin: origin, text: bodyText, framesFrom: framesFrom, terminatorLines: terminatorLines)
     }
   }
 }

@@ -103,6 +103,22 @@ enum Fixtures {
     #expect(!scanner.crashInProgress)
   }
 
+  /// `frames` is the first stack: KASAN's allocation and free stacks after "Allocated by
+  /// task" are not part of it, whether the report was scanned or made from its text.
+  @Test func framesAreTheFirstStackOnly() throws {
+    let c = try #require(Fixtures.cases.first { $0.name == "009-ppc-kasan-uaf.log" })
+    let report = try #require(CrashDetector().scan(c.log).first)
+    let want = [
+      "print_report", "kasan_report", "resize_hpt_prepare_work", "process_one_work",
+      "worker_thread", "kthread", "ret_from_kernel_thread",
+    ]
+    #expect(report.frames == want)
+    let fromText = CrashReport(
+      kind: report.kind, type: report.type, title: report.title, report: report.report,
+      start: report.start, end: report.end)
+    #expect(fromText.frames == want)
+  }
+
   @Test func everyPowerKindHasAFixture() {
     let kinds = Set(Fixtures.cases.compactMap { $0.value("KIND") })
     for kind in [
