@@ -448,98 +448,126 @@ let hungSkips: [String] = [
   "schedule_timeout", "rt_mutex", "freezer",
 ]
 
-/// Skip entries bucketed by first byte, so a name is compared only with entries that can
-/// start at one of its segment starts.
+/// Skip entries matched at a name's segment starts (its start, after each '_', and at each
+/// '_'): a name is compared only with the entries that share the two bytes at a start.
 struct SkipSet: Sendable, Hashable {
-  /// Every entry's bytes, one after another, grouped by first byte.
-  private var store: [UInt8] = []
-  /// Entries by first byte: `(start, count)` in `store`, in `order[first]..<order[first + 1]`.
-  private var entries: [(start: Int32, count: Int32)] = []
-  private var order = [Int32](repeating: 0, count: 257)
-  /// Bit set over the first two bytes of the entries (a one-byte entry sets every pair it
-  /// begins): most segment starts are ruled out by one bit test.
-  private var pairs = [UInt64](repeating: 0, count: 1024)
+  /// The entries' bytes, for equality (the search uses `table`).
+  private let key: [UInt8]
+  private let table: SkipTable
 
   init(_ list: [String]) {
-    var buckets: [[[UInt8]]] = Array(repeating: [], count: 256)
-    for entry in list where !entry.isEmpty {
-      let bytes = Array(entry.utf8)
-      buckets[Int(bytes[0])].append(bytes)
-      for second in bytes.count >= 2 ? Int(bytes[1])...Int(bytes[1]) : 0...255 {
-        let pair = Int(bytes[0]) << 8 | second
-        pairs[pair >> 6] |= 1 << UInt64(pair & 63)
-      }
-    }
-    for first in 0..<256 {
-      order[first] = Int32(entries.count)
-      for bytes in buckets[first] {
-        entries.append((Int32(store.count), Int32(bytes.count)))
-        store += bytes
-      }
-    }
-    order[256] = Int32(entries.count)
+    let entries = list.filter { !$0.isEmpty }.map { Array($0.utf8) }
+    key = entries.flatMap { $0 + [0] }
+    table = SkipTable(entries)
   }
 
-  static func == (a: SkipSet, b: SkipSet) -> Bool {
-    a.store == b.store && a.order == b.order && a.pairs == b.pairs
-  }
-  func hash(into hasher: inout Hasher) { hasher.combine(store) }
+  static func == (a: SkipSet, b: SkipSet) -> Bool { a.key == b.key }
+  func hash(into hasher: inout Hasher) { hasher.combine(key) }
 
   /// An entry starts exactly at `i`.
   func matchesAt(_ n: UnsafeBufferPointer<UInt8>, _ i: Int) -> Bool {
     guard i < n.count else { return false }
-    return store.withUnsafeBufferPointer { s in
-      entries.withUnsafeBufferPointer { e in
-        order.withUnsafeBufferPointer { o in Self.matchesAt(n, i, s, e, o) }
-      }
-    }
-  }
-
-  @inline(__always) private static func matchesAt(
-    _ n: UnsafeBufferPointer<UInt8>, _ i: Int, _ s: UnsafeBufferPointer<UInt8>,
-    _ e: UnsafeBufferPointer<(start: Int32, count: Int32)>, _ o: UnsafeBufferPointer<Int32>
-  ) -> Bool {
-    let first = Int(n[i])
-    var k = Int(o[first])
-    let end = Int(o[first + 1])
-    let room = n.count - i
-    while k < end {
-      let start = Int(e[k].start)
-      let count = Int(e[k].count)
-      if count <= room {
-        var j = 1
-        while j < count, n[i + j] == s[start + j] { j += 1 }
-        if j == count { return true }
-      }
-      k += 1
-    }
-    return false
+    return table.matchesAt(n, i)
   }
 
   func matches(_ n: UnsafeBufferPointer<UInt8>) -> Bool {
-    store.withUnsafeBufferPointer { s in
-      entries.withUnsafeBufferPointer { e in
-        order.withUnsafeBufferPointer { o in
-          pairs.withUnsafeBufferPointer { p in
-            var i = 0
-            while i < n.count {
-              // Segment starts: the name's start (after leading underscores) and after each
-              // '_'; an entry that itself starts with '_' may also begin at an underscore.
-              if i == 0 || n[i - 1] == UInt8(ascii: "_") || n[i] == UInt8(ascii: "_") {
-                let pair = Int(n[i]) << 8 | (i + 1 < n.count ? Int(n[i + 1]) : 0)
-                if i + 1 == n.count || p[pair >> 6] & (1 << UInt64(pair & 63)) != 0,
-                  Self.matchesAt(n, i, s, e, o)
-                {
-                  return true
-                }
-              }
-              i += 1
-            }
-            return false
-          }
-        }
+    let t = table
+    var i = 0
+    while i < n.count {
+      // Segment starts: the name's start (after leading underscores) and after each '_'; an
+      // entry that itself starts with '_' may also begin at an underscore.
+      if i == 0 || n[i &- 1] == UInt8(ascii: "_") || n[i] == UInt8(ascii: "_") {
+        if t.matchesAt(n, i) { return true }
+      }
+      i &+= 1
+    }
+    return false
+  }
+}
+
+/// A skip set's search tables in memory of their own, read without reference counting per
+/// name (a frame name is checked against several sets, for every frame of every report).
+/// Immutable after init.
+final class SkipTable: @unchecked Sendable {
+  /// Entries of two or more bytes, bucketed by a hash of their first two: `order[h]..<order[h
+  /// + 1]` index `entries`, each `(start, count)` in `store`.
+  private let store: UnsafeMutablePointer<UInt8>
+  private let entries: UnsafeMutablePointer<(start: Int32, count: Int32)>
+  private let order: UnsafeMutablePointer<Int32>
+  /// Bit set over the first byte pairs of those entries: most starts end at one bit test.
+  private let pairBits: UnsafeMutablePointer<UInt64>
+  /// One-byte entries, by byte.
+  private let single: UnsafeMutablePointer<Bool>
+  private let storeCount: Int
+  private let entryCount: Int
+
+  static let buckets = 1024
+  @inline(__always) static func bucket(_ pair: Int) -> Int { (pair &* 0x9E37) >> 6 & 1023 }
+
+  init(_ list: [[UInt8]]) {
+    var lists = [[[UInt8]]](repeating: [], count: Self.buckets)
+    single = .allocate(capacity: 256)
+    single.initialize(repeating: false, count: 256)
+    pairBits = .allocate(capacity: 1024)
+    pairBits.initialize(repeating: 0, count: 1024)
+    for bytes in list where !bytes.isEmpty {
+      if bytes.count == 1 {
+        single[Int(bytes[0])] = true
+        continue
+      }
+      let pair = Int(bytes[0]) << 8 | Int(bytes[1])
+      pairBits[pair >> 6] |= 1 << UInt64(pair & 63)
+      lists[Self.bucket(pair)].append(bytes)
+    }
+    let all = lists.flatMap { $0 }
+    storeCount = max(1, all.reduce(0) { $0 + $1.count })
+    entryCount = max(1, all.count)
+    store = .allocate(capacity: storeCount)
+    entries = .allocate(capacity: entryCount)
+    order = .allocate(capacity: Self.buckets + 1)
+    var at = 0
+    var k = 0
+    for (h, bucket) in lists.enumerated() {
+      order[h] = Int32(k)
+      for bytes in bucket {
+        for (j, b) in bytes.enumerated() { store[at + j] = b }
+        entries[k] = (Int32(at), Int32(bytes.count))
+        at += bytes.count
+        k += 1
       }
     }
+    order[Self.buckets] = Int32(k)
+  }
+
+  deinit {
+    store.deallocate()
+    entries.deallocate()
+    order.deallocate()
+    pairBits.deallocate()
+    single.deallocate()
+  }
+
+  /// An entry starts exactly at `i` (< n.count).
+  @inline(__always) func matchesAt(_ n: UnsafeBufferPointer<UInt8>, _ i: Int) -> Bool {
+    if single[Int(n[i])] { return true }
+    let room = n.count &- i
+    guard room >= 2 else { return false }
+    let pair = Int(n[i]) << 8 | Int(n[i &+ 1])
+    guard pairBits[pair >> 6] & (1 << UInt64(pair & 63)) != 0 else { return false }
+    let h = Self.bucket(pair)
+    var k = Int(order[h])
+    let end = Int(order[h &+ 1])
+    while k < end {
+      let start = Int(entries[k].start)
+      let count = Int(entries[k].count)
+      if count <= room {
+        var j = 0
+        while j < count, n[i &+ j] == store[start &+ j] { j &+= 1 }
+        if j == count { return true }
+      }
+      k &+= 1
+    }
+    return false
   }
 }
 
