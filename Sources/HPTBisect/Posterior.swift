@@ -39,11 +39,9 @@ public struct BisectPrior: Sendable, Hashable {
   /// that as readily.
   public static let lowRate: BisectPrior = {
     let std = BisectPrior.standard
-    var w = std.p.map { $0 < 1 ? 1 / $0 : 0 }
-    let rest = w.reduce(0, +)
-    w[w.count - 1] = rest / 4
     return BisectPrior(
-      p: std.p, pWeight: w, falseAlarm: std.falseAlarm, falseAlarmWeight: std.falseAlarmWeight)
+      p: std.p, pWeight: rareRateWeights(std.p, power: 1), falseAlarm: std.falseAlarm,
+      falseAlarmWeight: std.falseAlarmWeight)
   }()
 
   /// The corner of the low-rate prior: p's weight proportional to 1/p² below 1 (the same
@@ -53,12 +51,18 @@ public struct BisectPrior: Sendable, Hashable {
   /// kernel explain both, and this prior is not sure until the runs rule them out.
   public static let rareAndNoisy: BisectPrior = {
     let low = BisectPrior.lowRate
-    var w = low.p.map { $0 < 1 ? 1 / ($0 * $0) : 0 }
-    let rest = w.reduce(0, +)
-    w[w.count - 1] = rest / 4
     return BisectPrior(
-      p: low.p, pWeight: w, falseAlarm: low.falseAlarm, falseAlarmWeight: [0.5, 2, 5, 10])
+      p: low.p, pWeight: rareRateWeights(low.p, power: 2), falseAlarm: low.falseAlarm,
+      falseAlarmWeight: [0.5, 2, 5, 10])
   }()
+
+  /// Weights on the grid `p` proportional to 1/p^power below 1, with a fifth of the mass on
+  /// p = 1 (the grid's last point), as the standard prior has.
+  private static func rareRateWeights(_ p: [Double], power: Int) -> [Double] {
+    var w = p.map { x in x < 1 ? 1 / (1..<power).reduce(x) { r, _ in r * x } : 0 }
+    w[w.count - 1] = w.reduce(0, +) / 4
+    return w
+  }
 
   /// The priors besides the flat one that a bisection must be sure under before it stops
   /// (Bisection.stopPriors; docs/bisection.md, "Stopping and the answer").

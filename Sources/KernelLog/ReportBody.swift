@@ -120,15 +120,16 @@ func stackFramesStart(_ buf: UnsafeBufferPointer<UInt8>) -> Int? {
 }
 
 /// Where the lines of `buf` after `start` that hold a frame terminator start (a report made
-/// from text, without the scanner's keyword flags).
+/// from text, without the scanner's keyword flags): the flags the scanner would have given
+/// them, from the same keyword search.
 func terminatorLineStarts(_ buf: UnsafeBufferPointer<UInt8>, from start: Int) -> [Int] {
   guard let base = buf.baseAddress else { return [] }
+  let detector = CrashDetector()
   var starts: [Int] = []
   var pos = start
   while pos < buf.count {
     let end = memchrNewline(base + pos, buf.count - pos).map { pos + $0 } ?? buf.count
-    let line = UnsafeBufferPointer(rebasing: buf[pos..<end])
-    if frameTerminators.contains(where: { indexOf(line, $0, from: 0) != nil }) {
+    if detector.keywordFlags(buf, pos, end) & ReportKeyword.terminator != 0 {
       starts.append(pos)
     }
     pos = end + 1

@@ -498,8 +498,6 @@ final class SkipTable: @unchecked Sendable {
   private let pairBits: UnsafeMutablePointer<UInt64>
   /// One-byte entries, by byte.
   private let single: UnsafeMutablePointer<Bool>
-  private let storeCount: Int
-  private let entryCount: Int
 
   static let buckets = 1024
   @inline(__always) static func bucket(_ pair: Int) -> Int { (pair &* 0x9E37) >> 6 & 1023 }
@@ -520,10 +518,8 @@ final class SkipTable: @unchecked Sendable {
       lists[Self.bucket(pair)].append(bytes)
     }
     let all = lists.flatMap { $0 }
-    storeCount = max(1, all.reduce(0) { $0 + $1.count })
-    entryCount = max(1, all.count)
-    store = .allocate(capacity: storeCount)
-    entries = .allocate(capacity: entryCount)
+    store = .allocate(capacity: max(1, all.reduce(0) { $0 + $1.count }))
+    entries = .allocate(capacity: max(1, all.count))
     order = .allocate(capacity: Self.buckets + 1)
     var at = 0
     var k = 0

@@ -55,8 +55,12 @@ func runChild(_ argv: [String], output: String) throws -> ChildRun {
   let cpu =
     Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
     + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
-  // Exit status: WEXITSTATUS by hand (the macro is not imported).
-  return ChildRun(wall: wall, cpu: cpu, peakKiB: usage.ru_maxrss, status: (status >> 8) & 0xff)
+  // Exit status: WIFEXITED/WEXITSTATUS by hand (the macros are not imported); killed by a
+  // signal reads as 128 + the signal, as a shell says it.
+  let exited = status & 0x7f == 0
+  return ChildRun(
+    wall: wall, cpu: cpu, peakKiB: usage.ru_maxrss,
+    status: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f))
 }
 
 func median(_ xs: [Double]) -> Double {
