@@ -73,6 +73,12 @@ public struct Bisection: Sendable {
   /// weighed with another belief about p; docs/bisection.md, "Stopping"). Empty: the
   /// bisection's own posterior alone.
   public var stopPriors: [BisectPrior] = BisectPrior.stopClass
+  /// Once log2(N) kernels are built (what a bisection without noise builds), a fresh kernel
+  /// is charged at least this many runs in the choice, however cheap its build: late in a
+  /// noisy search a new kernel next to a built one teaches little more than a repeat there,
+  /// and cheap builds would otherwise multiply kernels (docs/bisection.md, "Late builds").
+  /// Not applied when builds cost nothing (`BisectCosts.runsOnly`, a checkout without build).
+  public var lateBuildRuns = 2.0
   public private(set) var built: Set<Int> = []
   public private(set) var skipped: Set<Int> = []
   public private(set) var runs = 0
@@ -169,9 +175,10 @@ public struct Bisection: Sendable {
   func bestRun(_ s: PosteriorSummary) -> Int? {
     let table = GainTable(s, measure: measure)
     let canBuild = builds < budget.maxBuilds
+    let buildS = buildCostInChoice()
     var best: (score: Double, index: Int)?
     func consider(_ i: Int, _ gain: Double) {
-      let cost = costs.runS + (built.contains(i) ? 0 : costs.buildS)
+      let cost = costs.runS + (built.contains(i) ? 0 : buildS)
       let score = gain / max(cost, 1e-9)
       if best == nil || score > best!.score { best = (score, i) }
     }
@@ -188,6 +195,15 @@ public struct Bisection: Sendable {
       consider(i, i == seg.lower + u - 1 ? gain : table.gain(segment: m, u: i - seg.lower + 1))
     }
     return best?.index
+  }
+
+  /// What a fresh kernel costs in the choice: its build, or `lateBuildRuns` runs once the
+  /// noiseless bisection's log2(N) kernels are built, if that is more.
+  func buildCostInChoice() -> Double {
+    guard costs.buildS > 0, Double(builds) >= log2(Double(max(count, 2))) else {
+      return costs.buildS
+    }
+    return max(costs.buildS, lateBuildRuns * costs.runS)
   }
 
   /// The commit nearest to i in r that is neither skipped nor built.

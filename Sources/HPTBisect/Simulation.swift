@@ -102,10 +102,12 @@ extension Bisection {
   public static func trial(
     _ h: inout FlakyHistory, costs: BisectCosts, budget: BisectBudget,
     prior: BisectPrior = .standard, measure: GainMeasure = .culprit,
-    choiceCosts: BisectCosts? = nil, stopPriors: [BisectPrior] = BisectPrior.stopClass
+    choiceCosts: BisectCosts? = nil, stopPriors: [BisectPrior] = BisectPrior.stopClass,
+    lateBuildRuns: Double = 2
   ) -> TrialResult {
     var b = Bisection(count: h.count, costs: choiceCosts ?? costs, budget: budget, prior: prior)
     b.measure = measure
+    b.lateBuildRuns = lateBuildRuns
     b.stopPriors = stopPriors
     while true {
       switch b.next() {

@@ -157,6 +157,40 @@ import Testing
     #expect(Double(aware.builds) / 10 <= 2 * log2(300.0))
   }
 
+  /// With builds cheaper than runs (30 s against 100 s), charging a late kernel two runs keeps
+  /// the kernels built within 2 log2(N) on average; charged its build time alone, the choice
+  /// builds a fresh kernel next to a built one again and again.
+  @Test func lateBuildsAreChargedAtLeastTwoRuns() {
+    var charged = (builds: 0, runs: 0, right: 0)
+    var plain = (builds: 0, runs: 0, right: 0)
+    for seed in 0..<10 {
+      let culprit = (seed * 71 + 5) % 300
+      for late in [2.0, 0] {
+        var h = FlakyHistory(
+          count: 300, culprit: culprit, p: 0.2, falseAlarm: 0, seed: UInt64(seed))
+        let t = Bisection.trial(
+          &h, costs: Self.cheap, budget: BisectBudget(maxRuns: 3000), lateBuildRuns: late)
+        if late > 0 {
+          charged = (
+            charged.builds + t.builds, charged.runs + t.runs,
+            charged.right + (t.answer == culprit ? 1 : 0)
+          )
+        } else {
+          plain = (
+            plain.builds + t.builds, plain.runs + t.runs,
+            plain.right + (t.answer == culprit ? 1 : 0)
+          )
+        }
+      }
+    }
+    #expect(charged.right >= 9 && plain.right >= 9)
+    #expect(Double(charged.builds) / 10 <= 2 * log2(300.0), "\(charged.builds) builds in 10 trials")
+    #expect(charged.builds < plain.builds, "\(charged.builds) vs \(plain.builds) builds")
+    // For at most a few percent more runs.
+    #expect(
+      Double(charged.runs) <= 1.1 * Double(plain.runs), "\(charged.runs) vs \(plain.runs) runs")
+  }
+
   /// The same history and seed give the same runs and the same answer.
   @Test func aTrialIsDeterministicPerSeed() {
     func once() -> TrialResult {
