@@ -33,7 +33,7 @@ struct NeedleSet: Sendable {
   init(_ list: [(bytes: [UInt8], id: Int)]) {
     var store: [UInt8] = []
     var needles: [(start: Int32, count: Int32, id: Int32)] = []
-    var lists = [[Int32]](repeating: [], count: 65536)
+    var pairOf: [Int] = []
     var pairBits = [UInt64](repeating: 0, count: 1024)
     var quadBits = [UInt64](repeating: 0, count: 2048)
     var short = false
@@ -44,7 +44,7 @@ struct NeedleSet: Sendable {
     }
     for (bytes, id) in list where bytes.count >= 2 {
       let pair = Int(bytes[0]) << 8 | Int(bytes[1])
-      lists[pair].append(Int32(needles.count))
+      pairOf.append(pair)
       needles.append((Int32(store.count), Int32(bytes.count), Int32(id)))
       store += bytes
       pairBits[pair >> 6] |= 1 << UInt64(pair & 63)
@@ -68,13 +68,17 @@ struct NeedleSet: Sendable {
         }
       }
     }
-    var byPair: [Int32] = []
+    // Needle indices grouped by first pair, in the order given (a counting sort: no list per
+    // pair, as the detector builds this when a scan starts).
     var pairStart = [Int32](repeating: 0, count: 65537)
-    for pair in 0..<65536 {
-      pairStart[pair] = Int32(byPair.count)
-      byPair += lists[pair]
+    for pair in pairOf { pairStart[pair + 1] += 1 }
+    for pair in 0..<65536 { pairStart[pair + 1] += pairStart[pair] }
+    var next = Array(pairStart[0..<65536])
+    var byPair = [Int32](repeating: 0, count: pairOf.count)
+    for (index, pair) in pairOf.enumerated() {
+      byPair[Int(next[pair])] = Int32(index)
+      next[pair] += 1
     }
-    pairStart[65536] = Int32(byPair.count)
     self.store = store
     self.needles = needles
     self.byPair = byPair

@@ -503,11 +503,29 @@ final class SkipTable: @unchecked Sendable {
   @inline(__always) static func bucket(_ pair: Int) -> Int { (pair &* 0x9E37) >> 6 & 1023 }
 
   init(_ list: [[UInt8]]) {
-    var lists = [[[UInt8]]](repeating: [], count: Self.buckets)
     single = .allocate(capacity: 256)
     single.initialize(repeating: false, count: 256)
     pairBits = .allocate(capacity: 1024)
     pairBits.initialize(repeating: 0, count: 1024)
+    // Entries placed by bucket with one count per bucket (no list per bucket: the detector
+    // makes one table per stack recipe when a scan starts).
+    order = .allocate(capacity: Self.buckets + 1)
+    order.initialize(repeating: 0, count: Self.buckets + 1)
+    var bytesTotal = 0
+    var entryCount = 0
+    for bytes in list where bytes.count >= 2 {
+      order[Self.bucket(Int(bytes[0]) << 8 | Int(bytes[1])) + 1] += 1
+      bytesTotal += bytes.count
+      entryCount += 1
+    }
+    for h in 0..<Self.buckets { order[h + 1] += order[h] }
+    store = .allocate(capacity: max(1, bytesTotal))
+    entries = .allocate(capacity: max(1, entryCount))
+    var next = [Int32](unsafeUninitializedCapacity: Self.buckets) { buffer, count in
+      for h in 0..<Self.buckets { buffer[h] = order[h] }
+      count = Self.buckets
+    }
+    var at = 0
     for bytes in list where !bytes.isEmpty {
       if bytes.count == 1 {
         single[Int(bytes[0])] = true
@@ -515,24 +533,12 @@ final class SkipTable: @unchecked Sendable {
       }
       let pair = Int(bytes[0]) << 8 | Int(bytes[1])
       pairBits[pair >> 6] |= 1 << UInt64(pair & 63)
-      lists[Self.bucket(pair)].append(bytes)
+      let h = Self.bucket(pair)
+      for (j, b) in bytes.enumerated() { store[at + j] = b }
+      entries[Int(next[h])] = (Int32(at), Int32(bytes.count))
+      next[h] += 1
+      at += bytes.count
     }
-    let all = lists.flatMap { $0 }
-    store = .allocate(capacity: max(1, all.reduce(0) { $0 + $1.count }))
-    entries = .allocate(capacity: max(1, all.count))
-    order = .allocate(capacity: Self.buckets + 1)
-    var at = 0
-    var k = 0
-    for (h, bucket) in lists.enumerated() {
-      order[h] = Int32(k)
-      for bytes in bucket {
-        for (j, b) in bytes.enumerated() { store[at + j] = b }
-        entries[k] = (Int32(at), Int32(bytes.count))
-        at += bytes.count
-        k += 1
-      }
-    }
-    order[Self.buckets] = Int32(k)
   }
 
   deinit {

@@ -5,6 +5,7 @@ import HPTBisect
 /// `hpthammer bisect run|status|resume`: git bisect run's protocol, made statistical.
 struct Bisect: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "bisect",
     abstract: "Find the first bad commit of a flaky crash (a reproducer that fails sometimes).",
     subcommands: [RunBisect.self, KernelBisect.self, Status.self, Resume.self])
 
@@ -129,6 +130,7 @@ struct Bisect: ParsableCommand {
 
   struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "status",
       abstract: "The posterior and history of a bisection directory.")
     @Argument var dir: String
     func run() throws {
@@ -153,6 +155,7 @@ struct Bisect: ParsableCommand {
 
   struct Resume: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "resume",
       abstract: "Go on with a bisection that was stopped (SIGKILL, reboot), from its journal.")
     @Argument var dir: String
     @Flag var json = false

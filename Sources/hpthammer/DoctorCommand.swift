@@ -10,6 +10,7 @@ import Libvirt
 /// 125 (could not test, for `git bisect run`) otherwise.
 struct Doctor: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "doctor",
     abstract: "Check that this host can run the raw /dev/kvm backend, and say what to fix.",
     discussion: """
       Exit codes: 0 when the host can run both backends on KVM-HV (HPT resizing through

@@ -6,6 +6,7 @@ import Yams
 
 struct Nightly: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "nightly",
     abstract:
       "Run a nightly plan: kernels x jobs x seeds on one host, every run recorded, then the report.",
     discussion: """

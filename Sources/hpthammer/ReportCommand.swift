@@ -4,6 +4,7 @@ import HPTResults
 
 struct Report: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "report",
     abstract: "One self-contained HTML report: the results history, or one run directory.",
     discussion: """
       `hpthammer report [--since 30d] [--out FILE]`: runs per night per kernel (pass, bug,

@@ -41,6 +41,7 @@ func parseSince(_ s: String?) throws -> Double? {
 
 struct Results: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "results",
     abstract: "The results history: runs, crashes deduplicated across runs, exports.",
     subcommands: [
       List.self, Import.self, Crashes.self, Show.self, Studies.self, KCIDBExport.self,
@@ -97,6 +98,7 @@ struct Results: ParsableCommand {
   /// Bisections and verdicts, as they recorded themselves.
   struct Studies: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "studies",
       abstract: "Bisections and verdicts, newest first: their arguments, status and result.",
       discussion: """
         A study still marked running whose process is gone (killed, a reboot) shows as \
@@ -155,6 +157,7 @@ struct Results: ParsableCommand {
 
   struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "import",
       abstract:
         "Store run directories (CI artifacts, another controller's runs); a run stored before is left as it is."
     )
@@ -217,6 +220,7 @@ struct Results: ParsableCommand {
 
   struct Crashes: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "crashes",
       abstract:
         "Crashes deduplicated by signature (title + guilty frame): first and last seen, count, kernels, hosts, shortest reproducer; new ones first."
     )
@@ -267,6 +271,7 @@ struct Results: ParsableCommand {
 
   struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "show",
       abstract: "One run: provenance, figures, crashes with their reports.")
     @OptionGroup var store: StoreOptions
     @Argument(

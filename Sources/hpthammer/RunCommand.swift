@@ -7,6 +7,7 @@ import KVMHost
 
 struct Run: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "run",
     abstract: "Run a job file: launch HPT guests, hammer resizes, watch the host's kernel log.")
 
   @Argument(help: "The job file (YAML), e.g. Jobs/dry-run.yaml.")
@@ -333,10 +334,12 @@ func parseDuration(_ s: String) -> Double? {
 
 struct Sim: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "sim",
     abstract: "The simulated KVM-HV kernel.", subcommands: [Kernels.self])
 
   struct Kernels: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "kernels",
       abstract: "List the simulated kernel models: version, bugs carried, and the fixing commits.")
 
     func run() throws {

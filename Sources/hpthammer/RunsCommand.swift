@@ -5,10 +5,12 @@ import HPTEngine
 /// `hpthammer runs repair DIR...`: finishes the run directories of a harness that was killed.
 struct Runs: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "runs",
     abstract: "Run directories.", subcommands: [Repair.self])
 
   struct Repair: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "repair",
       abstract:
         "Give a run directory left 'running' (SIGKILL, a crash or a power loss of the controller) its run.json and junit.xml from its timeline: verdict error, interrupted."
     )

@@ -14,6 +14,7 @@ import KernelLog
 /// status 1 when a crash is found, 0 when none, 2 when a file cannot be read.
 struct Scan: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "scan",
     abstract: "Scan kernel logs (dmesg, console, journal, pstore) for crashes.")
 
   @Flag(help: "Print one JSON object per crash per line.")

@@ -7,6 +7,7 @@ import HPTResults
 /// `hpthammer verdict JOB --base K1 --patched K2`: does the patch fix the job's crash?
 struct Verdict: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "verdict",
     abstract:
       "A patch A/B: alternate runs of JOB on two kernels until it can say fixes, does not fix, regresses or cannot tell.",
     discussion: """
