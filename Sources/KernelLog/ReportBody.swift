@@ -167,7 +167,7 @@ func forEachStackFrame(
       terminator += 1
     }
     let line = UnsafeBufferPointer(rebasing: buf[lineStart..<lineEnd])
-    let t = classifyTraceLine(line, mayBeArm: nextArm < lineEnd)
+    let t = classifyTraceLine(line, mayBeArm: nextArm < lineEnd, firstOffset: hit - lineStart)
     if t.role == .frame, let name = t.nameBytes(in: line) {
       seen = true
       if !t.questionable {

@@ -118,7 +118,11 @@ func mayBeRegisterLine(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
 /// Classifies a prefix-free report line. Frames are found by their "sym+0xoff" shape, which
 /// every architecture's unwinder prints, so x86, arm64 and powerpc traces all parse.
 /// `mayBeArm`: false when the caller knows the line holds no ") from [" (an arm32 entry).
-func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>, mayBeArm: Bool = true) -> TraceLine {
+/// `firstOffset`: where the line's first "+0x<hex>" is, when the caller found it (no '+'
+/// before it can start a symbol's offset, so the search for one starts there).
+func classifyTraceLine(
+  _ line: UnsafeBufferPointer<UInt8>, mayBeArm: Bool = true, firstOffset: Int = 0
+) -> TraceLine {
   var p = 0
   while p < line.count, line[p] == 0x20 || line[p] == 0x09 { p += 1 }
   guard p < line.count else { return TraceLine(role: .text, name: nil, questionable: false) }
@@ -160,7 +164,7 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>, mayBeArm: Bool = true
       return TraceLine(role: .frame, name: (open + 1)..<e, questionable: false)
     }
   }
-  guard let name = firstSymbolWithOffset(line, from: p) else {
+  guard let name = firstSymbolWithOffset(line, from: p, plusFrom: max(p, firstOffset)) else {
     return TraceLine(role: role == .frame ? .text : role, name: nil, questionable: false)
   }
   // powerpc appends "(unreliable)" at the end of the line.
@@ -175,9 +179,12 @@ func classifyTraceLine(_ line: UnsafeBufferPointer<UInt8>, mayBeArm: Bool = true
   return TraceLine(role: role, name: name, questionable: questionable)
 }
 
-/// The first "name+0xhex" in the line: (name up to its first '.', start index).
-func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Range<Int>? {
-  var i = from
+/// The first "name+0xhex" in the line at or after `from`: (name up to its first '.', start
+/// index). `plusFrom` (>= from): where to start looking for the '+'.
+func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int, plusFrom: Int? = nil)
+  -> Range<Int>?
+{
+  var i = plusFrom ?? from
   let count = line.count
   guard let base = line.baseAddress else { return nil }
   let symbolBytes = symbolByteTable
@@ -189,8 +196,18 @@ func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Ran
       line[i + 2] == UInt8(ascii: "x"),
       isHexDigit(line[i + 3])
     {
+      // Back to the name's start, noting its two leftmost '.'s on the way (the name ends at
+      // its first '.', after a leading one).
       var s = i
-      while s > from, symbolBytes[Int(line[s &- 1])] { s &-= 1 }
+      var firstDot = -1
+      var secondDot = -1
+      while s > from, symbolBytes[Int(line[s &- 1])] {
+        s &-= 1
+        if line[s] == UInt8(ascii: ".") {
+          secondDot = firstDot
+          firstDot = s
+        }
+      }
       if s < i {
         let before: UInt8 = s > 0 ? line[s - 1] : 0x20
         // Accept names after a space, bracket, paren, colon or at line start.
@@ -200,9 +217,12 @@ func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Ran
         {
           // 64-bit big-endian powerpc (ELFv1) prints a function's code as ".name".
           var s = s
-          if line[s] == UInt8(ascii: "."), s + 1 < i { s += 1 }
-          var e = s
-          while e < i, line[e] != UInt8(ascii: ".") { e += 1 }
+          var dot = firstDot
+          if line[s] == UInt8(ascii: "."), s + 1 < i {
+            s += 1
+            dot = secondDot
+          }
+          let e = dot >= 0 ? dot : i
           if e > s, !(line[s] == UInt8(ascii: "0") && e - s > 1 && line[s + 1] == UInt8(ascii: "x"))
           {
             return s..<e

@@ -417,10 +417,10 @@ enum ScanOutput {
   /// `bytes` (valid UTF-8) as a JSON string.
   static func appendQuoted(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
     out.append(UInt8(ascii: "\""))
-    // Most strings (names, titles) need no escape: found eight bytes at a time, copied at once.
-    var run = firstEscape(bytes)
-    out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<run]))
-    for i in run..<bytes.count {
+    // Most strings (names, titles) need no escape: found eight bytes at a time, copied at once
+    // (one copy for the whole string when nothing in it needs escaping).
+    var run = 0
+    for i in firstEscape(bytes)..<bytes.count {
       let b = bytes[i]
       guard b < 0x20 || b == 0x22 || b == 0x5c else { continue }
       out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i]))

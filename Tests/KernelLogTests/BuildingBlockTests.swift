@@ -81,3 +81,41 @@ import Testing
     #expect(one?.cpu == 136 && other?.cpu == 7)
   }
 }
+
+@Suite struct TraceNameTests {
+  func name(_ line: String, hint: Int? = nil) -> String? {
+    let bytes = Array(line.utf8)
+    return bytes.withUnsafeBufferPointer { buf in
+      firstSymbolWithOffset(buf, from: 0, plusFrom: hint).map {
+        String(decoding: buf[$0], as: UTF8.self)
+      }
+    }
+  }
+
+  /// A name ends at its first '.'; powerpc's ELFv1 ".name" loses its leading dot first.
+  @Test func aNameEndsAtItsFirstDot() {
+    #expect(name(" kvmppc_hv_run+0x1c/0x40 [kvm_hv]") == "kvmppc_hv_run")
+    #expect(name(" tcp_sendmsg.isra.0+0x2ac/0x4b0") == "tcp_sendmsg")
+    #expect(name("[c000000000123456] .kvmppc_run_core+0x10/0x20") == "kvmppc_run_core")
+    #expect(name("[c000000000123456] .foo.part.1+0x10/0x20") == "foo")
+    #expect(name(" .+0x10/0x20") == nil)
+    #expect(name(" 0x1234+0x10/0x20") == nil)
+    #expect(name("[c0000000] [c0000000] +0x10/0x20 lr_caller+0x4/0x8") == "lr_caller")
+  }
+
+  /// The search for the offset may start at the first "+0x" the caller found: a '+' before it
+  /// that starts no offset changes nothing.
+  @Test func aHintAtTheFirstOffsetGivesTheSameName() {
+    for line in [
+      " a+b f+0x10/0x20", " x+1 .g.cold+0x1/0x2", "RIP: 0010:h+0x3/0x4",
+      " ? k+0x5/0x6 (unreliable)",
+    ] {
+      let first = Array(line.utf8).indices.first { i in
+        let b = Array(line.utf8)
+        return i + 3 < b.count && b[i] == 0x2b && b[i + 1] == 0x30 && b[i + 2] == 0x78
+      }!
+      #expect(name(line, hint: first) == name(line), "\(line)")
+      #expect(name(line) != nil, "\(line)")
+    }
+  }
+}
