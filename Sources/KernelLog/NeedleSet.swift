@@ -68,17 +68,7 @@ struct NeedleSet: Sendable {
         }
       }
     }
-    // Needle indices grouped by first pair, in the order given (a counting sort: no list per
-    // pair, as the detector builds this when a scan starts).
-    var pairStart = [Int32](repeating: 0, count: 65537)
-    for pair in pairOf { pairStart[pair + 1] += 1 }
-    for pair in 0..<65536 { pairStart[pair + 1] += pairStart[pair] }
-    var next = Array(pairStart[0..<65536])
-    var byPair = [Int32](repeating: 0, count: pairOf.count)
-    for (index, pair) in pairOf.enumerated() {
-      byPair[Int(next[pair])] = Int32(index)
-      next[pair] += 1
-    }
+    let (pairStart, byPair) = groupByKey(pairOf, keys: 65536)
     self.store = store
     self.needles = needles
     self.byPair = byPair
@@ -269,4 +259,20 @@ struct NeedleSet: Sendable {
 /// one barely depend on the fourth byte, so windows sharing three bytes would collide.
 @inline(__always) func quadHash(_ x: UInt32) -> Int {
   Int(truncatingIfNeeded: (UInt64(x) &* 0x9E37_79B9_7F4A_7C15) &>> 47)
+}
+
+/// The positions of `keys` grouped by key, in their order within a key:
+/// `indices[starts[k]..<starts[k + 1]]` hold key k's (each key < `keys`). A counting sort, not
+/// a list per key: the detector's tables are built this way when a scan starts.
+func groupByKey(_ list: [Int], keys: Int) -> (starts: [Int32], indices: [Int32]) {
+  var starts = [Int32](repeating: 0, count: keys + 1)
+  for key in list { starts[key + 1] += 1 }
+  for key in 0..<keys { starts[key + 1] += starts[key] }
+  var next = Array(starts[0..<keys])
+  var indices = [Int32](repeating: 0, count: list.count)
+  for (index, key) in list.enumerated() {
+    indices[Int(next[key])] = Int32(index)
+    next[key] += 1
+  }
+  return (starts, indices)
 }

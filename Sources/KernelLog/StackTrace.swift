@@ -164,7 +164,7 @@ func classifyTraceLine(
       return TraceLine(role: .frame, name: (open + 1)..<e, questionable: false)
     }
   }
-  guard let name = firstSymbolWithOffset(line, from: p, plusFrom: max(p, firstOffset)) else {
+  guard let name = firstSymbolWithOffset(line, from: p, plusFrom: firstOffset) else {
     return TraceLine(role: role == .frame ? .text : role, name: nil, questionable: false)
   }
   // powerpc appends "(unreliable)" at the end of the line.
@@ -180,11 +180,11 @@ func classifyTraceLine(
 }
 
 /// The first "name+0xhex" in the line at or after `from`: (name up to its first '.', start
-/// index). `plusFrom` (>= from): where to start looking for the '+'.
-func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int, plusFrom: Int? = nil)
+/// index). `plusFrom`: where to start looking for the '+', when after `from`.
+func firstSymbolWithOffset(_ line: UnsafeBufferPointer<UInt8>, from: Int, plusFrom: Int = 0)
   -> Range<Int>?
 {
-  var i = plusFrom ?? from
+  var i = max(from, plusFrom)
   let count = line.count
   guard let base = line.baseAddress else { return nil }
   let symbolBytes = symbolByteTable
@@ -527,25 +527,8 @@ final class SkipTable: @unchecked Sendable {
     single.initialize(repeating: false, count: 256)
     pairBits = .allocate(capacity: 1024)
     pairBits.initialize(repeating: 0, count: 1024)
-    // Entries placed by bucket with one count per bucket (no list per bucket: the detector
-    // makes one table per stack recipe when a scan starts).
-    order = .allocate(capacity: Self.buckets + 1)
-    order.initialize(repeating: 0, count: Self.buckets + 1)
-    var bytesTotal = 0
-    var entryCount = 0
-    for bytes in list where bytes.count >= 2 {
-      order[Self.bucket(Int(bytes[0]) << 8 | Int(bytes[1])) + 1] += 1
-      bytesTotal += bytes.count
-      entryCount += 1
-    }
-    for h in 0..<Self.buckets { order[h + 1] += order[h] }
-    store = .allocate(capacity: max(1, bytesTotal))
-    entries = .allocate(capacity: max(1, entryCount))
-    var next = [Int32](unsafeUninitializedCapacity: Self.buckets) { buffer, count in
-      for h in 0..<Self.buckets { buffer[h] = order[h] }
-      count = Self.buckets
-    }
-    var at = 0
+    var long: [[UInt8]] = []
+    var buckets: [Int] = []
     for bytes in list where !bytes.isEmpty {
       if bytes.count == 1 {
         single[Int(bytes[0])] = true
@@ -553,10 +536,19 @@ final class SkipTable: @unchecked Sendable {
       }
       let pair = Int(bytes[0]) << 8 | Int(bytes[1])
       pairBits[pair >> 6] |= 1 << UInt64(pair & 63)
-      let h = Self.bucket(pair)
+      long.append(bytes)
+      buckets.append(Self.bucket(pair))
+    }
+    let (starts, byBucket) = groupByKey(buckets, keys: Self.buckets)
+    order = .allocate(capacity: Self.buckets + 1)
+    order.initialize(from: starts, count: Self.buckets + 1)
+    store = .allocate(capacity: max(1, long.reduce(0) { $0 + $1.count }))
+    entries = .allocate(capacity: max(1, long.count))
+    var at = 0
+    for (k, index) in byBucket.enumerated() {
+      let bytes = long[Int(index)]
       for (j, b) in bytes.enumerated() { store[at + j] = b }
-      entries[Int(next[h])] = (Int32(at), Int32(bytes.count))
-      next[h] += 1
+      entries[k] = (Int32(at), Int32(bytes.count))
       at += bytes.count
     }
   }

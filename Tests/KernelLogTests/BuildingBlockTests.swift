@@ -83,7 +83,7 @@ import Testing
 }
 
 @Suite struct TraceNameTests {
-  func name(_ line: String, hint: Int? = nil) -> String? {
+  func name(_ line: String, hint: Int = 0) -> String? {
     let bytes = Array(line.utf8)
     return bytes.withUnsafeBufferPointer { buf in
       firstSymbolWithOffset(buf, from: 0, plusFrom: hint).map {
