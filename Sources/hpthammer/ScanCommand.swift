@@ -99,10 +99,9 @@ struct Scan: ParsableCommand {
           read: { offset, buffer in readFully(fd, buffer, at: offset) },
           transform: { crash in
             // Room for most lines at once (a JSON line is about 650 bytes), not regrown as built.
-            var line: [UInt8] = []
-            line.reserveCapacity(json ? 1024 : 256)
+            var line = ByteWriter(capacity: json ? 1024 : 256)
             Self.appendLine(crash, file: file, json: json, reportText: nil, to: &line)
-            return line
+            return line.array
           },
           emit: { line in
             output.bytes += line
@@ -165,7 +164,7 @@ struct Scan: ParsableCommand {
   /// A report's line: its JSON object (with `reportText` as its report, if any) or its human
   /// line, and the newline.
   static func appendLine(
-    _ crash: CrashReport, file: String, json: Bool, reportText: String?, to bytes: inout [UInt8]
+    _ crash: CrashReport, file: String, json: Bool, reportText: String?, to bytes: inout ByteWriter
   ) {
     if json {
       ScanOutput.appendJSON(crash, file: file, report: reportText, to: &bytes)
@@ -183,9 +182,11 @@ struct Scan: ParsableCommand {
         text = symbolized.text
       }
     }
+    var line = ByteWriter()
     Self.appendLine(
       crash, file: file, json: json, reportText: report || vmlinux != nil ? text : nil,
-      to: &output.bytes)
+      to: &line)
+    output.bytes += line.array
     if !json, report, let text {
       output.bytes +=
         text.split(separator: "\n", omittingEmptySubsequences: false).map {
@@ -253,61 +254,59 @@ struct OutputBuffer {
 /// with the report's metadata parsed once.
 enum ScanOutput {
   static func humanLine(_ r: CrashReport, file: String) -> String {
-    var out: [UInt8] = []
+    var out = ByteWriter()
     appendHuman(r, file: file, to: &out)
-    return String(decoding: out, as: UTF8.self)
+    return out.string
   }
 
-  static func appendHuman(_ r: CrashReport, file: String, to out: inout [UInt8]) {
-    out += file.utf8
+  static func appendHuman(_ r: CrashReport, file: String, to out: inout ByteWriter) {
+    out.append(contentsOf: file)
     out.append(UInt8(ascii: ":"))
     appendNumber(r.start, to: &out)
     out.append(UInt8(ascii: "-"))
     appendNumber(r.end, to: &out)
-    out += ": ".utf8
-    out += r.title.utf8
-    out += " [".utf8
-    out += r.type.utf8
+    out.append(": ")
+    out.append(contentsOf: r.title)
+    out.append(" [")
+    out.append(contentsOf: r.type)
     out.append(UInt8(ascii: "]"))
     if r.corrupted {
-      out += " (corrupted: ".utf8
-      out += (r.corruptedReason ?? "yes").utf8
+      out.append(" (corrupted: ")
+      out.append(contentsOf: r.corruptedReason ?? "yes")
       out.append(UInt8(ascii: ")"))
     }
     let context = r.context
     if let cpu = context.cpu {
-      out += " cpu=".utf8
+      out.append(" cpu=")
       appendNumber(cpu, to: &out)
     }
     if let pid = context.pid {
-      out += " pid=".utf8
+      out.append(" pid=")
       appendNumber(pid, to: &out)
     }
     if let comm = context.comm {
-      out += " comm=".utf8
-      out += comm.utf8
+      out.append(" comm=")
+      out.append(contentsOf: comm)
     }
     if let version = context.kernelVersion {
-      out += " kernel=".utf8
-      out += version.utf8
+      out.append(" kernel=")
+      out.append(contentsOf: version)
     }
-    out += " sig=".utf8
-    out += r.signature.utf8
+    out.append(" sig=")
+    out.append(contentsOf: r.signature)
   }
 
   static func jsonLine(_ r: CrashReport, file: String, report: String? = nil) -> String {
-    var out: [UInt8] = []
+    var out = ByteWriter()
     appendJSON(r, file: file, report: report, to: &out)
-    return String(decoding: out, as: UTF8.self)
+    return out.string
   }
 
   /// One JSON object; the field order and spelling are `scan --json`'s interface.
-  static func appendJSON(_ r: CrashReport, file: String, report: String?, to out: inout [UInt8]) {
+  static func appendJSON(_ r: CrashReport, file: String, report: String?, to out: inout ByteWriter)
+  {
     // A key is written with its punctuation as one literal (`,"title":`).
-    func raw(_ text: StaticString) {
-      out.append(
-        contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
-    }
+    func raw(_ text: StaticString) { out.append(text) }
     func string(_ s: String?) {
       if let s { appendQuoted(s, to: &out) } else { raw("null") }
     }
@@ -321,64 +320,64 @@ enum ScanOutput {
       }
       out.append(UInt8(ascii: "]"))
     }
-    raw("{\"file\":")
+    out.append("{\"file\":")
     string(file)
-    raw(",\"title\":")
+    out.append(",\"title\":")
     string(r.title)
-    raw(",\"type\":")
+    out.append(",\"type\":")
     string(r.type)
-    raw(",\"kind\":")
+    out.append(",\"kind\":")
     string(r.kind.rawValue)
-    raw(",\"frame\":")
+    out.append(",\"frame\":")
     string(r.frame)
-    raw(",\"corrupted\":")
+    out.append(",\"corrupted\":")
     if r.corrupted { raw("true") } else { raw("false") }
-    raw(",\"corruptedReason\":")
+    out.append(",\"corruptedReason\":")
     string(r.corruptedReason)
-    raw(",\"start\":")
+    out.append(",\"start\":")
     appendNumber(r.start, to: &out)
-    raw(",\"end\":")
+    out.append(",\"end\":")
     appendNumber(r.end, to: &out)
-    raw(",\"signature\":")
+    out.append(",\"signature\":")
     string(r.signature)
-    raw(",\"origin\":")
+    out.append(",\"origin\":")
     string(r.origin.description)
     let context = r.context
     if let cpu = context.cpu {
-      raw(",\"cpu\":")
+      out.append(",\"cpu\":")
       appendNumber(cpu, to: &out)
     }
     if let pid = context.pid {
-      raw(",\"pid\":")
+      out.append(",\"pid\":")
       appendNumber(pid, to: &out)
     }
     if let comm = context.comm {
-      raw(",\"comm\":")
+      out.append(",\"comm\":")
       string(comm)
     }
     if let taint = context.taint {
-      raw(",\"taint\":")
+      out.append(",\"taint\":")
       string(taint)
     }
     if let version = context.kernelVersion {
-      raw(",\"kernelVersion\":")
+      out.append(",\"kernelVersion\":")
       string(version)
     }
     // Module and frame names are copied out as bytes: a String each cost more than the scan.
-    raw(",\"modules\":")
+    out.append(",\"modules\":")
     byteStrings(context.moduleList.forEach)
-    raw(",\"frames\":")
+    out.append(",\"frames\":")
     byteStrings(r.forEachFrame)
     if let report {
-      raw(",\"report\":")
+      out.append(",\"report\":")
       string(report)
     }
     out.append(UInt8(ascii: "}"))
   }
 
-  static func appendNumber(_ n: Int, to out: inout [UInt8]) {
+  static func appendNumber(_ n: Int, to out: inout ByteWriter) {
     if n < 0 {
-      out += String(n).utf8
+      out.append(contentsOf: String(n))
       return
     }
     var digits:
@@ -395,27 +394,28 @@ enum ScanOutput {
         v /= 10
         count += 1
       } while v > 0
-      out.append(contentsOf: d[(20 - count)...])
+      let digitBytes = d.bindMemory(to: UInt8.self)
+      out.append(UnsafeBufferPointer(rebasing: digitBytes[(20 - count)...]))
     }
   }
 
   static func quote(_ s: String) -> String {
-    var out: [UInt8] = []
+    var out = ByteWriter()
     appendQuoted(s, to: &out)
-    return String(decoding: out, as: UTF8.self)
+    return out.string
   }
 
   private static let hex = Array("0123456789abcdef".utf8)
 
   /// A JSON string: '"', '\\' and control characters escaped, other bytes (valid UTF-8, as
   /// Swift strings are) copied.
-  static func appendQuoted(_ s: String, to out: inout [UInt8]) {
+  static func appendQuoted(_ s: String, to out: inout ByteWriter) {
     var s = s
     s.withUTF8 { appendQuoted($0, to: &out) }
   }
 
   /// `bytes` (valid UTF-8) as a JSON string.
-  static func appendQuoted(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+  static func appendQuoted(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout ByteWriter) {
     out.append(UInt8(ascii: "\""))
     // Most strings (names, titles) need no escape: found eight bytes at a time, copied at once
     // (one copy for the whole string when nothing in it needs escaping).
@@ -423,21 +423,21 @@ enum ScanOutput {
     for i in firstEscape(bytes)..<bytes.count {
       let b = bytes[i]
       guard b < 0x20 || b == 0x22 || b == 0x5c else { continue }
-      out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i]))
+      out.append(UnsafeBufferPointer(rebasing: bytes[run..<i]))
       run = i + 1
       switch b {
-      case 0x22: out += "\\\"".utf8
-      case 0x5c: out += "\\\\".utf8
-      case 0x0a: out += "\\n".utf8
-      case 0x0d: out += "\\r".utf8
-      case 0x09: out += "\\t".utf8
+      case 0x22: out.append("\\\"")
+      case 0x5c: out.append("\\\\")
+      case 0x0a: out.append("\\n")
+      case 0x0d: out.append("\\r")
+      case 0x09: out.append("\\t")
       default:
-        out += "\\u00".utf8
+        out.append("\\u00")
         out.append(hex[Int(b >> 4)])
         out.append(hex[Int(b & 15)])
       }
     }
-    out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...]))
+    out.append(UnsafeBufferPointer(rebasing: bytes[run...]))
     out.append(UInt8(ascii: "\""))
   }
 
