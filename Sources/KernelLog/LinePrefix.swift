@@ -100,7 +100,11 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
             }
           }
         }
-        if p < end, buf[p] == 0x20 || buf[p] == 0xC2 { p = min(skipBlanks(buf, p, end), p + 2) }
+        // At most two blanks go with the prefix: the rest is the text's indentation (a blank
+        // may be a two-byte no-break space, so the scan may end one byte further).
+        if p < end, buf[p] == 0x20 || buf[p] == 0xC2 {
+          p = min(skipBlanks(buf, p, min(end, p + 3)), p + 2)
+        }
         continue
       }
       break
@@ -141,6 +145,13 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
 @inline(__always) private func timestampEnd(_ buf: UnsafeBufferPointer<UInt8>, _ p: Int, _ end: Int)
   -> Int?
 {
+  printkTimestampEnd(buf, p, end) ?? timestampEndByBytes(buf, p, end)
+}
+
+/// `timestampEnd` read byte by byte: any stamp form.
+@inline(__always) func timestampEndByBytes(_ buf: UnsafeBufferPointer<UInt8>, _ p: Int, _ end: Int)
+  -> Int?
+{
   var q = skipBlanks(buf, p + 1, end)
   let digitsStart = q
   while q < end, isDecimal(buf[q]) { q += 1 }
@@ -158,6 +169,55 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
     return p + 26
   }
   return nil
+}
+
+/// printk's own stamp, "[%5lu.%06lu]" (14 bytes, uptime under 100,000 s), read as two
+/// overlapping eight-byte words: the index past its ']', as `timestampEndByBytes` gives it;
+/// nil for every other prefix, which that then reads. Nearly every line of a console log
+/// starts with one, and read byte by byte it was a third of the line split.
+@inline(__always) func printkTimestampEnd(
+  _ buf: UnsafeBufferPointer<UInt8>, _ p: Int, _ end: Int
+) -> Int? {
+  guard end - p >= 14, let base = buf.baseAddress else { return nil }
+  let raw = UnsafeRawPointer(base + p)
+  // Bytes 6-13: ".dddddd]".
+  let fraction = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 6, as: UInt64.self))
+  guard fraction & 0xff00_0000_0000_00ff == 0x5d00_0000_0000_002e,
+    digitBytes(fraction) & 0x0080_8080_8080_8000 == 0x0080_8080_8080_8000
+  else { return nil }
+  // Bytes 1-5: the seconds, right-aligned: spaces, then digits up to byte 5 (no space after
+  // a digit: the digit bytes smeared towards byte 7 meet no space).
+  let head = UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self))
+  let digits = digitBytes(head)
+  let spaces = equalBytes(head, 0x20)
+  var smeared = digits | digits &<< 8
+  smeared |= smeared &<< 16
+  smeared |= smeared &<< 32
+  let seconds: UInt64 = 0x0000_8080_8080_8000
+  guard head & 0xff == 0x5b, digits & 0x0000_8000_0000_0000 != 0,
+    (digits | spaces) & seconds == seconds, spaces & smeared == 0
+  else { return nil }
+  return p + 14
+}
+
+/// 0x80 in each byte of `x` that is an ASCII digit, 0 in the others (no carry crosses bytes:
+/// the sums are made on seven-bit bytes).
+@inline(__always) func digitBytes(_ x: UInt64) -> UInt64 {
+  let low7 = x & 0x7f7f_7f7f_7f7f_7f7f
+  let atLeast0 = low7 &+ 0x5050_5050_5050_5050
+  let above9 = low7 &+ 0x4646_4646_4646_4646
+  return atLeast0 & ~above9 & ~x & 0x8080_8080_8080_8080
+}
+
+/// 0x80 in each byte of `x` equal to `byte`, 0 in the others.
+@inline(__always) func equalBytes(_ x: UInt64, _ byte: UInt8) -> UInt64 {
+  let t = x ^ (0x0101_0101_0101_0101 &* UInt64(byte))
+  return ~(((t & 0x7f7f_7f7f_7f7f_7f7f) &+ 0x7f7f_7f7f_7f7f_7f7f) | t) & 0x8080_8080_8080_8080
+}
+
+/// The eight high bits of a byte mask as bit i for byte i.
+@inline(__always) func byteBits(_ mask: UInt64) -> UInt32 {
+  UInt32(truncatingIfNeeded: ((mask >> 7) &* 0x0102_0408_1020_4080) >> 56)
 }
 
 private let kernelTag: [UInt8] = Array(" kernel: ".utf8)

@@ -52,6 +52,62 @@ import Testing
     #expect(split("[Wed Nov 25 20:11:42 2026] Oops: x") == ("Oops: x", nil))
     #expect(split("\u{1b}[0;32mplain console text") == ("plain console text", nil))
     #expect(split("no prefix at all") == ("no prefix at all", nil))
+    // At most two blanks after the prefix go with it; the text keeps its indentation.
+    #expect(split("[   12.345678]     __fput+0x1/0x2") == ("   __fput+0x1/0x2", nil))
+    #expect(split("[   12.345678]\u{a0}\u{a0} x") == ("\u{a0} x", nil))
+  }
+
+  /// printk's stamp read eight bytes at a time gives what reading it byte by byte gives, and
+  /// leaves every other prefix to that: over stamps of every width and every one-byte change
+  /// of them (a letter, a second dot or bracket, a no-break space, a short line).
+  @Test func wordWiseStampAgreesWithBytes() {
+    var seeds: [String] = []
+    for width in 1...8 {
+      for seconds in ["0", "7", "12", "345", "6789", "12345", "123456"] where seconds.count <= width
+      {
+        let pad = String(repeating: " ", count: width - seconds.count)
+        for fraction in ["1", "123", "000100", "1234567"] {
+          seeds.append("[" + pad + seconds + "." + fraction + "] text follows here")
+        }
+      }
+    }
+    let changes: [UInt8] = [0x20, 0x2e, 0x5d, 0x5b, 0x41, 0x30, 0x39, 0x2f, 0x3a, 0xc2, 0xa0, 0x0a]
+    var cases = 0
+    var fast = 0
+    for seed in seeds {
+      let bytes = Array(seed.utf8)
+      var variants = [bytes]
+      for i in 1..<min(bytes.count, 18) {
+        for c in changes {
+          var v = bytes
+          v[i] = c
+          variants.append(v)
+        }
+        variants.append(Array(bytes[..<i]))
+      }
+      for v in variants {
+        v.withUnsafeBufferPointer { buf in
+          let word = printkTimestampEnd(buf, 0, buf.count)
+          let byBytes = timestampEndByBytes(buf, 0, buf.count)
+          if let word {
+            fast += 1
+            #expect(word == byBytes, "\(String(decoding: v, as: UTF8.self))")
+          }
+          cases += 1
+        }
+      }
+    }
+    // printk's "[%5lu.%06lu]" stamps all take the word-wise path.
+    for seed in seeds where seed.dropFirst(6).hasPrefix(".") && seed.dropFirst(13).hasPrefix("]") {
+      let bytes = Array(seed.utf8)
+      #expect(bytes.withUnsafeBufferPointer { printkTimestampEnd($0, 0, $0.count) } == 14)
+    }
+    #expect(cases > 10_000 && fast > 200)
+  }
+
+  @Test func callerIdsAreRead() {
+    #expect(split("[   12.345678][ T1070] x") == ("x", "T1070"))
+    #expect(split("[   12.345678][    C0]   x") == (" x", "C0"))
   }
 }
 
