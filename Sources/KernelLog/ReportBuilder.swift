@@ -236,27 +236,36 @@ struct ReportBuilder {
   }
 
   private func expand(_ template: String, captures: [String], frame: String) -> String {
-    let t = Array(template.utf8)
+    var template = template
     var out: [UInt8] = []
-    out.reserveCapacity(t.count + 48)
-    var i = 0
-    while i < t.count {
-      if t[i] == UInt8(ascii: "$"), i + 1 < t.count {
+    out.reserveCapacity(template.utf8.count + 48)
+    template.withUTF8 { t in
+      // The text between placeholders is copied a run at a time.
+      var run = 0
+      var i = 0
+      while i + 1 < t.count {
+        guard t[i] == UInt8(ascii: "$") else {
+          i += 1
+          continue
+        }
         let c = t[i + 1]
-        if c == UInt8(ascii: "F") {
-          out += frame.utf8
-          i += 2
-          continue
-        }
         let digit = Int(c) - 0x30
-        if digit >= 1, digit <= 9, digit <= captures.count {
-          out += TitleNormalizer.normalize(captures[digit - 1]).utf8
-          i += 2
+        var value: String?
+        if c == UInt8(ascii: "F") {
+          value = frame
+        } else if digit >= 1, digit <= 9, digit <= captures.count {
+          value = TitleNormalizer.normalize(captures[digit - 1])
+        }
+        guard let value else {
+          i += 1
           continue
         }
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: t[run..<i]))
+        out += value.utf8
+        i += 2
+        run = i
       }
-      out.append(t[i])
-      i += 1
+      out.append(contentsOf: UnsafeBufferPointer(rebasing: t[run...]))
     }
     return String(decoding: out, as: UTF8.self)
   }
