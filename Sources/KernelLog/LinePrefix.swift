@@ -78,7 +78,7 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
       continue
     }
     if b == UInt8(ascii: "[") {
-      if let close = timestampEnd(buf, p, end) {
+      if let close = printkTimestampEnd(buf, p, end) ?? timestampEndByBytes(buf, p, end) {
         stamped = true
         prefixed = true
         p = close
@@ -141,14 +141,8 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
   return q
 }
 
-/// "[ 1234.567890]" or `dmesg -T`'s "[Wed Nov 25 20:28:25 2026]": index past ']' or nil.
-@inline(__always) private func timestampEnd(_ buf: UnsafeBufferPointer<UInt8>, _ p: Int, _ end: Int)
-  -> Int?
-{
-  printkTimestampEnd(buf, p, end) ?? timestampEndByBytes(buf, p, end)
-}
-
-/// `timestampEnd` read byte by byte: any stamp form.
+/// "[ 1234.567890]" or `dmesg -T`'s "[Wed Nov 25 20:28:25 2026]", read byte by byte: index
+/// past ']' or nil.
 @inline(__always) func timestampEndByBytes(_ buf: UnsafeBufferPointer<UInt8>, _ p: Int, _ end: Int)
   -> Int?
 {
@@ -198,26 +192,6 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
     (digits | spaces) & seconds == seconds, spaces & smeared == 0
   else { return nil }
   return p + 14
-}
-
-/// 0x80 in each byte of `x` that is an ASCII digit, 0 in the others (no carry crosses bytes:
-/// the sums are made on seven-bit bytes).
-@inline(__always) func digitBytes(_ x: UInt64) -> UInt64 {
-  let low7 = x & 0x7f7f_7f7f_7f7f_7f7f
-  let atLeast0 = low7 &+ 0x5050_5050_5050_5050
-  let above9 = low7 &+ 0x4646_4646_4646_4646
-  return atLeast0 & ~above9 & ~x & 0x8080_8080_8080_8080
-}
-
-/// 0x80 in each byte of `x` equal to `byte`, 0 in the others.
-@inline(__always) func equalBytes(_ x: UInt64, _ byte: UInt8) -> UInt64 {
-  let t = x ^ (0x0101_0101_0101_0101 &* UInt64(byte))
-  return ~(((t & 0x7f7f_7f7f_7f7f_7f7f) &+ 0x7f7f_7f7f_7f7f_7f7f) | t) & 0x8080_8080_8080_8080
-}
-
-/// The eight high bits of a byte mask as bit i for byte i.
-@inline(__always) func byteBits(_ mask: UInt64) -> UInt32 {
-  UInt32(truncatingIfNeeded: ((mask >> 7) &* 0x0102_0408_1020_4080) >> 56)
 }
 
 private let kernelTag: [UInt8] = Array(" kernel: ".utf8)

@@ -156,7 +156,7 @@ func forEachStackFrame(
   var terminator = 0
   while count < 24, pos < buf.count {
     if nextOffset < pos { nextOffset = nextSymbolOffset(buf, from: pos) ?? buf.count }
-    if nextArm < pos { nextArm = indexOf(buf, armFromBytes, from: pos) ?? buf.count }
+    if nextArm < pos { nextArm = armFromIndex(buf, from: pos) ?? buf.count }
     let hit = min(nextOffset, nextArm)
     guard hit < buf.count else { return }
     let lineStart = lastNewline(base + pos, hit - pos).map { pos + $0 + 1 } ?? pos
@@ -178,8 +178,6 @@ func forEachStackFrame(
     pos = lineEnd + 1
   }
 }
-
-private let armFromBytes = Array(") from [".utf8)
 
 /// The next "+0x" followed by a hex digit at or after `from`.
 private func nextSymbolOffset(_ buf: UnsafeBufferPointer<UInt8>, from: Int) -> Int? {

@@ -44,7 +44,6 @@ private let boundaryPrefixes: [[UInt8]] = [
   "Exception stack(", "<SOFTIRQ>", "</SOFTIRQ>",
 ].map { Array($0.utf8) }
 private let unreliable = Array("(unreliable)".utf8)
-private let armFrom = Array(") from [".utf8)
 private let irqsLast = Array("irqs last".utf8)
 /// The first bytes of `ipPrefixes` ("RIP: ", "EIP: ", "IP: ", "NIP [", "pc : ", "PC is at ",
 /// "epc : ", "ERA: "), as a bit test: this runs for most report lines (a global array's
@@ -94,6 +93,26 @@ func indexOf(_ line: UnsafeBufferPointer<UInt8>, _ needle: UnsafeBufferPointer<U
     var k = 1
     while k < needle.count, line[at + k] == needle[k] { k += 1 }
     if k == needle.count { return at }
+    i = at + 1
+  }
+  return nil
+}
+
+private let openParen: [UInt8] = [UInt8(ascii: "(")]
+
+/// The first ") from [" (arm32's link to the caller) in `line` at or after `from`. It is eight
+/// bytes: a candidate ')' is checked with one load (this runs on most report lines, and
+/// `indexOf` with a global needle cost twice as much).
+@inline(__always) func armFromIndex(_ line: UnsafeBufferPointer<UInt8>, from: Int) -> Int? {
+  guard let base = line.baseAddress else { return nil }
+  let pattern: UInt64 = 0x5b20_6d6f_7266_2029  // ") from [" as a little-endian word
+  var i = from
+  while line.count - i >= 8 {
+    guard let hit = memchr(base + i, 0x29, line.count - 7 - i) else { return nil }
+    let at = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
+    if UInt64(littleEndian: UnsafeRawPointer(base + at).loadUnaligned(as: UInt64.self)) == pattern {
+      return at
+    }
     i = at + 1
   }
   return nil
@@ -155,8 +174,8 @@ func classifyTraceLine(
   }
   // arm32: "[<80165504>] (kthread_stop) from [<8163f8d8>] (caller+0x88/0x3a0)": the frame is
   // the first parenthesised name, the one after "from" is its caller.
-  if role == .frame, mayBeArm, let from = indexOf(line, armFrom, from: p),
-    let open = indexOf(line, [UInt8(ascii: "(")], from: p), open < from
+  if role == .frame, mayBeArm, let from = armFromIndex(line, from: p),
+    let open = indexOf(line, openParen, from: p), open < from
   {
     var e = open + 1
     while e < from, isSymbolByte(line[e]), line[e] != UInt8(ascii: ".") { e += 1 }
@@ -170,7 +189,10 @@ func classifyTraceLine(
   // powerpc appends "(unreliable)" at the end of the line.
   var e = line.count
   while e > 0, line[e - 1] == 0x20 { e -= 1 }
-  var questionable = e >= unreliable.count && hasPrefix(line, e - unreliable.count, unreliable)
+  // (The ')' first: the global's lazy-initialisation check costs more than the test.)
+  var questionable =
+    e > 0 && line[e - 1] == UInt8(ascii: ")") && e >= unreliable.count
+    && hasPrefix(line, e - unreliable.count, unreliable)
   if name.lowerBound >= 2, line[name.lowerBound - 1] == 0x20,
     line[name.lowerBound - 2] == UInt8(ascii: "?")
   {

@@ -139,6 +139,36 @@ import Testing
 }
 
 @Suite struct TraceNameTests {
+  /// The word-wise digit mask agrees with a byte-by-byte test over every byte value.
+  @Test func digitMaskAgreesWithBytes() {
+    for b in 0...255 {
+      let word = UInt64(b) &* 0x0101_0101_0101_0101
+      #expect((digitBytes(word) != 0) == (b >= 0x30 && b <= 0x39), "byte \(b)")
+      #expect((equalBytes(word, 0x20) != 0) == (b == 0x20), "byte \(b)")
+    }
+  }
+
+  /// arm32's ") from [" found with one word load per ')' where the general search finds it.
+  @Test func armFromIsFoundWhereTheGeneralSearchFindsIt() {
+    let needle = Array(") from [".utf8)
+    let lines = [
+      "[<80165504>] (kthread_stop) from [<8163f8d8>] (caller+0x88/0x3a0)",
+      "[<c0013b48>] (dump_backtrace+0x0/0x10c) from [<c04dd0b4>] (dump_stack+0x18/0x1c)",
+      ") from [", ") from", "x) from [y", "(a)) from [", "(a) from (b) from [",
+      "__fput+0x355/0x8b0",
+      "f) fro", "", "))))) from [[[",
+    ]
+    for text in lines {
+      let bytes = Array(text.utf8)
+      bytes.withUnsafeBufferPointer { line in
+        for from in 0...line.count {
+          #expect(
+            armFromIndex(line, from: from) == indexOf(line, needle, from: from), "\(text) \(from)")
+        }
+      }
+    }
+  }
+
   func name(_ line: String, hint: Int = 0) -> String? {
     let bytes = Array(line.utf8)
     return bytes.withUnsafeBufferPointer { buf in
