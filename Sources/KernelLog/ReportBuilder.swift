@@ -180,8 +180,12 @@ struct ReportBuilder {
 
   /// A trace entry marked "(unreliable)": powerpc's unwinder prints one (stacks without a
   /// register dump: sleep in atomic, hung tasks, lockdep).
+  /// Only lines whose keyword flags hold "(unreliable)" are looked at (the scanner's search
+  /// found it; most reports are x86 ones without it).
   private func hasUnreliableEntry() -> Bool {
-    for line in lines.prefix(Self.analysisLines).dropFirst() {
+    for index in lines.indices.prefix(Self.analysisLines).dropFirst()
+    where flags[index] & ReportKeyword.unreliable != 0 {
+      let line = lines[index]
       var e = line.count
       while e > 0, line[e - 1] == 0x20 || line[e - 1] == 0x09 { e -= 1 }
       if e > unreliableMark.count, line[e - 1] == UInt8(ascii: ")"),
@@ -653,7 +657,7 @@ private func startsWithNumber(_ word: Substring) -> Bool {
 }
 
 private let shouldFail = Array("should_fail".utf8)
-private let unreliableMark = Array("(unreliable)".utf8)
+let unreliableMark = Array("(unreliable)".utf8)
 private let shouldFailSlab = Array("should_failslab".utf8)
 
 /// "should_fail+0x", "should_failslab.cold+0x": a fault-injection stack, not the crash's.
@@ -711,12 +715,14 @@ enum ReportKeyword {
   /// Not a keyword: the whole line, prefix included, is as wide as a console (80, 100, 120,
   /// 132 or 160 columns): a line after it without a prefix continues it mid-word.
   static let fullWidth: UInt8 = 1 << 6
+  /// "(unreliable)": a powerpc trace entry may end with it (`hasUnreliableEntry`).
+  static let unreliable: UInt8 = 1 << 7
 }
 
 /// The needles of each `ReportKeyword` bit, in bit order.
 let reportKeywords: [[[UInt8]]] = [
   stackKeywordList, defaultStartMarkers.map { Array($0.utf8) }, interleavedStackMessages,
-  frameTerminators, [stackNotAvailable],
+  frameTerminators, [stackNotAvailable], [], [], [unreliableMark],
 ]
 
 /// `needle`'s range in `text`, by bytes (String.firstRange goes through Foundation here).
