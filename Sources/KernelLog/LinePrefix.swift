@@ -102,7 +102,13 @@ func splitLine(_ buf: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> Split
         }
         // At most two blanks go with the prefix: the rest is the text's indentation (a blank
         // may be a two-byte no-break space, so the scan may end one byte further).
-        if p < end, buf[p] == 0x20 || buf[p] == 0xC2 {
+        if p < end, buf[p] == 0x20 {
+          // (The usual one or two spaces, without the loop below.)
+          let second =
+            p + 1 < end
+            && (buf[p + 1] == 0x20 || (buf[p + 1] == 0xC2 && p + 2 < end && buf[p + 2] == 0xA0))
+          p += second ? 2 : 1
+        } else if p < end, buf[p] == 0xC2 {
           p = min(skipBlanks(buf, p, min(end, p + 3)), p + 2)
         }
         continue

@@ -55,6 +55,11 @@ import Testing
     // At most two blanks after the prefix go with it; the text keeps its indentation.
     #expect(split("[   12.345678]     __fput+0x1/0x2") == ("   __fput+0x1/0x2", nil))
     #expect(split("[   12.345678]\u{a0}\u{a0} x") == ("\u{a0} x", nil))
+    // (Two bytes of blanks at most: a no-break space after a space is cut, as it always was.)
+    #expect(split("[   12.345678] \u{a0} x") == ("\u{fffd} x", nil))
+    #expect(split("[   12.345678]  x") == ("x", nil))
+    #expect(split("[   12.345678] \u{c2}x") == ("\u{c2}x", nil))
+    #expect(split("[   12.345678] ") == ("", nil))
   }
 
   /// printk's stamp read eight bytes at a time gives what reading it byte by byte gives, and
