@@ -1,6 +1,6 @@
 /// Bytes appended to one growing buffer, for a report's output line: a JSON line is made of
 /// some fifty short pieces, and `Array.append(contentsOf:)` costs a uniqueness check and a
-/// generic call for each (a sixth of the JSON's time). Not copyable: one owner frees it.
+/// generic call for each (an eighth of the JSON's instructions). Not copyable: one owner frees it.
 struct ByteWriter: ~Copyable {
   private var base: UnsafeMutablePointer<UInt8>
   private var capacity: Int
