@@ -43,7 +43,6 @@ private let boundaryPrefixes: [[UInt8]] = [
   "--- interrupt:", "<IRQ>", "</IRQ>", "<EOI>", "<NMI>", "</NMI>", "<TASK>", "</TASK>",
   "Exception stack(", "<SOFTIRQ>", "</SOFTIRQ>",
 ].map { Array($0.utf8) }
-private let unreliable = Array("(unreliable)".utf8)
 private let irqsLast = Array("irqs last".utf8)
 /// The first bytes of `ipPrefixes` ("RIP: ", "EIP: ", "IP: ", "NIP [", "pc : ", "PC is at ",
 /// "epc : ", "ERA: "), as a bit test: this runs for most report lines (a global array's
@@ -191,8 +190,8 @@ func classifyTraceLine(
   while e > 0, line[e - 1] == 0x20 { e -= 1 }
   // (The ')' first: the global's lazy-initialisation check costs more than the test.)
   var questionable =
-    e > 0 && line[e - 1] == UInt8(ascii: ")") && e >= unreliable.count
-    && hasPrefix(line, e - unreliable.count, unreliable)
+    e > 0 && line[e - 1] == UInt8(ascii: ")") && e >= unreliableMark.count
+    && hasPrefix(line, e - unreliableMark.count, unreliableMark)
   if name.lowerBound >= 2, line[name.lowerBound - 1] == 0x20,
     line[name.lowerBound - 2] == UInt8(ascii: "?")
   {

@@ -35,6 +35,11 @@ struct ByteWriter: ~Copyable {
     text.withUTF8 { append($0) }
   }
 
+  /// `body` on the bytes written, without a copy.
+  func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+    body(UnsafeBufferPointer(start: base, count: count))
+  }
+
   /// The bytes written, as an array.
   var array: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
 

@@ -186,7 +186,7 @@ struct Scan: ParsableCommand {
     Self.appendLine(
       crash, file: file, json: json, reportText: report || vmlinux != nil ? text : nil,
       to: &line)
-    output.bytes += line.array
+    line.withBytes { output.bytes.append(contentsOf: $0) }
     if !json, report, let text {
       output.bytes +=
         text.split(separator: "\n", omittingEmptySubsequences: false).map {
@@ -306,9 +306,8 @@ enum ScanOutput {
   static func appendJSON(_ r: CrashReport, file: String, report: String?, to out: inout ByteWriter)
   {
     // A key is written with its punctuation as one literal (`,"title":`).
-    func raw(_ text: StaticString) { out.append(text) }
     func string(_ s: String?) {
-      if let s { appendQuoted(s, to: &out) } else { raw("null") }
+      if let s { appendQuoted(s, to: &out) } else { out.append("null") }
     }
     func byteStrings(_ forEach: ((UnsafeBufferPointer<UInt8>) -> Void) -> Void) {
       out.append(UInt8(ascii: "["))
@@ -331,7 +330,7 @@ enum ScanOutput {
     out.append(",\"frame\":")
     string(r.frame)
     out.append(",\"corrupted\":")
-    if r.corrupted { raw("true") } else { raw("false") }
+    out.append(r.corrupted ? "true" : "false")
     out.append(",\"corruptedReason\":")
     string(r.corruptedReason)
     out.append(",\"start\":")
