@@ -14,7 +14,8 @@ import PackageDescription
 //                (guest RAM, memslot, HTAB, real-mode vCPUs running the PPC64 payload)
 //   SimKVMSys  - a KVMSys `Syscalls` backed by HPTSim: fake /dev/kvm, VM and vCPU fds, so
 //                RawKVM's code runs unchanged against the simulated kernel
-//   Libvirt    - libvirt's C API (CLibvirt, libvirt-dev): connections, domains, consoles, events
+//   Libvirt    - libvirt's C API (CLibvirt: libvirt-dev's headers, the library loaded with dlopen
+//                on first use): connections, domains, consoles, events
 //   HPTEngine  - jobs, the one resize hammer over ResizeDrivers, the one Runner over a
 //                GuestFleet (IoctlFleet: the ioctl backends' VMs and memory load), the host's
 //                log and host monitor, run output. It imports only the kernel-facing interface (KVMHost), the
@@ -66,8 +67,9 @@ let package = Package(
       ]),
     .target(name: "RawKVM", dependencies: ["KVMHost", "KVMSys", "PPC64", "KernelLog"]),
     .target(name: "SimKVMSys", dependencies: ["KVMHost", "KVMSys", "HPTSim", "PPC64"]),
-    // libvirt's C API (libvirt-dev), and a small Swift layer over it.
-    .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+    // libvirt's C API (libvirt-dev's headers; the library loaded with dlopen, so that only the
+    // libvirt backend pays for loading it), and a small Swift layer over it.
+    .target(name: "CLibvirt", linkerSettings: [.linkedLibrary("dl")]),
     .target(name: "Libvirt", dependencies: ["CLibvirt", "KernelLog"]),
     .target(
       name: "HPTEngine",

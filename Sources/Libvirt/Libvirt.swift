@@ -12,11 +12,11 @@ public struct LibvirtError: Error, CustomStringConvertible, Sendable {
   /// The last error of this thread, which libvirt keeps per thread. It is read before
   /// `operation` is built: building it may call libvirt (virDomainGetName), which resets it.
   static func last(_ operation: @autoclosure () -> String) -> LibvirtError {
-    guard let e = virSaveLastError() else {
+    guard let e = virt.virSaveLastError() else {
       return LibvirtError(
         operation: operation(), code: -1, domain: -1, message: "unknown libvirt error")
     }
-    defer { virFreeError(e) }
+    defer { virt.virFreeError(e) }
     let message = e.pointee.message.map { String(cString: $0) } ?? "libvirt error \(e.pointee.code)"
     return LibvirtError(
       operation: operation(), code: e.pointee.code, domain: e.pointee.domain, message: message)
@@ -30,10 +30,50 @@ public struct LibvirtError: Error, CustomStringConvertible, Sendable {
   public var isOperationInvalid: Bool { code == Int32(VIR_ERR_OPERATION_INVALID.rawValue) }
 }
 
-/// libvirt prints every error on stderr unless told otherwise; the harness reports them itself.
-private let silenceErrors: Void = {
-  virSetErrorFunc(nil) { _, _ in }
-}()
+/// libvirt itself, loaded on first use (CLibvirt): only the libvirt backend loads it.
+public enum LibvirtLibrary {
+  /// The library the harness loads: libvirt's stable ABI (Debian's libvirt0).
+  public static let soname = "libvirt.so.0"
+
+  /// libvirt's functions from `soname`, or what went wrong, naming the library and its package.
+  public static func load(soname: String) -> Result<clibvirt_functions, LibvirtError> {
+    var functions = clibvirt_functions()
+    var error = [CChar](repeating: 0, count: 512)
+    guard clibvirt_load(soname, &functions, &error, error.count) == 0 else {
+      let message = String(
+        decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+      return .failure(
+        LibvirtError(
+          operation: "loading libvirt (\(soname); install Debian's libvirt0 package)", code: -1,
+          domain: -1, message: message))
+    }
+    // libvirt prints every error on stderr unless told otherwise; the harness reports them
+    // itself.
+    functions.virSetErrorFunc(nil) { _, _ in }
+    return .success(functions)
+  }
+
+  static let loaded = load(soname: soname)
+
+  /// Loads libvirt if it is not loaded: every way into this module (a connection, the event
+  /// loop) calls this before any libvirt function.
+  static func require() throws(LibvirtError) {
+    if case .failure(let error) = loaded { throw error }
+  }
+}
+
+/// A domain's name (NULL only for a pointer that is not a domain's).
+func domainName(_ domain: virDomainPtr) -> String {
+  virt.virDomainGetName(domain).map { String(cString: $0) } ?? "(no name)"
+}
+
+/// libvirt's functions; reached only after `LibvirtLibrary.require()` succeeded.
+var virt: clibvirt_functions {
+  guard case .success(let functions) = LibvirtLibrary.loaded else {
+    preconditionFailure("libvirt called before LibvirtLibrary.require()")
+  }
+  return functions
+}
 
 /// A connection to a libvirt driver: qemu:///system, qemu+ssh://host/system, test:///default.
 public final class LibvirtConnection: @unchecked Sendable {
@@ -41,13 +81,13 @@ public final class LibvirtConnection: @unchecked Sendable {
   public let uri: String
 
   public init(uri: String) throws(LibvirtError) {
-    _ = silenceErrors
-    guard let p = virConnectOpen(uri) else { throw LibvirtError.last("connecting to \(uri)") }
+    try LibvirtLibrary.require()
+    guard let p = virt.virConnectOpen(uri) else { throw LibvirtError.last("connecting to \(uri)") }
     ptr = p
     self.uri = uri
   }
 
-  deinit { virConnectClose(ptr) }
+  deinit { virt.virConnectClose(ptr) }
 
   /// A connection to a libvirtd that may still be starting (a lab or a host that has just
   /// booted resets or refuses the first connections): retries until one connects and its
@@ -80,7 +120,7 @@ public final class LibvirtConnection: @unchecked Sendable {
   }
 
   public func hostname() throws(LibvirtError) -> String {
-    guard let c = virConnectGetHostname(ptr) else {
+    guard let c = virt.virConnectGetHostname(ptr) else {
       throw LibvirtError.last("virConnectGetHostname")
     }
     defer { free(c) }
@@ -89,7 +129,7 @@ public final class LibvirtConnection: @unchecked Sendable {
 
   /// The capabilities XML: which guest architectures and domain types (kvm, qemu) exist.
   public func capabilities() throws(LibvirtError) -> String {
-    guard let c = virConnectGetCapabilities(ptr) else {
+    guard let c = virt.virConnectGetCapabilities(ptr) else {
       throw LibvirtError.last("virConnectGetCapabilities")
     }
     defer { free(c) }
@@ -99,19 +139,21 @@ public final class LibvirtConnection: @unchecked Sendable {
   /// libvirt's version as major * 1,000,000 + minor * 1,000 + release.
   public func libVersion() throws(LibvirtError) -> UInt {
     var v: UInt = 0
-    guard virConnectGetLibVersion(ptr, &v) == 0 else {
+    guard virt.virConnectGetLibVersion(ptr, &v) == 0 else {
       throw LibvirtError.last("virConnectGetLibVersion")
     }
     return v
   }
 
   public func defineDomain(xml: String) throws(LibvirtError) -> LibvirtDomain {
-    guard let d = virDomainDefineXML(ptr, xml) else { throw LibvirtError.last("defining a domain") }
+    guard let d = virt.virDomainDefineXML(ptr, xml) else {
+      throw LibvirtError.last("defining a domain")
+    }
     return LibvirtDomain(d, connection: self)
   }
 
   public func lookupDomain(name: String) throws(LibvirtError) -> LibvirtDomain {
-    guard let d = virDomainLookupByName(ptr, name) else {
+    guard let d = virt.virDomainLookupByName(ptr, name) else {
       throw LibvirtError.last("looking up domain \(name)")
     }
     return LibvirtDomain(d, connection: self)
@@ -120,20 +162,20 @@ public final class LibvirtConnection: @unchecked Sendable {
   /// Whether the daemon still answers: the connection is open (virConnectIsAlive; the event
   /// loop closes it when the daemon's socket does) and a call to the daemon returns.
   public var answers: Bool {
-    virConnectIsAlive(ptr) == 1 && (try? libVersion()) != nil
+    virt.virConnectIsAlive(ptr) == 1 && (try? libVersion()) != nil
   }
 
   /// Every domain, defined or running.
   public func domainNames() throws(LibvirtError) -> [String] {
     var list: UnsafeMutablePointer<virDomainPtr?>?
-    let n = virConnectListAllDomains(ptr, &list, 0)
+    let n = virt.virConnectListAllDomains(ptr, &list, 0)
     guard n >= 0, let list else { throw LibvirtError.last("listing domains") }
     defer { free(list) }
     var names: [String] = []
     for i in 0..<Int(n) {
       if let d = list[i] {
-        names.append(String(cString: virDomainGetName(d)))
-        virDomainFree(d)
+        names.append(domainName(d))
+        virt.virDomainFree(d)
       }
     }
     return names.sorted()
@@ -161,35 +203,41 @@ public final class LibvirtDomain: @unchecked Sendable {
     self.connection = connection
   }
 
-  deinit { virDomainFree(ptr) }
+  deinit { virt.virDomainFree(ptr) }
 
-  public var name: String { String(cString: virDomainGetName(ptr)) }
+  public var name: String { domainName(ptr) }
 
   /// virDomainCreate: start a defined domain.
   public func start() throws(LibvirtError) {
-    guard virDomainCreate(ptr) == 0 else { throw LibvirtError.last("starting domain \(name)") }
+    guard virt.virDomainCreate(ptr) == 0 else { throw LibvirtError.last("starting domain \(name)") }
   }
 
   /// virDomainDestroy: power it off at once.
   public func destroy() throws(LibvirtError) {
-    guard virDomainDestroy(ptr) == 0 else { throw LibvirtError.last("destroying domain \(name)") }
+    guard virt.virDomainDestroy(ptr) == 0 else {
+      throw LibvirtError.last("destroying domain \(name)")
+    }
   }
 
   public func undefine() throws(LibvirtError) {
-    guard virDomainUndefine(ptr) == 0 else { throw LibvirtError.last("undefining domain \(name)") }
+    guard virt.virDomainUndefine(ptr) == 0 else {
+      throw LibvirtError.last("undefining domain \(name)")
+    }
   }
 
   public func state() throws(LibvirtError) -> (DomainState, reason: Int32) {
     var state: Int32 = 0
     var reason: Int32 = 0
-    guard virDomainGetState(ptr, &state, &reason, 0) == 0 else {
+    guard virt.virDomainGetState(ptr, &state, &reason, 0) == 0 else {
       throw LibvirtError.last("state of \(name)")
     }
     return (DomainState(rawValue: state) ?? .nostate, reason)
   }
 
   public func xml() throws(LibvirtError) -> String {
-    guard let c = virDomainGetXMLDesc(ptr, 0) else { throw LibvirtError.last("XML of \(name)") }
+    guard let c = virt.virDomainGetXMLDesc(ptr, 0) else {
+      throw LibvirtError.last("XML of \(name)")
+    }
     defer { free(c) }
     return String(cString: c)
   }
@@ -197,7 +245,7 @@ public final class LibvirtDomain: @unchecked Sendable {
   /// The `<metadata>` element under `namespace` (virDomainGetMetadata), nil when it has none.
   public func metadata(namespace: String) throws(LibvirtError) -> String? {
     let type = Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue)
-    guard let c = virDomainGetMetadata(ptr, type, namespace, 0) else {
+    guard let c = virt.virDomainGetMetadata(ptr, type, namespace, 0) else {
       let e = LibvirtError.last("metadata of \(name)")
       if e.code == Int32(VIR_ERR_NO_DOMAIN_METADATA.rawValue) { return nil }
       throw e
@@ -208,20 +256,20 @@ public final class LibvirtDomain: @unchecked Sendable {
 
   /// Hotplug (live) a device such as a dimm: `<memory model='dimm'>...`.
   public func attachDevice(xml: String) throws(LibvirtError) {
-    guard virDomainAttachDeviceFlags(ptr, xml, VIR_DOMAIN_AFFECT_LIVE.rawValue) == 0 else {
+    guard virt.virDomainAttachDeviceFlags(ptr, xml, VIR_DOMAIN_AFFECT_LIVE.rawValue) == 0 else {
       throw LibvirtError.last("attaching a device to \(name)")
     }
   }
 
   public func detachDevice(xml: String) throws(LibvirtError) {
-    guard virDomainDetachDeviceFlags(ptr, xml, VIR_DOMAIN_AFFECT_LIVE.rawValue) == 0 else {
+    guard virt.virDomainDetachDeviceFlags(ptr, xml, VIR_DOMAIN_AFFECT_LIVE.rawValue) == 0 else {
       throw LibvirtError.last("detaching a device from \(name)")
     }
   }
 
-  /// virDomainSetMemoryFlags(LIVE): the balloon's target, the memory the guest may keep.
+  /// virt.virDomainSetMemoryFlags(LIVE): the balloon's target, the memory the guest may keep.
   public func setMemory(kib: UInt) throws(LibvirtError) {
-    guard virDomainSetMemoryFlags(ptr, kib, VIR_DOMAIN_AFFECT_LIVE.rawValue) == 0 else {
+    guard virt.virDomainSetMemoryFlags(ptr, kib, VIR_DOMAIN_AFFECT_LIVE.rawValue) == 0 else {
       throw LibvirtError.last("setting the balloon of \(name) to \(kib) KiB")
     }
   }
@@ -231,7 +279,7 @@ public final class LibvirtDomain: @unchecked Sendable {
   public func balloonKiB() throws(LibvirtError) -> UInt64? {
     var stats = [virDomainMemoryStatStruct](
       repeating: virDomainMemoryStatStruct(), count: Int(VIR_DOMAIN_MEMORY_STAT_NR.rawValue))
-    let n = virDomainMemoryStats(ptr, &stats, UInt32(stats.count), 0)
+    let n = virt.virDomainMemoryStats(ptr, &stats, UInt32(stats.count), 0)
     guard n >= 0 else { throw LibvirtError.last("memory stats of \(name)") }
     let tag = Int32(VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON.rawValue)
     return stats.prefix(Int(n)).first { $0.tag == tag }.map { UInt64($0.val) }
@@ -239,12 +287,13 @@ public final class LibvirtDomain: @unchecked Sendable {
 
   /// The domain's console as a byte stream (virDomainOpenConsole). `read` blocks.
   public func openConsole() throws(LibvirtError) -> ConsoleStream {
-    guard let st = virStreamNew(connection.ptr, 0) else {
+    guard let st = virt.virStreamNew(connection.ptr, 0) else {
       throw LibvirtError.last("console stream for \(name)")
     }
-    guard virDomainOpenConsole(ptr, nil, st, UInt32(VIR_DOMAIN_CONSOLE_FORCE.rawValue)) == 0 else {
+    guard virt.virDomainOpenConsole(ptr, nil, st, UInt32(VIR_DOMAIN_CONSOLE_FORCE.rawValue)) == 0
+    else {
       let e = LibvirtError.last("opening the console of \(name)")
-      virStreamFree(st)
+      virt.virStreamFree(st)
       throw e
     }
     return ConsoleStream(st, domain: self)
@@ -261,15 +310,15 @@ public final class ConsoleStream: @unchecked Sendable {
   }
 
   deinit {
-    virStreamAbort(ptr)
-    virStreamFree(ptr)
+    virt.virStreamAbort(ptr)
+    virt.virStreamFree(ptr)
   }
 
   /// Up to `max` bytes; empty at the end of the stream (the domain stopped).
   public func read(max: Int = 4096) throws(LibvirtError) -> [UInt8] {
     var buf = [UInt8](repeating: 0, count: max)
     let n = buf.withUnsafeMutableBytes {
-      virStreamRecv(ptr, $0.baseAddress!.assumingMemoryBound(to: CChar.self), max)
+      virt.virStreamRecv(ptr, $0.baseAddress!.assumingMemoryBound(to: CChar.self), max)
     }
     if n < 0 { throw LibvirtError.last("reading the console of \(domain.name)") }
     return Array(buf[0..<Int(n)])
@@ -279,7 +328,7 @@ public final class ConsoleStream: @unchecked Sendable {
     var off = 0
     while off < bytes.count {
       let n = bytes[off...].withUnsafeBytes {
-        virStreamSend(ptr, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count)
+        virt.virStreamSend(ptr, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count)
       }
       if n < 0 { throw LibvirtError.last("writing to the console of \(domain.name)") }
       off += Int(n)

@@ -25,9 +25,9 @@ public struct LifecycleEvent: Sendable, Equatable {
 /// connection that wants events, and run on a thread of its own.
 public enum LibvirtEventLoop {
   private static let started: Bool = {
-    guard virEventRegisterDefaultImpl() == 0 else { return false }
+    guard virt.virEventRegisterDefaultImpl() == 0 else { return false }
     let t = Thread {
-      while true { _ = virEventRunDefaultImpl() }
+      while true { _ = virt.virEventRunDefaultImpl() }
     }
     t.name = "libvirt-events"
     t.start()
@@ -36,6 +36,7 @@ public enum LibvirtEventLoop {
 
   /// Starts the loop if it is not running; call before `LibvirtConnection(uri:)`.
   public static func start() throws(LibvirtError) {
+    try LibvirtLibrary.require()
     guard started else { throw LibvirtError.last("registering libvirt's event loop") }
   }
 }
@@ -51,7 +52,7 @@ private let lifecycleCallback: virConnectDomainEventCallback = { _, dom, event, 
   let box = Unmanaged<LifecycleHandlerBox>.fromOpaque(opaque).takeUnretainedValue()
   if let kind = LifecycleEvent.Kind(rawValue: event) {
     box.handler(
-      LifecycleEvent(domain: String(cString: virDomainGetName(dom)), kind: kind, detail: detail))
+      LifecycleEvent(domain: domainName(dom), kind: kind, detail: detail))
   }
   return 0
 }
@@ -64,7 +65,7 @@ extension LibvirtConnection {
     throws(LibvirtError) -> Int32
   {
     let box = Unmanaged.passRetained(LifecycleHandlerBox(handler))
-    let id = virConnectDomainEventRegisterAny(
+    let id = virt.virConnectDomainEventRegisterAny(
       ptr, nil, Int32(VIR_DOMAIN_EVENT_ID_LIFECYCLE.rawValue),
       unsafeBitCast(lifecycleCallback, to: virConnectDomainEventGenericCallback.self),
       box.toOpaque(),
@@ -79,6 +80,6 @@ extension LibvirtConnection {
   }
 
   public func removeLifecycleHandler(_ id: Int32) {
-    virConnectDomainEventDeregisterAny(ptr, id)
+    virt.virConnectDomainEventDeregisterAny(ptr, id)
   }
 }

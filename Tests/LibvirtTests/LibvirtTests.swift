@@ -35,6 +35,21 @@ import Testing
     #expect(throws: LibvirtError.self) { try c.lookupDomain(name: "hpthammer-unit-a") }
   }
 
+  @Test func aMissingLibvirtIsAnErrorNamingItsPackage() {
+    guard case .failure(let error) = LibvirtLibrary.load(soname: "libvirt-hpthammer-none.so.0")
+    else {
+      Issue.record("a library that does not exist was loaded")
+      return
+    }
+    #expect(error.description.contains("libvirt-hpthammer-none.so.0"))
+    #expect(error.description.contains("libvirt0"))
+    // The library the harness uses loads, with every function it calls.
+    guard case .success = LibvirtLibrary.load(soname: LibvirtLibrary.soname) else {
+      Issue.record("\(LibvirtLibrary.soname) did not load")
+      return
+    }
+  }
+
   @Test func errorsSayWhatAndWhy() throws {
     let c = try LibvirtConnection(uri: "test:///default")
     do {

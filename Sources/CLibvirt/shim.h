@@ -1,3 +1,0 @@
-#include <libvirt/libvirt.h>
-#include <libvirt/virterror.h>
-#include <libvirt/libvirt-qemu.h>
