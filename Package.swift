@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Layers, each importing only the ones below it:
-//   KernelLog  - kernel log records, readers and the crash detector (no dependencies)
+//   KernelLog  - kernel log records, readers and the crash detector (only CKernelLog, its SIMD
+//                needle filter in C)
 //   KVMHost    - the kernel-facing interface every backend implements (KVM-HV ioctls + host log)
 //   KVMSys     - the raw /dev/kvm ioctl layer: per-arch request numbers, uapi structs, fd handles
 //                (CKVMSys: a header-only shim, since Swift cannot call the variadic ioctl(2))
@@ -50,7 +51,9 @@ let package = Package(
     .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
   ],
   targets: [
-    .target(name: "KernelLog"),
+    // KernelLog's one C helper: the SIMD many-needle filter (x86's byte shuffle).
+    .target(name: "CKernelLog"),
+    .target(name: "KernelLog", dependencies: ["CKernelLog"]),
     .target(name: "KVMHost", dependencies: ["KernelLog"]),
     .target(name: "CKVMSys"),
     .target(name: "KVMSys", dependencies: ["KVMHost", "CKVMSys"]),

@@ -3,6 +3,8 @@ public struct CrashDetector: Sendable {
   let table: [OopsPattern]
   /// Every header (id: its pattern) and report keyword (id: `~flag bit`), searched at once.
   let needles: NeedleSet
+  /// The needles as `needles` was built from them (tests compare it with a plain search).
+  let needleList: [(bytes: [UInt8], id: Int)]
   /// Each pattern's format header lines and suppressions, flattened for the per-line path.
   let formatLines: [[LinePattern]]
   let suppressionPatterns: [[LinePattern]]
@@ -34,6 +36,7 @@ public struct CrashDetector: Sendable {
       for keyword in keywords { list.append((keyword, ~bit)) }
     }
     needles = NeedleSet(list)
+    needleList = list
     formatLines = table.map { $0.formats.map(\.line) }
     suppressionPatterns = table.map(\.suppressions)
     patternIDs = table.map { oops in oops.formats.map { oops.id + "/" + $0.id } }

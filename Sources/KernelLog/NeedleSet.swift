@@ -1,3 +1,5 @@
+import CKernelLog
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
@@ -9,11 +11,14 @@
 /// Many byte strings searched at once, the way the scanner looks for crash headers and report
 /// keywords in every byte of a log.
 ///
-/// A four-byte window is hashed at every third position into a bit set holding each
-/// needle's windows at its offsets 0, 1 and 2 (so every occurrence has one of its windows
-/// checked); two windows come from one eight-byte load and share one branch. A hit is
-/// verified against the needles sharing the first two bytes at the four starts it covers.
-/// Needles under four bytes fall back to a bit set over first byte pairs.
+/// On x86 (SSSE3 or AVX2) a range of 35 bytes or more goes through Teddy (CKernelLog): the
+/// needles' first four bytes in eight buckets, 32 positions tested per step with byte
+/// shuffles; each candidate is verified against the needles sharing its first two bytes.
+/// Elsewhere, and for shorter ranges (a report line's keywords), a four-byte window is hashed
+/// at every third position into a bit set holding each needle's windows at its offsets 0, 1
+/// and 2 (so every occurrence has one of its windows checked); two windows come from one
+/// eight-byte load and share one branch. A hit is verified the same way at the four starts it
+/// covers. Needles under four bytes fall back to a bit set over first byte pairs.
 struct NeedleSet: Sendable {
   /// Needle `i` is `store[start..<start+count]`; `id` is the caller's (a header's pattern, a
   /// keyword's flag).
@@ -28,6 +33,9 @@ struct NeedleSet: Sendable {
   private let quadBits: [UInt64]
   /// Some needle is shorter than four bytes: only the pair filter applies.
   private let short: Bool
+  /// Teddy's nibble masks over the needles' first four bytes (`teddyMasks`), when the CPU
+  /// has the shuffle and no needle is shorter: then it is the filter.
+  private let teddy: [UInt8]?
 
   /// `list` in priority order: where two needles start at one position, the first wins.
   init(_ list: [(bytes: [UInt8], id: Int)]) {
@@ -76,6 +84,9 @@ struct NeedleSet: Sendable {
     self.pairBits = pairBits
     self.quadBits = quadBits
     self.short = short
+    self.teddy =
+      ckernellog_teddy_level() > 0 && !short
+      ? teddyMasks(list.filter { $0.bytes.count >= 2 }.map(\.bytes)) : nil
   }
 
   /// The first position in [from, to) where a needle accepted by `accept` (given its id)
@@ -90,6 +101,13 @@ struct NeedleSet: Sendable {
         byPair.withUnsafeBufferPointer { b in
           pairStart.withUnsafeBufferPointer { ps in
             let tables = Tables(store: s, needles: n, byPair: b, pairStart: ps)
+            // Teddy's blocks are 35 bytes: a shorter range (a report line's keyword search)
+            // is hashed.
+            if let teddy, to &- from >= 35 {
+              return teddy.withUnsafeBufferPointer {
+                firstByTeddy(base, from, to, $0.baseAddress!, tables, accept)
+              }
+            }
             if short {
               return pairBits.withUnsafeBufferPointer {
                 firstByPair(base, from, to, $0.baseAddress!, tables, accept)
@@ -151,6 +169,26 @@ struct NeedleSet: Sendable {
         k &+= 1
       }
       return nil
+    }
+  }
+
+  /// Teddy's candidates in order, each verified as the quad filter's hits are.
+  @inline(__always)
+  private func firstByTeddy(
+    _ base: UnsafePointer<UInt8>, _ from: Int, _ to: Int, _ masks: UnsafePointer<UInt8>,
+    _ tables: Tables, _ accept: (Int) -> Bool
+  ) -> (id: Int, position: Int)? {
+    var i = from
+    var hits: UInt32 = 0
+    while true {
+      let block = ckernellog_teddy_next(base, i, to, masks, &hits)
+      guard block >= 0 else { return nil }
+      while hits != 0 {
+        let candidate = block &+ hits.trailingZeroBitCount
+        hits &= hits &- 1
+        if let id = tables.at(base, candidate, to, accept) { return (id, candidate) }
+      }
+      i = block &+ 32
     }
   }
 
@@ -253,6 +291,71 @@ struct NeedleSet: Sendable {
     }
     return nil
   }
+}
+
+/// Teddy's masks for `needles` (each of four bytes or more): for needle byte j, 16 bytes by
+/// low nibble then 16 by high nibble, bit b for bucket b (`teddyBuckets`).
+func teddyMasks(_ needles: [[UInt8]]) -> [UInt8] {
+  var masks = [UInt8](repeating: 0, count: 128)
+  for (b, bucket) in teddyBuckets(needles.map { Array($0.prefix(4)) }).enumerated() {
+    for prefix in bucket {
+      for (j, byte) in prefix.enumerated() {
+        masks[32 * j + Int(byte & 15)] |= 1 << UInt8(b)
+        masks[32 * j + 16 + Int(byte >> 4)] |= 1 << UInt8(b)
+      }
+    }
+  }
+  return masks
+}
+
+/// The distinct four-byte prefixes in eight buckets. A bucket accepts every byte whose
+/// nibbles are among its members' at each position, so its share of all positions is the
+/// product over j of (low nibbles x high nibbles) / 256: each prefix goes where it adds least
+/// to that sum, then moves while a move lowers it (what the filter lets through, estimated
+/// from the needles alone, not from any log).
+func teddyBuckets(_ prefixes: [[UInt8]]) -> [[[UInt8]]] {
+  func share(_ members: [[UInt8]]) -> Double {
+    guard !members.isEmpty else { return 0 }
+    var product = 1.0
+    for j in 0..<4 {
+      var low: UInt16 = 0
+      var high: UInt16 = 0
+      for m in members {
+        low |= 1 << UInt16(m[j] & 15)
+        high |= 1 << UInt16(m[j] >> 4)
+      }
+      product *= Double(low.nonzeroBitCount * high.nonzeroBitCount) / 256
+    }
+    return product
+  }
+  var buckets = [[[UInt8]]](repeating: [], count: 8)
+  let distinct = Set(prefixes).sorted { $0.lexicographicallyPrecedes($1) }
+  for prefix in distinct {
+    let b = buckets.indices.min {
+      share(buckets[$0] + [prefix]) - share(buckets[$0]) < share(buckets[$1] + [prefix])
+        - share(buckets[$1])
+    }!
+    buckets[b].append(prefix)
+  }
+  for _ in 0..<4 {
+    var moved = false
+    for b in buckets.indices {
+      for prefix in buckets[b] {
+        let rest = buckets[b].filter { $0 != prefix }
+        let saved = share(buckets[b]) - share(rest)
+        if let c = buckets.indices.first(where: {
+          $0 != b && share(buckets[$0] + [prefix]) - share(buckets[$0]) < saved - 1e-12
+        }) {
+          buckets[b] = rest
+          buckets[c].append(prefix)
+          moved = true
+          break
+        }
+      }
+    }
+    if !moved { break }
+  }
+  return buckets
 }
 
 /// Fibonacci hashing of four bytes into 17 bits. A 64-bit product: the top bits of a 32-bit

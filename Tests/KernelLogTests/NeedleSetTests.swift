@@ -1,3 +1,4 @@
+import CKernelLog
 import Testing
 
 @testable import KernelLog
@@ -85,5 +86,86 @@ import Testing
     #expect(flags(" ? do_syscall_64+0x1/0x2") == 0)
     #expect(flags("FAULT_INJECTION: forcing a failure.") == ReportKeyword.interleaved)
     #expect(flags("(stack is not available)") == ReportKeyword.noStack)
+  }
+
+  /// Ranges of 35 bytes and more go through Teddy's SIMD filter (on x86 with SSSE3 or AVX2):
+  /// the detector's own needles planted in long lines of log-like text, found where a plain
+  /// search finds them, including a needle ending at the range's last byte (the filter's
+  /// last block overlaps the one before it).
+  @Test func longRangesFindWhatAPlainSearchFinds() {
+    let detector = CrashDetector()
+    let list = detector.needleList
+    let set = NeedleSet(list)
+    let filler = Array(
+      "[  12.345678] CPU: 3 PID: 1 Comm: swapper Not tainted 6.1.0 Call BUG WARN\n".utf8)
+    var g = Generator(state: 7)
+    var found = 0
+    for round in 0..<2000 {
+      var text = (0..<(35 + g.next(300))).map { _ in filler[g.next(filler.count)] }
+      if round % 5 != 4 {
+        let word = list[g.next(list.count)].bytes
+        let at = round % 3 == 0 ? text.count : g.next(text.count)
+        text.insert(contentsOf: word, at: at)
+      }
+      let from = g.next(40)
+      let to = text.count - (round % 3 == 0 ? 0 : g.next(5))
+      let want = Self.naive(text, list, from: from, to: to) { _ in true }
+      let got = text.withUnsafeBufferPointer { set.first($0.baseAddress!, from, to) { _ in true } }
+      #expect(
+        got?.id == want?.id && got?.position == want?.position,
+        "\(String(decoding: text, as: UTF8.self).debugDescription) [\(from), \(to))")
+      if want != nil { found += 1 }
+    }
+    #expect(found > 1300)
+  }
+
+  /// Teddy's three forms (AVX2, SSSE3, scalar: each the CPU has) give the candidates of its
+  /// definition: every position whose four bytes pass some bucket's nibble masks.
+  @Test func teddyFormsAgreeWithTheDefinition() {
+    let masks = teddyMasks(CrashDetector().needleList.map(\.bytes))
+    let alphabet = Array("BUGWARNINFOCall Trace:Kkernel panic\n 0123456789abcdef[]".utf8)
+    var g = Generator(state: 99)
+    for _ in 0..<500 {
+      let text = (0..<g.next(200)).map { _ in alphabet[g.next(alphabet.count)] }
+      let from = g.next(10)
+      let to = max(from, text.count - g.next(4))
+      var want: [Int] = []
+      if to - from >= 4 {
+        for p in from...(to - 4) {
+          var bits: UInt8 = 0xff
+          for j in 0..<4 {
+            let c = Int(text[p + j])
+            bits &= masks[32 * j + c & 15] & masks[32 * j + 16 + c >> 4]
+          }
+          if bits != 0 { want.append(p) }
+        }
+      }
+      for level in 0...Int(ckernellog_teddy_level()) {
+        var got: [Int] = []
+        text.withUnsafeBufferPointer { buf in
+          masks.withUnsafeBufferPointer { m in
+            var i = from
+            var hits: UInt32 = 0
+            while true {
+              let block = ckernellog_teddy_next_using(
+                Int32(level), buf.baseAddress!, i, to, m.baseAddress!, &hits)
+              guard block >= 0 else { break }
+              for k in 0..<32 where hits & (1 << UInt32(k)) != 0 { got.append(block + k) }
+              i = block + 32
+            }
+          }
+        }
+        #expect(got == want, "level \(level), [\(from), \(to)) of \(text.count)")
+      }
+    }
+  }
+
+  /// Buckets are chosen from the needles alone: every prefix is in exactly one of the eight.
+  @Test func teddyBucketsHoldEveryPrefixOnce() {
+    let prefixes = CrashDetector().needleList.map { Array($0.bytes.prefix(4)) }
+    let buckets = teddyBuckets(prefixes)
+    #expect(buckets.count == 8)
+    let all = buckets.flatMap { $0 }
+    #expect(all.count == Set(prefixes).count && Set(all) == Set(prefixes))
   }
 }
