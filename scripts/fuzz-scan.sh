@@ -16,9 +16,12 @@ if [ -d ../shared/corpus/syzkaller-linux ]; then
     head -c 65536 "../shared/corpus/syzkaller-linux/$f" > "$out/corpus/syz-$f"
   done
 fi
-swiftc -sanitize=fuzzer,address -parse-as-library -O \
-  Sources/KernelLog/*.swift Sources/KernelLog/Readers/*.swift Fuzz/ScanFuzz.swift \
-  -module-name KernelLogFuzz -o "$out/scan-fuzz" 2>"$out/build.log" || { grep -E "error" "$out/build.log" | sed -n 1,20p; exit 1; }
+# KernelLog's C helper (the SIMD needle filter) under the same sanitizer.
+clang -O2 -fsanitize=address,fuzzer-no-link -I Sources/CKernelLog/include \
+  -c Sources/CKernelLog/teddy.c -o "$out/teddy.o" 2>"$out/build.log" || { sed -n 1,20p "$out/build.log"; exit 1; }
+swiftc -sanitize=fuzzer,address -parse-as-library -O -I Sources/CKernelLog/include \
+  Sources/KernelLog/*.swift Sources/KernelLog/Readers/*.swift Fuzz/ScanFuzz.swift "$out/teddy.o" \
+  -module-name KernelLogFuzz -o "$out/scan-fuzz" 2>>"$out/build.log" || { grep -E "error" "$out/build.log" | sed -n 1,20p; exit 1; }
 "$out/scan-fuzz" -max_total_time="$seconds" -max_len="$max_len" -rss_limit_mb=4096 \
   -print_final_stats=1 "$out/corpus" 2>&1 | tee "$out/fuzz.log" | grep -E "^#[0-9]+ +(DONE|pulse)|ERROR|SUMMARY|crash-" || true
 execs=$(grep -E "stat::number_of_executed_units" "$out/fuzz.log" | awk '{print $2}')

@@ -87,7 +87,7 @@ public final class LibvirtConnection: @unchecked Sendable {
     self.uri = uri
   }
 
-  deinit { virt.virConnectClose(ptr) }
+  deinit { _ = virt.virConnectClose(ptr) }
 
   /// A connection to a libvirtd that may still be starting (a lab or a host that has just
   /// booted resets or refuses the first connections): retries until one connects and its
@@ -175,7 +175,7 @@ public final class LibvirtConnection: @unchecked Sendable {
     for i in 0..<Int(n) {
       if let d = list[i] {
         names.append(domainName(d))
-        virt.virDomainFree(d)
+        _ = virt.virDomainFree(d)
       }
     }
     return names.sorted()
@@ -203,7 +203,7 @@ public final class LibvirtDomain: @unchecked Sendable {
     self.connection = connection
   }
 
-  deinit { virt.virDomainFree(ptr) }
+  deinit { _ = virt.virDomainFree(ptr) }
 
   public var name: String { domainName(ptr) }
 
@@ -293,7 +293,7 @@ public final class LibvirtDomain: @unchecked Sendable {
     guard virt.virDomainOpenConsole(ptr, nil, st, UInt32(VIR_DOMAIN_CONSOLE_FORCE.rawValue)) == 0
     else {
       let e = LibvirtError.last("opening the console of \(name)")
-      virt.virStreamFree(st)
+      _ = virt.virStreamFree(st)
       throw e
     }
     return ConsoleStream(st, domain: self)
@@ -310,8 +310,8 @@ public final class ConsoleStream: @unchecked Sendable {
   }
 
   deinit {
-    virt.virStreamAbort(ptr)
-    virt.virStreamFree(ptr)
+    _ = virt.virStreamAbort(ptr)
+    _ = virt.virStreamFree(ptr)
   }
 
   /// Up to `max` bytes; empty at the end of the stream (the domain stopped).

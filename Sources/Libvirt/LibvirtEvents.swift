@@ -80,6 +80,6 @@ extension LibvirtConnection {
   }
 
   public func removeLifecycleHandler(_ id: Int32) {
-    virt.virConnectDomainEventDeregisterAny(ptr, id)
+    _ = virt.virConnectDomainEventDeregisterAny(ptr, id)
   }
 }
