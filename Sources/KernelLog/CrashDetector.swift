@@ -1,19 +1,50 @@
 /// Finds kernel crash reports in console output, titled the way syzkaller titles them.
 public struct CrashDetector: Sendable {
-  let table: [OopsPattern]
+  /// The search and format tables, built once and shared by every copy. A detector is copied
+  /// into each report's builder: one reference counts once per copy where thirteen arrays
+  /// counted thirteen times, atomically, on counts both scan threads update.
+  private final class Tables: Sendable {
+    let table: [OopsPattern]
+    let needles: NeedleSet
+    let needleList: [(bytes: [UInt8], id: Int)]
+    let formatLines: [[LinePattern]]
+    let suppressionPatterns: [[LinePattern]]
+    let patternIDs: [[String]]
+    let catchAll: [[Bool]]
+
+    init(table: [OopsPattern]) {
+      self.table = table
+      var list: [(bytes: [UInt8], id: Int)] = []
+      for (i, pattern) in table.enumerated() {
+        for header in pattern.headers { list.append((header, i)) }
+      }
+      for (bit, keywords) in reportKeywords.enumerated() {
+        for keyword in keywords { list.append((keyword, ~bit)) }
+      }
+      needles = NeedleSet(list)
+      needleList = list
+      formatLines = table.map { $0.formats.map(\.line) }
+      suppressionPatterns = table.map(\.suppressions)
+      patternIDs = table.map { oops in oops.formats.map { oops.id + "/" + $0.id } }
+      catchAll = table.map { oops in oops.formats.map { $0.id.hasSuffix("-catchall") } }
+    }
+  }
+  private let tables: Tables
+
+  var table: [OopsPattern] { tables.table }
   /// Every header (id: its pattern) and report keyword (id: `~flag bit`), searched at once.
-  let needles: NeedleSet
+  var needles: NeedleSet { tables.needles }
   /// The needles as `needles` was built from them (tests compare it with a plain search).
-  let needleList: [(bytes: [UInt8], id: Int)]
+  var needleList: [(bytes: [UInt8], id: Int)] { tables.needleList }
   /// Each pattern's format header lines and suppressions, flattened for the per-line path.
-  let formatLines: [[LinePattern]]
-  let suppressionPatterns: [[LinePattern]]
+  var formatLines: [[LinePattern]] { tables.formatLines }
+  var suppressionPatterns: [[LinePattern]] { tables.suppressionPatterns }
   /// "pattern/format" ids, made once rather than per report.
-  let patternIDs: [[String]]
+  var patternIDs: [[String]] { tables.patternIDs }
   /// Formats that take any header line no other format takes apart ("BUG: {R}"): a line
   /// grep would count is still a crash, titled by its own text, but a later header of the
   /// same line with a specific format wins.
-  let catchAll: [[Bool]]
+  var catchAll: [[Bool]] { tables.catchAll }
 
   /// A report is cut after this many lines or bytes: bounded memory on endless output.
   public var maxReportLines = 800
@@ -27,20 +58,7 @@ public struct CrashDetector: Sendable {
   private static let standard = CrashDetector(table: defaultOopsTable)
 
   init(table: [OopsPattern]) {
-    self.table = table
-    var list: [(bytes: [UInt8], id: Int)] = []
-    for (i, pattern) in table.enumerated() {
-      for header in pattern.headers { list.append((header, i)) }
-    }
-    for (bit, keywords) in reportKeywords.enumerated() {
-      for keyword in keywords { list.append((keyword, ~bit)) }
-    }
-    needles = NeedleSet(list)
-    needleList = list
-    formatLines = table.map { $0.formats.map(\.line) }
-    suppressionPatterns = table.map(\.suppressions)
-    patternIDs = table.map { oops in oops.formats.map { oops.id + "/" + $0.id } }
-    catchAll = table.map { oops in oops.formats.map { $0.id.hasSuffix("-catchall") } }
+    tables = Tables(table: table)
   }
 
   /// The crash header patterns as plain strings (for comparing with grep).
