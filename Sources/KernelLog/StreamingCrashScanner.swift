@@ -474,21 +474,20 @@ public struct StreamingCrashScanner: Sendable {
       waiting.append(report)
       return
     }
-    completed.append(report)
+    completed.append(consume report)
     completed += waiting
     waiting.removeAll()
   }
 
   private mutating func finishHeld(_ buf: UnsafeBufferPointer<UInt8>) -> CrashReport {
-    let report = held!
-    held = nil
+    // Moved out, not copied: a copy retains every array of the report in progress.
+    let report = held.take()!
     return report.build(detector: detector, origin: origin, buf: buf)
   }
 
   /// Ends the report in progress; `buf` holds its pending lines.
   private mutating func finishCurrent(_ buf: UnsafeBufferPointer<UInt8>) -> CrashReport {
-    var report = current!
-    current = nil
+    var report = current.take()!
     linesSinceReport = 0
     let built = report.build(detector: detector, origin: origin, buf: buf)
     report.text.removeAll(keepingCapacity: true)

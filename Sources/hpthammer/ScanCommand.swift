@@ -364,9 +364,9 @@ enum ScanOutput {
     }
     // Module and frame names are copied out as bytes: a String each cost more than the scan.
     out.append(",\"modules\":")
-    byteStrings(context.moduleList.forEach)
+    byteStrings { context.moduleList.forEach($0) }
     out.append(",\"frames\":")
-    byteStrings(r.forEachFrame)
+    byteStrings { r.forEachFrame($0) }
     if let report {
       out.append(",\"report\":")
       string(report)
