@@ -1,5 +1,9 @@
 #include "ckernellog.h"
 
+// One form of the filter (AVX2, SSSE3 or scalar): `ckernellog_teddy_next`'s contract.
+typedef ptrdiff_t (*teddy_form)(const uint8_t *base, ptrdiff_t from, ptrdiff_t to,
+                                const uint8_t *masks, uint32_t *hits);
+
 // The scalar form of the same test: the tail of a range, and CPUs without the shuffle. The
 // first 32 positions from the first candidate on.
 static ptrdiff_t teddy_scalar(const uint8_t *base, ptrdiff_t i, ptrdiff_t to,
@@ -110,42 +114,34 @@ static int teddy_level(void) {
   return l;
 }
 
+static teddy_form teddy_form_of(int level) {
+  return level >= 2 ? teddy_avx2 : level == 1 ? teddy_ssse3 : teddy_scalar;
+}
+
+#else
+
+static int teddy_level(void) { return 0; }
+
+static teddy_form teddy_form_of(int level) { return teddy_scalar; }
+
+#endif
+
 int ckernellog_teddy_level(void) { return teddy_level(); }
 
 ptrdiff_t ckernellog_teddy_next_using(int level, const uint8_t *base, ptrdiff_t from,
                                       ptrdiff_t to, const uint8_t masks[128], uint32_t *hits) {
-  switch (level < teddy_level() ? level : teddy_level()) {
-  case 2: return teddy_avx2(base, from, to, masks, hits);
-  case 1: return teddy_ssse3(base, from, to, masks, hits);
-  default: return teddy_scalar(base, from, to, masks, hits);
-  }
+  int cpu = teddy_level();
+  return teddy_form_of(level < cpu ? level : cpu)(base, from, to, masks, hits);
 }
 
 ptrdiff_t ckernellog_teddy_next(const uint8_t *base, ptrdiff_t from, ptrdiff_t to,
                                 const uint8_t masks[128], uint32_t *hits) {
   // The CPU's form, chosen once: this is called for every candidate block.
-  static ptrdiff_t (*form)(const uint8_t *, ptrdiff_t, ptrdiff_t, const uint8_t *, uint32_t *);
-  ptrdiff_t (*f)(const uint8_t *, ptrdiff_t, ptrdiff_t, const uint8_t *, uint32_t *) =
-      __atomic_load_n(&form, __ATOMIC_RELAXED);
+  static teddy_form form;
+  teddy_form f = __atomic_load_n(&form, __ATOMIC_RELAXED);
   if (f == NULL) {
-    f = teddy_level() == 2 ? teddy_avx2 : teddy_level() == 1 ? teddy_ssse3 : teddy_scalar;
+    f = teddy_form_of(teddy_level());
     __atomic_store_n(&form, f, __ATOMIC_RELAXED);
   }
   return f(base, from, to, masks, hits);
 }
-
-#else
-
-int ckernellog_teddy_level(void) { return 0; }
-
-ptrdiff_t ckernellog_teddy_next_using(int level, const uint8_t *base, ptrdiff_t from,
-                                      ptrdiff_t to, const uint8_t masks[128], uint32_t *hits) {
-  return teddy_scalar(base, from, to, masks, hits);
-}
-
-ptrdiff_t ckernellog_teddy_next(const uint8_t *base, ptrdiff_t from, ptrdiff_t to,
-                                const uint8_t masks[128], uint32_t *hits) {
-  return teddy_scalar(base, from, to, masks, hits);
-}
-
-#endif

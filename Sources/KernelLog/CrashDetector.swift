@@ -1,12 +1,11 @@
 /// Finds kernel crash reports in console output, titled the way syzkaller titles them.
 public struct CrashDetector: Sendable {
   /// The search and format tables, built once and shared by every copy. A detector is copied
-  /// into each report's builder: one reference counts once per copy where thirteen arrays
-  /// counted thirteen times, atomically, on counts both scan threads update.
+  /// into each report's builder: one reference counts once per copy where twelve arrays
+  /// counted twelve times, atomically, on counts both scan threads update.
   private final class Tables: Sendable {
     let table: [OopsPattern]
     let needles: NeedleSet
-    let needleList: [(bytes: [UInt8], id: Int)]
     let formatLines: [[LinePattern]]
     let suppressionPatterns: [[LinePattern]]
     let patternIDs: [[String]]
@@ -14,15 +13,7 @@ public struct CrashDetector: Sendable {
 
     init(table: [OopsPattern]) {
       self.table = table
-      var list: [(bytes: [UInt8], id: Int)] = []
-      for (i, pattern) in table.enumerated() {
-        for header in pattern.headers { list.append((header, i)) }
-      }
-      for (bit, keywords) in reportKeywords.enumerated() {
-        for keyword in keywords { list.append((keyword, ~bit)) }
-      }
-      needles = NeedleSet(list)
-      needleList = list
+      needles = NeedleSet(CrashDetector.needleList(table))
       formatLines = table.map { $0.formats.map(\.line) }
       suppressionPatterns = table.map(\.suppressions)
       patternIDs = table.map { oops in oops.formats.map { oops.id + "/" + $0.id } }
@@ -35,7 +26,7 @@ public struct CrashDetector: Sendable {
   /// Every header (id: its pattern) and report keyword (id: `~flag bit`), searched at once.
   var needles: NeedleSet { tables.needles }
   /// The needles as `needles` was built from them (tests compare it with a plain search).
-  var needleList: [(bytes: [UInt8], id: Int)] { tables.needleList }
+  var needleList: [(bytes: [UInt8], id: Int)] { Self.needleList(table) }
   /// Each pattern's format header lines and suppressions, flattened for the per-line path.
   var formatLines: [[LinePattern]] { tables.formatLines }
   var suppressionPatterns: [[LinePattern]] { tables.suppressionPatterns }
@@ -59,6 +50,18 @@ public struct CrashDetector: Sendable {
 
   init(table: [OopsPattern]) {
     tables = Tables(table: table)
+  }
+
+  /// Every header (id: its pattern) and report keyword (id: `~flag bit`) of `table`.
+  private static func needleList(_ table: [OopsPattern]) -> [(bytes: [UInt8], id: Int)] {
+    var list: [(bytes: [UInt8], id: Int)] = []
+    for (i, pattern) in table.enumerated() {
+      for header in pattern.headers { list.append((header, i)) }
+    }
+    for (bit, keywords) in reportKeywords.enumerated() {
+      for keyword in keywords { list.append((keyword, ~bit)) }
+    }
+    return list
   }
 
   /// The crash header patterns as plain strings (for comparing with grep).

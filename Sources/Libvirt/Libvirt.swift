@@ -267,7 +267,7 @@ public final class LibvirtDomain: @unchecked Sendable {
     }
   }
 
-  /// virt.virDomainSetMemoryFlags(LIVE): the balloon's target, the memory the guest may keep.
+  /// virDomainSetMemoryFlags(LIVE): the balloon's target, the memory the guest may keep.
   public func setMemory(kib: UInt) throws(LibvirtError) {
     guard virt.virDomainSetMemoryFlags(ptr, kib, VIR_DOMAIN_AFFECT_LIVE.rawValue) == 0 else {
       throw LibvirtError.last("setting the balloon of \(name) to \(kib) KiB")

@@ -3,8 +3,8 @@
 
 // libvirt's C API, loaded with dlopen when the first connection or event loop needs it
 // rather than linked: a command that never talks to libvirt (scan, sim, results, bisect)
-// does not load libvirt and the 56 libraries it pulls in (11 ms of every start), and runs
-// on a machine where libvirt is not installed. The headers (libvirt-dev) give the types
+// does not load libvirt and the 52 libraries it pulls in (7 ms of every start), and runs on
+// a machine where libvirt is not installed. The headers (libvirt-dev) give the types
 // and constants; `clibvirt_functions` holds the functions the harness calls.
 #include <stddef.h>
 #include <libvirt/libvirt.h>
