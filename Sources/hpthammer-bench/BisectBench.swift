@@ -87,14 +87,18 @@ func bisectBench(trials: Int, count: Int, ps: [Double]) {
 }
 
 /// `hpthammer-bench bisect-engine TRIALS N P,... [expensive|cheap] [FALSE_ALARM] [MEASURE]
-/// [runs-only] [known-p] [wrong] [flat-stop]`: the engine alone on the same histories as `bisect`, in one
-/// cost model (`expensive`: build 30 min + run 5 min; `cheap`: build 30 s + run 100 s), to
-/// compare variants quickly: the gain measure (GainMeasure), choosing by runs alone, or p
-/// (and e) known to it; `wrong` lists the wrong answers; `flat-stop` stops on the flat prior's
-/// posterior alone (no Bisection.stopPriors: the rule before the low-rate prior's check).
+/// [runs-only] [known-p] [wrong] [flat-stop] [reference] [confidence=C]`: the engine alone on the
+/// same histories as `bisect`, in one cost model (`expensive`: build 30 min + run 5 min;
+/// `cheap`: build 30 s + run 100 s), to compare variants quickly: the gain measure
+/// (GainMeasure), choosing by runs alone, or p (and e) known to it; `wrong` lists the wrong
+/// answers; `flat-stop` stops on the flat prior's posterior alone (no Bisection.stopPriors: the
+/// rule before the low-rate prior's check); `reference` is the greedy reference (p flat
+/// on its grid with no extra mass on p = 1, e known to be 0.05%, the flat stop, choosing by
+/// runs alone); `confidence=C` stops at C instead of 0.99 (runs against accuracy).
 func bisectEngineBench(
   trials: Int, count: Int, ps: [Double], model: String, falseAlarm: Double,
-  measure: GainMeasure, runsOnly: Bool, knownP: Bool, listWrong: Bool, flatStop: Bool = false
+  measure: GainMeasure, runsOnly: Bool, knownP: Bool, listWrong: Bool, flatStop: Bool = false,
+  reference: Bool = false, confidence: Double = 0.99
 ) {
   let costs =
     model == "cheap" ? BisectCosts(buildS: 30, runS: 100) : BisectCosts(buildS: 1800, runS: 300)
@@ -102,7 +106,8 @@ func bisectEngineBench(
     "engine: model \(model), false alarms \(falseAlarm), measure \(measure.rawValue)"
       + (runsOnly ? ", choosing by runs alone" : "") + (knownP ? ", p known" : "")
       + (flatStop ? ", stop on the flat prior alone" : "")
-      + "; N = \(count), \(trials) trials")
+      + (reference ? ", the issue's greedy reference" : "")
+      + "; N = \(count), \(trials) trials, confidence \(confidence)")
   let t0 = Date()
   for p in ps {
     let bound = informationBoundRuns(count: count, p: p)
@@ -119,25 +124,25 @@ func bisectEngineBench(
         knownP
         ? BisectPrior(
           p: [p], pWeight: [1], falseAlarm: [max(falseAlarm, 0.0005)], falseAlarmWeight: [1])
-        : .standard
+        : reference ? referencePrior : .standard
       rs.append(
         Bisection.trial(
-          &h, costs: costs, budget: BisectBudget(confidence: 0.99, maxRuns: 3000), prior: prior,
-          measure: measure, choiceCosts: runsOnly ? .runsOnly : nil,
-          stopPriors: flatStop || knownP ? [] : BisectPrior.stopClass))
+          &h, costs: costs, budget: BisectBudget(confidence: confidence, maxRuns: 3000),
+          prior: prior, measure: measure, choiceCosts: runsOnly || reference ? .runsOnly : nil,
+          stopPriors: flatStop || knownP || reference ? [] : BisectPrior.stopClass))
     }
     let correct = zip(rs, truth).filter { $0.0.answer == $0.1 }.count
     let runs = Double(rs.map(\.runs).reduce(0, +)) / Double(rs.count)
     let builds = Double(rs.map(\.builds).reduce(0, +)) / Double(rs.count)
     let cost = rs.map(\.costS).reduce(0, +) / Double(rs.count) / 3600
-    let claims = zip(rs, truth).filter { $0.0.claimed >= 0.99 }
+    let claims = zip(rs, truth).filter { $0.0.claimed >= confidence }
     print(
       String(
         format:
-          "p %.2f  correct %5.1f%%  runs %7.1f (%.2fx)  builds %5.1f (max %d)  cost %6.1f h  0.99 claims right %d/%d",
+          "p %.2f  correct %5.1f%%  runs %7.1f (%.2fx)  builds %5.1f (max %d)  cost %6.1f h  %g claims right %d/%d",
         p, 100 * Double(correct) / Double(rs.count), runs, runs / bound, builds,
-        rs.map(\.builds).max() ?? 0, cost, claims.filter { $0.0.answer == $0.1 }.count,
-        claims.count))
+        rs.map(\.builds).max() ?? 0, cost, confidence,
+        claims.filter { $0.0.answer == $0.1 }.count, claims.count))
     if listWrong {
       let wrong = zip(rs, truth).filter { $0.0.answer != $0.1 }.map {
         "\($0.0.answer.map(String.init) ?? "none") for \($0.1) at "
@@ -148,3 +153,9 @@ func bisectEngineBench(
   }
   print(String(format: "wall %.1f s", Date().timeIntervalSince(t0)))
 }
+
+/// The greedy reference's prior: p flat on the standard grid (0.02-1) with no extra
+/// mass on p = 1, and the false-alarm rate known to be 0.05%.
+let referencePrior = BisectPrior(
+  p: BisectPrior.standard.p, pWeight: BisectPrior.standard.p.map { _ in 1 },
+  falseAlarm: [0.0005], falseAlarmWeight: [1])

@@ -9,7 +9,7 @@ import KVMHost
 //   hpthammer-bench fp [SEEDS] [HOST_S] false positives of the fixed kernel on the default job
 //   hpthammer-bench speed              order-24 rehash and a resize/fault rate on an order-24 guest
 //   hpthammer-bench bisect [TRIALS] [N] [P,...]  the statistical bisection against today's rules
-//   hpthammer-bench bisect-engine TRIALS N P,... [expensive|cheap] [FALSE_ALARM] [MEASURE] [runs-only] [known-p] [wrong] [flat-stop]
+//   hpthammer-bench bisect-engine TRIALS N P,... [expensive|cheap] [FALSE_ALARM] [MEASURE] [runs-only] [known-p] [wrong] [flat-stop] [reference] [confidence=C]
 //                                     the engine alone, to compare variants
 // Build with -c release for meaningful numbers.
 
@@ -170,6 +170,12 @@ case "bisect":
       ?? [1, 0.5, 0.3, 0.2, 0.1, 0.05])
 case "bisect-engine":
   let a = Array(args.dropFirst())
+  let confidenceArg = a.first { $0.hasPrefix("confidence=") }
+  let confidence = confidenceArg.map { Double($0.dropFirst(11)) ?? .nan } ?? 0.99
+  guard confidence > 0 && confidence < 1 else {
+    print("hpthammer-bench: \(confidenceArg ?? ""): give confidence=C with C between 0 and 1")
+    exit(2)
+  }
   bisectEngineBench(
     trials: a.first.flatMap { Int($0) } ?? 40,
     count: a.dropFirst().first.flatMap { Int($0) } ?? 1000,
@@ -179,10 +185,11 @@ case "bisect-engine":
     falseAlarm: a.dropFirst(4).first.flatMap { Double($0) } ?? 0,
     measure: a.dropFirst(5).first.flatMap { GainMeasure(rawValue: $0) } ?? .culprit,
     runsOnly: a.contains("runs-only"), knownP: a.contains("known-p"),
-    listWrong: a.contains("wrong"), flatStop: a.contains("flat-stop"))
+    listWrong: a.contains("wrong"), flatStop: a.contains("flat-stop"),
+    reference: a.contains("reference"), confidence: confidence)
 default:
   print(
-    "usage: hpthammer-bench detect [SEEDS] | fp [SEEDS] [HOST_S] [FIRST_SEED] | speed | bisect [TRIALS] [N] [P,P,...] | bisect-engine TRIALS N P,P,... [MODEL] [FALSE_ALARM] [MEASURE] [runs-only] [known-p] [wrong] [flat-stop]"
+    "usage: hpthammer-bench detect [SEEDS] | fp [SEEDS] [HOST_S] [FIRST_SEED] | speed | bisect [TRIALS] [N] [P,P,...] | bisect-engine TRIALS N P,P,... [MODEL] [FALSE_ALARM] [MEASURE] [runs-only] [known-p] [wrong] [flat-stop] [reference] [confidence=C]"
   )
   exit(2)
 }
