@@ -6,10 +6,10 @@
 
 // Teddy (Hyperscan's many-needle filter) over a needle set's first four bytes, with x86's
 // byte shuffle: 32 positions per step (one AVX2 register or two SSSE3 ones) where the scalar
-// search hashes four windows per 12 bytes. `masks` holds, for needle byte j (0-3), 16 bytes indexed by a byte's low
-// nibble then 16 by its high nibble; bit b of an entry says a needle of bucket b may have
-// that nibble there. A position is a candidate when some bucket's bit survives all eight
-// lookups; the caller verifies it.
+// search hashes four windows per 12 bytes. `masks` holds, for needle byte j (0-3), 16 bytes
+// indexed by a byte's low nibble then 16 by its high nibble; bit b of an entry says a needle
+// of bucket b may have that nibble there. A position is a candidate when some bucket's bit
+// survives all eight lookups; the caller verifies it.
 
 /// What this CPU has: 2 AVX2, 1 SSSE3, 0 neither (then the caller keeps its own search).
 int ckernellog_teddy_level(void);
